@@ -1,0 +1,24 @@
+//! The napi binding: converts between JS values and core types, nothing more.
+//!
+//! This is the only module that names napi types. Core errors become JS `Error`s here, in
+//! [`to_js_error`], with the core error's message unchanged.
+
+mod json;
+mod runner;
+
+use napi::bindgen_prelude::{Object, Result};
+use napi_derive::napi;
+
+use crate::diagnostics;
+
+/// Turns a core error into the JS `Error` a caller sees.
+pub(crate) fn to_js_error(error: crate::error::Error) -> napi::Error {
+    napi::Error::from_reason(error.to_string())
+}
+
+/// Runs once when Node loads the addon: installs the diagnostics subscriber.
+#[napi(module_exports)]
+pub fn init(_exports: Object) -> Result<()> {
+    diagnostics::init_from_env();
+    Ok(())
+}

@@ -1,0 +1,643 @@
+//! Runner configuration: the defaults of SPEC §2 and the validation of what a caller passes.
+//!
+//! The caller's config arrives as a JSON value (the binding converts the JS object without
+//! interpreting it), so that every rule, including "wrong type", lives here and is tested with
+//! `cargo test`. Each error names the field as the caller spelled it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+
+/// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// An inclusive range of TCP ports servers may listen on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port of the range.
+    pub start: u16,
+    /// Last port of the range (inclusive).
+    pub end: u16,
+}
+
+impl PortRange {
+    /// How many ports the range holds.
+    pub fn len(&self) -> usize {
+        usize::from(self.end - self.start) + 1
+    }
+
+    /// Always false: a valid range holds at least one port.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// How deploys wait for a server to become healthy, and how health is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckSettings {
+    /// Timeout of one HTTP request.
+    pub timeout: Duration,
+    /// The longest pause between two probes.
+    pub retry_interval: Duration,
+    /// How many probes a deploy makes before it gives up.
+    pub max_retries: u32,
+    /// The path probed, starting with `/`.
+    pub endpoint: String,
+}
+
+/// Restarting servers that exit on their own (off unless configured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Restarts allowed before the server stays down.
+    pub max_restarts: u32,
+    /// Pause before the first restart; doubled for each following one.
+    pub backoff: Duration,
+    /// The longest pause between restarts.
+    pub max_backoff: Duration,
+}
+
+/// The source provider used when JS never called `setSource`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultSource {
+    /// Copy the project from its `sourceConfig.path` on this machine.
+    Local,
+}
+
+/// A validated runner configuration with every default applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerConfig {
+    /// Ports servers may be given.
+    pub port_range: PortRange,
+    /// Builds that may run at once; the rest wait in FIFO order.
+    pub max_concurrent_builds: u32,
+    /// Build timeout when a build does not set its own.
+    pub default_build_timeout: Duration,
+    /// Health-check settings.
+    pub health_check: HealthCheckSettings,
+    /// Log lines kept per server.
+    pub log_retention_lines: u32,
+    /// Absolute directory holding one directory per build.
+    pub build_dir: PathBuf,
+    /// Variables injected into every build and server.
+    pub global_env_vars: BTreeMap<String, String>,
+    /// Grace period between SIGTERM and SIGKILL when stopping a process group.
+    pub shutdown_timeout: Duration,
+    /// Restart policy for servers that exit on their own; `None` means never restart.
+    pub restart_policy: Option<RestartPolicy>,
+    /// Source provider to use when none was set.
+    pub default_source: Option<DefaultSource>,
+}
+
+impl RunnerConfig {
+    /// The defaults of SPEC §2, with `buildDir` resolved against `cwd`.
+    pub fn defaults(cwd: &Path) -> Self {
+        RunnerConfig {
+            port_range: PortRange {
+                start: 4111,
+                end: 4200,
+            },
+            max_concurrent_builds: 3,
+            default_build_timeout: Duration::from_millis(600_000),
+            health_check: HealthCheckSettings {
+                timeout: Duration::from_millis(5_000),
+                retry_interval: Duration::from_millis(1_000),
+                max_retries: 30,
+                endpoint: "/health".to_owned(),
+            },
+            log_retention_lines: 10_000,
+            build_dir: cwd.join(".mastra").join("builds"),
+            global_env_vars: BTreeMap::new(),
+            shutdown_timeout: Duration::from_millis(10_000),
+            restart_policy: None,
+            default_source: None,
+        }
+    }
+
+    /// Validates a caller's config (`null` or absent fields take their defaults) and resolves
+    /// relative paths against `cwd`.
+    pub fn from_json(input: &Value, cwd: &Path) -> Result<Self> {
+        let mut config = Self::defaults(cwd);
+        let fields = match input {
+            Value::Null => return Ok(config),
+            Value::Object(fields) => Fields {
+                prefix: String::new(),
+                fields,
+            },
+            other => return Err(Error::invalid("config", expected("an object", other))),
+        };
+
+        if let Some(range) = fields.object("portRange")? {
+            config.port_range = port_range(&range)?;
+        }
+        if let Some(n) = fields.integer("maxConcurrentBuilds", 1, u64::from(u32::MAX))? {
+            config.max_concurrent_builds = n as u32;
+        }
+        if let Some(ms) = fields.integer("defaultBuildTimeoutMs", 1, MAX_SAFE_INTEGER)? {
+            config.default_build_timeout = Duration::from_millis(ms);
+        }
+        if let Some(health) = fields.object("healthCheck")? {
+            health_check(&health, &mut config.health_check)?;
+        }
+        if let Some(n) = fields.integer("logRetentionLines", 1, u64::from(u32::MAX))? {
+            config.log_retention_lines = n as u32;
+        }
+        config.build_dir = build_dir(&fields, cwd)?.unwrap_or(config.build_dir);
+        if let Some(vars) = fields.object("globalEnvVars")? {
+            config.global_env_vars = env_vars(&vars)?;
+        }
+        if let Some(ms) = fields.integer("shutdownTimeoutMs", 0, MAX_SAFE_INTEGER)? {
+            config.shutdown_timeout = Duration::from_millis(ms);
+        }
+        if let Some(policy) = fields.object("restartPolicy")? {
+            config.restart_policy = Some(restart_policy(&policy)?);
+        }
+        if let Some(source) = fields.string("defaultSource")? {
+            if source != "local" {
+                return Err(Error::invalid(
+                    "defaultSource",
+                    format!("the only supported value is 'local' (got '{source}')"),
+                ));
+            }
+            config.default_source = Some(DefaultSource::Local);
+        }
+        Ok(config)
+    }
+
+    /// The resolved configuration in the shape JS reads it (camelCase, milliseconds).
+    pub fn to_json(&self) -> Value {
+        let restart_policy = self.restart_policy.as_ref().map(|p| {
+            json!({
+                "maxRestarts": p.max_restarts,
+                "backoffMs": millis(p.backoff),
+                "maxBackoffMs": millis(p.max_backoff),
+            })
+        });
+        json!({
+            "portRange": { "start": self.port_range.start, "end": self.port_range.end },
+            "maxConcurrentBuilds": self.max_concurrent_builds,
+            "defaultBuildTimeoutMs": millis(self.default_build_timeout),
+            "healthCheck": {
+                "timeoutMs": millis(self.health_check.timeout),
+                "retryIntervalMs": millis(self.health_check.retry_interval),
+                "maxRetries": self.health_check.max_retries,
+                "endpoint": self.health_check.endpoint,
+            },
+            "logRetentionLines": self.log_retention_lines,
+            "buildDir": self.build_dir.to_string_lossy(),
+            "globalEnvVars": self.global_env_vars,
+            "shutdownTimeoutMs": millis(self.shutdown_timeout),
+            "restartPolicy": restart_policy,
+            "defaultSource": self.default_source.map(|_| "local"),
+        })
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    duration.as_millis() as u64
+}
+
+fn port_range(range: &Fields<'_>) -> Result<PortRange> {
+    let start = range.required_integer("start", 1, 65_535)? as u16;
+    let end = range.required_integer("end", 1, 65_535)? as u16;
+    if start > end {
+        return Err(Error::invalid(
+            "portRange",
+            format!("start ({start}) is greater than end ({end})"),
+        ));
+    }
+    Ok(PortRange { start, end })
+}
+
+fn health_check(health: &Fields<'_>, settings: &mut HealthCheckSettings) -> Result<()> {
+    if let Some(ms) = health.integer("timeoutMs", 1, MAX_SAFE_INTEGER)? {
+        settings.timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = health.integer("retryIntervalMs", 1, MAX_SAFE_INTEGER)? {
+        settings.retry_interval = Duration::from_millis(ms);
+    }
+    if let Some(n) = health.integer("maxRetries", 1, u64::from(u32::MAX))? {
+        settings.max_retries = n as u32;
+    }
+    if let Some(endpoint) = health.string("endpoint")? {
+        if !endpoint.starts_with('/') {
+            return Err(Error::invalid(
+                health.name("endpoint"),
+                format!("must be a path starting with '/' (got '{endpoint}')"),
+            ));
+        }
+        if endpoint
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(Error::invalid(
+                health.name("endpoint"),
+                "must not contain spaces or control characters",
+            ));
+        }
+        settings.endpoint = endpoint.to_owned();
+    }
+    Ok(())
+}
+
+fn build_dir(fields: &Fields<'_>, cwd: &Path) -> Result<Option<PathBuf>> {
+    let build_dir = fields.path("buildDir")?;
+    let base_dir = fields.path("buildBaseDir")?;
+    match (build_dir, base_dir) {
+        (Some(_), Some(_)) => Err(Error::invalid(
+            "buildBaseDir",
+            "give either buildDir or buildBaseDir, not both (buildBaseDir means buildDir = `${buildBaseDir}/builds`)",
+        )),
+        (Some(dir), None) => Ok(Some(cwd.join(dir))),
+        (None, Some(base)) => Ok(Some(cwd.join(base).join("builds"))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn env_vars(vars: &Fields<'_>) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (key, value) in vars.fields {
+        let name = vars.name(key);
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(Error::invalid(
+                name,
+                "a variable name must be non-empty and contain neither '=' nor NUL",
+            ));
+        }
+        let Value::String(value) = value else {
+            return Err(Error::invalid(name, expected("a string", value)));
+        };
+        if value.contains('\0') {
+            return Err(Error::invalid(name, "must not contain a NUL character"));
+        }
+        out.insert(key.clone(), value.clone());
+    }
+    Ok(out)
+}
+
+fn restart_policy(policy: &Fields<'_>) -> Result<RestartPolicy> {
+    let max_restarts = policy
+        .integer("maxRestarts", 0, u64::from(u32::MAX))?
+        .unwrap_or(10) as u32;
+    let backoff = policy
+        .integer("backoffMs", 1, MAX_SAFE_INTEGER)?
+        .unwrap_or(1_000);
+    let max_backoff = policy
+        .integer("maxBackoffMs", 1, MAX_SAFE_INTEGER)?
+        .unwrap_or(30_000.max(backoff));
+    if max_backoff < backoff {
+        return Err(Error::invalid(
+            policy.name("maxBackoffMs"),
+            format!("must be at least backoffMs ({max_backoff} < {backoff})"),
+        ));
+    }
+    Ok(RestartPolicy {
+        max_restarts,
+        backoff: Duration::from_millis(backoff),
+        max_backoff: Duration::from_millis(max_backoff),
+    })
+}
+
+/// "expected X, got Y" with Y described the way a JS user thinks of it.
+fn expected(what: &str, got: &Value) -> String {
+    let got = match got {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) if s.len() > 40 => "a string".to_owned(),
+        Value::String(s) => format!("string '{s}'"),
+        Value::Array(_) => "an array".to_owned(),
+        Value::Object(_) => "an object".to_owned(),
+    };
+    format!("expected {what}, got {got}")
+}
+
+/// The fields of one JSON object, with the dotted prefix used to name them in errors.
+struct Fields<'a> {
+    prefix: String,
+    fields: &'a Map<String, Value>,
+}
+
+impl<'a> Fields<'a> {
+    fn name(&self, field: &str) -> String {
+        format!("{}{field}", self.prefix)
+    }
+
+    /// The field's value; `null` counts as absent (JS `undefined` arrives as `null`).
+    fn get(&self, field: &str) -> Option<&'a Value> {
+        self.fields.get(field).filter(|v| !v.is_null())
+    }
+
+    fn object(&self, field: &str) -> Result<Option<Fields<'a>>> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Object(fields)) => Ok(Some(Fields {
+                prefix: format!("{}{field}.", self.prefix),
+                fields,
+            })),
+            Some(other) => Err(Error::invalid(
+                self.name(field),
+                expected("an object", other),
+            )),
+        }
+    }
+
+    fn string(&self, field: &str) -> Result<Option<&'a str>> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(Error::invalid(
+                self.name(field),
+                expected("a string", other),
+            )),
+        }
+    }
+
+    fn path(&self, field: &str) -> Result<Option<&'a str>> {
+        let Some(path) = self.string(field)? else {
+            return Ok(None);
+        };
+        if path.is_empty() {
+            return Err(Error::invalid(self.name(field), "must not be empty"));
+        }
+        if path.contains('\0') {
+            return Err(Error::invalid(
+                self.name(field),
+                "must not contain a NUL character",
+            ));
+        }
+        Ok(Some(path))
+    }
+
+    fn integer(&self, field: &str, min: u64, max: u64) -> Result<Option<u64>> {
+        let Some(value) = self.get(field) else {
+            return Ok(None);
+        };
+        let name = self.name(field);
+        let Value::Number(number) = value else {
+            return Err(Error::invalid(name, expected("a number", value)));
+        };
+        let whole = number.as_u64().or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_SAFE_INTEGER as f64)
+                .map(|f| f as u64)
+        });
+        let bounds = if max == MAX_SAFE_INTEGER {
+            format!("an integer of at least {min}")
+        } else {
+            format!("an integer from {min} to {max}")
+        };
+        match whole {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(Error::invalid(
+                name,
+                format!("must be {bounds} (got {number})"),
+            )),
+        }
+    }
+
+    fn required_integer(&self, field: &str, min: u64, max: u64) -> Result<u64> {
+        self.integer(field, min, max)?
+            .ok_or_else(|| Error::invalid(self.name(field), "is required"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cwd() -> PathBuf {
+        PathBuf::from("/srv/admin")
+    }
+
+    fn parse(input: Value) -> Result<RunnerConfig> {
+        RunnerConfig::from_json(&input, &cwd())
+    }
+
+    fn error_of(input: Value) -> String {
+        match parse(input) {
+            Ok(config) => panic!("expected an error, got {config:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn absent_config_gives_spec_defaults() {
+        let config = parse(Value::Null).unwrap();
+        assert_eq!(config, parse(json!({})).unwrap());
+        assert_eq!(
+            config.port_range,
+            PortRange {
+                start: 4111,
+                end: 4200
+            }
+        );
+        assert_eq!(config.port_range.len(), 90);
+        assert_eq!(config.max_concurrent_builds, 3);
+        assert_eq!(config.default_build_timeout, Duration::from_secs(600));
+        assert_eq!(config.health_check.timeout, Duration::from_secs(5));
+        assert_eq!(config.health_check.retry_interval, Duration::from_secs(1));
+        assert_eq!(config.health_check.max_retries, 30);
+        assert_eq!(config.health_check.endpoint, "/health");
+        assert_eq!(config.log_retention_lines, 10_000);
+        assert_eq!(config.build_dir, PathBuf::from("/srv/admin/.mastra/builds"));
+        assert!(config.global_env_vars.is_empty());
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(config.restart_policy, None);
+        assert_eq!(config.default_source, None);
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let config = parse(json!({
+            "portRange": { "start": 5000, "end": 5009 },
+            "maxConcurrentBuilds": 2,
+            "defaultBuildTimeoutMs": 1234,
+            "healthCheck": { "timeoutMs": 10, "retryIntervalMs": 20, "maxRetries": 3, "endpoint": "/api/ok" },
+            "logRetentionLines": 50,
+            "buildDir": "out/b",
+            "globalEnvVars": { "A": "1", "B": "" },
+            "shutdownTimeoutMs": 0,
+            "restartPolicy": { "maxRestarts": 2, "backoffMs": 100, "maxBackoffMs": 400 },
+            "defaultSource": "local",
+            "someNewerField": true,
+        }))
+        .unwrap();
+        assert_eq!(config.port_range.len(), 10);
+        assert_eq!(config.max_concurrent_builds, 2);
+        assert_eq!(config.default_build_timeout, Duration::from_millis(1234));
+        assert_eq!(config.health_check.endpoint, "/api/ok");
+        assert_eq!(config.health_check.max_retries, 3);
+        assert_eq!(config.log_retention_lines, 50);
+        assert_eq!(config.build_dir, PathBuf::from("/srv/admin/out/b"));
+        assert_eq!(
+            config.global_env_vars.get("A").map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(config.shutdown_timeout, Duration::ZERO);
+        let policy = config.restart_policy.unwrap();
+        assert_eq!(policy.max_restarts, 2);
+        assert_eq!(policy.max_backoff, Duration::from_millis(400));
+        assert_eq!(config.default_source, Some(DefaultSource::Local));
+    }
+
+    #[test]
+    fn build_base_dir_means_its_builds_subdirectory() {
+        let config = parse(json!({ "buildBaseDir": "/var/mastra" })).unwrap();
+        assert_eq!(config.build_dir, PathBuf::from("/var/mastra/builds"));
+        let absolute = parse(json!({ "buildDir": "/abs/dir" })).unwrap();
+        assert_eq!(absolute.build_dir, PathBuf::from("/abs/dir"));
+    }
+
+    #[test]
+    fn restart_policy_fills_its_own_defaults() {
+        let policy = parse(json!({ "restartPolicy": {} }))
+            .unwrap()
+            .restart_policy
+            .unwrap();
+        assert_eq!(policy.max_restarts, 10);
+        assert_eq!(policy.backoff, Duration::from_secs(1));
+        assert_eq!(policy.max_backoff, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_field_named() {
+        let cases = [
+            (
+                json!(42),
+                "Invalid config: expected an object, got number 42",
+            ),
+            (
+                json!({ "portRange": { "start": 5000, "end": 4000 } }),
+                "Invalid portRange: start (5000) is greater than end (4000)",
+            ),
+            (
+                json!({ "portRange": { "start": 0, "end": 10 } }),
+                "Invalid portRange.start: must be an integer from 1 to 65535 (got 0)",
+            ),
+            (
+                json!({ "portRange": { "start": 1, "end": 70000 } }),
+                "Invalid portRange.end: must be an integer from 1 to 65535 (got 70000)",
+            ),
+            (
+                json!({ "portRange": { "start": 4000 } }),
+                "Invalid portRange.end: is required",
+            ),
+            (
+                json!({ "portRange": "4000-5000" }),
+                "Invalid portRange: expected an object, got string '4000-5000'",
+            ),
+            (
+                json!({ "maxConcurrentBuilds": 0 }),
+                "Invalid maxConcurrentBuilds: must be an integer from 1 to 4294967295 (got 0)",
+            ),
+            (
+                json!({ "maxConcurrentBuilds": -1 }),
+                "Invalid maxConcurrentBuilds: must be an integer from 1 to 4294967295 (got -1)",
+            ),
+            (
+                json!({ "maxConcurrentBuilds": 1.5 }),
+                "Invalid maxConcurrentBuilds: must be an integer from 1 to 4294967295 (got 1.5)",
+            ),
+            (
+                json!({ "maxConcurrentBuilds": "3" }),
+                "Invalid maxConcurrentBuilds: expected a number, got string '3'",
+            ),
+            (
+                json!({ "defaultBuildTimeoutMs": 0 }),
+                "Invalid defaultBuildTimeoutMs: must be an integer of at least 1 (got 0)",
+            ),
+            (
+                json!({ "logRetentionLines": -5 }),
+                "Invalid logRetentionLines: must be an integer from 1 to 4294967295 (got -5)",
+            ),
+            (
+                json!({ "healthCheck": { "timeoutMs": 0 } }),
+                "Invalid healthCheck.timeoutMs: must be an integer of at least 1 (got 0)",
+            ),
+            (
+                json!({ "healthCheck": { "retryIntervalMs": -1 } }),
+                "Invalid healthCheck.retryIntervalMs: must be an integer of at least 1 (got -1)",
+            ),
+            (
+                json!({ "healthCheck": { "maxRetries": 0 } }),
+                "Invalid healthCheck.maxRetries: must be an integer from 1 to 4294967295 (got 0)",
+            ),
+            (
+                json!({ "healthCheck": { "endpoint": "" } }),
+                "Invalid healthCheck.endpoint: must be a path starting with '/' (got '')",
+            ),
+            (
+                json!({ "healthCheck": { "endpoint": "health" } }),
+                "Invalid healthCheck.endpoint: must be a path starting with '/' (got 'health')",
+            ),
+            (
+                json!({ "healthCheck": { "endpoint": "/a b" } }),
+                "Invalid healthCheck.endpoint: must not contain spaces or control characters",
+            ),
+            (
+                json!({ "healthCheck": true }),
+                "Invalid healthCheck: expected an object, got boolean true",
+            ),
+            (
+                json!({ "buildDir": "" }),
+                "Invalid buildDir: must not be empty",
+            ),
+            (
+                json!({ "buildDir": "a\u{0}b" }),
+                "Invalid buildDir: must not contain a NUL character",
+            ),
+            (
+                json!({ "buildDir": 7 }),
+                "Invalid buildDir: expected a string, got number 7",
+            ),
+            (
+                json!({ "buildDir": "a", "buildBaseDir": "b" }),
+                "Invalid buildBaseDir: give either buildDir or buildBaseDir, not both (buildBaseDir means buildDir = `${buildBaseDir}/builds`)",
+            ),
+            (
+                json!({ "globalEnvVars": { "A": 1 } }),
+                "Invalid globalEnvVars.A: expected a string, got number 1",
+            ),
+            (
+                json!({ "globalEnvVars": { "A=B": "x" } }),
+                "Invalid globalEnvVars.A=B: a variable name must be non-empty and contain neither '=' nor NUL",
+            ),
+            (
+                json!({ "globalEnvVars": ["A"] }),
+                "Invalid globalEnvVars: expected an object, got an array",
+            ),
+            (
+                json!({ "shutdownTimeoutMs": -1 }),
+                "Invalid shutdownTimeoutMs: must be an integer of at least 0 (got -1)",
+            ),
+            (
+                json!({ "restartPolicy": { "backoffMs": 500, "maxBackoffMs": 100 } }),
+                "Invalid restartPolicy.maxBackoffMs: must be at least backoffMs (100 < 500)",
+            ),
+            (
+                json!({ "restartPolicy": { "maxRestarts": -1 } }),
+                "Invalid restartPolicy.maxRestarts: must be an integer from 0 to 4294967295 (got -1)",
+            ),
+            (
+                json!({ "defaultSource": "github" }),
+                "Invalid defaultSource: the only supported value is 'local' (got 'github')",
+            ),
+        ];
+        for (input, message) in cases {
+            assert_eq!(error_of(input.clone()), message, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn resolved_config_round_trips_through_json() {
+        let config =
+            parse(json!({ "restartPolicy": { "maxRestarts": 1 }, "defaultSource": "local" }))
+                .unwrap();
+        assert_eq!(parse(config.to_json()).unwrap(), config);
+    }
+}

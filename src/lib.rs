@@ -1,0 +1,24 @@
+//! `@mastra/runner-local`: builds Mastra projects and runs them as supervised local processes.
+//!
+//! The flow a caller drives: a project's source is copied into a per-build directory, its
+//! dependencies installed and its `build` script run; a build is deployed as a `node` child
+//! process on a free port and resolves once it answers its health check; its output is kept in a
+//! bounded log; it is stopped by killing its whole process tree.
+//!
+//! The crate is a pure-Rust core with no napi types, testable with `cargo test
+//! --no-default-features`, and a thin binding layer (`binding`, feature `node`) that only
+//! converts between JS values and core types.
+//!
+//! Core modules:
+//! - [`config`]: defaults and validation of the runner configuration;
+//! - [`runner`]: the object that owns builds, servers and ports;
+//! - [`diagnostics`]: the runner's own `tracing` output;
+//! - [`error`]: the one error type.
+
+pub mod config;
+pub mod diagnostics;
+pub mod error;
+pub mod runner;
+
+#[cfg(feature = "node")]
+mod binding;
