@@ -11,9 +11,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-
-/// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
-const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+use crate::validate::{self, MAX_SAFE_INTEGER, expected};
 
 /// An inclusive range of TCP ports servers may listen on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,20 +299,6 @@ fn restart_policy(policy: &Fields<'_>) -> Result<RestartPolicy> {
     })
 }
 
-/// "expected X, got Y" with Y described the way a JS user thinks of it.
-fn expected(what: &str, got: &Value) -> String {
-    let got = match got {
-        Value::Null => "null".to_owned(),
-        Value::Bool(b) => format!("boolean {b}"),
-        Value::Number(n) => format!("number {n}"),
-        Value::String(s) if s.len() > 40 => "a string".to_owned(),
-        Value::String(s) => format!("string '{s}'"),
-        Value::Array(_) => "an array".to_owned(),
-        Value::Object(_) => "an object".to_owned(),
-    };
-    format!("expected {what}, got {got}")
-}
-
 /// The fields of one JSON object, with the dotted prefix used to name them in errors.
 struct Fields<'a> {
     prefix: String,
@@ -346,14 +330,9 @@ impl<'a> Fields<'a> {
     }
 
     fn string(&self, field: &str) -> Result<Option<&'a str>> {
-        match self.get(field) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(Error::invalid(
-                self.name(field),
-                expected("a string", other),
-            )),
-        }
+        self.get(field)
+            .map(|value| validate::string(&self.name(field), value))
+            .transpose()
     }
 
     fn path(&self, field: &str) -> Result<Option<&'a str>> {
@@ -373,31 +352,9 @@ impl<'a> Fields<'a> {
     }
 
     fn integer(&self, field: &str, min: u64, max: u64) -> Result<Option<u64>> {
-        let Some(value) = self.get(field) else {
-            return Ok(None);
-        };
-        let name = self.name(field);
-        let Value::Number(number) = value else {
-            return Err(Error::invalid(name, expected("a number", value)));
-        };
-        let whole = number.as_u64().or_else(|| {
-            number
-                .as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_SAFE_INTEGER as f64)
-                .map(|f| f as u64)
-        });
-        let bounds = if max == MAX_SAFE_INTEGER {
-            format!("an integer of at least {min}")
-        } else {
-            format!("an integer from {min} to {max}")
-        };
-        match whole {
-            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-            _ => Err(Error::invalid(
-                name,
-                format!("must be {bounds} (got {number})"),
-            )),
-        }
+        self.get(field)
+            .map(|value| validate::integer(&self.name(field), value, min, max))
+            .transpose()
     }
 
     fn required_integer(&self, field: &str, min: u64, max: u64) -> Result<u64> {

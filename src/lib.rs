@@ -11,14 +11,18 @@
 //!
 //! Core modules:
 //! - [`config`]: defaults and validation of the runner configuration;
+//! - [`logs`]: line framing, bounded log stores and live subscriptions;
 //! - [`runner`]: the object that owns builds, servers and ports;
+//! - [`validate`]: checks of caller-supplied values, with errors that name the argument;
 //! - [`diagnostics`]: the runner's own `tracing` output;
 //! - [`error`]: the one error type.
 
 pub mod config;
 pub mod diagnostics;
 pub mod error;
+pub mod logs;
 pub mod runner;
+pub mod validate;
 
 #[cfg(feature = "node")]
 mod binding;

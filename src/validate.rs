@@ -1,0 +1,136 @@
+//! Checks of caller-supplied values, shared by every public entry point.
+//!
+//! Values arrive as JSON (the binding converts JS values without interpreting them), so one set
+//! of rules and one wording serve config fields and method arguments alike: each error names the
+//! argument and says what was expected and what came.
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// "expected X, got Y", with Y described the way a JS user thinks of it.
+pub fn expected(what: &str, got: &Value) -> String {
+    let got = match got {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) if s.len() > 40 => "a string".to_owned(),
+        Value::String(s) => format!("string '{s}'"),
+        Value::Array(_) => "an array".to_owned(),
+        Value::Object(_) => "an object".to_owned(),
+    };
+    format!("expected {what}, got {got}")
+}
+
+/// An integer from `min` to `max` (inclusive).
+pub fn integer(name: &str, value: &Value, min: u64, max: u64) -> Result<u64> {
+    let Value::Number(number) = value else {
+        return Err(Error::invalid(name, expected("a number", value)));
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_SAFE_INTEGER as f64)
+            .map(|f| f as u64)
+    });
+    match whole {
+        Some(n) if (min..=max).contains(&n) => Ok(n),
+        _ => {
+            let bounds = if max >= MAX_SAFE_INTEGER {
+                format!("an integer of at least {min}")
+            } else {
+                format!("an integer from {min} to {max}")
+            };
+            Err(Error::invalid(
+                name,
+                format!("must be {bounds} (got {number})"),
+            ))
+        }
+    }
+}
+
+/// A string.
+pub fn string<'a>(name: &str, value: &'a Value) -> Result<&'a str> {
+    match value {
+        Value::String(s) => Ok(s),
+        other => Err(Error::invalid(name, expected("a string", other))),
+    }
+}
+
+/// One of the listed strings.
+pub fn one_of<'a>(name: &str, value: &'a Value, allowed: &[&str]) -> Result<&'a str> {
+    let text = string(name, value)?;
+    if allowed.contains(&text) {
+        return Ok(text);
+    }
+    let list = allowed
+        .iter()
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    Err(Error::invalid(
+        name,
+        format!("must be {list} (got '{text}')"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn integers_within_bounds_pass() {
+        assert_eq!(integer("n", &json!(5), 1, 10), Ok(5));
+        assert_eq!(integer("n", &json!(5.0), 1, 10), Ok(5));
+    }
+
+    #[test]
+    fn integer_errors_name_the_argument() {
+        let cases = [
+            (
+                json!(0),
+                "Invalid n: must be an integer from 1 to 10 (got 0)",
+            ),
+            (
+                json!(2.5),
+                "Invalid n: must be an integer from 1 to 10 (got 2.5)",
+            ),
+            (
+                json!(-3),
+                "Invalid n: must be an integer from 1 to 10 (got -3)",
+            ),
+            (json!("3"), "Invalid n: expected a number, got string '3'"),
+            (json!(null), "Invalid n: expected a number, got null"),
+        ];
+        for (value, message) in cases {
+            assert_eq!(
+                integer("n", &value, 1, 10).unwrap_err().to_string(),
+                message
+            );
+        }
+        assert_eq!(
+            integer("n", &json!(0), 1, MAX_SAFE_INTEGER)
+                .unwrap_err()
+                .to_string(),
+            "Invalid n: must be an integer of at least 1 (got 0)"
+        );
+    }
+
+    #[test]
+    fn one_of_lists_the_choices() {
+        assert_eq!(
+            one_of("stream", &json!("stderr"), &["stdout", "stderr"]),
+            Ok("stderr")
+        );
+        assert_eq!(
+            one_of("stream", &json!("err"), &["stdout", "stderr"])
+                .unwrap_err()
+                .to_string(),
+            "Invalid stream: must be 'stdout' or 'stderr' (got 'err')"
+        );
+    }
+}
