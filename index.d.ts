@@ -293,6 +293,75 @@ export declare class LocalProcessRunner {
   shutdown(): Promise<void>
 }
 
+/** A bounded in-memory log: lines with timestamps, stream tags and cursors. */
+export declare class LogCollectorImpl {
+  /**
+   * A collector keeping the newest `maxLines` lines (default 10000), at most 32 MiB of
+   * text, each line at most 64 KiB (longer ones are cut with a marker).
+   */
+  constructor(maxLines?: number)
+  /** Appends `line` (text with newlines becomes several lines) from `stream` (default `'stdout'`). */
+  append(line: string, stream?: 'stdout' | 'stderr'): void
+  /** Appends several lines at once from `stream` (default `'stdout'`). */
+  appendMultiple(lines: string[], stream?: 'stdout' | 'stderr'): void
+  /** Every stored line, one per line of text (stderr lines prefixed `[stderr] `). */
+  getAll(): string
+  /** The last `n` lines as text. */
+  getTail(n: number): string
+  /** Lines stored at or after `since`, as text. */
+  getSince(since: Date): string
+  /** Calls `callback` with each new line (text form) until the returned function is called. */
+  stream(callback: (line: string) => void): () => void
+  /** Removes every line (cursors keep increasing). */
+  clear(): void
+  /** How many lines are stored. */
+  getLineCount(): number
+  /** Up to `limit` entries (default 100) older than the cursor `before` (newest when absent). */
+  getPaginated(limit?: number, before?: string): PaginatedLogsResult
+}
+
+/**
+ * A fixed-capacity list of any JS values: pushing onto a full buffer drops the oldest.
+ *
+ * Node 20 cannot hold a reference to a primitive, so each item is kept inside a one-field
+ * holder object and the reference is to that.
+ */
+export declare class RingBuffer {
+  /** A buffer holding at most `capacity` items (a positive integer). */
+  constructor(capacity: number)
+  /** Appends `item`; when full, the oldest item is dropped. */
+  push(item: unknown): void
+  /** Every item, oldest first. */
+  toArray(): unknown[]
+  /** The newest `n` items (a non-negative integer), oldest first. */
+  getTail(n: number): unknown[]
+  /** How many items the buffer holds. */
+  getSize(): number
+  /** Removes every item. */
+  clear(): void
+}
+
+/**
+ * Wraps `callback` as a build-log sink: each line is optionally stamped
+ * (`includeTimestamp`: `[ISO time] `) and prefixed (`prefix`); with `buffered`, lines are
+ * collected and handed over at most every `flushIntervalMs` (default 100) instead of at once.
+ * An exception thrown by `callback` is reported (see `MASTRA_RUNNER_LOG`) and never reaches
+ * the writer.
+ */
+export declare function createBuildLogStream(callback: (line: string) => void, options?: { includeTimestamp?: boolean; prefix?: string; buffered?: boolean; flushIntervalMs?: number }): (line: string) => void
+
+/**
+ * A sink that forwards only the lines for which `predicate(line)` is truthy. A predicate that
+ * throws drops that line (and is reported).
+ */
+export declare function createFilteredLogStream(callback: (line: string) => void, predicate: (line: string) => boolean): (line: string) => void
+
+/**
+ * One sink that forwards every line to each callback in turn (up to 16). A callback that
+ * throws is reported and the others still receive the line.
+ */
+export declare function createMultiLogStream(...callbacks: Array<(line: string) => void>): (line: string) => void
+
 /** Counts of processes and ports, as `getStats()` returns them. */
 export interface RunnerStats {
   /** Server processes currently alive. */

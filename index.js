@@ -836,3 +836,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.LocalProcessRunner = nativeBinding.LocalProcessRunner
+module.exports.LogCollectorImpl = nativeBinding.LogCollectorImpl
+module.exports.RingBuffer = nativeBinding.RingBuffer
+module.exports.createBuildLogStream = nativeBinding.createBuildLogStream
+module.exports.createFilteredLogStream = nativeBinding.createFilteredLogStream
+module.exports.createMultiLogStream = nativeBinding.createMultiLogStream

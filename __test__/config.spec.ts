@@ -6,6 +6,7 @@ import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 
 import { addon, packageRoot } from './helpers/addon'
+import { messageOf } from './helpers/wait'
 
 const { LocalProcessRunner } = addon
 
@@ -14,16 +15,6 @@ function make(config?: unknown) {
   const runner = new LocalProcessRunner(config as never)
   runners.push(runner)
   return runner
-}
-/** The message of the Error `fn` throws (fails the test when it throws none, or a non-Error). */
-function messageOf(fn: () => unknown): string {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(Error)
-    return (error as Error).message
-  }
-  throw new Error('expected an Error, but nothing was thrown')
 }
 afterEach(async () => {
   await Promise.all(runners.splice(0).map((r) => r.shutdown()))

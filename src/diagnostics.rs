@@ -3,6 +3,8 @@
 //! Silent by default (warnings and errors only). `MASTRA_RUNNER_LOG` chooses the level:
 //! `off`, `error`, `warn`, `info`, `debug` or `trace`.
 
+use std::io::IsTerminal;
+
 use tracing::level_filters::LevelFilter;
 
 /// The environment variable that sets the diagnostics level.
@@ -31,6 +33,7 @@ pub fn init_from_env() {
         .unwrap_or(LevelFilter::WARN);
     let installed = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(level)
         .with_target(false)
         .try_init()

@@ -58,6 +58,11 @@ impl LogEntry {
         }
     }
 
+    /// The timestamp as ISO 8601 in UTC with milliseconds, as JS `Date.toISOString()` writes it.
+    pub fn iso_timestamp(&self) -> String {
+        iso8601_utc(self.timestamp_ms)
+    }
+
     /// Bytes this entry counts against the store's budget.
     fn cost(&self) -> usize {
         self.line.len() + ENTRY_OVERHEAD_BYTES
@@ -288,7 +293,7 @@ impl LogStore {
     pub fn close_subscriptions(&self) {
         let subscribers = std::mem::take(&mut self.lock().subscribers);
         for queue in subscribers {
-            queue.close();
+            queue.close(false);
         }
     }
 
@@ -297,6 +302,12 @@ impl LogStore {
         let mut ring = self.lock();
         ring.subscribers.retain(|q| !q.is_closed());
         ring.subscribers.len()
+    }
+}
+
+impl Drop for LogStore {
+    fn drop(&mut self) {
+        self.close_subscriptions();
     }
 }
 
@@ -313,6 +324,34 @@ pub fn join_text(entries: &[LogEntry]) -> String {
         out.push_str(&entry.line);
     }
     out
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn iso8601_utc(ms: u64) -> String {
+    let days = (ms / 86_400_000) as i64;
+    let in_day = ms % 86_400_000;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian; eras of 400 years).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000
+    )
 }
 
 fn now_ms() -> u64 {
@@ -358,8 +397,16 @@ impl SubscriberQueue {
         true
     }
 
-    fn close(&self) {
-        self.lock().closed = true;
+    /// Marks the queue closed. An unsubscribing reader also discards what is queued, so it
+    /// receives nothing more; a store that goes away lets its readers drain first.
+    fn close(&self, discard_pending: bool) {
+        let mut state = self.lock();
+        state.closed = true;
+        if discard_pending {
+            state.pending.clear();
+            state.missed = 0;
+        }
+        drop(state);
         self.wake.notify_one();
     }
 
@@ -397,9 +444,9 @@ impl Subscription {
         }
     }
 
-    /// Stops the subscription; safe to call any number of times.
+    /// Unsubscribes: nothing more is delivered, not even what was queued. Idempotent.
     pub fn close(&self) {
-        self.queue.close();
+        self.queue.close(true);
     }
 
     /// A handle that can close this subscription from elsewhere (for example from JS).
@@ -412,7 +459,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.queue.close();
+        self.queue.close(true);
     }
 }
 
@@ -423,9 +470,14 @@ pub struct SubscriptionCloser {
 }
 
 impl SubscriptionCloser {
-    /// Stops the subscription; idempotent.
+    /// Unsubscribes: nothing more is delivered, not even what was queued. Idempotent.
     pub fn close(&self) {
-        self.queue.close();
+        self.queue.close(true);
+    }
+
+    /// Whether the subscription has ended (unsubscribed, or its store went away).
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
     }
 }
 
@@ -564,6 +616,16 @@ mod tests {
     }
 
     #[test]
+    fn iso_timestamps_match_javascript() {
+        assert_eq!(iso8601_utc(0), "1970-01-01T00:00:00.000Z");
+        // new Date(1795703045123).toISOString()
+        assert_eq!(iso8601_utc(1_795_703_045_123), "2026-11-26T14:24:05.123Z");
+        // A leap day: new Date(Date.UTC(2024, 1, 29, 23, 59, 59, 999)).toISOString()
+        assert_eq!(iso8601_utc(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(iso8601_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
     fn text_form_prefixes_stderr() {
         let store = LogStore::new(LogLimits::with_lines(10));
         store.append_lines(Stream::Stdout, vec!["out".into()]);
@@ -623,21 +685,29 @@ mod tests {
         let store = LogStore::new(LogLimits::with_lines(100));
         let sub = store.subscribe(100);
         store.append_lines(Stream::Stdout, lines(1));
-        sub.closer().close();
+        let closer = sub.closer();
+        closer.close();
         sub.close();
-        assert!(sub.next_batch(10).await.is_some());
-        assert!(sub.next_batch(10).await.is_none());
+        assert!(closer.is_closed());
+        assert!(
+            sub.next_batch(10).await.is_none(),
+            "unsubscribing discards the queue"
+        );
         assert_eq!(store.subscriber_count(), 0);
         store.append_lines(Stream::Stdout, lines(1));
     }
 
     #[tokio::test]
-    async fn closing_the_store_ends_every_subscription() {
+    async fn closing_the_store_ends_every_subscription_after_its_queue() {
         let store = LogStore::new(LogLimits::with_lines(100));
         let a = store.subscribe(10);
         let b = store.subscribe(10);
+        store.append_lines(Stream::Stdout, lines(1));
         store.close_subscriptions();
+        assert_eq!(a.next_batch(10).await.unwrap().entries.len(), 1);
         assert!(a.next_batch(1).await.is_none());
+        drop(store);
+        assert_eq!(b.next_batch(10).await.unwrap().entries.len(), 1);
         assert!(b.next_batch(1).await.is_none());
     }
 

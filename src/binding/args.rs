@@ -1,0 +1,125 @@
+//! Reading method arguments: each JS value is turned into JSON and checked by the core's
+//! `validate` rules, so that a wrong argument becomes an `Error` naming it.
+
+use napi::bindgen_prelude::{FunctionRef, JsValue, Result, Unknown};
+use napi::threadsafe_function::UnknownReturnValue;
+use napi::{JsDate, ValueType};
+use serde_json::Value;
+
+use super::{json, to_js_error};
+use crate::logs::Stream;
+use crate::validate;
+
+/// A JS callback taking one line, whose return value is ignored.
+pub(crate) type LineCallback = FunctionRef<String, UnknownReturnValue>;
+
+fn value(argument: Option<&Unknown<'_>>, name: &str) -> Result<Value> {
+    match argument {
+        Some(argument) => json::to_json(argument, name),
+        None => Ok(Value::Null),
+    }
+}
+
+/// A required integer from `min` to `max`.
+pub(crate) fn integer(argument: &Unknown<'_>, name: &str, min: u64, max: u64) -> Result<u64> {
+    validate::integer(name, &value(Some(argument), name)?, min, max).map_err(to_js_error)
+}
+
+/// An integer from `min` to `max`, or `None` when `undefined` / `null`.
+pub(crate) fn optional_integer(
+    argument: Option<&Unknown<'_>>,
+    name: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>> {
+    match value(argument, name)? {
+        Value::Null => Ok(None),
+        present => validate::integer(name, &present, min, max)
+            .map(Some)
+            .map_err(to_js_error),
+    }
+}
+
+/// A required string.
+pub(crate) fn string(argument: &Unknown<'_>, name: &str) -> Result<String> {
+    if argument.get_type()? == ValueType::String {
+        // SAFETY: the type was just checked.
+        return unsafe { argument.cast::<String>() };
+    }
+    Err(invalid(name, &expected("a string", argument)?))
+}
+
+/// An optional string (`undefined` / `null` give `None`).
+pub(crate) fn optional_string(
+    argument: Option<&Unknown<'_>>,
+    name: &str,
+) -> Result<Option<String>> {
+    match argument {
+        Some(a) if !matches!(a.get_type()?, ValueType::Undefined | ValueType::Null) => {
+            string(a, name).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `'stdout'` (the default) or `'stderr'`.
+pub(crate) fn stream(argument: Option<&Unknown<'_>>, name: &str) -> Result<Stream> {
+    match value(argument, name)? {
+        Value::Null => Ok(Stream::Stdout),
+        tag => match validate::one_of(name, &tag, &["stdout", "stderr"]).map_err(to_js_error)? {
+            "stderr" => Ok(Stream::Stderr),
+            _ => Ok(Stream::Stdout),
+        },
+    }
+}
+
+/// A valid `Date`, as milliseconds since the epoch (dates before 1970 count as 0).
+pub(crate) fn date_ms(argument: &Unknown<'_>, name: &str) -> Result<u64> {
+    if argument.get_type()? == ValueType::Object && argument.is_date()? {
+        // SAFETY: the value was just checked to be a Date.
+        let date = unsafe { argument.cast::<JsDate>() }?;
+        let ms = date.value_of()?;
+        if ms.is_nan() {
+            return Err(invalid(name, "is an invalid Date"));
+        }
+        return Ok(ms.max(0.0) as u64);
+    }
+    Err(invalid(name, &expected("a Date", argument)?))
+}
+
+/// A function, kept beyond this call.
+pub(crate) fn callback<Args, Return>(
+    argument: &Unknown<'_>,
+    name: &str,
+) -> Result<FunctionRef<Args, Return>>
+where
+    Args: napi::bindgen_prelude::JsValuesTupleIntoVec,
+{
+    if argument.get_type()? != ValueType::Function {
+        return Err(invalid(name, &expected("a function", argument)?));
+    }
+    // SAFETY: the type was just checked.
+    unsafe { argument.cast::<FunctionRef<Args, Return>>() }
+}
+
+/// "expected X, got Y" for any JS value, including those JSON cannot hold.
+fn expected(what: &str, argument: &Unknown<'_>) -> Result<String> {
+    let got = match argument.get_type()? {
+        ValueType::Undefined => "undefined".to_owned(),
+        ValueType::Function => "a function".to_owned(),
+        ValueType::Symbol => "a symbol".to_owned(),
+        ValueType::BigInt => "a bigint".to_owned(),
+        ValueType::Object if argument.is_date()? => "a Date".to_owned(),
+        ValueType::Object if argument.is_array()? => "an array".to_owned(),
+        ValueType::Object => "an object".to_owned(),
+        _ => {
+            let primitive = json::to_json(argument, "value")?;
+            return Ok(validate::expected(what, &primitive));
+        }
+    };
+    Ok(format!("expected {what}, got {got}"))
+}
+
+fn invalid(name: &str, reason: &str) -> napi::Error {
+    to_js_error(crate::error::Error::invalid(name, reason))
+}
