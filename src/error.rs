@@ -12,6 +12,14 @@ pub enum Error {
     /// A caller passed a value that breaks the contract. `name` is the argument or config field
     /// as the caller spelled it (for example `healthCheck.endpoint`).
     InvalidArgument { name: String, reason: String },
+    /// A process could not be started.
+    SpawnFailed { program: String, reason: String },
+    /// A signal could not be sent to a process group.
+    SignalFailed {
+        pid: u32,
+        signal: String,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -28,6 +36,14 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidArgument { name, reason } => write!(f, "Invalid {name}: {reason}"),
+            Error::SpawnFailed { program, reason } => {
+                write!(f, "Cannot start '{program}': {reason}")
+            }
+            Error::SignalFailed {
+                pid,
+                signal,
+                reason,
+            } => write!(f, "Cannot send {signal} to process group {pid}: {reason}"),
         }
     }
 }

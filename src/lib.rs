@@ -12,6 +12,7 @@
 //! Core modules:
 //! - [`config`]: defaults and validation of the runner configuration;
 //! - [`logs`]: line framing, bounded log stores and live subscriptions;
+//! - [`process`]: spawning children, killing process trees, leftovers of dead hosts;
 //! - [`runner`]: the object that owns builds, servers and ports;
 //! - [`validate`]: checks of caller-supplied values, with errors that name the argument;
 //! - [`diagnostics`]: the runner's own `tracing` output;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod error;
 pub mod logs;
+pub mod process;
 pub mod runner;
 pub mod validate;
 

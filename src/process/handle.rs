@@ -1,0 +1,259 @@
+//! A started process: its exit status, its output, and the one tree killer.
+//!
+//! # Caveats
+//! The leader is reaped by tokio as soon as it exits, so its exit is noticed at once. Its
+//! descendants stay in its process group and are reached with `killpg`, unless one of them
+//! called `setsid` or `setpgid` to leave the group: such a process escapes (see README).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep, timeout};
+
+use super::journal::Journal;
+use super::procfs;
+use super::registry;
+use crate::error::{Error, Result};
+use crate::logs::LogStore;
+
+/// How a process ended: an exit code, or the signal that killed it (never both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// The exit code, when the process exited by itself.
+    pub code: Option<i32>,
+    /// The terminating signal's number, when a signal killed it.
+    pub signal: Option<i32>,
+}
+
+impl ExitInfo {
+    /// From the status `wait` returned.
+    pub fn from_status(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        ExitInfo {
+            code: status.code(),
+            signal: status.signal(),
+        }
+    }
+
+    /// When the status could not be read.
+    pub fn unknown() -> Self {
+        ExitInfo {
+            code: None,
+            signal: None,
+        }
+    }
+
+    /// Whether the process exited with code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The signal's name (`SIGKILL`), if a signal ended the process.
+    pub fn signal_name(&self) -> Option<String> {
+        self.signal.map(|number| match Signal::try_from(number) {
+            Ok(signal) => signal.as_str().to_owned(),
+            Err(_) => format!("signal {number}"),
+        })
+    }
+}
+
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal_name()) {
+            (Some(code), _) => write!(f, "exit code {code}"),
+            (None, Some(signal)) => write!(f, "signal {signal}"),
+            (None, None) => write!(f, "an unknown status"),
+        }
+    }
+}
+
+/// A running or finished child, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ProcessHandle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pid: u32,
+    start_ticks: u64,
+    started_at: SystemTime,
+    log: Arc<LogStore>,
+    exit: watch::Receiver<Option<ExitInfo>>,
+    pipes_closed: watch::Receiver<u8>,
+    journal: Option<Arc<Journal>>,
+}
+
+/// How often the killer looks at `/proc` while it waits for a group to empty.
+const GROUP_POLL: Duration = Duration::from_millis(5);
+
+/// How long the killer waits after SIGKILL before giving up on a process that will not die
+/// (one stuck in uninterruptible sleep, for example).
+const AFTER_SIGKILL: Duration = Duration::from_secs(10);
+
+impl ProcessHandle {
+    pub(super) fn new(
+        pid: u32,
+        start_ticks: u64,
+        started_at: SystemTime,
+        log: Arc<LogStore>,
+        exit: watch::Receiver<Option<ExitInfo>>,
+        pipes_closed: watch::Receiver<u8>,
+        journal: Option<Arc<Journal>>,
+    ) -> Self {
+        registry::register(pid as i32);
+        if let Some(journal) = &journal {
+            journal.add(pid as i32, start_ticks);
+        }
+        let handle = ProcessHandle {
+            inner: Arc::new(Inner {
+                pid,
+                start_ticks,
+                started_at,
+                log,
+                exit,
+                pipes_closed,
+                journal,
+            }),
+        };
+        let watcher = handle.clone();
+        tokio::spawn(async move {
+            watcher.wait().await;
+            if procfs::live_group_members(watcher.pgid()).is_empty() {
+                watcher.forget_group();
+            }
+        });
+        handle
+    }
+
+    /// The process id (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.inner.pid
+    }
+
+    fn pgid(&self) -> i32 {
+        self.inner.pid as i32
+    }
+
+    /// The start time after boot, in clock ticks, read from `/proc` at spawn.
+    pub fn start_ticks(&self) -> u64 {
+        self.inner.start_ticks
+    }
+
+    /// When the process was started.
+    pub fn started_at(&self) -> SystemTime {
+        self.inner.started_at
+    }
+
+    /// Where its output goes.
+    pub fn log(&self) -> &Arc<LogStore> {
+        &self.inner.log
+    }
+
+    /// How it ended, once it has.
+    pub fn exit_info(&self) -> Option<ExitInfo> {
+        *self.inner.exit.borrow()
+    }
+
+    /// Whether the process itself (the group leader) is still running.
+    pub fn is_running(&self) -> bool {
+        self.exit_info().is_none()
+    }
+
+    /// Waits until the process has exited and been reaped.
+    pub async fn wait(&self) -> ExitInfo {
+        let mut exit = self.inner.exit.clone();
+        match exit.wait_for(Option::is_some).await {
+            Ok(info) => info.unwrap_or_else(ExitInfo::unknown),
+            // The waiter task is gone only when the runtime shuts down.
+            Err(_) => self.exit_info().unwrap_or_else(ExitInfo::unknown),
+        }
+    }
+
+    /// Waits until both output pipes are closed (all their writers gone), at most `limit`.
+    /// Returns whether they closed.
+    pub async fn wait_output_closed(&self, limit: Duration) -> bool {
+        let mut closed = self.inner.pipes_closed.clone();
+        timeout(limit, closed.wait_for(|count| *count >= 2))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Sends `signal` to the whole process group.
+    pub fn signal_group(&self, signal: Signal) -> Result<()> {
+        match killpg(Pid::from_raw(self.pgid()), signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(errno) => Err(Error::SignalFailed {
+                pid: self.inner.pid,
+                signal: signal.as_str().to_owned(),
+                reason: errno.desc().to_owned(),
+            }),
+        }
+    }
+
+    /// Stops the whole tree: SIGTERM to the group, up to `grace` for it to exit, then SIGKILL,
+    /// then waits until the leader is reaped and no live member is left. Returns the leader's
+    /// exit status.
+    pub async fn kill_tree(&self, grace: Duration) -> ExitInfo {
+        if !self.is_running() && self.group_is_empty() {
+            self.forget_group();
+            return self.wait().await;
+        }
+        self.send_or_log(Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        let exited_in_grace = self.wait_until_gone(deadline).await;
+        if !exited_in_grace {
+            tracing::debug!(pid = self.inner.pid, "grace period over: SIGKILL");
+            self.send_or_log(Signal::SIGKILL);
+            if !self.wait_until_gone(Instant::now() + AFTER_SIGKILL).await {
+                tracing::warn!(
+                    pid = self.inner.pid,
+                    "process group still has live members {AFTER_SIGKILL:?} after SIGKILL"
+                );
+            }
+        }
+        self.forget_group();
+        self.wait().await
+    }
+
+    fn send_or_log(&self, signal: Signal) {
+        if let Err(error) = self.signal_group(signal) {
+            tracing::warn!("{error}");
+        }
+    }
+
+    fn group_is_empty(&self) -> bool {
+        procfs::live_group_members(self.pgid()).is_empty()
+    }
+
+    /// Waits until the leader is reaped and the group has no live member, or `deadline`.
+    async fn wait_until_gone(&self, deadline: Instant) -> bool {
+        if tokio::time::timeout_at(deadline, self.wait())
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        loop {
+            if self.group_is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            sleep(GROUP_POLL).await;
+        }
+    }
+
+    /// The group has no live member: stop tracking it for the exit hook and the journal.
+    fn forget_group(&self) {
+        registry::unregister(self.pgid());
+        if let Some(journal) = &self.inner.journal {
+            journal.remove(self.pgid());
+        }
+    }
+}
