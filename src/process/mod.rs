@@ -1,6 +1,7 @@
 //! Child processes: the one spawner ([`spawn`]), handles with the one tree killer
 //! ([`ProcessHandle::kill_tree`]), the environment allow-list ([`env`]), `/proc` reading
-//! ([`procfs`]), the exit-hook registry ([`registry`]) and the leftover journal ([`journal`]).
+//! ([`procfs`]), CPU and memory of a tree ([`usage`]), the exit-hook registry ([`registry`]) and
+//! the leftover journal ([`journal`]).
 
 pub mod env;
 pub mod handle;
@@ -8,7 +9,9 @@ pub mod journal;
 pub mod procfs;
 pub mod registry;
 pub mod spawn;
+pub mod usage;
 
 pub use handle::{ExitInfo, ProcessHandle};
 pub use journal::{Journal, reap_leftovers};
 pub use spawn::{SpawnSpec, spawn};
+pub use usage::{ResourceMonitor, Usage};

@@ -1,0 +1,103 @@
+//! CPU and memory of a process and all its descendants, read from `/proc`.
+//!
+//! CPU % is the CPU time the tree used since the previous sample of the same root (the first
+//! sample: since the root started), divided by the wall time between them; 100 % is one core.
+//! A sample costs one scan of `/proc/*/stat`, which is what finding descendants requires.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::procfs;
+
+/// Memory and CPU of a process tree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// Resident memory of the whole tree, in MiB.
+    pub memory_mb: f64,
+    /// CPU use of the whole tree since the previous sample, in percent of one core.
+    pub cpu_percent: f64,
+    /// Processes in the tree.
+    pub processes: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    root_start_ticks: u64,
+    cpu_ticks: u64,
+    at: Instant,
+}
+
+/// Remembers the previous sample of each root so that CPU % covers the time between samples.
+#[derive(Debug, Default)]
+pub struct ResourceMonitor {
+    history: Mutex<HashMap<i32, Sample>>,
+}
+
+impl ResourceMonitor {
+    /// An empty monitor.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Samples `root` and its descendants; `None` when `root` is gone (or a zombie).
+    pub fn sample(&self, root: i32) -> Option<Usage> {
+        let tree = procfs::live_tree(root);
+        let root_stat = tree.first()?;
+        let now = Instant::now();
+        let ticks: u64 = tree.iter().map(|p| p.utime + p.stime).sum();
+        let per_second = procfs::ticks_per_second() as f64;
+        let memory_bytes: u64 = tree.iter().map(|p| p.rss_pages).sum::<u64>() * procfs::page_size();
+
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = history
+            .get(&root)
+            .filter(|s| s.root_start_ticks == root_stat.start_ticks)
+            .copied();
+        let cpu_percent = match previous {
+            Some(before) => {
+                let wall = now.duration_since(before.at).as_secs_f64();
+                let used = ticks.saturating_sub(before.cpu_ticks) as f64 / per_second;
+                if wall > 0.0 { used / wall * 100.0 } else { 0.0 }
+            }
+            None => {
+                let uptime = procfs::uptime_seconds().unwrap_or(0.0);
+                let alive = uptime - root_stat.start_ticks as f64 / per_second;
+                if alive > 0.0 {
+                    ticks as f64 / per_second / alive * 100.0
+                } else {
+                    0.0
+                }
+            }
+        };
+        history.insert(
+            root,
+            Sample {
+                root_start_ticks: root_stat.start_ticks,
+                cpu_ticks: ticks,
+                at: now,
+            },
+        );
+        Some(Usage {
+            memory_mb: memory_bytes as f64 / (1024.0 * 1024.0),
+            cpu_percent: (cpu_percent * 10.0).round() / 10.0,
+            processes: tree.len(),
+        })
+    }
+
+    /// Forgets the previous sample of `root`.
+    pub fn forget(&self, root: i32) {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&root);
+    }
+
+    /// Forgets every previous sample.
+    pub fn clear(&self) {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
