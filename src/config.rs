@@ -34,6 +34,49 @@ impl PortRange {
     pub fn is_empty(&self) -> bool {
         false
     }
+
+    /// Whether `port` lies in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.start..=self.end).contains(&port)
+    }
+
+    /// Validates a caller's `{ start, end }` object; errors call it `name` (for example
+    /// `range`, or `portRange` inside a runner config).
+    pub fn from_json(value: &Value, name: &str) -> Result<Self> {
+        match value {
+            Value::Null => Err(Error::invalid(name, "is required")),
+            Value::Object(fields) => port_range(&Fields {
+                prefix: format!("{name}."),
+                fields,
+            }),
+            other => Err(Error::invalid(name, expected("an object", other))),
+        }
+    }
+}
+
+impl Default for PortRange {
+    /// `{ start: 4111, end: 4200 }` (SPEC §2).
+    fn default() -> Self {
+        PortRange {
+            start: 4111,
+            end: 4200,
+        }
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    /// `4111-4200`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
+}
+
+/// Validates one TCP port a caller passed as argument `name` (an integer from 1 to 65535).
+pub fn port_from_json(value: &Value, name: &str) -> Result<u16> {
+    match value {
+        Value::Null => Err(Error::invalid(name, "is required")),
+        value => Ok(integer(value, name, 1, 65_535)? as u16),
+    }
 }
 
 /// How deploys wait for a server to become healthy, and how health is checked.
@@ -47,6 +90,39 @@ pub struct HealthCheckSettings {
     pub max_retries: u32,
     /// The path probed, starting with `/`.
     pub endpoint: String,
+}
+
+impl Default for HealthCheckSettings {
+    /// 5000 ms per request, 1000 ms between probes, 30 probes, `/health` (SPEC §2).
+    fn default() -> Self {
+        HealthCheckSettings {
+            timeout: Duration::from_millis(5_000),
+            retry_interval: Duration::from_millis(1_000),
+            max_retries: 30,
+            endpoint: "/health".to_owned(),
+        }
+    }
+}
+
+impl HealthCheckSettings {
+    /// Validates a standalone health-check config (`new HealthChecker(config)`) with the rules
+    /// of the runner's `healthCheck` field; absent fields take the defaults. Like the runner's
+    /// own top-level fields, its fields are named as the caller wrote them (`timeoutMs`).
+    pub fn from_json(value: &Value) -> Result<Self> {
+        let mut settings = Self::default();
+        match value {
+            Value::Null => {}
+            Value::Object(fields) => health_check(
+                &Fields {
+                    prefix: String::new(),
+                    fields,
+                },
+                &mut settings,
+            )?,
+            other => return Err(Error::invalid("config", expected("an object", other))),
+        }
+        Ok(settings)
+    }
 }
 
 /// Restarting servers that exit on their own (off unless configured).
@@ -96,18 +172,10 @@ impl RunnerConfig {
     /// The defaults of SPEC §2, with `buildDir` resolved against `cwd`.
     pub fn defaults(cwd: &Path) -> Self {
         RunnerConfig {
-            port_range: PortRange {
-                start: 4111,
-                end: 4200,
-            },
+            port_range: PortRange::default(),
             max_concurrent_builds: 3,
             default_build_timeout: Duration::from_millis(600_000),
-            health_check: HealthCheckSettings {
-                timeout: Duration::from_millis(5_000),
-                retry_interval: Duration::from_millis(1_000),
-                max_retries: 30,
-                endpoint: "/health".to_owned(),
-            },
+            health_check: HealthCheckSettings::default(),
             log_retention_lines: 10_000,
             build_dir: cwd.join(".mastra").join("builds"),
             global_env_vars: BTreeMap::new(),
@@ -130,8 +198,8 @@ impl RunnerConfig {
             other => return Err(Error::invalid("config", expected("an object", other))),
         };
 
-        if let Some(range) = fields.object("portRange")? {
-            config.port_range = port_range(&range)?;
+        if let Some(range) = fields.get("portRange") {
+            config.port_range = PortRange::from_json(range, "portRange")?;
         }
         if let Some(n) = fields.integer("maxConcurrentBuilds", 1, u64::from(u32::MAX))? {
             config.max_concurrent_builds = n as u32;
@@ -205,7 +273,7 @@ fn port_range(range: &Fields<'_>) -> Result<PortRange> {
     let end = range.required_integer("end", 1, 65_535)? as u16;
     if start > end {
         return Err(Error::invalid(
-            "portRange",
+            range.prefix.trim_end_matches('.'),
             format!("start ({start}) is greater than end ({end})"),
         ));
     }
@@ -301,6 +369,31 @@ fn restart_policy(policy: &Fields<'_>) -> Result<RestartPolicy> {
     })
 }
 
+/// `value` as a whole number from `min` to `max`, or an error naming it `name`.
+fn integer(value: &Value, name: &str, min: u64, max: u64) -> Result<u64> {
+    let Value::Number(number) = value else {
+        return Err(Error::invalid(name, expected("a number", value)));
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_SAFE_INTEGER as f64)
+            .map(|f| f as u64)
+    });
+    let bounds = if max == MAX_SAFE_INTEGER {
+        format!("an integer of at least {min}")
+    } else {
+        format!("an integer from {min} to {max}")
+    };
+    match whole {
+        Some(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(Error::invalid(
+            name,
+            format!("must be {bounds} (got {number})"),
+        )),
+    }
+}
+
 /// "expected X, got Y" with Y described the way a JS user thinks of it.
 fn expected(what: &str, got: &Value) -> String {
     let got = match got {
@@ -373,31 +466,9 @@ impl<'a> Fields<'a> {
     }
 
     fn integer(&self, field: &str, min: u64, max: u64) -> Result<Option<u64>> {
-        let Some(value) = self.get(field) else {
-            return Ok(None);
-        };
-        let name = self.name(field);
-        let Value::Number(number) = value else {
-            return Err(Error::invalid(name, expected("a number", value)));
-        };
-        let whole = number.as_u64().or_else(|| {
-            number
-                .as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_SAFE_INTEGER as f64)
-                .map(|f| f as u64)
-        });
-        let bounds = if max == MAX_SAFE_INTEGER {
-            format!("an integer of at least {min}")
-        } else {
-            format!("an integer from {min} to {max}")
-        };
-        match whole {
-            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-            _ => Err(Error::invalid(
-                name,
-                format!("must be {bounds} (got {number})"),
-            )),
-        }
+        self.get(field)
+            .map(|value| integer(value, &self.name(field), min, max))
+            .transpose()
     }
 
     fn required_integer(&self, field: &str, min: u64, max: u64) -> Result<u64> {
@@ -631,6 +702,90 @@ mod tests {
         for (input, message) in cases {
             assert_eq!(error_of(input.clone()), message, "input: {input}");
         }
+    }
+
+    #[test]
+    fn standalone_port_range_is_named_by_its_argument() {
+        let range = PortRange::from_json(&json!({ "start": 5000, "end": 5009 }), "range").unwrap();
+        assert_eq!(
+            (range.len(), range.to_string()),
+            (10, "5000-5009".to_owned())
+        );
+        assert!(range.contains(5000) && range.contains(5009) && !range.contains(5010));
+        let error = |input: Value| {
+            PortRange::from_json(&input, "range")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(error(Value::Null), "Invalid range: is required");
+        assert_eq!(
+            error(json!({ "start": 5, "end": 1 })),
+            "Invalid range: start (5) is greater than end (1)"
+        );
+        assert_eq!(
+            error(json!({ "start": 0, "end": 1 })),
+            "Invalid range.start: must be an integer from 1 to 65535 (got 0)"
+        );
+        assert_eq!(
+            error(json!([1, 2])),
+            "Invalid range: expected an object, got an array"
+        );
+    }
+
+    #[test]
+    fn single_ports_are_whole_numbers_from_1_to_65535() {
+        assert_eq!(port_from_json(&json!(65535), "port").unwrap(), 65535);
+        assert_eq!(port_from_json(&json!(4111.0), "port").unwrap(), 4111);
+        let error = |input: Value| port_from_json(&input, "port").unwrap_err().to_string();
+        assert_eq!(error(Value::Null), "Invalid port: is required");
+        assert_eq!(
+            error(json!(0)),
+            "Invalid port: must be an integer from 1 to 65535 (got 0)"
+        );
+        assert_eq!(
+            error(json!(70000)),
+            "Invalid port: must be an integer from 1 to 65535 (got 70000)"
+        );
+        assert_eq!(
+            error(json!(1.5)),
+            "Invalid port: must be an integer from 1 to 65535 (got 1.5)"
+        );
+        assert_eq!(
+            error(json!("80")),
+            "Invalid port: expected a number, got string '80'"
+        );
+    }
+
+    #[test]
+    fn standalone_health_check_config_names_its_fields_unprefixed() {
+        assert_eq!(
+            HealthCheckSettings::from_json(&Value::Null).unwrap(),
+            HealthCheckSettings::default()
+        );
+        let settings =
+            HealthCheckSettings::from_json(&json!({ "maxRetries": 2, "endpoint": "/ok" })).unwrap();
+        assert_eq!(
+            (settings.max_retries, settings.endpoint.as_str()),
+            (2, "/ok")
+        );
+        assert_eq!(settings.timeout, Duration::from_secs(5));
+        let error = |input: Value| {
+            HealthCheckSettings::from_json(&input)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error(json!({ "timeoutMs": 0 })),
+            "Invalid timeoutMs: must be an integer of at least 1 (got 0)"
+        );
+        assert_eq!(
+            error(json!({ "endpoint": "health" })),
+            "Invalid endpoint: must be a path starting with '/' (got 'health')"
+        );
+        assert_eq!(
+            error(json!(42)),
+            "Invalid config: expected an object, got number 42"
+        );
     }
 
     #[test]

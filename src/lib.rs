@@ -12,12 +12,16 @@
 //! Core modules:
 //! - [`config`]: defaults and validation of the runner configuration;
 //! - [`runner`]: the object that owns builds, servers and ports;
+//! - [`ports`]: hands out free ports of the configured range;
+//! - [`health`]: HTTP health checks and the deploy's wait for a healthy server;
 //! - [`diagnostics`]: the runner's own `tracing` output;
 //! - [`error`]: the one error type.
 
 pub mod config;
 pub mod diagnostics;
 pub mod error;
+pub mod health;
+pub mod ports;
 pub mod runner;
 
 #[cfg(feature = "node")]
