@@ -71,6 +71,15 @@ impl std::fmt::Display for PortRange {
     }
 }
 
+/// Validates a string a caller passed as argument `name`.
+pub fn string_from_json<'a>(value: &'a Value, name: &str) -> Result<&'a str> {
+    match value {
+        Value::Null => Err(Error::invalid(name, "is required")),
+        Value::String(s) => Ok(s),
+        other => Err(Error::invalid(name, expected("a string", other))),
+    }
+}
+
 /// Validates one TCP port a caller passed as argument `name` (an integer from 1 to 65535).
 pub fn port_from_json(value: &Value, name: &str) -> Result<u16> {
     match value {
@@ -753,6 +762,17 @@ mod tests {
         assert_eq!(
             error(json!("80")),
             "Invalid port: expected a number, got string '80'"
+        );
+    }
+
+    #[test]
+    fn string_arguments_must_be_strings() {
+        assert_eq!(string_from_json(&json!("::1"), "host").unwrap(), "::1");
+        let error = |input: Value| string_from_json(&input, "host").unwrap_err().to_string();
+        assert_eq!(error(Value::Null), "Invalid host: is required");
+        assert_eq!(
+            error(json!(1)),
+            "Invalid host: expected a string, got number 1"
         );
     }
 

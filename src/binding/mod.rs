@@ -3,7 +3,10 @@
 //! This is the only module that names napi types. Core errors become JS `Error`s here, in
 //! [`to_js_error`], with the core error's message unchanged.
 
+mod args;
+mod health;
 mod json;
+mod ports;
 mod runner;
 
 use napi::bindgen_prelude::{Object, Result};
