@@ -52,18 +52,28 @@ impl From<std::result::Result<(), Failure>> for HealthReport {
     }
 }
 
-/// How a probe failed: whether the connection could not be made, and in plain words.
+/// How a probe failed, in plain words, and how far it got.
 #[derive(Debug)]
 struct Failure {
-    /// The TCP connection failed (refused, or the address is unusable): nothing listens there.
-    not_listening: bool,
+    stage: FailedAt,
     message: String,
+}
+
+/// Where a probe failed; the loopback check falls back to `[::1]` only after a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailedAt {
+    /// The connection was refused: nothing listens there.
+    Refused,
+    /// The connection could not be made for another reason (for example no IPv6 on the machine).
+    Connect,
+    /// After connecting, or before trying (a bad URL).
+    Other,
 }
 
 impl Failure {
     fn other(message: String) -> Self {
         Failure {
-            not_listening: false,
+            stage: FailedAt::Other,
             message,
         }
     }
@@ -219,13 +229,14 @@ impl HealthChecker {
     async fn probe_loopback(&self, port: u16) -> std::result::Result<(), Failure> {
         let v4 = self.loopback_url(Ipv4Addr::LOCALHOST.into(), port)?;
         match self.probe(v4).await {
-            Err(failure) if failure.not_listening => {}
+            Err(failure) if failure.stage == FailedAt::Refused => {}
             answered => return answered,
         }
+        // Nothing on the IPv4 loopback; a connect error on [::1] means nothing there either.
         let v6 = self.loopback_url(Ipv6Addr::LOCALHOST.into(), port)?;
         match self.probe(v6).await {
-            Err(failure) if failure.not_listening => Err(Failure {
-                not_listening: true,
+            Err(failure) if failure.stage != FailedAt::Other => Err(Failure {
+                stage: FailedAt::Refused,
                 message: format!(
                     "Connection refused: nothing is listening on 127.0.0.1:{port} or [::1]:{port}"
                 ),
@@ -276,12 +287,12 @@ impl HealthChecker {
         if let Some(io_error) = io_error.filter(|_| error.is_connect()) {
             if io_error.kind() == io::ErrorKind::ConnectionRefused {
                 return Failure {
-                    not_listening: true,
+                    stage: FailedAt::Refused,
                     message: format!("Connection refused: nothing is listening on {target}"),
                 };
             }
             return Failure {
-                not_listening: true,
+                stage: FailedAt::Connect,
                 message: format!("Cannot connect to {target}: {io_error}"),
             };
         }
