@@ -65,6 +65,21 @@ export interface LocalProcessRunnerConfig {
   defaultSource?: 'local'
 }
 
+/**
+ * Options of `new HealthChecker(config)`: the same fields, rules and defaults as
+ * `LocalProcessRunnerConfig['healthCheck']`. Every field is optional.
+ */
+export interface HealthCheckConfig {
+  /** Timeout of one HTTP request. @default 5000 */
+  timeoutMs?: number
+  /** Pause between the attempts of `waitForHealthy()`. @default 1000 */
+  retryIntervalMs?: number
+  /** Attempts `waitForHealthy()` makes before it rejects. @default 30 */
+  maxRetries?: number
+  /** Path probed; must start with `/`. @default '/health' */
+  endpoint?: string
+}
+
 /** The configuration in force: every default applied, `buildDir` absolute. */
 export interface ResolvedRunnerConfig {
   portRange: { start: number; end: number }
@@ -275,6 +290,35 @@ export interface PaginatedLogsResult {
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * Checks a server's health with an HTTP GET of its endpoint; a 2xx status is healthy.
+ * Plain HTTP/1.1, no proxy, redirects not followed.
+ */
+export declare class HealthChecker {
+  /**
+   * A checker with `config` (every field optional, defaults as in `LocalProcessRunnerConfig`'s
+   * `healthCheck`). Throws an `Error` naming the field that is wrong.
+   */
+  constructor(config?: HealthCheckConfig)
+  /**
+   * One GET of `http://{host}:{port}{endpoint}` (IPv6 addresses may be given bare, `::1`).
+   * Resolves `{ healthy: false, message }` when the server is unhealthy or unreachable;
+   * rejects only for a bad `host` or `port`.
+   */
+  check(host: string, port: number): Promise<HealthCheckResult>
+  /**
+   * One check of a server on this machine: `127.0.0.1`, then `[::1]` when nothing listens
+   * on the IPv4 loopback, so servers bound to IPv6 only pass too. Never uses `localhost`.
+   */
+  checkLoopback(port: number): Promise<HealthCheckResult>
+  /**
+   * Checks up to `maxRetries` times, `retryIntervalMs` apart, and resolves at the first
+   * healthy answer. Rejects with an `Error` saying how many attempts failed and how the last
+   * one did.
+   */
+  waitForHealthy(host: string, port: number): Promise<void>
+}
+
 /** Builds Mastra projects and runs them as supervised local processes. */
 export declare class LocalProcessRunner {
   /**
@@ -321,6 +365,41 @@ export declare class LogCollectorImpl {
 }
 
 /**
+ * Hands out free TCP ports of an inclusive range, one caller per port.
+ *
+ * A port is free when this allocator has not handed it out and nothing listens on it
+ * (probed on 127.0.0.1 and 0.0.0.0, and on [::] and [::1] where the machine has IPv6).
+ * Concurrent `allocate()` calls never get the same port.
+ */
+export declare class PortAllocator {
+  /**
+   * An allocator over `range` (integers from 1 to 65535, `start <= end`). Throws an `Error`
+   * naming the field that is wrong, e.g. `Invalid range: start (5000) is greater than end (4000)`.
+   */
+  constructor(range: { start: number; end: number })
+  /**
+   * Resolves with `preferred` when it lies in the range and is free, otherwise with the
+   * lowest free port. Rejects when every port is taken (the message says how many by this
+   * allocator and how many by other programs) or when `preferred` is not a port number.
+   */
+  allocate(preferred?: number): Promise<number>
+  /**
+   * Gives `port` back so it can be handed out again; releasing a port that is not
+   * allocated does nothing.
+   */
+  release(port: number): void
+  /** Whether this allocator has handed out `port`. */
+  isAllocated(port: number): boolean
+  /** The ports handed out, ascending. */
+  getAllocatedPorts(): Array<number>
+  /**
+   * How many ports of the range this allocator has not handed out (other programs may
+   * still be listening on some of them).
+   */
+  getAvailableCount(): number
+}
+
+/**
  * A fixed-capacity list of any JS values: pushing onto a full buffer drops the oldest.
  *
  * Node 20 cannot hold a reference to a primitive, so each item is kept inside a one-field
@@ -361,6 +440,17 @@ export declare function createFilteredLogStream(callback: (line: string) => void
  * throws is reported and the others still receive the line.
  */
 export declare function createMultiLogStream(...callbacks: Array<(line: string) => void>): (line: string) => void
+
+/** The outcome of one health check. */
+export interface HealthCheckResult {
+  /** Whether the endpoint answered with a 2xx status. */
+  healthy: boolean
+  /**
+   * Why the check failed, e.g. `HTTP 503 Service Unavailable` or
+   * `Connection refused: nothing is listening on 127.0.0.1:4111`; absent when healthy.
+   */
+  message?: string
+}
 
 /** Counts of processes and ports, as `getStats()` returns them. */
 export interface RunnerStats {

@@ -835,8 +835,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.HealthChecker = nativeBinding.HealthChecker
 module.exports.LocalProcessRunner = nativeBinding.LocalProcessRunner
 module.exports.LogCollectorImpl = nativeBinding.LogCollectorImpl
+module.exports.PortAllocator = nativeBinding.PortAllocator
 module.exports.RingBuffer = nativeBinding.RingBuffer
 module.exports.createBuildLogStream = nativeBinding.createBuildLogStream
 module.exports.createFilteredLogStream = nativeBinding.createFilteredLogStream

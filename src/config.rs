@@ -32,6 +32,41 @@ impl PortRange {
     pub fn is_empty(&self) -> bool {
         false
     }
+
+    /// Whether `port` lies in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.start..=self.end).contains(&port)
+    }
+
+    /// Validates a caller's `{ start, end }` object; errors call it `name` (for example
+    /// `range`, or `portRange` inside a runner config).
+    pub fn from_json(value: &Value, name: &str) -> Result<Self> {
+        match value {
+            Value::Null => Err(Error::invalid(name, "is required")),
+            Value::Object(fields) => port_range(&Fields {
+                prefix: format!("{name}."),
+                fields,
+            }),
+            other => Err(Error::invalid(name, expected("an object", other))),
+        }
+    }
+}
+
+impl Default for PortRange {
+    /// `{ start: 4111, end: 4200 }` (SPEC §2).
+    fn default() -> Self {
+        PortRange {
+            start: 4111,
+            end: 4200,
+        }
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    /// `4111-4200`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
 }
 
 /// How deploys wait for a server to become healthy, and how health is checked.
@@ -45,6 +80,39 @@ pub struct HealthCheckSettings {
     pub max_retries: u32,
     /// The path probed, starting with `/`.
     pub endpoint: String,
+}
+
+impl Default for HealthCheckSettings {
+    /// 5000 ms per request, 1000 ms between probes, 30 probes, `/health` (SPEC §2).
+    fn default() -> Self {
+        HealthCheckSettings {
+            timeout: Duration::from_millis(5_000),
+            retry_interval: Duration::from_millis(1_000),
+            max_retries: 30,
+            endpoint: "/health".to_owned(),
+        }
+    }
+}
+
+impl HealthCheckSettings {
+    /// Validates a standalone health-check config (`new HealthChecker(config)`) with the rules
+    /// of the runner's `healthCheck` field; absent fields take the defaults. Like the runner's
+    /// own top-level fields, its fields are named as the caller wrote them (`timeoutMs`).
+    pub fn from_json(value: &Value) -> Result<Self> {
+        let mut settings = Self::default();
+        match value {
+            Value::Null => {}
+            Value::Object(fields) => health_check(
+                &Fields {
+                    prefix: String::new(),
+                    fields,
+                },
+                &mut settings,
+            )?,
+            other => return Err(Error::invalid("config", expected("an object", other))),
+        }
+        Ok(settings)
+    }
 }
 
 /// Restarting servers that exit on their own (off unless configured).
@@ -94,18 +162,10 @@ impl RunnerConfig {
     /// The defaults of SPEC §2, with `buildDir` resolved against `cwd`.
     pub fn defaults(cwd: &Path) -> Self {
         RunnerConfig {
-            port_range: PortRange {
-                start: 4111,
-                end: 4200,
-            },
+            port_range: PortRange::default(),
             max_concurrent_builds: 3,
             default_build_timeout: Duration::from_millis(600_000),
-            health_check: HealthCheckSettings {
-                timeout: Duration::from_millis(5_000),
-                retry_interval: Duration::from_millis(1_000),
-                max_retries: 30,
-                endpoint: "/health".to_owned(),
-            },
+            health_check: HealthCheckSettings::default(),
             log_retention_lines: 10_000,
             build_dir: cwd.join(".mastra").join("builds"),
             global_env_vars: BTreeMap::new(),
@@ -128,8 +188,8 @@ impl RunnerConfig {
             other => return Err(Error::invalid("config", expected("an object", other))),
         };
 
-        if let Some(range) = fields.object("portRange")? {
-            config.port_range = port_range(&range)?;
+        if let Some(range) = fields.get("portRange") {
+            config.port_range = PortRange::from_json(range, "portRange")?;
         }
         if let Some(n) = fields.integer("maxConcurrentBuilds", 1, u64::from(u32::MAX))? {
             config.max_concurrent_builds = n as u32;
@@ -203,7 +263,7 @@ fn port_range(range: &Fields<'_>) -> Result<PortRange> {
     let end = range.required_integer("end", 1, 65_535)? as u16;
     if start > end {
         return Err(Error::invalid(
-            "portRange",
+            range.prefix.trim_end_matches('.'),
             format!("start ({start}) is greater than end ({end})"),
         ));
     }
@@ -588,6 +648,66 @@ mod tests {
         for (input, message) in cases {
             assert_eq!(error_of(input.clone()), message, "input: {input}");
         }
+    }
+
+    #[test]
+    fn standalone_port_range_is_named_by_its_argument() {
+        let range = PortRange::from_json(&json!({ "start": 5000, "end": 5009 }), "range").unwrap();
+        assert_eq!(
+            (range.len(), range.to_string()),
+            (10, "5000-5009".to_owned())
+        );
+        assert!(range.contains(5000) && range.contains(5009) && !range.contains(5010));
+        let error = |input: Value| {
+            PortRange::from_json(&input, "range")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(error(Value::Null), "Invalid range: is required");
+        assert_eq!(
+            error(json!({ "start": 5, "end": 1 })),
+            "Invalid range: start (5) is greater than end (1)"
+        );
+        assert_eq!(
+            error(json!({ "start": 0, "end": 1 })),
+            "Invalid range.start: must be an integer from 1 to 65535 (got 0)"
+        );
+        assert_eq!(
+            error(json!([1, 2])),
+            "Invalid range: expected an object, got an array"
+        );
+    }
+
+    #[test]
+    fn standalone_health_check_config_names_its_fields_unprefixed() {
+        assert_eq!(
+            HealthCheckSettings::from_json(&Value::Null).unwrap(),
+            HealthCheckSettings::default()
+        );
+        let settings =
+            HealthCheckSettings::from_json(&json!({ "maxRetries": 2, "endpoint": "/ok" })).unwrap();
+        assert_eq!(
+            (settings.max_retries, settings.endpoint.as_str()),
+            (2, "/ok")
+        );
+        assert_eq!(settings.timeout, Duration::from_secs(5));
+        let error = |input: Value| {
+            HealthCheckSettings::from_json(&input)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error(json!({ "timeoutMs": 0 })),
+            "Invalid timeoutMs: must be an integer of at least 1 (got 0)"
+        );
+        assert_eq!(
+            error(json!({ "endpoint": "health" })),
+            "Invalid endpoint: must be a path starting with '/' (got 'health')"
+        );
+        assert_eq!(
+            error(json!(42)),
+            "Invalid config: expected an object, got number 42"
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! type's `Display`, in exactly one place.
 
 use std::fmt;
+use std::time::Duration;
+
+use crate::config::PortRange;
 
 /// Something the core could not do, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +23,31 @@ pub enum Error {
         signal: String,
         reason: String,
     },
+    /// Every port of `range` is taken: `allocated` by this allocator, `in_use` by listeners of
+    /// other programs, and `unbindable` refused for another reason (`bind_error` says the first).
+    NoFreePort {
+        range: PortRange,
+        allocated: usize,
+        in_use: usize,
+        unbindable: usize,
+        bind_error: Option<String>,
+    },
+    /// The HTTP client used for health checks could not be created.
+    HttpClient { reason: String },
+    /// `attempts` health checks of `url` in a row failed; `last_failure` says how the last did.
+    Unhealthy {
+        url: String,
+        attempts: u32,
+        last_failure: String,
+    },
+    /// A server on loopback `port` did not answer `endpoint` with a 2xx within `timeout`.
+    HealthTimeout {
+        port: u16,
+        endpoint: String,
+        timeout: Duration,
+        attempts: u32,
+        last_failure: String,
+    },
 }
 
 impl Error {
@@ -29,6 +57,15 @@ impl Error {
             name: name.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// "1 attempt", "3 attempts".
+fn attempts(n: u32) -> String {
+    if n == 1 {
+        "1 attempt".to_owned()
+    } else {
+        format!("{n} attempts")
     }
 }
 
@@ -44,6 +81,54 @@ impl fmt::Display for Error {
                 signal,
                 reason,
             } => write!(f, "Cannot send {signal} to process group {pid}: {reason}"),
+            Error::NoFreePort {
+                range,
+                allocated,
+                in_use,
+                unbindable,
+                bind_error,
+            } => {
+                write!(
+                    f,
+                    "No free port in range {range}: {allocated} allocated by this runner, \
+                     {in_use} in use by other programs"
+                )?;
+                if *unbindable > 0 {
+                    write!(f, ", {unbindable} cannot be bound")?;
+                    if let Some(reason) = bind_error {
+                        write!(f, " ({reason})")?;
+                    }
+                }
+                Ok(())
+            }
+            Error::HttpClient { reason } => {
+                write!(
+                    f,
+                    "Cannot create the HTTP client for health checks: {reason}"
+                )
+            }
+            Error::Unhealthy {
+                url,
+                attempts: n,
+                last_failure,
+            } => write!(
+                f,
+                "Health check of {url} failed after {}; last failure: {last_failure}",
+                attempts(*n)
+            ),
+            Error::HealthTimeout {
+                port,
+                endpoint,
+                timeout,
+                attempts: n,
+                last_failure,
+            } => write!(
+                f,
+                "Server on port {port} did not answer {endpoint} with a 2xx status within {} ms \
+                 ({}); last failure: {last_failure}",
+                timeout.as_millis(),
+                attempts(*n)
+            ),
         }
     }
 }

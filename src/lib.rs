@@ -15,13 +15,17 @@
 //! - [`process`]: spawning children, killing process trees, leftovers of dead hosts;
 //! - [`runner`]: the object that owns builds, servers and ports;
 //! - [`validate`]: checks of caller-supplied values, with errors that name the argument;
+//! - [`ports`]: hands out free ports of the configured range;
+//! - [`health`]: HTTP health checks and the deploy's wait for a healthy server;
 //! - [`diagnostics`]: the runner's own `tracing` output;
 //! - [`error`]: the one error type.
 
 pub mod config;
 pub mod diagnostics;
 pub mod error;
+pub mod health;
 pub mod logs;
+pub mod ports;
 pub mod process;
 pub mod runner;
 pub mod validate;

@@ -60,6 +60,22 @@ pub fn string<'a>(name: &str, value: &'a Value) -> Result<&'a str> {
     }
 }
 
+/// A string the caller must pass (`null` / `undefined` → "is required").
+pub fn required_string<'a>(name: &str, value: &'a Value) -> Result<&'a str> {
+    match value {
+        Value::Null => Err(Error::invalid(name, "is required")),
+        other => string(name, other),
+    }
+}
+
+/// One TCP port the caller must pass: an integer from 1 to 65535.
+pub fn port(name: &str, value: &Value) -> Result<u16> {
+    match value {
+        Value::Null => Err(Error::invalid(name, "is required")),
+        other => Ok(integer(name, other, 1, 65_535)? as u16),
+    }
+}
+
 /// One of the listed strings.
 pub fn one_of<'a>(name: &str, value: &'a Value, allowed: &[&str]) -> Result<&'a str> {
     let text = string(name, value)?;
@@ -131,6 +147,41 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "Invalid stream: must be 'stdout' or 'stderr' (got 'err')"
+        );
+    }
+
+    #[test]
+    fn single_ports_are_whole_numbers_from_1_to_65535() {
+        assert_eq!(port("port", &json!(65535)).unwrap(), 65535);
+        assert_eq!(port("port", &json!(4111.0)).unwrap(), 4111);
+        let error = |input: Value| port("port", &input).unwrap_err().to_string();
+        assert_eq!(error(Value::Null), "Invalid port: is required");
+        assert_eq!(
+            error(json!(0)),
+            "Invalid port: must be an integer from 1 to 65535 (got 0)"
+        );
+        assert_eq!(
+            error(json!(70000)),
+            "Invalid port: must be an integer from 1 to 65535 (got 70000)"
+        );
+        assert_eq!(
+            error(json!(1.5)),
+            "Invalid port: must be an integer from 1 to 65535 (got 1.5)"
+        );
+        assert_eq!(
+            error(json!("80")),
+            "Invalid port: expected a number, got string '80'"
+        );
+    }
+
+    #[test]
+    fn string_arguments_must_be_strings() {
+        assert_eq!(required_string("host", &json!("::1")).unwrap(), "::1");
+        let error = |input: Value| required_string("host", &input).unwrap_err().to_string();
+        assert_eq!(error(Value::Null), "Invalid host: is required");
+        assert_eq!(
+            error(json!(1)),
+            "Invalid host: expected a string, got number 1"
         );
     }
 }

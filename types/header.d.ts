@@ -65,6 +65,21 @@ export interface LocalProcessRunnerConfig {
   defaultSource?: 'local'
 }
 
+/**
+ * Options of `new HealthChecker(config)`: the same fields, rules and defaults as
+ * `LocalProcessRunnerConfig['healthCheck']`. Every field is optional.
+ */
+export interface HealthCheckConfig {
+  /** Timeout of one HTTP request. @default 5000 */
+  timeoutMs?: number
+  /** Pause between the attempts of `waitForHealthy()`. @default 1000 */
+  retryIntervalMs?: number
+  /** Attempts `waitForHealthy()` makes before it rejects. @default 30 */
+  maxRetries?: number
+  /** Path probed; must start with `/`. @default '/health' */
+  endpoint?: string
+}
+
 /** The configuration in force: every default applied, `buildDir` absolute. */
 export interface ResolvedRunnerConfig {
   portRange: { start: number; end: number }

@@ -123,3 +123,31 @@ fn expected(what: &str, argument: &Unknown<'_>) -> Result<String> {
 fn invalid(name: &str, reason: &str) -> napi::Error {
     to_js_error(crate::error::Error::invalid(name, reason))
 }
+
+/// A port (1–65535) the caller must pass.
+pub(crate) fn port(argument: Option<Unknown<'_>>, name: &str) -> Result<u16> {
+    validate::port(name, &value(argument.as_ref(), name)?).map_err(to_js_error)
+}
+
+/// A port the caller may leave out (`undefined` or `null`).
+pub(crate) fn optional_port(argument: Option<Unknown<'_>>, name: &str) -> Result<Option<u16>> {
+    match value(argument.as_ref(), name)? {
+        Value::Null => Ok(None),
+        present => validate::port(name, &present)
+            .map(Some)
+            .map_err(to_js_error),
+    }
+}
+
+/// A string the caller must pass (`undefined` → "is required").
+pub(crate) fn required_string(argument: Option<Unknown<'_>>, name: &str) -> Result<String> {
+    match argument {
+        Some(argument) if argument.get_type()? != ValueType::Undefined => string(&argument, name),
+        _ => Err(invalid(name, "is required")),
+    }
+}
+
+/// An options object (or `null` when left out) for a core validator that names its fields.
+pub(crate) fn options(argument: Option<Unknown<'_>>, name: &str) -> Result<Value> {
+    value(argument.as_ref(), name)
+}

@@ -5,8 +5,10 @@
 
 mod args;
 mod delivery;
+mod health;
 mod json;
 mod logs;
+mod ports;
 mod runner;
 
 use napi::bindgen_prelude::{Object, Result};

@@ -1,0 +1,96 @@
+//! `PortAllocator` as JS sees it: a thin wrapper over [`crate::ports::PortAllocator`].
+//!
+//! `allocate` probes ports by binding them, which blocks, so it runs on tokio's blocking pool
+//! and returns a Promise; the other methods only read the allocated set and return at once.
+
+use std::sync::Arc;
+
+use napi::Env;
+use napi::bindgen_prelude::{PromiseRaw, Result, Unknown};
+use napi_derive::napi;
+
+use crate::config::PortRange;
+use crate::ports;
+
+use super::{args, to_js_error};
+
+/// Hands out free TCP ports of an inclusive range, one caller per port.
+///
+/// A port is free when this allocator has not handed it out and nothing listens on it
+/// (probed on 127.0.0.1 and 0.0.0.0, and on [::] and [::1] where the machine has IPv6).
+/// Concurrent `allocate()` calls never get the same port.
+#[napi]
+pub struct PortAllocator {
+    inner: Arc<ports::PortAllocator>,
+}
+
+#[napi]
+impl PortAllocator {
+    /// An allocator over `range` (integers from 1 to 65535, `start <= end`). Throws an `Error`
+    /// naming the field that is wrong, e.g. `Invalid range: start (5000) is greater than end (4000)`.
+    #[napi(constructor, ts_args_type = "range: { start: number; end: number }")]
+    pub fn new(range: Option<Unknown>) -> Result<Self> {
+        let range =
+            PortRange::from_json(&args::options(range, "range")?, "range").map_err(to_js_error)?;
+        Ok(PortAllocator {
+            inner: Arc::new(ports::PortAllocator::new(range)),
+        })
+    }
+
+    /// Resolves with `preferred` when it lies in the range and is free, otherwise with the
+    /// lowest free port. Rejects when every port is taken (the message says how many by this
+    /// allocator and how many by other programs) or when `preferred` is not a port number.
+    #[napi(
+        ts_args_type = "preferred?: number",
+        ts_return_type = "Promise<number>"
+    )]
+    pub fn allocate<'env>(
+        &self,
+        env: &'env Env,
+        preferred: Option<Unknown>,
+    ) -> Result<PromiseRaw<'env, u32>> {
+        let preferred = args::optional_port(preferred, "preferred");
+        let allocator = Arc::clone(&self.inner);
+        env.spawn_future(async move {
+            let preferred = preferred?;
+            let port = tokio::task::spawn_blocking(move || allocator.allocate(preferred))
+                .await
+                .map_err(|e| {
+                    napi::Error::from_reason(format!("Port allocation did not complete: {e}"))
+                })?
+                .map_err(to_js_error)?;
+            Ok(u32::from(port))
+        })
+    }
+
+    /// Gives `port` back so it can be handed out again; releasing a port that is not
+    /// allocated does nothing.
+    #[napi(ts_args_type = "port: number")]
+    pub fn release(&self, port: Option<Unknown>) -> Result<()> {
+        self.inner.release(args::port(port, "port")?);
+        Ok(())
+    }
+
+    /// Whether this allocator has handed out `port`.
+    #[napi(ts_args_type = "port: number")]
+    pub fn is_allocated(&self, port: Option<Unknown>) -> Result<bool> {
+        Ok(self.inner.is_allocated(args::port(port, "port")?))
+    }
+
+    /// The ports handed out, ascending.
+    #[napi]
+    pub fn get_allocated_ports(&self) -> Vec<u32> {
+        self.inner
+            .allocated_ports()
+            .into_iter()
+            .map(u32::from)
+            .collect()
+    }
+
+    /// How many ports of the range this allocator has not handed out (other programs may
+    /// still be listening on some of them).
+    #[napi]
+    pub fn get_available_count(&self) -> u32 {
+        self.inner.available_count() as u32
+    }
+}
