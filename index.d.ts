@@ -399,6 +399,39 @@ export declare class PortAllocator {
   getAvailableCount(): number
 }
 
+/** Server processes by server id: start, look up, and stop whole process trees. */
+export declare class ProcessManager {
+  /**
+   * A manager whose `kill` gives each tree `shutdownTimeoutMs` (default 10000) between
+   * SIGTERM and SIGKILL.
+   */
+  constructor(options?: { shutdownTimeoutMs?: number })
+  /**
+   * Starts `command` for `serverId` (see `spawnCommand` for the options). Rejects when a
+   * process for `serverId` is already running.
+   */
+  start(serverId: string, deploymentId: string, command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void }): Promise<ProcessInfo>
+  /** The process of `serverId`, or `null`. */
+  get(serverId: string): ProcessInfo | null
+  /** The newest process serving `deploymentId`, or `null`. */
+  getByDeploymentId(deploymentId: string): ProcessInfo | null
+  /** Every tracked process. */
+  getAll(): ProcessInfo[]
+  /** Whether the process of `serverId` is running. */
+  isRunning(serverId: string): boolean
+  /** How many tracked processes are running. */
+  getRunningCount(): number
+  /** Everything the process of `serverId` wrote (last 10000 lines); `''` when unknown. */
+  getOutput(serverId: string): string
+  /**
+   * Stops the tree of `serverId` (SIGTERM, grace, SIGKILL) and forgets it; resolves when
+   * nothing of it is left. Unknown ids resolve at once.
+   */
+  kill(serverId: string): Promise<void>
+  /** Stops every tracked tree at once; resolves when nothing of any is left. */
+  killAll(): Promise<void>
+}
+
 /**
  * A fixed-capacity list of any JS values: pushing onto a full buffer drops the oldest.
  *
@@ -418,6 +451,51 @@ export declare class RingBuffer {
   getSize(): number
   /** Removes every item. */
   clear(): void
+}
+
+/** A started command: its pid, its exit, its output, and a kill that reaches its whole tree. */
+export declare class SpawnedProcess {
+  /** The process id (also the id of its process group). */
+  get pid(): number
+  /** Whether the process is still running. */
+  get running(): boolean
+  /** The exit code once it exited by itself; `null` while running or when a signal ended it. */
+  get exitCode(): number | null
+  /** The terminating signal's name once a signal ended it; `null` otherwise. */
+  get signal(): string | null
+  /** Resolves when the process has exited and been reaped. */
+  wait(): Promise<CommandExit>
+  /**
+   * Without `signal`: stops the whole tree (SIGTERM, 10 s grace, SIGKILL) and resolves when
+   * nothing of it is left. With `signal` (`'SIGTERM'`, `'SIGINT'`, `'SIGKILL'`, …): sends
+   * just that signal to the process group.
+   */
+  kill(signal?: string): Promise<void>
+  /** Everything the process wrote so far (the last 10000 lines; stderr lines prefixed). */
+  getOutput(): string
+}
+
+/** Forgets every previous sample of `getProcessResourceUsage`. */
+export declare function cleanupResourceMonitor(): void
+
+/** How a command ended, as JS reads it. */
+export interface CommandExit {
+  /** The exit code, or `null` when a signal ended the process. */
+  exitCode?: number
+  /** The terminating signal (`'SIGKILL'`), or `null` when the process exited by itself. */
+  signal?: string
+}
+
+/** What `runCommand` resolves. */
+export interface CommandResult {
+  /** The exit code, or `null` when a signal ended the process. */
+  exitCode?: number
+  /** The terminating signal, or `null`. */
+  signal?: string
+  /** The output (last 10000 lines; stderr lines prefixed `[stderr] `). */
+  output: string
+  /** Whether `options.timeoutMs` ran out and the tree was killed. */
+  timedOut: boolean
 }
 
 /**
@@ -441,6 +519,9 @@ export declare function createFilteredLogStream(callback: (line: string) => void
  */
 export declare function createMultiLogStream(...callbacks: Array<(line: string) => void>): (line: string) => void
 
+/** Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`. */
+export declare function getProcessResourceUsage(pid: number): Promise<ResourceUsage>
+
 /** The outcome of one health check. */
 export interface HealthCheckResult {
   /** Whether the endpoint answered with a 2xx status. */
@@ -452,6 +533,23 @@ export interface HealthCheckResult {
   message?: string
 }
 
+/** Memory and CPU of a process tree, as JS reads it. */
+export interface ResourceUsage {
+  /** Resident memory of the process and all its descendants, in MB; `null` when it is gone. */
+  memoryUsageMb?: number
+  /**
+   * CPU of the tree since the previous sample of this pid (the first: since it started), in
+   * percent of one core; `null` when it is gone.
+   */
+  cpuPercent?: number
+}
+
+/**
+ * Runs `command` to completion (see `spawnCommand` for the options; `options.timeoutMs`
+ * kills the whole tree when it runs out) and resolves its exit and output.
+ */
+export declare function runCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void; timeoutMs?: number }): Promise<CommandResult>
+
 /** Counts of processes and ports, as `getStats()` returns them. */
 export interface RunnerStats {
   /** Server processes currently alive. */
@@ -461,3 +559,11 @@ export interface RunnerStats {
   /** Ports of `portRange` not handed out. */
   availablePorts: number
 }
+
+/**
+ * Starts `command` with `args` (no shell) in `options.cwd` (default: the current directory)
+ * with the host allow-list of variables plus `options.env`, in its own process group.
+ * `options.onOutput(line, stream)` receives each output line. Rejects with an `Error` naming
+ * the command or directory when it cannot start.
+ */
+export declare function spawnCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void }): Promise<SpawnedProcess>

@@ -204,8 +204,8 @@ impl RunnerConfig {
             config.log_retention_lines = n as u32;
         }
         config.build_dir = build_dir(&fields, cwd)?.unwrap_or(config.build_dir);
-        if let Some(vars) = fields.object("globalEnvVars")? {
-            config.global_env_vars = env_vars(&vars)?;
+        if let Some(vars) = fields.get("globalEnvVars") {
+            config.global_env_vars = validate::env_vars("globalEnvVars", vars)?;
         }
         if let Some(ms) = fields.integer("shutdownTimeoutMs", 0, MAX_SAFE_INTEGER)? {
             config.shutdown_timeout = Duration::from_millis(ms);
@@ -313,27 +313,6 @@ fn build_dir(fields: &Fields<'_>, cwd: &Path) -> Result<Option<PathBuf>> {
         (None, Some(base)) => Ok(Some(cwd.join(base).join("builds"))),
         (None, None) => Ok(None),
     }
-}
-
-fn env_vars(vars: &Fields<'_>) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for (key, value) in vars.fields {
-        let name = vars.name(key);
-        if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(Error::invalid(
-                name,
-                "a variable name must be non-empty and contain neither '=' nor NUL",
-            ));
-        }
-        let Value::String(value) = value else {
-            return Err(Error::invalid(name, expected("a string", value)));
-        };
-        if value.contains('\0') {
-            return Err(Error::invalid(name, "must not contain a NUL character"));
-        }
-        out.insert(key.clone(), value.clone());
-    }
-    Ok(out)
 }
 
 fn restart_policy(policy: &Fields<'_>) -> Result<RestartPolicy> {

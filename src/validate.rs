@@ -4,6 +4,8 @@
 //! of rules and one wording serve config fields and method arguments alike: each error names the
 //! argument and says what was expected and what came.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -74,6 +76,30 @@ pub fn port(name: &str, value: &Value) -> Result<u16> {
         Value::Null => Err(Error::invalid(name, "is required")),
         other => Ok(integer(name, other, 1, 65_535)? as u16),
     }
+}
+
+/// Environment variables: an object of strings whose names are non-empty and contain neither
+/// `=` nor NUL, and whose values contain no NUL. Errors name the variable (`envVars.KEY`).
+pub fn env_vars(name: &str, value: &Value) -> Result<BTreeMap<String, String>> {
+    let Value::Object(vars) = value else {
+        return Err(Error::invalid(name, expected("an object", value)));
+    };
+    let mut out = BTreeMap::new();
+    for (key, value) in vars {
+        let field = format!("{name}.{key}");
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(Error::invalid(
+                field,
+                "a variable name must be non-empty and contain neither '=' nor NUL",
+            ));
+        }
+        let text = string(&field, value)?;
+        if text.contains('\0') {
+            return Err(Error::invalid(field, "must not contain a NUL character"));
+        }
+        out.insert(key.clone(), text.to_owned());
+    }
+    Ok(out)
 }
 
 /// One of the listed strings.

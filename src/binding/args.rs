@@ -151,3 +151,24 @@ pub(crate) fn required_string(argument: Option<Unknown<'_>>, name: &str) -> Resu
 pub(crate) fn options(argument: Option<Unknown<'_>>, name: &str) -> Result<Value> {
     value(argument.as_ref(), name)
 }
+
+/// Field `field` of the options object argument `name`; `None` when the options or the field
+/// are absent. Options that are not an object are an error.
+pub(crate) fn field<'env>(
+    options: Option<&Unknown<'env>>,
+    name: &str,
+    field: &str,
+) -> Result<Option<Unknown<'env>>> {
+    let Some(options) = options else {
+        return Ok(None);
+    };
+    match options.get_type()? {
+        ValueType::Undefined | ValueType::Null => Ok(None),
+        ValueType::Object if !options.is_array()? => {
+            // SAFETY: the type was just checked.
+            let object = unsafe { options.cast::<napi::bindgen_prelude::Object>() }?;
+            object.get::<Unknown>(field)
+        }
+        _ => Err(invalid(name, &expected("an object", options)?)),
+    }
+}

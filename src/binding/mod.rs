@@ -9,8 +9,10 @@ mod health;
 mod json;
 mod logs;
 mod ports;
+mod process;
 mod runner;
 
+use napi::Env;
 use napi::bindgen_prelude::{Object, Result};
 use napi_derive::napi;
 
@@ -21,9 +23,10 @@ pub(crate) fn to_js_error(error: crate::error::Error) -> napi::Error {
     napi::Error::from_reason(error.to_string())
 }
 
-/// Runs once when Node loads the addon: installs the diagnostics subscriber.
+/// Runs once when Node loads the addon: installs the diagnostics subscriber and the exit hook
+/// that kills every process the runner started when Node exits normally.
 #[napi(module_exports)]
-pub fn init(_exports: Object) -> Result<()> {
+pub fn init(_exports: Object, env: Env) -> Result<()> {
     diagnostics::init_from_env();
-    Ok(())
+    process::install_exit_hook(&env)
 }

@@ -6,6 +6,7 @@
 pub mod env;
 pub mod handle;
 pub mod journal;
+pub mod manager;
 pub mod procfs;
 pub mod registry;
 pub mod spawn;
@@ -13,5 +14,6 @@ pub mod usage;
 
 pub use handle::{ExitInfo, ProcessHandle};
 pub use journal::{Journal, reap_leftovers};
+pub use manager::{ManagedProcess, ProcessManager};
 pub use spawn::{SpawnSpec, spawn};
 pub use usage::{ResourceMonitor, Usage};
