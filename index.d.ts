@@ -279,6 +279,23 @@ export interface PaginatedLogsResult {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------------------------
+
+/** A process tracked by `ProcessManager`. */
+export interface ProcessInfo {
+  serverId: string
+  deploymentId: string
+  pid: number
+  running: boolean
+  /** The exit code once it exited by itself, else `null`. */
+  exitCode: number | null
+  /** The terminating signal (`'SIGKILL'`) once a signal ended it, else `null`. */
+  signal: string | null
+  startedAt: Date
+}
+
+// ---------------------------------------------------------------------------------------------
 // Generated from the Rust sources
 // ---------------------------------------------------------------------------------------------
 
