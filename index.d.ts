@@ -348,9 +348,63 @@ export declare class LocalProcessRunner {
   get type(): 'local'
   /** The configuration in force, with every default applied and `buildDir` absolute. */
   getConfig(): ResolvedRunnerConfig
-  /** Counts of running server processes and of allocated and free ports. */
+  /**
+   * Routes deployed servers through `router`: `deploy` registers a route (and fails,
+   * stopping the server, when that fails); `stop` removes it.
+   */
+  setRouter(router: EdgeRouterProvider): void
+  /**
+   * Calls `callback(serverId, line, stream, id)` for every new line of every server, in
+   * order per server. Replaces an earlier listener. A throwing callback is reported (see
+   * `MASTRA_RUNNER_LOG`) and stays subscribed.
+   */
+  setOnServerLog(callback: (serverId: string, line: string, stream: 'stdout' | 'stderr', id?: string) => void): void
+  /**
+   * Starts `build`'s output (`.mastra/output/index.mjs` in the directory the build used)
+   * with the host's Node.js on a free port and resolves once its health check passes.
+   */
+  deploy(project: Project, deployment: Deployment, build: Build, options?: RunOptions): Promise<RunningServer>
+  /**
+   * Removes the server's route, stops its whole process tree (SIGTERM, grace, SIGKILL) and
+   * releases its port; resolves when no process of it is left. Unknown or already stopped
+   * servers resolve at once.
+   */
+  stop(server: RunningServer): Promise<void>
+  /**
+   * `{ healthy: false, message: 'Process is not running' }` once the process is gone;
+   * otherwise one HTTP check of its endpoint.
+   */
+  healthCheck(server: RunningServer): Promise<{ healthy: boolean; message?: string }>
+  /**
+   * The server's log as text, lines joined with newlines (stderr lines prefixed
+   * `[stderr] `): lines since `since` when given (it wins over `tail`), else the last `tail`
+   * lines, else all. `''` for an unknown server.
+   */
+  getLogs(server: RunningServer, options?: { tail?: number; since?: Date }): Promise<string>
+  /**
+   * A page of the server's log entries, oldest first: up to `limit` (default 100) entries
+   * older than the cursor `before` (the newest when absent).
+   */
+  getLogsPaginated(server: RunningServer, options?: { limit?: number; before?: string }): Promise<PaginatedLogsResult>
+  /**
+   * Calls `callback(line)` for every new line of the server (stderr lines prefixed
+   * `[stderr] `) until the returned function is called. Unknown server: never called.
+   */
+  streamLogs(server: RunningServer, callback: (line: string) => void): () => void
+  /**
+   * Memory (RSS, MB) and CPU (% of one core since the previous sample) of the server's
+   * whole process tree, found by server id; `null`s once it is gone.
+   */
+  getResourceUsage(server: RunningServer): Promise<{ memoryUsageMb: number | null; cpuPercent: number | null }>
+  /**
+   * Counts of running server processes, allocated and free ports, and restarts, with a
+   * summary of every supervised server.
+   */
   getStats(): RunnerStats
-  /** Stops every server and cancels every build; resolves when no process is left. */
+  /**
+   * Stops every server (routes removed, trees killed, ports released) and cancels every
+   * build; resolves when no process is left. Drops the router and the log listener.
+   */
   shutdown(): Promise<void>
 }
 
@@ -575,6 +629,42 @@ export interface RunnerStats {
   allocatedPorts: Array<number>
   /** Ports of `portRange` not handed out. */
   availablePorts: number
+  /** Restarts made by the restart policy, all servers together. */
+  restarts: number
+  /** Every server the runner supervises. */
+  servers: Array<ServerSummary>
+}
+
+/** A health check's outcome. */
+export interface ServerHealth {
+  /** Whether the server answered with a 2xx status. */
+  healthy: boolean
+  /** Why not, when it did not. */
+  message?: string
+}
+
+/** Memory and CPU of a server's process tree. */
+export interface ServerResourceUsage {
+  /** Resident memory of the whole tree in MB, `null` when the server is gone. */
+  memoryUsageMb?: number
+  /** CPU since the previous sample in percent of one core, `null` when the server is gone. */
+  cpuPercent?: number
+}
+
+/** One supervised server in `getStats()`. */
+export interface ServerSummary {
+  /** The server's id. */
+  id: string
+  /** The deployment it serves. */
+  deploymentId: string
+  /** The current process id, while one runs. */
+  processId?: number
+  /** The port it listens on. */
+  port: number
+  /** `'starting'`, `'healthy'`, `'unhealthy'` or `'stopping'`. */
+  healthStatus: 'starting' | 'healthy' | 'unhealthy' | 'stopping'
+  /** Restarts made by the restart policy. */
+  restarts: number
 }
 
 /**

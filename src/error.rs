@@ -5,9 +5,11 @@
 //! type's `Display`, in exactly one place.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::PortRange;
+use crate::process::ExitInfo;
 
 /// Something the core could not do, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,14 @@ pub enum Error {
         pid: u32,
         signal: String,
         reason: String,
+    },
+    /// A build's output (`.mastra/output/index.mjs`) is not where deploy looks for it.
+    BuildOutputMissing { build_id: String, path: PathBuf },
+    /// A server process exited before it became healthy.
+    ServerExited {
+        pid: u32,
+        exit: ExitInfo,
+        output: String,
     },
     /// Every port of `range` is taken: `allocated` by this allocator, `in_use` by listeners of
     /// other programs, and `unbindable` refused for another reason (`bind_error` says the first).
@@ -73,6 +83,22 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidArgument { name, reason } => write!(f, "Invalid {name}: {reason}"),
+            Error::BuildOutputMissing { build_id, path } => write!(
+                f,
+                "Build output not found for build '{build_id}': {} does not exist (did the build succeed?)",
+                path.display()
+            ),
+            Error::ServerExited { pid, exit, output } => {
+                write!(
+                    f,
+                    "Server process {pid} exited with {exit} before it became healthy"
+                )?;
+                if output.is_empty() {
+                    write!(f, " (it wrote no output)")
+                } else {
+                    write!(f, "; its last output:\n{output}")
+                }
+            }
             Error::SpawnFailed { program, reason } => {
                 write!(f, "Cannot start '{program}': {reason}")
             }

@@ -102,6 +102,31 @@ pub fn env_vars(name: &str, value: &Value) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// The longest id (project, build, deployment, server) accepted.
+pub const MAX_ID_LENGTH: usize = 128;
+
+/// An id that becomes part of a path under `buildDir`: non-empty, at most 128 characters, no
+/// path separator, no `..`, no NUL.
+pub fn id(name: &str, value: &str) -> Result<()> {
+    let reason = if value.is_empty() {
+        "must not be empty".to_owned()
+    } else if value.chars().count() > MAX_ID_LENGTH {
+        format!(
+            "must be at most {MAX_ID_LENGTH} characters (got {})",
+            value.chars().count()
+        )
+    } else if value.contains('/') || value.contains('\\') {
+        format!("must not contain a path separator (got '{value}')")
+    } else if value.contains("..") {
+        format!("must not contain '..' (got '{value}')")
+    } else if value.contains('\0') {
+        "must not contain a NUL character".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid(name, reason))
+}
+
 /// One of the listed strings.
 pub fn one_of<'a>(name: &str, value: &'a Value, allowed: &[&str]) -> Result<&'a str> {
     let text = string(name, value)?;
@@ -159,6 +184,32 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "Invalid n: must be an integer of at least 1 (got 0)"
+        );
+    }
+
+    #[test]
+    fn ids_that_could_leave_the_build_directory_are_rejected() {
+        assert_eq!(id("build.id", "b-1_x"), Ok(()));
+        let cases = [
+            ("", "Invalid build.id: must not be empty"),
+            (
+                "../x",
+                "Invalid build.id: must not contain a path separator (got '../x')",
+            ),
+            (
+                "a\\b",
+                "Invalid build.id: must not contain a path separator (got 'a\\b')",
+            ),
+            ("..", "Invalid build.id: must not contain '..' (got '..')"),
+            ("a\0b", "Invalid build.id: must not contain a NUL character"),
+        ];
+        for (value, message) in cases {
+            assert_eq!(id("build.id", value).unwrap_err().to_string(), message);
+        }
+        let long = "x".repeat(129);
+        assert_eq!(
+            id("build.id", &long).unwrap_err().to_string(),
+            "Invalid build.id: must be at most 128 characters (got 129)"
         );
     }
 

@@ -1,45 +1,62 @@
-//! Moving log batches from a core subscription to JS callbacks.
+//! Moving log batches from core subscriptions to JS callbacks.
 //!
-//! A tokio task waits for the next batch and hands it to the JS thread through a weak
-//! threadsafe function (so a subscription never keeps Node's event loop alive), then waits until
-//! JS has run it before taking the next batch. The producer never waits for JS: while JS is
+//! A [`BatchSink`] is a weak threadsafe function whose callback runs on the JS thread with one
+//! batch at a time (so a subscription never keeps Node's event loop alive). [`pump`] starts a
+//! tokio task that waits for the next batch of a subscription, hands it to a sink, and waits
+//! until JS has run it before taking the next. The producer never waits for JS: while JS is
 //! busy, lines queue in the subscription, whose bound turns a far-behind reader into a
 //! "lines skipped" marker instead of unbounded memory.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use napi::Env;
 use napi::bindgen_prelude::Result;
+use napi::threadsafe_function::ThreadsafeFunction;
 
 use crate::logs::{LogBatch, Subscription};
 
 /// The most entries handed to JS in one crossing.
 const MAX_BATCH: usize = 4096;
 
-/// Starts delivering `subscription`'s batches to `deliver`, which runs on the JS thread.
-/// With `pause`, waits that long after each delivered batch (coalescing what arrives meanwhile).
-/// The task ends when the subscription closes or Node's environment goes away.
-pub(crate) fn spawn_delivery<F>(
-    env: &Env,
-    subscription: Subscription,
-    pause: Option<Duration>,
-    mut deliver: F,
-) -> Result<()>
+/// Hands values of type `T` to a callback on the JS thread.
+pub(crate) struct BatchSink<T: 'static> {
+    tsfn: ThreadsafeFunction<T, (), (), napi::Status, false, true>,
+}
+
+/// A sink whose `deliver` runs on the JS thread with each value.
+pub(crate) fn batch_sink<T, F>(env: &Env, mut deliver: F) -> Result<Arc<BatchSink<T>>>
 where
-    F: FnMut(&Env, LogBatch) + 'static,
+    T: 'static + Send,
+    F: FnMut(&Env, T) + 'static,
 {
     let target = env.create_function_from_closure::<(), (), _>("deliverLogBatch", |_| Ok(()))?;
     let tsfn = target
-        .build_threadsafe_function::<LogBatch>()
+        .build_threadsafe_function::<T>()
         .callee_handled::<false>()
         .weak::<true>()
         .build_callback(move |ctx| {
             deliver(&ctx.env, ctx.value);
             Ok(())
         })?;
+    Ok(Arc::new(BatchSink { tsfn }))
+}
+
+/// Delivers `subscription`'s batches to `sink`, each wrapped by `wrap`. With `pause`, waits
+/// that long after each batch (coalescing what arrives meanwhile). Ends when the subscription
+/// closes or Node's environment goes away.
+pub(crate) fn pump<T, W>(
+    sink: Arc<BatchSink<T>>,
+    subscription: Subscription,
+    pause: Option<Duration>,
+    wrap: W,
+) where
+    T: 'static + Send,
+    W: Fn(LogBatch) -> T + Send + 'static,
+{
     napi::bindgen_prelude::spawn(async move {
         while let Some(batch) = subscription.next_batch(MAX_BATCH).await {
-            if tsfn.call_async(batch).await.is_err() {
+            if sink.tsfn.call_async(wrap(batch)).await.is_err() {
                 break;
             }
             if let Some(pause) = pause {
@@ -47,6 +64,20 @@ where
             }
         }
     });
+}
+
+/// Starts delivering `subscription`'s batches to `deliver`, which runs on the JS thread.
+pub(crate) fn spawn_delivery<F>(
+    env: &Env,
+    subscription: Subscription,
+    pause: Option<Duration>,
+    deliver: F,
+) -> Result<()>
+where
+    F: FnMut(&Env, LogBatch) + 'static,
+{
+    let sink = batch_sink(env, deliver)?;
+    pump(sink, subscription, pause, |batch| batch);
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod json;
 mod logs;
 mod ports;
 mod process;
+mod provider;
 mod runner;
 
 use napi::Env;

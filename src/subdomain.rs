@@ -1,0 +1,282 @@
+//! Subdomains for deployments (SPEC §3 "Subdomains").
+//!
+//! production → `{project}`, staging → `staging--{project}`, preview → `{branch}--{project}`.
+//! Each part is lowercased, every character outside `[a-z0-9]` becomes `-`, runs of `-`
+//! collapse and none leads or trails, so `--` only ever separates parts and [`parse`] can split
+//! a name back. The whole is a DNS label: at most 63 characters. A part that would be too long
+//! is cut and ends in `-` plus six hex digits of a stable hash of the uncut text, so two long
+//! names that share a prefix still differ. A part that would be empty (a name of only symbols
+//! or non-Latin letters) becomes `x` plus that hash.
+//!
+//! A preview whose branch normalises to `staging` reads back as the staging deployment; the
+//! format leaves no other choice.
+
+/// The longest DNS label.
+pub const MAX_LABEL: usize = 63;
+
+/// The longest project part kept whole when a preview name must be cut.
+const MAX_PREVIEW_PROJECT: usize = 40;
+
+/// Length of `-` plus the hash suffix.
+const HASH_SUFFIX: usize = 7;
+
+/// The kinds of deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentType {
+    /// The project's main deployment.
+    Production,
+    /// The staging deployment.
+    Staging,
+    /// A preview of a branch.
+    Preview,
+}
+
+impl DeploymentType {
+    /// From the name MastraAdmin uses.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "production" => Some(DeploymentType::Production),
+            "staging" => Some(DeploymentType::Staging),
+            "preview" => Some(DeploymentType::Preview),
+            _ => None,
+        }
+    }
+
+    /// The name MastraAdmin uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentType::Production => "production",
+            DeploymentType::Staging => "staging",
+            DeploymentType::Preview => "preview",
+        }
+    }
+}
+
+/// A subdomain split back into its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedSubdomain {
+    /// The kind of deployment.
+    pub deployment_type: DeploymentType,
+    /// The project part.
+    pub project: String,
+    /// The branch part (previews only).
+    pub branch: Option<String>,
+}
+
+/// A stable 24-bit hash of `text` as six hex digits (FNV-1a).
+fn short_hash(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{:06x}", (hash ^ (hash >> 32)) & 0xff_ffff)
+}
+
+/// One part: lowercase `[a-z0-9]` with single inner dashes; `x<hash>` when nothing is left.
+pub fn normalize(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for c in part.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() {
+        format!("x{}", short_hash(part))
+    } else {
+        out
+    }
+}
+
+/// `part` cut to at most `max` characters, ending in `-<hash of original>` when cut.
+fn fit(part: &str, max: usize, original: &str) -> String {
+    if part.len() <= max {
+        return part.to_owned();
+    }
+    let keep = max.saturating_sub(HASH_SUFFIX).max(1);
+    let cut = part[..keep.min(part.len())].trim_end_matches('-');
+    format!("{cut}-{}", short_hash(original))
+}
+
+/// The subdomain of a deployment of `project_slug` (`branch` is used by previews only).
+pub fn generate(project_slug: &str, deployment_type: DeploymentType, branch: &str) -> String {
+    let project = normalize(project_slug);
+    match deployment_type {
+        DeploymentType::Production => fit(&project, MAX_LABEL, project_slug),
+        DeploymentType::Staging => {
+            format!("staging--{}", fit(&project, MAX_LABEL - 9, project_slug))
+        }
+        DeploymentType::Preview => {
+            let branch_part = normalize(branch);
+            if branch_part.len() + 2 + project.len() <= MAX_LABEL {
+                return format!("{branch_part}--{project}");
+            }
+            let project = fit(&project, MAX_PREVIEW_PROJECT, project_slug);
+            let budget = MAX_LABEL - 2 - project.len();
+            let branch_part = fit(&branch_part, budget, &format!("{branch}\0{project_slug}"));
+            format!("{branch_part}--{project}")
+        }
+    }
+}
+
+/// Splits a generated subdomain back into its parts; `None` when it is not one.
+pub fn parse(subdomain: &str) -> Option<ParsedSubdomain> {
+    let valid = !subdomain.is_empty()
+        && subdomain.len() <= MAX_LABEL
+        && subdomain
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !subdomain.starts_with('-')
+        && !subdomain.ends_with('-');
+    if !valid {
+        return None;
+    }
+    let parts: Vec<&str> = subdomain.split("--").collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || p.starts_with('-') || p.ends_with('-'))
+    {
+        return None;
+    }
+    match parts.as_slice() {
+        [project] => Some(ParsedSubdomain {
+            deployment_type: DeploymentType::Production,
+            project: (*project).to_owned(),
+            branch: None,
+        }),
+        ["staging", project] => Some(ParsedSubdomain {
+            deployment_type: DeploymentType::Staging,
+            project: (*project).to_owned(),
+            branch: None,
+        }),
+        [branch, project] => Some(ParsedSubdomain {
+            deployment_type: DeploymentType::Preview,
+            project: (*project).to_owned(),
+            branch: Some((*branch).to_owned()),
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_dns_label(label: &str) -> bool {
+        !label.is_empty()
+            && label.len() <= MAX_LABEL
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    }
+
+    #[test]
+    fn the_three_types() {
+        assert_eq!(
+            generate("My-App", DeploymentType::Production, "main"),
+            "my-app"
+        );
+        assert_eq!(
+            generate("my-app", DeploymentType::Staging, "main"),
+            "staging--my-app"
+        );
+        assert_eq!(
+            generate("my-app", DeploymentType::Preview, "feature/Login_Page.v2"),
+            "feature-login-page-v2--my-app"
+        );
+    }
+
+    #[test]
+    fn parts_are_normalised() {
+        assert_eq!(normalize("--Hello__World!!"), "hello-world");
+        assert_eq!(normalize("a...b///c"), "a-b-c");
+        assert_eq!(normalize("Ünïcödé"), "n-c-d");
+        assert!(normalize("日本語").starts_with('x'));
+        assert_eq!(normalize("日本語"), normalize("日本語"));
+        assert_ne!(normalize("日本語"), normalize("中文"));
+        assert!(normalize("").starts_with('x'));
+    }
+
+    #[test]
+    fn long_names_stay_valid_unique_and_stable() {
+        let long_project = "p".repeat(100);
+        let production = generate(&long_project, DeploymentType::Production, "");
+        assert_eq!(production.len(), MAX_LABEL);
+        assert!(is_dns_label(&production));
+        assert_eq!(
+            production,
+            generate(&long_project, DeploymentType::Production, "")
+        );
+        let staging = generate(&long_project, DeploymentType::Staging, "");
+        assert!(staging.len() <= MAX_LABEL && is_dns_label(&staging));
+        let a = generate(
+            "app",
+            DeploymentType::Preview,
+            &format!("{}-one", "b".repeat(80)),
+        );
+        let b = generate(
+            "app",
+            DeploymentType::Preview,
+            &format!("{}-two", "b".repeat(80)),
+        );
+        assert_ne!(a, b);
+        assert!(a.len() <= MAX_LABEL && is_dns_label(&a));
+        assert!(a.ends_with("--app"));
+        let both_long = generate(&long_project, DeploymentType::Preview, &"c".repeat(90));
+        assert!(
+            both_long.len() <= MAX_LABEL && is_dns_label(&both_long),
+            "{both_long}"
+        );
+    }
+
+    #[test]
+    fn generated_names_parse_back() {
+        let cases = [
+            ("shop", DeploymentType::Production, "", "shop", None),
+            ("shop", DeploymentType::Staging, "", "shop", None),
+            (
+                "shop",
+                DeploymentType::Preview,
+                "fix/Cart",
+                "shop",
+                Some("fix-cart"),
+            ),
+        ];
+        for (project, kind, branch, parsed_project, parsed_branch) in cases {
+            let parsed = parse(&generate(project, kind, branch)).unwrap();
+            assert_eq!(parsed.deployment_type, kind);
+            assert_eq!(parsed.project, parsed_project);
+            assert_eq!(parsed.branch.as_deref(), parsed_branch);
+        }
+        let long = parse(&generate(
+            &"q".repeat(99),
+            DeploymentType::Preview,
+            &"r".repeat(99),
+        ))
+        .unwrap();
+        assert_eq!(long.deployment_type, DeploymentType::Preview);
+    }
+
+    #[test]
+    fn parse_rejects_what_was_not_generated() {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a.b",
+            "a---b",
+            "a--b--c",
+            &"a".repeat(64),
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+}
