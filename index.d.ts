@@ -534,8 +534,11 @@ export declare class SpawnedProcess {
   get exitCode(): number | null
   /** The terminating signal's name once a signal ended it; `null` otherwise. */
   get signal(): string | null
-  /** Resolves when the process has exited and been reaped. */
-  wait(): Promise<CommandExit>
+  /**
+   * Resolves when the process has exited and been reaped: `{ exitCode, signal }` (the
+   * exit code, or the name of the signal that ended it; the other is `null`).
+   */
+  wait(): Promise<{ exitCode: number | null; signal: string | null }>
   /**
    * Without `signal`: stops the whole tree (SIGTERM, 10 s grace, SIGKILL) and resolves when
    * nothing of it is left. With `signal` (`'SIGTERM'`, `'SIGINT'`, `'SIGKILL'`, …): sends
@@ -548,26 +551,6 @@ export declare class SpawnedProcess {
 
 /** Forgets every previous sample of `getProcessResourceUsage`. */
 export declare function cleanupResourceMonitor(): void
-
-/** How a command ended, as JS reads it. */
-export interface CommandExit {
-  /** The exit code, or `null` when a signal ended the process. */
-  exitCode?: number
-  /** The terminating signal (`'SIGKILL'`), or `null` when the process exited by itself. */
-  signal?: string
-}
-
-/** What `runCommand` resolves. */
-export interface CommandResult {
-  /** The exit code, or `null` when a signal ended the process. */
-  exitCode?: number
-  /** The terminating signal, or `null`. */
-  signal?: string
-  /** The output (last 10000 lines; stderr lines prefixed `[stderr] `). */
-  output: string
-  /** Whether `options.timeoutMs` ran out and the tree was killed. */
-  timedOut: boolean
-}
 
 /**
  * Wraps `callback` as a build-log sink: each line is optionally stamped
@@ -591,7 +574,7 @@ export declare function createFilteredLogStream(callback: (line: string) => void
 export declare function createMultiLogStream(...callbacks: Array<(line: string) => void>): (line: string) => void
 
 /** Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`. */
-export declare function getProcessResourceUsage(pid: number): Promise<ResourceUsage>
+export declare function getProcessResourceUsage(pid: number): Promise<{ memoryUsageMb: number | null; cpuPercent: number | null }>
 
 /** The outcome of one health check. */
 export interface HealthCheckResult {
@@ -604,22 +587,13 @@ export interface HealthCheckResult {
   message?: string
 }
 
-/** Memory and CPU of a process tree, as JS reads it. */
-export interface ResourceUsage {
-  /** Resident memory of the process and all its descendants, in MB; `null` when it is gone. */
-  memoryUsageMb?: number
-  /**
-   * CPU of the tree since the previous sample of this pid (the first: since it started), in
-   * percent of one core; `null` when it is gone.
-   */
-  cpuPercent?: number
-}
-
 /**
  * Runs `command` to completion (see `spawnCommand` for the options; `options.timeoutMs`
- * kills the whole tree when it runs out) and resolves its exit and output.
+ * kills the whole tree when it runs out) and resolves `{ exitCode, signal, output, timedOut }`:
+ * the exit code or the terminating signal (the other `null`), the output (last 10000 lines,
+ * stderr lines prefixed `[stderr] `), and whether the timeout ran out.
  */
-export declare function runCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void; timeoutMs?: number }): Promise<CommandResult>
+export declare function runCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void; timeoutMs?: number }): Promise<{ exitCode: number | null; signal: string | null; output: string; timedOut: boolean }>
 
 /** Counts of processes and ports, as `getStats()` returns them. */
 export interface RunnerStats {
@@ -641,14 +615,6 @@ export interface ServerHealth {
   healthy: boolean
   /** Why not, when it did not. */
   message?: string
-}
-
-/** Memory and CPU of a server's process tree. */
-export interface ServerResourceUsage {
-  /** Resident memory of the whole tree in MB, `null` when the server is gone. */
-  memoryUsageMb?: number
-  /** CPU since the previous sample in percent of one core, `null` when the server is gone. */
-  cpuPercent?: number
 }
 
 /** One supervised server in `getStats()`. */

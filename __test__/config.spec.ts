@@ -44,7 +44,7 @@ describe('defaults', () => {
   })
 
   it('reports an idle runner with the whole port range available', () => {
-    expect(make().getStats()).toEqual({ runningProcesses: 0, allocatedPorts: [], availablePorts: 90 })
+    expect(make().getStats()).toEqual({ runningProcesses: 0, allocatedPorts: [], availablePorts: 90, restarts: 0, servers: [] })
     expect(make({ portRange: { start: 5000, end: 5000 } }).getStats().availablePorts).toBe(1)
   })
 

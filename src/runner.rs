@@ -359,7 +359,7 @@ impl Runner {
                 self.release_when_gone(&server_id, &handle).await;
                 return;
             };
-            if streak_started.elapsed() > policy.max_backoff {
+            if streak_started.elapsed() > stable_after(policy.max_backoff) {
                 consecutive_restarts = 0;
             }
             if consecutive_restarts >= policy.max_restarts {
@@ -643,6 +643,13 @@ impl Runner {
         self.processes.kill_all(self.config.shutdown_timeout).await;
         tracing::debug!("runner shut down");
     }
+}
+
+/// How long a server must run before its restart count starts again from zero: the longest
+/// backoff, but at least ten seconds, so that a server crashing in a loop is never mistaken for
+/// a stable one.
+fn stable_after(max_backoff: Duration) -> Duration {
+    max_backoff.max(Duration::from_secs(10))
 }
 
 /// Writes a line of the runner's own into a server's log.

@@ -140,22 +140,9 @@ fn output_store(env: &Env, on_output: Option<OutputCallback>) -> Result<Arc<LogS
     Ok(log)
 }
 
-/// How a command ended, as JS reads it.
-#[napi(object)]
-pub struct CommandExit {
-    /// The exit code, or `null` when a signal ended the process.
-    pub exit_code: Option<i32>,
-    /// The terminating signal (`'SIGKILL'`), or `null` when the process exited by itself.
-    pub signal: Option<String>,
-}
-
-impl From<ExitInfo> for CommandExit {
-    fn from(info: ExitInfo) -> Self {
-        CommandExit {
-            exit_code: info.code,
-            signal: info.signal_name(),
-        }
-    }
+/// How a command ended, as JS reads it: `{ exitCode, signal }`, one of them `null`.
+fn exit_value(info: ExitInfo) -> Value {
+    serde_json::json!({ "exitCode": info.code, "signal": info.signal_name() })
 }
 
 /// A started command: its pid, its exit, its output, and a kill that reaches its whole tree.
@@ -190,10 +177,11 @@ impl SpawnedProcess {
         self.handle.exit_info().and_then(|e| e.signal_name())
     }
 
-    /// Resolves when the process has exited and been reaped.
-    #[napi]
-    pub async fn wait(&self) -> Result<CommandExit> {
-        Ok(self.handle.wait().await.into())
+    /// Resolves when the process has exited and been reaped: `{ exitCode, signal }` (the
+    /// exit code, or the name of the signal that ended it; the other is `null`).
+    #[napi(ts_return_type = "Promise<{ exitCode: number | null; signal: string | null }>")]
+    pub async fn wait(&self) -> Result<Value> {
+        Ok(exit_value(self.handle.wait().await))
     }
 
     /// Without `signal`: stops the whole tree (SIGTERM, 10 s grace, SIGKILL) and resolves when
@@ -263,31 +251,20 @@ pub fn spawn_command<'env>(
     })
 }
 
-/// What `runCommand` resolves.
-#[napi(object)]
-pub struct CommandResult {
-    /// The exit code, or `null` when a signal ended the process.
-    pub exit_code: Option<i32>,
-    /// The terminating signal, or `null`.
-    pub signal: Option<String>,
-    /// The output (last 10000 lines; stderr lines prefixed `[stderr] `).
-    pub output: String,
-    /// Whether `options.timeoutMs` ran out and the tree was killed.
-    pub timed_out: bool,
-}
-
 /// Runs `command` to completion (see `spawnCommand` for the options; `options.timeoutMs`
-/// kills the whole tree when it runs out) and resolves its exit and output.
+/// kills the whole tree when it runs out) and resolves `{ exitCode, signal, output, timedOut }`:
+/// the exit code or the terminating signal (the other `null`), the output (last 10000 lines,
+/// stderr lines prefixed `[stderr] `), and whether the timeout ran out.
 #[napi(
     ts_args_type = "command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void; timeoutMs?: number }",
-    ts_return_type = "Promise<CommandResult>"
+    ts_return_type = "Promise<{ exitCode: number | null; signal: string | null; output: string; timedOut: boolean }>"
 )]
 pub fn run_command<'env>(
     env: &'env Env,
     command: Option<Unknown>,
     arguments: Option<Unknown>,
     options: Option<Unknown>,
-) -> Result<PromiseRaw<'env, CommandResult>> {
+) -> Result<PromiseRaw<'env, Value>> {
     let prepared = prepare(env, read_command(command, arguments, options))?;
     env.spawn_future(async move {
         let (command, log) = prepared?;
@@ -302,52 +279,42 @@ pub fn run_command<'env>(
             None => (handle.wait().await, false),
         };
         handle.wait_output_closed(Duration::from_secs(2)).await;
-        Ok(CommandResult {
-            exit_code: exit.code,
-            signal: exit.signal_name(),
-            output: join_text(&log.all()),
-            timed_out,
-        })
+        Ok(serde_json::json!({
+            "exitCode": exit.code,
+            "signal": exit.signal_name(),
+            "output": join_text(&log.all()),
+            "timedOut": timed_out,
+        }))
     })
 }
 
 /// The monitor behind `getProcessResourceUsage`.
 static MONITOR: LazyLock<ResourceMonitor> = LazyLock::new(ResourceMonitor::new);
 
-/// Memory and CPU of a process tree, as JS reads it.
-#[napi(object)]
-pub struct ResourceUsage {
-    /// Resident memory of the process and all its descendants, in MB; `null` when it is gone.
-    pub memory_usage_mb: Option<f64>,
-    /// CPU of the tree since the previous sample of this pid (the first: since it started), in
-    /// percent of one core; `null` when it is gone.
-    pub cpu_percent: Option<f64>,
-}
-
-impl From<Option<process::Usage>> for ResourceUsage {
-    fn from(usage: Option<process::Usage>) -> Self {
-        ResourceUsage {
-            memory_usage_mb: usage.map(|u| (u.memory_mb * 10.0).round() / 10.0),
-            cpu_percent: usage.map(|u| u.cpu_percent),
-        }
-    }
+/// Memory and CPU of a tree as JS reads it: `{ memoryUsageMb, cpuPercent }`, both `null` when
+/// the process is gone.
+pub(crate) fn usage_value(usage: Option<process::Usage>) -> Value {
+    serde_json::json!({
+        "memoryUsageMb": usage.map(|u| (u.memory_mb * 10.0).round() / 10.0),
+        "cpuPercent": usage.map(|u| u.cpu_percent),
+    })
 }
 
 /// Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`.
 #[napi(
     ts_args_type = "pid: number",
-    ts_return_type = "Promise<ResourceUsage>"
+    ts_return_type = "Promise<{ memoryUsageMb: number | null; cpuPercent: number | null }>"
 )]
 pub fn get_process_resource_usage<'env>(
     env: &'env Env,
     pid: Option<Unknown>,
-) -> Result<PromiseRaw<'env, ResourceUsage>> {
+) -> Result<PromiseRaw<'env, Value>> {
     let pid = args::options(pid, "pid").and_then(|value| {
         validate::integer("pid", &value, 1, i32::MAX as u64).map_err(to_js_error)
     });
     env.spawn_future(async move {
         let pid = pid? as i32;
-        tokio::task::spawn_blocking(move || MONITOR.sample(pid).into())
+        tokio::task::spawn_blocking(move || usage_value(MONITOR.sample(pid)))
             .await
             .map_err(|e| napi::Error::from_reason(format!("Resource sample did not complete: {e}")))
     })

@@ -7,25 +7,26 @@
 //! crash of the host.
 
 use napi::bindgen_prelude::{
-    Function, JsObjectValue, JsValuesTupleIntoVec, Object, Promise, Result,
+    FromNapiValue, Function, JsObjectValue, JsValuesTupleIntoVec, Object, Promise, Result,
 };
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Status, ValueType};
 use serde_json::Value;
 
-/// A provider method returning a Promise, callable from any thread.
-pub(crate) type AsyncMethod<Args> =
-    ThreadsafeFunction<Args, Promise<Value>, Args, Status, false, true>;
+/// A provider method returning a Promise of `R`, callable from any thread.
+pub(crate) type AsyncMethod<Args, R = Value> =
+    ThreadsafeFunction<Args, Promise<R>, Args, Status, false, true>;
 
 /// Reads `object[name]`, which must be a function, as an [`AsyncMethod`]. `owner` names the
 /// object in errors (`Invalid router: registerRoute must be a function`).
-pub(crate) fn async_method<Args>(
+pub(crate) fn async_method<Args, R>(
     object: &Object,
     owner: &str,
     name: &str,
-) -> Result<AsyncMethod<Args>>
+) -> Result<AsyncMethod<Args, R>>
 where
     Args: 'static + JsValuesTupleIntoVec,
+    R: 'static + FromNapiValue,
 {
     let property = object.get_named_property::<napi::bindgen_prelude::Unknown>(name)?;
     if property.get_type()? != ValueType::Function {
@@ -34,7 +35,7 @@ where
         )));
     }
     // SAFETY: the type was just checked.
-    let method = unsafe { property.cast::<Function<Args, Promise<Value>>>() }?;
+    let method = unsafe { property.cast::<Function<Args, Promise<R>>>() }?;
     method
         .bind(object)?
         .build_threadsafe_function()
@@ -44,12 +45,13 @@ where
 }
 
 /// Calls `method` and awaits its Promise; the error is a message saying what went wrong.
-pub(crate) async fn call<Args>(
-    method: &AsyncMethod<Args>,
+pub(crate) async fn call<Args, R>(
+    method: &AsyncMethod<Args, R>,
     args: Args,
-) -> std::result::Result<Value, String>
+) -> std::result::Result<R, String>
 where
     Args: 'static + JsValuesTupleIntoVec,
+    R: 'static + FromNapiValue,
 {
     let promise = method.call_async_catch(args).await.map_err(describe)?;
     promise.await.map_err(describe)

@@ -33,7 +33,7 @@ type ServerLogCallback = FunctionRef<FnArgs<(String, String, String, String)>, U
 /// The router provider's methods.
 struct Router {
     register_route: AsyncMethod<Value>,
-    remove_route: AsyncMethod<Value>,
+    remove_route: AsyncMethod<Value, UnknownReturnValue>,
 }
 
 /// The `setOnServerLog` listener and the subscriptions feeding it.
@@ -113,15 +113,6 @@ pub struct ServerHealth {
     pub healthy: bool,
     /// Why not, when it did not.
     pub message: Option<String>,
-}
-
-/// Memory and CPU of a server's process tree.
-#[napi(object)]
-pub struct ServerResourceUsage {
-    /// Resident memory of the whole tree in MB, `null` when the server is gone.
-    pub memory_usage_mb: Option<f64>,
-    /// CPU since the previous sample in percent of one core, `null` when the server is gone.
-    pub cpu_percent: Option<f64>,
 }
 
 /// Builds Mastra projects and runs them as supervised local processes.
@@ -575,15 +566,12 @@ impl LocalProcessRunner {
         &self,
         env: &'env Env,
         server: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, ServerResourceUsage>> {
+    ) -> Result<PromiseRaw<'env, Value>> {
         let id = server_id(server.as_ref());
         let shared = Arc::clone(&self.shared);
         env.spawn_future(async move {
             let usage = shared.runner.resource_usage(&id?).await;
-            Ok(ServerResourceUsage {
-                memory_usage_mb: usage.map(|u| (u.memory_mb * 10.0).round() / 10.0),
-                cpu_percent: usage.map(|u| u.cpu_percent),
-            })
+            Ok(super::process::usage_value(usage))
         })
     }
 

@@ -131,6 +131,7 @@ pub fn reap_leftovers(build_dir: &Path) -> Leftovers {
         let host_alive = host == me
             || procfs::read_stat(host).is_some_and(|s| s.is_alive() && s.start_ticks == host_ticks);
         if host_alive {
+            tracing::debug!(record = %path.display(), host, "leftover record of a live runner: kept");
             continue;
         }
         let groups = record["groups"].as_array().cloned().unwrap_or_default();
