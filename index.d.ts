@@ -549,6 +549,23 @@ export declare class SpawnedProcess {
   getOutput(): string
 }
 
+/** Turns projects and deployments into DNS-label subdomains, and back. */
+export declare class SubdomainGenerator {
+  /** A generator (it keeps no state). */
+  constructor()
+  /**
+   * production → `{slug}`, staging → `staging--{slug}`, preview → `{branch}--{slug}`; each
+   * part lowercased with other characters turned to `-`; at most 63 characters, a stable hash
+   * keeping cut names distinct.
+   */
+  generate(project: { slug: string }, deployment: { type: 'production' | 'staging' | 'preview'; branch?: string }): string
+  /**
+   * Splits a generated subdomain into `{ type, projectSlug, branch }` (`branch` is `null`
+   * except for previews); `null` when it is not one.
+   */
+  parse(subdomain: string): { type: 'production' | 'staging' | 'preview'; projectSlug: string; branch: string | null } | null
+}
+
 /** Forgets every previous sample of `getProcessResourceUsage`. */
 export declare function cleanupResourceMonitor(): void
 

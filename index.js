@@ -842,6 +842,7 @@ module.exports.PortAllocator = nativeBinding.PortAllocator
 module.exports.ProcessManager = nativeBinding.ProcessManager
 module.exports.RingBuffer = nativeBinding.RingBuffer
 module.exports.SpawnedProcess = nativeBinding.SpawnedProcess
+module.exports.SubdomainGenerator = nativeBinding.SubdomainGenerator
 module.exports.cleanupResourceMonitor = nativeBinding.cleanupResourceMonitor
 module.exports.createBuildLogStream = nativeBinding.createBuildLogStream
 module.exports.createFilteredLogStream = nativeBinding.createFilteredLogStream
