@@ -6,7 +6,7 @@ import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 
 import { addon, packageRoot } from './helpers/addon'
-import { messageOf } from './helpers/wait'
+import { messageOf } from './helpers/errors'
 
 const { LocalProcessRunner } = addon
 

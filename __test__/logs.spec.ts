@@ -3,7 +3,8 @@ import { spawnSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 
 import { addon, packageRoot } from './helpers/addon'
-import { messageOf, waitFor } from './helpers/wait'
+import { messageOf } from './helpers/errors'
+import { waitFor } from './helpers/wait'
 
 const { RingBuffer, LogCollectorImpl, createBuildLogStream, createMultiLogStream, createFilteredLogStream } = addon
 

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest'
 
 import { addon } from './helpers/addon'
-import { messageOf } from './helpers/wait'
+import { messageOf } from './helpers/errors'
 
 const generator = new addon.SubdomainGenerator()
 const isDnsLabel = (label: string) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(label)

@@ -240,14 +240,7 @@ impl Runner {
             self.config.log_retention_lines as usize,
         )));
         let started = self
-            .processes
-            .start(
-                &server_id,
-                &request.deployment_id,
-                spec.clone(),
-                Arc::clone(&log),
-                Some(Arc::clone(&self.journal)),
-            )
+            .start_process(&server_id, &request.deployment_id, spec.clone(), &log)
             .await;
         let process = match started {
             Ok(process) => process,
@@ -298,6 +291,25 @@ impl Runner {
         let runner = Arc::clone(self);
         tokio::spawn(async move { runner.supervise(server_id, process.handle).await });
         Ok(info)
+    }
+
+    /// Starts a server's process, tracked by server id and recorded in the journal.
+    async fn start_process(
+        &self,
+        server_id: &str,
+        deployment_id: &str,
+        spec: SpawnSpec,
+        log: &Arc<LogStore>,
+    ) -> Result<process::ManagedProcess> {
+        self.processes
+            .start(
+                server_id,
+                deployment_id,
+                spec,
+                Arc::clone(log),
+                Some(Arc::clone(&self.journal)),
+            )
+            .await
     }
 
     async fn allocate_port(self: &Arc<Self>, preferred: Option<u16>) -> Result<u16> {
@@ -428,14 +440,7 @@ impl Runner {
             )
         };
         let started = self
-            .processes
-            .start(
-                server_id,
-                &deployment_id,
-                spec,
-                Arc::clone(&log),
-                Some(Arc::clone(&self.journal)),
-            )
+            .start_process(server_id, &deployment_id, spec, &log)
             .await;
         let process = match started {
             Ok(process) => process,
