@@ -57,6 +57,11 @@ export interface LocalProcessRunnerConfig {
    */
   shutdownTimeoutMs?: number
   /**
+   * The longest a call into a provider (router, source) may take before it fails, in ms.
+   * @default 30000
+   */
+  providerTimeoutMs?: number
+  /**
    * Restart servers that exit on their own. Off unless given; an empty object turns it on with
    * `{ maxRestarts: 10, backoffMs: 1000, maxBackoffMs: 30000 }`.
    */
@@ -90,6 +95,7 @@ export interface ResolvedRunnerConfig {
   buildDir: string
   globalEnvVars: Record<string, string>
   shutdownTimeoutMs: number
+  providerTimeoutMs: number
   restartPolicy: { maxRestarts: number; backoffMs: number; maxBackoffMs: number } | null
   defaultSource: 'local' | null
 }

@@ -33,6 +33,7 @@ describe('defaults', () => {
       buildDir: path.join(process.cwd(), '.mastra', 'builds'),
       globalEnvVars: {},
       shutdownTimeoutMs: 10000,
+      providerTimeoutMs: 30000,
       restartPolicy: null,
       defaultSource: null,
     })

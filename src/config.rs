@@ -152,6 +152,8 @@ pub struct RunnerConfig {
     pub global_env_vars: BTreeMap<String, String>,
     /// Grace period between SIGTERM and SIGKILL when stopping a process group.
     pub shutdown_timeout: Duration,
+    /// The longest a call into a JS provider (router, source) may take before it fails.
+    pub provider_timeout: Duration,
     /// Restart policy for servers that exit on their own; `None` means never restart.
     pub restart_policy: Option<RestartPolicy>,
     /// Source provider to use when none was set.
@@ -170,6 +172,7 @@ impl RunnerConfig {
             build_dir: cwd.join(".mastra").join("builds"),
             global_env_vars: BTreeMap::new(),
             shutdown_timeout: Duration::from_millis(10_000),
+            provider_timeout: Duration::from_millis(30_000),
             restart_policy: None,
             default_source: None,
         }
@@ -210,6 +213,9 @@ impl RunnerConfig {
         if let Some(ms) = fields.integer("shutdownTimeoutMs", 0, MAX_SAFE_INTEGER)? {
             config.shutdown_timeout = Duration::from_millis(ms);
         }
+        if let Some(ms) = fields.integer("providerTimeoutMs", 1, MAX_SAFE_INTEGER)? {
+            config.provider_timeout = Duration::from_millis(ms);
+        }
         if let Some(policy) = fields.object("restartPolicy")? {
             config.restart_policy = Some(restart_policy(&policy)?);
         }
@@ -248,6 +254,7 @@ impl RunnerConfig {
             "buildDir": self.build_dir.to_string_lossy(),
             "globalEnvVars": self.global_env_vars,
             "shutdownTimeoutMs": millis(self.shutdown_timeout),
+            "providerTimeoutMs": millis(self.provider_timeout),
             "restartPolicy": restart_policy,
             "defaultSource": self.default_source.map(|_| "local"),
         })
@@ -443,6 +450,7 @@ mod tests {
         assert_eq!(config.build_dir, PathBuf::from("/srv/admin/.mastra/builds"));
         assert!(config.global_env_vars.is_empty());
         assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(config.provider_timeout, Duration::from_secs(30));
         assert_eq!(config.restart_policy, None);
         assert_eq!(config.default_source, None);
     }
@@ -610,6 +618,10 @@ mod tests {
             (
                 json!({ "shutdownTimeoutMs": -1 }),
                 "Invalid shutdownTimeoutMs: must be an integer of at least 0 (got -1)",
+            ),
+            (
+                json!({ "providerTimeoutMs": 0 }),
+                "Invalid providerTimeoutMs: must be an integer of at least 1 (got 0)",
             ),
             (
                 json!({ "restartPolicy": { "backoffMs": 500, "maxBackoffMs": 100 } }),

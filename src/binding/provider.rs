@@ -10,6 +10,8 @@ use napi::bindgen_prelude::{
     FromNapiValue, Function, JsObjectValue, JsValuesTupleIntoVec, Object, Promise, Result,
 };
 use napi::threadsafe_function::ThreadsafeFunction;
+use std::time::Duration;
+
 use napi::{Status, ValueType};
 use serde_json::Value;
 
@@ -44,17 +46,24 @@ where
         .build()
 }
 
-/// Calls `method` and awaits its Promise; the error is a message saying what went wrong.
+/// Calls `method` and awaits its Promise, for at most `limit`; the error is a message saying
+/// what went wrong (a throw, a rejection, a value that is not a Promise, or no answer in time).
 pub(crate) async fn call<Args, R>(
     method: &AsyncMethod<Args, R>,
     args: Args,
+    limit: Duration,
 ) -> std::result::Result<R, String>
 where
     Args: 'static + JsValuesTupleIntoVec,
     R: 'static + FromNapiValue,
 {
-    let promise = method.call_async_catch(args).await.map_err(describe)?;
-    promise.await.map_err(describe)
+    let answer = async {
+        let promise = method.call_async_catch(args).await.map_err(describe)?;
+        promise.await.map_err(describe)
+    };
+    tokio::time::timeout(limit, answer)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())))
 }
 
 /// The message of an error thrown or rejected by JS (without napi's status prefix).

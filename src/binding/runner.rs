@@ -388,7 +388,8 @@ impl LocalProcessRunner {
                     "targetHost": "127.0.0.1",
                     "targetPort": info.port,
                 });
-                let registered = call(&router.register_route, route).await;
+                let limit = shared.runner.config().provider_timeout;
+                let registered = call(&router.register_route, route, limit).await;
                 let route_id = registered
                     .as_ref()
                     .ok()
@@ -633,7 +634,12 @@ async fn stop_server(shared: &Shared, id: &str) {
     let route = shared.runner.server(id).and_then(|s| s.route_id);
     let router = lock(&shared.router).clone();
     if let (Some(route_id), Some(router)) = (route, router)
-        && let Err(why) = call(&router.remove_route, Value::String(route_id.clone())).await
+        && let Err(why) = call(
+            &router.remove_route,
+            Value::String(route_id.clone()),
+            shared.runner.config().provider_timeout,
+        )
+        .await
     {
         tracing::warn!("router failed to remove route '{route_id}' of server '{id}': {why}");
     }
