@@ -106,7 +106,7 @@ pub fn env_vars(name: &str, value: &Value) -> Result<BTreeMap<String, String>> {
 pub const MAX_ID_LENGTH: usize = 128;
 
 /// An id that becomes part of a path under `buildDir`: non-empty, at most 128 characters, no
-/// path separator, no `..`, no NUL.
+/// path separator, no `..`, not `.`, no NUL.
 pub fn id(name: &str, value: &str) -> Result<()> {
     let reason = if value.is_empty() {
         "must not be empty".to_owned()
@@ -119,6 +119,8 @@ pub fn id(name: &str, value: &str) -> Result<()> {
         format!("must not contain a path separator (got '{value}')")
     } else if value.contains("..") {
         format!("must not contain '..' (got '{value}')")
+    } else if value == "." {
+        "must not be '.'".to_owned()
     } else if value.contains('\0') {
         "must not contain a NUL character".to_owned()
     } else {
@@ -201,6 +203,7 @@ mod tests {
                 "Invalid build.id: must not contain a path separator (got 'a\\b')",
             ),
             ("..", "Invalid build.id: must not contain '..' (got '..')"),
+            (".", "Invalid build.id: must not be '.'"),
             ("a\0b", "Invalid build.id: must not contain a NUL character"),
         ];
         for (value, message) in cases {

@@ -47,8 +47,14 @@ impl LineFramer {
                 self.skipping = !ends_line;
                 continue;
             }
+            let room = self.max_line_bytes - self.pending.len();
             if ends_line {
-                if self.pending.is_empty() {
+                if segment.len() > room {
+                    // The cap counts the line's raw bytes, a `\r` before the `\n` included, so
+                    // that where reads happen to split the line never changes the result.
+                    self.pending.extend_from_slice(&segment[..room]);
+                    emit(self.cut_pending());
+                } else if self.pending.is_empty() {
                     emit(line_from(strip_cr(segment)));
                 } else {
                     self.pending.extend_from_slice(segment);
@@ -58,7 +64,6 @@ impl LineFramer {
                 }
                 continue;
             }
-            let room = self.max_line_bytes - self.pending.len();
             if segment.len() <= room {
                 self.pending.extend_from_slice(segment);
             } else {
@@ -229,6 +234,15 @@ mod tests {
         assert_eq!(emitted, 1, "one cut line, the rest dropped until a newline");
         framer.push(b"\nafter\n", |_| emitted += 1);
         assert_eq!(emitted, 2);
+    }
+
+    #[test]
+    fn a_long_line_inside_one_read_is_cut_too() {
+        let lines = frame(&[b"0123456789\nok\n"], 4);
+        assert_eq!(
+            lines,
+            vec![format!("0123{}", truncation_marker(4)), "ok".to_owned()]
+        );
     }
 
     #[test]
