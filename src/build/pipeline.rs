@@ -472,8 +472,8 @@ fn major(version: &str) -> Option<u64> {
         .ok()
 }
 
-/// The lines of a failed step that say why: from its first error line on (npm, pnpm, yarn
-/// and bun all start theirs with "error" or an `ERR_` code), else its last stderr lines, else
+/// The lines of a failed step that say why: its first error line and what follows on that
+/// stream (npm, pnpm, yarn and bun all start theirs with "error" or an `ERR_` code), else its last stderr lines, else
 /// its last lines; a few lines and bytes at most, colour codes removed.
 fn error_excerpt(output: &[LogEntry]) -> Option<String> {
     let lines: Vec<(Stream, String)> = output
@@ -482,8 +482,11 @@ fn error_excerpt(output: &[LogEntry]) -> Option<String> {
         .filter(|(_, line)| !line.is_empty() && !is_bare_prefix(line))
         .collect();
     let chosen: Vec<&str> = match lines.iter().position(|(_, line)| is_error_line(line)) {
+        // The error and what follows it on the same stream (the other pipe's lines may land
+        // anywhere in between).
         Some(first) => lines[first..]
             .iter()
+            .filter(|(stream, _)| *stream == lines[first].0)
             .take(EXCERPT_LINES)
             .map(|(_, l)| l.as_str())
             .collect(),
