@@ -315,6 +315,20 @@ fn build_dir(fields: &Fields<'_>, cwd: &Path) -> Result<Option<PathBuf>> {
     }
 }
 
+/// Validates a caller's `Record<string, string>` of environment variables (for example a
+/// build's `options.envVars`) with the rules of `globalEnvVars`; errors call it `name`.
+/// `null` (left out) is empty.
+pub fn env_vars_from_json(value: &Value, name: &str) -> Result<BTreeMap<String, String>> {
+    match value {
+        Value::Null => Ok(BTreeMap::new()),
+        Value::Object(fields) => env_vars(&Fields {
+            prefix: format!("{name}."),
+            fields,
+        }),
+        other => Err(Error::invalid(name, expected("an object", other))),
+    }
+}
+
 fn env_vars(vars: &Fields<'_>) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (key, value) in vars.fields {

@@ -18,13 +18,14 @@ const MAX_BATCH: usize = 4096;
 
 /// Starts delivering `subscription`'s batches to `deliver`, which runs on the JS thread.
 /// With `pause`, waits that long after each delivered batch (coalescing what arrives meanwhile).
-/// The task ends when the subscription closes or Node's environment goes away.
+/// The task ends when the subscription closes (after delivering what was queued) or Node's
+/// environment goes away; awaiting the returned handle waits for that.
 pub(crate) fn spawn_delivery<F>(
     env: &Env,
     subscription: Subscription,
     pause: Option<Duration>,
     mut deliver: F,
-) -> Result<()>
+) -> Result<tokio::task::JoinHandle<()>>
 where
     F: FnMut(&Env, LogBatch) + 'static,
 {
@@ -37,7 +38,7 @@ where
             deliver(&ctx.env, ctx.value);
             Ok(())
         })?;
-    napi::bindgen_prelude::spawn(async move {
+    Ok(napi::bindgen_prelude::spawn(async move {
         while let Some(batch) = subscription.next_batch(MAX_BATCH).await {
             if tsfn.call_async(batch).await.is_err() {
                 break;
@@ -46,8 +47,7 @@ where
                 tokio::time::sleep(pause).await;
             }
         }
-    });
-    Ok(())
+    }))
 }
 
 /// Reports an exception thrown by a user's log callback; the subscription stays.

@@ -112,6 +112,59 @@ impl BuilderConfig {
     }
 }
 
+/// What a caller may set per build (`BuildOptions` of SPEC §2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// `envVars`: variables above the builder's global ones.
+    pub env_vars: BTreeMap<String, String>,
+    /// `timeoutMs`: overrides the builder's default budget.
+    pub timeout: Option<Duration>,
+    /// `skipInstall`: skip the install step.
+    pub skip_install: bool,
+}
+
+impl BuildOptions {
+    /// Validates a caller's options object (`null`: all defaults); errors name the field as
+    /// `<name>.envVars`, `<name>.timeoutMs`, `<name>.skipInstall`.
+    pub fn from_json(value: &Value, name: &str) -> Result<Self> {
+        let fields = match value {
+            Value::Null => return Ok(Self::default()),
+            Value::Object(fields) => fields,
+            other => {
+                return Err(Error::invalid(name, validate::expected("an object", other)));
+            }
+        };
+        let field = |key: &str| fields.get(key).unwrap_or(&Value::Null);
+        let timeout = match field("timeoutMs") {
+            Value::Null => None,
+            ms => Some(Duration::from_millis(validate::integer(
+                &format!("{name}.timeoutMs"),
+                ms,
+                1,
+                MAX_SAFE_INTEGER,
+            )?)),
+        };
+        let skip_install = match field("skipInstall") {
+            Value::Null => false,
+            Value::Bool(skip) => *skip,
+            other => {
+                return Err(Error::invalid(
+                    format!("{name}.skipInstall"),
+                    validate::expected("a boolean", other),
+                ));
+            }
+        };
+        Ok(BuildOptions {
+            env_vars: crate::config::env_vars_from_json(
+                field("envVars"),
+                &format!("{name}.envVars"),
+            )?,
+            timeout,
+            skip_install,
+        })
+    }
+}
+
 /// One build to run.
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
@@ -143,6 +196,16 @@ impl BuildRequest {
                 DEFAULT_BUILD_LOG_LINES,
             ))),
         }
+    }
+}
+
+impl BuildRequest {
+    /// This request with a caller's options applied.
+    pub fn with_options(mut self, options: BuildOptions) -> Self {
+        self.env_vars = options.env_vars;
+        self.timeout = options.timeout;
+        self.skip_install = options.skip_install;
+        self
     }
 }
 
@@ -449,5 +512,45 @@ mod tests {
             error(json!(5)),
             "Invalid options: expected an object, got number 5"
         );
+    }
+
+    #[test]
+    fn build_options_name_the_offending_field() {
+        let options = BuildOptions::from_json(
+            &json!({ "envVars": { "A": "1" }, "timeoutMs": 2000, "skipInstall": true }),
+            "options",
+        )
+        .unwrap();
+        assert_eq!(options.env_vars["A"], "1");
+        assert_eq!(options.timeout, Some(Duration::from_secs(2)));
+        assert!(options.skip_install);
+        assert_eq!(
+            BuildOptions::from_json(&Value::Null, "options").unwrap(),
+            BuildOptions::default()
+        );
+        let error = |options: Value| {
+            BuildOptions::from_json(&options, "options")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error(json!({ "timeoutMs": 0 })),
+            "Invalid options.timeoutMs: must be an integer of at least 1 (got 0)"
+        );
+        assert_eq!(
+            error(json!({ "skipInstall": "yes" })),
+            "Invalid options.skipInstall: expected a boolean, got string 'yes'"
+        );
+        assert_eq!(
+            error(json!({ "envVars": { "A=B": "1" } })),
+            "Invalid options.envVars.A=B: a variable name must be non-empty and contain neither '=' nor NUL"
+        );
+        assert_eq!(
+            error(json!({ "envVars": [] })),
+            "Invalid options.envVars: expected an object, got an array"
+        );
+        let request = BuildRequest::new("b", "/w")
+            .with_options(BuildOptions::from_json(&json!({ "timeoutMs": 5 }), "options").unwrap());
+        assert_eq!(request.timeout, Some(Duration::from_millis(5)));
     }
 }

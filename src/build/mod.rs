@@ -18,7 +18,7 @@ mod pipeline;
 pub mod queue;
 
 pub use builder::{
-    BuildOutcome, BuildRequest, BuildStatus, BuilderConfig, DEFAULT_BUILD_LOG_LINES,
+    BuildOptions, BuildOutcome, BuildRequest, BuildStatus, BuilderConfig, DEFAULT_BUILD_LOG_LINES,
     DEFAULT_KILL_GRACE, ProjectBuilder,
 };
 pub use layout::{Caches, clean_build_dir, remove_build_dir, validate_id};
