@@ -208,7 +208,14 @@ async fn only_the_build_script_runs_with_node_env_production() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_package_manager_or_package_json_fails_clearly() {
     let builds = FakeBuilds::new("steps-missing", 2);
-    let request = builds.request("nopm", r#"{ "packageManager": "pnpm@9.1.0" }"#, &[]);
+    // Only the fake npm and the system's directories: no pnpm (npm test puts one on PATH).
+    let bin = builds.path.split(':').next().unwrap_or_default().to_owned();
+    let path = format!("{bin}:/usr/bin:/bin");
+    let request = builds.request(
+        "nopm",
+        r#"{ "packageManager": "pnpm@9.1.0" }"#,
+        &[("PATH", &path)],
+    );
     let outcome = builds.builder.build(request).await.unwrap();
     assert_eq!(outcome.status, BuildStatus::Failed);
     let message = outcome.error_message.unwrap();
