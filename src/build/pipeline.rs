@@ -50,11 +50,17 @@ pub fn output_entry(workdir: &Path) -> PathBuf {
 /// What a pipeline needs from its builder.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
+    /// The shared package-manager caches.
     pub caches: Caches,
+    /// Variables of every build (`globalEnvVars`).
     pub global_env_vars: BTreeMap<String, String>,
+    /// The budget when the request sets none.
     pub default_timeout: Duration,
+    /// SIGTERM → SIGKILL grace on timeout or cancel.
     pub kill_grace: Duration,
+    /// Where process groups are recorded, if anywhere.
     pub journal: Option<Arc<Journal>>,
+    /// The queue's number of slots, for the "waiting" line.
     pub queue_limit: usize,
 }
 
