@@ -211,6 +211,46 @@ export interface RunOptions {
   healthCheckTimeoutMs?: number
 }
 
+/** Options of `new ProjectBuilder(options)`. Every field is optional. */
+export interface ProjectBuilderOptions {
+  /**
+   * Directory of the builds; the package managers' caches live in its `.cache`. Resolved
+   * against the working directory at construction.
+   * @default '.mastra/builds'
+   */
+  buildDir?: string
+  /**
+   * Builds that run at once; more wait in FIFO order. A positive integer.
+   * @default 3
+   */
+  maxConcurrentBuilds?: number
+  /**
+   * Budget of install plus build script when a build does not set `timeoutMs`.
+   * @default 600000
+   */
+  defaultTimeoutMs?: number
+  /** Variables injected into every build (above the host allow-list, below `envVars`). */
+  globalEnvVars?: Record<string, string>
+}
+
+/** What `ProjectBuilder.build()` resolves with. */
+export interface ProjectBuildResult {
+  status: 'succeeded' | 'failed' | 'cancelled'
+  /**
+   * What failed and how; its first line is a summary such as
+   * `Install failed (pnpm install --frozen-lockfile exited with exit code 1)`, and the package
+   * manager's own error lines may follow. `null` on success.
+   */
+  errorMessage: string | null
+  /** The build log (bounded; the newest lines win), stderr lines prefixed `[stderr] `. */
+  logs: string
+  /** When the build left the queue (for a build cancelled while queued: when it was cancelled). */
+  startedAt: Date
+  completedAt: Date
+  /** The package manager used, once detected. */
+  packageManager: 'npm' | 'pnpm' | 'yarn' | 'bun' | null
+}
+
 // ---------------------------------------------------------------------------------------------
 // Providers supplied by the caller
 // ---------------------------------------------------------------------------------------------
@@ -510,6 +550,38 @@ export declare class ProcessManager {
 }
 
 /**
+ * Builds projects in place: detects the package manager, installs dependencies (the frozen
+ * form when the project has its lockfile), runs the `build` script, and checks that
+ * `.mastra/output/index.mjs` exists. At most `maxConcurrentBuilds` builds run at once; the rest
+ * wait in FIFO order. Package-manager caches live under `<buildDir>/.cache` and are shared by
+ * every build of this builder.
+ */
+export declare class ProjectBuilder {
+  /**
+   * Validates `options` (every field optional); throws an `Error` naming a wrong field.
+   * `buildDir` is resolved against the current working directory now.
+   */
+  constructor(options?: ProjectBuilderOptions)
+  /**
+   * Builds the project already in `workdir` as build `buildId`. Resolves with the outcome:
+   * failures of the project (install, build script, missing output, timeout) and cancels
+   * are a `status` with an `errorMessage`, not a rejection. Rejects for bad arguments or a
+   * `buildId` already queued or running. Every log line reaches `onLog` in order, as it
+   * happens, before the Promise resolves; stderr lines start with `[stderr] `, the
+   * builder's own with `[runner] `.
+   */
+  build(buildId: string, workdir: string, options?: BuildOptions, onLog?: (line: string) => void): Promise<ProjectBuildResult>
+  /**
+   * Cancels a queued or running build (a running one has its process tree killed); its
+   * `build()` resolves with `status: 'cancelled'`. Resolves once the build's processes are
+   * gone; an unknown or finished build is a no-op.
+   */
+  cancel(buildId: string): Promise<void>
+  /** Cancels every queued and running build; resolves once none of their processes is left. */
+  cancelAll(): Promise<void>
+}
+
+/**
  * A fixed-capacity list of any JS values: pushing onto a full buffer drops the oldest.
  *
  * Node 20 cannot hold a reference to a primitive, so each item is kept inside a one-field
@@ -596,8 +668,36 @@ export declare function createFilteredLogStream(callback: (line: string) => void
  */
 export declare function createMultiLogStream(...callbacks: Array<(line: string) => void>): (line: string) => void
 
+/**
+ * The package manager of the project in `dir`: the `packageManager` field of package.json
+ * (`pnpm@9.1.0`) wins, then lockfiles (`pnpm-lock.yaml` → pnpm, `bun.lock` / `bun.lockb` → bun,
+ * `yarn.lock` → yarn, `package-lock.json` / `npm-shrinkwrap.json` → npm), else npm.
+ * Throws when package.json is not valid JSON (naming the file and position) or names an
+ * unknown package manager.
+ */
+export declare function detectPackageManager(dir: string): 'npm' | 'pnpm' | 'yarn' | 'bun'
+
+/**
+ * The arguments that run the project's build script with `pm`: `['run', 'build']`.
+ * Throws for an unknown package manager.
+ */
+export declare function getBuildArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun'): string[]
+
+/**
+ * The arguments that install dependencies with `pm`: `['install']` by default; with
+ * `{ frozen: true }` the reproducible form (`['ci']` for npm, `install --frozen-lockfile` for
+ * pnpm, yarn 1 and bun). Throws for an unknown package manager.
+ */
+export declare function getInstallArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun', options?: { frozen?: boolean }): string[]
+
 /** Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`. */
 export declare function getProcessResourceUsage(pid: number): Promise<{ memoryUsageMb: number | null; cpuPercent: number | null }>
+
+/**
+ * Whether `<dir>/package.json` has a non-empty `scripts.build` (false without a package.json).
+ * Throws when package.json is not valid JSON.
+ */
+export declare function hasBuildScript(dir: string): boolean
 
 /** The outcome of one health check. */
 export interface HealthCheckResult {

@@ -160,7 +160,7 @@ describe('running servers', () => {
     const { runner, buildDir } = makeRunner({ restartPolicy: { maxRestarts: 1, backoffMs: 20, maxBackoffMs: 20 } })
     const { project, deployment, build } = entities()
     installBuild(buildDir, build.id)
-    const server = await runner.deploy(project, deployment, build, { envVars: { FIXTURE_CRASH_AFTER_MS: '100' } })
+    const server = await runner.deploy(project, deployment, build, { envVars: { FIXTURE_CRASH_AFTER_MS: '400' } })
     await waitFor(async () => (await runner.getLogs(server)).includes('restart limit reached'))
     await waitFor(() => runner.getStats().allocatedPorts.length === 0)
     expect(runner.getStats().servers[0]).toMatchObject({ healthStatus: 'unhealthy', restarts: 1 })

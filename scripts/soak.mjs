@@ -128,11 +128,18 @@ function leftoverProcesses() {
   return left
 }
 
-function portFree(port) {
+/**
+ * Whether anything still listens on `port`. (A failed bind would be the wrong test: a client
+ * connection's TIME_WAIT can hold a port of the range for a minute without anything running.)
+ */
+function listening(port) {
   return new Promise((resolve) => {
-    const server = net.createServer()
-    server.once('error', () => resolve(false))
-    server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)))
+    const socket = net.connect(port, '127.0.0.1')
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
   })
 }
 
@@ -146,7 +153,7 @@ await restarting.shutdown()
 global.gc?.()
 const after = { fds: openFds(), rssMb: rssMb() }
 const portsHeld = []
-for (let port = range.start; port <= 46199; port++) if (!(await portFree(port))) portsHeld.push(port)
+for (let port = range.start; port <= 46199; port++) if (await listening(port)) portsHeld.push(port)
 const result = {
   cycles,
   seconds: (Date.now() - started) / 1000,
@@ -164,7 +171,7 @@ const rssGrowth = after.rssMb - before.rssMb
 const problems = []
 if (result.processesLeft.length) problems.push(`processes left: ${result.processesLeft.join(', ')}`)
 if (result.allocatedPorts.length) problems.push(`ports still allocated: ${result.allocatedPorts.join(', ')}`)
-if (result.portsHeld.length) problems.push(`ports still bound: ${result.portsHeld.join(', ')}`)
+if (result.portsHeld.length) problems.push(`ports still listened on: ${result.portsHeld.join(', ')}`)
 if (fdGrowth > 5) problems.push(`open file descriptors grew by ${fdGrowth}`)
 if (rssGrowth > 64) problems.push(`RSS grew by ${Math.round(rssGrowth)} MB`)
 result.problems = problems

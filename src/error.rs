@@ -5,7 +5,7 @@
 //! type's `Display`, in exactly one place.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::PortRange;
@@ -58,6 +58,25 @@ pub enum Error {
         attempts: u32,
         last_failure: String,
     },
+    /// A package-manager name that is not npm, pnpm, yarn or bun; `context` says where it came
+    /// from (an argument, or a package.json's `packageManager` field).
+    UnknownPackageManager { name: String, context: String },
+    /// A project's package.json that cannot be used; `reason` includes the position of a JSON
+    /// syntax error.
+    InvalidPackageJson { path: PathBuf, reason: String },
+    /// A file-system operation (`action`: "read", "remove", …) on `path` failed.
+    Io {
+        action: String,
+        path: PathBuf,
+        reason: String,
+    },
+    /// A path the runner was about to write is not a direct child of `build_dir`.
+    PathOutsideBuildDir { path: PathBuf, build_dir: PathBuf },
+    /// A build with this id is queued or running, so it cannot be started again or its
+    /// directory touched.
+    BuildInProgress { build_id: String },
+    /// A build's task ended without an outcome (it panicked: a bug in the runner).
+    BuildAborted { build_id: String, reason: String },
 }
 
 impl Error {
@@ -66,6 +85,17 @@ impl Error {
         Error::InvalidArgument {
             name: name.into(),
             reason: reason.into(),
+        }
+    }
+}
+
+impl Error {
+    /// Shorthand for [`Error::Io`] from an `std::io::Error`.
+    pub fn io(action: &str, path: &Path, error: &std::io::Error) -> Self {
+        Error::Io {
+            action: action.to_owned(),
+            path: path.to_path_buf(),
+            reason: error.to_string(),
         }
     }
 }
@@ -155,6 +185,31 @@ impl fmt::Display for Error {
                 timeout.as_millis(),
                 attempts(*n)
             ),
+            Error::UnknownPackageManager { name, context } => write!(
+                f,
+                "Unknown package manager '{name}' ({context}): expected npm, pnpm, yarn or bun"
+            ),
+            Error::InvalidPackageJson { path, reason } => {
+                write!(f, "Invalid {}: {reason}", path.display())
+            }
+            Error::Io {
+                action,
+                path,
+                reason,
+            } => write!(f, "Cannot {action} {}: {reason}", path.display()),
+            Error::PathOutsideBuildDir { path, build_dir } => write!(
+                f,
+                "Refusing to touch {}: it is not a directory directly inside buildDir {}",
+                path.display(),
+                build_dir.display()
+            ),
+            Error::BuildInProgress { build_id } => write!(
+                f,
+                "Build '{build_id}' is already queued or running; cancel it first"
+            ),
+            Error::BuildAborted { build_id, reason } => {
+                write!(f, "Build '{build_id}' ended without an outcome: {reason}")
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 //! converts between JS values and core types.
 //!
 //! Core modules:
+//! - [`build`]: package-manager detection, the build queue, install / build / verify;
 //! - [`config`]: defaults and validation of the runner configuration;
 //! - [`logs`]: line framing, bounded log stores and live subscriptions;
 //! - [`process`]: spawning children, killing process trees, leftovers of dead hosts;
@@ -21,6 +22,7 @@
 //! - [`diagnostics`]: the runner's own `tracing` output;
 //! - [`error`]: the one error type.
 
+pub mod build;
 pub mod config;
 pub mod diagnostics;
 pub mod error;

@@ -132,6 +132,9 @@ struct Server {
     handle: ProcessHandle,
     /// Set once `stop` (or shutdown) took over; the supervisor then leaves the server alone.
     stopping: bool,
+    /// Held while a restart starts a new process and while `stop` kills, so that a restart
+    /// never starts a process after `stop` has looked for the one to kill.
+    lifecycle: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Builds Mastra projects and supervises their servers.
@@ -286,6 +289,7 @@ impl Runner {
                 log,
                 handle: process.handle.clone(),
                 stopping: false,
+                lifecycle: Arc::new(tokio::sync::Mutex::new(())),
             },
         );
         let runner = Arc::clone(self);
@@ -430,15 +434,23 @@ impl Runner {
     /// Starts a server again with the same command on the same port; `None` when it was
     /// stopped meanwhile or could not start (then its port is released).
     async fn restart(&self, server_id: &str) -> Option<ProcessHandle> {
-        let (spec, log, deployment_id) = {
+        let (spec, log, deployment_id, lifecycle) = {
             let servers = lock(&self.servers);
             let server = servers.get(server_id).filter(|s| !s.stopping)?;
             (
                 server.spec.clone(),
                 Arc::clone(&server.log),
                 server.info.deployment_id.clone(),
+                Arc::clone(&server.lifecycle),
             )
         };
+        let starting = lifecycle.lock().await;
+        if lock(&self.servers)
+            .get(server_id)
+            .is_none_or(|s| s.stopping)
+        {
+            return None;
+        }
         let started = self
             .start_process(server_id, &deployment_id, spec, &log)
             .await;
@@ -459,6 +471,7 @@ impl Runner {
             server.info.restarts += 1;
             server.info.port
         };
+        drop(starting);
         let timeout =
             self.config.health_check.retry_interval * self.config.health_check.max_retries;
         let healthy = self.health.wait_until_healthy_loopback(port, timeout);
@@ -519,19 +532,22 @@ impl Runner {
     /// Resolves when no process of it is left. Unknown or stopped servers: a no-op. Returns
     /// the server as it was, with its route id, so the caller can remove the route.
     pub async fn stop(&self, server_id: &str) -> Option<ServerInfo> {
-        let info = {
+        let (info, lifecycle) = {
             let mut servers = lock(&self.servers);
             let server = servers.get_mut(server_id)?;
             server.stopping = true;
             server.info.health = HealthStatus::Stopping;
-            server.info.clone()
+            (server.info.clone(), Arc::clone(&server.lifecycle))
         };
+        // Waits for a restart that is starting a process right now, so that process is the one
+        // found and killed below.
+        let _stopping = lifecycle.lock().await;
         self.processes
             .kill(server_id, self.config.shutdown_timeout)
             .await;
         let handle = lock(&self.servers).get(server_id).map(|s| s.handle.clone());
         if let Some(handle) = handle {
-            // The supervisor may have started a new process just before `stopping` was set.
+            // The process the server runs now, should a restart have replaced it.
             handle.kill_tree(self.config.shutdown_timeout).await;
         }
         self.ports.release(info.port);

@@ -105,24 +105,27 @@ pub fn env_vars(name: &str, value: &Value) -> Result<BTreeMap<String, String>> {
 /// The longest id (project, build, deployment, server) accepted.
 pub const MAX_ID_LENGTH: usize = 128;
 
-/// An id that becomes part of a path under `buildDir`: non-empty, at most 128 characters, no
-/// path separator, no `..`, not `.`, no NUL.
+/// An id (project, build, deployment) that becomes a directory name under `buildDir`:
+/// non-empty, at most 128 characters, no NUL, no path separator, no `..`, and not starting with
+/// `.` — such names are the runner's own (`.cache`, `.runner`), and `.` is `buildDir` itself.
 pub fn id(name: &str, value: &str) -> Result<()> {
     let reason = if value.is_empty() {
         "must not be empty".to_owned()
+    } else if value.contains('\0') {
+        "must not contain a NUL character".to_owned()
+    } else if value.contains('/') || value.contains('\\') {
+        format!("must not contain a path separator (got '{value}')")
+    } else if value.contains("..") {
+        format!("must not contain '..' (got '{value}')")
+    } else if value.starts_with('.') {
+        format!(
+            "must not start with '.', which is reserved for the runner's own directories (got '{value}')"
+        )
     } else if value.chars().count() > MAX_ID_LENGTH {
         format!(
             "must be at most {MAX_ID_LENGTH} characters (got {})",
             value.chars().count()
         )
-    } else if value.contains('/') || value.contains('\\') {
-        format!("must not contain a path separator (got '{value}')")
-    } else if value.contains("..") {
-        format!("must not contain '..' (got '{value}')")
-    } else if value == "." {
-        "must not be '.'".to_owned()
-    } else if value.contains('\0') {
-        "must not contain a NUL character".to_owned()
     } else {
         return Ok(());
     };
@@ -203,7 +206,10 @@ mod tests {
                 "Invalid build.id: must not contain a path separator (got 'a\\b')",
             ),
             ("..", "Invalid build.id: must not contain '..' (got '..')"),
-            (".", "Invalid build.id: must not be '.'"),
+            (
+                ".",
+                "Invalid build.id: must not start with '.', which is reserved for the runner's own directories (got '.')",
+            ),
             ("a\0b", "Invalid build.id: must not contain a NUL character"),
         ];
         for (value, message) in cases {

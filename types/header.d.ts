@@ -211,6 +211,46 @@ export interface RunOptions {
   healthCheckTimeoutMs?: number
 }
 
+/** Options of `new ProjectBuilder(options)`. Every field is optional. */
+export interface ProjectBuilderOptions {
+  /**
+   * Directory of the builds; the package managers' caches live in its `.cache`. Resolved
+   * against the working directory at construction.
+   * @default '.mastra/builds'
+   */
+  buildDir?: string
+  /**
+   * Builds that run at once; more wait in FIFO order. A positive integer.
+   * @default 3
+   */
+  maxConcurrentBuilds?: number
+  /**
+   * Budget of install plus build script when a build does not set `timeoutMs`.
+   * @default 600000
+   */
+  defaultTimeoutMs?: number
+  /** Variables injected into every build (above the host allow-list, below `envVars`). */
+  globalEnvVars?: Record<string, string>
+}
+
+/** What `ProjectBuilder.build()` resolves with. */
+export interface ProjectBuildResult {
+  status: 'succeeded' | 'failed' | 'cancelled'
+  /**
+   * What failed and how; its first line is a summary such as
+   * `Install failed (pnpm install --frozen-lockfile exited with exit code 1)`, and the package
+   * manager's own error lines may follow. `null` on success.
+   */
+  errorMessage: string | null
+  /** The build log (bounded; the newest lines win), stderr lines prefixed `[stderr] `. */
+  logs: string
+  /** When the build left the queue (for a build cancelled while queued: when it was cancelled). */
+  startedAt: Date
+  completedAt: Date
+  /** The package manager used, once detected. */
+  packageManager: 'npm' | 'pnpm' | 'yarn' | 'bun' | null
+}
+
 // ---------------------------------------------------------------------------------------------
 // Providers supplied by the caller
 // ---------------------------------------------------------------------------------------------

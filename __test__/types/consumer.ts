@@ -2,6 +2,11 @@
 // against the published index.d.ts, and misuse must not.
 import {
   LocalProcessRunner,
+  ProjectBuilder,
+  detectPackageManager,
+  getInstallArgs,
+  type ProjectBuildResult,
+  type ProjectBuilderOptions,
   type Build,
   type BuildOptions,
   type Deployment,
@@ -127,6 +132,13 @@ const page: PaginatedLogsResult = {
   newestCursor: '1',
 }
 
+const builderOptions: ProjectBuilderOptions = { buildDir: '/b', maxConcurrentBuilds: 2, defaultTimeoutMs: 1000, globalEnvVars: {} }
+const builder = new ProjectBuilder(builderOptions)
+const built: Promise<ProjectBuildResult> = builder.build('b1', '/w', buildOptions, (line: string) => line.length)
+const cancelled: Promise<void> = builder.cancel('b1')
+const pm: 'npm' | 'pnpm' | 'yarn' | 'bun' = detectPackageManager('/w')
+const frozenArgs: string[] = getInstallArgs(pm, { frozen: true })
+
 // Misuse the declarations must reject (each line fails to compile without its directive).
 // @ts-expect-error portRange is an object, not a string
 new LocalProcessRunner({ portRange: '4000-4100' })
@@ -136,8 +148,10 @@ new LocalProcessRunner({ defaultSource: 'github' })
 const wrongKind: 'docker' = runner.type
 // @ts-expect-error a build's status is one of the listed states
 const badBuild: Build = { ...build, status: 'done' }
+// @ts-expect-error only the four package managers are accepted
+getInstallArgs('pip')
 
 export {
   withBase, kind, ports, resolved, done, project, deployment, build, server, buildOptions, runOptions,
-  source, provider, route, router, page, wrongKind, badBuild,
+  source, provider, route, router, page, wrongKind, badBuild, built, cancelled, frozenArgs,
 }

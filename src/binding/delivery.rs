@@ -44,13 +44,15 @@ where
 
 /// Delivers `subscription`'s batches to `sink`, each wrapped by `wrap`. With `pause`, waits
 /// that long after each batch (coalescing what arrives meanwhile). Ends when the subscription
-/// closes or Node's environment goes away.
+/// closes (after delivering what was queued) or Node's environment goes away; awaiting the
+/// returned handle waits for that.
 pub(crate) fn pump<T, W>(
     sink: Arc<BatchSink<T>>,
     subscription: Subscription,
     pause: Option<Duration>,
     wrap: W,
-) where
+) -> tokio::task::JoinHandle<()>
+where
     T: 'static + Send,
     W: Fn(LogBatch) -> T + Send + 'static,
 {
@@ -63,22 +65,22 @@ pub(crate) fn pump<T, W>(
                 tokio::time::sleep(pause).await;
             }
         }
-    });
+    })
 }
 
-/// Starts delivering `subscription`'s batches to `deliver`, which runs on the JS thread.
+/// Starts delivering `subscription`'s batches to `deliver`, which runs on the JS thread; see
+/// [`pump`] for when it ends.
 pub(crate) fn spawn_delivery<F>(
     env: &Env,
     subscription: Subscription,
     pause: Option<Duration>,
     deliver: F,
-) -> Result<()>
+) -> Result<tokio::task::JoinHandle<()>>
 where
     F: FnMut(&Env, LogBatch) + 'static,
 {
     let sink = batch_sink(env, deliver)?;
-    pump(sink, subscription, pause, |batch| batch);
-    Ok(())
+    Ok(pump(sink, subscription, pause, |batch| batch))
 }
 
 /// Reports an exception thrown by a user's log callback; the subscription stays.

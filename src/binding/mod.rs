@@ -4,6 +4,7 @@
 //! [`to_js_error`], with the core error's message unchanged.
 
 mod args;
+mod build;
 mod delivery;
 mod health;
 mod json;

@@ -77,3 +77,106 @@ pub async fn line_after(handle: &ProcessHandle, prefix: &str) -> String {
     .await;
     found.unwrap_or_default()
 }
+
+/// A fake `npm` for build tests, so that exit codes, signals, timing and the environment are
+/// under the test's control (the real package managers are exercised by the vitest specs).
+/// `--version` prints a version; `install` / `ci` and `run build` record their environment
+/// in the working directory and then run `$FAKE_INSTALL` / `$FAKE_BUILD` (default: succeed,
+/// and the build writes `.mastra/output/index.mjs`).
+const FAKE_NPM: &str = r#"#!/bin/sh
+case "$1" in
+  --version) echo 10.0.0-fake ;;
+  install|ci)
+    env > "$PWD/install.env"
+    echo "fake npm $*"
+    eval "${FAKE_INSTALL:-true}" ;;
+  run)
+    env > "$PWD/build.env"
+    echo "fake npm $*"
+    eval "${FAKE_BUILD:-mkdir -p .mastra/output && echo 'export const ok = 1' > .mastra/output/index.mjs}" ;;
+  *) echo "fake npm: unexpected $*" >&2; exit 64 ;;
+esac
+"#;
+
+/// A directory holding the fake `npm` (see [`FAKE_NPM`]).
+pub fn fake_npm_dir(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir(&format!("{name}-bin"));
+    let npm = dir.join("npm");
+    std::fs::write(&npm, FAKE_NPM).expect("write fake npm");
+    std::fs::set_permissions(&npm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// `PATH` with `dir` first, then the host's.
+pub fn path_with(dir: &std::path::Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A project directory with `package.json` = `manifest`.
+pub fn project(name: &str, manifest: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    std::fs::write(dir.join("package.json"), manifest).expect("write package.json");
+    dir
+}
+
+/// A package.json with a build script.
+pub const WITH_BUILD: &str = r#"{ "name": "p", "scripts": { "build": "mastra build" } }"#;
+
+/// The variables a child recorded in `file` (`env` output), as name → value.
+pub fn recorded_env(file: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// A builder on a fresh build directory whose builds find the fake `npm` first on PATH.
+pub struct FakeBuilds {
+    /// The builder under test.
+    pub builder: mastra_runner_local::build::ProjectBuilder,
+    /// `PATH` with the fake npm first.
+    pub path: String,
+    name: String,
+}
+
+impl FakeBuilds {
+    /// `max` builds at once, a short kill grace.
+    pub fn new(name: &str, max: usize) -> Self {
+        use mastra_runner_local::build::{BuilderConfig, ProjectBuilder};
+        let mut config = BuilderConfig::new(temp_dir(&format!("{name}-builds")));
+        config.max_concurrent_builds = max;
+        config.kill_grace = Duration::from_millis(300);
+        FakeBuilds {
+            builder: ProjectBuilder::new(config),
+            path: path_with(&fake_npm_dir(name)),
+            name: name.to_owned(),
+        }
+    }
+
+    /// A request for a new project `id` with `manifest`, the fake npm on PATH, and `vars`.
+    pub fn request(
+        &self,
+        id: &str,
+        manifest: &str,
+        vars: &[(&str, &str)],
+    ) -> mastra_runner_local::build::BuildRequest {
+        let workdir = project(&format!("{}-{id}", self.name), manifest);
+        let mut request = mastra_runner_local::build::BuildRequest::new(id, workdir);
+        request
+            .env_vars
+            .insert("PATH".to_owned(), self.path.clone());
+        for (name, value) in vars {
+            request
+                .env_vars
+                .insert((*name).to_owned(), (*value).to_owned());
+        }
+        request
+    }
+}

@@ -1,0 +1,298 @@
+// Builds (SPEC §3) with the real package managers: npm (the machine's), and pnpm, yarn 1 and bun
+// (devDependencies of this package, found through node_modules/.bin on the builds' PATH).
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+
+import type { ProjectBuildResult } from '../index'
+import { addon, packageRoot } from './helpers/addon'
+import { messageOf, rejectionOf } from './helpers/errors'
+import { waitFor } from './helpers/wait'
+
+const { ProjectBuilder, detectPackageManager, getInstallArgs, getBuildArgs, hasBuildScript } = addon
+
+const fixtures = path.join(__dirname, 'fixtures')
+/** The builds' PATH: this package's pnpm, yarn, bun and Node first, then the machine's npm. */
+const PATH = `${path.join(packageRoot, 'node_modules', '.bin')}:${process.env.PATH}`
+
+const temps: string[] = []
+const builders: InstanceType<typeof ProjectBuilder>[] = []
+
+function tempDir(name: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `build-spec-${name}-`))
+  temps.push(dir)
+  return dir
+}
+
+/** A copy of fixture `name` in a fresh temporary directory. */
+function copyFixture(name: string): string {
+  const dir = path.join(tempDir(name), 'project')
+  fs.cpSync(path.join(fixtures, name), dir, { recursive: true })
+  return dir
+}
+
+/** A temporary project with `package.json` = `manifest`. */
+function project(name: string, manifest: object): string {
+  const dir = tempDir(name)
+  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify(manifest))
+  return dir
+}
+
+function builder(options: ConstructorParameters<typeof ProjectBuilder>[0] = {}) {
+  const created = new ProjectBuilder({ buildDir: tempDir('builds'), globalEnvVars: { PATH }, ...options })
+  builders.push(created)
+  return created
+}
+
+/** Runs a build and collects what reached `onLog`. */
+async function build(
+  b: InstanceType<typeof ProjectBuilder>,
+  id: string,
+  workdir: string,
+  options?: Parameters<InstanceType<typeof ProjectBuilder>['build']>[2],
+): Promise<{ result: ProjectBuildResult; lines: string[] }> {
+  const lines: string[] = []
+  const result = await b.build(id, workdir, options, (line) => lines.push(line))
+  return { result, lines }
+}
+
+afterEach(async () => {
+  await Promise.all(builders.splice(0).map((b) => b.cancelAll()))
+  for (const dir of temps.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+})
+
+describe('detectPackageManager, getInstallArgs, getBuildArgs, hasBuildScript', () => {
+  it('detects each fixture by its lockfile', () => {
+    for (const pm of ['npm', 'pnpm', 'yarn', 'bun'] as const) {
+      expect(detectPackageManager(path.join(fixtures, `build-${pm}`))).toBe(pm)
+    }
+  })
+
+  it('lets the packageManager field win, with a corepack hash too', () => {
+    const dir = project('field', { packageManager: 'pnpm@9.1.0+sha512.0123abcd' })
+    fs.writeFileSync(path.join(dir, 'yarn.lock'), '')
+    expect(detectPackageManager(dir)).toBe('pnpm')
+    expect(detectPackageManager(project('none', {}))).toBe('npm')
+  })
+
+  it('names an unknown package manager and a broken package.json', () => {
+    const unknown = project('unknown', { packageManager: 'deno@2.0.0' })
+    expect(messageOf(() => detectPackageManager(unknown))).toBe(
+      `Unknown package manager 'deno' (packageManager field of ${path.join(unknown, 'package.json')}): expected npm, pnpm, yarn or bun`,
+    )
+    const broken = tempDir('broken')
+    fs.writeFileSync(path.join(broken, 'package.json'), '{\n  "name": "x",\n}')
+    const message = messageOf(() => detectPackageManager(broken))
+    expect(message).toContain(`Invalid ${path.join(broken, 'package.json')}: not valid JSON: `)
+    expect(message).toContain('line 3 column 1')
+    expect(() => hasBuildScript(broken)).toThrow('not valid JSON')
+  })
+
+  it('gives the plain install by default and the frozen form on request', () => {
+    expect(getInstallArgs('npm')).toEqual(['install'])
+    expect(getInstallArgs('pnpm', {})).toEqual(['install'])
+    expect(getInstallArgs('npm', { frozen: true })).toEqual(['ci'])
+    expect(getInstallArgs('pnpm', { frozen: true })).toEqual(['install', '--frozen-lockfile'])
+    expect(getInstallArgs('yarn', { frozen: true })).toEqual(['install', '--frozen-lockfile'])
+    expect(getInstallArgs('bun', { frozen: true })).toEqual(['install', '--frozen-lockfile'])
+    expect(getInstallArgs('bun', { frozen: false })).toEqual(['install'])
+    for (const pm of ['npm', 'pnpm', 'yarn', 'bun'] as const) expect(getBuildArgs(pm)).toEqual(['run', 'build'])
+  })
+
+  it('rejects unknown package managers and bad arguments by name', () => {
+    const getInstall = getInstallArgs as (...args: unknown[]) => string[]
+    const getBuild = getBuildArgs as (...args: unknown[]) => string[]
+    expect(messageOf(() => getInstall('pip'))).toBe(
+      "Unknown package manager 'pip' (argument pm): expected npm, pnpm, yarn or bun",
+    )
+    expect(messageOf(() => getBuild('deno'))).toContain("Unknown package manager 'deno'")
+    expect(messageOf(() => getInstall(1))).toBe('Invalid pm: expected a string, got number 1')
+    expect(messageOf(() => getInstall())).toBe('Invalid pm: is required')
+    expect(messageOf(() => getInstall('npm', { frozen: 'yes' }))).toBe(
+      "Invalid options.frozen: expected a boolean, got string 'yes'",
+    )
+    expect(messageOf(() => (detectPackageManager as (...a: unknown[]) => string)())).toBe('Invalid dir: is required')
+  })
+
+  it('finds build scripts', () => {
+    expect(hasBuildScript(path.join(fixtures, 'build-npm'))).toBe(true)
+    expect(hasBuildScript(project('noscript', { scripts: { dev: 'x' } }))).toBe(false)
+    expect(hasBuildScript(tempDir('nofile'))).toBe(false)
+  })
+})
+
+describe('ProjectBuilder arguments', () => {
+  it('names a wrong constructor field', () => {
+    expect(messageOf(() => new ProjectBuilder({ maxConcurrentBuilds: 0 }))).toBe(
+      'Invalid maxConcurrentBuilds: must be an integer from 1 to 4294967295 (got 0)',
+    )
+    expect(messageOf(() => new ProjectBuilder({ defaultTimeoutMs: -5 }))).toBe(
+      'Invalid defaultTimeoutMs: must be an integer of at least 1 (got -5)',
+    )
+    expect(messageOf(() => new ProjectBuilder({ globalEnvVars: { A: 1 as unknown as string } }))).toBe(
+      'Invalid globalEnvVars.A: expected a string, got number 1',
+    )
+  })
+
+  it('rejects bad ids, workdirs and options before touching the disk', async () => {
+    const b = builder()
+    const dir = project('args', {})
+    const call = b.build as (...args: unknown[]) => Promise<ProjectBuildResult>
+    expect(await rejectionOf(call.call(b, '../x', dir))).toBe(
+      "Invalid buildId: must not contain a path separator (got '../x')",
+    )
+    expect(await rejectionOf(call.call(b, '', dir))).toBe('Invalid buildId: must not be empty')
+    expect(await rejectionOf(call.call(b, 'a\0b', dir))).toBe('Invalid buildId: must not contain a NUL character')
+    expect(await rejectionOf(call.call(b, 'ok', 5))).toBe('Invalid workdir: expected a string, got number 5')
+    expect(await rejectionOf(call.call(b, 'ok', dir, { timeoutMs: 0 }))).toBe(
+      'Invalid options.timeoutMs: must be an integer of at least 1 (got 0)',
+    )
+    expect(await rejectionOf(call.call(b, 'ok', dir, {}, 'not a function'))).toBe(
+      "Invalid onLog: expected a function, got string 'not a function'",
+    )
+    expect(fs.readdirSync(dir)).toEqual(['package.json'])
+  })
+})
+
+/** Lockfile, cache directory and the tool's out-of-sync message, per package manager. */
+const managers = [
+  { pm: 'npm', frozen: 'npm ci', cache: 'npm', outOfSync: 'can only install packages when your package.json and package-lock.json' },
+  { pm: 'pnpm', frozen: 'pnpm install --frozen-lockfile', cache: 'pnpm-store', outOfSync: 'ERR_PNPM_OUTDATED_LOCKFILE' },
+  { pm: 'yarn', frozen: 'yarn install --frozen-lockfile', cache: 'yarn', outOfSync: 'Your lockfile needs to be updated' },
+  { pm: 'bun', frozen: 'bun install --frozen-lockfile', cache: 'bun', outOfSync: 'lockfile had changes, but lockfile is frozen' },
+] as const
+
+/** Variables that cut every package manager off the registry, so only a warm cache can serve. */
+const OFFLINE = {
+  HTTP_PROXY: 'http://127.0.0.1:9',
+  HTTPS_PROXY: 'http://127.0.0.1:9',
+  http_proxy: 'http://127.0.0.1:9',
+  https_proxy: 'http://127.0.0.1:9',
+  npm_config_offline: 'true',
+  pnpm_config_offline: 'true',
+  YARN_OFFLINE: 'true',
+}
+
+describe.each(managers)('a $pm project', ({ pm, frozen, cache, outOfSync }) => {
+  it('installs with the frozen form, builds, and produces the output', async () => {
+    const b = builder()
+    const workdir = copyFixture(`build-${pm}`)
+    const { result, lines } = await build(b, `${pm}-1`, workdir)
+    expect(result.status, result.logs).toBe('succeeded')
+    expect(result.errorMessage).toBeNull()
+    expect(result.packageManager).toBe(pm)
+    expect(result.startedAt).toBeInstanceOf(Date)
+    expect(result.completedAt.getTime()).toBeGreaterThanOrEqual(result.startedAt.getTime())
+    expect(result.logs).toContain(`\n[runner] Install: ${frozen}\n`)
+    expect(result.logs).toContain(`\n[runner] Build script: ${pm} run build\n`)
+    expect(result.logs).toContain('build: wrote .mastra/output/index.mjs (NODE_ENV=production)')
+    expect(fs.readFileSync(path.join(workdir, '.mastra/output/index.mjs'), 'utf8')).toContain('"production"')
+    // Every line reached onLog, in order, before the Promise resolved.
+    expect(lines.join('\n')).toBe(result.logs)
+  })
+
+  it('fails with the package manager message when the lockfile is out of sync', async () => {
+    const b = builder()
+    const workdir = copyFixture(`build-${pm}`)
+    const manifest = path.join(workdir, 'package.json')
+    fs.writeFileSync(manifest, fs.readFileSync(manifest, 'utf8').replace('"is-number": "7.0.0"', '"is-number": "6.0.0"'))
+    const { result } = await build(b, `${pm}-sync`, workdir)
+    expect(result.status).toBe('failed')
+    const message = result.errorMessage ?? ''
+    expect(message.split('\n')[0]).toBe(`Install failed (${frozen} exited with exit code 1)`)
+    expect(message).toContain(outOfSync)
+  })
+
+  it('rebuilds from the warm cache without the registry', async () => {
+    const b = builder()
+    const { result: cold } = await build(b, `${pm}-cold`, copyFixture(`build-${pm}`))
+    expect(cold.status, cold.logs).toBe('succeeded')
+    const { result: warm } = await build(b, `${pm}-warm`, copyFixture(`build-${pm}`), { envVars: OFFLINE })
+    expect(warm.status, warm.logs).toBe('succeeded')
+
+    // The same offline settings fail a builder whose cache is empty: the registry really is cut off.
+    const empty = builder()
+    const { result: blocked } = await build(empty, `${pm}-blocked`, copyFixture(`build-${pm}`), { envVars: OFFLINE })
+    expect(blocked.status).toBe('failed')
+    expect(blocked.errorMessage?.split('\n')[0]).toMatch(/^Install failed \(.* exited with exit code \d+\)$/)
+    expect(blocked.errorMessage).toContain(frozen)
+  })
+
+  it('keeps its cache under <buildDir>/.cache', async () => {
+    const buildDir = tempDir(`cache-${pm}`)
+    const b = builder({ buildDir })
+    const { result } = await build(b, `${pm}-cache`, copyFixture(`build-${pm}`))
+    expect(result.status, result.logs).toBe('succeeded')
+    expect(fs.readdirSync(path.join(buildDir, '.cache', cache)).length).toBeGreaterThan(0)
+  })
+})
+
+describe('ProjectBuilder with plain scripts', () => {
+  /** A project without dependencies whose build script is `script`. */
+  function scripted(name: string, script: string): string {
+    const dir = project(name, { name, version: '1.0.0', private: true, scripts: { build: script } })
+    fs.writeFileSync(path.join(dir, 'package-lock.json'), JSON.stringify({ name, version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name, version: '1.0.0' } } }))
+    return dir
+  }
+
+  it('cancels a running build', async () => {
+    const b = builder()
+    const workdir = scripted('cancel', 'node -e "console.log(\'hanging\'); setTimeout(() => {}, 1e6)"')
+    const lines: string[] = []
+    const pending = b.build('cancel-me', workdir, {}, (line) => lines.push(line))
+    await waitFor(() => lines.includes('hanging'), 30_000, 'the build script to start')
+    await b.cancel('cancel-me')
+    const result = await pending
+    expect(result.status).toBe('cancelled')
+    expect(result.errorMessage).toMatch(/^Build cancelled after [\d.]+ s \(during build script: npm run build\)$/)
+    await b.cancel('cancel-me') // a finished build: no-op
+  })
+
+  it('times out with the elapsed seconds', async () => {
+    const b = builder({ defaultTimeoutMs: 60_000 })
+    const workdir = scripted('timeout', 'node -e "setTimeout(() => {}, 1e6)"')
+    const { result } = await build(b, 'slow', workdir, { timeoutMs: 2_000 })
+    expect(result.status).toBe('failed')
+    expect(result.errorMessage).toMatch(/^Build timed out after 2(\.\d)? s \(during build script: npm run build\)$/)
+  })
+
+  it('fails with the exit code, names missing output, and keeps host secrets out', async () => {
+    process.env.BUILD_SPEC_ADMIN_SECRET = 'hunter2'
+    try {
+      const b = builder()
+      const failing = scripted('exit', 'node -e "console.error(\'Error: broken build\'); process.exit(3)"')
+      const { result } = await build(b, 'exit', failing)
+      expect(result.errorMessage).toBe('Build script failed (npm run build exited with exit code 3)\nError: broken build')
+
+      const dump = scripted('dump', 'node -e "require(\'fs\').writeFileSync(\'env.json\', JSON.stringify(process.env))"')
+      const { result: missing } = await build(b, 'missing', dump)
+      expect(missing.status).toBe('failed')
+      expect(missing.errorMessage).toBe(`Build output not found: ${path.join(dump, '.mastra/output/index.mjs')}`)
+      const env = JSON.parse(fs.readFileSync(path.join(dump, 'env.json'), 'utf8'))
+      expect(env.BUILD_SPEC_ADMIN_SECRET).toBeUndefined()
+      expect(env.NODE_ENV).toBe('production')
+    } finally {
+      delete process.env.BUILD_SPEC_ADMIN_SECRET
+    }
+  })
+
+  it('queues builds beyond maxConcurrentBuilds and says so', async () => {
+    const b = builder({ maxConcurrentBuilds: 1 })
+    const first = scripted('first', 'node -e "setTimeout(() => {}, 1e6)"')
+    const second = scripted('second', 'node -e "require(\'fs\').mkdirSync(\'.mastra/output\', { recursive: true }); require(\'fs\').writeFileSync(\'.mastra/output/index.mjs\', \'\')"')
+    const firstLines: string[] = []
+    const running = b.build('first', first, {}, (line) => firstLines.push(line))
+    await waitFor(() => firstLines.some((l) => l.startsWith('[runner] Build script:')), 30_000, 'the first build to run')
+    const secondLines: string[] = []
+    const queued = b.build('second', second, {}, (line) => secondLines.push(line))
+    await waitFor(() => secondLines.length > 0, 10_000, 'the queue line')
+    expect(secondLines[0]).toBe(
+      '[runner] Build second is waiting for a build slot: position 1 in the queue (1 of 1 builds running)',
+    )
+    await b.cancel('first')
+    expect((await running).status).toBe('cancelled')
+    const result = await queued
+    expect(result.status, result.logs).toBe('succeeded')
+  })
+})

@@ -1,0 +1,28 @@
+//! Builds: from a populated working directory to a verified `.mastra/output/index.mjs`.
+//!
+//! - [`package_manager`]: which package manager a project uses (SPEC §3 detection rules) and
+//!   the arguments that install it and run its build script;
+//! - [`layout`]: id rules, the per-build directories under `buildDir` and the shared caches;
+//! - [`queue`]: the FIFO queue that caps how many builds run at once;
+//! - [`builder`]: [`ProjectBuilder`], which queues, runs and cancels builds;
+//! - `pipeline`: the steps of one build (detect, install, build script, verify).
+//!
+//! A build's failure (install, build script, missing output, timeout) is an outcome, not an
+//! error: [`BuildOutcome`] says what failed and how. Errors are kept for misuse (a bad id, a
+//! build id already in flight, a path outside `buildDir`).
+
+pub mod builder;
+pub mod layout;
+pub mod package_manager;
+mod pipeline;
+pub mod queue;
+
+pub use builder::{
+    BuildOptions, BuildOutcome, BuildRequest, BuildStatus, BuilderConfig, DEFAULT_BUILD_LOG_LINES,
+    DEFAULT_KILL_GRACE, ProjectBuilder,
+};
+pub use layout::{Caches, clean_build_dir, remove_build_dir};
+pub use package_manager::{
+    Detection, DetectionSource, PackageManager, build_args, detect, has_build_script, install_args,
+};
+pub use pipeline::{OUTPUT_ENTRY, RUNNER_PREFIX, output_entry};
