@@ -58,9 +58,36 @@ pub enum Error {
         attempts: u32,
         last_failure: String,
     },
+    /// A filesystem operation failed: `action` says which (`read directory`, `copy file`),
+    /// `path` on what, and `reason` what the operating system said.
+    Io {
+        action: String,
+        path: PathBuf,
+        reason: String,
+    },
+    /// A project path a source provider may not read: it resolves outside every base path, or
+    /// is not a project directory. `reason` says which, with the resolved path.
+    AccessDenied { path: PathBuf, reason: String },
+    /// No Mastra project with this id lies directly under the base paths.
+    ProjectNotFound {
+        id: String,
+        base_paths: Vec<PathBuf>,
+    },
+    /// A copy target that must not be emptied (`/`, the source itself, a directory inside the
+    /// source, or one holding it); `reason` says which.
+    UnsafeCopyTarget { target: PathBuf, reason: String },
 }
 
 impl Error {
+    /// An [`Error::Io`] for `action` on `path`, with the operating system's message.
+    pub fn io(action: impl Into<String>, path: impl Into<PathBuf>, error: &std::io::Error) -> Self {
+        Error::Io {
+            action: action.into(),
+            path: path.into(),
+            reason: error.to_string(),
+        }
+    }
+
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(name: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidArgument {
@@ -155,8 +182,33 @@ impl fmt::Display for Error {
                 timeout.as_millis(),
                 attempts(*n)
             ),
+            Error::Io {
+                action,
+                path,
+                reason,
+            } => write!(f, "Cannot {action} {}: {reason}", path.display()),
+            Error::AccessDenied { path, reason } => {
+                write!(f, "Access denied to {}: {reason}", path.display())
+            }
+            Error::ProjectNotFound { id, base_paths } => write!(
+                f,
+                "Project not found: no Mastra project with id '{id}' under {}",
+                path_list(base_paths)
+            ),
+            Error::UnsafeCopyTarget { target, reason } => {
+                write!(f, "Refusing to copy into {}: {reason}", target.display())
+            }
         }
     }
+}
+
+/// "/a, /b" for the messages that list paths.
+pub(crate) fn path_list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl std::error::Error for Error {}

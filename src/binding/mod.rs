@@ -12,6 +12,7 @@ mod ports;
 mod process;
 mod provider;
 mod runner;
+mod source;
 
 use napi::Env;
 use napi::bindgen_prelude::{Object, Result};
