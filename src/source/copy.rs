@@ -46,9 +46,9 @@ pub struct CopyReport {
     pub bytes: u64,
     /// Symlinks recreated (each relative and resolving inside the project).
     pub symlinks: u64,
-    /// Symlinks not copied because they are absolute or lead out of the project.
+    /// Symlinks not copied because they are absolute or lead out of the project, by path.
     pub skipped_symlinks: Vec<Skipped>,
-    /// Named pipes, sockets and devices, which are never copied.
+    /// Named pipes, sockets and devices, which are never copied, by path.
     pub skipped_special: Vec<Skipped>,
 }
 
@@ -188,6 +188,8 @@ pub fn copy_project(
             }),
         }
     }
+    report.skipped_symlinks.sort_by(|a, b| a.path.cmp(&b.path));
+    report.skipped_special.sort_by(|a, b| a.path.cmp(&b.path));
     // Deepest first, so a directory made read-only no longer needs to be written into.
     for (dir, mode) in tree.dirs.iter().rev() {
         let to = target.join(dir);
