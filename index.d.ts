@@ -448,8 +448,8 @@ export declare class LocalProjectSource {
   /**
    * Copies the project at `source.path` into `targetDir` and resolves the absolute form of
    * `targetDir`, the build's working copy. `targetDir` is created if missing and emptied
-   * first; `/`, the project itself, a directory inside it or holding it, and a base path
-   * are refused. The copy skips the usual excludes at every depth, keeps file modes, and
+   * first; `/`, the project itself, a directory inside it or holding it, a base path and a
+   * symlink are refused. The copy skips the usual excludes at every depth, keeps file modes, and
    * keeps only relative symlinks that resolve inside the project.
    *
    * `onLog`, when given, receives `copied N files (M bytes)` (plus `and K symlinks` when

@@ -291,6 +291,14 @@ fn unsafe_targets_are_refused_before_anything_is_removed() {
     assert_eq!(refusal(&f.base), "it holds the project");
     symlink(&f.app, f.dir.join("alias")).unwrap();
     assert_eq!(refusal(&f.dir.join("alias")), "it is the project itself");
+    fs::create_dir(f.dir.join("elsewhere")).unwrap();
+    fs::write(f.dir.join("elsewhere/keep"), "x").unwrap();
+    symlink(f.dir.join("elsewhere"), f.dir.join("link-target")).unwrap();
+    assert_eq!(
+        refusal(&f.dir.join("link-target")),
+        "it is a symlink; give the directory it points to"
+    );
+    assert!(f.dir.join("elsewhere/keep").is_file());
     fs::write(f.dir.join("file"), "x").unwrap();
     assert_eq!(
         refusal(&f.dir.join("file")),

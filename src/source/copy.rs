@@ -120,8 +120,8 @@ pub fn resolve_target(target: &Path) -> Result<PathBuf> {
 /// reported in the [`CopyReport`] instead of copied. A symlinked directory is copied as a
 /// link, never descended into.
 ///
-/// Refuses ([`Error::UnsafeCopyTarget`]) a target that is `/`, the source, inside the source
-/// or holding it. Filesystem failures come back as [`Error::Io`] naming the path.
+/// Refuses ([`Error::UnsafeCopyTarget`]) a target that is `/`, the source, inside the source,
+/// holding it, or a symlink. Filesystem failures come back as [`Error::Io`] naming the path.
 pub fn copy_project(
     source_dir: &Path,
     target_dir: &Path,
@@ -155,6 +155,11 @@ pub fn copy_project(
     }
     if root.starts_with(&target) {
         return refuse("it holds the project");
+    }
+    // Emptying a link's directory would reach wherever the link points; ancestors may be
+    // links (as `/tmp` is on some systems), the target itself may not.
+    if fs::symlink_metadata(target_dir).is_ok_and(|meta| meta.is_symlink()) {
+        return refuse("it is a symlink; give the directory it points to");
     }
     empty_dir(&target)?;
 
