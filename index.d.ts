@@ -454,6 +454,58 @@ export declare class LocalProcessRunner {
   shutdown(): Promise<void>
 }
 
+/**
+ * A source provider over local directories: the Mastra projects directly under `basePaths`,
+ * copied for a build with `node_modules`, `.git`, `.mastra`, `dist`, `.next`, `.turbo` and
+ * the `exclude` names skipped at every depth. Only paths that resolve (symlinks and `..`
+ * included) inside a base path are ever read.
+ */
+export declare class LocalProjectSource {
+  /**
+   * A source over `basePaths` (a non-empty array of existing directories; relative ones are
+   * resolved against the current working directory now). `exclude` adds directory or file
+   * names to skip when copying. Throws an `Error` naming the wrong entry, e.g.
+   * `Invalid basePaths: must list at least one directory`.
+   */
+  constructor(options: { basePaths: string[]; exclude?: string[] })
+  /** Always `'local'`. */
+  get type(): 'local'
+  /** The canonical base paths (symlinks and `..` resolved, duplicates dropped). */
+  get basePaths(): Array<string>
+  /**
+   * The Mastra projects directly under the base paths, sorted by path: directories whose
+   * package.json depends on `@mastra/core` or `mastra` (dependencies or devDependencies), or
+   * that have `src/mastra/index.ts` or `src/mastra/index.js`. Each `id` is a 16-digit hex
+   * hash of the canonical path, stable while the project stays where it is. Every team sees
+   * the same projects; `teamId` must still be a string.
+   */
+  listProjects(teamId: string): Promise<ProjectSource[]>
+  /**
+   * The project with `projectId`; rejects with
+   * `Project not found: no Mastra project with id '…' under …` when there is none.
+   */
+  getProject(projectId: string): Promise<ProjectSource>
+  /**
+   * Whether `source.path` may be read: it is a directory that, with symlinks and `..`
+   * resolved, lies inside a base path, and `source.type` is `'local'` (or absent).
+   * Resolves `false` rather than rejecting for paths; rejects only for a malformed `source`.
+   */
+  validateAccess(source: ProjectSource): Promise<boolean>
+  /**
+   * Copies the project at `source.path` into `targetDir` and resolves the absolute form of
+   * `targetDir`, the build's working copy. `targetDir` is created if missing and emptied
+   * first; `/`, the project itself, a directory inside it or holding it, a base path and a
+   * symlink are refused. The copy skips the usual excludes at every depth, keeps file modes, and
+   * keeps only relative symlinks that resolve inside the project.
+   *
+   * `onLog`, when given, receives `copied N files (M bytes)` (plus `and K symlinks` when
+   * there are any) and then one `warning: …` line per symlink or special file that was not
+   * copied, before the Promise resolves. Rejects when `source.path` is outside the base
+   * paths (`Access denied to …`) or the copy fails (the message names the path).
+   */
+  getProjectPath(source: ProjectSource, targetDir: string, onLog?: (line: string) => void): Promise<string>
+}
+
 /** A bounded in-memory log: lines with timestamps, stream tags and cursors. */
 export declare class LogCollectorImpl {
   /**

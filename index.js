@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.HealthChecker = nativeBinding.HealthChecker
 module.exports.LocalProcessRunner = nativeBinding.LocalProcessRunner
+module.exports.LocalProjectSource = nativeBinding.LocalProjectSource
 module.exports.LogCollectorImpl = nativeBinding.LogCollectorImpl
 module.exports.PortAllocator = nativeBinding.PortAllocator
 module.exports.ProcessManager = nativeBinding.ProcessManager

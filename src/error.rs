@@ -5,7 +5,7 @@
 //! type's `Display`, in exactly one place.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::PortRange;
@@ -77,25 +77,34 @@ pub enum Error {
     BuildInProgress { build_id: String },
     /// A build's task ended without an outcome (it panicked: a bug in the runner).
     BuildAborted { build_id: String, reason: String },
+    /// A project path a source provider may not read: it resolves outside every base path, or
+    /// is not a project directory. `reason` says which, with the resolved path.
+    AccessDenied { path: PathBuf, reason: String },
+    /// No Mastra project with this id lies directly under the base paths.
+    ProjectNotFound {
+        id: String,
+        base_paths: Vec<PathBuf>,
+    },
+    /// A copy target that must not be emptied (`/`, the source itself, a directory inside the
+    /// source, or one holding it); `reason` says which.
+    UnsafeCopyTarget { target: PathBuf, reason: String },
 }
 
 impl Error {
+    /// An [`Error::Io`] for `action` on `path`, with the operating system's message.
+    pub fn io(action: impl Into<String>, path: impl Into<PathBuf>, error: &std::io::Error) -> Self {
+        Error::Io {
+            action: action.into(),
+            path: path.into(),
+            reason: error.to_string(),
+        }
+    }
+
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(name: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidArgument {
             name: name.into(),
             reason: reason.into(),
-        }
-    }
-}
-
-impl Error {
-    /// Shorthand for [`Error::Io`] from an `std::io::Error`.
-    pub fn io(action: &str, path: &Path, error: &std::io::Error) -> Self {
-        Error::Io {
-            action: action.to_owned(),
-            path: path.to_path_buf(),
-            reason: error.to_string(),
         }
     }
 }
@@ -210,8 +219,28 @@ impl fmt::Display for Error {
             Error::BuildAborted { build_id, reason } => {
                 write!(f, "Build '{build_id}' ended without an outcome: {reason}")
             }
+            Error::AccessDenied { path, reason } => {
+                write!(f, "Access denied to {}: {reason}", path.display())
+            }
+            Error::ProjectNotFound { id, base_paths } => write!(
+                f,
+                "Project not found: no Mastra project with id '{id}' under {}",
+                path_list(base_paths)
+            ),
+            Error::UnsafeCopyTarget { target, reason } => {
+                write!(f, "Refusing to copy into {}: {reason}", target.display())
+            }
         }
     }
+}
+
+/// "/a, /b" for the messages that list paths.
+pub(crate) fn path_list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl std::error::Error for Error {}

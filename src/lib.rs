@@ -15,6 +15,7 @@
 //! - [`logs`]: line framing, bounded log stores and live subscriptions;
 //! - [`process`]: spawning children, killing process trees, leftovers of dead hosts;
 //! - [`runner`]: the object that owns builds, servers and ports;
+//! - [`source`]: finding local Mastra projects, access checks, copying a project for a build;
 //! - [`subdomain`]: DNS-label subdomains for deployments, and parsing them back;
 //! - [`validate`]: checks of caller-supplied values, with errors that name the argument;
 //! - [`ports`]: hands out free ports of the configured range;
@@ -31,6 +32,7 @@ pub mod logs;
 pub mod ports;
 pub mod process;
 pub mod runner;
+pub mod source;
 pub mod subdomain;
 pub mod validate;
 

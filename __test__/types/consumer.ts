@@ -2,6 +2,7 @@
 // against the published index.d.ts, and misuse must not.
 import {
   LocalProcessRunner,
+  LocalProjectSource,
   ProjectBuilder,
   detectPackageManager,
   getInstallArgs,
@@ -113,6 +114,9 @@ const provider: ProjectSourceProvider = {
     return `${targetDir}/${src.id}`
   },
 }
+const localSource: ProjectSourceProvider = new LocalProjectSource({ basePaths: ['/projects'], exclude: ['coverage'] })
+const copied: Promise<string> = localSource.getProjectPath(source, '/builds/b1')
+const listed: Promise<ProjectSource[]> = new LocalProjectSource({ basePaths: ['/projects'] }).listProjects('t1')
 const route: RouteConfig = { deploymentId: 'd1', projectId: 'p1', subdomain: 'hello', targetHost: '127.0.0.1', targetPort: 4111 }
 const routeInfo: RouteInfo = { routeId: 'r1', deploymentId: 'd1', publicUrl: 'http://hello.localhost', status: 'active', createdAt: now }
 const router: EdgeRouterProvider = {
@@ -146,6 +150,8 @@ new LocalProcessRunner({ portRange: '4000-4100' })
 new LocalProcessRunner({ defaultSource: 'github' })
 // @ts-expect-error type is the literal 'local'
 const wrongKind: 'docker' = runner.type
+// @ts-expect-error basePaths is required
+new LocalProjectSource({ exclude: ['x'] })
 // @ts-expect-error a build's status is one of the listed states
 const badBuild: Build = { ...build, status: 'done' }
 // @ts-expect-error only the four package managers are accepted
@@ -153,5 +159,6 @@ getInstallArgs('pip')
 
 export {
   withBase, kind, ports, resolved, done, project, deployment, build, server, buildOptions, runOptions,
-  source, provider, route, router, page, wrongKind, badBuild, built, cancelled, frozenArgs,
+  source, provider, localSource, copied, listed, route, router, page, wrongKind, badBuild, built,
+  cancelled, frozenArgs,
 }

@@ -13,6 +13,7 @@ mod ports;
 mod process;
 mod provider;
 mod runner;
+mod source;
 mod subdomain;
 
 use napi::Env;

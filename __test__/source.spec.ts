@@ -1,0 +1,275 @@
+// LocalProjectSource (SPEC §2, issue 10): discovery, stable ids, access checks, copying with
+// excludes, symlinks and modes, the onLog report, and argument errors.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+
+import type { ProjectSource, ProjectSourceProvider } from '../index'
+import { addon } from './helpers/addon'
+import { messageOf, rejectionOf } from './helpers/errors'
+
+const { LocalProjectSource } = addon
+
+const dirs: string[] = []
+afterEach(() => {
+  for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+})
+
+/** A fresh canonical temporary directory holding `base/`; removed after the test. */
+function tempBase(): { dir: string; base: string } {
+  const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'source-spec-')))
+  dirs.push(dir)
+  const base = path.join(dir, 'base')
+  fs.mkdirSync(base)
+  return { dir, base }
+}
+
+/** Writes `text` at `file`, creating its directories. */
+function write(file: string, text: string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  fs.writeFileSync(file, text)
+}
+
+/** Every path under `root`, relative and sorted (symlinks listed, not followed). */
+function listing(root: string, prefix = ''): string[] {
+  const out: string[] = []
+  for (const entry of fs.readdirSync(path.join(root, prefix), { withFileTypes: true })) {
+    const relative = prefix ? `${prefix}/${entry.name}` : entry.name
+    out.push(relative)
+    if (entry.isDirectory()) out.push(...listing(root, relative))
+  }
+  return out.sort()
+}
+
+function local(project: string): ProjectSource {
+  return { id: 'p1', name: 'app', type: 'local', path: project }
+}
+
+describe('constructor', () => {
+  it('is a ProjectSourceProvider with type local over canonical base paths', () => {
+    const { base } = tempBase()
+    const provider: ProjectSourceProvider = new LocalProjectSource({ basePaths: [base, `${base}/.`] })
+    expect(provider.type).toBe('local')
+    expect(new LocalProjectSource({ basePaths: [base] }).basePaths).toEqual([base])
+  })
+
+  it('names the wrong argument', () => {
+    const { dir } = tempBase()
+    const make = (options: unknown) => () => new LocalProjectSource(options as { basePaths: string[] })
+    expect(messageOf(make(undefined))).toBe('Invalid basePaths: is required')
+    expect(messageOf(make({}))).toBe('Invalid basePaths: is required')
+    expect(messageOf(make({ basePaths: [] }))).toBe('Invalid basePaths: must list at least one directory')
+    expect(messageOf(make({ basePaths: '/tmp' }))).toBe(
+      "Invalid basePaths: expected an array of strings, got string '/tmp'",
+    )
+    expect(messageOf(make({ basePaths: [dir, 7] }))).toBe('Invalid basePaths[1]: expected a string, got number 7')
+    expect(messageOf(make({ basePaths: [path.join(dir, 'missing')] }))).toBe(
+      `Invalid basePaths[0]: cannot resolve ${path.join(dir, 'missing')}: No such file or directory (os error 2)`,
+    )
+    write(path.join(dir, 'file'), 'x')
+    expect(messageOf(make({ basePaths: [path.join(dir, 'file')] }))).toBe(
+      `Invalid basePaths[0]: ${path.join(dir, 'file')} is not a directory`,
+    )
+    expect(messageOf(make({ basePaths: [dir], exclude: ['a/b'] }))).toBe(
+      "Invalid exclude[0]: must be a directory or file name, not a path (got 'a/b')",
+    )
+    expect(messageOf(make('nope'))).toBe("Invalid options: expected an object, got string 'nope'")
+  })
+})
+
+describe('listProjects and getProject', () => {
+  it('finds projects by dependency and by src/mastra/index.ts, and ignores plain directories', async () => {
+    const { base } = tempBase()
+    write(path.join(base, 'by-dep', 'package.json'), JSON.stringify({ name: 'weather', dependencies: { '@mastra/core': '^1' } }))
+    write(path.join(base, 'by-dev-dep', 'package.json'), JSON.stringify({ devDependencies: { mastra: '^1' } }))
+    write(path.join(base, 'by-entry', 'src', 'mastra', 'index.ts'), 'export const mastra = {}')
+    write(path.join(base, 'plain', 'package.json'), JSON.stringify({ dependencies: { express: '^4' } }))
+    fs.mkdirSync(path.join(base, 'empty'))
+    const source = new LocalProjectSource({ basePaths: [base] })
+
+    const projects = await source.listProjects('team-1')
+    expect(projects.map((p) => [p.name, p.path, p.type])).toEqual([
+      ['weather', path.join(base, 'by-dep'), 'local'],
+      ['by-dev-dep', path.join(base, 'by-dev-dep'), 'local'],
+      ['by-entry', path.join(base, 'by-entry'), 'local'],
+    ])
+    for (const project of projects) {
+      expect(project.id).toMatch(/^[0-9a-f]{16}$/)
+      expect(await source.getProject(project.id)).toEqual(project)
+    }
+    // Ids are stable: another source over the same directory agrees.
+    const again = await new LocalProjectSource({ basePaths: [path.join(base, '..', 'base')] }).listProjects('team-2')
+    expect(again.map((p) => p.id)).toEqual(projects.map((p) => p.id))
+  })
+
+  it('rejects an unknown id naming it, and a missing argument', async () => {
+    const { base } = tempBase()
+    const source = new LocalProjectSource({ basePaths: [base] })
+    expect(await rejectionOf(source.getProject('deadbeef'))).toBe(
+      `Project not found: no Mastra project with id 'deadbeef' under ${base}`,
+    )
+    expect(await rejectionOf((source.getProject as (id?: unknown) => Promise<unknown>)())).toBe(
+      'Invalid projectId: is required',
+    )
+    expect(await rejectionOf((source.listProjects as (id?: unknown) => Promise<unknown>)(42))).toBe(
+      'Invalid teamId: expected a string, got number 42',
+    )
+  })
+})
+
+describe('validateAccess', () => {
+  it('allows projects inside a base path and refuses .. tricks and escaping symlinks', async () => {
+    const { dir, base } = tempBase()
+    fs.mkdirSync(path.join(base, 'app'))
+    fs.mkdirSync(path.join(dir, 'outside'))
+    fs.symlinkSync(path.join(dir, 'outside'), path.join(base, 'escape'))
+    const source = new LocalProjectSource({ basePaths: [base] })
+    expect(await source.validateAccess(local(path.join(base, 'app')))).toBe(true)
+    for (const bad of [
+      path.join(dir, 'outside'),
+      `${base}/../outside`,
+      `${base}/app/../../outside`,
+      path.join(base, 'escape'),
+      '/etc',
+      base,
+      path.join(base, 'missing'),
+      'base/app',
+    ]) {
+      expect(await source.validateAccess(local(bad)), bad).toBe(false)
+    }
+    expect(await source.validateAccess({ ...local(path.join(base, 'app')), type: 'github' })).toBe(false)
+    expect(
+      await rejectionOf((source.validateAccess as (s: unknown) => Promise<boolean>)({ id: 'x' })),
+    ).toBe('Invalid source.path: is required')
+  })
+})
+
+describe('getProjectPath', () => {
+  it('copies the project without the usual excludes, at any depth, and reports to onLog', async () => {
+    const { dir, base } = tempBase()
+    const app = path.join(base, 'app')
+    write(path.join(app, 'package.json'), '{}')
+    write(path.join(app, 'dist.txt'), 'kept')
+    write(path.join(app, 'src', 'mastra', 'index.ts'), 'export {}')
+    write(path.join(app, 'node_modules', 'x', 'index.js'), 'skipped')
+    write(path.join(app, 'a', 'b', 'node_modules', 'x'), 'skipped')
+    write(path.join(app, 'a', 'dist', 'out.js'), 'skipped')
+    write(path.join(app, '.git', 'HEAD'), 'skipped')
+    write(path.join(app, '.mastra', 'output', 'index.mjs'), 'skipped')
+    write(path.join(app, 'a', '.next', 'x'), 'skipped')
+    write(path.join(app, '.turbo', 'x'), 'skipped')
+    write(path.join(app, 'a', 'b', 'fixtures', 'big.bin'), 'skipped by the configured exclude')
+    fs.writeFileSync(path.join(dir, 'secret'), 'outside')
+    fs.symlinkSync('../../../secret', path.join(app, 'a', 'escape'))
+    fs.symlinkSync(path.join(dir, 'secret'), path.join(app, 'absolute'))
+    fs.symlinkSync('src/mastra', path.join(app, 'entry'))
+
+    const source = new LocalProjectSource({ basePaths: [base], exclude: ['fixtures'] })
+    const target = path.join(dir, 'builds', 'b1')
+    const lines: string[] = []
+    const resolved = await source.getProjectPath(local(app), target, (line) => lines.push(line))
+    expect(resolved).toBe(target)
+    expect(listing(target)).toEqual([
+      'a',
+      'a/b',
+      'dist.txt',
+      'entry',
+      'package.json',
+      'src',
+      'src/mastra',
+      'src/mastra/index.ts',
+    ])
+    expect(fs.lstatSync(path.join(target, 'entry')).isSymbolicLink()).toBe(true)
+    expect(fs.readlinkSync(path.join(target, 'entry'))).toBe('src/mastra')
+    expect(lines).toEqual([
+      'copied 3 files (15 bytes) and 1 symlinks',
+      'warning: symlink a/escape not copied: it points outside the project (-> ../../../secret)',
+      `warning: symlink absolute not copied: its target is absolute (-> ${path.join(dir, 'secret')}); only relative links inside the project are kept`,
+    ])
+  })
+
+  it('works with two arguments, as MastraAdmin calls it, and leaves no stale files on a second copy', async () => {
+    const { dir, base } = tempBase()
+    const app = path.join(base, 'app')
+    write(path.join(app, 'old.txt'), 'old')
+    const source: ProjectSourceProvider = new LocalProjectSource({ basePaths: [base] })
+    const target = path.join(dir, 'build')
+    await source.getProjectPath(local(app), target)
+    fs.rmSync(path.join(app, 'old.txt'))
+    write(path.join(app, 'new.txt'), 'new')
+    write(path.join(target, 'leftover', 'x'), 'x')
+    expect(await source.getProjectPath(local(app), target)).toBe(target)
+    expect(listing(target)).toEqual(['new.txt'])
+  })
+
+  it('keeps file modes', async () => {
+    const { dir, base } = tempBase()
+    const app = path.join(base, 'app')
+    write(path.join(app, 'run.sh'), '#!/bin/sh\necho ok\n')
+    write(path.join(app, '.env'), 'KEY=1')
+    fs.chmodSync(path.join(app, 'run.sh'), 0o755)
+    fs.chmodSync(path.join(app, '.env'), 0o600)
+    const target = path.join(dir, 'build')
+    await new LocalProjectSource({ basePaths: [base] }).getProjectPath(local(app), target)
+    expect(fs.statSync(path.join(target, 'run.sh')).mode & 0o777).toBe(0o755)
+    expect(fs.statSync(path.join(target, '.env')).mode & 0o777).toBe(0o600)
+  })
+
+  it('refuses sources outside the base paths and unsafe targets, touching nothing', async () => {
+    const { dir, base } = tempBase()
+    const app = path.join(base, 'app')
+    write(path.join(app, 'package.json'), '{}')
+    write(path.join(dir, 'outside', 'secret'), 'x')
+    fs.symlinkSync(path.join(dir, 'outside'), path.join(base, 'escape'))
+    const source = new LocalProjectSource({ basePaths: [base] })
+    const target = path.join(dir, 'build')
+
+    for (const bad of [`${base}/../outside`, path.join(base, 'escape')]) {
+      expect(await rejectionOf(source.getProjectPath(local(bad), target))).toBe(
+        `Access denied to ${bad}: it resolves to ${path.join(dir, 'outside')}, which is outside every base path (${base})`,
+      )
+    }
+    expect(fs.existsSync(target)).toBe(false)
+    expect(await rejectionOf(source.getProjectPath(local(app), '/'))).toBe(
+      `Refusing to copy into /: it is or holds the base path ${base}`,
+    )
+    expect(await rejectionOf(source.getProjectPath(local(app), app))).toBe(
+      `Refusing to copy into ${app}: it is the project itself`,
+    )
+    expect(await rejectionOf(source.getProjectPath(local(app), path.join(app, 'out')))).toBe(
+      `Refusing to copy into ${path.join(app, 'out')}: it is inside the project`,
+    )
+    expect(fs.readdirSync(app)).toEqual(['package.json'])
+  })
+
+  it('rejects bad arguments naming them', async () => {
+    const { base } = tempBase()
+    const app = path.join(base, 'app')
+    fs.mkdirSync(app)
+    const source = new LocalProjectSource({ basePaths: [base] })
+    const call = source.getProjectPath as (...args: unknown[]) => Promise<string>
+    expect(await rejectionOf(call.call(source))).toBe('Invalid source: is required')
+    expect(await rejectionOf(call.call(source, local(app)))).toBe('Invalid targetDir: is required')
+    expect(await rejectionOf(call.call(source, local(app), ''))).toBe('Invalid targetDir: must not be empty')
+    expect(await rejectionOf(call.call(source, { ...local(app), type: 'github' }, '/tmp/x'))).toBe(
+      "Invalid source.type: must be 'local' (got 'github')",
+    )
+    expect(await rejectionOf(call.call(source, local(app), '/tmp/x', 'log'))).toBe(
+      "Invalid onLog: expected a function, got string 'log'",
+    )
+  })
+
+  it('survives an onLog callback that throws', async () => {
+    const { dir, base } = tempBase()
+    const app = path.join(base, 'app')
+    write(path.join(app, 'a.txt'), 'a')
+    const source = new LocalProjectSource({ basePaths: [base] })
+    const target = path.join(dir, 'build')
+    const resolved = await source.getProjectPath(local(app), target, () => {
+      throw new Error('boom')
+    })
+    expect(resolved).toBe(target)
+    expect(listing(target)).toEqual(['a.txt'])
+  })
+})
