@@ -395,6 +395,32 @@ export declare class LocalProcessRunner {
   /** The configuration in force, with every default applied and `buildDir` absolute. */
   getConfig(): ResolvedRunnerConfig
   /**
+   * Copies projects into build directories with `source.getProjectPath(source, targetDir)`
+   * (`this` kept); the path it resolves is the directory the build works in.
+   */
+  setSource(source: ProjectSourceProvider): void
+  /**
+   * Builds `build` of `project`: copies the project through the source provider into
+   * `<buildDir>/<build.id>`, installs its dependencies, runs its `build` script and checks
+   * `.mastra/output/index.mjs`. Resolves the same `build` object with `status`,
+   * `startedAt`, `completedAt`, `errorMessage` and `logs` set (other fields untouched).
+   * A failing project is `status: 'failed'`, not a rejection; rejects for bad ids, a missing
+   * source provider (`Project source provider not configured`) or a failing one. Every log
+   * line reaches `onLog` in order before the Promise resolves.
+   */
+  build(project: Project, build: Build, options?: BuildOptions, onLog?: (line: string) => void): Promise<Build>
+  /**
+   * Cancels a build: one still copying its source, queued or running ends with
+   * `status: 'cancelled'` (a running one has its process tree killed). Resolves once its
+   * processes are gone; unknown or finished builds resolve at once.
+   */
+  cancelBuild(buildId: string): Promise<void>
+  /**
+   * Deletes the directory of build `buildId` under `buildDir` (rejects while the build is
+   * queued or running; an unknown build resolves at once).
+   */
+  removeBuild(buildId: string): Promise<void>
+  /**
    * Routes deployed servers through `router`: `deploy` registers a route (and fails,
    * stopping the server, when that fails); `stop` removes it.
    */

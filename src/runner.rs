@@ -11,13 +11,16 @@
 //! releases the port only once nothing of it is left.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::OnceCell;
 
+use crate::build::{BuildOutcome, BuildRequest, BuildStatus, BuilderConfig, ProjectBuilder};
 use crate::config::RunnerConfig;
 use crate::error::{Error, Result};
 use crate::health::{HealthChecker, HealthReport};
@@ -26,6 +29,7 @@ use crate::ports::PortAllocator;
 use crate::process::{
     self, ExitInfo, Journal, ProcessHandle, ProcessManager, ResourceMonitor, SpawnSpec, Usage,
 };
+use crate::source::LocalSource;
 use crate::validate;
 
 /// Logs of this many stopped servers stay readable.
@@ -150,6 +154,10 @@ pub struct Runner {
     servers: Mutex<BTreeMap<String, Server>>,
     retired: Mutex<VecDeque<(String, Arc<LogStore>)>>,
     build_dirs: Mutex<HashMap<String, PathBuf>>,
+    builder: ProjectBuilder,
+    /// Builds between `begin_build` and the builder's queue (their source is being copied),
+    /// with whether a cancel arrived meanwhile.
+    preparing: Mutex<HashMap<String, bool>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -162,16 +170,23 @@ impl Runner {
     /// A runner with a validated configuration. Nothing touches the disk yet.
     pub fn new(config: RunnerConfig) -> Result<Self> {
         tracing::debug!(build_dir = %config.build_dir.display(), "runner created");
+        let journal = Arc::new(Journal::new(&config.build_dir));
+        let builder = ProjectBuilder::new(BuilderConfig {
+            journal: Some(Arc::clone(&journal)),
+            ..BuilderConfig::from_runner_config(&config)
+        });
         Ok(Runner {
             ports: PortAllocator::new(config.port_range),
             health: HealthChecker::new(config.health_check.clone())?,
             processes: ProcessManager::new(),
             monitor: ResourceMonitor::new(),
-            journal: Arc::new(Journal::new(&config.build_dir)),
+            journal,
             leftovers_reaped: OnceCell::new(),
             servers: Mutex::new(BTreeMap::new()),
             retired: Mutex::new(VecDeque::new()),
             build_dirs: Mutex::new(HashMap::new()),
+            builder,
+            preparing: Mutex::new(HashMap::new()),
             config,
         })
     }
@@ -201,9 +216,135 @@ impl Runner {
             .await;
     }
 
-    /// Remembers the directory a build worked in, so that deploy runs what was built.
-    pub fn remember_build_dir(&self, build_id: &str, dir: PathBuf) {
-        lock(&self.build_dirs).insert(build_id.to_owned(), dir);
+    /// Starts build `build_id`: checks the ids (before anything touches the disk), reaps what
+    /// dead runners left, and empties `<buildDir>/<build_id>` for the source to be copied in.
+    /// Returns that directory. Pair with [`Runner::run_build`] or [`Runner::abandon_build`].
+    pub async fn begin_build(&self, project_id: &str, build_id: &str) -> Result<PathBuf> {
+        validate::id("project.id", project_id)?;
+        validate::id("build.id", build_id)?;
+        {
+            let mut preparing = lock(&self.preparing);
+            if preparing.contains_key(build_id) || self.builder.is_active(build_id) {
+                return Err(Error::BuildInProgress {
+                    build_id: build_id.to_owned(),
+                });
+            }
+            preparing.insert(build_id.to_owned(), false);
+        }
+        self.reap_leftovers().await;
+        match self.builder.clean_build_dir(build_id).await {
+            Ok(dir) => Ok(dir),
+            Err(error) => {
+                lock(&self.preparing).remove(build_id);
+                Err(error)
+            }
+        }
+    }
+
+    /// Copies a local project (the default source) into `target` and writes what was copied,
+    /// and what was skipped, into `log`. The project's parent directory is the base path.
+    pub async fn copy_local_source(
+        &self,
+        project_path: &str,
+        target: &Path,
+        log: &LogStore,
+    ) -> Result<PathBuf> {
+        let project = PathBuf::from(project_path);
+        let base = project.parent().map(Path::to_path_buf).ok_or_else(|| {
+            Error::invalid(
+                "project.sourceConfig.path",
+                format!("'{project_path}' has no parent directory"),
+            )
+        })?;
+        let target = target.to_path_buf();
+        let copied = tokio::task::spawn_blocking(move || {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+            let source = LocalSource::new(&[base], &[], &cwd)?;
+            let report = source.copy_to(&project, &target)?;
+            Ok::<_, Error>((target, report))
+        })
+        .await
+        .map_err(|e| {
+            Error::invalid(
+                "project.sourceConfig.path",
+                format!("the copy did not complete: {e}"),
+            )
+        })??;
+        runner_lines(log, copied.1.log_lines());
+        Ok(copied.0)
+    }
+
+    /// Runs build `request` (queued behind at most `maxConcurrentBuilds` others) in the
+    /// directory the source provider returned, and remembers that directory for deploy. A
+    /// cancel that arrived while the source was copied ends it `cancelled` at once.
+    pub async fn run_build(&self, request: BuildRequest) -> Result<BuildOutcome> {
+        let build_id = request.build_id.clone();
+        let cancelled_early = lock(&self.preparing)
+            .get(&build_id)
+            .copied()
+            .unwrap_or(false);
+        if cancelled_early {
+            lock(&self.preparing).remove(&build_id);
+            let log = Arc::clone(&request.log);
+            runner_lines(
+                &log,
+                vec!["Build cancelled while its source was copied: it never started".to_owned()],
+            );
+            return Ok(BuildOutcome {
+                build_id: request.build_id,
+                status: BuildStatus::Cancelled,
+                error_message: Some("Build cancelled while its source was copied".to_owned()),
+                started_at: None,
+                completed_at: SystemTime::now(),
+                package_manager: None,
+                workdir: request.workdir,
+                logs: join_text(&log.all()),
+            });
+        }
+        lock(&self.build_dirs).insert(build_id.clone(), request.workdir.clone());
+        let build = self.builder.build(request);
+        tokio::pin!(build);
+        // The first poll registers the build with the builder (before its first await), so
+        // from then on `cancel_build` reaches it there. A cancel that came in between is
+        // passed on now.
+        let first = std::future::poll_fn(|cx| Poll::Ready(build.as_mut().poll(cx))).await;
+        let cancelled = lock(&self.preparing).remove(&build_id).unwrap_or(false);
+        if let Poll::Ready(outcome) = first {
+            return outcome;
+        }
+        if cancelled {
+            self.builder.cancel(&build_id).await;
+        }
+        build.await
+    }
+
+    /// Ends a build that could not start (its source provider failed).
+    pub fn abandon_build(&self, build_id: &str) {
+        lock(&self.preparing).remove(build_id);
+    }
+
+    /// Cancels a build: one whose source is still being copied ends `cancelled` when the copy
+    /// is done; a queued one never starts; a running one has its tree killed. Resolves once its
+    /// processes are gone. Unknown or finished builds: a no-op.
+    pub async fn cancel_build(&self, build_id: &str) {
+        if let Some(cancelled) = lock(&self.preparing).get_mut(build_id) {
+            *cancelled = true;
+        }
+        self.builder.cancel(build_id).await;
+    }
+
+    /// Deletes build `build_id`'s directory (refused while the build is queued or running).
+    /// Returns whether there was one.
+    pub async fn remove_build(&self, build_id: &str) -> Result<bool> {
+        validate::id("build.id", build_id)?;
+        if lock(&self.preparing).contains_key(build_id) {
+            return Err(Error::BuildInProgress {
+                build_id: build_id.to_owned(),
+            });
+        }
+        let removed = self.builder.remove_build_dir(build_id).await?;
+        lock(&self.build_dirs).remove(build_id);
+        Ok(removed)
     }
 
     /// The directory build `build_id` worked in (by default `<buildDir>/<build_id>`).
@@ -661,6 +802,10 @@ impl Runner {
             stops.spawn(async move { runner.stop(&id).await });
         }
         while stops.join_next().await.is_some() {}
+        for cancelled in lock(&self.preparing).values_mut() {
+            *cancelled = true;
+        }
+        self.builder.cancel_all().await;
         self.processes.kill_all(self.config.shutdown_timeout).await;
         tracing::debug!("runner shut down");
     }
@@ -671,6 +816,14 @@ impl Runner {
 /// a stable one.
 fn stable_after(max_backoff: Duration) -> Duration {
     max_backoff.max(Duration::from_secs(10))
+}
+
+/// Writes lines of the runner's own into a log.
+fn runner_lines(log: &LogStore, lines: Vec<String>) {
+    log.append_lines(
+        Stream::Stdout,
+        lines.into_iter().map(|l| format!("[runner] {l}")),
+    );
 }
 
 /// Writes a line of the runner's own into a server's log.

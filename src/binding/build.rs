@@ -20,7 +20,7 @@ use super::delivery::{report_callback_error, spawn_delivery};
 use super::{json, to_js_error};
 use crate::build::{self as core, BuildOptions, BuildOutcome, BuildRequest, PackageManager};
 use crate::error::Error;
-use crate::logs::LogBatch;
+use crate::logs::{LogBatch, LogStore};
 use crate::validate;
 
 /// The package manager of the project in `dir`: the `packageManager` field of package.json
@@ -144,7 +144,7 @@ impl ProjectBuilder {
         let (request, delivery) = match prepare(build_id, workdir, options, on_log.as_ref()) {
             Ok((request, callback)) => {
                 let delivery = match callback {
-                    Some(callback) => Some(deliver_lines(env, &request, callback)?),
+                    Some(callback) => Some(deliver_lines(env, &request.log, callback)?),
                     None => None,
                 };
                 (Ok(request), delivery)
@@ -241,14 +241,14 @@ fn absolute(path: PathBuf) -> Result<PathBuf> {
     Ok(cwd.join(path))
 }
 
-/// Subscribes `callback` to the request's log; the handle ends once the log's subscriptions
-/// are closed and every line was delivered.
-fn deliver_lines(
+/// Subscribes `callback` to a build's log (text form, in order); the handle ends once the
+/// log's subscriptions are closed and every line was delivered.
+pub(crate) fn deliver_lines(
     env: &Env,
-    request: &BuildRequest,
+    log: &LogStore,
     callback: LineCallback,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let subscription = request.log.subscribe(request.log.limits().max_lines);
+    let subscription = log.subscribe(log.limits().max_lines);
     spawn_delivery(env, subscription, None, move |env, batch: LogBatch| {
         let Ok(callback) = callback.borrow_back(env) else {
             return;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use napi::bindgen_prelude::ObjectRef;
 use napi::bindgen_prelude::{
     Env, FnArgs, Function, FunctionRef, JsObjectValue, JsValue, Object, PromiseRaw, Result,
     ToNapiValue, Unknown,
@@ -15,12 +16,14 @@ use napi_derive::napi;
 use serde_json::{Value, json};
 
 use super::args;
+use super::build::deliver_lines;
 use super::delivery::{BatchSink, batch_sink, pump, report_callback_error};
 use super::json;
 use super::logs::{paginate, stream_text};
 use super::provider::{AsyncMethod, async_method, call};
 use super::to_js_error;
-use crate::config::RunnerConfig;
+use crate::build::{BuildOptions, BuildOutcome, BuildRequest};
+use crate::config::{DefaultSource, RunnerConfig};
 use crate::logs::store::SubscriptionCloser;
 use crate::logs::{LogBatch, LogStore, join_text};
 use crate::runner::{DeployRequest, Runner, ServerInfo};
@@ -60,9 +63,15 @@ impl ServerLogListener {
     }
 }
 
+/// The source provider's method that copies a project into a build directory.
+struct Source {
+    get_project_path: AsyncMethod<FnArgs<(Value, String)>>,
+}
+
 /// State shared by the runner's methods and their futures.
 struct Shared {
     runner: Arc<Runner>,
+    source: Mutex<Option<Arc<Source>>>,
     router: Mutex<Option<Arc<Router>>>,
     listener: Mutex<Option<ServerLogListener>>,
 }
@@ -278,6 +287,7 @@ impl LocalProcessRunner {
         Ok(LocalProcessRunner {
             shared: Arc::new(Shared {
                 runner: Arc::new(runner),
+                source: Mutex::new(None),
                 router: Mutex::new(None),
                 listener: Mutex::new(None),
             }),
@@ -294,6 +304,125 @@ impl LocalProcessRunner {
     #[napi(ts_return_type = "ResolvedRunnerConfig")]
     pub fn get_config(&self) -> Value {
         self.shared.runner.config().to_json()
+    }
+
+    /// Copies projects into build directories with `source.getProjectPath(source, targetDir)`
+    /// (`this` kept); the path it resolves is the directory the build works in.
+    #[napi(ts_args_type = "source: ProjectSourceProvider")]
+    pub fn set_source(&self, source: Option<Unknown>) -> Result<()> {
+        let object = provider_object(source.as_ref(), "source")?;
+        let source = Source {
+            get_project_path: async_method(&object, "source", "getProjectPath")?,
+        };
+        *lock(&self.shared.source) = Some(Arc::new(source));
+        Ok(())
+    }
+
+    /// Builds `build` of `project`: copies the project through the source provider into
+    /// `<buildDir>/<build.id>`, installs its dependencies, runs its `build` script and checks
+    /// `.mastra/output/index.mjs`. Resolves the same `build` object with `status`,
+    /// `startedAt`, `completedAt`, `errorMessage` and `logs` set (other fields untouched).
+    /// A failing project is `status: 'failed'`, not a rejection; rejects for bad ids, a missing
+    /// source provider (`Project source provider not configured`) or a failing one. Every log
+    /// line reaches `onLog` in order before the Promise resolves.
+    #[napi(
+        ts_args_type = "project: Project, build: Build, options?: BuildOptions, onLog?: (line: string) => void",
+        ts_return_type = "Promise<Build>"
+    )]
+    pub fn build<'env>(
+        &self,
+        env: &'env Env,
+        project: Option<Unknown>,
+        build: Option<Unknown>,
+        options: Option<Unknown>,
+        on_log: Option<Unknown>,
+    ) -> Result<PromiseRaw<'env, Object<'env>>> {
+        let plan = read_build_args(
+            &self.shared,
+            project.as_ref(),
+            build.as_ref(),
+            options.as_ref(),
+            on_log.as_ref(),
+        );
+        // Argument errors reject (like every failure of this method) rather than throw.
+        let (plan, delivery) = match plan {
+            Ok(mut plan) => {
+                let delivery = match plan.on_log.take() {
+                    Some(callback) => Some(deliver_lines(env, &plan.request.log, callback)?),
+                    None => None,
+                };
+                (Ok(plan), delivery)
+            }
+            Err(error) => (Err(error), None),
+        };
+        let shared = Arc::clone(&self.shared);
+        env.spawn_future_with_callback(
+            async move {
+                let BuildPlan {
+                    project_id,
+                    target,
+                    request,
+                    build_object,
+                    ..
+                } = plan?;
+                let log = Arc::clone(&request.log);
+                let outcome = run_build(&shared, &project_id, target, request).await;
+                log.close_subscriptions();
+                if let Some(delivery) = delivery {
+                    let _ = delivery.await;
+                }
+                Ok((build_object, outcome))
+            },
+            move |env, (build_object, outcome)| {
+                let mut build = build_object.get_value(env)?;
+                build_object.unref(env)?;
+                let outcome = outcome?;
+                build.set("status", outcome.status.as_str())?;
+                let started = outcome.started_at.unwrap_or(outcome.completed_at);
+                build.set("startedAt", date(env, started)?)?;
+                build.set("completedAt", date(env, outcome.completed_at)?)?;
+                build.set("errorMessage", outcome.error_message)?;
+                build.set("logs", outcome.logs)?;
+                Ok(build)
+            },
+        )
+    }
+
+    /// Cancels a build: one still copying its source, queued or running ends with
+    /// `status: 'cancelled'` (a running one has its process tree killed). Resolves once its
+    /// processes are gone; unknown or finished builds resolve at once.
+    #[napi(ts_args_type = "buildId: string", ts_return_type = "Promise<void>")]
+    pub fn cancel_build<'env>(
+        &self,
+        env: &'env Env,
+        build_id: Option<Unknown>,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let build_id = args::required_string(build_id, "buildId");
+        let shared = Arc::clone(&self.shared);
+        env.spawn_future(async move {
+            shared.runner.cancel_build(&build_id?).await;
+            Ok(())
+        })
+    }
+
+    /// Deletes the directory of build `buildId` under `buildDir` (rejects while the build is
+    /// queued or running; an unknown build resolves at once).
+    #[napi(ts_args_type = "buildId: string", ts_return_type = "Promise<void>")]
+    pub fn remove_build<'env>(
+        &self,
+        env: &'env Env,
+        build_id: Option<Unknown>,
+    ) -> Result<PromiseRaw<'env, ()>> {
+        let build_id = args::required_string(build_id, "buildId");
+        let shared = Arc::clone(&self.shared);
+        env.spawn_future(async move {
+            shared
+                .runner
+                .remove_build(&build_id?)
+                .await
+                .map_err(to_js_error)?;
+            Ok(())
+        })
     }
 
     /// Routes deployed servers through `router`: `deploy` registers a route (and fails,
@@ -626,6 +755,138 @@ impl LocalProcessRunner {
         }
         Ok(())
     }
+}
+
+/// What `build()` read from its arguments.
+struct BuildPlan {
+    project_id: String,
+    target: BuildTarget,
+    request: BuildRequest,
+    build_object: ObjectRef,
+    on_log: Option<args::LineCallback>,
+}
+
+/// Where a build's source comes from.
+enum BuildTarget {
+    /// The JS source provider, called with this `ProjectSource`.
+    Provider(Arc<Source>, Value),
+    /// The built-in local copy of this directory (`defaultSource: 'local'`).
+    Local(String),
+}
+
+fn read_build_args(
+    shared: &Shared,
+    project: Option<&Unknown>,
+    build: Option<&Unknown>,
+    options: Option<&Unknown>,
+    on_log: Option<&Unknown>,
+) -> Result<BuildPlan> {
+    let project_id = entity_id(project, "project")?;
+    let build_id = entity_id(build, "build")?;
+    let name = entity_field(project, "project", "name")?.unwrap_or_else(|| project_id.clone());
+    let source_type =
+        entity_field(project, "project", "sourceType")?.unwrap_or_else(|| "local".to_owned());
+    let source_config = args::field(project, "project", "sourceConfig")?;
+    let path = entity_field(source_config.as_ref(), "project.sourceConfig", "path")?;
+    let target = match lock(&shared.source).clone() {
+        Some(source) => BuildTarget::Provider(
+            source,
+            json!({ "id": project_id, "name": name, "type": source_type, "path": path }),
+        ),
+        None if shared.runner.config().default_source == Some(DefaultSource::Local) => {
+            BuildTarget::Local(path.ok_or_else(|| {
+                napi::Error::from_reason(
+                    "Invalid project.sourceConfig.path: is required for the local source",
+                )
+            })?)
+        }
+        None => {
+            return Err(napi::Error::from_reason(
+                "Project source provider not configured",
+            ));
+        }
+    };
+    let options = BuildOptions::from_json(&args::options(options.cloned(), "options")?, "options")
+        .map_err(to_js_error)?;
+    let on_log = match on_log {
+        Some(value)
+            if !matches!(
+                value.get_type()?,
+                napi::ValueType::Undefined | napi::ValueType::Null
+            ) =>
+        {
+            Some(args::callback(value, "onLog")?)
+        }
+        _ => None,
+    };
+    let build_object = provider_object(build, "build")?.create_ref()?;
+    let mut request = BuildRequest::new(build_id, PathBuf::new()).with_options(options);
+    request.log = Arc::new(LogStore::new(crate::logs::LogLimits::with_lines(
+        BUILD_LOG_LINES,
+    )));
+    Ok(BuildPlan {
+        project_id,
+        target,
+        request,
+        build_object,
+        on_log,
+    })
+}
+
+/// Lines of a build log kept for `Build.logs` (the newest win).
+const BUILD_LOG_LINES: usize = 10_000;
+
+/// Copies the source, then builds; a failing provider becomes the rejection.
+async fn run_build(
+    shared: &Shared,
+    project_id: &str,
+    target: BuildTarget,
+    mut request: BuildRequest,
+) -> Result<BuildOutcome> {
+    let runner = &shared.runner;
+    let dir = runner
+        .begin_build(project_id, &request.build_id)
+        .await
+        .map_err(to_js_error)?;
+    let workdir = match target {
+        BuildTarget::Provider(source, project) => {
+            let limit = request
+                .timeout
+                .unwrap_or(runner.config().default_build_timeout);
+            let target_dir = dir.to_string_lossy().into_owned();
+            match call(
+                &source.get_project_path,
+                FnArgs::from((project.clone(), target_dir)),
+                limit,
+            )
+            .await
+            {
+                Ok(Value::String(path)) if !path.is_empty() => PathBuf::from(path),
+                Ok(other) => {
+                    runner.abandon_build(&request.build_id);
+                    return Err(napi::Error::from_reason(format!(
+                        "Source provider returned {other} instead of the project's path for project '{project_id}'"
+                    )));
+                }
+                Err(why) => {
+                    runner.abandon_build(&request.build_id);
+                    return Err(napi::Error::from_reason(format!(
+                        "Source provider failed for project '{project_id}': {why}"
+                    )));
+                }
+            }
+        }
+        BuildTarget::Local(path) => match runner.copy_local_source(&path, &dir, &request.log).await
+        {
+            Ok(workdir) => workdir,
+            Err(error) => {
+                runner.abandon_build(&request.build_id);
+                return Err(to_js_error(error));
+            }
+        },
+    };
+    request.workdir = workdir;
+    runner.run_build(request).await.map_err(to_js_error)
 }
 
 /// Removes the route (a failing router is reported, not fatal: the server stops anyway), then
