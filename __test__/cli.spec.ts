@@ -1,9 +1,13 @@
 // The mastra-runner-local command line, run as a user runs it.
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 import { packageRoot } from './helpers/addon'
+import { alive, listening } from './helpers/runner'
+import { waitFor } from './helpers/wait'
 
 const cli = path.join(packageRoot, 'bin', 'mastra-runner-local.cjs')
 const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
@@ -34,4 +38,47 @@ describe('mastra-runner-local', () => {
     expect(result.status).toBe(2)
     expect(result.stderr).toMatch(/unknown command 'launch'/)
   })
+
+  it('up builds a project, serves it, streams its log, and stops cleanly on Ctrl-C', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-cli-'))
+    const project = path.join(root, 'app')
+    fs.cpSync(path.join(packageRoot, '__test__', 'fixtures', 'app'), project, { recursive: true })
+    try {
+      const child = spawn(process.execPath, [cli, 'up', project, '--build-dir', path.join(root, 'builds'), '--port', '47150'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let out = ''
+      child.stdout.on('data', (chunk) => (out += chunk))
+      child.stderr.on('data', (chunk) => (out += chunk))
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+      await waitFor(() => /Serving app at http:\/\/127\.0\.0\.1:\d+/.test(out), 120_000, 'the URL')
+      const port = Number(/127\.0\.0\.1:(\d+)/.exec(out)![1])
+      expect(port).toBe(47150)
+      expect(out).toMatch(/building with NODE_ENV=production/)
+      expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200)
+      await waitFor(() => out.includes('built server listening'), 20_000, 'the server log')
+      child.kill('SIGINT')
+      expect(await exited).toBe(0)
+      expect(out).toContain('Stopped. No process left behind.')
+      expect(await listening(port)).toBe(false)
+      const pid = Number(/pid (\d+)/.exec(out)![1])
+      expect(alive(pid)).toBe(false)
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true })
+    }
+  }, 180_000)
+
+  it('build reports a failed build with its message and exit code 1', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-cli-'))
+    const project = path.join(root, 'broken')
+    fs.mkdirSync(project)
+    fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'broken', scripts: { build: 'exit 4' } }))
+    try {
+      const result = spawnSync(process.execPath, [cli, 'build', project, '--build-dir', path.join(root, 'builds')], { encoding: 'utf8' })
+      expect(result.status).toBe(1)
+      expect(result.stderr).toMatch(/Build failed: Build script failed \(npm run build exited with exit code 4\)/)
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true })
+    }
+  }, 120_000)
 })

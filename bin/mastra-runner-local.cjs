@@ -19,7 +19,7 @@ Commands:
   --help          Show this text.
 
 Options (up, build):
-  --port <n>        Preferred port (default: the lowest free one from 4111).
+  --port <n>        Port to serve on, or the next free one after it (default: from 4111).
   --build-dir <d>   Where builds go (default: .mastra/builds under the current directory).
   --timeout <s>     Build timeout in seconds (default: 600).
 
@@ -115,10 +115,14 @@ function projectDir(positional, command) {
 }
 
 function makeRunner(options) {
+  const port = wholeNumber(options, 'port')
+  if (port !== undefined && port > 65535) throw new UsageError('--port must be at most 65535')
   return new LocalProcessRunner({
     defaultSource: 'local',
     buildDir: options['build-dir'],
     defaultBuildTimeoutMs: (wholeNumber(options, 'timeout') ?? 600) * 1000,
+    // --port starts the range, so that port is used when free and the next ones otherwise.
+    portRange: port === undefined ? undefined : { start: port, end: Math.min(port + 99, 65535) },
   })
 }
 
@@ -156,7 +160,7 @@ async function up(dir, options) {
   }
   server = await runner.deploy(built.project, built.deployment, built.build, { port: wholeNumber(options, 'port') })
   const url = `http://${server.host}:${server.port}`
-  console.log(`\nServing ${built.project.name} at ${url}  (API: ${url}/api, health: ${url}/health)`)
+  console.log(`\nServing ${built.project.name} at ${url}  (API: ${url}/api, health: ${url}/health; pid ${server.processId})`)
   console.log('Server log follows; press Ctrl-C to stop.\n')
   process.stdout.write(`${await runner.getLogs(server)}\n`)
   runner.streamLogs(server, (line) => console.log(line))

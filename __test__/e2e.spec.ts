@@ -1,0 +1,65 @@
+// End to end, as MastraAdmin runs it: the real example app (examples/hello-mastra, @mastra/core
+// with the mastra CLI) is copied, installed with npm from the registry, built with `mastra
+// build`, deployed, called over HTTP, and stopped, leaving no process and a free port.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+
+import { addon, packageRoot } from './helpers/addon'
+import { alive, entities, listening } from './helpers/runner'
+import { waitFor } from './helpers/wait'
+
+const example = path.join(packageRoot, 'examples', 'hello-mastra')
+const buildDir = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-e2e-'))
+const runner = new addon.LocalProcessRunner({
+  buildDir,
+  portRange: { start: 47100, end: 47110 },
+  globalEnvVars: { MASTRA_TELEMETRY_DISABLED: '1' },
+})
+
+afterAll(async () => {
+  await runner.shutdown()
+  fs.rmSync(buildDir, { recursive: true, force: true })
+})
+
+describe('examples/hello-mastra', () => {
+  it('builds with the real mastra CLI, serves its tool and workflow, and stops cleanly', async () => {
+    runner.setSource(new addon.LocalProjectSource({ basePaths: [path.dirname(example)] }))
+    const { project, deployment, build } = entities()
+    project.name = 'hello-mastra'
+    project.slug = 'hello-mastra'
+    project.sourceConfig = { path: example }
+    const lines: string[] = []
+    const built = await runner.build(project, build, {}, (line) => lines.push(line))
+    expect(built.errorMessage).toBeNull()
+    expect(built.status).toBe('succeeded')
+    expect(lines.join('\n')).toMatch(/npm ci/)
+    expect(lines.join('\n')).toMatch(/Build successful/)
+
+    const server = await runner.deploy(project, deployment, built)
+    const base = `http://127.0.0.1:${server.port}`
+    const health = await fetch(`${base}/health`)
+    expect(health.status).toBe(200)
+    const greeting = await fetch(`${base}/api/tools/greetTool/execute`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ data: { name: 'Ada' } }),
+    })
+    expect(greeting.status).toBe(200)
+    expect(await greeting.json()).toEqual({ greeting: 'Hello, Ada!' })
+    const shout = await fetch(`${base}/api/workflows/shoutWorkflow/start-async`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ inputData: { text: 'hi' } }),
+    })
+    expect((await shout.json()).result).toEqual({ text: 'HI!' })
+    // With NODE_ENV=production Mastra logs little; its storage warning is always there.
+    await waitFor(async () => /\[stderr\] No `storage` configured on Mastra/.test(await runner.getLogs(server)), 20_000, 'the server log line')
+
+    await runner.stop(server)
+    expect(alive(server.processId!)).toBe(false)
+    expect(await listening(server.port)).toBe(false)
+    expect(runner.getStats()).toMatchObject({ runningProcesses: 0, allocatedPorts: [] })
+  }, 480_000)
+})
