@@ -43,10 +43,10 @@ describe('mastra-runner-local', () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-cli-'))
     const project = path.join(root, 'app')
     fs.cpSync(path.join(packageRoot, '__test__', 'fixtures', 'app'), project, { recursive: true })
+    const child = spawn(process.execPath, [cli, 'up', project, '--build-dir', path.join(root, 'builds'), '--port', '47150', '--env', 'GREETING=hi'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     try {
-      const child = spawn(process.execPath, [cli, 'up', project, '--build-dir', path.join(root, 'builds'), '--port', '47150'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
       let out = ''
       child.stdout.on('data', (chunk) => (out += chunk))
       child.stderr.on('data', (chunk) => (out += chunk))
@@ -57,6 +57,7 @@ describe('mastra-runner-local', () => {
       expect(out).toMatch(/building with NODE_ENV=production/)
       expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200)
       await waitFor(() => out.includes('built server listening'), 20_000, 'the server log')
+      expect(JSON.parse(await (await fetch(`http://127.0.0.1:${port}/env`)).text()).GREETING).toBe('hi')
       child.kill('SIGINT')
       expect(await exited).toBe(0)
       expect(out).toContain('Stopped. No process left behind.')
@@ -64,6 +65,7 @@ describe('mastra-runner-local', () => {
       const pid = Number(/pid (\d+)/.exec(out)![1])
       expect(alive(pid)).toBe(false)
     } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
       fs.rmSync(root, { recursive: true, force: true })
     }
   }, 180_000)

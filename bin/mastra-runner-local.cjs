@@ -22,6 +22,9 @@ Options (up, build):
   --port <n>        Port to serve on, or the next free one after it (default: from 4111).
   --build-dir <d>   Where builds go (default: .mastra/builds under the current directory).
   --timeout <s>     Build timeout in seconds (default: 600).
+  --env KEY=VALUE   A variable for the build and the server (repeatable). The host's own
+                    variables do not reach them, apart from PATH, HOME, locale, proxy and
+                    npm_config_* ones.
 
 Environment:
   MASTRA_RUNNER_LOG   Diagnostics level: off, error, warn (default), info, debug, trace.`
@@ -37,7 +40,8 @@ function parseArgs(argv) {
       const name = arg.slice(2)
       const value = rest[i + 1]
       if (value === undefined || value.startsWith('--')) throw new UsageError(`option --${name} needs a value`)
-      options[name] = value
+      if (name === 'env') (options.env ??= []).push(value)
+      else options[name] = value
       i++
     } else {
       positional.push(arg)
@@ -117,8 +121,15 @@ function projectDir(positional, command) {
 function makeRunner(options) {
   const port = wholeNumber(options, 'port')
   if (port !== undefined && port > 65535) throw new UsageError('--port must be at most 65535')
+  const globalEnvVars = {}
+  for (const pair of options.env ?? []) {
+    const at = pair.indexOf('=')
+    if (at <= 0) throw new UsageError(`--env needs KEY=VALUE, got '${pair}'`)
+    globalEnvVars[pair.slice(0, at)] = pair.slice(at + 1)
+  }
   return new LocalProcessRunner({
     defaultSource: 'local',
+    globalEnvVars,
     buildDir: options['build-dir'],
     defaultBuildTimeoutMs: (wholeNumber(options, 'timeout') ?? 600) * 1000,
     // --port starts the range, so that port is used when free and the next ones otherwise.

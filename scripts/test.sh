@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the addon and runs every test suite: formatting and lints, the Rust core's tests, the
-# vitest specs under Node 22, and the load test under the machine's Node 20 and under Node 22.
+# Builds the addon and runs every test suite: formatting and lints, the Rust core's tests
+# (unit, integration, property), the fuzz targets for a bounded time, the vitest specs under
+# Node 22, and the load test under the machine's Node 20 and under Node 22.
 # Every suite runs even when an earlier one fails; the last line sums them all as
 # "N passed, M failed", and the exit status is non-zero when anything failed.
 set -uo pipefail
@@ -53,6 +54,8 @@ else
   # A build failure prints no result line; make sure it still counts.
   grep -qE '^test result: .* [1-9][0-9]* failed' "$LOGS/cargo.log" || failed=$((failed + 1))
 fi
+
+check "fuzz targets, bounded (cargo fuzz, nightly)" bash scripts/fuzz.sh
 
 echo "=== vitest under $("$NODE22" --version)"
 "$NODE22" node_modules/vitest/vitest.mjs run --reporter=default --reporter=json \
