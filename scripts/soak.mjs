@@ -177,5 +177,8 @@ if (rssGrowth > 64) problems.push(`RSS grew by ${Math.round(rssGrowth)} MB`)
 result.problems = problems
 
 console.log(JSON.stringify(result, null, 2))
-if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify(result, null, 2))
+if (jsonOut) {
+  fs.mkdirSync(path.dirname(path.resolve(jsonOut)), { recursive: true })
+  fs.writeFileSync(jsonOut, JSON.stringify(result, null, 2))
+}
 process.exitCode = problems.length ? 1 : 0
