@@ -1,0 +1,100 @@
+// Loopback HTTP probes with bounded loops. Every request goes to 127.0.0.1 only; every wait
+// has a deadline and a fixed pause between attempts.
+import net from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+/**
+ * One GET of http://127.0.0.1:`port``path`: resolves the status code, or 0 on failure.
+ *
+ * A raw socket that is reset (RST) instead of closed once the status line arrived. A client
+ * that closes normally leaves a TIME_WAIT socket on its ephemeral port for 60 s, and this
+ * machine's ephemeral range (32768-60999) overlaps the benchmark ports: thousands of probes
+ * would leave ports that a server then cannot listen on (EADDRINUSE). A reset leaves nothing.
+ */
+export function get(port, path = '/health', timeoutMs = 2000) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port })
+    let buffer = ''
+    let settled = false
+    const finish = (status) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      socket.resetAndDestroy()
+      resolve(status)
+    }
+    const timer = setTimeout(() => finish(0), timeoutMs)
+    socket.setEncoding('latin1')
+    socket.once('connect', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`))
+    socket.on('data', (chunk) => {
+      buffer += chunk
+      const eol = buffer.indexOf('\r\n')
+      if (eol === -1) return
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(buffer.slice(0, eol))
+      finish(m ? Number(m[1]) : 0)
+    })
+    socket.on('error', () => finish(0))
+    socket.on('close', () => finish(0))
+  })
+}
+
+/** Whether something accepts connections on 127.0.0.1:`port` (the connection is reset). */
+export function accepts(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port })
+    socket.once('connect', () => {
+      socket.resetAndDestroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
+
+/**
+ * Polls GET /health every `intervalMs` until it answers 200; resolves the time (performance.now())
+ * of the first healthy answer. Rejects after `timeoutMs`.
+ */
+export async function waitHealthy(port, { timeoutMs = 20000, intervalMs = 5 } = {}) {
+  const deadline = performance.now() + timeoutMs
+  while (performance.now() < deadline) {
+    if ((await get(port, '/health', 1000)) === 200) return performance.now()
+    await sleep(intervalMs)
+  }
+  throw new Error(`127.0.0.1:${port} not healthy within ${timeoutMs} ms`)
+}
+
+/** Waits until every port in `ports` answers /health; resolves the time the last one did. */
+export async function waitAllHealthy(ports, { timeoutMs = 60000, intervalMs = 5 } = {}) {
+  const pending = new Set(ports)
+  const deadline = performance.now() + timeoutMs
+  let last = performance.now()
+  while (pending.size) {
+    if (performance.now() > deadline) throw new Error(`${pending.size} of ${ports.length} servers not healthy within ${timeoutMs} ms`)
+    await Promise.all(
+      [...pending].map(async (port) => {
+        if ((await get(port, '/health', 1000)) === 200) {
+          pending.delete(port)
+          last = performance.now()
+        }
+      }),
+    )
+    if (pending.size) await sleep(intervalMs)
+  }
+  return last
+}
+
+/** Polls until nothing accepts connections on `port`; resolves the time it was free. */
+export async function waitPortFree(port, { timeoutMs = 20000, intervalMs = 2 } = {}) {
+  const deadline = performance.now() + timeoutMs
+  while (performance.now() < deadline) {
+    if (!(await accepts(port))) return performance.now()
+    await sleep(intervalMs)
+  }
+  throw new Error(`127.0.0.1:${port} still accepting connections after ${timeoutMs} ms`)
+}
+
+/** Waits until none of `ports` accepts connections; resolves the time the last one was free. */
+export async function waitAllPortsFree(ports, opts) {
+  const times = await Promise.all(ports.map((p) => waitPortFree(p, opts)))
+  return Math.max(...times)
+}

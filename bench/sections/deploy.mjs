@@ -1,0 +1,157 @@
+// Issue 6: deploy-to-healthy overhead (deploy() call → resolved, minus the server's own time
+// from process start to listening), beside plain Node (child_process.spawn + a 5 ms /health
+// poll) doing the same; and 90 servers deployed at once then shut down, beside PM2.
+import { spawn } from 'node:child_process'
+import path from 'node:path'
+import readline from 'node:readline'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+import { waitAllHealthy, waitAllPortsFree, waitHealthy, waitPortFree } from '../lib/net.mjs'
+import { entities, fixture, installBuild, makeRunner } from '../lib/runner.mjs'
+import { epochNow } from '../lib/stats.mjs'
+
+const SECTION = 'Deploy (issue 6)'
+
+/** `{ processAt, startedAt, listeningAt }` (epoch ms) from the fixture's first lines. */
+function startTimes(text) {
+  const pick = (re) => {
+    const m = re.exec(text)
+    return m ? Number(m[1]) : null
+  }
+  return {
+    processAt: pick(/^process at ([\d.]+)$/m),
+    startedAt: pick(/^started at ([\d.]+)$/m),
+    listeningAt: pick(/^listening on \d+ at ([\d.]+)$/m),
+  }
+}
+
+export async function deployOverhead({ results, runs, tmp, marker, ports }) {
+  const buildDir = path.join(tmp, 'deploy-overhead')
+  const runner = makeRunner(buildDir, { portRange: { start: ports.start, end: ports.start + 9 } })
+  const buildId = 'overhead'
+  installBuild(buildDir, buildId)
+  const nodePort = ports.start + 10
+  const total = { runner: [], node: [] }
+  const own = { runner: [], node: [] }
+  const overhead = { runner: [], node: [] }
+  const overheadModule = { runner: [], node: [] }
+  const record = (who, t0, t1, times) => {
+    if (times.processAt === null || times.listeningAt === null) throw new Error(`${who}: fixture start lines missing`)
+    total[who].push(t1 - t0)
+    own[who].push(times.listeningAt - times.processAt)
+    overhead[who].push(t1 - t0 - (times.listeningAt - times.processAt))
+    overheadModule[who].push(t1 - t0 - (times.listeningAt - times.startedAt))
+  }
+  try {
+    for (let i = 0; i < runs.deploy + 1; i++) {
+      const warm = i === 0
+      // The runner: deploy() resolves once its own health gate got a 2xx.
+      {
+        const { project, deployment, build } = entities(buildId)
+        const t0 = epochNow()
+        const server = await runner.deploy(project, deployment, build, { envVars: { BENCH_FIXTURE: marker } })
+        const t1 = epochNow()
+        let logs = ''
+        for (let k = 0; k < 500 && !/^listening on/m.test(logs); k++) {
+          logs = await runner.getLogs(server)
+          if (!/^listening on/m.test(logs)) await sleep(2)
+        }
+        if (!warm) record('runner', t0, t1, startTimes(logs))
+        await runner.stop(server)
+      }
+      // Plain Node: spawn the same file with the same Node and poll /health every 5 ms.
+      {
+        const t0 = epochNow()
+        const child = spawn(process.execPath, [fixture], {
+          env: { PATH: process.env.PATH, PORT: String(nodePort), NODE_ENV: 'production', BENCH_FIXTURE: marker },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        })
+        let text = ''
+        readline.createInterface({ input: child.stdout }).on('line', (line) => {
+          text += `${line}\n`
+        })
+        child.stderr.resume()
+        await waitHealthy(nodePort, { intervalMs: 5, timeoutMs: 20000 })
+        const t1 = epochNow()
+        for (let k = 0; k < 500 && !/^listening on/m.test(text); k++) await sleep(2)
+        if (!warm) record('node', t0, t1, startTimes(text))
+        const exited = new Promise((resolve) => child.once('exit', resolve))
+        child.kill('SIGTERM')
+        await exited
+        await waitPortFree(nodePort)
+      }
+    }
+  } finally {
+    await runner.shutdown()
+  }
+  const fig = 'deploy → healthy'
+  results.add({ id: 'deploy-total-node', section: SECTION, figure: `${fig}, total`, system: 'plain Node: spawn + poll /health every 5 ms', unit: 'ms', values: total.node })
+  results.add({ id: 'deploy-total-runner', section: SECTION, figure: `${fig}, total`, system: 'runner `deploy()` until it resolves', unit: 'ms', values: total.runner, baseline: 'deploy-total-node' })
+  results.add({ id: 'deploy-own-node', section: SECTION, figure: "server's own start (process start → listening)", system: 'plain Node', unit: 'ms', values: own.node })
+  results.add({ id: 'deploy-own-runner', section: SECTION, figure: "server's own start (process start → listening)", system: 'runner', unit: 'ms', values: own.runner, baseline: 'deploy-own-node', note: 'same fixture: should be ≈ 1' })
+  results.add({ id: 'deploy-overhead-node', section: SECTION, figure: `${fig}, overhead = total − own start`, system: 'plain Node', unit: 'ms', values: overhead.node })
+  const med = [...overhead.runner].sort((a, b) => a - b)[overhead.runner.length >> 1]
+  results.add({
+    id: 'deploy-overhead-runner',
+    section: SECTION,
+    figure: `${fig}, overhead = total − own start`,
+    system: 'runner',
+    unit: 'ms',
+    values: overhead.runner,
+    baseline: 'deploy-overhead-node',
+    note: `target < 25 ms: ${med < 25 ? 'met' : 'NOT met'}`,
+  })
+  results.add({ id: 'deploy-overhead-module-node', section: SECTION, figure: `${fig}, total − (module start → listening)`, system: 'plain Node (counts Node boot as overhead)', unit: 'ms', values: overheadModule.node })
+  results.add({ id: 'deploy-overhead-module-runner', section: SECTION, figure: `${fig}, total − (module start → listening)`, system: 'runner (counts Node boot as overhead)', unit: 'ms', values: overheadModule.runner, baseline: 'deploy-overhead-module-node' })
+}
+
+/** 90 servers deployed at once, then shutdown(), beside PM2 starting and deleting 90 apps. */
+export async function ninety({ results, runs, tmp, marker, ports, pm2 }) {
+  const count = 90
+  const up = { runner: [], pm2: [] }
+  const down = { runner: [], pm2: [] }
+  for (let i = 0; i < runs.many; i++) {
+    {
+      const buildDir = path.join(tmp, `ninety-${i}`)
+      const runner = makeRunner(buildDir, { portRange: { start: ports.runner, end: ports.runner + 99 } })
+      installBuild(buildDir, 'ninety')
+      try {
+        const t0 = performance.now()
+        const servers = await Promise.all(
+          Array.from({ length: count }, () => {
+            const { project, deployment, build } = entities('ninety')
+            return runner.deploy(project, deployment, build, { envVars: { BENCH_FIXTURE: marker }, healthCheckTimeoutMs: 120000 })
+          }),
+        )
+        up.runner.push(performance.now() - t0)
+        const t1 = performance.now()
+        await runner.shutdown()
+        await waitAllPortsFree(servers.map((s) => s.port))
+        down.runner.push(performance.now() - t1)
+      } finally {
+        await runner.shutdown()
+      }
+    }
+    if (pm2) {
+      const portList = Array.from({ length: count }, (_, k) => ports.pm2 + k)
+      const apps = portList.map((port, k) => pm2.app(`many-${k}`, port, { env: { BENCH_FIXTURE: marker } }))
+      try {
+        const t0 = performance.now()
+        await pm2.start(apps)
+        await waitAllHealthy(portList, { intervalMs: 5, timeoutMs: 120000 })
+        up.pm2.push(performance.now() - t0)
+        const t1 = performance.now()
+        await pm2.delete('all')
+        await waitAllPortsFree(portList)
+        down.pm2.push(performance.now() - t1)
+      } finally {
+        await pm2.delete('all').catch(() => {})
+      }
+    }
+  }
+  const note = 'runner: until every deploy() resolved; PM2: pm2.start then polling each /health every 5 ms'
+  if (pm2) results.add({ id: 'ninety-up-pm2', section: SECTION, figure: `${count} servers started at once → all healthy`, system: 'PM2 `start` (one call, 90 apps)', unit: 'ms', values: up.pm2 })
+  results.add({ id: 'ninety-up-runner', section: SECTION, figure: `${count} servers started at once → all healthy`, system: `runner: ${count} concurrent \`deploy()\``, unit: 'ms', values: up.runner, baseline: pm2 ? 'ninety-up-pm2' : null, note })
+  if (pm2) results.add({ id: 'ninety-down-pm2', section: SECTION, figure: `${count} servers → all stopped, ports free`, system: "PM2 `delete('all')`", unit: 'ms', values: down.pm2 })
+  results.add({ id: 'ninety-down-runner', section: SECTION, figure: `${count} servers → all stopped, ports free`, system: 'runner `shutdown()`', unit: 'ms', values: down.runner, baseline: pm2 ? 'ninety-down-pm2' : null })
+}
