@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 import { openPm2 } from './lib/pm2.mjs'
 import { listeningPorts, processesWithEnv } from './lib/procs.mjs'
@@ -88,9 +89,25 @@ async function cleanup() {
     }
   }
   report.portsListening = listeningPorts(...PORT_RANGE)
-  report.pm2DaemonAlive = report.pm2DaemonPid ? fs.existsSync(`/proc/${report.pm2DaemonPid}/cmdline`) && fs.readFileSync(`/proc/${report.pm2DaemonPid}/cmdline`, 'utf8').includes('PM2') : false
+  // The daemon exits shortly after answering killDaemon (or after the SIGKILL): give it 3 s.
+  report.pm2DaemonAlive = false
+  if (report.pm2DaemonPid) {
+    const deadline = performance.now() + 3000
+    while ((report.pm2DaemonAlive = isPm2Daemon(report.pm2DaemonPid)) && performance.now() < deadline) await sleep(20)
+  }
   fs.rmSync(tmp, { recursive: true, force: true })
   return report
+}
+
+/** Whether `pid` is a live (non-zombie) PM2 daemon. */
+function isPm2Daemon(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    if (/^\d+ \(.*\) [ZX]/.test(stat)) return false
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('PM2')
+  } catch {
+    return false
+  }
 }
 
 const ctx = (ports) => ({ results, runs, tmp, marker, ports, pm2 })
@@ -108,8 +125,9 @@ if (wanted('logs') || wanted('pm2') || wanted('ninety')) {
     pm2 = null
   }
 }
-await section('logs', () => logs(ctx(PORTS.logs)))
+// PM2 side by side first: its memory figures want a daemon that has not yet stored a log flood.
 await section('pm2', () => (pm2 ? sideBySide(ctx(PORTS.side)) : Promise.resolve()))
+await section('logs', () => logs(ctx(PORTS.logs)))
 await section('ninety', () => ninety(ctx(PORTS.ninety)))
 
 const report = await cleanup()

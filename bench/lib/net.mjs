@@ -98,3 +98,24 @@ export async function waitAllPortsFree(ports, opts) {
   const times = await Promise.all(ports.map((p) => waitPortFree(p, opts)))
   return Math.max(...times)
 }
+
+/** Whether a listen on 127.0.0.1:`port` succeeds now (the probe closes at once). */
+export function canListen(port) {
+  return new Promise((resolve) => {
+    const server = net.createServer()
+    server.once('error', () => resolve(false))
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)))
+  })
+}
+
+/**
+ * `count` ports from `start` upwards (at most up to `end`) on which a listen succeeds now. PM2
+ * and plain Node are given fixed ports; the runner picks its own the same way. A port can be
+ * busy without a server on it: an outgoing connection may have it as its ephemeral port.
+ */
+export async function freePorts(count, start, end) {
+  const ports = []
+  for (let port = start; port <= end && ports.length < count; port++) if (await canListen(port)) ports.push(port)
+  if (ports.length < count) throw new Error(`only ${ports.length} of ${count} ports free in ${start}-${end}`)
+  return ports
+}

@@ -4,7 +4,7 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 import { startHost } from '../lib/host.mjs'
-import { get, waitAllHealthy, waitHealthy, waitPortFree } from '../lib/net.mjs'
+import { freePorts, get, waitAllHealthy, waitHealthy, waitPortFree } from '../lib/net.mjs'
 import { rssMb } from '../lib/procs.mjs'
 import { entities, installBuild, makeRunner } from '../lib/runner.mjs'
 import { spawn } from 'node:child_process'
@@ -58,7 +58,8 @@ export async function sideBySide({ results, runs, tmp, marker, ports, pm2 }) {
     const { project, deployment, build } = entities(buildId)
     return r.deploy(project, deployment, build, { envVars: { ...env, ...extraEnv }, healthCheckTimeoutMs: 60000 })
   }
-  const pm2Ports = (n, offset = 0) => Array.from({ length: n }, (_, k) => ports.pm2 + offset + k)
+  // Ports a listen succeeds on right now, from ports.pm2 + offset upwards.
+  const pm2Ports = (n, offset = 0) => freePorts(n, ports.pm2 + offset, ports.pm2 + offset + 99)
   let appSeq = 0
   const pm2Apps = (portList, options = {}) => portList.map((port) => pm2.app(`side-${++appSeq}`, port, { ...options, env: { ...env, ...(options.env ?? {}) } }))
   const deleteApps = async (apps) => {
@@ -66,6 +67,47 @@ export async function sideBySide({ results, runs, tmp, marker, ports, pm2 }) {
   }
 
   try {
+    // Supervisor memory first, while PM2's daemon is fresh (as the runner's host is in each run):
+    // idle, and with 10 servers.
+    {
+      const bare = []
+      const hostIdle = []
+      const host10 = []
+      const daemonIdle = []
+      const daemon10 = []
+      for (let i = 0; i < runs.memory; i++) {
+        bare.push(await bareNodeRss())
+        const host = await startHost({ buildDir: path.join(tmp, `memory-host-${i}`), portStart: ports.runner + 30, portEnd: ports.runner + 49, marker })
+        try {
+          await sleep(300)
+          hostIdle.push(rssMb(host.pid))
+          await host.request({ cmd: 'deploy', count: 10 })
+          await sleep(500)
+          host10.push(rssMb(host.pid))
+        } finally {
+          await host.close()
+        }
+        daemonIdle.push(rssMb(pm2.daemonPid()))
+        const list = await pm2Ports(10, 200)
+        const apps = pm2Apps(list)
+        try {
+          await pm2.start(apps)
+          await waitAllHealthy(list)
+          await sleep(500)
+          daemon10.push(rssMb(pm2.daemonPid()))
+        } finally {
+          await deleteApps(apps)
+        }
+      }
+      const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
+      const floor = median(bare)
+      results.add({ id: 'mem-bare', section: SECTION, figure: 'RSS of a bare Node process (the floor)', system: `Node ${process.version}, nothing loaded`, unit: 'MB', values: bare })
+      pair(results, 'mem-idle', 'supervisor RSS, no server', 'MB', 'runner host process (Node + addon + runner)', hostIdle, 'PM2 daemon (fresh, then after the previous run\'s apps were deleted)', daemonIdle)
+      pair(results, 'mem10', 'supervisor RSS, 10 servers', 'MB', 'runner host process', host10, 'PM2 daemon', daemon10)
+      pair(results, 'mem10-net', 'supervisor RSS, 10 servers, minus the bare Node floor', 'MB',
+        'runner host process − bare Node', host10.map((x) => x - floor), 'PM2 daemon − bare Node', daemon10.map((x) => x - floor))
+    }
+
     // Start → first healthy answer, 1 and 10 servers. The runner's deploy() resolves only after
     // its own health gate got a 2xx; PM2's start resolves at launch, so the bench polls /health
     // every 5 ms until the first 200.
@@ -83,7 +125,7 @@ export async function sideBySide({ results, runs, tmp, marker, ports, pm2 }) {
         const tightServers = await Promise.all(Array.from({ length: count }, () => deploy(tight)))
         const tt = performance.now() - t2
         await Promise.all(tightServers.map((s) => tight.stop(s)))
-        const list = pm2Ports(count)
+        const list = await pm2Ports(count)
         const apps = pm2Apps(list)
         const t1 = performance.now()
         await pm2.start(apps)
@@ -118,7 +160,7 @@ export async function sideBySide({ results, runs, tmp, marker, ports, pm2 }) {
         await runner.stop(server)
         await waitPortFree(server.port)
         r.push(performance.now() - t0)
-        const [port] = pm2Ports(1)
+        const [port] = await pm2Ports(1)
         const [app] = pm2Apps([port], { env: extra })
         await pm2.start([app])
         await waitHealthy(port)
@@ -138,7 +180,7 @@ export async function sideBySide({ results, runs, tmp, marker, ports, pm2 }) {
       const r = []
       const p = []
       const server = await deploy(restarting)
-      const [port] = pm2Ports(1, 10)
+      const [port] = await pm2Ports(1, 100)
       const [app] = pm2Apps([port], { autorestart: true, restart_delay: BACKOFF_MS, max_restarts: 1000, min_uptime: 100 })
       await pm2.start([app])
       await waitHealthy(port)
@@ -170,49 +212,10 @@ export async function sideBySide({ results, runs, tmp, marker, ports, pm2 }) {
         { note: 'from the /crash answer; bench polls /health every 5 ms' })
     }
 
-    // Supervisor memory with 10 servers, and the cost of sampling CPU/memory per server.
-    {
-      const bare = []
-      const hostIdle = []
-      const host10 = []
-      const daemonIdle = []
-      const daemon10 = []
-      for (let i = 0; i < runs.memory; i++) {
-        bare.push(await bareNodeRss())
-        const host = await startHost({ buildDir: path.join(tmp, `memory-host-${i}`), portStart: ports.runner + 30, portEnd: ports.runner + 49, marker })
-        try {
-          await sleep(300)
-          hostIdle.push(rssMb(host.pid))
-          await host.request({ cmd: 'deploy', count: 10 })
-          await sleep(500)
-          host10.push(rssMb(host.pid))
-        } finally {
-          await host.close()
-        }
-        daemonIdle.push(rssMb(pm2.daemonPid()))
-        const list = pm2Ports(10, 20)
-        const apps = pm2Apps(list)
-        try {
-          await pm2.start(apps)
-          await waitAllHealthy(list)
-          await sleep(500)
-          daemon10.push(rssMb(pm2.daemonPid()))
-        } finally {
-          await deleteApps(apps)
-        }
-      }
-      const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
-      const floor = median(bare)
-      results.add({ id: 'mem-bare', section: SECTION, figure: 'RSS of a bare Node process (the floor)', system: `Node ${process.version}, nothing loaded`, unit: 'MB', values: bare })
-      pair(results, 'mem-idle', 'supervisor RSS, no server', 'MB', 'runner host process (Node + addon + runner)', hostIdle, 'PM2 daemon (right after its previous apps were deleted)', daemonIdle)
-      pair(results, 'mem10', 'supervisor RSS, 10 servers', 'MB', 'runner host process', host10, 'PM2 daemon', daemon10)
-      pair(results, 'mem10-net', 'supervisor RSS, 10 servers, minus the bare Node floor', 'MB',
-        'runner host process − bare Node', host10.map((x) => x - floor), 'PM2 daemon − bare Node', daemon10.map((x) => x - floor))
-    }
-
+    // The cost of sampling CPU and memory, per server, with 10 servers each.
     {
       const servers = await Promise.all(Array.from({ length: 10 }, () => deploy(runner)))
-      const list = pm2Ports(10, 30)
+      const list = await pm2Ports(10, 300)
       const apps = pm2Apps(list)
       try {
         await pm2.start(apps)
