@@ -3,6 +3,20 @@
 import net from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 
+// Source ports for the probes, taken in turn from 50000-60999: outside the benchmark ports.
+// Left to the kernel, a probe's ephemeral port comes from 32768-60999 (this machine's
+// ip_local_port_range), which contains 40000-45000: thousands of probes sweep through it, and a
+// server whose listen() meets a probe's socket on its port fails with EADDRINUSE.
+const SOURCE_PORTS = { start: 50000, end: 60999 }
+let nextSource = SOURCE_PORTS.start
+
+/** Connects to 127.0.0.1:`port` from a source port outside the benchmark range. */
+function connect(port) {
+  const localPort = nextSource
+  nextSource = nextSource === SOURCE_PORTS.end ? SOURCE_PORTS.start : nextSource + 1
+  return net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1', localPort })
+}
+
 /**
  * One GET of http://127.0.0.1:`port``path`: resolves the status code, or 0 on failure.
  *
@@ -13,7 +27,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
  */
 export function get(port, path = '/health', timeoutMs = 2000) {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port })
+    const socket = connect(port)
     let buffer = ''
     let settled = false
     const finish = (status) => {
@@ -38,16 +52,23 @@ export function get(port, path = '/health', timeoutMs = 2000) {
   })
 }
 
-/** Whether something accepts connections on 127.0.0.1:`port` (the connection is reset). */
-export function accepts(port) {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port })
-    socket.once('connect', () => {
-      socket.resetAndDestroy()
-      resolve(true)
+/**
+ * Whether something accepts connections on 127.0.0.1:`port` (the connection is reset). Only a
+ * refused connection means no: any other error (e.g. the source port taken) is tried again.
+ */
+export async function accepts(port) {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const outcome = await new Promise((resolve) => {
+      const socket = connect(port)
+      socket.once('connect', () => {
+        socket.resetAndDestroy()
+        resolve(true)
+      })
+      socket.once('error', (error) => resolve(error.code === 'ECONNREFUSED' ? false : null))
     })
-    socket.once('error', () => resolve(false))
-  })
+    if (outcome !== null) return outcome
+  }
+  throw new Error(`cannot probe 127.0.0.1:${port}: 10 connection attempts failed other than by refusal`)
 }
 
 /**
@@ -64,12 +85,19 @@ export async function waitHealthy(port, { timeoutMs = 20000, intervalMs = 5 } = 
 }
 
 /** Waits until every port in `ports` answers /health; resolves the time the last one did. */
-export async function waitAllHealthy(ports, { timeoutMs = 60000, intervalMs = 5 } = {}) {
+export async function waitAllHealthy(ports, { timeoutMs = 60000, intervalMs = 5, giveUp = null, giveUpAfterMs = 15000 } = {}) {
   const pending = new Set(ports)
   const deadline = performance.now() + timeoutMs
   let last = performance.now()
+  let nextCheck = performance.now() + giveUpAfterMs
   while (pending.size) {
-    if (performance.now() > deadline) throw new Error(`${pending.size} of ${ports.length} servers not healthy within ${timeoutMs} ms`)
+    if (performance.now() > deadline) throw new Error(`${pending.size} of ${ports.length} servers not healthy within ${timeoutMs} ms (ports ${[...pending].slice(0, 5).join(', ')})`)
+    // After `giveUpAfterMs`, `giveUp()` (every 2 s) may throw to stop waiting for servers that
+    // will never answer. Not earlier: asking the supervisor costs it work during the measurement.
+    if (giveUp && performance.now() > nextCheck) {
+      await giveUp()
+      nextCheck = performance.now() + 2000
+    }
     await Promise.all(
       [...pending].map(async (port) => {
         if ((await get(port, '/health', 1000)) === 200) {

@@ -2,6 +2,7 @@
 // from process start to listening), beside plain Node (child_process.spawn + a 5 ms /health
 // poll) doing the same; and 90 servers deployed at once then shut down, beside PM2.
 import { spawn } from 'node:child_process'
+import fs from 'node:fs'
 import path from 'node:path'
 import readline from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -153,7 +154,7 @@ export async function ninety({ results, runs, tmp, marker, ports, pm2 }) {
         const apps = portList.map((port, k) => pm2.app(`many-${k}`, port, { env: { BENCH_FIXTURE: marker } }))
         const t0 = performance.now()
         await pm2.start(apps)
-        await waitAllHealthy(portList, { intervalMs: 5, timeoutMs: 60000 })
+        await waitAllHealthy(portList, { intervalMs: 5, timeoutMs: 60000, giveUp: () => pm2Errored(pm2) })
         const tUp = performance.now() - t0
         const t1 = performance.now()
         await pm2.delete('all')
@@ -161,7 +162,7 @@ export async function ninety({ results, runs, tmp, marker, ports, pm2 }) {
         down.pm2.push(performance.now() - t1)
         up.pm2.push(tUp)
       } catch (error) {
-        failures.push(`PM2 attempt ${i + 1} failed: ${firstLines(error)}`)
+        failures.push(`PM2 attempt ${i + 1} failed: ${firstLines(error)}${await pm2Diagnosis(pm2)}`)
       } finally {
         await pm2.delete('all').catch(() => {})
       }
@@ -180,4 +181,33 @@ function firstLines(error) {
   const message = String(error?.message ?? error)
   const cause = /Error: listen EADDRINUSE[^\n]*/.exec(message)?.[0]
   return `${message.split('\n')[0].slice(0, 200)}${cause ? ` (${cause.trim()})` : ''}`
+}
+
+/** What PM2 says about apps that are not online, and the first error line of their logs. */
+async function pm2Diagnosis(pm2) {
+  try {
+    const list = await pm2.call('list')
+    const bad = list.filter((p) => p.pm2_env?.status !== 'online' || p.pm2_env?.restart_time > 0)
+    return bad
+      .slice(0, 3)
+      .map((p) => {
+        let err = ''
+        try {
+          err = fs.readFileSync(p.pm2_env.pm_err_log_path, 'utf8').split('\n').find((l) => /Error/.test(l)) ?? ''
+        } catch {
+          // no log
+        }
+        return ` [${p.name}: ${p.pm2_env?.status}, port ${p.pm2_env?.PORT ?? p.pm2_env?.env?.PORT}${err ? `, ${err.trim()}` : ''}]`
+      })
+      .join('')
+  } catch {
+    return ''
+  }
+}
+
+/** Throws when PM2 reports an app that exited (its status is no longer `online`/`launching`). */
+async function pm2Errored(pm2) {
+  const list = await pm2.call('list')
+  const dead = list.filter((p) => !['online', 'launching'].includes(p.pm2_env?.status))
+  if (dead.length) throw new Error(`${dead.length} PM2 app(s) exited: ${dead.slice(0, 3).map((p) => `${p.name} ${p.pm2_env?.status}`).join(', ')}`)
 }
