@@ -141,6 +141,8 @@ results.notes.push(
 let commit = 'unknown'
 try {
   commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: packageRoot, encoding: 'utf8' }).trim()
+  const dirty = execFileSync('git', ['status', '--porcelain', '--', 'bench', 'src', 'package.json'], { cwd: packageRoot, encoding: 'utf8' }).trim()
+  if (dirty) commit += ' (with uncommitted changes)'
 } catch {
   // not a git checkout
 }
