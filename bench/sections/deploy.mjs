@@ -122,8 +122,8 @@ export async function ninety({ results, runs, tmp, marker, ports, pm2 }) {
   const down = { runner: [], pm2: [] }
   const failures = []
   // A failed run (e.g. a server that lost its port to an outgoing connection's ephemeral port,
-  // see BENCHMARKS.md) is reported in a note and retried, at most twice in all.
-  for (let i = 0; (up.runner.length < runs.many || (pm2 && up.pm2.length < runs.many)) && i < runs.many + 2; i++) {
+  // see BENCHMARKS.md) is reported in a note and retried (at most 2 × runs + 1 attempts in all).
+  for (let i = 0; (up.runner.length < runs.many || (pm2 && up.pm2.length < runs.many)) && i < runs.many * 2 + 1; i++) {
     if (up.runner.length < runs.many) {
       const buildDir = path.join(tmp, `ninety-${i}`)
       const runner = makeRunner(buildDir, { portRange: { start: ports.runner, end: ports.runner + 99 } })

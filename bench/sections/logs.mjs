@@ -147,25 +147,15 @@ export async function logs({ results, runs, tmp, marker, ports, pm2 }) {
           }
           const peak = await rss.stop()
           if (doneAt === null) throw new Error('PM2 log file never showed the end of the flood')
-          const text = fs.readFileSync(app.out_file, 'utf8')
-          const start = Number(/^flood start at ([\d.]+)$/m.exec(text)?.[1])
-          const produced = Number(/^flood done (\d+) /m.exec(text)?.[1])
-          let expected = 1
-          let got = 0
-          let gaps = 0
-          for (const line of text.split('\n')) {
-            if (!line.startsWith('line ')) continue
-            const k = Number(line.slice(5))
-            if (k !== expected) gaps += 1
-            expected = k + 1
-            got += 1
-          }
+          // The file can hold hundreds of MB: read it in chunks, not as one string.
+          const { start, produced, got, gaps } = checkLogFile(app.out_file)
           pm2Rate.push(got / ((doneAt - start) / 1000))
           pm2Lost.push(produced - got + gaps)
           pm2Rss.push(peak)
         } finally {
           await pm2.delete(name).catch(() => {})
           await waitPortFree(port)
+          fs.rmSync(app.out_file, { force: true })
         }
       }
     }
@@ -202,4 +192,45 @@ function tailHas(file, needle) {
   } finally {
     if (fd !== undefined) fs.closeSync(fd)
   }
+}
+
+/**
+ * Reads a log file in 4 MiB chunks: the flood's start time and line count, and the numbered
+ * lines found (`got`) with the number of places where the numbering jumps (`gaps`).
+ */
+function checkLogFile(file) {
+  const fd = fs.openSync(file, 'r')
+  const buffer = Buffer.alloc(4 * 1024 * 1024)
+  let rest = ''
+  let start = null
+  let produced = null
+  let expected = 1
+  let got = 0
+  let gaps = 0
+  const onLine = (line) => {
+    if (line.startsWith('line ')) {
+      const k = Number(line.slice(5))
+      if (k !== expected) gaps += 1
+      expected = k + 1
+      got += 1
+    } else if (line.startsWith('flood start at ')) {
+      start = Number(line.slice('flood start at '.length))
+    } else if (line.startsWith('flood done ')) {
+      produced = Number(line.split(' ')[2])
+    }
+  }
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buffer, 0, buffer.length, null)
+      if (n === 0) break
+      const lines = (rest + buffer.toString('latin1', 0, n)).split('\n')
+      rest = lines.pop()
+      for (const line of lines) onLine(line)
+    }
+    if (rest) onLine(rest)
+  } finally {
+    fs.closeSync(fd)
+  }
+  if (start === null || produced === null) throw new Error(`${file}: the flood's start or done line is missing`)
+  return { start, produced, got, gaps }
 }
