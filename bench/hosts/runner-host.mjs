@@ -11,7 +11,7 @@ import readline from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 import { get } from '../lib/net.mjs'
-import { entities, installBuild, makeRunner } from '../lib/runner.mjs'
+import { deployRetrying, entities, installBuild, makeRunner } from '../lib/runner.mjs'
 import { epochNow } from '../lib/stats.mjs'
 
 const options = JSON.parse(process.argv[2])
@@ -25,10 +25,7 @@ const send = (event) => process.stdout.write(`${JSON.stringify(event)}\n`)
 
 async function deploy(count) {
   servers = await Promise.all(
-    Array.from({ length: count }, () => {
-      const { project, deployment, build } = entities(buildId)
-      return runner.deploy(project, deployment, build, { envVars: { BENCH_FIXTURE: marker } })
-    }),
+    Array.from({ length: count }, () => deployRetrying(runner, entities(buildId), { envVars: { BENCH_FIXTURE: marker } })),
   )
   return { event: 'deployed', ports: servers.map((s) => s.port), pids: servers.map((s) => s.processId) }
 }

@@ -25,7 +25,18 @@ function connect(port) {
  * machine's ephemeral range (32768-60999) overlaps the benchmark ports: thousands of probes
  * would leave ports that a server then cannot listen on (EADDRINUSE). A reset leaves nothing.
  */
-export function get(port, path = '/health', timeoutMs = 2000) {
+export async function get(port, path = '/health', timeoutMs = 2000) {
+  // A source port that something else holds fails the connect at once (EADDRINUSE), before any
+  // byte reached the server: that is tried again from the next source port.
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const status = await getOnce(port, path, timeoutMs)
+    if (status !== null) return status
+  }
+  return 0
+}
+
+/** One attempt of `get`: null when the source port was taken. */
+function getOnce(port, path, timeoutMs) {
   return new Promise((resolve) => {
     const socket = connect(port)
     let buffer = ''
@@ -47,7 +58,7 @@ export function get(port, path = '/health', timeoutMs = 2000) {
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(buffer.slice(0, eol))
       finish(m ? Number(m[1]) : 0)
     })
-    socket.on('error', () => finish(0))
+    socket.on('error', (error) => finish(error.code === 'EADDRINUSE' || error.code === 'EADDRNOTAVAIL' ? null : 0))
     socket.on('close', () => finish(0))
   })
 }
@@ -64,7 +75,10 @@ export async function accepts(port) {
         socket.resetAndDestroy()
         resolve(true)
       })
-      socket.once('error', (error) => resolve(error.code === 'ECONNREFUSED' ? false : null))
+      socket.once('error', (error) => {
+        socket.destroy()
+        resolve(error.code === 'ECONNREFUSED' ? false : null)
+      })
     })
     if (outcome !== null) return outcome
   }

@@ -77,3 +77,44 @@ export function entities(buildId) {
   }
   return { project, deployment, build }
 }
+
+/**
+ * Whether `error` is a deploy that failed because its server could not listen on the port the
+ * runner allocated (EADDRINUSE): an outgoing connection took that port as its ephemeral port
+ * between allocation and listen (see BENCHMARKS.md, "Ports and the ephemeral range").
+ */
+export function isPortRace(error) {
+  return /EADDRINUSE/.test(String(error?.message ?? error))
+}
+
+/** How many deploys this process retried after a port race. */
+export const portRaces = { count: 0 }
+
+/** `runner.deploy(...)`, tried again (up to 3 times in all) when it lost a port race. */
+export async function deployRetrying(runner, { project, deployment, build }, options) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runner.deploy(project, deployment, build, options)
+    } catch (error) {
+      if (attempt >= 3 || !isPortRace(error)) throw error
+      portRaces.count += 1
+    }
+  }
+}
+
+/** Deploys `count` servers at once; when any fails, stops the others and rethrows. */
+export async function deployAll(runner, count, makeEntities, options) {
+  const settled = await Promise.allSettled(
+    Array.from({ length: count }, () => {
+      const { project, deployment, build } = makeEntities()
+      return runner.deploy(project, deployment, build, options)
+    }),
+  )
+  const failed = settled.find((s) => s.status === 'rejected')
+  const servers = settled.filter((s) => s.status === 'fulfilled').map((s) => s.value)
+  if (failed) {
+    await Promise.all(servers.map((s) => runner.stop(s)))
+    throw failed.reason
+  }
+  return servers
+}

@@ -8,7 +8,7 @@ import readline from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 import { freePorts, waitAllHealthy, waitAllPortsFree, waitHealthy, waitPortFree } from '../lib/net.mjs'
-import { entities, fixture, installBuild, makeRunner } from '../lib/runner.mjs'
+import { entities, fixture, installBuild, isPortRace, makeRunner } from '../lib/runner.mjs'
 import { epochNow } from '../lib/stats.mjs'
 
 const SECTION = 'Deploy (issue 6)'
@@ -43,6 +43,7 @@ export async function deployOverhead({ results, runs, tmp, marker, ports }) {
   const own = { runner: [], tight: [], node: [] }
   const overhead = { runner: [], tight: [], node: [] }
   const overheadModule = { runner: [], tight: [], node: [] }
+  let raced = 0
   const record = (who, t0, t1, times) => {
     if (times.processAt === null || times.listeningAt === null) throw new Error(`${who}: fixture start lines missing`)
     total[who].push(t1 - t0)
@@ -55,9 +56,19 @@ export async function deployOverhead({ results, runs, tmp, marker, ports }) {
       const warm = i === 0
       // The runner: deploy() resolves once its own health gate got a 2xx.
       for (const [who, r] of [['runner', runner], ['tight', tight]]) {
-        const { project, deployment, build } = entities(buildId)
-        const t0 = epochNow()
-        const server = await r.deploy(project, deployment, build, { envVars: { BENCH_FIXTURE: marker } })
+        let t0
+        let server
+        // A deploy that lost a port race (EADDRINUSE, see BENCHMARKS.md) is timed again.
+        for (let attempt = 1; !server; attempt++) {
+          const { project, deployment, build } = entities(buildId)
+          t0 = epochNow()
+          try {
+            server = await r.deploy(project, deployment, build, { envVars: { BENCH_FIXTURE: marker } })
+          } catch (error) {
+            if (attempt >= 3 || !isPortRace(error)) throw error
+            raced += 1
+          }
+        }
         const t1 = epochNow()
         let logs = ''
         for (let k = 0; k < 500 && !/^listening on/m.test(logs); k++) {
@@ -90,6 +101,7 @@ export async function deployOverhead({ results, runs, tmp, marker, ports }) {
       }
     }
   } finally {
+    if (raced) results.notes.push(`${SECTION}: ${raced} timed deploy(s) lost a port race (EADDRINUSE) and were done again.`)
     await runner.shutdown()
     await tight.shutdown()
   }

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { startHost } from '../lib/host.mjs'
 import { freePorts, get, waitAllHealthy, waitHealthy, waitPortFree } from '../lib/net.mjs'
 import { rssMb } from '../lib/procs.mjs'
-import { entities, installBuild, makeRunner } from '../lib/runner.mjs'
+import { deployAll, deployRetrying, entities, installBuild, isPortRace, makeRunner } from '../lib/runner.mjs'
 import { spawn } from 'node:child_process'
 
 const SECTION = 'Runner vs PM2 (issue 7)'
@@ -54,9 +54,22 @@ export async function sideBySide({ results, runs, tmp, marker, ports, pm2 }) {
   installBuild(buildDir, buildId)
   installBuild(path.join(tmp, 'side-by-side-restart'), buildId)
   installBuild(path.join(tmp, 'side-by-side-tight'), buildId)
-  const deploy = (r, extraEnv = {}) => {
-    const { project, deployment, build } = entities(buildId)
-    return r.deploy(project, deployment, build, { envVars: { ...env, ...extraEnv }, healthCheckTimeoutMs: 60000 })
+  const deployOptions = (extraEnv = {}) => ({ envVars: { ...env, ...extraEnv }, healthCheckTimeoutMs: 60000 })
+  // Untimed set-up deploys: tried again when they lose a port race (see BENCHMARKS.md).
+  const deploy = (r, extraEnv = {}) => deployRetrying(r, entities(buildId), deployOptions(extraEnv))
+  // Timed deploys of `count` servers: a run that lost a port race is done again (at most 3 times).
+  let raced = 0
+  const timedDeploy = async (r, count) => {
+    for (let attempt = 1; ; attempt++) {
+      const t0 = performance.now()
+      try {
+        const servers = await deployAll(r, count, () => entities(buildId), deployOptions())
+        return { servers, ms: performance.now() - t0 }
+      } catch (error) {
+        if (attempt >= 3 || !isPortRace(error)) throw error
+        raced += 1
+      }
+    }
   }
   // Ports a listen succeeds on right now, from ports.pm2 + offset upwards.
   const pm2Ports = (n, offset = 0) => freePorts(n, ports.pm2 + offset, ports.pm2 + offset + 99)
@@ -117,13 +130,9 @@ export async function sideBySide({ results, runs, tmp, marker, ports, pm2 }) {
       const rt = []
       const p = []
       for (let i = 0; i < n + 1; i++) {
-        const t0 = performance.now()
-        const servers = await Promise.all(Array.from({ length: count }, () => deploy(runner)))
-        const tr = performance.now() - t0
+        const { servers, ms: tr } = await timedDeploy(runner, count)
         await Promise.all(servers.map((s) => runner.stop(s)))
-        const t2 = performance.now()
-        const tightServers = await Promise.all(Array.from({ length: count }, () => deploy(tight)))
-        const tt = performance.now() - t2
+        const { servers: tightServers, ms: tt } = await timedDeploy(tight, count)
         await Promise.all(tightServers.map((s) => tight.stop(s)))
         const list = await pm2Ports(count)
         const apps = pm2Apps(list)
@@ -214,7 +223,7 @@ export async function sideBySide({ results, runs, tmp, marker, ports, pm2 }) {
 
     // The cost of sampling CPU and memory, per server, with 10 servers each.
     {
-      const servers = await Promise.all(Array.from({ length: 10 }, () => deploy(runner)))
+      const { servers } = await timedDeploy(runner, 10)
       const list = await pm2Ports(10, 300)
       const apps = pm2Apps(list)
       try {
@@ -255,6 +264,7 @@ export async function sideBySide({ results, runs, tmp, marker, ports, pm2 }) {
       }
     }
   } finally {
+    if (raced) results.notes.push(`${SECTION}: ${raced} timed runner run(s) lost a port race (EADDRINUSE) and were done again.`)
     await runner.shutdown()
     await restarting.shutdown()
     await tight.shutdown()
