@@ -3,7 +3,7 @@
 //! [`HealthChecker::check`] probes a host once and reports the outcome as data;
 //! [`HealthChecker::wait_for_healthy`] retries `max_retries` times, `retry_interval` apart; and
 //! [`HealthChecker::wait_until_healthy_loopback`] is the deploy gate: it probes a fresh server
-//! quickly at first and backs off to `retry_interval` ([`ProbeSchedule`]) until it answers or an
+//! every 5 ms for half a second, then backs off to `retry_interval` ([`ProbeSchedule`]) until it answers or an
 //! overall timeout passes. Loopback probes go to `127.0.0.1` and, when nothing listens there, to
 //! `[::1]`, never to `localhost` (whose resolution varies between machines).
 //!
@@ -79,10 +79,16 @@ impl Failure {
     }
 }
 
-/// The pauses before each probe of a deploy's health gate: [`FIRST_PROBE_DELAY`], doubling up to
-/// the retry interval, then the retry interval forever.
+/// How long a deploy's health gate keeps probing every [`FIRST_PROBE_DELAY`] before it backs
+/// off: most servers start listening within this window, and a refused connection on loopback
+/// costs microseconds, so dense probing here finds them within a few ms of being ready.
+pub const DENSE_PROBING: Duration = Duration::from_millis(500);
+
+/// The pauses before each probe of a deploy's health gate: [`FIRST_PROBE_DELAY`] for the first
+/// [`DENSE_PROBING`], then doubling up to the retry interval, then the retry interval forever.
 #[derive(Debug, Clone)]
 pub struct ProbeSchedule {
+    elapsed: Duration,
     next: Duration,
     max: Duration,
 }
@@ -91,8 +97,15 @@ impl Iterator for ProbeSchedule {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let pause = self.next.min(self.max);
-        self.next = self.next.saturating_mul(2);
+        let pause = if self.elapsed < DENSE_PROBING {
+            FIRST_PROBE_DELAY
+        } else {
+            let pause = self.next;
+            self.next = self.next.saturating_mul(2);
+            pause
+        }
+        .min(self.max);
+        self.elapsed += pause;
         Some(pause)
     }
 }
@@ -180,7 +193,8 @@ impl HealthChecker {
     /// The pauses between a deploy's probes.
     pub fn probe_schedule(&self) -> ProbeSchedule {
         ProbeSchedule {
-            next: FIRST_PROBE_DELAY,
+            elapsed: Duration::ZERO,
+            next: FIRST_PROBE_DELAY * 2,
             max: self.settings.retry_interval,
         }
     }
@@ -620,23 +634,24 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_schedule_doubles_from_a_few_milliseconds_up_to_the_retry_interval() {
+    fn the_probe_schedule_is_dense_at_first_then_doubles_up_to_the_retry_interval() {
         let settings = HealthCheckSettings {
-            retry_interval: Duration::from_millis(30),
+            retry_interval: Duration::from_millis(3),
             ..quick()
         };
-        let pauses: Vec<u128> = checker(settings)
+        let capped: Vec<u128> = checker(settings)
             .probe_schedule()
-            .take(6)
+            .take(3)
             .map(|d| d.as_millis())
             .collect();
-        assert_eq!(pauses, vec![5, 10, 20, 30, 30, 30]);
+        assert_eq!(capped, vec![3, 3, 3]);
         let defaults: Vec<u128> = checker(HealthCheckSettings::default())
             .probe_schedule()
-            .take(10)
+            .take(108)
             .map(|d| d.as_millis())
             .collect();
-        assert_eq!(defaults, vec![5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        assert!(defaults[..100].iter().all(|&p| p == 5), "{defaults:?}");
+        assert_eq!(defaults[100..], [10, 20, 40, 80, 160, 320, 640, 1000]);
     }
 
     #[tokio::test]
