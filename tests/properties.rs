@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use mastra_runner_local::build::package_manager;
 use mastra_runner_local::config::RunnerConfig;
 use mastra_runner_local::logs::LineFramer;
 use mastra_runner_local::subdomain::{self, DeploymentType};
@@ -92,6 +93,38 @@ proptest! {
             }
             Err(error) => prop_assert!(error.to_string().starts_with("Invalid "), "{}", error),
         }
+    }
+
+    /// Any `packageManager` field (or any package.json value) is detected or refused with a
+    /// message naming the package manager or the field; a known name always wins over the
+    /// (absent) lockfiles, with its version kept.
+    #[test]
+    fn package_manager_fields_are_parsed_totally(
+        name in prop_oneof![
+            Just("npm".to_owned()),
+            Just("pnpm".to_owned()),
+            Just("yarn".to_owned()),
+            Just("bun".to_owned()),
+            "\\PC{0,10}",
+        ],
+        version in "\\PC{0,12}",
+        hash in proptest::option::of("[a-z0-9]{0,20}"),
+        other in arbitrary_json(),
+    ) {
+        let mut field = format!("{name}@{version}");
+        if let Some(hash) = hash {
+            field.push_str(&format!("+sha512.{hash}"));
+        }
+        let dir = Path::new("/nonexistent-project-dir");
+        let manifest = serde_json::json!({ "packageManager": field });
+        match package_manager::detect_with(dir, Some(&manifest)) {
+            Ok(detection) => prop_assert!(["npm", "pnpm", "yarn", "bun"].contains(&detection.package_manager.command())),
+            Err(error) => {
+                let text = error.to_string();
+                prop_assert!(text.starts_with("Unknown package manager") || text.starts_with("Invalid"), "{}", text);
+            }
+        }
+        let _ = package_manager::detect_with(dir, Some(&serde_json::json!({ "packageManager": other })));
     }
 
     /// An id that passes validation always names a direct child of the build directory.
