@@ -172,3 +172,12 @@ pub(crate) fn field<'env>(
         _ => Err(invalid(name, &expected("an object", options)?)),
     }
 }
+
+/// The host's working directory, against which `what` (a relative path argument) is resolved.
+pub(crate) fn cwd(what: &str) -> Result<std::path::PathBuf> {
+    std::env::current_dir().map_err(|e| {
+        napi::Error::from_reason(format!(
+            "Cannot resolve {what}: the current working directory is unreadable ({e})"
+        ))
+    })
+}

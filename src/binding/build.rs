@@ -108,11 +108,7 @@ impl ProjectBuilder {
     /// `buildDir` is resolved against the current working directory now.
     #[napi(constructor, ts_args_type = "options?: ProjectBuilderOptions")]
     pub fn new(options: Option<Unknown>) -> Result<Self> {
-        let cwd = std::env::current_dir().map_err(|e| {
-            napi::Error::from_reason(format!(
-                "Cannot resolve buildDir: the current working directory is unreadable ({e})"
-            ))
-        })?;
+        let cwd = args::cwd("buildDir")?;
         let options = match options {
             Some(options) => json::to_json(&options, "options")?,
             None => Value::Null,
@@ -233,12 +229,7 @@ fn absolute(path: PathBuf) -> Result<PathBuf> {
     if path.is_absolute() {
         return Ok(path);
     }
-    let cwd = std::env::current_dir().map_err(|e| {
-        napi::Error::from_reason(format!(
-            "Cannot resolve workdir: the current working directory is unreadable ({e})"
-        ))
-    })?;
-    Ok(cwd.join(path))
+    Ok(args::cwd("workdir")?.join(path))
 }
 
 /// Subscribes `callback` to a build's log (text form, in order); the handle ends once the

@@ -72,9 +72,7 @@ fn read_command(
         "options.cwd",
     )? {
         Some(dir) => PathBuf::from(dir),
-        None => std::env::current_dir().map_err(|e| {
-            napi::Error::from_reason(format!("Cannot read the working directory: {e}"))
-        })?,
+        None => args::cwd("options.cwd")?,
     };
     let env = match args::field(options, "options", "env")? {
         Some(vars) => validate::env_vars("options.env", &args::options(Some(vars), "options.env")?)

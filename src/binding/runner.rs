@@ -273,11 +273,7 @@ impl LocalProcessRunner {
     /// the current working directory now.
     #[napi(constructor, ts_args_type = "config?: LocalProcessRunnerConfig")]
     pub fn new(config: Option<Unknown>) -> Result<Self> {
-        let cwd = std::env::current_dir().map_err(|e| {
-            napi::Error::from_reason(format!(
-                "Cannot resolve buildDir: the current working directory is unreadable ({e})"
-            ))
-        })?;
+        let cwd = args::cwd("buildDir")?;
         let config = match config {
             Some(config) => json::to_json(&config, "config")?,
             None => Value::Null,

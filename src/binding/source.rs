@@ -98,11 +98,7 @@ impl LocalProjectSource {
         ts_args_type = "options: { basePaths: string[]; exclude?: string[] }"
     )]
     pub fn new(options: Option<Unknown>) -> Result<Self> {
-        let cwd = std::env::current_dir().map_err(|e| {
-            napi::Error::from_reason(format!(
-                "Cannot resolve basePaths: the current working directory is unreadable ({e})"
-            ))
-        })?;
+        let cwd = args::cwd("basePaths")?;
         let options = args::options(options, "options")?;
         let inner = LocalSource::from_json(&options, &cwd).map_err(to_js_error)?;
         Ok(LocalProjectSource {
