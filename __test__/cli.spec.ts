@@ -43,7 +43,7 @@ describe('mastra-runner-local', () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-cli-'))
     const project = path.join(root, 'app')
     fs.cpSync(path.join(packageRoot, '__test__', 'fixtures', 'app'), project, { recursive: true })
-    const child = spawn(process.execPath, [cli, 'up', project, '--build-dir', path.join(root, 'builds'), '--port', '47150', '--env', 'GREETING=hi'], {
+    const child = spawn(process.execPath, [cli, 'up', project, '--build-dir', path.join(root, 'builds'), '--port', '9450', '--env', 'GREETING=hi'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     try {
@@ -53,7 +53,7 @@ describe('mastra-runner-local', () => {
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
       await waitFor(() => /Serving app at http:\/\/127\.0\.0\.1:\d+/.test(out), 120_000, 'the URL')
       const port = Number(/127\.0\.0\.1:(\d+)/.exec(out)![1])
-      expect(port).toBe(47150)
+      expect(port).toBe(9450)
       expect(out).toMatch(/building with NODE_ENV=production/)
       expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200)
       await waitFor(() => out.includes('built server listening'), 20_000, 'the server log')

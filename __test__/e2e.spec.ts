@@ -14,7 +14,7 @@ const example = path.join(packageRoot, 'examples', 'hello-mastra')
 const buildDir = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-e2e-'))
 const runner = new addon.LocalProcessRunner({
   buildDir,
-  portRange: { start: 47100, end: 47110 },
+  portRange: { start: 9400, end: 9410 },
   globalEnvVars: { MASTRA_TELEMETRY_DISABLED: '1' },
 })
 

@@ -165,15 +165,42 @@ describe('build', () => {
   it('cancels a running build and a queued one', async () => {
     const { runner, project, build } = setup({ maxConcurrentBuilds: 1 })
     runner.setSource(copyingSource().source)
-    const lines: string[] = []
-    const running = runner.build(project, { ...build, id: `${build.id}-a` }, { skipInstall: true, envVars: { FIXTURE_BUILD: 'sleep' } }, (l) => lines.push(l))
-    const queued = runner.build(project, { ...build, id: `${build.id}-b` }, { skipInstall: true })
-    await waitFor(() => lines.some((line) => line.startsWith('building with')))
+    const running: string[] = []
+    const queuedLines: string[] = []
+    const first = runner.build(project, { ...build, id: `${build.id}-a` }, { skipInstall: true, envVars: { FIXTURE_BUILD: 'sleep' } }, (l) => running.push(l))
+    await waitFor(() => running.some((line) => line.startsWith('building with')))
+    // The slot is taken: this one waits in the queue once its source is copied.
+    const second = runner.build(project, { ...build, id: `${build.id}-b` }, { skipInstall: true }, (l) => queuedLines.push(l))
+    await waitFor(() => queuedLines.some((line) => line.includes('waiting for a build slot')))
     await runner.cancelBuild(`${build.id}-b`)
     await runner.cancelBuild(`${build.id}-a`)
-    expect((await running).status).toBe('cancelled')
-    expect((await queued).status).toBe('cancelled')
+    expect((await first).status).toBe('cancelled')
+    const queued = await second
+    expect(queued.status).toBe('cancelled')
+    expect(queued.logs).toContain('it never started')
     await runner.cancelBuild('never-started')
+  })
+
+  it('cancels a build whose source is still being copied', async () => {
+    const { runner, project, build } = setup()
+    let release: (() => void) | null = null
+    runner.setSource({
+      type: 'slow',
+      getProjectPath: (source: ProjectSource, targetDir: string) =>
+        new Promise<string>((resolve) => {
+          release = () => {
+            fs.cpSync(source.path, targetDir, { recursive: true })
+            resolve(targetDir)
+          }
+        }),
+    })
+    const pending = runner.build(project, build, { skipInstall: true })
+    await waitFor(() => release !== null, 20_000, 'the provider to be called')
+    await runner.cancelBuild(build.id)
+    release!()
+    const result = await pending
+    expect(result.status).toBe('cancelled')
+    expect(result.errorMessage).toBe('Build cancelled while its source was copied')
   })
 
   it('runs at most maxConcurrentBuilds at once, in FIFO order', async () => {

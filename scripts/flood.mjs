@@ -22,7 +22,7 @@ const buildDir = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-flood-'))
 const output = path.join(buildDir, 'flood', '.mastra', 'output')
 fs.mkdirSync(output, { recursive: true })
 fs.copyFileSync(path.join(root, 'scripts', 'fixtures', 'flood', 'index.mjs'), path.join(output, 'index.mjs'))
-const runner = new LocalProcessRunner({ buildDir, portRange: { start: 46300, end: 46310 }, shutdownTimeoutMs: 1000 })
+const runner = new LocalProcessRunner({ buildDir, portRange: { start: 9300, end: 9310 }, shutdownTimeoutMs: 1000 })
 
 const percentile = (values, p) => {
   const sorted = [...values].sort((a, b) => a - b)

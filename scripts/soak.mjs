@@ -45,12 +45,12 @@ for (const id of ['soak-build']) {
   fs.mkdirSync(output, { recursive: true })
   fs.copyFileSync(fixture, path.join(output, 'index.mjs'))
 }
-const range = { start: 46000, end: 46099 }
+const range = { start: 9000, end: 9099 }
 const common = { buildDir, portRange: range, shutdownTimeoutMs: 500, healthCheck: { retryIntervalMs: 100, maxRetries: 100 } }
 const plain = new LocalProcessRunner(common)
 const restarting = new LocalProcessRunner({
   ...common,
-  portRange: { start: 46100, end: 46199 },
+  portRange: { start: 9100, end: 9199 },
   restartPolicy: { maxRestarts: 3, backoffMs: 20, maxBackoffMs: 100 },
 })
 
@@ -153,7 +153,7 @@ await restarting.shutdown()
 global.gc?.()
 const after = { fds: openFds(), rssMb: rssMb() }
 const portsHeld = []
-for (let port = range.start; port <= 46199; port++) if (await listening(port)) portsHeld.push(port)
+for (let port = range.start; port <= 9199; port++) if (await listening(port)) portsHeld.push(port)
 const result = {
   cycles,
   seconds: (Date.now() - started) / 1000,

@@ -216,21 +216,26 @@ impl Runner {
             .await;
     }
 
-    /// Starts build `build_id`: checks the ids (before anything touches the disk), reaps what
-    /// dead runners left, and empties `<buildDir>/<build_id>` for the source to be copied in.
-    /// Returns that directory. Pair with [`Runner::run_build`] or [`Runner::abandon_build`].
-    pub async fn begin_build(&self, project_id: &str, build_id: &str) -> Result<PathBuf> {
+    /// Announces build `build_id` the moment `build()` is called: checks the ids (before
+    /// anything touches the disk) and makes the build known, so that `cancel_build` reaches it
+    /// from then on. Pair with [`Runner::begin_build`], then [`Runner::run_build`] or
+    /// [`Runner::abandon_build`].
+    pub fn register_build(&self, project_id: &str, build_id: &str) -> Result<()> {
         validate::id("project.id", project_id)?;
         validate::id("build.id", build_id)?;
-        {
-            let mut preparing = lock(&self.preparing);
-            if preparing.contains_key(build_id) || self.builder.is_active(build_id) {
-                return Err(Error::BuildInProgress {
-                    build_id: build_id.to_owned(),
-                });
-            }
-            preparing.insert(build_id.to_owned(), false);
+        let mut preparing = lock(&self.preparing);
+        if preparing.contains_key(build_id) || self.builder.is_active(build_id) {
+            return Err(Error::BuildInProgress {
+                build_id: build_id.to_owned(),
+            });
         }
+        preparing.insert(build_id.to_owned(), false);
+        Ok(())
+    }
+
+    /// Prepares a registered build: reaps what dead runners left, and empties
+    /// `<buildDir>/<build_id>` for the source to be copied in. Returns that directory.
+    pub async fn begin_build(&self, build_id: &str) -> Result<PathBuf> {
         self.reap_leftovers().await;
         match self.builder.clean_build_dir(build_id).await {
             Ok(dir) => Ok(dir),

@@ -36,15 +36,16 @@ export async function shutdownRunners(): Promise<void> {
   }
 }
 
-// Each vitest worker gets its own region of ports (other specs use ports below 32000), and
-// each runner a block of 20 in it, so runners of parallel specs never race for a port.
-const region = 32000 + (Number(process.env.VITEST_POOL_ID ?? 1) % 8) * 3000
+// Each vitest worker gets its own region of ports and each runner a block of 20 in it, so
+// runners of parallel specs never race for a port. The regions (10000-17999) stay below the
+// kernel's ephemeral range (32768+), where client connections could take a server's port.
+const region = 10000 + (Number(process.env.VITEST_POOL_ID ?? 1) % 8) * 1000
 let nextRange = region
 
 /** A block of 20 ports for one runner, distinct per worker and per runner. */
 function freeRange(): { start: number; end: number } {
   const start = nextRange
-  nextRange = nextRange + 20 >= region + 3000 ? region : nextRange + 20
+  nextRange = nextRange + 20 >= region + 1000 ? region : nextRange + 20
   return { start, end: start + 19 }
 }
 

@@ -334,6 +334,7 @@ impl LocalProcessRunner {
         on_log: Option<Unknown>,
     ) -> Result<PromiseRaw<'env, Object<'env>>> {
         let plan = read_build_args(
+            env,
             &self.shared,
             project.as_ref(),
             build.as_ref(),
@@ -342,13 +343,17 @@ impl LocalProcessRunner {
         );
         // Argument errors reject (like every failure of this method) rather than throw.
         let (plan, delivery) = match plan {
-            Ok(mut plan) => {
-                let delivery = match plan.on_log.take() {
-                    Some(callback) => Some(deliver_lines(env, &plan.request.log, callback)?),
-                    None => None,
-                };
-                (Ok(plan), delivery)
-            }
+            Ok(mut plan) => match plan.on_log.take() {
+                Some(callback) => match deliver_lines(env, &plan.request.log, callback) {
+                    Ok(delivery) => (Ok(plan), Some(delivery)),
+                    Err(error) => {
+                        self.shared.runner.abandon_build(&plan.request.build_id);
+                        plan.build_object.unref(env)?;
+                        return Err(error);
+                    }
+                },
+                None => (Ok(plan), None),
+            },
             Err(error) => (Err(error), None),
         };
         let shared = Arc::clone(&self.shared);
@@ -771,6 +776,7 @@ enum BuildTarget {
 }
 
 fn read_build_args(
+    env: &Env,
     shared: &Shared,
     project: Option<&Unknown>,
     build: Option<&Unknown>,
@@ -816,6 +822,10 @@ fn read_build_args(
         _ => None,
     };
     let build_object = provider_object(build, "build")?.create_ref()?;
+    if let Err(error) = shared.runner.register_build(&project_id, &build_id) {
+        build_object.unref(env)?;
+        return Err(to_js_error(error));
+    }
     let mut request = BuildRequest::new(build_id, PathBuf::new()).with_options(options);
     request.log = Arc::new(LogStore::new(crate::logs::LogLimits::with_lines(
         BUILD_LOG_LINES,
@@ -841,7 +851,7 @@ async fn run_build(
 ) -> Result<BuildOutcome> {
     let runner = &shared.runner;
     let dir = runner
-        .begin_build(project_id, &request.build_id)
+        .begin_build(&request.build_id)
         .await
         .map_err(to_js_error)?;
     let workdir = match target {
