@@ -102,6 +102,36 @@ where
     unsafe { argument.cast::<FunctionRef<Args, Return>>() }
 }
 
+/// A function the caller may leave out (`undefined` or `null` give `None`).
+pub(crate) fn optional_callback<Args, Return>(
+    argument: Option<&Unknown<'_>>,
+    name: &str,
+) -> Result<Option<FunctionRef<Args, Return>>>
+where
+    Args: napi::bindgen_prelude::JsValuesTupleIntoVec,
+{
+    match argument {
+        Some(value) if !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null) => {
+            callback(value, name).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A function the caller must pass (a missing one reads as `undefined`).
+pub(crate) fn required_callback<Args, Return>(
+    argument: Option<&Unknown<'_>>,
+    name: &str,
+) -> Result<FunctionRef<Args, Return>>
+where
+    Args: napi::bindgen_prelude::JsValuesTupleIntoVec,
+{
+    match argument {
+        Some(value) => callback(value, name),
+        None => Err(invalid(name, "expected a function, got undefined")),
+    }
+}
+
 /// "expected X, got Y" for any JS value, including those JSON cannot hold.
 fn expected(what: &str, argument: &Unknown<'_>) -> Result<String> {
     let got = match argument.get_type()? {

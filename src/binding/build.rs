@@ -16,11 +16,10 @@ use napi_derive::napi;
 use serde_json::Value;
 
 use super::args::{self, LineCallback};
-use super::delivery::{report_callback_error, spawn_delivery};
+use super::logs::deliver_text;
 use super::{json, to_js_error};
 use crate::build::{self as core, BuildOptions, BuildOutcome, BuildRequest, PackageManager};
 use crate::error::Error;
-use crate::logs::{LogBatch, LogStore};
 use crate::validate;
 
 /// The package manager of the project in `dir`: the `packageManager` field of package.json
@@ -140,7 +139,9 @@ impl ProjectBuilder {
         let (request, delivery) = match prepare(build_id, workdir, options, on_log.as_ref()) {
             Ok((request, callback)) => {
                 let delivery = match callback {
-                    Some(callback) => Some(deliver_lines(env, &request.log, callback)?),
+                    Some(callback) => Some(
+                        deliver_text(env, &request.log, callback, "a build's onLog callback")?.1,
+                    ),
                     None => None,
                 };
                 (Ok(request), delivery)
@@ -208,17 +209,7 @@ fn prepare(
     let workdir = absolute(PathBuf::from(workdir))?;
     let options = BuildOptions::from_json(&args::options(options, "options")?, "options")
         .map_err(to_js_error)?;
-    let callback = match on_log {
-        Some(value)
-            if !matches!(
-                value.get_type()?,
-                napi::ValueType::Undefined | napi::ValueType::Null
-            ) =>
-        {
-            Some(args::callback(value, "onLog")?)
-        }
-        _ => None,
-    };
+    let callback = args::optional_callback(on_log, "onLog")?;
     Ok((
         BuildRequest::new(build_id, workdir).with_options(options),
         callback,
@@ -230,30 +221,6 @@ fn absolute(path: PathBuf) -> Result<PathBuf> {
         return Ok(path);
     }
     Ok(args::cwd("workdir")?.join(path))
-}
-
-/// Subscribes `callback` to a build's log (text form, in order); the handle ends once the
-/// log's subscriptions are closed and every line was delivered.
-pub(crate) fn deliver_lines(
-    env: &Env,
-    log: &LogStore,
-    callback: LineCallback,
-) -> Result<tokio::task::JoinHandle<()>> {
-    let subscription = log.subscribe(log.limits().max_lines);
-    spawn_delivery(env, subscription, None, move |env, batch: LogBatch| {
-        let Ok(callback) = callback.borrow_back(env) else {
-            return;
-        };
-        let missed = (batch.missed > 0).then(|| LogBatch::missed_marker(batch.missed));
-        for line in missed
-            .into_iter()
-            .chain(batch.entries.iter().map(|entry| entry.text()))
-        {
-            if let Err(error) = callback.call(line) {
-                report_callback_error("a build's onLog callback", &error);
-            }
-        }
-    })
 }
 
 /// `{ status, errorMessage, logs, startedAt, completedAt, packageManager }` with JS Dates.

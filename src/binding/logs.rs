@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::args::{self, LineCallback};
 use super::delivery::{report_callback_error, spawn_delivery};
+use crate::logs::store::SubscriptionCloser;
 use crate::logs::{LogBatch, LogLimits, LogStore, Stream, join_text, store::iso8601_utc};
 
 /// Lines a `LogCollectorImpl` keeps when no capacity is given.
@@ -150,10 +151,26 @@ pub(crate) fn stream_text<'env>(
     store: &LogStore,
     callback: LineCallback,
 ) -> Result<Function<'env, (), ()>> {
+    let (closer, _) = deliver_text(env, store, callback, "a log stream callback")?;
+    env.create_function_from_closure("unsubscribe", move |_| {
+        closer.close();
+        Ok(())
+    })
+}
+
+/// Hands every new line of `store` to `callback` in text form (stderr prefixed), in order,
+/// with a `[log] N lines skipped` line where the subscriber fell behind; nothing more once
+/// unsubscribed. The handle ends when the subscription closes and its last line was delivered.
+pub(crate) fn deliver_text(
+    env: &Env,
+    store: &LogStore,
+    callback: LineCallback,
+    what: &'static str,
+) -> Result<(SubscriptionCloser, tokio::task::JoinHandle<()>)> {
     let subscription = store.subscribe(store.limits().max_lines);
     let closer = subscription.closer();
     let delivering = closer.clone();
-    spawn_delivery(env, subscription, None, move |env, batch: LogBatch| {
+    let handle = spawn_delivery(env, subscription, None, move |env, batch: LogBatch| {
         let Ok(callback) = callback.borrow_back(env) else {
             return;
         };
@@ -162,18 +179,15 @@ pub(crate) fn stream_text<'env>(
             .into_iter()
             .chain(batch.entries.iter().map(|entry| entry.text()));
         for line in lines {
-            if delivering.is_closed() {
+            if delivering.is_unsubscribed() {
                 return;
             }
             if let Err(error) = callback.call(line) {
-                report_callback_error("a log stream callback", &error);
+                report_callback_error(what, &error);
             }
         }
     })?;
-    env.create_function_from_closure("unsubscribe", move |_| {
-        closer.close();
-        Ok(())
-    })
+    Ok((closer, handle))
 }
 
 /// Splits text a caller appends into lines (`\n`, with `\r\n` handled).

@@ -16,10 +16,9 @@ use napi_derive::napi;
 use serde_json::{Value, json};
 
 use super::args;
-use super::build::deliver_lines;
 use super::delivery::{BatchSink, batch_sink, pump, report_callback_error};
 use super::json;
-use super::logs::{paginate, stream_text};
+use super::logs::{deliver_text, paginate, stream_text};
 use super::provider::{AsyncMethod, async_method, call};
 use super::to_js_error;
 use crate::build::{BuildOptions, BuildOutcome, BuildRequest};
@@ -344,14 +343,16 @@ impl LocalProcessRunner {
         // Argument errors reject (like every failure of this method) rather than throw.
         let (plan, delivery) = match plan {
             Ok(mut plan) => match plan.on_log.take() {
-                Some(callback) => match deliver_lines(env, &plan.request.log, callback) {
-                    Ok(delivery) => (Ok(plan), Some(delivery)),
-                    Err(error) => {
-                        self.shared.runner.abandon_build(&plan.request.build_id);
-                        plan.build_object.unref(env)?;
-                        return Err(error);
+                Some(callback) => {
+                    match deliver_text(env, &plan.request.log, callback, "a build onLog callback") {
+                        Ok((_, delivery)) => (Ok(plan), Some(delivery)),
+                        Err(error) => {
+                            self.shared.runner.abandon_build(&plan.request.build_id);
+                            plan.build_object.unref(env)?;
+                            return Err(error);
+                        }
                     }
-                },
+                }
                 None => (Ok(plan), None),
             },
             Err(error) => (Err(error), None),
@@ -446,14 +447,7 @@ impl LocalProcessRunner {
         ts_args_type = "callback: (serverId: string, line: string, stream: 'stdout' | 'stderr', id?: string) => void"
     )]
     pub fn set_on_server_log(&self, env: Env, callback: Option<Unknown>) -> Result<()> {
-        let callback: ServerLogCallback = match callback.as_ref() {
-            Some(callback) => args::callback(callback, "callback")?,
-            None => {
-                return Err(napi::Error::from_reason(
-                    "Invalid callback: expected a function, got undefined",
-                ));
-            }
-        };
+        let callback: ServerLogCallback = args::required_callback(callback.as_ref(), "callback")?;
         let sink = batch_sink(&env, move |env, (server_id, batch): (String, LogBatch)| {
             let Ok(callback) = callback.borrow_back(env) else {
                 return;
@@ -673,14 +667,7 @@ impl LocalProcessRunner {
         callback: Option<Unknown>,
     ) -> Result<Function<'env, (), ()>> {
         let id = server_id(server.as_ref())?;
-        let callback = match callback.as_ref() {
-            Some(callback) => args::callback(callback, "callback")?,
-            None => {
-                return Err(napi::Error::from_reason(
-                    "Invalid callback: expected a function, got undefined",
-                ));
-            }
-        };
+        let callback = args::required_callback(callback.as_ref(), "callback")?;
         match self.shared.runner.server_log(&id) {
             Some(log) => stream_text(env, &log, callback),
             None => env.create_function_from_closure("unsubscribe", |_| Ok(())),
@@ -810,17 +797,7 @@ fn read_build_args(
     };
     let options = BuildOptions::from_json(&args::options(options.cloned(), "options")?, "options")
         .map_err(to_js_error)?;
-    let on_log = match on_log {
-        Some(value)
-            if !matches!(
-                value.get_type()?,
-                napi::ValueType::Undefined | napi::ValueType::Null
-            ) =>
-        {
-            Some(args::callback(value, "onLog")?)
-        }
-        _ => None,
-    };
+    let on_log = args::optional_callback(on_log, "onLog")?;
     let build_object = provider_object(build, "build")?.create_ref()?;
     if let Err(error) = shared.runner.register_build(&project_id, &build_id) {
         build_object.unref(env)?;

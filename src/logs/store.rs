@@ -281,6 +281,7 @@ impl LogStore {
                 pending: VecDeque::new(),
                 missed: 0,
                 closed: false,
+                unsubscribed: false,
             }),
             capacity: capacity.max(1),
             wake: Notify::new(),
@@ -366,6 +367,8 @@ struct QueueState {
     pending: VecDeque<LogEntry>,
     missed: u64,
     closed: bool,
+    /// Closed by its reader (not by the store going away): nothing more is delivered.
+    unsubscribed: bool,
 }
 
 #[derive(Debug)]
@@ -403,6 +406,7 @@ impl SubscriberQueue {
         let mut state = self.lock();
         state.closed = true;
         if discard_pending {
+            state.unsubscribed = true;
             state.pending.clear();
             state.missed = 0;
         }
@@ -412,6 +416,10 @@ impl SubscriberQueue {
 
     fn is_closed(&self) -> bool {
         self.lock().closed
+    }
+
+    fn is_unsubscribed(&self) -> bool {
+        self.lock().unsubscribed
     }
 }
 
@@ -478,6 +486,11 @@ impl SubscriptionCloser {
     /// Whether the subscription has ended (unsubscribed, or its store went away).
     pub fn is_closed(&self) -> bool {
         self.queue.is_closed()
+    }
+
+    /// Whether its reader unsubscribed (then not even queued entries are to be delivered).
+    pub fn is_unsubscribed(&self) -> bool {
+        self.queue.is_unsubscribed()
     }
 }
 
@@ -689,6 +702,7 @@ mod tests {
         closer.close();
         sub.close();
         assert!(closer.is_closed());
+        assert!(closer.is_unsubscribed());
         assert!(
             sub.next_batch(10).await.is_none(),
             "unsubscribing discards the queue"
