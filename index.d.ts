@@ -400,6 +400,17 @@ export declare class LocalProcessRunner {
    */
   setSource(source: ProjectSourceProvider): void
   /**
+   * Routes deployed servers through `router`: `deploy` registers a route once the server is
+   * healthy (and fails, stopping the server, when that fails); `stop` removes it first.
+   */
+  setRouter(router: EdgeRouterProvider): void
+  /**
+   * Accepts MastraAdmin's observability file storage. Server logs are not yet written
+   * through it (README, "Differences"); the call checks the object and succeeds so that
+   * MastraAdmin's startup works.
+   */
+  setObservabilityStorage(storage: FileStorageProvider): void
+  /**
    * Builds `build` of `project`: copies the project through the source provider into
    * `<buildDir>/<build.id>`, installs its dependencies, runs its `build` script and checks
    * `.mastra/output/index.mjs`. Resolves the same `build` object with `status`,
@@ -421,19 +432,16 @@ export declare class LocalProcessRunner {
    */
   removeBuild(buildId: string): Promise<void>
   /**
-   * Routes deployed servers through `router`: `deploy` registers a route (and fails,
-   * stopping the server, when that fails); `stop` removes it.
-   */
-  setRouter(router: EdgeRouterProvider): void
-  /**
-   * Calls `callback(serverId, line, stream, id)` for every new line of every server, in
-   * order per server. Replaces an earlier listener. A throwing callback is reported (see
-   * `MASTRA_RUNNER_LOG`) and stays subscribed.
+   * Calls `callback(serverId, line, stream, id)` for every line of every server, from the
+   * first line of a server's first process on (the startup banner, and the output of a
+   * deploy that fails, included), in order per server. Replaces an earlier listener. A
+   * throwing callback is reported (see `MASTRA_RUNNER_LOG`) and stays subscribed.
    */
   setOnServerLog(callback: (serverId: string, line: string, stream: 'stdout' | 'stderr', id?: string) => void): void
   /**
    * Starts `build`'s output (`.mastra/output/index.mjs` in the directory the build used)
-   * with the host's Node.js on a free port and resolves once its health check passes.
+   * with the host's Node.js on a free port and resolves once its health check passes (and,
+   * with a router, its route is registered).
    */
   deploy(project: Project, deployment: Deployment, build: Build, options?: RunOptions): Promise<RunningServer>
   /**
@@ -475,7 +483,8 @@ export declare class LocalProcessRunner {
   getStats(): RunnerStats
   /**
    * Stops every server (routes removed, trees killed, ports released) and cancels every
-   * build; resolves when no process is left. Drops the router and the log listener.
+   * build, including deploys and builds in flight; resolves when no process is left. Drops
+   * the log listener. Calls made afterwards start afresh.
    */
   shutdown(): Promise<void>
 }
@@ -810,6 +819,36 @@ export interface RunnerStats {
   servers: Array<ServerSummary>
 }
 
+/** A server the runner started (MastraAdmin's `RunningServer`). */
+export interface RunningServer {
+  /** The server's id (unique on this host). */
+  id: string
+  /** The deployment it serves. */
+  deploymentId: string
+  /** The build it runs. */
+  buildId: string
+  /** The pid of its process while one runs. */
+  processId: number | null
+  /** Always `null`: local processes have no container. */
+  containerId: string | null
+  /** Always `'127.0.0.1'`. */
+  host: string
+  /** The port it listens on. */
+  port: number
+  /** Where it stands. */
+  healthStatus: HealthStatus
+  /** When its health was last checked. */
+  lastHealthCheck: Date | null
+  /** Filled in by callers that sample it (`getResourceUsage`); `null` here. */
+  memoryUsageMb: number | null
+  /** Filled in by callers that sample it (`getResourceUsage`); `null` here. */
+  cpuPercent: number | null
+  /** When it was deployed. */
+  startedAt: Date
+  /** When it went down for good, once it has. */
+  stoppedAt: Date | null
+}
+
 /** A health check's outcome. */
 export interface ServerHealth {
   /** Whether the server answered with a 2xx status. */
@@ -828,8 +867,8 @@ export interface ServerSummary {
   processId?: number
   /** The port it listens on. */
   port: number
-  /** `'starting'`, `'healthy'`, `'unhealthy'` or `'stopping'`. */
-  healthStatus: 'starting' | 'healthy' | 'unhealthy' | 'stopping'
+  /** Where it stands. */
+  healthStatus: HealthStatus
   /** Restarts made by the restart policy. */
   restarts: number
 }

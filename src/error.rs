@@ -77,6 +77,22 @@ pub enum Error {
     BuildInProgress { build_id: String },
     /// A build's task ended without an outcome (it panicked: a bug in the runner).
     BuildAborted { build_id: String, reason: String },
+    /// The source provider (a JS object, or the built-in local copy) failed to copy project
+    /// `project_id`; `reason` is what it threw, rejected with, or wrongly returned.
+    SourceProviderFailed { project_id: String, reason: String },
+    /// `build()` was called with no source provider set and no `defaultSource`.
+    SourceNotConfigured,
+    /// The router failed to register the route of `deployment_id` (the server was stopped).
+    RouteRegistrationFailed {
+        deployment_id: String,
+        reason: String,
+    },
+    /// A deploy ended before its server was healthy because `stop()` or `shutdown()` took the
+    /// server down (`by` names which).
+    DeployInterrupted { port: u16, by: String },
+    /// Something inside the runner failed that no caller input explains (a task that could
+    /// not finish, a JS engine call that failed); `context` says what the runner was doing.
+    Internal { context: String, reason: String },
     /// A project path a source provider may not read: it resolves outside every base path, or
     /// is not a project directory. `reason` says which, with the resolved path.
     AccessDenied { path: PathBuf, reason: String },
@@ -91,6 +107,49 @@ pub enum Error {
 }
 
 impl Error {
+    /// The stable `code` JS sees on the `Error` (`err.code`): Node's own codes for bad
+    /// arguments, the package's `ERR_*` codes otherwise. README lists them.
+    pub fn code(&self) -> &'static str {
+        match self {
+            // `validate::expected` is the one producer of "expected X, got Y": a value of the
+            // wrong type; every other argument fault is a wrong value.
+            Error::InvalidArgument { reason, .. } if reason.starts_with("expected ") => {
+                "ERR_INVALID_ARG_TYPE"
+            }
+            Error::InvalidArgument { .. } | Error::UnknownPackageManager { .. } => {
+                "ERR_INVALID_ARG_VALUE"
+            }
+            Error::SpawnFailed { .. } => "ERR_SPAWN_FAILED",
+            Error::SignalFailed { .. } => "ERR_SIGNAL_FAILED",
+            Error::BuildOutputMissing { .. } => "ERR_BUILD_NOT_FOUND",
+            Error::ServerExited { .. } => "ERR_SERVER_EXITED",
+            Error::NoFreePort { .. } => "ERR_PORT_EXHAUSTED",
+            Error::Unhealthy { .. } | Error::HealthTimeout { .. } => "ERR_HEALTH_CHECK_FAILED",
+            Error::InvalidPackageJson { .. } => "ERR_INVALID_PACKAGE_JSON",
+            Error::Io { .. } => "ERR_IO",
+            Error::PathOutsideBuildDir { .. } | Error::UnsafeCopyTarget { .. } => "ERR_UNSAFE_PATH",
+            Error::BuildInProgress { .. } => "ERR_BUILD_IN_PROGRESS",
+            Error::AccessDenied { .. } => "ERR_ACCESS_DENIED",
+            Error::ProjectNotFound { .. } => "ERR_PROJECT_NOT_FOUND",
+            Error::SourceProviderFailed { .. } | Error::RouteRegistrationFailed { .. } => {
+                "ERR_PROVIDER_FAILED"
+            }
+            Error::SourceNotConfigured => "ERR_SOURCE_NOT_CONFIGURED",
+            Error::DeployInterrupted { .. } => "ERR_DEPLOY_INTERRUPTED",
+            Error::HttpClient { .. } | Error::BuildAborted { .. } | Error::Internal { .. } => {
+                "ERR_INTERNAL"
+            }
+        }
+    }
+
+    /// An [`Error::Internal`]: `context` is what the runner was doing.
+    pub fn internal(context: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Error::Internal {
+            context: context.into(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// An [`Error::Io`] for `action` on `path`, with the operating system's message.
     pub fn io(action: impl Into<String>, path: impl Into<PathBuf>, error: &std::io::Error) -> Self {
         Error::Io {
@@ -229,6 +288,27 @@ impl fmt::Display for Error {
             ),
             Error::UnsafeCopyTarget { target, reason } => {
                 write!(f, "Refusing to copy into {}: {reason}", target.display())
+            }
+            Error::SourceProviderFailed { project_id, reason } => {
+                write!(
+                    f,
+                    "Source provider failed for project '{project_id}': {reason}"
+                )
+            }
+            Error::SourceNotConfigured => write!(f, "Project source provider not configured"),
+            Error::RouteRegistrationFailed {
+                deployment_id,
+                reason,
+            } => write!(
+                f,
+                "Router failed to register a route for deployment '{deployment_id}': {reason}"
+            ),
+            Error::DeployInterrupted { port, by } => write!(
+                f,
+                "Deploy interrupted: the server on port {port} was stopped by {by} before it became healthy"
+            ),
+            Error::Internal { context, reason } => {
+                write!(f, "Internal error while {context}: {reason}")
             }
         }
     }

@@ -1,12 +1,13 @@
 //! Reading method arguments: each JS value is turned into JSON and checked by the core's
 //! `validate` rules, so that a wrong argument becomes an `Error` naming it.
 
-use napi::bindgen_prelude::{FunctionRef, JsValue, Result, Unknown};
+use napi::bindgen_prelude::{FunctionRef, JsValue, Unknown};
 use napi::threadsafe_function::UnknownReturnValue;
 use napi::{JsDate, ValueType};
 use serde_json::Value;
 
-use super::{json, to_js_error};
+use super::error::{JsFailure, Result, to_js_error};
+use super::json;
 use crate::logs::Stream;
 use crate::validate;
 
@@ -44,7 +45,7 @@ pub(crate) fn optional_integer(
 pub(crate) fn string(argument: &Unknown<'_>, name: &str) -> Result<String> {
     if argument.get_type()? == ValueType::String {
         // SAFETY: the type was just checked.
-        return unsafe { argument.cast::<String>() };
+        return Ok(unsafe { argument.cast::<String>() }?);
     }
     Err(invalid(name, &expected("a string", argument)?))
 }
@@ -99,7 +100,7 @@ where
         return Err(invalid(name, &expected("a function", argument)?));
     }
     // SAFETY: the type was just checked.
-    unsafe { argument.cast::<FunctionRef<Args, Return>>() }
+    Ok(unsafe { argument.cast::<FunctionRef<Args, Return>>() }?)
 }
 
 /// A function the caller may leave out (`undefined` or `null` give `None`).
@@ -150,7 +151,7 @@ fn expected(what: &str, argument: &Unknown<'_>) -> Result<String> {
     Ok(format!("expected {what}, got {got}"))
 }
 
-fn invalid(name: &str, reason: &str) -> napi::Error {
+fn invalid(name: &str, reason: &str) -> JsFailure {
     to_js_error(crate::error::Error::invalid(name, reason))
 }
 
@@ -197,7 +198,7 @@ pub(crate) fn field<'env>(
         ValueType::Object if !options.is_array()? => {
             // SAFETY: the type was just checked.
             let object = unsafe { options.cast::<napi::bindgen_prelude::Object>() }?;
-            object.get::<Unknown>(field)
+            Ok(object.get::<Unknown>(field)?)
         }
         _ => Err(invalid(name, &expected("an object", options)?)),
     }
@@ -206,8 +207,10 @@ pub(crate) fn field<'env>(
 /// The host's working directory, against which `what` (a relative path argument) is resolved.
 pub(crate) fn cwd(what: &str) -> Result<std::path::PathBuf> {
     std::env::current_dir().map_err(|e| {
-        napi::Error::from_reason(format!(
-            "Cannot resolve {what}: the current working directory is unreadable ({e})"
-        ))
+        to_js_error(crate::error::Error::Io {
+            action: format!("resolve {what} against"),
+            path: std::path::PathBuf::from("the current working directory"),
+            reason: e.to_string(),
+        })
     })
 }

@@ -4,7 +4,9 @@
 //! names the offending field (`healthCheck.timeoutMs`) so the caller's `Error` does too.
 
 use napi::ValueType;
-use napi::bindgen_prelude::{JsObjectValue, JsValue, Object, Result, Unknown};
+use napi::bindgen_prelude::{JsObjectValue, JsValue, Object, Unknown};
+
+use super::error::{JsFailure, Result};
 use serde_json::{Map, Number, Value};
 
 /// Deeper nesting than this is a cycle or a mistake; no config is that deep.
@@ -15,8 +17,8 @@ pub(crate) fn to_json(value: &Unknown<'_>, path: &str) -> Result<Value> {
     convert(value, path, 0)
 }
 
-fn invalid(path: &str, reason: impl std::fmt::Display) -> napi::Error {
-    napi::Error::from_reason(format!("Invalid {path}: {reason}"))
+fn invalid(path: &str, reason: impl std::fmt::Display) -> JsFailure {
+    JsFailure::invalid_value(format!("Invalid {path}: {reason}"))
 }
 
 /// A JS number that holds an integer exactly, as a JSON integer (so `42` is not shown as `42.0`).

@@ -1,11 +1,13 @@
 //! The napi binding: converts between JS values and core types, nothing more.
 //!
 //! This is the only module that names napi types. Core errors become JS `Error`s here, in
-//! [`to_js_error`], with the core error's message unchanged.
+//! [`error`], with the core error's message unchanged and its `code`.
 
 mod args;
 mod build;
 mod delivery;
+mod entities;
+mod error;
 mod health;
 mod json;
 mod logs;
@@ -22,9 +24,10 @@ use napi_derive::napi;
 
 use crate::diagnostics;
 
-/// Turns a core error into the JS `Error` a caller sees.
+/// Turns a core error into a napi error, for the binding files that still return napi's own
+/// result type (their `code` is napi's generic one until they move to [`error::Result`]).
 pub(crate) fn to_js_error(error: crate::error::Error) -> napi::Error {
-    napi::Error::from_reason(error.to_string())
+    napi::Error::from(error::to_js_error(error))
 }
 
 /// Runs once when Node loads the addon: installs the diagnostics subscriber and the exit hook

@@ -307,9 +307,11 @@ pub fn get_process_resource_usage<'env>(
     env: &'env Env,
     pid: Option<Unknown>,
 ) -> Result<PromiseRaw<'env, Value>> {
-    let pid = args::options(pid, "pid").and_then(|value| {
-        validate::integer("pid", &value, 1, i32::MAX as u64).map_err(to_js_error)
-    });
+    let pid = args::options(pid, "pid")
+        .map_err(napi::Error::from)
+        .and_then(|value| {
+            validate::integer("pid", &value, 1, i32::MAX as u64).map_err(to_js_error)
+        });
     env.spawn_future(async move {
         let pid = pid? as i32;
         tokio::task::spawn_blocking(move || usage_value(MONITOR.sample(pid)))

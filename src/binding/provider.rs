@@ -1,23 +1,51 @@
-//! Calling the async methods of JS provider objects (router, source) from Rust.
+//! The JS providers behind the core's traits: MastraAdmin's `ProjectSourceProvider` and
+//! `EdgeRouterProvider` objects, and the `setOnServerLog` listener.
 //!
-//! A method is read off the object once, bound to it (so `this` works inside), and wrapped in
-//! a weak threadsafe function (so a stored provider never keeps Node alive). Calling it catches
-//! a synchronous throw, then awaits the Promise it returned; anything that goes wrong — a
-//! throw, a rejection, a value that is not a Promise — comes back as a message, never as a
-//! crash of the host.
+//! A provider's method is read off the object once, bound to it (so `this` works inside), and
+//! wrapped in a weak threadsafe function (so a stored provider never keeps Node alive). Calling
+//! it catches a synchronous throw, then awaits the Promise it returned; anything that goes wrong
+//! — a throw, a rejection, a value that is not a Promise — comes back as a message, never as a
+//! crash of the host. Time limits are the core's.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::{
-    FromNapiValue, Function, JsObjectValue, JsValuesTupleIntoVec, Object, Promise, Result,
+    FnArgs, FromNapiValue, Function, JsObjectValue, JsValue, JsValuesTupleIntoVec, Object, Promise,
+    Unknown,
 };
-use napi::threadsafe_function::ThreadsafeFunction;
-use std::time::Duration;
-
+use napi::threadsafe_function::{ThreadsafeFunction, UnknownReturnValue};
 use napi::{Status, ValueType};
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use super::delivery::{BatchSink, pump};
+use super::error::{JsFailure, Result};
+use crate::error::Error;
+use crate::logs::store::SubscriptionCloser;
+use crate::logs::{LogBatch, LogStore};
+use crate::runner::{
+    BoxFuture, ProjectSource, RouteRequest, Router, ServerLogObserver, SourceProvider, lock,
+};
 
 /// A provider method returning a Promise of `R`, callable from any thread.
 pub(crate) type AsyncMethod<Args, R = Value> =
     ThreadsafeFunction<Args, Promise<R>, Args, Status, false, true>;
+
+/// A provider argument: an object (not null, not an array).
+pub(crate) fn provider_object<'env>(
+    value: Option<&Unknown<'env>>,
+    name: &str,
+) -> Result<Object<'env>> {
+    match value {
+        Some(value) if value.get_type()? == ValueType::Object && !value.is_array()? => {
+            // SAFETY: the type was just checked.
+            Ok(unsafe { value.cast::<Object>() }?)
+        }
+        _ => Err(JsFailure::invalid_type(format!(
+            "Invalid {name}: expected an object with its methods"
+        ))),
+    }
+}
 
 /// Reads `object[name]`, which must be a function, as an [`AsyncMethod`]. `owner` names the
 /// object in errors (`Invalid router: registerRoute must be a function`).
@@ -30,40 +58,34 @@ where
     Args: 'static + JsValuesTupleIntoVec,
     R: 'static + FromNapiValue,
 {
-    let property = object.get_named_property::<napi::bindgen_prelude::Unknown>(name)?;
+    let property = object.get_named_property::<Unknown>(name)?;
     if property.get_type()? != ValueType::Function {
-        return Err(napi::Error::from_reason(format!(
+        return Err(JsFailure::invalid_type(format!(
             "Invalid {owner}: {name} must be a function"
         )));
     }
     // SAFETY: the type was just checked.
     let method = unsafe { property.cast::<Function<Args, Promise<R>>>() }?;
-    method
+    Ok(method
         .bind(object)?
         .build_threadsafe_function()
         .callee_handled::<false>()
         .weak::<true>()
-        .build()
+        .build()?)
 }
 
-/// Calls `method` and awaits its Promise, for at most `limit`; the error is a message saying
-/// what went wrong (a throw, a rejection, a value that is not a Promise, or no answer in time).
+/// Calls `method` and awaits its Promise; the error says what went wrong (a throw, a
+/// rejection, or a value that is not a Promise).
 pub(crate) async fn call<Args, R>(
     method: &AsyncMethod<Args, R>,
     args: Args,
-    limit: Duration,
 ) -> std::result::Result<R, String>
 where
     Args: 'static + JsValuesTupleIntoVec,
     R: 'static + FromNapiValue,
 {
-    let answer = async {
-        let promise = method.call_async_catch(args).await.map_err(describe)?;
-        promise.await.map_err(describe)
-    };
-    tokio::time::timeout(limit, answer)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())))
+    let promise = method.call_async_catch(args).await.map_err(describe)?;
+    promise.await.map_err(describe)
 }
 
 /// The message of an error thrown or rejected by JS (without napi's status prefix).
@@ -73,5 +95,135 @@ fn describe(error: napi::Error) -> String {
         format!("{}", error.status)
     } else {
         reason.to_owned()
+    }
+}
+
+/// A JS `ProjectSourceProvider`: `getProjectPath(source, targetDir)`.
+pub(crate) struct JsSource {
+    get_project_path: AsyncMethod<FnArgs<(Value, String)>>,
+}
+
+impl JsSource {
+    /// Reads the provider's methods off `object`.
+    pub(crate) fn new(object: &Object) -> Result<Self> {
+        Ok(JsSource {
+            get_project_path: async_method(object, "source", "getProjectPath")?,
+        })
+    }
+}
+
+impl SourceProvider for JsSource {
+    fn get_project_path<'a>(
+        &'a self,
+        project: &'a ProjectSource,
+        target: &'a Path,
+        _log: &'a LogStore,
+    ) -> BoxFuture<'a, crate::error::Result<PathBuf>> {
+        Box::pin(async move {
+            let source = json!({
+                "id": project.id,
+                "name": project.name,
+                "type": project.kind,
+                "path": project.path,
+            });
+            let target = target.to_string_lossy().into_owned();
+            let failed = |reason: String| Error::SourceProviderFailed {
+                project_id: project.id.clone(),
+                reason,
+            };
+            match call(&self.get_project_path, FnArgs::from((source, target))).await {
+                Ok(Value::String(path)) if !path.is_empty() => Ok(PathBuf::from(path)),
+                Ok(other) => Err(failed(format!(
+                    "it returned {other} instead of the project's path"
+                ))),
+                Err(why) => Err(failed(why)),
+            }
+        })
+    }
+}
+
+/// A JS `EdgeRouterProvider`: `registerRoute(config)` and `removeRoute(routeId)`.
+pub(crate) struct JsRouter {
+    register_route: AsyncMethod<Value>,
+    remove_route: AsyncMethod<Value, UnknownReturnValue>,
+}
+
+impl JsRouter {
+    /// Reads the router's methods off `object`.
+    pub(crate) fn new(object: &Object) -> Result<Self> {
+        Ok(JsRouter {
+            register_route: async_method(object, "router", "registerRoute")?,
+            remove_route: async_method(object, "router", "removeRoute")?,
+        })
+    }
+}
+
+impl Router for JsRouter {
+    fn register_route<'a>(
+        &'a self,
+        route: &'a RouteRequest,
+    ) -> BoxFuture<'a, std::result::Result<String, String>> {
+        Box::pin(async move {
+            let config = json!({
+                "deploymentId": route.deployment_id,
+                "projectId": route.project_id,
+                "subdomain": route.subdomain,
+                "targetHost": route.target_host,
+                "targetPort": route.target_port,
+            });
+            let info = call(&self.register_route, config).await?;
+            info.get("routeId")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| "it resolved without a routeId".to_owned())
+        })
+    }
+
+    fn remove_route<'a>(
+        &'a self,
+        route_id: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<(), String>> {
+        Box::pin(async move {
+            call(&self.remove_route, Value::String(route_id.to_owned()))
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+/// The `setOnServerLog` listener: every line of every server from its first one, in order per
+/// server, delivered in batches to one JS callback.
+pub(crate) struct ServerLogListener {
+    sink: Arc<BatchSink<(String, LogBatch)>>,
+    subscriptions: Mutex<Vec<SubscriptionCloser>>,
+}
+
+impl ServerLogListener {
+    /// A listener feeding `sink`.
+    pub(crate) fn new(sink: Arc<BatchSink<(String, LogBatch)>>) -> Self {
+        ServerLogListener {
+            sink,
+            subscriptions: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Stops delivering (a replaced listener, or shutdown).
+    pub(crate) fn detach_all(&self) {
+        for subscription in lock(&self.subscriptions).drain(..) {
+            subscription.close();
+        }
+    }
+}
+
+impl ServerLogObserver for ServerLogListener {
+    fn server_log_opened(&self, server_id: &str, log: &Arc<LogStore>) {
+        let subscription = log.subscribe(log.limits().max_lines);
+        let mut subscriptions = lock(&self.subscriptions);
+        subscriptions.retain(|s| !s.is_closed());
+        subscriptions.push(subscription.closer());
+        let id = server_id.to_owned();
+        pump(Arc::clone(&self.sink), subscription, None, move |batch| {
+            (id.clone(), batch)
+        });
     }
 }

@@ -266,7 +266,7 @@ fn target_dir_arg(target_dir: Option<Unknown>) -> Result<PathBuf> {
 fn log_callback(on_log: Option<Unknown>) -> Result<Option<LineCallback>> {
     match on_log {
         Some(value) if !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null) => {
-            args::callback(&value, "onLog").map(Some)
+            Ok(Some(args::callback(&value, "onLog")?))
         }
         _ => Ok(None),
     }

@@ -1,0 +1,141 @@
+//! The entities and results that cross the boundary as typed `#[napi(object)]` structs, so
+//! `index.d.ts` is generated from them, and the one conversion of times into JS `Date`s.
+
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use napi_derive::napi;
+
+use crate::health::HealthReport;
+use crate::runner::{RunnerStats as CoreStats, ServerInfo};
+
+/// A time as the JS `Date` it becomes.
+pub(crate) fn js_date(time: SystemTime) -> DateTime<Utc> {
+    DateTime::<Utc>::from(time)
+}
+
+/// A server the runner started (MastraAdmin's `RunningServer`).
+#[napi(object, use_nullable = true)]
+pub struct RunningServer {
+    /// The server's id (unique on this host).
+    pub id: String,
+    /// The deployment it serves.
+    pub deployment_id: String,
+    /// The build it runs.
+    pub build_id: String,
+    /// The pid of its process while one runs.
+    pub process_id: Option<u32>,
+    /// Always `null`: local processes have no container.
+    pub container_id: Option<String>,
+    /// Always `'127.0.0.1'`.
+    pub host: String,
+    /// The port it listens on.
+    pub port: u32,
+    /// Where it stands.
+    #[napi(ts_type = "HealthStatus")]
+    pub health_status: String,
+    /// When its health was last checked.
+    pub last_health_check: Option<DateTime<Utc>>,
+    /// Filled in by callers that sample it (`getResourceUsage`); `null` here.
+    pub memory_usage_mb: Option<f64>,
+    /// Filled in by callers that sample it (`getResourceUsage`); `null` here.
+    pub cpu_percent: Option<f64>,
+    /// When it was deployed.
+    pub started_at: DateTime<Utc>,
+    /// When it went down for good, once it has.
+    pub stopped_at: Option<DateTime<Utc>>,
+}
+
+impl From<ServerInfo> for RunningServer {
+    fn from(info: ServerInfo) -> Self {
+        RunningServer {
+            health_status: info.health().as_str().to_owned(),
+            stopped_at: info.stopped_at().map(js_date),
+            id: info.id,
+            deployment_id: info.deployment_id,
+            build_id: info.build_id,
+            process_id: info.pid,
+            container_id: None,
+            host: info.host,
+            port: u32::from(info.port),
+            last_health_check: info.last_health_check.map(js_date),
+            memory_usage_mb: None,
+            cpu_percent: None,
+            started_at: js_date(info.started_at),
+        }
+    }
+}
+
+/// Counts of processes and ports, as `getStats()` returns them.
+#[napi(object)]
+pub struct RunnerStats {
+    /// Server processes currently alive.
+    pub running_processes: u32,
+    /// Ports handed out to servers, ascending.
+    pub allocated_ports: Vec<u32>,
+    /// Ports of `portRange` not handed out.
+    pub available_ports: u32,
+    /// Restarts made by the restart policy, all servers together.
+    pub restarts: u32,
+    /// Every server the runner supervises.
+    pub servers: Vec<ServerSummary>,
+}
+
+/// One supervised server in `getStats()`.
+#[napi(object)]
+pub struct ServerSummary {
+    /// The server's id.
+    pub id: String,
+    /// The deployment it serves.
+    pub deployment_id: String,
+    /// The current process id, while one runs.
+    pub process_id: Option<u32>,
+    /// The port it listens on.
+    pub port: u32,
+    /// Where it stands.
+    #[napi(ts_type = "HealthStatus")]
+    pub health_status: String,
+    /// Restarts made by the restart policy.
+    pub restarts: u32,
+}
+
+impl From<CoreStats> for RunnerStats {
+    fn from(stats: CoreStats) -> Self {
+        RunnerStats {
+            running_processes: stats.running_processes as u32,
+            allocated_ports: stats.allocated_ports.into_iter().map(u32::from).collect(),
+            available_ports: stats.available_ports as u32,
+            restarts: stats.restarts,
+            servers: stats
+                .servers
+                .into_iter()
+                .map(|s| ServerSummary {
+                    health_status: s.health().as_str().to_owned(),
+                    id: s.id,
+                    deployment_id: s.deployment_id,
+                    process_id: s.pid,
+                    port: u32::from(s.port),
+                    restarts: s.restarts,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A health check's outcome.
+#[napi(object)]
+pub struct ServerHealth {
+    /// Whether the server answered with a 2xx status.
+    pub healthy: bool,
+    /// Why not, when it did not.
+    pub message: Option<String>,
+}
+
+impl From<HealthReport> for ServerHealth {
+    fn from(report: HealthReport) -> Self {
+        ServerHealth {
+            healthy: report.healthy,
+            message: report.message,
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Builds through the runner: one call from the ids to the outcome.
+//!
+//! `prepare_build` checks the ids before anything touches the disk, makes the build known (so that
+//! `cancel_build` reaches it from the moment `build()` is called); `build` then reaps what dead runners left,
+//! empties `<buildDir>/<build.id>`, has the source provider copy the project there, and then
+//! queues the build behind at most `maxConcurrentBuilds` others. A cancel that arrives while the
+//! source is copied ends the build `cancelled` once the copy is done.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::SystemTime;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::{InFlight, ProjectSource, Runner, SourceProvider, lock};
+use crate::build::{BuildOutcome, BuildRequest, BuildStatus, RUNNER_PREFIX};
+use crate::error::{Error, Result};
+use crate::logs::{Stream, join_text};
+use crate::validate;
+
+/// A build made known by [`Runner::prepare_build`]: `cancel_build` reaches it from then on.
+/// Dropping it (however the build ends) forgets the "copying its source" mark.
+pub struct BuildTicket {
+    project: ProjectSource,
+    build_id: String,
+    source: Arc<dyn SourceProvider>,
+    preparing: Arc<Mutex<HashMap<String, bool>>>,
+    call: InFlight,
+}
+
+impl BuildTicket {
+    /// Whether `cancel_build` or `shutdown` asked for this build to end.
+    fn cancelled(&self) -> bool {
+        self.call.cancelled()
+            || lock(&self.preparing)
+                .get(&self.build_id)
+                .copied()
+                .unwrap_or(false)
+    }
+}
+
+impl Drop for BuildTicket {
+    fn drop(&mut self) {
+        lock(&self.preparing).remove(&self.build_id);
+    }
+}
+
+impl Runner {
+    /// Makes build `build_id` of `project` known, synchronously, the moment `build()` is
+    /// called: checks the ids (before anything touches the disk) and that a source is set.
+    pub fn prepare_build(&self, project: ProjectSource, build_id: &str) -> Result<BuildTicket> {
+        validate::id("project.id", &project.id)?;
+        validate::id("build.id", build_id)?;
+        let source = lock(&self.source)
+            .clone()
+            .ok_or(Error::SourceNotConfigured)?;
+        let mut preparing = lock(&self.preparing);
+        if preparing.contains_key(build_id) || self.builder.is_active(build_id) {
+            return Err(Error::BuildInProgress {
+                build_id: build_id.to_owned(),
+            });
+        }
+        preparing.insert(build_id.to_owned(), false);
+        Ok(BuildTicket {
+            project,
+            build_id: build_id.to_owned(),
+            source,
+            preparing: Arc::clone(&self.preparing),
+            call: self.begin_call(),
+        })
+    }
+
+    /// Runs the build of `ticket`: copies the source (the provider set with
+    /// [`Runner::set_source`], or the local copy of `defaultSource: 'local'`) into an emptied
+    /// `<buildDir>/<build.id>`, then installs, runs the build script and checks the output,
+    /// queued behind at most `maxConcurrentBuilds` others. A failing project is an outcome with
+    /// status `failed`; a failing provider is an error.
+    pub async fn build(&self, ticket: BuildTicket, request: BuildRequest) -> Result<BuildOutcome> {
+        let build_id = ticket.build_id.clone();
+        self.reap_leftovers().await;
+        let dir = self.builder.clean_build_dir(&build_id).await?;
+        let limit = request
+            .timeout
+            .unwrap_or(self.config().default_build_timeout);
+        let copied = tokio::time::timeout(
+            limit,
+            ticket
+                .source
+                .get_project_path(&ticket.project, &dir, &request.log),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::SourceProviderFailed {
+                project_id: ticket.project.id.clone(),
+                reason: format!("no answer within {} ms", limit.as_millis()),
+            })
+        })?;
+        if ticket.cancelled() {
+            return Ok(cancelled_while_copying(request, copied));
+        }
+        let request = BuildRequest {
+            build_id: build_id.clone(),
+            workdir: copied,
+            ..request
+        };
+        lock(&self.build_dirs).insert(build_id.clone(), request.workdir.clone());
+        let build = self.builder.build(request);
+        tokio::pin!(build);
+        // The first poll registers the build with the builder (before its first await), so
+        // from then on `cancel_build` reaches it there. A cancel that came in between is passed
+        // on now.
+        let first = std::future::poll_fn(|cx| Poll::Ready(build.as_mut().poll(cx))).await;
+        let cancelled = ticket.cancelled();
+        drop(ticket);
+        if let Poll::Ready(outcome) = first {
+            return outcome;
+        }
+        if cancelled {
+            self.builder.cancel(&build_id).await;
+        }
+        build.await
+    }
+
+    /// Cancels a build: one whose source is still being copied ends `cancelled` when the copy
+    /// is done; a queued one never starts; a running one has its tree killed. Resolves once its
+    /// processes are gone. Unknown or finished builds: a no-op.
+    pub async fn cancel_build(&self, build_id: &str) {
+        if let Some(cancelled) = lock(&self.preparing).get_mut(build_id) {
+            *cancelled = true;
+        }
+        self.builder.cancel(build_id).await;
+    }
+
+    /// Deletes build `build_id`'s directory (refused while the build is queued or running).
+    /// Returns whether there was one.
+    pub async fn remove_build(&self, build_id: &str) -> Result<bool> {
+        validate::id("build.id", build_id)?;
+        if lock(&self.preparing).contains_key(build_id) {
+            return Err(Error::BuildInProgress {
+                build_id: build_id.to_owned(),
+            });
+        }
+        let removed = self.builder.remove_build_dir(build_id).await?;
+        lock(&self.build_dirs).remove(build_id);
+        Ok(removed)
+    }
+
+    /// The directory build `build_id` worked in (by default `<buildDir>/<build_id>`).
+    pub fn build_workdir(&self, build_id: &str) -> PathBuf {
+        lock(&self.build_dirs)
+            .get(build_id)
+            .cloned()
+            .unwrap_or_else(|| self.config().build_dir.join(build_id))
+    }
+}
+
+/// The outcome of a build cancelled while its source was copied: it never started.
+fn cancelled_while_copying(request: BuildRequest, workdir: PathBuf) -> BuildOutcome {
+    let log = Arc::clone(&request.log);
+    log.append_lines(
+        Stream::Stdout,
+        std::iter::once(format!(
+            "{RUNNER_PREFIX}Build cancelled while its source was copied: it never started"
+        )),
+    );
+    BuildOutcome {
+        build_id: request.build_id,
+        status: BuildStatus::Cancelled,
+        error_message: Some("Build cancelled while its source was copied".to_owned()),
+        started_at: None,
+        completed_at: SystemTime::now(),
+        package_manager: None,
+        workdir,
+        logs: join_text(&log.all()),
+    }
+}

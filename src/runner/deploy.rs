@@ -1,0 +1,224 @@
+//! Deploy: from a finished build to a healthy, routed server.
+//!
+//! The order matters at each step: the port is allocated before the process starts and goes
+//! back only once its tree is gone; the server's log is opened (and a `setOnServerLog` listener
+//! attached) before the process starts, so no line is missed; the server is registered under the
+//! runner's servers lock after checking that `shutdown()` has not begun, so every server is
+//! either stopped by `shutdown()` or stops itself; the route is registered only once the server
+//! is healthy, and a router that fails stops the server.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use super::supervisor::{self, NewServer, ServerInfo, ServerState};
+use super::{RouteRequest, Runner, ServerEntry, interrupted, lock};
+use crate::error::{Error, Result};
+use crate::logs::{LogLimits, LogStore};
+use crate::process::{self, SpawnSpec};
+use crate::validate;
+
+/// What a deploy needs.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    /// The project's id.
+    pub project_id: String,
+    /// The deployment's id.
+    pub deployment_id: String,
+    /// The build to run.
+    pub build_id: String,
+    /// The deployment's DNS label, for the router.
+    pub subdomain: String,
+    /// Extra variables for the server (`RunOptions.envVars`).
+    pub env: BTreeMap<String, String>,
+    /// Preferred port (`RunOptions.port`).
+    pub port: Option<u16>,
+    /// Overall time to wait for health (`RunOptions.healthCheckTimeoutMs`).
+    pub health_timeout: Option<Duration>,
+    /// The Node.js binary that runs the server (the host's `process.execPath`).
+    pub node: PathBuf,
+}
+
+impl Runner {
+    /// Starts build `request.build_id` as a server, resolves once it is healthy and (with a
+    /// router) routed. On any failure nothing is left running and the port is released.
+    pub async fn deploy(&self, request: DeployRequest) -> Result<ServerInfo> {
+        validate::id("project.id", &request.project_id)?;
+        validate::id("deployment.id", &request.deployment_id)?;
+        validate::id("build.id", &request.build_id)?;
+        let output_dir = self
+            .build_workdir(&request.build_id)
+            .join(".mastra")
+            .join("output");
+        let entry = output_dir.join("index.mjs");
+        if !entry.is_file() {
+            return Err(Error::BuildOutputMissing {
+                build_id: request.build_id.clone(),
+                path: entry,
+            });
+        }
+        let call = self.begin_call();
+        self.reap_leftovers().await;
+        let port = self.allocate_port(request.port).await?;
+        if call.cancelled() {
+            self.shared.ports.release(port);
+            return Err(interrupted(port));
+        }
+        let server_id = new_server_id(&request.deployment_id);
+        let spec = SpawnSpec {
+            program: request.node.to_string_lossy().into_owned(),
+            args: vec!["index.mjs".to_owned()],
+            cwd: output_dir,
+            env: self.server_env(&request, port),
+        };
+        let log = Arc::new(LogStore::new(LogLimits::with_lines(
+            self.config().log_retention_lines as usize,
+        )));
+        self.open_server_log(&server_id, &log);
+        let spawned = process::spawn(
+            spec.clone(),
+            Arc::clone(&log),
+            Some(Arc::clone(&self.shared.journal)),
+        )
+        .await;
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                self.shared.ports.release(port);
+                self.retire_server_log(&server_id);
+                return Err(error);
+            }
+        };
+        let now = SystemTime::now();
+        let info = ServerInfo {
+            id: server_id.clone(),
+            deployment_id: request.deployment_id.clone(),
+            project_id: request.project_id.clone(),
+            build_id: request.build_id.clone(),
+            pid: Some(child.pid()),
+            host: "127.0.0.1".to_owned(),
+            port,
+            state: ServerState::Starting { since: now },
+            last_health_check: None,
+            started_at: now,
+            restarts: 0,
+        };
+        let health_timeout = request.health_timeout.unwrap_or(
+            self.config().health_check.retry_interval * self.config().health_check.max_retries,
+        );
+        let (handle, task, ready) = supervisor::start(
+            Arc::clone(&self.shared),
+            NewServer {
+                info,
+                spec,
+                log: Arc::clone(&log),
+                child,
+                health_timeout,
+            },
+        );
+        let registered = {
+            let mut servers = lock(&self.servers);
+            let registered = !call.cancelled();
+            if registered {
+                servers.insert(
+                    server_id.clone(),
+                    ServerEntry {
+                        handle: handle.clone(),
+                        task: Some(task),
+                        route_id: None,
+                    },
+                );
+            }
+            registered
+        };
+        if !registered {
+            handle.stop("shutdown()").await;
+            self.retire_server_log(&server_id);
+            return Err(interrupted(port));
+        }
+        let healthy = ready.await.unwrap_or_else(|_| {
+            Err(Error::internal(
+                "waiting for the server's health",
+                "the supervisor ended without an answer",
+            ))
+        });
+        if let Err(error) = healthy {
+            self.forget_server(&server_id).await;
+            return Err(error);
+        }
+        self.route(&server_id, &request).await?;
+        Ok(handle.info())
+    }
+
+    /// Registers the route of a healthy server; a failing router stops it.
+    async fn route(&self, server_id: &str, request: &DeployRequest) -> Result<()> {
+        let Some(router) = lock(&self.router).clone() else {
+            return Ok(());
+        };
+        let Some(port) = self.server(server_id).map(|s| s.port) else {
+            return Ok(());
+        };
+        let route = RouteRequest {
+            deployment_id: request.deployment_id.clone(),
+            project_id: request.project_id.clone(),
+            subdomain: request.subdomain.clone(),
+            target_host: "127.0.0.1".to_owned(),
+            target_port: port,
+        };
+        let limit = self.config().provider_timeout;
+        let registered = tokio::time::timeout(limit, router.register_route(&route))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())));
+        match registered {
+            Ok(route_id) => {
+                if let Some(entry) = lock(&self.servers).get_mut(server_id) {
+                    entry.route_id = Some(route_id);
+                }
+                Ok(())
+            }
+            Err(reason) => {
+                self.stop(server_id).await;
+                Err(Error::RouteRegistrationFailed {
+                    deployment_id: request.deployment_id.clone(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    async fn allocate_port(&self, preferred: Option<u16>) -> Result<u16> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || shared.ports.allocate(preferred))
+            .await
+            .map_err(|e| Error::internal("allocating a port", e))?
+    }
+
+    /// The SPEC's server environment: allow-list, `globalEnvVars`, `envVars`, then the
+    /// runner's own keys.
+    fn server_env(&self, request: &DeployRequest, port: u16) -> BTreeMap<String, String> {
+        let own = BTreeMap::from([
+            ("NODE_ENV".to_owned(), "production".to_owned()),
+            ("PORT".to_owned(), port.to_string()),
+            (
+                "MASTRA_DEPLOYMENT_ID".to_owned(),
+                request.deployment_id.clone(),
+            ),
+            ("MASTRA_PROJECT_ID".to_owned(), request.project_id.clone()),
+        ]);
+        process::env::compose([&self.config().global_env_vars, &request.env, &own])
+    }
+}
+
+/// A server id unique within this host: the deployment id, a time stamp and a sequence number.
+fn new_server_id(deployment_id: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!(
+        "{deployment_id}-{stamp:x}-{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -1,0 +1,436 @@
+//! The runner: the one object that owns what a `LocalProcessRunner` manages — builds, servers,
+//! ports, logs, and the record of process groups that lets the next runner clean up after a host
+//! that died.
+//!
+//! - [`builds`]: `build` as one call (source copy, queue, install, build), cancel and remove;
+//! - [`deploy`]: port, spawn, health gate, route — a deploy hands its server to a supervisor;
+//! - [`supervisor`]: one task per server that alone owns its state ([`ServerState`]);
+//! - [`providers`]: the source and router traits the binding implements over JS objects.
+//!
+//! `stop` and `shutdown` live here: `stop` removes the route, asks the server's supervisor to
+//! take the tree down, and resolves once nothing of it is left; `shutdown` does that for every
+//! server, cancels every build, and waits for deploys and builds that were in flight.
+
+pub mod builds;
+pub mod deploy;
+pub mod providers;
+pub mod supervisor;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{Notify, OnceCell};
+use tokio::task::JoinHandle;
+
+use crate::build::{BuilderConfig, ProjectBuilder};
+use crate::config::{DefaultSource, RunnerConfig};
+use crate::error::{Error, Result};
+use crate::health::{HealthChecker, HealthReport};
+use crate::logs::LogStore;
+use crate::ports::PortAllocator;
+use crate::process::{self, Journal, ResourceMonitor, Usage};
+
+pub use builds::BuildTicket;
+pub use deploy::DeployRequest;
+pub use providers::{
+    BoxFuture, LocalCopySource, ProjectSource, RouteRequest, Router, SourceProvider,
+};
+pub use supervisor::{HealthStatus, ServerInfo, ServerState, SupervisorHandle};
+
+/// Logs of this many stopped servers stay readable.
+const RETIRED_SERVERS_KEPT: usize = 100;
+
+/// Locks `mutex`, carrying on with the data of a holder that panicked (every value kept under
+/// the runner's locks is valid after any single update).
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Told when a server's log is opened (before its first process starts), so that a listener
+/// sees every line from the first one on.
+pub trait ServerLogObserver: Send + Sync {
+    /// Server `server_id` writes into `log` from now on.
+    fn server_log_opened(&self, server_id: &str, log: &Arc<LogStore>);
+}
+
+/// Counts a caller can poll cheaply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerStats {
+    /// Server processes currently alive.
+    pub running_processes: usize,
+    /// Ports handed out to servers, ascending.
+    pub allocated_ports: Vec<u16>,
+    /// Ports of the range not handed out.
+    pub available_ports: usize,
+    /// Restarts made by the restart policy, all servers together.
+    pub restarts: u32,
+    /// Every server the runner supervises.
+    pub servers: Vec<ServerInfo>,
+}
+
+/// What the supervisors share with the runner.
+pub struct Shared {
+    /// The configuration in force.
+    pub config: RunnerConfig,
+    /// Ports of the range.
+    pub ports: PortAllocator,
+    /// The health checker built from the configuration.
+    pub health: Arc<HealthChecker>,
+    /// The record of live process groups for the next runner.
+    pub journal: Arc<Journal>,
+    /// CPU and memory samples.
+    pub monitor: ResourceMonitor,
+}
+
+/// One supervised server, as the runner keeps it.
+struct ServerEntry {
+    handle: SupervisorHandle,
+    task: Option<JoinHandle<()>>,
+    route_id: Option<String>,
+}
+
+/// Calls in flight (deploys, builds) of one generation; `shutdown` cancels a generation and
+/// waits for its calls to end, and later calls belong to a fresh one.
+#[derive(Default)]
+struct Generation {
+    cancelled: AtomicBool,
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+/// A call in flight; ends its generation's count when dropped.
+struct InFlight {
+    generation: Arc<Generation>,
+}
+
+impl InFlight {
+    fn cancelled(&self) -> bool {
+        self.generation.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.generation.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.generation.idle.notify_waiters();
+        }
+    }
+}
+
+/// Live server logs and the observer told about new ones, under one lock so that an observer
+/// set while servers start sees each log exactly once.
+#[derive(Default)]
+struct LogRegistry {
+    observer: Option<Arc<dyn ServerLogObserver>>,
+    live: BTreeMap<String, Arc<LogStore>>,
+    retired: VecDeque<(String, Arc<LogStore>)>,
+}
+
+/// Builds Mastra projects and supervises their servers.
+pub struct Runner {
+    shared: Arc<Shared>,
+    leftovers_reaped: OnceCell<()>,
+    servers: Mutex<BTreeMap<String, ServerEntry>>,
+    generation: Mutex<Arc<Generation>>,
+    logs: Mutex<LogRegistry>,
+    source: Mutex<Option<Arc<dyn SourceProvider>>>,
+    router: Mutex<Option<Arc<dyn Router>>>,
+    builder: ProjectBuilder,
+    /// Builds between `build()` and the builder's queue (their source is being copied), with
+    /// whether a cancel arrived meanwhile.
+    preparing: Arc<Mutex<HashMap<String, bool>>>,
+    build_dirs: Mutex<HashMap<String, std::path::PathBuf>>,
+}
+
+impl Runner {
+    /// A runner with a validated configuration. Nothing touches the disk yet.
+    pub fn new(config: RunnerConfig) -> Result<Self> {
+        tracing::debug!(build_dir = %config.build_dir.display(), "runner created");
+        let journal = Arc::new(Journal::new(&config.build_dir));
+        let builder = ProjectBuilder::new(BuilderConfig {
+            journal: Some(Arc::clone(&journal)),
+            ..BuilderConfig::from_runner_config(&config)
+        });
+        let source: Option<Arc<dyn SourceProvider>> = match config.default_source {
+            Some(DefaultSource::Local) => Some(Arc::new(LocalCopySource)),
+            None => None,
+        };
+        Ok(Runner {
+            shared: Arc::new(Shared {
+                ports: PortAllocator::new(config.port_range),
+                health: Arc::new(HealthChecker::new(config.health_check.clone())?),
+                journal,
+                monitor: ResourceMonitor::new(),
+                config,
+            }),
+            leftovers_reaped: OnceCell::new(),
+            servers: Mutex::new(BTreeMap::new()),
+            generation: Mutex::new(Arc::new(Generation::default())),
+            logs: Mutex::new(LogRegistry::default()),
+            source: Mutex::new(source),
+            router: Mutex::new(None),
+            builder,
+            preparing: Arc::new(Mutex::new(HashMap::new())),
+            build_dirs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The configuration the runner works with.
+    pub fn config(&self) -> &RunnerConfig {
+        &self.shared.config
+    }
+
+    /// Copies projects for builds with `source` from now on.
+    pub fn set_source(&self, source: Arc<dyn SourceProvider>) {
+        *lock(&self.source) = Some(source);
+    }
+
+    /// Routes deployed servers through `router` from now on.
+    pub fn set_router(&self, router: Arc<dyn Router>) {
+        *lock(&self.router) = Some(router);
+    }
+
+    /// Tells `observer` about every live server's log now, and about each new one from the
+    /// moment it opens. Replaces an earlier observer.
+    pub fn set_log_observer(&self, observer: Arc<dyn ServerLogObserver>) {
+        let mut logs = lock(&self.logs);
+        for (id, log) in &logs.live {
+            observer.server_log_opened(id, log);
+        }
+        logs.observer = Some(observer);
+    }
+
+    /// Stops telling anyone about new server logs.
+    pub fn clear_log_observer(&self) {
+        lock(&self.logs).observer = None;
+    }
+
+    /// Kills, once per runner and before any port is handed out, what runners of dead hosts
+    /// left alive on the same `buildDir`.
+    pub async fn reap_leftovers(&self) {
+        self.leftovers_reaped
+            .get_or_init(|| async {
+                let build_dir = self.config().build_dir.clone();
+                let report =
+                    tokio::task::spawn_blocking(move || process::reap_leftovers(&build_dir)).await;
+                if let Err(error) = report {
+                    tracing::warn!("checking for leftover processes failed: {error}");
+                }
+            })
+            .await;
+    }
+
+    /// Counts a call in flight, so that `shutdown` can cancel it and wait for it.
+    fn begin_call(&self) -> InFlight {
+        let generation = Arc::clone(&lock(&self.generation));
+        generation.active.fetch_add(1, Ordering::SeqCst);
+        InFlight { generation }
+    }
+
+    /// Opens the log of a new server and tells the observer.
+    fn open_server_log(&self, server_id: &str, log: &Arc<LogStore>) {
+        let mut logs = lock(&self.logs);
+        logs.live.insert(server_id.to_owned(), Arc::clone(log));
+        if let Some(observer) = &logs.observer {
+            observer.server_log_opened(server_id, log);
+        }
+    }
+
+    /// Moves a server's log among the retired ones (still readable, no more subscribers).
+    fn retire_server_log(&self, server_id: &str) {
+        let mut logs = lock(&self.logs);
+        let Some(log) = logs.live.remove(server_id) else {
+            return;
+        };
+        log.close_subscriptions();
+        logs.retired.push_back((server_id.to_owned(), log));
+        while logs.retired.len() > RETIRED_SERVERS_KEPT {
+            logs.retired.pop_front();
+        }
+    }
+
+    /// A snapshot of server `server_id`.
+    pub fn server(&self, server_id: &str) -> Option<ServerInfo> {
+        lock(&self.servers).get(server_id).map(|s| s.handle.info())
+    }
+
+    fn handle(&self, server_id: &str) -> Option<SupervisorHandle> {
+        lock(&self.servers).get(server_id).map(|s| s.handle.clone())
+    }
+
+    /// Stops server `server_id`: removes its route (a failing router is reported, not fatal),
+    /// takes the whole tree down (SIGTERM, grace, SIGKILL, reap), then releases its port.
+    /// Resolves when no process of it is left. Unknown or stopped servers: a no-op. Returns the
+    /// server as it ended.
+    pub async fn stop(&self, server_id: &str) -> Option<ServerInfo> {
+        self.stop_by(server_id, "stop()").await
+    }
+
+    async fn stop_by(&self, server_id: &str, by: &'static str) -> Option<ServerInfo> {
+        let (handle, route_id) = {
+            let mut servers = lock(&self.servers);
+            let entry = servers.get_mut(server_id)?;
+            (entry.handle.clone(), entry.route_id.take())
+        };
+        let router = lock(&self.router).clone();
+        if let (Some(route_id), Some(router)) = (route_id, router) {
+            let removal = tokio::time::timeout(
+                self.config().provider_timeout,
+                router.remove_route(&route_id),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer within {} ms",
+                    self.config().provider_timeout.as_millis()
+                ))
+            });
+            if let Err(why) = removal {
+                tracing::warn!(
+                    "router failed to remove route '{route_id}' of server '{server_id}': {why}"
+                );
+            }
+        }
+        handle.stop(by).await;
+        self.forget_server(server_id).await;
+        Some(handle.info())
+    }
+
+    /// Drops a server that is down for good from the live set and joins its task.
+    async fn forget_server(&self, server_id: &str) {
+        let task = lock(&self.servers)
+            .remove(server_id)
+            .and_then(|mut entry| entry.task.take());
+        if let Some(task) = task
+            && let Err(error) = task.await
+        {
+            tracing::warn!(server = server_id, "supervisor task failed: {error}");
+        }
+        self.retire_server_log(server_id);
+    }
+
+    /// One health check of server `server_id` (`Process is not running` once it is gone).
+    pub async fn health_check(&self, server_id: &str) -> HealthReport {
+        match self.handle(server_id) {
+            Some(handle) => handle.check_health().await,
+            None => HealthReport {
+                healthy: false,
+                message: Some("Process is not running".to_owned()),
+            },
+        }
+    }
+
+    /// The log of server `server_id`, running or among the last stopped ones.
+    pub fn server_log(&self, server_id: &str) -> Option<Arc<LogStore>> {
+        let logs = lock(&self.logs);
+        if let Some(log) = logs.live.get(server_id) {
+            return Some(Arc::clone(log));
+        }
+        logs.retired
+            .iter()
+            .rev()
+            .find(|(id, _)| id == server_id)
+            .map(|(_, log)| Arc::clone(log))
+    }
+
+    /// Memory and CPU of server `server_id`'s whole tree; `None` once it is gone.
+    pub async fn resource_usage(&self, server_id: &str) -> Option<Usage> {
+        let pid = self.server(server_id)?.pid? as i32;
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || shared.monitor.sample(pid))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Current counts of processes, ports and restarts.
+    pub fn stats(&self) -> RunnerStats {
+        let servers: Vec<ServerInfo> = lock(&self.servers)
+            .values()
+            .map(|s| s.handle.info())
+            .collect();
+        RunnerStats {
+            running_processes: servers.iter().filter(|s| s.pid.is_some()).count(),
+            allocated_ports: self.shared.ports.allocated_ports(),
+            available_ports: self.shared.ports.available_count(),
+            restarts: servers.iter().map(|s| s.restarts).sum(),
+            servers,
+        }
+    }
+
+    /// Stops every server at once and cancels every build, including deploys and builds that
+    /// were in flight when it was called (copying a source, allocating a port, spawning, waiting
+    /// for health); resolves when no process of any is left and every port is released. Calls
+    /// made after it start afresh.
+    pub async fn shutdown(&self) {
+        let generation = {
+            // Under the servers lock: a deploy registers its server under the same lock after
+            // checking its generation, so each one is either stopped below or stops itself.
+            let _servers = lock(&self.servers);
+            let mut current = lock(&self.generation);
+            let old = std::mem::take(&mut *current);
+            old.cancelled.store(true, Ordering::SeqCst);
+            old
+        };
+        for cancelled in lock(&self.preparing).values_mut() {
+            *cancelled = true;
+        }
+        let ids: Vec<String> = lock(&self.servers).keys().cloned().collect();
+        let stops = ids.iter().map(|id| self.stop_by(id, "shutdown()"));
+        let cancels = self.builder.cancel_all();
+        tokio::join!(futures_join_all(stops), cancels);
+        loop {
+            let idle = generation.idle.notified();
+            if generation.active.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            idle.await;
+        }
+        tracing::debug!("runner shut down");
+    }
+}
+
+/// Awaits every future of `futures` concurrently.
+async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) {
+    let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for slot in &mut futures {
+            if let Some(future) = slot {
+                if future.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                } else {
+                    pending = true;
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("build_dir", &self.config().build_dir)
+            .field("servers", &lock(&self.servers).len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fails with [`Error::DeployInterrupted`] style context when a call was cancelled by
+/// `shutdown()` before it could finish.
+fn interrupted(port: u16) -> Error {
+    Error::DeployInterrupted {
+        port,
+        by: "shutdown()".to_owned(),
+    }
+}

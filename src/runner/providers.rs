@@ -1,0 +1,121 @@
+//! The two providers a caller plugs into the runner: where a build's source comes from
+//! ([`SourceProvider`]) and who routes traffic to a deployed server ([`Router`]).
+//!
+//! The binding implements both over JS objects (MastraAdmin's `ProjectSourceProvider` and
+//! `EdgeRouterProvider`); [`LocalCopySource`] is the built-in source of `defaultSource:
+//! 'local'`. Route policy (register after health, stop the server when that fails, remove before
+//! stopping) lives in the runner, not in the providers.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use crate::build::RUNNER_PREFIX;
+use crate::error::{Error, Result};
+use crate::logs::{LogStore, Stream};
+use crate::source::LocalSource;
+
+/// A boxed future, as the provider traits return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The project a source provider is asked for (MastraAdmin's `ProjectSource`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectSource {
+    /// The project's id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// `'local'` or `'github'` (the project's `sourceType`).
+    pub kind: String,
+    /// `sourceConfig.path`, when the project has one.
+    pub path: Option<String>,
+}
+
+/// Copies a project into a build directory.
+pub trait SourceProvider: Send + Sync {
+    /// Copies `project` into `target` (an empty directory) and returns the directory the build
+    /// works in. Lines about what was copied may go to `log`.
+    fn get_project_path<'a>(
+        &'a self,
+        project: &'a ProjectSource,
+        target: &'a Path,
+        log: &'a LogStore,
+    ) -> BoxFuture<'a, Result<PathBuf>>;
+}
+
+/// What a router is asked to register (MastraAdmin's `RouteConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRequest {
+    /// The deployment the route serves.
+    pub deployment_id: String,
+    /// Its project.
+    pub project_id: String,
+    /// The DNS label of the deployment.
+    pub subdomain: String,
+    /// Always `127.0.0.1`.
+    pub target_host: String,
+    /// The server's port.
+    pub target_port: u16,
+}
+
+/// Routes traffic to deployed servers. Failures are messages saying what went wrong.
+pub trait Router: Send + Sync {
+    /// Registers `route`; resolves the router's id for it.
+    fn register_route<'a>(
+        &'a self,
+        route: &'a RouteRequest,
+    ) -> BoxFuture<'a, std::result::Result<String, String>>;
+
+    /// Removes the route `route_id`.
+    fn remove_route<'a>(
+        &'a self,
+        route_id: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<(), String>>;
+}
+
+/// The built-in source: copies `sourceConfig.path` with the usual excludes, the project's
+/// parent directory being the only base path.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalCopySource;
+
+impl SourceProvider for LocalCopySource {
+    fn get_project_path<'a>(
+        &'a self,
+        project: &'a ProjectSource,
+        target: &'a Path,
+        log: &'a LogStore,
+    ) -> BoxFuture<'a, Result<PathBuf>> {
+        Box::pin(async move {
+            let path = project.path.clone().ok_or_else(|| {
+                Error::invalid(
+                    "project.sourceConfig.path",
+                    "is required for the local source",
+                )
+            })?;
+            let project_dir = PathBuf::from(&path);
+            let base = project_dir.parent().map(Path::to_path_buf).ok_or_else(|| {
+                Error::invalid(
+                    "project.sourceConfig.path",
+                    format!("'{path}' has no parent directory"),
+                )
+            })?;
+            let target = target.to_path_buf();
+            let (workdir, report) = tokio::task::spawn_blocking(move || {
+                let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+                let source = LocalSource::new(&[base], &[], &cwd)?;
+                let report = source.copy_to(&project_dir, &target)?;
+                Ok::<_, Error>((target, report))
+            })
+            .await
+            .map_err(|e| Error::internal("copying the project", e))??;
+            log.append_lines(
+                Stream::Stdout,
+                report
+                    .log_lines()
+                    .into_iter()
+                    .map(|line| format!("{RUNNER_PREFIX}{line}")),
+            );
+            Ok(workdir)
+        })
+    }
+}

@@ -1,0 +1,618 @@
+//! One supervisor task per server: the only thing that changes the server's state.
+//!
+//! A deploy spawns the server's first process and hands it to [`start`], which starts the task
+//! and returns a [`SupervisorHandle`]. The task owns the process, the port and a
+//! [`ServerState`]; callers send it [`Control`] messages through the handle and await the
+//! answer, and read the latest [`ServerInfo`] it published (a `watch` channel, so a read never
+//! waits for the task).
+//!
+//! The task's `select!` covers the child's exit, control messages, the health gate of a
+//! starting process, a health check a caller asked for, and the backoff timer of a restart.
+//!
+//! # Caveats
+//! - The port is released only once the process tree is gone (SIGTERM, grace, SIGKILL, reap),
+//!   so a restart or another deploy never races the old tree for it.
+//! - A stop that arrives while the first process is starting ends the deploy with
+//!   [`Error::DeployInterrupted`]; the deploy's caller gets that instead of a health failure.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::Shared;
+use super::providers::BoxFuture;
+use crate::build::RUNNER_PREFIX;
+use crate::error::{Error, Result};
+use crate::health::HealthReport;
+use crate::logs::{LogStore, Stream, join_text};
+use crate::process::{self, ExitInfo, ProcessHandle, SpawnSpec};
+
+/// Output lines quoted when a server fails to start.
+const FAILURE_OUTPUT_LINES: usize = 20;
+
+/// How long the output pipes of an exited server may stay open for its last lines.
+const LAST_OUTPUT_WAIT: Duration = Duration::from_millis(500);
+
+/// Where a server stands. Only its supervisor task changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    /// A process was started and has not yet answered its health check.
+    Starting {
+        /// When this process was started.
+        since: SystemTime,
+    },
+    /// The process is running; `healthy` is the outcome of its last check.
+    Running {
+        /// Whether the last health check passed.
+        healthy: bool,
+        /// When it was last checked.
+        last_check: SystemTime,
+    },
+    /// The process exited; the restart policy starts it again at `until`.
+    Backoff {
+        /// When the next attempt starts.
+        until: SystemTime,
+        /// Which restart the next attempt is (1 for the first).
+        attempt: u32,
+        /// How the process ended.
+        exit: ExitInfo,
+    },
+    /// `stop()` or `shutdown()` is taking the tree down.
+    Stopping {
+        /// When the stop began.
+        since: SystemTime,
+    },
+    /// Down for good: stopped, or exited with no restart left. The port is released.
+    Stopped {
+        /// How the last process ended, when one ran.
+        exit: Option<ExitInfo>,
+        /// When it went down.
+        at: SystemTime,
+    },
+}
+
+/// `RunningServer.healthStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthStatus {
+    /// Started, not yet answering its health check.
+    Starting,
+    /// Answered its last health check.
+    Healthy,
+    /// Exited, or failed its last health check.
+    Unhealthy,
+    /// Being stopped.
+    Stopping,
+}
+
+impl HealthStatus {
+    /// The name JS sees.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Starting => "starting",
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+            HealthStatus::Stopping => "stopping",
+        }
+    }
+}
+
+impl ServerState {
+    /// The health status a caller sees for this state.
+    pub fn health(&self) -> HealthStatus {
+        match self {
+            ServerState::Starting { .. } => HealthStatus::Starting,
+            ServerState::Running { healthy: true, .. } => HealthStatus::Healthy,
+            ServerState::Running { healthy: false, .. }
+            | ServerState::Backoff { .. }
+            | ServerState::Stopped { .. } => HealthStatus::Unhealthy,
+            ServerState::Stopping { .. } => HealthStatus::Stopping,
+        }
+    }
+}
+
+/// A snapshot of one server, as its supervisor last published it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerInfo {
+    /// The server's id.
+    pub id: String,
+    /// The deployment it serves.
+    pub deployment_id: String,
+    /// The project it belongs to.
+    pub project_id: String,
+    /// The build it runs.
+    pub build_id: String,
+    /// The current process id, while one runs.
+    pub pid: Option<u32>,
+    /// Always `127.0.0.1`.
+    pub host: String,
+    /// The port it listens on.
+    pub port: u16,
+    /// Where it stands.
+    pub state: ServerState,
+    /// When its health was last checked.
+    pub last_health_check: Option<SystemTime>,
+    /// When it was deployed.
+    pub started_at: SystemTime,
+    /// Restarts made by the restart policy.
+    pub restarts: u32,
+}
+
+impl ServerInfo {
+    /// Its health status.
+    pub fn health(&self) -> HealthStatus {
+        self.state.health()
+    }
+
+    /// When it went down for good, once it has.
+    pub fn stopped_at(&self) -> Option<SystemTime> {
+        match self.state {
+            ServerState::Stopped { at, .. } => Some(at),
+            _ => None,
+        }
+    }
+
+    /// Whether a process of it may be running (it is not down for good).
+    pub fn is_live(&self) -> bool {
+        !matches!(self.state, ServerState::Stopped { .. })
+    }
+}
+
+/// What a caller asks a supervisor.
+enum Control {
+    /// Take the tree down for good; `by` names who asked (`stop()`, `shutdown()`).
+    Stop {
+        by: &'static str,
+        done: oneshot::Sender<()>,
+    },
+    /// Check health once and answer.
+    CheckHealth {
+        reply: oneshot::Sender<HealthReport>,
+    },
+}
+
+/// A cloneable handle to one server's supervisor.
+#[derive(Debug, Clone)]
+pub struct SupervisorHandle {
+    control: mpsc::UnboundedSender<Control>,
+    info: watch::Receiver<ServerInfo>,
+}
+
+impl SupervisorHandle {
+    /// The server as its supervisor last published it.
+    pub fn info(&self) -> ServerInfo {
+        self.info.borrow().clone()
+    }
+
+    /// Stops the server for good and resolves once no process of it is left and its port is
+    /// released. A server that is already down resolves at once.
+    pub async fn stop(&self, by: &'static str) {
+        let (done, stopped) = oneshot::channel();
+        if self.control.send(Control::Stop { by, done }).is_ok() {
+            // An error means the task ended (the server went down) before answering: the
+            // tree is gone either way.
+            let _ = stopped.await;
+        }
+    }
+
+    /// One health check: `Process is not running` when no process runs.
+    pub async fn check_health(&self) -> HealthReport {
+        let (reply, answer) = oneshot::channel();
+        if self.control.send(Control::CheckHealth { reply }).is_ok()
+            && let Ok(report) = answer.await
+        {
+            return report;
+        }
+        not_running()
+    }
+}
+
+fn not_running() -> HealthReport {
+    HealthReport {
+        healthy: false,
+        message: Some("Process is not running".to_owned()),
+    }
+}
+
+/// What [`start`] needs for a server whose first process is already spawned.
+pub struct NewServer {
+    /// The snapshot to start from (state `Starting`).
+    pub info: ServerInfo,
+    /// The command, for restarts.
+    pub spec: SpawnSpec,
+    /// The server's log (kept across restarts).
+    pub log: Arc<LogStore>,
+    /// Its first process.
+    pub child: ProcessHandle,
+    /// How long the first process may take to become healthy.
+    pub health_timeout: Duration,
+}
+
+/// Starts the supervisor task of `server`. Returns its handle, the task (to be joined), and a
+/// receiver that resolves once the first process is healthy, or with why it never became so
+/// (then the tree is gone and the port released).
+pub fn start(
+    shared: Arc<Shared>,
+    server: NewServer,
+) -> (
+    SupervisorHandle,
+    JoinHandle<()>,
+    oneshot::Receiver<Result<()>>,
+) {
+    let (control, messages) = mpsc::unbounded_channel();
+    let (publish, info) = watch::channel(server.info.clone());
+    let (ready, deployed) = oneshot::channel();
+    let supervisor = Supervisor {
+        shared,
+        info: server.info,
+        spec: server.spec,
+        log: server.log,
+        child: Some(server.child),
+        publish,
+        messages,
+        ready: Some(ready),
+        health_timeout: server.health_timeout,
+        streak: Streak {
+            started: Instant::now(),
+            restarts: 0,
+        },
+    };
+    let task = tokio::spawn(supervisor.run());
+    (SupervisorHandle { control, info }, task, deployed)
+}
+
+/// Consecutive restarts without a stable run in between.
+struct Streak {
+    started: Instant,
+    restarts: u32,
+}
+
+/// The task's own data: nothing else touches it.
+struct Supervisor {
+    shared: Arc<Shared>,
+    info: ServerInfo,
+    spec: SpawnSpec,
+    log: Arc<LogStore>,
+    child: Option<ProcessHandle>,
+    publish: watch::Sender<ServerInfo>,
+    messages: mpsc::UnboundedReceiver<Control>,
+    /// The deploy waiting for the first process to become healthy.
+    ready: Option<oneshot::Sender<Result<()>>>,
+    health_timeout: Duration,
+    streak: Streak,
+}
+
+/// A health check in flight, with the callers waiting for it.
+struct PendingCheck {
+    check: BoxFuture<'static, HealthReport>,
+    replies: Vec<oneshot::Sender<HealthReport>>,
+}
+
+/// What woke the task.
+enum Event {
+    Exited(ExitInfo),
+    Message(Option<Control>),
+    GateOutcome(Result<()>),
+    Checked(HealthReport),
+    BackoffOver,
+}
+
+impl Supervisor {
+    async fn run(mut self) {
+        let mut gate: Option<BoxFuture<'static, Result<()>>> = Some(self.health_gate());
+        let mut pending: Option<PendingCheck> = None;
+        let mut stop_by: Option<(&'static str, Vec<oneshot::Sender<()>>)> = None;
+        loop {
+            if let Some((by, waiting)) = stop_by.take() {
+                self.stop(by).await;
+                for done in waiting {
+                    let _ = done.send(());
+                }
+                break;
+            }
+            if matches!(self.info.state, ServerState::Stopped { .. }) {
+                break;
+            }
+            let child = self.child.clone();
+            let backoff_until = match self.info.state {
+                ServerState::Backoff { until, .. } => Some(until),
+                _ => None,
+            };
+            let exit = async {
+                match &child {
+                    Some(child) => child.wait().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let gate_outcome = async {
+                match gate.as_mut() {
+                    Some(gate) => gate.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let checked = async {
+                match pending.as_mut() {
+                    Some(pending) => (&mut pending.check).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let event = tokio::select! {
+                exit = exit => Event::Exited(exit),
+                message = self.messages.recv() => Event::Message(message),
+                outcome = gate_outcome => Event::GateOutcome(outcome),
+                report = checked => Event::Checked(report),
+                () = sleep_until(backoff_until) => Event::BackoffOver,
+            };
+            match event {
+                Event::Exited(exit) => {
+                    gate = None;
+                    self.exited(exit).await;
+                }
+                Event::Message(None) => {
+                    // Every handle is gone: nobody can stop the server any more, so stop it now.
+                    stop_by = Some(("the runner being dropped", Vec::new()));
+                }
+                Event::Message(Some(Control::Stop { by, done })) => {
+                    let mut waiting = vec![done];
+                    // Further stops queued behind this one resolve with it.
+                    while let Ok(Control::Stop { done, .. }) = self.messages.try_recv() {
+                        waiting.push(done);
+                    }
+                    stop_by = Some((by, waiting));
+                }
+                Event::Message(Some(Control::CheckHealth { reply })) => {
+                    if self.child.as_ref().is_none_or(|c| !c.is_running()) {
+                        let _ = reply.send(not_running());
+                    } else if let Some(pending) = pending.as_mut() {
+                        pending.replies.push(reply);
+                    } else {
+                        pending = Some(PendingCheck {
+                            check: self.one_check(),
+                            replies: vec![reply],
+                        });
+                    }
+                }
+                Event::GateOutcome(outcome) => {
+                    gate = None;
+                    self.gate_passed_or_failed(outcome).await;
+                }
+                Event::Checked(report) => {
+                    if let Some(done) = pending.take() {
+                        self.record_check(&report);
+                        for reply in done.replies {
+                            let _ = reply.send(report.clone());
+                        }
+                    }
+                }
+                Event::BackoffOver => {
+                    if self.restart().await {
+                        gate = Some(self.health_gate());
+                    }
+                }
+            }
+        }
+        // Anyone still waiting for a check learns the server is down.
+        if let Some(pending) = pending {
+            for reply in pending.replies {
+                let _ = reply.send(not_running());
+            }
+        }
+    }
+
+    fn set_state(&mut self, state: ServerState) {
+        self.info.state = state;
+        self.publish.send_replace(self.info.clone());
+    }
+
+    fn runner_line(&self, text: String) {
+        self.log.append_lines(
+            Stream::Stderr,
+            std::iter::once(format!("{RUNNER_PREFIX}{text}")),
+        );
+    }
+
+    /// The health gate of the process that is starting.
+    fn health_gate(&self) -> BoxFuture<'static, Result<()>> {
+        let health = Arc::clone(&self.shared.health);
+        let port = self.info.port;
+        let timeout = if self.ready.is_some() {
+            self.health_timeout
+        } else {
+            self.shared.config.health_check.retry_interval
+                * self.shared.config.health_check.max_retries
+        };
+        Box::pin(async move { health.wait_until_healthy_loopback(port, timeout).await })
+    }
+
+    fn one_check(&self) -> BoxFuture<'static, HealthReport> {
+        let health = Arc::clone(&self.shared.health);
+        let port = self.info.port;
+        Box::pin(async move { health.check_loopback(port).await })
+    }
+
+    fn record_check(&mut self, report: &HealthReport) {
+        let now = SystemTime::now();
+        self.info.last_health_check = Some(now);
+        if let ServerState::Running { .. } = self.info.state {
+            self.set_state(ServerState::Running {
+                healthy: report.healthy,
+                last_check: now,
+            });
+        } else {
+            self.publish.send_replace(self.info.clone());
+        }
+    }
+
+    /// The starting process answered its health gate, or did not in time.
+    async fn gate_passed_or_failed(&mut self, outcome: Result<()>) {
+        let now = SystemTime::now();
+        self.info.last_health_check = Some(now);
+        match outcome {
+            Ok(()) => {
+                if self.ready.is_none() {
+                    self.runner_line("restarted: healthy".to_owned());
+                }
+                self.set_state(ServerState::Running {
+                    healthy: true,
+                    last_check: now,
+                });
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
+            }
+            Err(error) => match self.ready.take() {
+                // A deploy's first process: the deploy fails and nothing is left behind.
+                Some(ready) => {
+                    let exit = self.kill_tree().await;
+                    self.go_down(exit);
+                    let _ = ready.send(Err(error));
+                }
+                // A restarted process keeps running, marked unhealthy, as the original does.
+                None => {
+                    self.runner_line("restarted: not healthy".to_owned());
+                    self.set_state(ServerState::Running {
+                        healthy: false,
+                        last_check: now,
+                    });
+                }
+            },
+        }
+    }
+
+    /// The process exited on its own.
+    async fn exited(&mut self, exit: ExitInfo) {
+        if let Some(ready) = self.ready.take() {
+            if let Some(child) = &self.child {
+                child.wait_output_closed(LAST_OUTPUT_WAIT).await;
+            }
+            let error = Error::ServerExited {
+                pid: self.info.pid.unwrap_or_default(),
+                exit,
+                output: join_text(&self.log.tail(FAILURE_OUTPUT_LINES)),
+            };
+            let exit = self.kill_tree().await;
+            self.go_down(exit);
+            let _ = ready.send(Err(error));
+            return;
+        }
+        self.runner_line(format!("process exited with {exit}"));
+        tracing::warn!(server = self.info.id, "server process exited with {exit}");
+        // Whatever the leader left in its group goes before anything else takes the port.
+        self.kill_tree().await;
+        self.info.pid = None;
+        let Some(policy) = self.shared.config.restart_policy.clone() else {
+            self.go_down(Some(exit));
+            return;
+        };
+        if self.streak.started.elapsed() > stable_after(policy.max_backoff) {
+            self.streak.restarts = 0;
+        }
+        if self.streak.restarts >= policy.max_restarts {
+            self.runner_line(format!(
+                "restart limit reached ({} restarts): the server stays down",
+                policy.max_restarts
+            ));
+            self.go_down(Some(exit));
+            return;
+        }
+        let factor = 2u32.saturating_pow(self.streak.restarts);
+        let backoff = policy
+            .backoff
+            .saturating_mul(factor)
+            .min(policy.max_backoff);
+        self.streak.restarts += 1;
+        self.runner_line(format!(
+            "restarting in {} ms (restart {} of {})",
+            backoff.as_millis(),
+            self.streak.restarts,
+            policy.max_restarts
+        ));
+        self.set_state(ServerState::Backoff {
+            until: SystemTime::now() + backoff,
+            attempt: self.streak.restarts,
+            exit,
+        });
+    }
+
+    /// Starts the process again on the same port. Returns whether one runs now.
+    async fn restart(&mut self) -> bool {
+        let started = process::spawn(
+            self.spec.clone(),
+            Arc::clone(&self.log),
+            Some(Arc::clone(&self.shared.journal)),
+        )
+        .await;
+        match started {
+            Ok(child) => {
+                self.info.pid = Some(child.pid());
+                self.info.restarts += 1;
+                self.child = Some(child);
+                self.streak.started = Instant::now();
+                self.set_state(ServerState::Starting {
+                    since: SystemTime::now(),
+                });
+                true
+            }
+            Err(error) => {
+                self.runner_line(format!("restart failed: {error}"));
+                self.go_down(None);
+                false
+            }
+        }
+    }
+
+    /// Stops for good on a caller's request.
+    async fn stop(&mut self, by: &'static str) {
+        self.set_state(ServerState::Stopping {
+            since: SystemTime::now(),
+        });
+        let exit = self.kill_tree().await;
+        self.runner_line("stopped".to_owned());
+        self.go_down(exit);
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Err(Error::DeployInterrupted {
+                port: self.info.port,
+                by: by.to_owned(),
+            }));
+        }
+    }
+
+    /// Kills the current process tree, if any, and waits until nothing of it is left.
+    async fn kill_tree(&mut self) -> Option<ExitInfo> {
+        let child = self.child.take()?;
+        let exit = child.kill_tree(self.shared.config.shutdown_timeout).await;
+        self.shared.monitor.forget(child.pid() as i32);
+        Some(exit)
+    }
+
+    /// Down for good: the tree is gone, so the port goes back.
+    fn go_down(&mut self, exit: Option<ExitInfo>) {
+        self.info.pid = None;
+        self.shared.ports.release(self.info.port);
+        self.set_state(ServerState::Stopped {
+            exit,
+            at: SystemTime::now(),
+        });
+    }
+}
+
+/// Sleeps until `until` (a wall-clock time); forever when `None`.
+async fn sleep_until(until: Option<SystemTime>) {
+    match until {
+        Some(until) => {
+            let left = until
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            tokio::time::sleep(left).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a server must run before its restart count starts again from zero: the longest
+/// backoff, but at least ten seconds, so that a server crashing in a loop is never mistaken for
+/// a stable one.
+fn stable_after(max_backoff: Duration) -> Duration {
+    max_backoff.max(Duration::from_secs(10))
+}
