@@ -206,6 +206,17 @@ describe('packing and publishing', () => {
     expect(fs.readdirSync(copy).filter((f) => f.endsWith('.tgz'))).toEqual([])
   })
 
+  it('a release manifest (platform packages as optionalDependencies) packs without a binary', () => {
+    const copy = checkoutCopy('release', false)
+    const manifest = JSON.parse(fs.readFileSync(path.join(copy, 'package.json'), 'utf8'))
+    manifest.optionalDependencies = { [platformName]: version }
+    fs.writeFileSync(path.join(copy, 'package.json'), JSON.stringify(manifest))
+    const result = spawnSync('npm', ['pack', '--dry-run', '--json'], { cwd: copy, encoding: 'utf8' })
+    expect(result.status).toBe(0)
+    expect(result.stderr).toContain(`packing without a binary: optionalDependencies bring ${platformName}`)
+    expect(JSON.parse(result.stdout)[0].files.map((f: { path: string }) => f.path)).not.toContain(binaryFile)
+  })
+
   it('publishing refuses a binary in the package root, which belongs in its platform package', () => {
     const copy = checkoutCopy('publish', true)
     const result = spawnSync('npm', ['run', 'prepublishOnly'], { cwd: copy, encoding: 'utf8' })
