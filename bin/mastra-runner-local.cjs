@@ -427,25 +427,34 @@ function exitStatusIn(log) {
  */
 function watch(runner, server, name, finish) {
   const policy = runner.getConfig().restartPolicy
-  let pid = server.processId // the live process, or null while it is down
-  let lastPid = pid
+  let lastPid = server.processId
+  // 'up', 'down' (no process), 'restarting' (a new process, not yet healthy)
+  let state = 'up'
   let downSince = null
   let announced = false
   const check = async () => {
     const summary = runner.getStats().servers.find((s) => s.id === server.id)
     const current = summary?.processId ?? null
     if (current !== null) {
-      if (pid === null && announced) console.error(`\n>>> The server is running again (pid ${current}, restart ${summary.restarts}).\n`)
-      pid = lastPid = current
-      downSince = null
-      announced = false
+      if (state === 'down') state = 'restarting'
+      if (state === 'restarting' && summary.healthStatus !== 'starting') {
+        const unhealthy = summary.healthStatus === 'healthy' ? '' : ', but its health check fails'
+        console.error(`\n>>> The server is running again (pid ${current}, restart ${summary.restarts})${unhealthy}.\n`)
+        state = 'up'
+      }
+      lastPid = current
       return
     }
-    pid = null
-    downSince ??= Date.now()
+    if (state !== 'down') {
+      state = 'down'
+      downSince = Date.now()
+      announced = false
+    }
     const log = await runner.getLogs(server, { tail: 20 })
-    // The runner writes the exit line as it notices the exit; give it a moment.
-    const status = exitStatusIn(log) ?? (Date.now() - downSince < 1000 ? undefined : 'an unknown status')
+    // The runner writes the exit line as it notices the exit; give it a moment. Only lines
+    // from around this exit count (an earlier exit's line may still be in the tail).
+    const recent = await runner.getLogs(server, { since: new Date(downSince - 500) })
+    const status = exitStatusIn(recent) ?? (Date.now() - downSince < 1000 ? undefined : 'an unknown status')
     if (status === undefined) return
     const gaveUp = /restart limit reached|restart failed|stays down/.test(log)
     if (policy && !gaveUp && Date.now() - downSince < policy.maxBackoffMs + 15_000) {
