@@ -3,7 +3,9 @@
 // the way MastraAdmin drives the runner, with the build log and the server log on the terminal.
 'use strict'
 
+const crypto = require('node:crypto')
 const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 
 const { LocalProcessRunner } = require('..')
@@ -11,8 +13,10 @@ const { LocalProcessRunner } = require('..')
 const USAGE = `Usage: mastra-runner-local <command> [options]
 
 Commands:
-  up <dir>        Build the Mastra project in <dir>, deploy it, print its URL and stream its
-                  logs until Ctrl-C, which stops the server cleanly.
+  up <dir>        Build the Mastra project in <dir> (e.g. '.'), deploy it, print its URL and
+                  stream its log until Ctrl-C, which stops the server cleanly (exit status 130;
+                  143 on SIGTERM). When the server dies, says so and exits 1 (or, with
+                  --restart, has it restarted). The build directory is removed on exit.
   build <dir>     Build the Mastra project in <dir> and print where its output is.
   config [JSON]   Print the resolved runner configuration. JSON is an optional
                   LocalProcessRunnerConfig, e.g. '{"portRange":{"start":5000,"end":5010}}'.
@@ -20,14 +24,26 @@ Commands:
 
 Options (up, build):
   --port <n>        Port to serve on, or the next free one after it (default: from 4111).
-  --build-dir <d>   Where builds go (default: .mastra/builds under the current directory).
+  --build-dir <d>   Where builds go (default: $XDG_STATE_HOME/mastra-runner-local/builds,
+                    i.e. ~/.local/state/mastra-runner-local/builds).
   --timeout <s>     Build timeout in seconds (default: 600).
   --env KEY=VALUE   A variable for the build and the server (repeatable). The host's own
                     variables do not reach them, apart from PATH, HOME, locale, proxy and
                     npm_config_* ones.
+  --restart         (up) Restart the server when it exits, up to 10 times in a row, waiting
+                    1 s, doubling up to 30 s (the runner's restartPolicy).
+  --keep            (up) Keep the build directory on exit.
 
 Environment:
+  XDG_STATE_HOME      Base of the state directory (default: ~/.local/state).
   MASTRA_RUNNER_LOG   Diagnostics level: off, error, warn (default), info, debug, trace.`
+
+/** Options that take no value. */
+const FLAGS = new Set(['restart', 'keep'])
+/** Exit statuses after a signal: 128 + its number, as shells report them. */
+const SIGNAL_STATUS = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 }
+/** A line every this many seconds while a build step prints nothing. */
+const HEARTBEAT_S = 10
 
 /** Splits argv into the command, positional arguments and --options. */
 function parseArgs(argv) {
@@ -38,6 +54,10 @@ function parseArgs(argv) {
     const arg = rest[i]
     if (arg.startsWith('--')) {
       const name = arg.slice(2)
+      if (FLAGS.has(name)) {
+        options[name] = true
+        continue
+      }
       const value = rest[i + 1]
       if (value === undefined || value.startsWith('--')) throw new UsageError(`option --${name} needs a value`)
       if (name === 'env') (options.env ??= []).push(value)
@@ -57,6 +77,13 @@ function wholeNumber(options, name) {
   const value = Number(options[name])
   if (!Number.isInteger(value) || value <= 0) throw new UsageError(`--${name} must be a positive whole number`)
   return value
+}
+
+/** `$XDG_STATE_HOME/mastra-runner-local` (an absolute XDG_STATE_HOME), else `~/.local/state/…`. */
+function stateDir() {
+  const xdg = process.env.XDG_STATE_HOME
+  const base = xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.local', 'state')
+  return path.join(base, 'mastra-runner-local')
 }
 
 /** The entities MastraAdmin would pass, made up for a project directory. */
@@ -93,7 +120,7 @@ function entitiesFor(dir) {
     updatedAt: now,
   }
   const build = {
-    id: `cli-${stamp}`,
+    id: `cli-${stamp}-${process.pid}`,
     deploymentId: deployment.id,
     trigger: 'manual',
     triggeredBy: 'cli',
@@ -118,7 +145,7 @@ function projectDir(positional, command) {
   return dir
 }
 
-function makeRunner(options) {
+function makeRunner(options, extra = {}) {
   const port = wholeNumber(options, 'port')
   if (port !== undefined && port > 65535) throw new UsageError('--port must be at most 65535')
   const globalEnvVars = {}
@@ -130,17 +157,151 @@ function makeRunner(options) {
   return new LocalProcessRunner({
     defaultSource: 'local',
     globalEnvVars,
-    buildDir: options['build-dir'],
+    // Never inside the project: the source is copied into the build directory.
+    buildDir: options['build-dir'] ?? path.join(stateDir(), 'builds'),
     defaultBuildTimeoutMs: (wholeNumber(options, 'timeout') ?? 600) * 1000,
     // --port starts the range, so that port is used when free and the next ones otherwise.
     portRange: port === undefined ? undefined : { start: port, end: Math.min(port + 99, 65535) },
+    ...extra,
   })
 }
 
-async function build(runner, dir) {
-  const { project, deployment, build } = entitiesFor(dir)
-  console.log(`Building ${dir}`)
-  const result = await runner.build(project, build, {}, (line) => console.log(`  ${line}`))
+// ---------------------------------------------------------------------------------------------
+// One `up` per project: a lock file in the state directory with the pid and URL
+// ---------------------------------------------------------------------------------------------
+
+/** Start time of process `pid` (from /proc), or null when it is gone or a zombie. */
+function processStart(pid) {
+  if (process.platform !== 'linux') {
+    try {
+      process.kill(pid, 0)
+      return 'alive'
+    } catch (error) {
+      return error.code === 'EPERM' ? 'alive' : null
+    }
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return fields[0] === 'Z' || fields[0] === 'X' ? null : fields[19]
+  } catch {
+    return null
+  }
+}
+
+class AlreadyServing extends Error {}
+
+class ProjectLock {
+  constructor(dir) {
+    const real = fs.realpathSync(dir)
+    const hash = crypto.createHash('sha256').update(real).digest('hex').slice(0, 16)
+    this.file = path.join(stateDir(), 'up', `${hash}.json`)
+    this.record = { pid: process.pid, start: processStart(process.pid), dir: real, url: null, startedAt: new Date().toISOString() }
+  }
+
+  /** Takes the lock, or throws AlreadyServing when a live `up` holds it. */
+  acquire() {
+    fs.mkdirSync(path.dirname(this.file), { recursive: true })
+    for (let attempt = 0; attempt < 5; attempt++) {
+      // Written whole, then linked into place: a reader never sees half a record.
+      const temp = `${this.file}.${process.pid}.tmp`
+      fs.writeFileSync(temp, JSON.stringify(this.record))
+      try {
+        fs.linkSync(temp, this.file)
+        return
+      } catch (error) {
+        if (error.code !== 'EEXIST') throw error
+      } finally {
+        fs.rmSync(temp, { force: true })
+      }
+      let other = null
+      try {
+        other = JSON.parse(fs.readFileSync(this.file, 'utf8'))
+      } catch {
+        // Unreadable: a stale leftover.
+      }
+      if (other && Number.isInteger(other.pid) && other.pid !== process.pid && processStart(other.pid) !== null && processStart(other.pid) === other.start) {
+        const what = other.url ? `served at ${other.url}` : 'being built'
+        throw new AlreadyServing(
+          `${this.record.dir} is already ${what} by another mastra-runner-local up (pid ${other.pid}, since ${other.startedAt}).\n` +
+            `Use that one, or stop it first (Ctrl-C in its terminal, or: kill ${other.pid}) and run up again.`,
+        )
+      }
+      fs.rmSync(this.file, { force: true })
+    }
+    throw new Error(`could not take the lock ${this.file}`)
+  }
+
+  /** Records the URL being served. */
+  update(url) {
+    this.record.url = url
+    const temp = `${this.file}.${process.pid}.tmp`
+    fs.writeFileSync(temp, JSON.stringify(this.record))
+    fs.renameSync(temp, this.file)
+  }
+
+  /** Removes the lock file if it is still this process's. */
+  release() {
+    try {
+      if (JSON.parse(fs.readFileSync(this.file, 'utf8')).pid === process.pid) fs.rmSync(this.file, { force: true })
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Build with a heartbeat
+// ---------------------------------------------------------------------------------------------
+
+/** What a build log line says the build is doing now, or undefined when it says nothing. */
+function stepOf(line) {
+  const step = /^\[runner\] (Install|Build script): (.+)$/.exec(line)
+  if (step) return `${step[1] === 'Install' ? 'installing' : 'building'} (${step[2]})`
+  if (/^\[runner\] (Install|Build script) (finished|skipped)/.test(line)) return 'working'
+  return undefined
+}
+
+/** Prints `… still <step>, N s` after every HEARTBEAT_S seconds without output. */
+function heartbeat() {
+  let lastOutput = Date.now()
+  let beats = 0
+  let step = 'working'
+  let stepStarted = Date.now()
+  const timer = setInterval(() => {
+    const silent = (Date.now() - lastOutput) / 1000
+    if (Math.floor(silent / HEARTBEAT_S) > beats) {
+      beats += 1
+      console.log(`  … still ${step}, ${Math.round((Date.now() - stepStarted) / 1000)} s`)
+    }
+  }, 250)
+  return {
+    line(line) {
+      lastOutput = Date.now()
+      beats = 0
+      const next = stepOf(line)
+      if (next !== undefined) {
+        step = next
+        stepStarted = Date.now()
+      }
+    },
+    step(name) {
+      lastOutput = Date.now()
+      beats = 0
+      step = name
+      stepStarted = Date.now()
+    },
+    stop: () => clearInterval(timer),
+  }
+}
+
+async function build(runner, dir, entities, pulse) {
+  const { project, deployment, build } = entities
+  console.log(`Building ${dir} in ${path.join(runner.getConfig().buildDir, build.id)}`)
+  const result = await runner.build(project, build, {}, (line) => {
+    pulse?.line(line)
+    console.log(`  ${line}`)
+  })
   if (result.status !== 'succeeded') {
     console.error(`Build ${result.status}: ${result.errorMessage}`)
     return null
@@ -148,42 +309,182 @@ async function build(runner, dir) {
   return { project, deployment, build: result }
 }
 
+// ---------------------------------------------------------------------------------------------
+// up
+// ---------------------------------------------------------------------------------------------
+
 async function up(dir, options) {
-  const runner = makeRunner(options)
+  const lock = new ProjectLock(dir)
+  lock.acquire()
+  let runner
+  try {
+    runner = makeRunner(options, options.restart ? { restartPolicy: {} } : {})
+  } catch (error) {
+    lock.release()
+    throw error
+  }
+  const entities = entitiesFor(dir)
+  const buildDir = path.join(runner.getConfig().buildDir, entities.build.id)
+  const pulse = heartbeat()
   let server = null
-  let stopping = null
-  const stop = (signal) => {
-    if (!stopping) {
-      console.log(`\n${signal}: stopping${server ? ` the server on port ${server.port}` : ''}…`)
-      stopping = runner.shutdown().then(() => {
-        console.log('Stopped. No process left behind.')
-        process.exit(0)
-      })
+  let building = null
+  let finishing = null
+  let unsubscribe = () => {}
+  let watcher = null
+
+  /**
+   * Stops everything, removes the build directory (unless --keep) and the lock, and exits
+   * with `code`, once, whoever asks first.
+   */
+  const finish = (code, { message, signal } = {}) => {
+    if (finishing) return finishing
+    finishing = (async () => {
+      pulse.stop()
+      clearInterval(watcher)
+      unsubscribe()
+      if (message) console.log(message)
+      try {
+        await runner.shutdown()
+        // A cancelled build resolves once its processes are gone; its directory can go then.
+        if (building) await Promise.race([building.catch(() => {}), new Promise((resolve) => setTimeout(resolve, 5000))])
+        if (options.keep) {
+          console.log(`Build directory kept (--keep): ${buildDir}`)
+        } else if (fs.existsSync(buildDir)) {
+          await runner.removeBuild(entities.build.id).then(
+            () => console.log(`Removed the build directory ${buildDir}`),
+            (error) => console.error(`mastra-runner-local: could not remove ${buildDir}: ${error.message}`),
+          )
+        }
+        if (signal) console.log('Stopped. No process left behind.')
+      } catch (error) {
+        console.error(`mastra-runner-local: stopping failed: ${error.message}`)
+        code = code || 1
+      } finally {
+        lock.release()
+      }
+      process.exit(code)
+    })()
+    return finishing
+  }
+
+  let signalled = false
+  for (const signal of Object.keys(SIGNAL_STATUS)) {
+    process.on(signal, () => {
+      if (signalled) {
+        console.log(`\n${signal} again: exiting at once (the runner kills its processes on the way out).`)
+        lock.release()
+        process.exit(SIGNAL_STATUS[signal])
+      }
+      signalled = true
+      const what = server ? ` the server on port ${server.port}` : ' the build'
+      finish(SIGNAL_STATUS[signal], { signal, message: `\n${signal}: stopping${what}…` })
+    })
+  }
+
+  try {
+    building = build(runner, dir, entities, pulse)
+    const built = await building
+    if (finishing) return finishing
+    if (!built) return finish(1, { message: options.keep ? undefined : '(--keep keeps the build directory for a look.)' })
+
+    pulse.step('starting the server')
+    try {
+      server = await runner.deploy(built.project, built.deployment, built.build, { port: wholeNumber(options, 'port') })
+    } catch (error) {
+      if (finishing) return finishing
+      console.error(`\nmastra-runner-local: the server did not start: ${error.message}`)
+      return finish(1)
     }
-    return stopping
+    pulse.stop()
+    if (finishing) return finishing
+    const url = `http://${server.host}:${server.port}`
+    lock.update(url)
+    console.log(`\nServing ${built.project.name} at ${url}  (API: ${url}/api, health: ${url}/health; pid ${server.processId})`)
+    console.log(`Server log follows; press Ctrl-C to stop.${options.restart ? ' The server is restarted when it exits (--restart).' : ''}\n`)
+    const earlier = await runner.getLogs(server)
+    if (earlier) process.stdout.write(`${earlier}\n`)
+    unsubscribe = runner.streamLogs(server, (line) => console.log(line))
+    // Its interval keeps Node alive until a signal or the server's death ends the run.
+    watcher = watch(runner, server, built.project.name, finish)
+    return new Promise(() => {})
+  } catch (error) {
+    console.error(`mastra-runner-local: ${error.message}`)
+    return finish(1)
   }
-  process.on('SIGINT', () => stop('SIGINT'))
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  const built = await build(runner, dir)
-  if (!built) {
-    await runner.shutdown()
-    return 1
+}
+
+/** The exit status in the last `process exited with …` line of a log, or null. */
+function exitStatusIn(log) {
+  const lines = [...log.matchAll(/process exited with ([^\n]+)/g)]
+  return lines.length > 0 ? lines[lines.length - 1][1].trim() : null
+}
+
+/**
+ * Watches the server. When its process is gone for good (no restart policy; or the runner
+ * gave up restarting, or none came back within the longest backoff and 15 s), prints that
+ * prominently with the exit status and the last lines of its log and exits 1. With a restart
+ * policy every exit and every comeback is announced. Returns the interval.
+ */
+function watch(runner, server, name, finish) {
+  const policy = runner.getConfig().restartPolicy
+  let lastPid = server.processId
+  // 'up', 'down' (no process), 'restarting' (a new process, not yet healthy)
+  let state = 'up'
+  let downSince = null
+  let announced = false
+  const check = async () => {
+    const summary = runner.getStats().servers.find((s) => s.id === server.id)
+    const current = summary?.processId ?? null
+    if (current !== null) {
+      if (state === 'down') state = 'restarting'
+      if (state === 'restarting' && summary.healthStatus !== 'starting') {
+        const unhealthy = summary.healthStatus === 'healthy' ? '' : ', but its health check fails'
+        console.error(`\n>>> The server is running again (pid ${current}, restart ${summary.restarts})${unhealthy}.\n`)
+        state = 'up'
+      }
+      lastPid = current
+      return
+    }
+    if (state !== 'down') {
+      state = 'down'
+      downSince = Date.now()
+      announced = false
+    }
+    const log = await runner.getLogs(server, { tail: 20 })
+    // The runner writes the exit line as it notices the exit; give it a moment. Only lines
+    // from around this exit count (an earlier exit's line may still be in the tail).
+    const recent = await runner.getLogs(server, { since: new Date(downSince - 500) })
+    const status = exitStatusIn(recent) ?? (Date.now() - downSince < 1000 ? undefined : 'an unknown status')
+    if (status === undefined) return
+    const gaveUp = /restart limit reached|restart failed|stays down/.test(log)
+    if (policy && !gaveUp && Date.now() - downSince < policy.maxBackoffMs + 15_000) {
+      if (!announced) console.error(`\n>>> The server exited with ${status} (pid ${lastPid}); the runner restarts it (--restart).\n`)
+      announced = true
+      return
+    }
+    clearInterval(interval)
+    const banner = '!'.repeat(78)
+    console.error(
+      `\n${banner}\n!!! The server of ${name} exited with ${status} (pid ${lastPid})` +
+        `${policy ? ' and the runner gave up restarting it' : ''}. The last lines of its log:\n` +
+        log.split('\n').map((line) => `!!!   ${line}`).join('\n') +
+        `\n${banner}`,
+    )
+    finish(1, { message: `mastra-runner-local: the server is down; exiting with status 1.${policy ? '' : ' (With --restart the runner restarts it.)'}` })
   }
-  server = await runner.deploy(built.project, built.deployment, built.build, { port: wholeNumber(options, 'port') })
-  const url = `http://${server.host}:${server.port}`
-  console.log(`\nServing ${built.project.name} at ${url}  (API: ${url}/api, health: ${url}/health; pid ${server.processId})`)
-  console.log('Server log follows; press Ctrl-C to stop.\n')
-  process.stdout.write(`${await runner.getLogs(server)}\n`)
-  runner.streamLogs(server, (line) => console.log(line))
-  // Keep the process alive until a signal arrives; the runner's callbacks do not.
-  setInterval(() => {}, 1 << 30)
-  return undefined
+  let running = false
+  const interval = setInterval(() => {
+    if (running) return
+    running = true
+    check().finally(() => (running = false))
+  }, 200)
+  return interval
 }
 
 async function buildOnly(dir, options) {
   const runner = makeRunner(options)
   try {
-    const built = await build(runner, dir)
+    const built = await build(runner, dir, entitiesFor(dir))
     if (!built) return 1
     console.log(`Build ${built.build.id} succeeded: ${path.join(runner.getConfig().buildDir, built.build.id, '.mastra', 'output')}`)
     return 0
