@@ -1,0 +1,302 @@
+//! The runner's server lifecycle without Node's event loop: real `node` servers (the vitest
+//! fixture `__test__/fixtures/server/index.mjs`, run by the machine's `node`), real ports,
+//! real HTTP. Deploy, crash, restart with backoff, stop during backoff and during the health
+//! wait, concurrent stops, and shutdown racing deploys.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mastra_runner_local::config::RunnerConfig;
+use mastra_runner_local::process::procfs;
+use mastra_runner_local::runner::{DeployRequest, HealthStatus, Runner, ServerState};
+use serde_json::json;
+
+/// A runner on a fresh build directory holding one build, `build-1`, whose output is the
+/// fixture server; ports `base..base+19`.
+fn runner(name: &str, base: u16, extra: serde_json::Value) -> (Arc<Runner>, PathBuf) {
+    let build_dir = common::temp_dir(&format!("lifecycle-{name}"));
+    let output = build_dir.join("build-1").join(".mastra").join("output");
+    std::fs::create_dir_all(&output).expect("create output dir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("__test__/fixtures/server/index.mjs");
+    std::fs::copy(fixture, output.join("index.mjs")).expect("copy fixture server");
+    let mut config = json!({
+        "buildDir": build_dir,
+        "portRange": { "start": base, "end": base + 19 },
+        "shutdownTimeoutMs": 2000,
+        "healthCheck": { "retryIntervalMs": 100, "maxRetries": 50 },
+    });
+    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        config.extend(extra.clone());
+    }
+    let config = RunnerConfig::from_json(&config, Path::new("/")).expect("valid config");
+    (Arc::new(Runner::new(config).expect("runner")), build_dir)
+}
+
+/// A deploy of `build-1` with the fixture's `vars`.
+fn request(deployment: &str, vars: &[(&str, &str)]) -> DeployRequest {
+    DeployRequest {
+        project_id: "project-1".to_owned(),
+        deployment_id: deployment.to_owned(),
+        build_id: "build-1".to_owned(),
+        subdomain: "project-1".to_owned(),
+        env: vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        port: None,
+        health_timeout: None,
+        node: PathBuf::from("node"),
+    }
+}
+
+/// The status code of `GET /health` on loopback `port`, or `None` when nothing answers.
+fn health_status(port: u16) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Live (non-zombie) processes whose working directory is inside `dir`.
+fn processes_under(dir: &Path) -> Vec<i32> {
+    procfs::all_processes()
+        .into_iter()
+        .filter(|p| p.is_alive())
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{}/cwd", p.pid)).is_ok_and(|cwd| cwd.starts_with(dir))
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Whether nothing listens on `port` and it can be bound.
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn log_text(runner: &Runner, server_id: &str) -> String {
+    runner
+        .server_log(server_id)
+        .map(|log| {
+            log.all()
+                .iter()
+                .map(|e| e.line.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_serves_and_stop_leaves_nothing() {
+    let (runner, dir) = runner("deploy", 12000, json!({}));
+    let server = runner.deploy(request("dep-1", &[])).await.expect("deploy");
+    assert_eq!(server.health(), HealthStatus::Healthy);
+    assert_eq!(health_status(server.port), Some(200));
+    assert_eq!(runner.stats().allocated_ports, vec![server.port]);
+    let pid = server.pid.expect("a pid");
+
+    let stopped = runner.stop(&server.id).await.expect("a known server");
+    assert!(matches!(stopped.state, ServerState::Stopped { .. }));
+    assert!(!procfs::is_alive(pid as i32));
+    assert!(processes_under(&dir).is_empty());
+    assert!(runner.stats().allocated_ports.is_empty());
+    assert!(port_is_free(server.port));
+    assert!(runner.server(&server.id).is_none());
+    assert!(log_text(&runner, &server.id).contains("listening on"));
+    assert!(
+        runner.stop(&server.id).await.is_none(),
+        "a second stop is a no-op"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_is_noticed_and_the_port_freed() {
+    let (runner, dir) = runner("crash", 12020, json!({}));
+    let server = runner
+        .deploy(request("dep-1", &[("FIXTURE_CRASH_AFTER_MS", "100")]))
+        .await
+        .expect("deploy");
+    common::wait_until("the crash to be noticed", Duration::from_secs(10), || {
+        runner
+            .server(&server.id)
+            .is_some_and(|s| matches!(s.state, ServerState::Stopped { .. }))
+    })
+    .await;
+    let info = runner.server(&server.id).expect("still listed");
+    assert_eq!(info.health(), HealthStatus::Unhealthy);
+    assert_eq!(info.pid, None);
+    assert!(runner.stats().allocated_ports.is_empty());
+    assert!(processes_under(&dir).is_empty());
+    assert!(log_text(&runner, &server.id).contains("process exited with exit code 1"));
+    let report = runner.health_check(&server.id).await;
+    assert_eq!(report.message.as_deref(), Some("Process is not running"));
+    runner.stop(&server.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_with_backoff_then_stays_down() {
+    let policy =
+        json!({ "restartPolicy": { "maxRestarts": 2, "backoffMs": 50, "maxBackoffMs": 200 } });
+    let (runner, dir) = runner("restart", 12040, policy);
+    let server = runner
+        .deploy(request("dep-1", &[("FIXTURE_CRASH_AFTER_MS", "300")]))
+        .await
+        .expect("deploy");
+    let mut saw_backoff = false;
+    common::wait_until(
+        "two restarts and the limit",
+        Duration::from_secs(20),
+        || {
+            let info = runner.server(&server.id);
+            saw_backoff |= info
+                .as_ref()
+                .is_some_and(|s| matches!(s.state, ServerState::Backoff { .. }));
+            info.is_some_and(|s| matches!(s.state, ServerState::Stopped { .. }))
+        },
+    )
+    .await;
+    let info = runner.server(&server.id).expect("still listed");
+    assert_eq!(info.restarts, 2);
+    assert!(saw_backoff, "the state went through Backoff");
+    let log = log_text(&runner, &server.id);
+    assert_eq!(log.matches("listening on").count(), 3, "{log}");
+    assert!(log.contains("restart limit reached (2 restarts)"), "{log}");
+    assert!(log.contains("restarted: healthy"), "{log}");
+    assert!(runner.stats().allocated_ports.is_empty());
+    assert!(processes_under(&dir).is_empty());
+    runner.stop(&server.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_during_backoff_starts_nothing_more() {
+    let policy =
+        json!({ "restartPolicy": { "maxRestarts": 5, "backoffMs": 60000, "maxBackoffMs": 60000 } });
+    let (runner, dir) = runner("backoff-stop", 12060, policy);
+    let server = runner
+        .deploy(request("dep-1", &[("FIXTURE_CRASH_AFTER_MS", "100")]))
+        .await
+        .expect("deploy");
+    common::wait_until("the backoff", Duration::from_secs(10), || {
+        runner
+            .server(&server.id)
+            .is_some_and(|s| matches!(s.state, ServerState::Backoff { .. }))
+    })
+    .await;
+    let stopped = runner.stop(&server.id).await.expect("known");
+    assert!(matches!(stopped.state, ServerState::Stopped { .. }));
+    assert_eq!(stopped.restarts, 0);
+    assert!(processes_under(&dir).is_empty());
+    assert!(runner.stats().allocated_ports.is_empty());
+    assert_eq!(
+        log_text(&runner, &server.id)
+            .matches("listening on")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_during_the_health_wait_fails_the_deploy() {
+    let (runner, dir) = runner("health-stop", 12080, json!({}));
+    let deploy = {
+        let runner = Arc::clone(&runner);
+        tokio::spawn(async move {
+            runner
+                .deploy(request("dep-1", &[("FIXTURE_HEALTH_STATUS", "503")]))
+                .await
+        })
+    };
+    common::wait_until("the server to be starting", Duration::from_secs(10), || {
+        runner
+            .stats()
+            .servers
+            .iter()
+            .any(|s| s.health() == HealthStatus::Starting)
+    })
+    .await;
+    let id = runner.stats().servers[0].id.clone();
+    runner.stop(&id).await;
+    let error = deploy
+        .await
+        .expect("deploy task")
+        .expect_err("the deploy fails");
+    assert_eq!(error.code(), "ERR_DEPLOY_INTERRUPTED");
+    assert!(error.to_string().contains("stopped by stop()"), "{error}");
+    assert!(processes_under(&dir).is_empty());
+    assert!(runner.stats().allocated_ports.is_empty());
+    assert!(runner.stats().servers.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_stops_both_wait_for_the_tree() {
+    let (runner, dir) = runner("two-stops", 12100, json!({ "shutdownTimeoutMs": 300 }));
+    let server = runner
+        .deploy(request(
+            "dep-1",
+            &[("FIXTURE_IGNORE_SIGTERM", "1"), ("FIXTURE_GRANDCHILD", "1")],
+        ))
+        .await
+        .expect("deploy");
+    let (first, second) = tokio::join!(runner.stop(&server.id), runner.stop(&server.id));
+    assert!(first.is_some() || second.is_some());
+    assert!(
+        processes_under(&dir).is_empty(),
+        "both stops resolved after the tree was gone"
+    );
+    assert!(port_is_free(server.port));
+    assert!(runner.stats().allocated_ports.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_racing_ten_deploys_leaves_no_process_and_no_port() {
+    let (runner, dir) = runner("shutdown-race", 12120, json!({}));
+    let mut deploys = Vec::new();
+    for n in 0..10 {
+        let runner = Arc::clone(&runner);
+        // Half never become healthy, half do: shutdown meets them at every step.
+        let vars: &[(&str, &str)] = if n % 2 == 0 {
+            &[("FIXTURE_HEALTH_STATUS", "503")]
+        } else {
+            &[]
+        };
+        let request = request(&format!("dep-{n}"), vars);
+        deploys.push(tokio::spawn(async move { runner.deploy(request).await }));
+    }
+    common::wait_until("a first server to start", Duration::from_secs(10), || {
+        !runner.stats().servers.is_empty()
+    })
+    .await;
+    runner.shutdown().await;
+    for deploy in deploys {
+        match deploy.await.expect("deploy task") {
+            Ok(server) => assert!(
+                runner.server(&server.id).is_none(),
+                "{server:?} outlived shutdown"
+            ),
+            Err(error) => assert_eq!(error.code(), "ERR_DEPLOY_INTERRUPTED", "{error}"),
+        }
+    }
+    assert!(processes_under(&dir).is_empty());
+    assert!(runner.stats().allocated_ports.is_empty());
+    assert!(runner.stats().servers.is_empty());
+    assert!((12120..12140).all(port_is_free));
+
+    // Calls after shutdown start afresh.
+    let server = runner
+        .deploy(request("dep-after", &[]))
+        .await
+        .expect("deploy after shutdown");
+    assert_eq!(health_status(server.port), Some(200));
+    runner.shutdown().await;
+    assert!(processes_under(&dir).is_empty());
+}
