@@ -327,3 +327,153 @@ impl std::error::Error for Error {}
 
 /// The core's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PortRange;
+
+    #[test]
+    fn every_error_has_a_stable_code() {
+        let exit = ExitInfo::unknown();
+        let cases = [
+            (
+                Error::invalid("x", "expected a string, got number 1"),
+                "ERR_INVALID_ARG_TYPE",
+            ),
+            (
+                Error::invalid("x", "must be positive"),
+                "ERR_INVALID_ARG_VALUE",
+            ),
+            (
+                Error::UnknownPackageManager {
+                    name: "pip".into(),
+                    context: "argument pm".into(),
+                },
+                "ERR_INVALID_ARG_VALUE",
+            ),
+            (
+                Error::SpawnFailed {
+                    program: "x".into(),
+                    reason: "no".into(),
+                },
+                "ERR_SPAWN_FAILED",
+            ),
+            (
+                Error::SignalFailed {
+                    pid: 1,
+                    signal: "SIGTERM".into(),
+                    reason: "EPERM".into(),
+                },
+                "ERR_SIGNAL_FAILED",
+            ),
+            (
+                Error::BuildOutputMissing {
+                    build_id: "b".into(),
+                    path: "/x".into(),
+                },
+                "ERR_BUILD_NOT_FOUND",
+            ),
+            (
+                Error::ServerExited {
+                    pid: 1,
+                    exit,
+                    output: String::new(),
+                },
+                "ERR_SERVER_EXITED",
+            ),
+            (
+                Error::NoFreePort {
+                    range: PortRange { start: 1, end: 2 },
+                    allocated: 2,
+                    in_use: 0,
+                    unbindable: 0,
+                    bind_error: None,
+                },
+                "ERR_PORT_EXHAUSTED",
+            ),
+            (
+                Error::HealthTimeout {
+                    port: 1,
+                    endpoint: "/health".into(),
+                    timeout: Duration::from_secs(1),
+                    attempts: 1,
+                    last_failure: "refused".into(),
+                },
+                "ERR_HEALTH_CHECK_FAILED",
+            ),
+            (
+                Error::Unhealthy {
+                    url: "u".into(),
+                    attempts: 1,
+                    last_failure: "x".into(),
+                },
+                "ERR_HEALTH_CHECK_FAILED",
+            ),
+            (
+                Error::InvalidPackageJson {
+                    path: "/p".into(),
+                    reason: "x".into(),
+                },
+                "ERR_INVALID_PACKAGE_JSON",
+            ),
+            (
+                Error::io("read", "/p", &std::io::Error::other("x")),
+                "ERR_IO",
+            ),
+            (
+                Error::PathOutsideBuildDir {
+                    path: "/a".into(),
+                    build_dir: "/b".into(),
+                },
+                "ERR_UNSAFE_PATH",
+            ),
+            (
+                Error::BuildInProgress {
+                    build_id: "b".into(),
+                },
+                "ERR_BUILD_IN_PROGRESS",
+            ),
+            (
+                Error::AccessDenied {
+                    path: "/p".into(),
+                    reason: "x".into(),
+                },
+                "ERR_ACCESS_DENIED",
+            ),
+            (
+                Error::ProjectNotFound {
+                    id: "p".into(),
+                    base_paths: vec![],
+                },
+                "ERR_PROJECT_NOT_FOUND",
+            ),
+            (
+                Error::SourceProviderFailed {
+                    project_id: "p".into(),
+                    reason: "x".into(),
+                },
+                "ERR_PROVIDER_FAILED",
+            ),
+            (
+                Error::RouteRegistrationFailed {
+                    deployment_id: "d".into(),
+                    reason: "x".into(),
+                },
+                "ERR_PROVIDER_FAILED",
+            ),
+            (Error::SourceNotConfigured, "ERR_SOURCE_NOT_CONFIGURED"),
+            (
+                Error::DeployInterrupted {
+                    port: 1,
+                    by: "shutdown()".into(),
+                },
+                "ERR_DEPLOY_INTERRUPTED",
+            ),
+            (Error::internal("doing x", "it broke"), "ERR_INTERNAL"),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code, "{error}");
+        }
+    }
+}

@@ -1,9 +1,18 @@
 //! `@mastra/runner-local`: builds Mastra projects and runs them as supervised local processes.
 //!
-//! The flow a caller drives: a project's source is copied into a per-build directory, its
-//! dependencies installed and its `build` script run; a build is deployed as a `node` child
-//! process on a free port and resolves once it answers its health check; its output is kept in a
-//! bounded log; it is stopped by killing its whole process tree.
+//! The flow a caller drives: source → build → deploy → supervise → stop.
+//! 1. A project's source is copied into a per-build directory by a source provider
+//!    ([`runner::SourceProvider`]: a JS object, or the built-in local copy);
+//! 2. its dependencies are installed and its `build` script run, in a FIFO queue
+//!    ([`build`]);
+//! 3. a build is deployed as a `node` child process on a free port ([`ports`],
+//!    [`process::spawn`]) and resolves once it answers its health check ([`health`]) and, with a
+//!    router ([`runner::Router`]), once its route is registered;
+//! 4. one supervisor task per server ([`runner::supervisor`]) alone owns that server's state: it
+//!    notices exits, restarts under the restart policy, answers health checks, and takes the tree
+//!    down when asked; its output is kept in a bounded log ([`logs`]);
+//! 5. `stop` removes the route and kills the whole process tree; `shutdown` does that for every
+//!    server and build, including those in flight.
 //!
 //! The crate is a pure-Rust core with no napi types, testable with `cargo test
 //! --no-default-features`, and a thin binding layer (`binding`, feature `node`) that only
@@ -14,14 +23,15 @@
 //! - [`config`]: defaults and validation of the runner configuration;
 //! - [`logs`]: line framing, bounded log stores and live subscriptions;
 //! - [`process`]: spawning children, killing process trees, leftovers of dead hosts;
-//! - [`runner`]: the object that owns builds, servers and ports;
+//! - [`runner`]: the object that owns builds, servers and ports (`builds`, `deploy`,
+//!   `supervisor`, `providers`);
 //! - [`source`]: finding local Mastra projects, access checks, copying a project for a build;
 //! - [`subdomain`]: DNS-label subdomains for deployments, and parsing them back;
 //! - [`validate`]: checks of caller-supplied values, with errors that name the argument;
 //! - [`ports`]: hands out free ports of the configured range;
 //! - [`health`]: HTTP health checks and the deploy's wait for a healthy server;
 //! - [`diagnostics`]: the runner's own `tracing` output;
-//! - [`error`]: the one error type.
+//! - [`error`]: the one error type, with the stable `code` JS sees.
 
 pub mod build;
 pub mod config;
