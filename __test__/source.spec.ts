@@ -1,4 +1,5 @@
-// LocalProjectSource (SPEC §2, issue 10): discovery, stable ids, access checks, copying with
+// LocalProjectSource (SPEC §2, issues 10 and 14): discovery (depth, include, exclude, cache),
+// added projects, getConfig, watchChanges, stable ids, access checks, copying with
 // excludes, symlinks and modes, the onLog report, and argument errors.
 import fs from 'node:fs'
 import os from 'node:os'
@@ -95,7 +96,7 @@ describe('listProjects and getProject', () => {
       ['by-entry', path.join(base, 'by-entry'), 'local'],
     ])
     for (const project of projects) {
-      expect(project.id).toMatch(/^[0-9a-f]{16}$/)
+      expect(project.id).toMatch(/^local_[0-9a-f]{12}$/)
       expect(await source.getProject(project.id)).toEqual(project)
     }
     // Ids are stable: another source over the same directory agrees.
@@ -121,12 +122,14 @@ describe('listProjects and getProject', () => {
 describe('validateAccess', () => {
   it('allows projects inside a base path and refuses .. tricks and escaping symlinks', async () => {
     const { dir, base } = tempBase()
-    fs.mkdirSync(path.join(base, 'app'))
-    fs.mkdirSync(path.join(dir, 'outside'))
+    write(path.join(base, 'app', 'src', 'mastra', 'index.ts'), 'export {}')
+    fs.mkdirSync(path.join(base, 'plain'))
+    write(path.join(dir, 'outside', 'src', 'mastra', 'index.ts'), 'export {}')
     fs.symlinkSync(path.join(dir, 'outside'), path.join(base, 'escape'))
     const source = new LocalProjectSource({ basePaths: [base] })
     expect(await source.validateAccess(local(path.join(base, 'app')))).toBe(true)
     for (const bad of [
+      path.join(base, 'plain'),
       path.join(dir, 'outside'),
       `${base}/../outside`,
       `${base}/app/../../outside`,
@@ -250,7 +253,7 @@ describe('getProjectPath', () => {
     const source = new LocalProjectSource({ basePaths: [base] })
     const call = source.getProjectPath as (...args: unknown[]) => Promise<string>
     expect(await rejectionOf(call.call(source))).toBe('Invalid source: is required')
-    expect(await rejectionOf(call.call(source, local(app)))).toBe('Invalid targetDir: is required')
+    expect(await call.call(source, local(app))).toBe(app)
     expect(await rejectionOf(call.call(source, local(app), ''))).toBe('Invalid targetDir: must not be empty')
     expect(await rejectionOf(call.call(source, { ...local(app), type: 'github' }, '/tmp/x'))).toBe(
       "Invalid source.type: must be 'local' (got 'github')",
@@ -271,5 +274,207 @@ describe('getProjectPath', () => {
     })
     expect(resolved).toBe(target)
     expect(listing(target)).toEqual(['a.txt'])
+  })
+})
+
+/** A Mastra project (package.json depending on @mastra/core) at `dir`. */
+function project(dir: string, name = path.basename(dir)): string {
+  write(path.join(dir, 'package.json'), JSON.stringify({ name, dependencies: { '@mastra/core': '^1.0.0' } }))
+  return dir
+}
+
+/** Polls `check` every 10 ms until it returns true or `ms` have passed. */
+async function until(check: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+}
+
+describe('discovery depth, include and exclude', () => {
+  it('finds projects one level deeper by default (monorepos), none deeper, and honours maxDepth', async () => {
+    const { base } = tempBase()
+    project(path.join(base, 'top'))
+    project(path.join(base, 'mono', 'apps', 'agent'))
+    project(path.join(base, 'mono', 'web'))
+    project(path.join(base, 'node_modules', 'dep'))
+    project(path.join(base, '.cache', 'hidden'))
+    const names = async (config: Record<string, unknown>) =>
+      (await new LocalProjectSource({ basePaths: [base], ...config }).listProjects('t')).map((p) => p.name)
+    expect(await names({})).toEqual(['web', 'top'])
+    expect(await names({ maxDepth: 1 })).toEqual(['top'])
+    expect(await names({ maxDepth: 3 })).toEqual(['agent', 'web', 'top'])
+    expect(await names({ maxDepth: 3, exclude: ['apps'] })).toEqual(['web', 'top'])
+    expect(await names({ maxDepth: 3, include: ['apps/*'] })).toEqual(['agent'])
+    expect(await names({ include: ['t*'] })).toEqual(['top'])
+  })
+
+  it('reports metadata as MastraAdmin\'s local source does', async () => {
+    const { base } = tempBase()
+    const dir = path.join(base, 'meta')
+    write(
+      path.join(dir, 'package.json'),
+      JSON.stringify({ name: 'meta', version: '1.2.3', main: 'index.js', devDependencies: { mastra: '1', '@mastra/core': '1' } }),
+    )
+    write(path.join(dir, 'pnpm-lock.yaml'), '')
+    write(path.join(dir, 'tsconfig.json'), '{}')
+    write(path.join(dir, 'src', 'mastra', 'index.ts'), 'export {}')
+    const [found] = await new LocalProjectSource({ basePaths: [base] }).listProjects('t')
+    expect(found.metadata).toEqual({
+      name: 'meta',
+      version: '1.2.3',
+      packageManager: 'pnpm',
+      hasMastraConfig: true,
+      mastraConfigPath: path.join(dir, 'src', 'mastra', 'index.ts'),
+      entryPoint: 'index.js',
+      isTypeScript: true,
+      mastraDependencies: ['@mastra/core', 'mastra'],
+    })
+  })
+
+  it('names wrong options', () => {
+    const { base } = tempBase()
+    const make = (config: Record<string, unknown>) => () => new LocalProjectSource({ basePaths: [base], ...config })
+    expect(messageOf(make({ maxDepth: 0 }))).toBe('Invalid maxDepth: must be an integer from 1 to 32 (got 0)')
+    expect(messageOf(make({ maxDepth: '2' }))).toBe("Invalid maxDepth: expected a number, got string '2'")
+    expect(messageOf(make({ include: [''] }))).toBe('Invalid include[0]: must not be empty')
+    expect(messageOf(make({ include: ['../x'] }))).toBe("Invalid include[0]: must be a pattern relative to a base path (got '../x')")
+    expect(messageOf(make({ watchChanges: 'yes' }))).toBe("Invalid watchChanges: expected a boolean, got string 'yes'")
+    expect(messageOf(make({ watchDebounceMs: -1 }))).toMatch(/^Invalid watchDebounceMs: /)
+  })
+})
+
+describe('cache, addProject, removeProject, clearCache, getConfig', () => {
+  it('reuses a scan until clearCache, and getProject still finds new projects', async () => {
+    const { base } = tempBase()
+    project(path.join(base, 'first'))
+    const source = new LocalProjectSource({ basePaths: [base] })
+    expect((await source.listProjects('t')).map((p) => p.name)).toEqual(['first'])
+    project(path.join(base, 'second'))
+    expect((await source.listProjects('t')).map((p) => p.name)).toEqual(['first'])
+    const id = (await new LocalProjectSource({ basePaths: [base] }).listProjects('t'))[1].id
+    expect((await source.getProject(id)).name).toBe('second')
+    source.clearCache()
+    expect((await source.listProjects('t')).map((p) => p.name)).toEqual(['first', 'second'])
+  })
+
+  it('adds a project outside the base paths, lets it be copied, and removes it again', async () => {
+    const { dir, base } = tempBase()
+    const outside = project(path.join(dir, 'elsewhere', 'extra'))
+    write(path.join(outside, 'index.ts'), 'export const x = 1')
+    const source = new LocalProjectSource({ basePaths: [base] })
+    expect(await source.validateAccess(local(outside))).toBe(false)
+    const added = await source.addProject(outside)
+    expect(added).toMatchObject({ name: 'extra', type: 'local', path: outside })
+    expect(added.id).toMatch(/^local_[0-9a-f]{12}$/)
+    expect(await source.listProjects('t')).toEqual([added])
+    expect(await source.getProject(added.id)).toEqual(added)
+    expect(await source.validateAccess(added)).toBe(true)
+    const target = path.join(dir, 'target')
+    expect(await source.getProjectPath(added, target)).toBe(target)
+    expect(fs.readFileSync(path.join(target, 'index.ts'), 'utf8')).toBe('export const x = 1')
+    source.removeProject(added.id)
+    expect(await source.validateAccess(added)).toBe(false)
+    expect(await rejectionOf(source.getProject(added.id))).toMatch(/^Project not found: /)
+    fs.mkdirSync(path.join(dir, 'plain'))
+    expect(await rejectionOf(source.addProject(path.join(dir, 'plain')))).toMatch(
+      /^Invalid projectPath: Not a valid Mastra project: /,
+    )
+    expect(await rejectionOf(source.addProject(dir))).toMatch(/^Invalid projectPath: Not a valid Mastra project: |^Access denied/)
+  })
+
+  it('removeProject hides a scanned project until the next scan', async () => {
+    const { base } = tempBase()
+    project(path.join(base, 'app'))
+    const source = new LocalProjectSource({ basePaths: [base] })
+    const [app] = await source.listProjects('t')
+    source.removeProject(app.id)
+    expect(await source.getProject(app.id)).toEqual(app)
+  })
+
+  it('getConfig returns the configuration in force as a fresh object', () => {
+    const { base } = tempBase()
+    const source = new LocalProjectSource({ basePaths: [base], exclude: ['coverage'] })
+    const config = source.getConfig()
+    expect(config).toEqual({
+      basePaths: [base],
+      include: ['*'],
+      exclude: ['node_modules', '.git', '.mastra', 'dist', '.next', '.turbo', 'coverage'],
+      maxDepth: 2,
+      watchChanges: false,
+      watchDebounceMs: 300,
+    })
+    expect(source.getConfig()).not.toBe(config)
+    const custom = new LocalProjectSource({ basePaths: [base], maxDepth: 3, watchChanges: true, watchDebounceMs: 50, include: ['apps/*'] })
+    expect(custom.getConfig()).toMatchObject({ maxDepth: 3, watchChanges: true, watchDebounceMs: 50, include: ['apps/*'] })
+  })
+})
+
+describe('watchChanges', () => {
+  it('warns and returns a no-op when watching is off', async () => {
+    const { base } = tempBase()
+    const app = project(path.join(base, 'app'))
+    const source = new LocalProjectSource({ basePaths: [base] })
+    const warnings: unknown[] = []
+    const warn = console.warn
+    console.warn = (message: unknown) => warnings.push(message)
+    try {
+      const stop = source.watchChanges(local(app), () => {})
+      expect(typeof stop).toBe('function')
+      stop()
+    } finally {
+      console.warn = warn
+    }
+    expect(warnings).toHaveLength(1)
+    expect(String(warnings[0])).toContain('watchChanges is disabled')
+  })
+
+  it('reports added, changed and removed files, debounced, relative to the project, until unsubscribed', async () => {
+    const { base } = tempBase()
+    const app = project(path.join(base, 'app'))
+    write(path.join(app, 'src', 'old.ts'), 'old')
+    write(path.join(app, 'src', 'keep.ts'), 'keep')
+    const source = new LocalProjectSource({ basePaths: [base], watchChanges: true, watchDebounceMs: 50 })
+    const events: { type: string; path: string; timestamp: Date }[] = []
+    const stop = source.watchChanges(local(app), (event) => events.push(event))
+    write(path.join(app, 'src', 'new.ts'), 'new')
+    write(path.join(app, 'src', 'keep.ts'), 'changed content')
+    fs.rmSync(path.join(app, 'src', 'old.ts'))
+    write(path.join(app, 'node_modules', 'dep', 'index.js'), 'ignored')
+    write(path.join(app, 'debug.log'), 'ignored')
+    await until(() => events.length >= 3)
+    const seen = events.map((e) => `${e.type} ${e.path}`).sort()
+    expect(seen).toEqual(['add src/new.ts', 'change src/keep.ts', 'unlink src/old.ts'])
+    for (const event of events) expect(event.timestamp).toBeInstanceOf(Date)
+    stop()
+    stop()
+    const count = events.length
+    write(path.join(app, 'src', 'late.ts'), 'late')
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    expect(events.length).toBe(count)
+  })
+
+  it('refuses a project outside the base paths and a missing callback', () => {
+    const { dir, base } = tempBase()
+    const outside = project(path.join(dir, 'outside'))
+    const source = new LocalProjectSource({ basePaths: [base], watchChanges: true })
+    expect(messageOf(() => source.watchChanges(local(outside), () => {}))).toMatch(/^Access denied to /)
+    const call = source.watchChanges as (...args: unknown[]) => () => void
+    expect(messageOf(() => call.call(source, local(outside)))).toBe('Invalid callback: expected a function, got undefined')
+  })
+
+  it('survives a callback that throws', async () => {
+    const { base } = tempBase()
+    const app = project(path.join(base, 'app'))
+    const source = new LocalProjectSource({ basePaths: [base], watchChanges: true, watchDebounceMs: 20 })
+    let calls = 0
+    const stop = source.watchChanges(local(app), () => {
+      calls += 1
+      throw new Error('boom')
+    })
+    write(path.join(app, 'a.ts'), 'a')
+    await until(() => calls > 0)
+    write(path.join(app, 'b.ts'), 'b')
+    await until(() => calls > 1)
+    expect(calls).toBeGreaterThan(1)
+    stop()
   })
 })

@@ -107,13 +107,28 @@ export interface ResolvedRunnerConfig {
 /** An environment variable as MastraAdmin stores it. */
 export interface EncryptedEnvVar {
   key: string
+  /** The value, encrypted (base64) when `isSecret`. */
   encryptedValue: string
   isSecret: boolean
+  createdAt: Date
+  updatedAt: Date
 }
+
+/** Where a project comes from. */
+export type SourceType = 'local' | 'github'
 
 /** Where a local project lives. */
 export interface LocalSourceConfig {
+  /** Absolute path of the project directory. */
   path: string
+}
+
+/** A project kept in a GitHub repository. */
+export interface GitHubSourceConfig {
+  /** `owner/repo`. */
+  repoFullName: string
+  installationId: string
+  isPrivate: boolean
 }
 
 /** A Mastra project managed by MastraAdmin. */
@@ -122,8 +137,8 @@ export interface Project {
   teamId: string
   name: string
   slug: string
-  sourceType: 'local' | 'github'
-  sourceConfig: LocalSourceConfig | Record<string, unknown>
+  sourceType: SourceType
+  sourceConfig: LocalSourceConfig | GitHubSourceConfig
   defaultBranch: string
   envVars: EncryptedEnvVar[]
   createdAt: Date
@@ -259,20 +274,110 @@ export interface ProjectBuildResult {
 export interface ProjectSource {
   id: string
   name: string
-  type: 'local' | 'github'
+  type: SourceType
+  /** A local path, or a GitHub repository's full name. */
   path: string
+  defaultBranch?: string
   metadata?: Record<string, unknown>
 }
 
-/** Copies a project's source into a build directory. */
+/** A file that was added, changed or removed in a watched project. */
+export interface ChangeEvent {
+  type: 'add' | 'change' | 'unlink'
+  /** Relative to the project directory, `/`-separated. */
+  path: string
+  /** When the change was noticed. */
+  timestamp: Date
+}
+
+/**
+ * Copies a project's source into a build directory. The runner calls only `getProjectPath`;
+ * the other methods are optional here so that a minimal provider is accepted, and a full one
+ * (such as MastraAdmin's) is too.
+ */
 export interface ProjectSourceProvider {
-  readonly type: string
+  readonly type: 'local' | 'github' | string
   listProjects?(teamId: string): Promise<ProjectSource[]>
   getProject?(projectId: string): Promise<ProjectSource>
   validateAccess?(source: ProjectSource): Promise<boolean>
   /** Copies `source` into `targetDir`; resolves the path the build works in. */
   getProjectPath(source: ProjectSource, targetDir: string): Promise<string>
-  watchChanges?(source: ProjectSource, callback: (event: unknown) => void): () => void
+  /** Calls `callback` for file changes in `source`; returns a function that stops watching. */
+  watchChanges?(source: ProjectSource, callback: (event: ChangeEvent) => void): () => void
+}
+
+/** Options of `new LocalProjectSource(config)`. */
+export interface LocalProjectSourceConfig {
+  /** Directories holding projects (existing; relative ones resolve against the working directory). */
+  basePaths: string[]
+  /**
+   * Glob patterns (`*`, `?`, `**`) a project directory's path relative to its base path must
+   * match; a pattern without `**` also matches that many trailing path segments at any depth.
+   * @default ['*']
+   */
+  include?: string[]
+  /**
+   * Directory or file names skipped when scanning and when copying, on top of `node_modules`,
+   * `.git`, `.mastra`, `dist`, `.next` and `.turbo` (and, when scanning, `build` and hidden
+   * directories).
+   */
+  exclude?: string[]
+  /**
+   * How many directory levels below a base path are searched (1: only its direct children; 2
+   * also finds the projects of a monorepo kept in a base path). An integer from 1 to 32.
+   * @default 2
+   */
+  maxDepth?: number
+  /**
+   * Whether `watchChanges()` watches; when off it warns and returns a function that does nothing.
+   * @default false
+   */
+  watchChanges?: boolean
+  /**
+   * Quiet time after the last change before `watchChanges()` reports the pending events, in ms.
+   * @default 300
+   */
+  watchDebounceMs?: number
+}
+
+/** What `LocalProjectSource.getConfig()` returns: every default applied, `basePaths` canonical. */
+export interface ResolvedLocalProjectSourceConfig {
+  basePaths: string[]
+  include: string[]
+  /** The names skipped: the built-in ones followed by the configured ones. */
+  exclude: string[]
+  maxDepth: number
+  watchChanges: boolean
+  watchDebounceMs: number
+}
+
+/** What `LocalProjectSource` learns about a project from its files. */
+export interface LocalProjectMetadata {
+  /** package.json `name`, else the directory's name. */
+  name: string
+  version?: string
+  description?: string
+  /** From the lockfile, else package.json `packageManager`, else npm. */
+  packageManager: 'npm' | 'pnpm' | 'yarn' | 'bun'
+  /** Whether a `mastra.config.{ts,js,mjs}` or `src/mastra/index.{ts,js}` exists. */
+  hasMastraConfig: boolean
+  /** The first of those files found, absolute. */
+  mastraConfigPath?: string
+  /** package.json `main`, else `module`. */
+  entryPoint?: string
+  /** Whether a tsconfig.json exists. */
+  isTypeScript: boolean
+  /** Which of `@mastra/core`, `mastra`, `@mastra/cli`, `@mastra/server` it depends on. */
+  mastraDependencies: string[]
+  [key: string]: unknown
+}
+
+/** A project found (or added) by `LocalProjectSource`. */
+export interface LocalProjectSourceEntry extends ProjectSource {
+  type: 'local'
+  /** The canonical project directory. */
+  path: string
+  metadata: LocalProjectMetadata
 }
 
 /** What the runner asks a router to route. */
@@ -282,6 +387,19 @@ export interface RouteConfig {
   subdomain: string
   targetHost: string
   targetPort: number
+  /** Whether the router should serve it over TLS (the runner leaves it out). */
+  tls?: boolean
+}
+
+/** The states of a route. */
+export type RouteStatus = 'pending' | 'active' | 'unhealthy' | 'error'
+
+/** The result of `EdgeRouterProvider.checkRouteHealth()`. */
+export interface RouteHealthStatus {
+  healthy: boolean
+  latencyMs?: number
+  statusCode?: number
+  error?: string
 }
 
 /** A route as a router reports it. */
@@ -289,19 +407,53 @@ export interface RouteInfo {
   routeId: string
   deploymentId: string
   publicUrl: string
-  status: 'active' | 'pending' | 'error' | string
+  status: RouteStatus
   createdAt: Date
+  lastHealthCheck?: Date
 }
 
-/** Exposes deployed servers under public URLs. */
+/**
+ * Exposes deployed servers under public URLs. The runner calls `registerRoute` and
+ * `removeRoute`; the other methods are optional here so that a minimal router is accepted,
+ * and a full one (such as MastraAdmin's) is too.
+ */
 export interface EdgeRouterProvider {
-  readonly type: string
+  readonly type: 'local' | 'cloudflare' | string
   registerRoute(config: RouteConfig): Promise<RouteInfo>
   removeRoute(routeId: string): Promise<void>
   getRoute(deploymentId: string): Promise<RouteInfo | null>
   updateRoute?(routeId: string, config: Partial<RouteConfig>): Promise<RouteInfo>
-  listRoutes?(): Promise<RouteInfo[]>
-  checkRouteHealth?(routeId: string): Promise<{ healthy: boolean; latencyMs?: number; error?: string }>
+  /** The routes of project `projectId`. */
+  listRoutes?(projectId: string): Promise<RouteInfo[]>
+  checkRouteHealth?(routeId: string): Promise<RouteHealthStatus>
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observability storage supplied by the caller
+// ---------------------------------------------------------------------------------------------
+
+/** A stored file as `FileStorageProvider.list()` reports it. */
+export interface FileInfo {
+  path: string
+  /** In bytes. */
+  size: number
+  lastModified: Date
+}
+
+/** Where newer MastraAdmin versions keep observability files (server logs as JSONL). */
+export interface FileStorageProvider {
+  readonly type: 'local' | 's3' | 'gcs' | string
+  /** Writes `content` at `path`, creating parent directories. */
+  write(path: string, content: Buffer | string): Promise<void>
+  /** The content at `path`; rejects when there is none. */
+  read(path: string): Promise<Buffer>
+  /** The files whose path starts with `prefix`, oldest `lastModified` first. */
+  list(prefix: string): Promise<FileInfo[]>
+  /** Removes `path`; nothing happens when it does not exist. */
+  delete(path: string): Promise<void>
+  /** Renames `from` to `to`. */
+  move(from: string, to: string): Promise<void>
+  exists(path: string): Promise<boolean>
 }
 
 // ---------------------------------------------------------------------------------------------

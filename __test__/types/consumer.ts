@@ -56,7 +56,7 @@ const project: Project = {
   sourceType: 'local',
   sourceConfig: { path: '/projects/hello' },
   defaultBranch: 'main',
-  envVars: [{ key: 'A', encryptedValue: 'x', isSecret: false }],
+  envVars: [{ key: 'A', encryptedValue: 'x', isSecret: false, createdAt: now, updatedAt: now }],
   createdAt: now,
   updatedAt: now,
 }

@@ -4,41 +4,110 @@
 //! Every method reads the filesystem, so each runs on tokio's blocking pool and returns a
 //! Promise; a bad argument rejects that Promise rather than throwing, as an `async` function
 //! would. The optional `onLog` of `getProjectPath` is called on the JS thread, with the copy's
-//! summary and warnings, before the Promise resolves.
+//! summary and warnings, before the Promise resolves. `watchChanges` delivers its events
+//! through a weak threadsafe function, so a forgotten watch never keeps Node alive.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::UNIX_EPOCH;
 
-use napi::bindgen_prelude::{PromiseRaw, Result, Unknown};
-use napi::{Env, ValueType};
+use napi::bindgen_prelude::{
+    Function, FunctionRef, JsObjectValue, Object, PromiseRaw, Result, ToNapiValue, Unknown,
+    within_runtime_if_available,
+};
+use napi::threadsafe_function::{ThreadsafeFunctionCallMode, UnknownReturnValue};
+use napi::{Env, Status, ValueType};
 use napi_derive::napi;
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::source::{CopyReport, LocalSource, ProjectInfo};
+use crate::source::{ChangeEvent, CopyReport, LocalSource, ProjectInfo};
 use crate::validate;
 
 use super::args::{self, LineCallback};
 use super::delivery::report_callback_error;
 use super::to_js_error;
 
-/// A source provider over local directories: the Mastra projects directly under `basePaths`,
-/// copied for a build with `node_modules`, `.git`, `.mastra`, `dist`, `.next`, `.turbo` and
-/// the `exclude` names skipped at every depth. Only paths that resolve (symlinks and `..`
-/// included) inside a base path are ever read.
+/// A source provider over local directories: the Mastra projects up to `maxDepth` levels
+/// below `basePaths` (and those added with `addProject`), copied for a build with
+/// `node_modules`, `.git`, `.mastra`, `dist`, `.next`, `.turbo` and the `exclude` names
+/// skipped at every depth. Only paths that resolve (symlinks and `..` included) inside a base
+/// path, or to an added project, are ever read.
 #[napi]
 pub struct LocalProjectSource {
     inner: Arc<LocalSource>,
 }
 
-/// A project as providers report it.
+/// A project as providers report it, with its metadata (fields without a value left out).
 fn project_json(project: &ProjectInfo) -> Value {
+    let meta = &project.metadata;
+    let mut metadata = json!({
+        "name": meta.name,
+        "packageManager": meta.package_manager,
+        "hasMastraConfig": meta.mastra_config_path.is_some(),
+        "isTypeScript": meta.is_typescript,
+        "mastraDependencies": meta.mastra_dependencies,
+    });
+    let optional = [
+        ("version", meta.version.clone()),
+        ("description", meta.description.clone()),
+        (
+            "mastraConfigPath",
+            meta.mastra_config_path
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        ),
+        ("entryPoint", meta.entry_point.clone()),
+    ];
+    if let Value::Object(fields) = &mut metadata {
+        for (key, value) in optional {
+            if let Some(value) = value {
+                fields.insert(key.to_owned(), Value::String(value));
+            }
+        }
+    }
     json!({
         "id": project.id,
         "name": project.name,
         "type": "local",
         "path": project.path.to_string_lossy(),
+        "metadata": metadata,
     })
+}
+
+/// A change on its way to JS as a `ChangeEvent` (`timestamp` a `Date`).
+struct ChangeEventValue(ChangeEvent);
+
+impl ToNapiValue for ChangeEventValue {
+    unsafe fn to_napi_value(
+        env: napi::sys::napi_env,
+        value: Self,
+    ) -> Result<napi::sys::napi_value> {
+        let env = Env::from_raw(env);
+        let mut event = Object::new(&env)?;
+        event.set("type", value.0.kind.as_str())?;
+        event.set("path", value.0.path.as_str())?;
+        let ms = value
+            .0
+            .at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_millis() as f64);
+        event.set("timestamp", env.create_date(ms)?)?;
+        // SAFETY: `event` was created in this same env just above.
+        unsafe { Object::to_napi_value(env.raw(), event) }
+    }
+}
+
+/// The callback of `watchChanges`.
+type ChangeCallback = FunctionRef<ChangeEventValue, UnknownReturnValue>;
+
+/// Node's `console.warn(message)`.
+fn console_warn(env: &Env, message: &str) -> Result<()> {
+    let console: Object = env.get_global()?.get_named_property("console")?;
+    let warn: Function<String, Unknown> = console.get_named_property("warn")?;
+    warn.apply(console, message.to_owned())?;
+    Ok(())
 }
 
 /// The `path` and `type` of a `ProjectSource` argument.
@@ -91,12 +160,10 @@ where
 impl LocalProjectSource {
     /// A source over `basePaths` (a non-empty array of existing directories; relative ones are
     /// resolved against the current working directory now). `exclude` adds directory or file
-    /// names to skip when copying. Throws an `Error` naming the wrong entry, e.g.
-    /// `Invalid basePaths: must list at least one directory`.
-    #[napi(
-        constructor,
-        ts_args_type = "options: { basePaths: string[]; exclude?: string[] }"
-    )]
+    /// names to skip when scanning and copying; `include`, `maxDepth`, `watchChanges` and
+    /// `watchDebounceMs` are as in MastraAdmin's local source. Throws an `Error` naming the
+    /// wrong entry, e.g. `Invalid basePaths: must list at least one directory`.
+    #[napi(constructor, ts_args_type = "config: LocalProjectSourceConfig")]
     pub fn new(options: Option<Unknown>) -> Result<Self> {
         let cwd = args::cwd("basePaths")?;
         let options = args::options(options, "options")?;
@@ -122,21 +189,24 @@ impl LocalProjectSource {
             .collect()
     }
 
-    /// The Mastra projects directly under the base paths, sorted by path: directories whose
-    /// package.json depends on `@mastra/core` or `mastra` (dependencies or devDependencies), or
-    /// that have `src/mastra/index.ts` or `src/mastra/index.js`. Each `id` is a 16-digit hex
-    /// hash of the canonical path, stable while the project stays where it is. Every team sees
-    /// the same projects; `teamId` must still be a string.
+    /// The Mastra projects up to `maxDepth` levels below the base paths whose relative path
+    /// matches `include`, sorted by path, then the added ones: directories whose package.json
+    /// depends on `@mastra/core`, `mastra`, `@mastra/cli` or `@mastra/server` (dependencies or
+    /// devDependencies), or that have a `mastra.config.{ts,js,mjs}` or
+    /// `src/mastra/index.{ts,js}`. Each `id` is `local_` and 12 hex digits of the SHA-256 of
+    /// the canonical path (as MastraAdmin's TypeScript source computes it), stable while the
+    /// project stays where it is. A scan's result is reused for 30 s (`clearCache()` forgets
+    /// it). Every team sees the same projects; `teamId` may be left out.
     #[napi(
-        ts_args_type = "teamId: string",
-        ts_return_type = "Promise<ProjectSource[]>"
+        ts_args_type = "teamId?: string",
+        ts_return_type = "Promise<LocalProjectSourceEntry[]>"
     )]
     pub fn list_projects<'env>(
         &self,
         env: &'env Env,
         team_id: Option<Unknown>,
     ) -> Result<PromiseRaw<'env, Value>> {
-        let team_id = args::required_string(team_id, "teamId");
+        let team_id = args::optional_string(team_id.as_ref(), "teamId");
         let inner = Arc::clone(&self.inner);
         env.spawn_future(async move {
             team_id?;
@@ -145,11 +215,12 @@ impl LocalProjectSource {
         })
     }
 
-    /// The project with `projectId`; rejects with
-    /// `Project not found: no Mastra project with id '…' under …` when there is none.
+    /// The project with `projectId` (the remembered one while its directory exists, else from
+    /// a new scan); rejects with `Project not found: no Mastra project with id '…' under …`
+    /// when there is none.
     #[napi(
         ts_args_type = "projectId: string",
-        ts_return_type = "Promise<ProjectSource>"
+        ts_return_type = "Promise<LocalProjectSourceEntry>"
     )]
     pub fn get_project<'env>(
         &self,
@@ -165,9 +236,10 @@ impl LocalProjectSource {
         })
     }
 
-    /// Whether `source.path` may be read: it is a directory that, with symlinks and `..`
-    /// resolved, lies inside a base path, and `source.type` is `'local'` (or absent).
-    /// Resolves `false` rather than rejecting for paths; rejects only for a malformed `source`.
+    /// Whether `source.path` may be read and is still a Mastra project: it is a directory
+    /// that, with symlinks and `..` resolved, lies inside a base path (or is an added
+    /// project), and `source.type` is `'local'` (or absent). Resolves `false` rather than
+    /// rejecting for paths; rejects only for a malformed `source`.
     #[napi(
         ts_args_type = "source: ProjectSource",
         ts_return_type = "Promise<boolean>"
@@ -186,14 +258,17 @@ impl LocalProjectSource {
             }
             let path = PathBuf::from(source.path);
             blocking("Checking access", move || {
-                Ok(inner.check_access(&path).is_ok())
+                Ok(inner
+                    .check_access(&path)
+                    .is_ok_and(|resolved| crate::source::is_mastra_project(&resolved)))
             })
             .await
         })
     }
 
     /// Copies the project at `source.path` into `targetDir` and resolves the absolute form of
-    /// `targetDir`, the build's working copy. `targetDir` is created if missing and emptied
+    /// `targetDir`, the build's working copy. Without `targetDir` nothing is copied and the
+    /// project's canonical path is resolved (after the same access check). `targetDir` is created if missing and emptied
     /// first; `/`, the project itself, a directory inside it or holding it, a base path and a
     /// symlink are refused. The copy skips the usual excludes at every depth, keeps file modes, and
     /// keeps only relative symlinks that resolve inside the project.
@@ -203,7 +278,7 @@ impl LocalProjectSource {
     /// copied, before the Promise resolves. Rejects when `source.path` is outside the base
     /// paths (`Access denied to …`) or the copy fails (the message names the path).
     #[napi(
-        ts_args_type = "source: ProjectSource, targetDir: string, onLog?: (line: string) => void",
+        ts_args_type = "source: ProjectSource, targetDir?: string, onLog?: (line: string) => void",
         ts_return_type = "Promise<string>"
     )]
     pub fn get_project_path<'env>(
@@ -215,17 +290,28 @@ impl LocalProjectSource {
     ) -> Result<PromiseRaw<'env, String>> {
         let source = SourceArg::read(source).and_then(|s| s.check_local().map(|()| s));
         let target = target_dir_arg(target_dir);
+        let inner = Arc::clone(&self.inner);
+        if matches!(target, Ok(None)) {
+            return env.spawn_future(async move {
+                let path = PathBuf::from(source?.path);
+                let resolved =
+                    blocking("Checking access", move || inner.check_access(&path)).await?;
+                Ok(resolved.to_string_lossy().into_owned())
+            });
+        }
         let (on_log, on_log_error) = match log_callback(on_log) {
             Ok(callback) => (callback, None),
             Err(error) => (None, Some(error)),
         };
-        let inner = Arc::clone(&self.inner);
         env.spawn_future_with_callback(
             async move {
                 if let Some(error) = on_log_error {
                     return Err(error);
                 }
-                let (source, target) = (source?, target?);
+                let source = source?;
+                let Some(target) = target? else {
+                    return Err(to_js_error(Error::invalid("targetDir", "is required")));
+                };
                 let path = PathBuf::from(source.path);
                 let copy_target = target.clone();
                 let report = blocking("Copying the project", move || {
@@ -247,11 +333,141 @@ impl LocalProjectSource {
             },
         )
     }
+
+    /// Adds the Mastra project at `projectPath` (resolved against the working directory), even
+    /// one outside the base paths: it is listed, found by `getProject` and may be copied and
+    /// watched until `removeProject`. Rejects with `Invalid projectPath: Not a valid Mastra
+    /// project: …` for a directory that is not one, and refuses a path holding a base path.
+    #[napi(
+        ts_args_type = "projectPath: string",
+        ts_return_type = "Promise<LocalProjectSourceEntry>"
+    )]
+    pub fn add_project<'env>(
+        &self,
+        env: &'env Env,
+        project_path: Option<Unknown>,
+    ) -> Result<PromiseRaw<'env, Value>> {
+        let path = args::required_string(project_path, "projectPath").and_then(|path| {
+            if path.is_empty() {
+                Err(to_js_error(Error::invalid(
+                    "projectPath",
+                    "must not be empty",
+                )))
+            } else {
+                Ok(path)
+            }
+        });
+        let cwd = args::cwd("projectPath");
+        let inner = Arc::clone(&self.inner);
+        env.spawn_future(async move {
+            let (path, cwd) = (PathBuf::from(path?), cwd?);
+            let project =
+                blocking("Adding the project", move || inner.add_project(&path, &cwd)).await?;
+            Ok(project_json(&project))
+        })
+    }
+
+    /// Forgets the project with `projectId` until a later scan finds it again (an added one is
+    /// forgotten for good). Its files are not touched.
+    #[napi(ts_args_type = "projectId: string")]
+    pub fn remove_project(&self, project_id: Option<Unknown>) -> Result<()> {
+        let id = args::required_string(project_id, "projectId")?;
+        self.inner.remove_project(&id);
+        Ok(())
+    }
+
+    /// Forgets the last scan, so the next `listProjects()` scans again.
+    #[napi]
+    pub fn clear_cache(&self) {
+        self.inner.clear_cache();
+    }
+
+    /// The configuration in force, as a new object on every call: the canonical base paths,
+    /// `include`, the names excluded (built-in ones first), `maxDepth`, `watchChanges` and
+    /// `watchDebounceMs`.
+    #[napi(ts_return_type = "ResolvedLocalProjectSourceConfig")]
+    pub fn get_config(&self) -> Value {
+        let options = self.inner.options();
+        json!({
+            "basePaths": self.base_paths(),
+            "include": options.rules.include,
+            "exclude": self.inner.effective_excludes(),
+            "maxDepth": options.rules.max_depth,
+            "watchChanges": options.watch_changes,
+            "watchDebounceMs": options.watch_debounce_ms,
+        })
+    }
+
+    /// Calls `callback` with a `ChangeEvent` (`add`, `change` or `unlink`, the path relative
+    /// to the project, when it was noticed) for each file that changed in the project at
+    /// `source.path`, once nothing has changed for `watchDebounceMs` (the newest event per
+    /// file). The project's files are polled every 100 ms (or `watchDebounceMs` when shorter),
+    /// skipping what a copy skips plus `build`, `coverage` and `*.log`. Returns a function that
+    /// stops watching; no event arrives after it was called, and the watch does not keep Node
+    /// alive. With `watchChanges` off it warns on the console and returns a function that does
+    /// nothing. Throws for a path outside the base paths (`Access denied to …`).
+    #[napi(
+        ts_args_type = "source: ProjectSource, callback: (event: ChangeEvent) => void",
+        ts_return_type = "() => void"
+    )]
+    pub fn watch_changes<'env>(
+        &self,
+        env: &'env Env,
+        source: Option<Unknown>,
+        callback: Option<Unknown>,
+    ) -> Result<Function<'env, (), ()>> {
+        let source = SourceArg::read(source)?;
+        let callback: ChangeCallback = args::required_callback(callback.as_ref(), "callback")?;
+        if !self.inner.options().watch_changes {
+            console_warn(
+                env,
+                "LocalProjectSource: watchChanges is disabled in config (construct it with watchChanges: true); nothing is watched",
+            )?;
+            return env.create_function_from_closure("unsubscribe", |_| Ok(()));
+        }
+        source.check_local()?;
+        let stopped = Arc::new(AtomicBool::new(false));
+        let delivering = Arc::clone(&stopped);
+        let target = env.create_function_from_closure::<(), (), _>("deliverChanges", |_| Ok(()))?;
+        let tsfn = target
+            .build_threadsafe_function::<Vec<ChangeEvent>>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(move |ctx| {
+                if let Ok(callback) = callback.borrow_back(&ctx.env) {
+                    for event in ctx.value {
+                        if delivering.load(Ordering::Acquire) {
+                            break;
+                        }
+                        if let Err(error) = callback.call(ChangeEventValue(event)) {
+                            report_callback_error("a watchChanges callback", &error);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        let path = PathBuf::from(source.path);
+        let inner = Arc::clone(&self.inner);
+        let watch = within_runtime_if_available(move || {
+            inner.watch(&path, move |batch| {
+                tsfn.call(batch, ThreadsafeFunctionCallMode::NonBlocking) == Status::Ok
+            })
+        })
+        .map_err(to_js_error)?;
+        env.create_function_from_closure("unsubscribe", move |_| {
+            stopped.store(true, Ordering::Release);
+            watch.stop();
+            Ok(())
+        })
+    }
 }
 
-/// `targetDir`: a non-empty string, made absolute against the current working directory.
-fn target_dir_arg(target_dir: Option<Unknown>) -> Result<PathBuf> {
-    let target = args::required_string(target_dir, "targetDir")?;
+/// `targetDir`: a non-empty string, made absolute against the current working directory, or
+/// `None` when left out (`undefined` or `null`).
+fn target_dir_arg(target_dir: Option<Unknown>) -> Result<Option<PathBuf>> {
+    let Some(target) = args::optional_string(target_dir.as_ref(), "targetDir")? else {
+        return Ok(None);
+    };
     if target.is_empty() {
         return Err(to_js_error(Error::invalid(
             "targetDir",
@@ -259,6 +475,7 @@ fn target_dir_arg(target_dir: Option<Unknown>) -> Result<PathBuf> {
         )));
     }
     std::path::absolute(Path::new(&target))
+        .map(Some)
         .map_err(|e| to_js_error(Error::io("resolve copy target", &target, &e)))
 }
 

@@ -1,11 +1,14 @@
 //! Local project sources: finding Mastra projects under configured base paths, deciding which
-//! paths a caller may read, and copying a project into a build directory.
+//! paths a caller may read, copying a project into a build directory, and watching one for
+//! changes.
 //!
 //! A [`LocalSource`] holds canonical base paths (symlinks and `..` resolved once, at
-//! construction). A project is a directory directly under a base path ([`discover`]); a path
-//! is readable only when its canonical form lies inside a base path ([`access`]); a copy skips
-//! dependency and build-output directories at every depth and never lets a symlink lead out of
-//! the project ([`copy`]).
+//! construction). A project is a directory up to `maxDepth` levels below a base path
+//! ([`discover`]) or one added by hand; a path is readable only when its canonical form lies
+//! inside a base path or is an added project ([`access`]); a copy skips dependency and
+//! build-output directories at every depth and never lets a symlink lead out of the project
+//! ([`copy`]); a watch polls the project's files ([`watch`]). Scans are remembered for
+//! [`CACHE_TTL`], as the TypeScript source does.
 //!
 //! # Caveats
 //! Checks and copies are separate filesystem operations: a tree changed by another program
@@ -15,8 +18,11 @@
 pub mod access;
 pub mod copy;
 pub mod discover;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -25,20 +31,81 @@ use crate::validate::expected;
 
 pub use access::check_access;
 pub use copy::{CopyReport, DEFAULT_EXCLUDES, Skipped, copy_project};
-pub use discover::{ProjectInfo, discover_projects, is_mastra_project, project_id};
+pub use discover::{
+    DEFAULT_MAX_DEPTH, ProjectInfo, ProjectMetadata, ScanRules, discover_projects,
+    is_mastra_project, project_id,
+};
+pub use watch::{ChangeEvent, ChangeKind, WatchOptions, WatchStop};
 
-/// A provider of projects found directly under a set of base directories.
+/// How long a scan's result answers `listProjects` (as in the TypeScript source).
+pub const CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Debounce of `watchChanges` unless configured, in ms.
+pub const DEFAULT_WATCH_DEBOUNCE_MS: u64 = 300;
+
+/// The largest `maxDepth` accepted.
+const MAX_DEPTH_LIMIT: u64 = 32;
+
+/// Everything a [`LocalSource`] is configured with, defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceOptions {
+    /// Where and how to search for projects; `rules.exclude` also applies to copies.
+    pub rules: ScanRules,
+    /// Whether `watchChanges` watches.
+    pub watch_changes: bool,
+    /// Quiet time before `watchChanges` reports, in ms.
+    pub watch_debounce_ms: u64,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions {
+            rules: ScanRules::default(),
+            watch_changes: false,
+            watch_debounce_ms: DEFAULT_WATCH_DEBOUNCE_MS,
+        }
+    }
+}
+
+/// The last scan, and when it ran.
+#[derive(Debug, Default)]
+struct Cache {
+    scanned_at: Option<Instant>,
+    projects: Vec<ProjectInfo>,
+}
+
+/// A provider of the projects found under a set of base directories, plus the ones added by
+/// hand.
+#[derive(Debug)]
 pub struct LocalSource {
     base_paths: Vec<PathBuf>,
-    exclude: Vec<String>,
+    options: SourceOptions,
+    cache: Mutex<Cache>,
+    added: Mutex<Vec<ProjectInfo>>,
 }
 
 impl LocalSource {
     /// A source over `base_paths` (each resolved against `cwd` when relative, then
-    /// canonicalised), skipping `exclude` names in copies on top of [`DEFAULT_EXCLUDES`].
-    /// Errors name the offending entry (`basePaths[1]`, `exclude[0]`).
+    /// canonicalised), skipping `exclude` names in scans and copies on top of
+    /// [`DEFAULT_EXCLUDES`], with the other options at their defaults. Errors name the
+    /// offending entry (`basePaths[1]`, `exclude[0]`).
     pub fn new(base_paths: &[PathBuf], exclude: &[String], cwd: &Path) -> Result<Self> {
+        let options = SourceOptions {
+            rules: ScanRules {
+                exclude: exclude.to_vec(),
+                ..ScanRules::default()
+            },
+            ..SourceOptions::default()
+        };
+        LocalSource::with_options(base_paths, options, cwd)
+    }
+
+    /// A source over `base_paths` (as for [`LocalSource::new`]) with `options`.
+    pub fn with_options(
+        base_paths: &[PathBuf],
+        options: SourceOptions,
+        cwd: &Path,
+    ) -> Result<Self> {
         if base_paths.is_empty() {
             return Err(Error::invalid(
                 "basePaths",
@@ -62,17 +129,31 @@ impl LocalSource {
                 canonical.push(resolved);
             }
         }
-        for (index, name) in exclude.iter().enumerate() {
+        for (index, name) in options.rules.exclude.iter().enumerate() {
             check_exclude(&format!("exclude[{index}]"), name)?;
+        }
+        for (index, pattern) in options.rules.include.iter().enumerate() {
+            check_include(&format!("include[{index}]"), pattern)?;
+        }
+        if options.rules.max_depth == 0 || options.rules.max_depth as u64 > MAX_DEPTH_LIMIT {
+            return Err(Error::invalid(
+                "maxDepth",
+                format!(
+                    "must be an integer from 1 to {MAX_DEPTH_LIMIT} (got {})",
+                    options.rules.max_depth
+                ),
+            ));
         }
         Ok(LocalSource {
             base_paths: canonical,
-            exclude: exclude.to_vec(),
+            options,
+            cache: Mutex::new(Cache::default()),
+            added: Mutex::new(Vec::new()),
         })
     }
 
-    /// A source from a caller's `{ basePaths: string[], exclude?: string[] }`; relative paths
-    /// are resolved against `cwd`.
+    /// A source from a caller's `{ basePaths, include?, exclude?, maxDepth?, watchChanges?,
+    /// watchDebounceMs? }`; relative paths are resolved against `cwd`.
     pub fn from_json(options: &Value, cwd: &Path) -> Result<Self> {
         let fields = match options {
             Value::Null => return Err(Error::invalid("basePaths", "is required")),
@@ -81,8 +162,36 @@ impl LocalSource {
         };
         let base_paths = string_list("basePaths", fields.get("basePaths"), true)?;
         let exclude = string_list("exclude", fields.get("exclude"), false)?;
+        let include = match fields.get("include") {
+            None | Some(Value::Null) => ScanRules::default().include,
+            present => string_list("include", present, false)?,
+        };
+        let max_depth = match fields.get("maxDepth") {
+            None | Some(Value::Null) => DEFAULT_MAX_DEPTH as u64,
+            Some(value) => crate::validate::integer("maxDepth", value, 1, MAX_DEPTH_LIMIT)?,
+        };
+        let watch_changes = match fields.get("watchChanges") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(on)) => *on,
+            Some(other) => {
+                return Err(Error::invalid("watchChanges", expected("a boolean", other)));
+            }
+        };
+        let watch_debounce_ms = match fields.get("watchDebounceMs") {
+            None | Some(Value::Null) => DEFAULT_WATCH_DEBOUNCE_MS,
+            Some(value) => crate::validate::integer("watchDebounceMs", value, 0, 3_600_000)?,
+        };
+        let options = SourceOptions {
+            rules: ScanRules {
+                include,
+                exclude,
+                max_depth: usize::try_from(max_depth).unwrap_or(DEFAULT_MAX_DEPTH),
+            },
+            watch_changes,
+            watch_debounce_ms,
+        };
         let base_paths: Vec<PathBuf> = base_paths.into_iter().map(PathBuf::from).collect();
-        LocalSource::new(&base_paths, &exclude, cwd)
+        LocalSource::with_options(&base_paths, options, cwd)
     }
 
     /// The canonical base paths, without duplicates, in the order given.
@@ -92,17 +201,78 @@ impl LocalSource {
 
     /// The configured excludes (the defaults are always skipped as well).
     pub fn exclude(&self) -> &[String] {
-        &self.exclude
+        &self.options.rules.exclude
     }
 
-    /// The Mastra projects directly under the base paths, sorted by path.
+    /// The options in force.
+    pub fn options(&self) -> &SourceOptions {
+        &self.options
+    }
+
+    /// The names skipped in copies: [`DEFAULT_EXCLUDES`], then the configured ones.
+    pub fn effective_excludes(&self) -> Vec<String> {
+        let mut names: Vec<String> = DEFAULT_EXCLUDES.iter().map(|n| (*n).to_owned()).collect();
+        for name in &self.options.rules.exclude {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
+    fn added(&self) -> std::sync::MutexGuard<'_, Vec<ProjectInfo>> {
+        self.added
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The projects under the base paths (found afresh by [`discover_projects`]) followed by
+    /// the added ones not among them; remembered for [`CACHE_TTL`].
+    pub fn scan(&self) -> Result<Vec<ProjectInfo>> {
+        let mut projects = discover_projects(&self.base_paths, &self.options.rules)?;
+        for project in self.added().iter() {
+            if !projects.iter().any(|p| p.path == project.path) {
+                projects.push(project.clone());
+            }
+        }
+        let mut cache = self.cache();
+        cache.scanned_at = Some(Instant::now());
+        cache.projects = projects.clone();
+        Ok(projects)
+    }
+
+    /// The projects, as the last scan found them when it ran less than [`CACHE_TTL`] ago and
+    /// found any, else from a new [`LocalSource::scan`].
     pub fn list_projects(&self) -> Result<Vec<ProjectInfo>> {
-        discover_projects(&self.base_paths)
+        {
+            let cache = self.cache();
+            if cache
+                .scanned_at
+                .is_some_and(|at| at.elapsed() < CACHE_TTL && !cache.projects.is_empty())
+            {
+                return Ok(cache.projects.clone());
+            }
+        }
+        self.scan()
     }
 
-    /// The project with `id`; [`Error::ProjectNotFound`] when none has it.
+    /// The project with `id`: the cached one while its directory exists, else from a new
+    /// scan; [`Error::ProjectNotFound`] when none has it.
     pub fn project(&self, id: &str) -> Result<ProjectInfo> {
-        self.list_projects()?
+        let cached = self.cache().projects.iter().find(|p| p.id == id).cloned();
+        if let Some(project) = cached {
+            if project.path.is_dir() {
+                return Ok(project);
+            }
+            self.cache().projects.retain(|p| p.id != id);
+        }
+        self.scan()?
             .into_iter()
             .find(|p| p.id == id)
             .ok_or_else(|| Error::ProjectNotFound {
@@ -111,10 +281,76 @@ impl LocalSource {
             })
     }
 
-    /// The canonical form of `path` when it is a directory inside a base path; see
-    /// [`check_access`].
+    /// Adds the Mastra project at `path` (resolved against `cwd`), inside the base paths or
+    /// not: from now on it is listed and may be read and copied, until
+    /// [`LocalSource::remove_project`]. A directory that is not a Mastra project is an error.
+    pub fn add_project(&self, path: &Path, cwd: &Path) -> Result<ProjectInfo> {
+        let given = cwd.join(path);
+        let resolved = given
+            .canonicalize()
+            .map_err(|e| Error::io("resolve project path", &given, &e))?;
+        if !resolved.is_dir() || !is_mastra_project(&resolved) {
+            return Err(Error::invalid(
+                "projectPath",
+                format!(
+                    "Not a valid Mastra project: {} (it needs a package.json depending on @mastra/core, mastra, @mastra/cli or @mastra/server, or one of {})",
+                    resolved.display(),
+                    discover::MASTRA_CONFIG_FILES.join(", ")
+                ),
+            ));
+        }
+        if self
+            .base_paths
+            .iter()
+            .any(|base| base.starts_with(&resolved))
+        {
+            return Err(Error::AccessDenied {
+                path: given,
+                reason: format!(
+                    "{} is or holds a base path; a project lies inside one",
+                    resolved.display()
+                ),
+            });
+        }
+        let project = discover::project_info(&resolved);
+        {
+            let mut added = self.added();
+            added.retain(|p| p.path != resolved);
+            added.push(project.clone());
+        }
+        let mut cache = self.cache();
+        cache.projects.retain(|p| p.path != resolved);
+        cache.projects.push(project.clone());
+        Ok(project)
+    }
+
+    /// Forgets the project with `id` until the next scan finds it again (an added project is
+    /// forgotten for good). The files are not touched.
+    pub fn remove_project(&self, id: &str) {
+        self.added().retain(|p| p.id != id);
+        self.cache().projects.retain(|p| p.id != id);
+    }
+
+    /// Forgets the last scan, so the next [`LocalSource::list_projects`] scans again.
+    pub fn clear_cache(&self) {
+        *self.cache() = Cache::default();
+    }
+
+    /// The canonical form of `path` when it is a directory inside a base path (see
+    /// [`check_access`]) or an added project.
     pub fn check_access(&self, path: &Path) -> Result<PathBuf> {
-        check_access(path, &self.base_paths)
+        match check_access(path, &self.base_paths) {
+            Ok(resolved) => Ok(resolved),
+            Err(denied @ Error::AccessDenied { .. }) => {
+                let resolved = path.canonicalize().ok();
+                let added = self.added();
+                match resolved {
+                    Some(resolved) if added.iter().any(|p| p.path == resolved) => Ok(resolved),
+                    _ => Err(denied),
+                }
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// Copies the project at `path` (which must pass [`LocalSource::check_access`]) into
@@ -129,8 +365,38 @@ impl LocalSource {
                 reason: format!("it is or holds the base path {}", base.display()),
             });
         }
-        copy_project(&project, target, &self.exclude)
+        copy_project(&project, target, &self.options.rules.exclude)
     }
+
+    /// Starts watching the project at `path` (which must pass [`LocalSource::check_access`])
+    /// with this source's excludes and debounce; must be called within a tokio runtime. See
+    /// [`watch::watch`].
+    pub fn watch<F>(&self, path: &Path, deliver: F) -> Result<WatchStop>
+    where
+        F: FnMut(Vec<ChangeEvent>) -> bool + Send + 'static,
+    {
+        let root = self.check_access(path)?;
+        let options = WatchOptions {
+            root,
+            exclude: self.options.rules.exclude.clone(),
+            debounce: Duration::from_millis(self.options.watch_debounce_ms),
+        };
+        Ok(watch::watch(options, deliver))
+    }
+}
+
+/// An include is a `/`-separated glob pattern.
+fn check_include(name: &str, value: &str) -> Result<()> {
+    let reason = if value.trim().is_empty() {
+        "must not be empty".to_owned()
+    } else if value.contains('\0') {
+        "must not contain NUL".to_owned()
+    } else if value.starts_with('/') || value.split('/').any(|s| s == "..") {
+        format!("must be a pattern relative to a base path (got '{value}')")
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid(name, reason))
 }
 
 /// An exclude is a single directory or file name.
