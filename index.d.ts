@@ -189,21 +189,33 @@ export interface Build {
 
 export type HealthStatus = 'starting' | 'healthy' | 'unhealthy' | 'stopping'
 
-/** A deployed server process. */
-export interface RunningServer {
-  id: string
-  deploymentId: string
-  buildId: string
-  processId: number | null
-  containerId: string | null
-  host: string
-  port: number
-  healthStatus: HealthStatus
-  lastHealthCheck: Date | null
-  memoryUsageMb: number | null
-  cpuPercent: number | null
-  startedAt: Date
-  stoppedAt: Date | null
+/**
+ * The `code` of every `Error` the package throws or rejects with: Node's own codes for bad
+ * arguments, the package's `ERR_*` codes otherwise (README, "Errors").
+ */
+export type RunnerErrorCode =
+  | 'ERR_INVALID_ARG_TYPE'
+  | 'ERR_INVALID_ARG_VALUE'
+  | 'ERR_SPAWN_FAILED'
+  | 'ERR_SIGNAL_FAILED'
+  | 'ERR_BUILD_NOT_FOUND'
+  | 'ERR_SERVER_EXITED'
+  | 'ERR_PORT_EXHAUSTED'
+  | 'ERR_HEALTH_CHECK_FAILED'
+  | 'ERR_INVALID_PACKAGE_JSON'
+  | 'ERR_IO'
+  | 'ERR_UNSAFE_PATH'
+  | 'ERR_BUILD_IN_PROGRESS'
+  | 'ERR_ACCESS_DENIED'
+  | 'ERR_PROJECT_NOT_FOUND'
+  | 'ERR_PROVIDER_FAILED'
+  | 'ERR_SOURCE_NOT_CONFIGURED'
+  | 'ERR_DEPLOY_INTERRUPTED'
+  | 'ERR_INTERNAL'
+
+/** An `Error` thrown or rejected by the package, with its stable `code`. */
+export interface RunnerError extends Error {
+  code: RunnerErrorCode
 }
 
 /** Options of `build()`. */
@@ -279,15 +291,6 @@ export interface ProjectSource {
   path: string
   defaultBranch?: string
   metadata?: Record<string, unknown>
-}
-
-/** A file that was added, changed or removed in a watched project. */
-export interface ChangeEvent {
-  type: 'add' | 'change' | 'unlink'
-  /** Relative to the project directory, `/`-separated. */
-  path: string
-  /** When the change was noticed. */
-  timestamp: Date
 }
 
 /**
@@ -920,6 +923,16 @@ export declare class SubdomainGenerator {
    * except for previews); `null` when it is not one.
    */
   parse(subdomain: string): { type: 'production' | 'staging' | 'preview'; projectSlug: string; branch: string | null } | null
+}
+
+/** A change of a watched project, as `watchChanges` callbacks receive it. */
+export interface ChangeEvent {
+  /** `'add'`, `'change'` or `'unlink'`. */
+  type: 'add' | 'change' | 'unlink'
+  /** The file that changed. */
+  path: string
+  /** When the change was seen. */
+  timestamp: Date
 }
 
 /** Forgets every previous sample of `getProcessResourceUsage`. */

@@ -10,11 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::UNIX_EPOCH;
 
 use napi::bindgen_prelude::{
-    Function, FunctionRef, JsObjectValue, Object, PromiseRaw, Result, ToNapiValue, Unknown,
-    within_runtime_if_available,
+    Function, FunctionRef, JsObjectValue, Object, PromiseRaw, Unknown, within_runtime_if_available,
 };
 use napi::threadsafe_function::{ThreadsafeFunctionCallMode, UnknownReturnValue};
 use napi::{Env, Status, ValueType};
@@ -22,12 +20,13 @@ use napi_derive::napi;
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::source::{ChangeEvent, CopyReport, LocalSource, ProjectInfo};
+use crate::source::{ChangeEvent as CoreChangeEvent, CopyReport, LocalSource, ProjectInfo};
 use crate::validate;
 
 use super::args::{self, LineCallback};
 use super::delivery::report_callback_error;
-use super::to_js_error;
+use super::entities::js_date;
+use super::error::{Result, spawn, spawn_then, to_js_error};
 
 /// A source provider over local directories: the Mastra projects up to `maxDepth` levels
 /// below `basePaths` (and those added with `addProject`), copied for a build with
@@ -76,31 +75,30 @@ fn project_json(project: &ProjectInfo) -> Value {
     })
 }
 
-/// A change on its way to JS as a `ChangeEvent` (`timestamp` a `Date`).
-struct ChangeEventValue(ChangeEvent);
+/// A change of a watched project, as `watchChanges` callbacks receive it.
+#[napi(object)]
+pub struct ChangeEvent {
+    /// `'add'`, `'change'` or `'unlink'`.
+    #[napi(js_name = "type", ts_type = "'add' | 'change' | 'unlink'")]
+    pub kind: String,
+    /// The file that changed.
+    pub path: String,
+    /// When the change was seen.
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+}
 
-impl ToNapiValue for ChangeEventValue {
-    unsafe fn to_napi_value(
-        env: napi::sys::napi_env,
-        value: Self,
-    ) -> Result<napi::sys::napi_value> {
-        let env = Env::from_raw(env);
-        let mut event = Object::new(&env)?;
-        event.set("type", value.0.kind.as_str())?;
-        event.set("path", value.0.path.as_str())?;
-        let ms = value
-            .0
-            .at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_millis() as f64);
-        event.set("timestamp", env.create_date(ms)?)?;
-        // SAFETY: `event` was created in this same env just above.
-        unsafe { Object::to_napi_value(env.raw(), event) }
+impl From<CoreChangeEvent> for ChangeEvent {
+    fn from(event: CoreChangeEvent) -> Self {
+        ChangeEvent {
+            kind: event.kind.as_str().to_owned(),
+            path: event.path,
+            timestamp: js_date(event.at),
+        }
     }
 }
 
 /// The callback of `watchChanges`.
-type ChangeCallback = FunctionRef<ChangeEventValue, UnknownReturnValue>;
+type ChangeCallback = FunctionRef<ChangeEvent, UnknownReturnValue>;
 
 /// Node's `console.warn(message)`.
 fn console_warn(env: &Env, message: &str) -> Result<()> {
@@ -152,7 +150,7 @@ where
 {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| napi::Error::from_reason(format!("{what} did not complete: {e}")))?
+        .map_err(|e| to_js_error(crate::error::Error::internal(what, e)))?
         .map_err(to_js_error)
 }
 
@@ -205,10 +203,10 @@ impl LocalProjectSource {
         &self,
         env: &'env Env,
         team_id: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, Value>> {
+    ) -> napi::Result<PromiseRaw<'env, Value>> {
         let team_id = args::optional_string(team_id.as_ref(), "teamId");
         let inner = Arc::clone(&self.inner);
-        env.spawn_future(async move {
+        spawn(env, async move {
             team_id?;
             let projects = blocking("Listing projects", move || inner.list_projects()).await?;
             Ok(Value::Array(projects.iter().map(project_json).collect()))
@@ -226,10 +224,10 @@ impl LocalProjectSource {
         &self,
         env: &'env Env,
         project_id: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, Value>> {
+    ) -> napi::Result<PromiseRaw<'env, Value>> {
         let project_id = args::required_string(project_id, "projectId");
         let inner = Arc::clone(&self.inner);
-        env.spawn_future(async move {
+        spawn(env, async move {
             let id = project_id?;
             let project = blocking("Finding the project", move || inner.project(&id)).await?;
             Ok(project_json(&project))
@@ -248,10 +246,10 @@ impl LocalProjectSource {
         &self,
         env: &'env Env,
         source: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, bool>> {
+    ) -> napi::Result<PromiseRaw<'env, bool>> {
         let source = SourceArg::read(source);
         let inner = Arc::clone(&self.inner);
-        env.spawn_future(async move {
+        spawn(env, async move {
             let source = source?;
             if source.check_local().is_err() {
                 return Ok(false);
@@ -287,12 +285,12 @@ impl LocalProjectSource {
         source: Option<Unknown>,
         target_dir: Option<Unknown>,
         on_log: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, String>> {
+    ) -> napi::Result<PromiseRaw<'env, String>> {
         let source = SourceArg::read(source).and_then(|s| s.check_local().map(|()| s));
         let target = target_dir_arg(target_dir);
         let inner = Arc::clone(&self.inner);
         if matches!(target, Ok(None)) {
-            return env.spawn_future(async move {
+            return spawn(env, async move {
                 let path = PathBuf::from(source?.path);
                 let resolved =
                     blocking("Checking access", move || inner.check_access(&path)).await?;
@@ -303,7 +301,8 @@ impl LocalProjectSource {
             Ok(callback) => (callback, None),
             Err(error) => (None, Some(error)),
         };
-        env.spawn_future_with_callback(
+        spawn_then(
+            env,
             async move {
                 if let Some(error) = on_log_error {
                     return Err(error);
@@ -346,7 +345,7 @@ impl LocalProjectSource {
         &self,
         env: &'env Env,
         project_path: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, Value>> {
+    ) -> napi::Result<PromiseRaw<'env, Value>> {
         let path = args::required_string(project_path, "projectPath").and_then(|path| {
             if path.is_empty() {
                 Err(to_js_error(Error::invalid(
@@ -359,7 +358,7 @@ impl LocalProjectSource {
         });
         let cwd = args::cwd("projectPath");
         let inner = Arc::clone(&self.inner);
-        env.spawn_future(async move {
+        spawn(env, async move {
             let (path, cwd) = (PathBuf::from(path?), cwd?);
             let project =
                 blocking("Adding the project", move || inner.add_project(&path, &cwd)).await?;
@@ -423,14 +422,14 @@ impl LocalProjectSource {
                 env,
                 "LocalProjectSource: watchChanges is disabled in config (construct it with watchChanges: true); nothing is watched",
             )?;
-            return env.create_function_from_closure("unsubscribe", |_| Ok(()));
+            return Ok(env.create_function_from_closure("unsubscribe", |_| Ok(()))?);
         }
         source.check_local()?;
         let stopped = Arc::new(AtomicBool::new(false));
         let delivering = Arc::clone(&stopped);
         let target = env.create_function_from_closure::<(), (), _>("deliverChanges", |_| Ok(()))?;
         let tsfn = target
-            .build_threadsafe_function::<Vec<ChangeEvent>>()
+            .build_threadsafe_function::<Vec<CoreChangeEvent>>()
             .callee_handled::<false>()
             .weak::<true>()
             .build_callback(move |ctx| {
@@ -439,7 +438,7 @@ impl LocalProjectSource {
                         if delivering.load(Ordering::Acquire) {
                             break;
                         }
-                        if let Err(error) = callback.call(ChangeEventValue(event)) {
+                        if let Err(error) = callback.call(ChangeEvent::from(event)) {
                             report_callback_error("a watchChanges callback", &error);
                         }
                     }
@@ -454,11 +453,11 @@ impl LocalProjectSource {
             })
         })
         .map_err(to_js_error)?;
-        env.create_function_from_closure("unsubscribe", move |_| {
+        Ok(env.create_function_from_closure("unsubscribe", move |_| {
             stopped.store(true, Ordering::Release);
             watch.stop();
             Ok(())
-        })
+        })?)
     }
 }
 
