@@ -133,6 +133,25 @@ pub enum DefaultSource {
     Local,
 }
 
+/// What `deploy()` does with a deployment that already has a live server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedeployMode {
+    /// Start the new server, switch the route once it is healthy, then stop the old one.
+    Replace,
+    /// Leave the old server running beside the new one (the TypeScript package's behaviour).
+    Keep,
+}
+
+impl RedeployMode {
+    /// The name JS uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedeployMode::Replace => "replace",
+            RedeployMode::Keep => "keep",
+        }
+    }
+}
+
 /// A validated runner configuration with every default applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerConfig {
@@ -158,6 +177,11 @@ pub struct RunnerConfig {
     pub restart_policy: Option<RestartPolicy>,
     /// Source provider to use when none was set.
     pub default_source: Option<DefaultSource>,
+    /// What a deploy of a deployment that is already served does.
+    pub redeploy: RedeployMode,
+    /// Whether servers get a Node IPC channel on which a `{ type: 'server-ready' }` message
+    /// makes the health gate probe at once (`healthCheck.readySignal`).
+    pub ready_signal: bool,
 }
 
 impl RunnerConfig {
@@ -175,6 +199,8 @@ impl RunnerConfig {
             provider_timeout: Duration::from_millis(30_000),
             restart_policy: None,
             default_source: None,
+            redeploy: RedeployMode::Replace,
+            ready_signal: true,
         }
     }
 
@@ -202,6 +228,9 @@ impl RunnerConfig {
         }
         if let Some(health) = fields.object("healthCheck")? {
             health_check(&health, &mut config.health_check)?;
+            if let Some(ready) = health.boolean("readySignal")? {
+                config.ready_signal = ready;
+            }
         }
         if let Some(n) = fields.integer("logRetentionLines", 1, u64::from(u32::MAX))? {
             config.log_retention_lines = n as u32;
@@ -228,6 +257,18 @@ impl RunnerConfig {
             }
             config.default_source = Some(DefaultSource::Local);
         }
+        if let Some(mode) = fields.string("redeploy")? {
+            config.redeploy = match mode {
+                "replace" => RedeployMode::Replace,
+                "keep" => RedeployMode::Keep,
+                other => {
+                    return Err(Error::invalid(
+                        "redeploy",
+                        format!("must be 'replace' or 'keep' (got '{other}')"),
+                    ));
+                }
+            };
+        }
         Ok(config)
     }
 
@@ -249,6 +290,7 @@ impl RunnerConfig {
                 "retryIntervalMs": millis(self.health_check.retry_interval),
                 "maxRetries": self.health_check.max_retries,
                 "endpoint": self.health_check.endpoint,
+                "readySignal": self.ready_signal,
             },
             "logRetentionLines": self.log_retention_lines,
             "buildDir": self.build_dir.to_string_lossy(),
@@ -257,6 +299,7 @@ impl RunnerConfig {
             "providerTimeoutMs": millis(self.provider_timeout),
             "restartPolicy": restart_policy,
             "defaultSource": self.default_source.map(|_| "local"),
+            "redeploy": self.redeploy.as_str(),
         })
     }
 }
@@ -379,6 +422,17 @@ impl<'a> Fields<'a> {
         self.get(field)
             .map(|value| validate::string(&self.name(field), value))
             .transpose()
+    }
+
+    fn boolean(&self, field: &str) -> Result<Option<bool>> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Bool(value)) => Ok(Some(*value)),
+            Some(other) => Err(Error::invalid(
+                self.name(field),
+                expected("a boolean", other),
+            )),
+        }
     }
 
     fn path(&self, field: &str) -> Result<Option<&'a str>> {

@@ -300,3 +300,61 @@ async fn shutdown_racing_ten_deploys_leaves_no_process_and_no_port() {
     runner.shutdown().await;
     assert!(processes_under(&dir).is_empty());
 }
+
+/// A fixture that starts listening 2.3 s after it starts. Polling with a long retry interval
+/// probes about 1.77 s after the spawn (refused; later under load) and next about 3.05 s after
+/// it (never earlier), after the 2.9 s health timeout; the server's own signal comes at about
+/// 2.35 s.
+const LATE_LISTENER: &[(&str, &str)] = &[
+    ("FIXTURE_LISTEN_AFTER_MS", "2300"),
+    ("FIXTURE_SEND_READY", "1"),
+];
+
+fn late_request() -> DeployRequest {
+    DeployRequest {
+        health_timeout: Some(Duration::from_millis(2900)),
+        ..request("dep-1", LATE_LISTENER)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ready_message_makes_the_gate_probe_at_once() {
+    let slow_polling = json!({ "healthCheck": { "retryIntervalMs": 60000 } });
+    let (runner, dir) = runner("ready-signal", 12140, slow_polling);
+    let server = runner
+        .deploy(late_request())
+        .await
+        .expect("healthy on the server's own signal");
+    assert!(log_text(&runner, &server.id).contains("ipc channel: function"));
+    runner.stop(&server.id).await;
+    assert!(processes_under(&dir).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_ready_signal_the_same_deploy_waits_for_polling() {
+    let no_signal = json!({ "healthCheck": { "retryIntervalMs": 60000, "readySignal": false } });
+    let (runner, dir) = runner("no-ready-signal", 12160, no_signal);
+    let error = runner
+        .deploy(late_request())
+        .await
+        .map(|s| log_text(&runner, &s.id))
+        .expect_err("polling misses it");
+    assert_eq!(error.code(), "ERR_HEALTH_CHECK_FAILED", "{error}");
+    assert!(processes_under(&dir).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_flooding_its_channel_with_garbage_is_unaffected() {
+    let (runner, dir) = runner("ipc-noise", 12180, json!({}));
+    let server = runner
+        .deploy(request(
+            "dep-1",
+            &[("FIXTURE_IPC_NOISE", "2000"), ("FIXTURE_SEND_READY", "1")],
+        ))
+        .await
+        .expect("deploy");
+    assert_eq!(health_status(server.port), Some(200));
+    assert_eq!(runner.health_check(&server.id).await.healthy, true);
+    runner.stop(&server.id).await;
+    assert!(processes_under(&dir).is_empty());
+}

@@ -32,6 +32,13 @@ export interface LocalProcessRunnerConfig {
     maxRetries?: number
     /** Path probed; must start with `/`. @default '/health' */
     endpoint?: string
+    /**
+     * Start servers with a Node IPC channel; a `{ type: 'server-ready' }` message from the
+     * server (`process.send`, as Mastra servers do) makes the deploy probe at once instead of
+     * at its next poll. Servers that never send it are still found by polling.
+     * @default true
+     */
+    readySignal?: boolean
   }
   /**
    * Log lines kept per server (the newest win).
@@ -68,6 +75,13 @@ export interface LocalProcessRunnerConfig {
   restartPolicy?: { maxRestarts?: number; backoffMs?: number; maxBackoffMs?: number }
   /** Use a `LocalProjectSource` when `setSource()` was never called. Off unless given. */
   defaultSource?: 'local'
+  /**
+   * What `deploy()` of a deployment that already has a live server does: `'replace'` starts the
+   * new server, switches the route once it is healthy, then stops the old one (no downtime);
+   * `'keep'` leaves both running (the TypeScript package's behaviour).
+   * @default 'replace'
+   */
+  redeploy?: 'replace' | 'keep'
 }
 
 /**
@@ -90,7 +104,7 @@ export interface ResolvedRunnerConfig {
   portRange: { start: number; end: number }
   maxConcurrentBuilds: number
   defaultBuildTimeoutMs: number
-  healthCheck: { timeoutMs: number; retryIntervalMs: number; maxRetries: number; endpoint: string }
+  healthCheck: { timeoutMs: number; retryIntervalMs: number; maxRetries: number; endpoint: string; readySignal: boolean }
   logRetentionLines: number
   buildDir: string
   globalEnvVars: Record<string, string>
@@ -98,6 +112,7 @@ export interface ResolvedRunnerConfig {
   providerTimeoutMs: number
   restartPolicy: { maxRestarts: number; backoffMs: number; maxBackoffMs: number } | null
   defaultSource: 'local' | null
+  redeploy: 'replace' | 'keep'
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,5 +15,5 @@ pub mod usage;
 pub use handle::{ExitInfo, ProcessHandle};
 pub use journal::{Journal, reap_leftovers};
 pub use manager::{ManagedProcess, ProcessManager};
-pub use spawn::{SpawnSpec, spawn};
+pub use spawn::{SpawnSpec, spawn, spawn_with_channel};
 pub use usage::{ResourceMonitor, Usage};

@@ -11,13 +11,16 @@
 //! descendants are found again by the next runner through the [`journal`](super::journal).
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::UnixStream;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 
@@ -71,11 +74,61 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnJob>> {
     })
 }
 
+/// The file descriptor a child's Node IPC channel gets (`NODE_CHANNEL_FD`).
+const CHANNEL_FD: RawFd = 3;
+
 /// Starts `spec` with its output framed into `log`. Errors name the program or directory.
 pub async fn spawn(
     spec: SpawnSpec,
     log: Arc<LogStore>,
     journal: Option<Arc<Journal>>,
+) -> Result<ProcessHandle> {
+    spawn_process(spec, log, journal, None).await
+}
+
+/// Like [`spawn`], with a Node IPC channel: the child gets one end of a Unix socket pair as fd 3
+/// with `NODE_CHANNEL_FD=3` and JSON serialization (what `child_process.fork` sets up), so its
+/// `process.send(message)` writes one JSON line to the returned end.
+pub async fn spawn_with_channel(
+    mut spec: SpawnSpec,
+    log: Arc<LogStore>,
+    journal: Option<Arc<Journal>>,
+) -> Result<(ProcessHandle, UnixStream)> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|errno| {
+        spawn_error(
+            &spec,
+            format!("cannot create its IPC channel: {}", errno.desc()),
+        )
+    })?;
+    spec.env
+        .insert("NODE_CHANNEL_FD".to_owned(), CHANNEL_FD.to_string());
+    spec.env.insert(
+        "NODE_CHANNEL_SERIALIZATION_MODE".to_owned(),
+        "json".to_owned(),
+    );
+    let ours = std::os::unix::net::UnixStream::from(ours);
+    let channel = ours
+        .set_nonblocking(true)
+        .and_then(|()| UnixStream::from_std(ours))
+        .map_err(|error| spawn_error(&spec, format!("cannot use its IPC channel: {error}")))?;
+    // `theirs` stays open until the child has exec'd (spawn_process returns), then closes here,
+    // so only the child holds that end.
+    let handle = spawn_process(spec, log, journal, Some(theirs.as_raw_fd())).await?;
+    drop(theirs);
+    Ok((handle, channel))
+}
+
+async fn spawn_process(
+    spec: SpawnSpec,
+    log: Arc<LogStore>,
+    journal: Option<Arc<Journal>>,
+    channel: Option<RawFd>,
 ) -> Result<ProcessHandle> {
     check_cwd(&spec)?;
     let mut command = tokio::process::Command::new(&spec.program);
@@ -91,9 +144,12 @@ pub async fn spawn(
         .kill_on_drop(false);
     let host = std::process::id() as i32;
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // system calls (prctl, getppid).
+    // system calls (prctl, getppid, dup2, fcntl).
     unsafe {
         command.pre_exec(move || {
+            if let Some(fd) = channel {
+                place_channel(fd)?;
+            }
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
             // The host may have died between fork and prctl; then nobody would ever kill us.
             if nix::unistd::getppid().as_raw() != host {
@@ -182,6 +238,25 @@ pub async fn spawn(
         output_closed,
         journal,
     ))
+}
+
+/// In the forked child: puts the channel end at [`CHANNEL_FD`], open across exec. Every other
+/// descriptor of the host is close-on-exec, so fd 3 can be taken over.
+fn place_channel(fd: RawFd) -> io::Result<()> {
+    if fd == CHANNEL_FD {
+        // dup2 onto itself keeps close-on-exec; clear the flag instead.
+        // SAFETY: fcntl on a descriptor this process owns; async-signal-safe.
+        if unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, 0) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        return Ok(());
+    }
+    // SAFETY: dup2 between descriptors this process owns; async-signal-safe. The copy has
+    // close-on-exec cleared.
+    if unsafe { nix::libc::dup2(fd, CHANNEL_FD) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Reads a pipe to its end, framing lines into `log`.

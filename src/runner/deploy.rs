@@ -77,12 +77,7 @@ impl Runner {
             self.config().log_retention_lines as usize,
         )));
         self.open_server_log(&server_id, &log);
-        let spawned = process::spawn(
-            spec.clone(),
-            Arc::clone(&log),
-            Some(Arc::clone(&self.shared.journal)),
-        )
-        .await;
+        let spawned = supervisor::start_process(&self.shared, &spec, &log).await;
         let child = match spawned {
             Ok(child) => child,
             Err(error) => {
@@ -97,7 +92,7 @@ impl Runner {
             deployment_id: request.deployment_id.clone(),
             project_id: request.project_id.clone(),
             build_id: request.build_id.clone(),
-            pid: Some(child.pid()),
+            pid: Some(child.handle.pid()),
             host: "127.0.0.1".to_owned(),
             port,
             state: ServerState::Starting { since: now },

@@ -224,7 +224,7 @@ pub struct NewServer {
     /// The server's log (kept across restarts).
     pub log: Arc<LogStore>,
     /// Its first process.
-    pub child: ProcessHandle,
+    pub child: ServerProcess,
     /// How long the first process may take to become healthy.
     pub health_timeout: Duration,
 }
@@ -274,7 +274,7 @@ struct Supervisor {
     info: ServerInfo,
     spec: SpawnSpec,
     log: Arc<LogStore>,
-    child: Option<ProcessHandle>,
+    child: Option<ServerProcess>,
     publish: watch::Sender<ServerInfo>,
     messages: mpsc::UnboundedReceiver<Control>,
     /// The deploy waiting for the first process to become healthy.
@@ -314,7 +314,7 @@ impl Supervisor {
             if matches!(self.info.state, ServerState::Stopped { .. }) {
                 break;
             }
-            let child = self.child.clone();
+            let child = self.child.as_ref().map(|c| c.handle.clone());
             let backoff_until = match self.info.state {
                 ServerState::Backoff { until, .. } => Some(until),
                 _ => None,
@@ -362,7 +362,7 @@ impl Supervisor {
                     stop_by = Some((by, waiting));
                 }
                 Event::Message(Some(Control::CheckHealth { reply })) => {
-                    if self.child.as_ref().is_none_or(|c| !c.is_running()) {
+                    if self.child.as_ref().is_none_or(|c| !c.handle.is_running()) {
                         let _ = reply.send(not_running());
                     } else if let Some(pending) = pending.as_mut() {
                         pending.replies.push(reply);
@@ -412,7 +412,8 @@ impl Supervisor {
         );
     }
 
-    /// The health gate of the process that is starting.
+    /// The health gate of the process that is starting: polling on the health checker's
+    /// schedule, and a probe at once whenever the server says it is ready on its IPC channel.
     fn health_gate(&self) -> BoxFuture<'static, Result<()>> {
         let health = Arc::clone(&self.shared.health);
         let port = self.info.port;
@@ -422,7 +423,42 @@ impl Supervisor {
             self.shared.config.health_check.retry_interval
                 * self.shared.config.health_check.max_retries
         };
-        Box::pin(async move { health.wait_until_healthy_loopback(port, timeout).await })
+        let announced = self
+            .child
+            .as_ref()
+            .and_then(|c| c.signal.as_ref())
+            .map(|s| s.announced.clone());
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let polling = health.wait_until_healthy_loopback(port, timeout);
+            let has_signal = announced.is_some();
+            let signalled = async {
+                let Some(mut announced) = announced else {
+                    return std::future::pending().await;
+                };
+                loop {
+                    if announced.changed().await.is_err() {
+                        // The channel closed: polling alone decides.
+                        return std::future::pending().await;
+                    }
+                    if health.check_loopback(port).await.healthy {
+                        return Ok(());
+                    }
+                }
+            };
+            tokio::pin!(signalled);
+            tokio::select! {
+                outcome = polling => match outcome {
+                    // Polling gives up once its next probe would come too late; the server's
+                    // own signal may still arrive before the deadline.
+                    Err(error) if has_signal => tokio::time::timeout_at(deadline, &mut signalled)
+                        .await
+                        .unwrap_or(Err(error)),
+                    outcome => outcome,
+                },
+                outcome = &mut signalled => outcome,
+            }
+        })
     }
 
     fn one_check(&self) -> BoxFuture<'static, HealthReport> {
@@ -484,7 +520,7 @@ impl Supervisor {
     async fn exited(&mut self, exit: ExitInfo) {
         if let Some(ready) = self.ready.take() {
             if let Some(child) = &self.child {
-                child.wait_output_closed(LAST_OUTPUT_WAIT).await;
+                child.handle.wait_output_closed(LAST_OUTPUT_WAIT).await;
             }
             let error = Error::ServerExited {
                 pid: self.info.pid.unwrap_or_default(),
@@ -537,15 +573,9 @@ impl Supervisor {
 
     /// Starts the process again on the same port. Returns whether one runs now.
     async fn restart(&mut self) -> bool {
-        let started = process::spawn(
-            self.spec.clone(),
-            Arc::clone(&self.log),
-            Some(Arc::clone(&self.shared.journal)),
-        )
-        .await;
-        match started {
+        match start_process(&self.shared, &self.spec, &self.log).await {
             Ok(child) => {
-                self.info.pid = Some(child.pid());
+                self.info.pid = Some(child.handle.pid());
                 self.info.restarts += 1;
                 self.child = Some(child);
                 self.streak.started = Instant::now();
@@ -581,8 +611,14 @@ impl Supervisor {
     /// Kills the current process tree, if any, and waits until nothing of it is left.
     async fn kill_tree(&mut self) -> Option<ExitInfo> {
         let child = self.child.take()?;
-        let exit = child.kill_tree(self.shared.config.shutdown_timeout).await;
-        self.shared.monitor.forget(child.pid() as i32);
+        if let Some(signal) = &child.signal {
+            signal.reader.abort();
+        }
+        let exit = child
+            .handle
+            .kill_tree(self.shared.config.shutdown_timeout)
+            .await;
+        self.shared.monitor.forget(child.handle.pid() as i32);
         Some(exit)
     }
 
@@ -595,6 +631,100 @@ impl Supervisor {
             at: SystemTime::now(),
         });
     }
+}
+
+/// A running process of a server, with its readiness channel when it has one.
+pub struct ServerProcess {
+    /// The process.
+    pub handle: ProcessHandle,
+    signal: Option<ReadySignal>,
+}
+
+/// `server-ready` messages read off a server's IPC channel.
+struct ReadySignal {
+    /// Bumped for every `{ type: 'server-ready' }` message.
+    announced: watch::Receiver<u64>,
+    /// The task reading the channel, stopped with the process.
+    reader: tokio::task::AbortHandle,
+}
+
+/// Starts a process of a server: with a Node IPC channel when `healthCheck.readySignal` is on.
+pub async fn start_process(
+    shared: &Shared,
+    spec: &SpawnSpec,
+    log: &Arc<LogStore>,
+) -> Result<ServerProcess> {
+    let journal = Some(Arc::clone(&shared.journal));
+    if !shared.config.ready_signal {
+        let handle = process::spawn(spec.clone(), Arc::clone(log), journal).await?;
+        return Ok(ServerProcess {
+            handle,
+            signal: None,
+        });
+    }
+    let (handle, channel) =
+        process::spawn_with_channel(spec.clone(), Arc::clone(log), journal).await?;
+    let (announce, announced) = watch::channel(0u64);
+    let reader = tokio::spawn(read_channel(channel, announce)).abort_handle();
+    Ok(ServerProcess {
+        handle,
+        signal: Some(ReadySignal { announced, reader }),
+    })
+}
+
+/// Longest IPC message read; longer ones are skipped.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Pause after each full read of the channel: a server that floods it is read no faster than a
+/// readiness signal needs, and never costs the runner more than one small buffer.
+const FLOOD_PAUSE: Duration = Duration::from_millis(50);
+
+/// Reads JSON messages (one per line) off a server's IPC channel until it closes, announcing
+/// each `{ type: 'server-ready' }`; anything else is ignored.
+async fn read_channel(mut channel: tokio::net::UnixStream, announce: watch::Sender<u64>) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; MAX_MESSAGE_BYTES];
+    let mut line: Vec<u8> = Vec::new();
+    let mut skipping = false;
+    loop {
+        let n = match channel.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        for chunk in buffer[..n].split_inclusive(|b| *b == b'\n') {
+            let complete = chunk.last() == Some(&b'\n');
+            if !skipping {
+                line.extend_from_slice(chunk);
+            }
+            if line.len() > MAX_MESSAGE_BYTES {
+                line.clear();
+                skipping = true;
+            }
+            if complete {
+                if !skipping && is_server_ready(&line) {
+                    announce.send_modify(|count| *count += 1);
+                }
+                line.clear();
+                skipping = false;
+            }
+        }
+        if n == buffer.len() {
+            tokio::time::sleep(FLOOD_PAUSE).await;
+        }
+    }
+}
+
+/// Whether `line` is the JSON of a message with `type: 'server-ready'`.
+fn is_server_ready(line: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .and_then(|message| {
+            message
+                .get("type")
+                .and_then(|t| t.as_str())
+                .map(|t| t == "server-ready")
+        })
+        .unwrap_or(false)
 }
 
 /// Sleeps until `until` (a wall-clock time); forever when `None`.
