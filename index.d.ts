@@ -617,7 +617,9 @@ export declare class LocalProcessRunner {
   /**
    * Removes the server's route, stops its whole process tree (SIGTERM, grace, SIGKILL) and
    * releases its port; resolves when no process of it is left. Unknown or already stopped
-   * servers resolve at once.
+   * servers resolve at once. A server that a redeploy replaced is a stale record of its
+   * deployment: stopping it stops the deployment's current server (what MastraAdmin's
+   * `stopDeployment()` means by it); its own logs stay readable with `getLogs`.
    */
   stop(server: RunningServer): Promise<void>
   /**
@@ -646,6 +648,11 @@ export declare class LocalProcessRunner {
    * whole process tree, found by server id; `null`s once it is gone.
    */
   getResourceUsage(server: RunningServer): Promise<{ memoryUsageMb: number | null; cpuPercent: number | null }>
+  /**
+   * The live servers whose deploy finished, with their current health: one per deployment
+   * under `redeploy: 'replace'`.
+   */
+  listServers(): Array<RunningServer>
   /**
    * Counts of running server processes, allocated and free ports, and restarts, with a
    * summary of every supervised server.

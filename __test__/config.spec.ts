@@ -28,7 +28,7 @@ describe('defaults', () => {
       portRange: { start: 4111, end: 4200 },
       maxConcurrentBuilds: 3,
       defaultBuildTimeoutMs: 600000,
-      healthCheck: { timeoutMs: 5000, retryIntervalMs: 1000, maxRetries: 30, endpoint: '/health' },
+      healthCheck: { timeoutMs: 5000, retryIntervalMs: 1000, maxRetries: 30, endpoint: '/health', readySignal: true },
       logRetentionLines: 10000,
       buildDir: path.join(process.cwd(), '.mastra', 'builds'),
       globalEnvVars: {},
@@ -36,6 +36,7 @@ describe('defaults', () => {
       providerTimeoutMs: 30000,
       restartPolicy: null,
       defaultSource: null,
+      redeploy: 'replace',
     })
   })
 
@@ -51,7 +52,11 @@ describe('defaults', () => {
 
   it('keeps partial nested objects and fills the rest', () => {
     const config = make({ healthCheck: { maxRetries: 2 }, restartPolicy: {} }).getConfig()
-    expect(config.healthCheck).toEqual({ timeoutMs: 5000, retryIntervalMs: 1000, maxRetries: 2, endpoint: '/health' })
+    expect(config.healthCheck).toEqual({ timeoutMs: 5000, retryIntervalMs: 1000, maxRetries: 2, endpoint: '/health', readySignal: true })
+    expect(make({ healthCheck: { readySignal: false }, redeploy: 'keep' }).getConfig()).toMatchObject({
+      healthCheck: { readySignal: false },
+      redeploy: 'keep',
+    })
     expect(config.restartPolicy).toEqual({ maxRestarts: 10, backoffMs: 1000, maxBackoffMs: 30000 })
   })
 
@@ -106,6 +111,8 @@ describe('validation', () => {
     ['health retries 0', { healthCheck: { maxRetries: 0 } }, 'Invalid healthCheck.maxRetries: must be an integer from 1 to 4294967295 (got 0)'],
     ['empty endpoint', { healthCheck: { endpoint: '' } }, "Invalid healthCheck.endpoint: must be a path starting with '/' (got '')"],
     ['relative endpoint', { healthCheck: { endpoint: 'health' } }, "Invalid healthCheck.endpoint: must be a path starting with '/' (got 'health')"],
+    ['readySignal a string', { healthCheck: { readySignal: 'yes' } }, "Invalid healthCheck.readySignal: expected a boolean, got string 'yes'"],
+    ['unknown redeploy', { redeploy: 'swap' }, "Invalid redeploy: must be 'replace' or 'keep' (got 'swap')"],
     ['endpoint a symbol', { healthCheck: { endpoint: Symbol('x') } }, 'Invalid healthCheck.endpoint: expected a string, number, boolean, object or array, got a symbol'],
     ['empty buildDir', { buildDir: '' }, 'Invalid buildDir: must not be empty'],
     ['NUL in buildDir', { buildDir: 'a\0b' }, 'Invalid buildDir: must not contain a NUL character'],

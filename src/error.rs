@@ -90,6 +90,9 @@ pub enum Error {
     /// A deploy ended before its server was healthy because `stop()` or `shutdown()` took the
     /// server down (`by` names which).
     DeployInterrupted { port: u16, by: String },
+    /// Under `redeploy: 'replace'`, a later deploy of the same deployment finished first; this
+    /// deploy's server was stopped so that only one serves the deployment.
+    DeploySuperseded { deployment_id: String, port: u16 },
     /// Something inside the runner failed that no caller input explains (a task that could
     /// not finish, a JS engine call that failed); `context` says what the runner was doing.
     Internal { context: String, reason: String },
@@ -135,7 +138,9 @@ impl Error {
                 "ERR_PROVIDER_FAILED"
             }
             Error::SourceNotConfigured => "ERR_SOURCE_NOT_CONFIGURED",
-            Error::DeployInterrupted { .. } => "ERR_DEPLOY_INTERRUPTED",
+            Error::DeployInterrupted { .. } | Error::DeploySuperseded { .. } => {
+                "ERR_DEPLOY_INTERRUPTED"
+            }
             Error::HttpClient { .. } | Error::BuildAborted { .. } | Error::Internal { .. } => {
                 "ERR_INTERNAL"
             }
@@ -307,6 +312,13 @@ impl fmt::Display for Error {
                 f,
                 "Deploy interrupted: the server on port {port} was stopped by {by} before it became healthy"
             ),
+            Error::DeploySuperseded {
+                deployment_id,
+                port,
+            } => write!(
+                f,
+                "Deploy superseded: a later deploy of deployment '{deployment_id}' is serving, so this one's server on port {port} was stopped"
+            ),
             Error::Internal { context, reason } => {
                 write!(f, "Internal error while {context}: {reason}")
             }
@@ -467,6 +479,13 @@ mod tests {
                 Error::DeployInterrupted {
                     port: 1,
                     by: "shutdown()".into(),
+                },
+                "ERR_DEPLOY_INTERRUPTED",
+            ),
+            (
+                Error::DeploySuperseded {
+                    deployment_id: "d".into(),
+                    port: 1,
                 },
                 "ERR_DEPLOY_INTERRUPTED",
             ),

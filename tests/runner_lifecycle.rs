@@ -5,96 +5,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mastra_runner_local::config::RunnerConfig;
+use common::servers::{health_status, log_text, port_is_free, processes_under, request, runner};
 use mastra_runner_local::process::procfs;
-use mastra_runner_local::runner::{DeployRequest, HealthStatus, Runner, ServerState};
+use mastra_runner_local::runner::{DeployRequest, HealthStatus, ServerState};
 use serde_json::json;
-
-/// A runner on a fresh build directory holding one build, `build-1`, whose output is the
-/// fixture server; ports `base..base+19`.
-fn runner(name: &str, base: u16, extra: serde_json::Value) -> (Arc<Runner>, PathBuf) {
-    let build_dir = common::temp_dir(&format!("lifecycle-{name}"));
-    let output = build_dir.join("build-1").join(".mastra").join("output");
-    std::fs::create_dir_all(&output).expect("create output dir");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("__test__/fixtures/server/index.mjs");
-    std::fs::copy(fixture, output.join("index.mjs")).expect("copy fixture server");
-    let mut config = json!({
-        "buildDir": build_dir,
-        "portRange": { "start": base, "end": base + 19 },
-        "shutdownTimeoutMs": 2000,
-        "healthCheck": { "retryIntervalMs": 100, "maxRetries": 50 },
-    });
-    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
-        config.extend(extra.clone());
-    }
-    let config = RunnerConfig::from_json(&config, Path::new("/")).expect("valid config");
-    (Arc::new(Runner::new(config).expect("runner")), build_dir)
-}
-
-/// A deploy of `build-1` with the fixture's `vars`.
-fn request(deployment: &str, vars: &[(&str, &str)]) -> DeployRequest {
-    DeployRequest {
-        project_id: "project-1".to_owned(),
-        deployment_id: deployment.to_owned(),
-        build_id: "build-1".to_owned(),
-        subdomain: "project-1".to_owned(),
-        env: vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        port: None,
-        health_timeout: None,
-        node: PathBuf::from("node"),
-    }
-}
-
-/// The status code of `GET /health` on loopback `port`, or `None` when nothing answers.
-fn health_status(port: u16) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .write_all(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    answer.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Live (non-zombie) processes whose working directory is inside `dir`.
-fn processes_under(dir: &Path) -> Vec<i32> {
-    procfs::all_processes()
-        .into_iter()
-        .filter(|p| p.is_alive())
-        .filter(|p| {
-            std::fs::read_link(format!("/proc/{}/cwd", p.pid)).is_ok_and(|cwd| cwd.starts_with(dir))
-        })
-        .map(|p| p.pid)
-        .collect()
-}
-
-/// Whether nothing listens on `port` and it can be bound.
-fn port_is_free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-fn log_text(runner: &Runner, server_id: &str) -> String {
-    runner
-        .server_log(server_id)
-        .map(|log| {
-            log.all()
-                .iter()
-                .map(|e| e.line.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_serves_and_stop_leaves_nothing() {

@@ -379,7 +379,9 @@ impl LocalProcessRunner {
 
     /// Removes the server's route, stops its whole process tree (SIGTERM, grace, SIGKILL) and
     /// releases its port; resolves when no process of it is left. Unknown or already stopped
-    /// servers resolve at once.
+    /// servers resolve at once. A server that a redeploy replaced is a stale record of its
+    /// deployment: stopping it stops the deployment's current server (what MastraAdmin's
+    /// `stopDeployment()` means by it); its own logs stay readable with `getLogs`.
     #[napi(
         ts_args_type = "server: RunningServer",
         ts_return_type = "Promise<void>"
@@ -521,6 +523,17 @@ impl LocalProcessRunner {
             let usage = runner.resource_usage(&id?).await;
             Ok(super::process::usage_value(usage))
         })
+    }
+
+    /// The live servers whose deploy finished, with their current health: one per deployment
+    /// under `redeploy: 'replace'`.
+    #[napi]
+    pub fn list_servers(&self) -> Vec<RunningServer> {
+        self.runner
+            .list_servers()
+            .into_iter()
+            .map(RunningServer::from)
+            .collect()
     }
 
     /// Counts of running server processes, allocated and free ports, and restarts, with a

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use super::supervisor::{self, NewServer, ServerInfo, ServerState};
 use super::{RouteRequest, Runner, ServerEntry, interrupted, lock};
+use crate::config::RedeployMode;
 use crate::error::{Error, Result};
 use crate::logs::{LogLimits, LogStore};
 use crate::process::{self, SpawnSpec};
@@ -60,6 +61,7 @@ impl Runner {
             });
         }
         let call = self.begin_call();
+        let order = self.deploy_order.fetch_add(1, Ordering::SeqCst);
         self.reap_leftovers().await;
         let port = self.allocate_port(request.port).await?;
         if call.cancelled() {
@@ -123,6 +125,8 @@ impl Runner {
                         handle: handle.clone(),
                         task: Some(task),
                         route_id: None,
+                        deploy_order: order,
+                        serving: false,
                     },
                 );
             }
@@ -143,17 +147,91 @@ impl Runner {
             self.forget_server(&server_id).await;
             return Err(error);
         }
-        self.route(&server_id, &request).await?;
+        let replaced = match self.claim_deployment(&server_id, &request.deployment_id, order) {
+            Some(replaced) => replaced,
+            None => {
+                self.stop_by(&server_id, "a later deploy").await;
+                return Err(Error::DeploySuperseded {
+                    deployment_id: request.deployment_id.clone(),
+                    port,
+                });
+            }
+        };
+        let route_id = self.route(&server_id, &request).await?;
+        for old in replaced {
+            self.retire_replaced(&old, &request.deployment_id, route_id.as_deref())
+                .await;
+        }
         Ok(handle.info())
     }
 
-    /// Registers the route of a healthy server; a failing router stops it.
-    async fn route(&self, server_id: &str, request: &DeployRequest) -> Result<()> {
+    /// Marks a healthy server as the one serving its deployment. Under `redeploy: 'replace'`
+    /// returns the deployment's other servers of earlier deploys (to be stopped once the route
+    /// points at the new one), or `None` when a later deploy already serves it (this one lost).
+    fn claim_deployment(
+        &self,
+        server_id: &str,
+        deployment_id: &str,
+        order: u64,
+    ) -> Option<Vec<String>> {
+        let mut servers = lock(&self.servers);
+        let mut replaced = Vec::new();
+        if self.config().redeploy == RedeployMode::Replace {
+            for (id, entry) in servers.iter() {
+                if id == server_id || entry.handle.info().deployment_id != deployment_id {
+                    continue;
+                }
+                if entry.deploy_order > order && entry.serving {
+                    return None;
+                }
+                if entry.deploy_order < order {
+                    replaced.push(id.clone());
+                }
+            }
+        }
+        if let Some(entry) = servers.get_mut(server_id) {
+            entry.serving = true;
+        }
+        Some(replaced)
+    }
+
+    /// Takes down a server a redeploy replaced: its route first (unless the router reused the
+    /// same route for the new server), then its tree; its id stays a stale record of the
+    /// deployment.
+    async fn retire_replaced(&self, old: &str, deployment_id: &str, new_route: Option<&str>) {
+        if let Some(entry) = lock(&self.servers).get_mut(old)
+            && entry.route_id.as_deref() == new_route
+        {
+            entry.route_id = None;
+        }
+        lock(&self.replaced).record(old, deployment_id);
+        if let Some(server) = self.server(old) {
+            self.log_replacement(old, &server);
+        }
+        self.stop_by(old, "a redeploy").await;
+    }
+
+    fn log_replacement(&self, old: &str, server: &ServerInfo) {
+        if let Some(log) = self.server_log(old) {
+            log.append_lines(
+                crate::logs::Stream::Stderr,
+                std::iter::once(format!(
+                    "{}replaced by a newer deploy of deployment '{}'",
+                    crate::build::RUNNER_PREFIX,
+                    server.deployment_id
+                )),
+            );
+        }
+    }
+
+    /// Registers the route of a healthy server and returns its id; a failing router stops
+    /// it.
+    async fn route(&self, server_id: &str, request: &DeployRequest) -> Result<Option<String>> {
         let Some(router) = lock(&self.router).clone() else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(port) = self.server(server_id).map(|s| s.port) else {
-            return Ok(());
+            return Ok(None);
         };
         let route = RouteRequest {
             deployment_id: request.deployment_id.clone(),
@@ -169,9 +247,9 @@ impl Runner {
         match registered {
             Ok(route_id) => {
                 if let Some(entry) = lock(&self.servers).get_mut(server_id) {
-                    entry.route_id = Some(route_id);
+                    entry.route_id = Some(route_id.clone());
                 }
-                Ok(())
+                Ok(Some(route_id))
             }
             Err(reason) => {
                 self.stop(server_id).await;

@@ -90,6 +90,31 @@ struct ServerEntry {
     handle: SupervisorHandle,
     task: Option<JoinHandle<()>>,
     route_id: Option<String>,
+    /// The order of the `deploy()` call that started it (later calls have higher numbers).
+    deploy_order: u64,
+    /// Its deploy finished: it serves its deployment (under `'replace'`, the one that does).
+    serving: bool,
+}
+
+/// Servers replaced by a redeploy, and the deployment each served: a `stop()` of such a stale
+/// record stops the deployment's current server.
+#[derive(Default)]
+struct Replaced {
+    deployments: HashMap<String, String>,
+    order: VecDeque<String>,
+}
+
+impl Replaced {
+    fn record(&mut self, server_id: &str, deployment_id: &str) {
+        self.deployments
+            .insert(server_id.to_owned(), deployment_id.to_owned());
+        self.order.push_back(server_id.to_owned());
+        while self.order.len() > RETIRED_SERVERS_KEPT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.deployments.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// Calls in flight (deploys, builds) of one generation; `shutdown` cancels a generation and
@@ -134,6 +159,8 @@ pub struct Runner {
     shared: Arc<Shared>,
     leftovers_reaped: OnceCell<()>,
     servers: Mutex<BTreeMap<String, ServerEntry>>,
+    replaced: Mutex<Replaced>,
+    deploy_order: std::sync::atomic::AtomicU64,
     generation: Mutex<Arc<Generation>>,
     logs: Mutex<LogRegistry>,
     source: Mutex<Option<Arc<dyn SourceProvider>>>,
@@ -168,6 +195,8 @@ impl Runner {
             }),
             leftovers_reaped: OnceCell::new(),
             servers: Mutex::new(BTreeMap::new()),
+            replaced: Mutex::new(Replaced::default()),
+            deploy_order: std::sync::atomic::AtomicU64::new(0),
             generation: Mutex::new(Arc::new(Generation::default())),
             logs: Mutex::new(LogRegistry::default()),
             source: Mutex::new(source),
@@ -265,8 +294,40 @@ impl Runner {
     /// takes the whole tree down (SIGTERM, grace, SIGKILL, reap), then releases its port.
     /// Resolves when no process of it is left. Unknown or stopped servers: a no-op. Returns the
     /// server as it ended.
+    ///
+    /// A server that a redeploy replaced is a stale record of its deployment: stopping it stops
+    /// the deployment's current server (what MastraAdmin's `stopDeployment()` means by it).
     pub async fn stop(&self, server_id: &str) -> Option<ServerInfo> {
-        self.stop_by(server_id, "stop()").await
+        let stale_of = lock(&self.replaced).deployments.get(server_id).cloned();
+        match stale_of {
+            Some(deployment_id) => {
+                let current = self.current_server(&deployment_id)?;
+                self.stop_by(&current, "stop()").await
+            }
+            None => self.stop_by(server_id, "stop()").await,
+        }
+    }
+
+    /// The server serving `deployment_id` now: the latest finished deploy's.
+    fn current_server(&self, deployment_id: &str) -> Option<String> {
+        lock(&self.servers)
+            .iter()
+            .filter(|(_, entry)| {
+                entry.serving && entry.handle.info().deployment_id == deployment_id
+            })
+            .max_by_key(|(_, entry)| entry.deploy_order)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// The live servers whose deploy finished, with their current health (one per deployment
+    /// under `redeploy: 'replace'`).
+    pub fn list_servers(&self) -> Vec<ServerInfo> {
+        lock(&self.servers)
+            .values()
+            .filter(|entry| entry.serving)
+            .map(|entry| entry.handle.info())
+            .filter(ServerInfo::is_live)
+            .collect()
     }
 
     async fn stop_by(&self, server_id: &str, by: &'static str) -> Option<ServerInfo> {
