@@ -376,8 +376,8 @@ export declare class HealthChecker {
   checkLoopback(port: number): Promise<HealthCheckResult>
   /**
    * Checks up to `maxRetries` times, `retryIntervalMs` apart, and resolves at the first
-   * healthy answer. Rejects with an `Error` saying how many attempts failed and how the last
-   * one did.
+   * healthy answer. Rejects with `Server failed to become healthy after N attempts. Last
+   * error: …` (the last check's message), followed by the URL that was checked.
    */
   waitForHealthy(host: string, port: number): Promise<void>
 }
@@ -532,7 +532,13 @@ export declare class LocalProjectSource {
   getProjectPath(source: ProjectSource, targetDir: string, onLog?: (line: string) => void): Promise<string>
 }
 
-/** A bounded in-memory log: lines with timestamps, stream tags and cursors. */
+/**
+ * A bounded in-memory log: lines with timestamps, stream tags and cursors.
+ *
+ * Lines are appended from JS, so `stream` subscribers are called on the JS thread, during the
+ * `append` that added the line: every line reaches every subscriber that was subscribed
+ * when it was appended, before `append` returns.
+ */
 export declare class LogCollectorImpl {
   /**
    * A collector keeping the newest `maxLines` lines (default 10000), at most 32 MiB of
@@ -549,9 +555,14 @@ export declare class LogCollectorImpl {
   getTail(n: number): string
   /** Lines stored at or after `since`, as text. */
   getSince(since: Date): string
-  /** Calls `callback` with each new line (text form) until the returned function is called. */
+  /**
+   * Calls `callback` with each line appended from now on (text form), during the `append`
+   * that adds it, until the returned function is called. A callback that throws is
+   * reported (see `MASTRA_RUNNER_LOG`) and stays subscribed; the other subscribers and the
+   * appender are unaffected.
+   */
   stream(callback: (line: string) => void): () => void
-  /** Removes every line (cursors keep increasing). */
+  /** Removes every line (cursors keep increasing); subscribers stay. */
   clear(): void
   /** How many lines are stored. */
   getLineCount(): number
@@ -568,10 +579,11 @@ export declare class LogCollectorImpl {
  */
 export declare class PortAllocator {
   /**
-   * An allocator over `range` (integers from 1 to 65535, `start <= end`). Throws an `Error`
-   * naming the field that is wrong, e.g. `Invalid range: start (5000) is greater than end (4000)`.
+   * An allocator over `range` (integers from 1 to 65535, `start <= end`; without it,
+   * 4111-4200). Throws an `Error` naming the field that is wrong, e.g.
+   * `Invalid range: start (5000) is greater than end (4000)`.
    */
-  constructor(range: { start: number; end: number })
+  constructor(range?: { start: number; end: number })
   /**
    * Resolves with `preferred` when it lies in the range and is free, otherwise with the
    * lowest free port. Rejects when every port is taken (the message says how many by this
@@ -641,14 +653,22 @@ export declare class ProjectBuilder {
    */
   constructor(options?: ProjectBuilderOptions)
   /**
-   * Builds the project already in `workdir` as build `buildId`. Resolves with the outcome:
-   * failures of the project (install, build script, missing output, timeout) and cancels
-   * are a `status` with an `errorMessage`, not a rejection. Rejects for bad arguments or a
-   * `buildId` already queued or running. Every log line reaches `onLog` in order, as it
-   * happens, before the Promise resolves; stderr lines start with `[stderr] `, the
-   * builder's own with `[runner] `.
+   * Builds `build` of `project` from the sources already in `sourceDir`, in place (as the
+   * TypeScript package does): detects the package manager, installs, runs the build script
+   * and checks the output. Resolves the same `build` object with `status`, `startedAt`,
+   * `completedAt` (Dates), `errorMessage` and `logs` set and its other fields untouched;
+   * failures of the project, timeouts and cancels are a `status`, not a rejection. Rejects
+   * for bad arguments or a `build.id` already queued or running. Every log line reaches
+   * `onLog` in order, as it happens, before the Promise resolves; stderr lines start with
+   * `[stderr] `, the builder's own with `[runner] `.
    */
-  build(buildId: string, workdir: string, options?: BuildOptions, onLog?: (line: string) => void): Promise<ProjectBuildResult>
+  build(project: Project, build: Build, sourceDir: string, options?: BuildOptions, onLog?: (line: string) => void): Promise<Build>
+  /**
+   * Builds the project already in `workdir` as build `buildId` and resolves a new
+   * `ProjectBuildResult` (`build` without the `Build` object, with the package manager
+   * used). Otherwise as `build`.
+   */
+  buildById(buildId: string, workdir: string, options?: BuildOptions, onLog?: (line: string) => void): Promise<ProjectBuildResult>
   /**
    * Cancels a queued or running build (a running one has its process tree killed); its
    * `build()` resolves with `status: 'cancelled'`. Resolves once the build's processes are
@@ -716,29 +736,43 @@ export declare class SubdomainGenerator {
    */
   generate(project: { slug: string }, deployment: { type: 'production' | 'staging' | 'preview'; branch?: string }): string
   /**
-   * Splits a generated subdomain into `{ type, projectSlug, branch }` (`branch` is `null`
-   * except for previews); `null` when it is not one.
+   * Splits a subdomain at its last `--`: `{ projectSlug, deploymentSlug? }` (`'a--b--c'` gives
+   * `{ projectSlug: 'c', deploymentSlug: 'a--b' }`; no `--` gives no `deploymentSlug`), plus
+   * the deployment `type` that generated it and, for previews, the `branch` part (else `null`).
    */
-  parse(subdomain: string): { type: 'production' | 'staging' | 'preview'; projectSlug: string; branch: string | null } | null
+  parse(subdomain: string): { projectSlug: string; deploymentSlug?: string; type: 'production' | 'staging' | 'preview'; branch: string | null }
+}
+
+/** The formatting options of `createBuildLogStream` and `formatLogLine`. */
+export interface BuildLogStreamConfig {
+  /** Start each line with `[ISO time]` (default `true`). */
+  includeTimestamp?: boolean
+  /** Text put between the timestamp and the line, e.g. a step name (default none). */
+  prefix?: string
+  /** Collect lines and hand them over at most every `flushIntervalMs` (default `false`). */
+  buffered?: boolean
+  /** How long a buffered stream collects lines, in ms (default 100). */
+  flushIntervalMs?: number
 }
 
 /** Forgets every previous sample of `getProcessResourceUsage`. */
 export declare function cleanupResourceMonitor(): void
 
 /**
- * Wraps `callback` as a build-log sink: each line is optionally stamped
- * (`includeTimestamp`: `[ISO time] `) and prefixed (`prefix`); with `buffered`, lines are
- * collected and handed over at most every `flushIntervalMs` (default 100) instead of at once.
- * An exception thrown by `callback` is reported (see `MASTRA_RUNNER_LOG`) and never reaches
- * the writer.
+ * Wraps `callback` as a build-log sink: each line is formatted as by `formatLogLine`
+ * (`[ISO time] prefix line`); with `buffered`, lines are collected and handed over, one call
+ * per line, at most every `flushIntervalMs` (default 100) instead of at once. Without a
+ * callback the sink discards what it is given. An exception thrown by `callback` is reported
+ * (see `MASTRA_RUNNER_LOG`) and never reaches the writer.
  */
-export declare function createBuildLogStream(callback: (line: string) => void, options?: { includeTimestamp?: boolean; prefix?: string; buffered?: boolean; flushIntervalMs?: number }): (line: string) => void
+export declare function createBuildLogStream(callback: ((line: string) => void) | undefined, config?: BuildLogStreamConfig): (line: string) => void
 
 /**
- * A sink that forwards only the lines for which `predicate(line)` is truthy. A predicate that
- * throws drops that line (and is reported).
+ * A sink that forwards only the lines for which `predicate(line)` is truthy (without a
+ * callback, it discards every line). A predicate that throws drops that line (and is
+ * reported).
  */
-export declare function createFilteredLogStream(callback: (line: string) => void, predicate: (line: string) => boolean): (line: string) => void
+export declare function createFilteredLogStream(callback: ((line: string) => void) | undefined, predicate: (line: string) => boolean): (line: string) => void
 
 /**
  * One sink that forwards every line to each callback in turn (up to 16). A callback that
@@ -747,13 +781,19 @@ export declare function createFilteredLogStream(callback: (line: string) => void
 export declare function createMultiLogStream(...callbacks: Array<(line: string) => void>): (line: string) => void
 
 /**
- * The package manager of the project in `dir`: the `packageManager` field of package.json
- * (`pnpm@9.1.0`) wins, then lockfiles (`pnpm-lock.yaml` → pnpm, `bun.lock` / `bun.lockb` → bun,
- * `yarn.lock` → yarn, `package-lock.json` / `npm-shrinkwrap.json` → npm), else npm.
- * Throws when package.json is not valid JSON (naming the file and position) or names an
- * unknown package manager.
+ * Resolves the package manager of the project in `dir`: the `packageManager` field of
+ * package.json (`pnpm@9.1.0`) wins, then lockfiles (`pnpm-lock.yaml` → pnpm, `bun.lock` /
+ * `bun.lockb` → bun, `yarn.lock` → yarn, `package-lock.json` / `npm-shrinkwrap.json` → npm),
+ * else npm. Rejects when package.json is not valid JSON (naming the file and position) or
+ * names an unknown package manager.
  */
-export declare function detectPackageManager(dir: string): 'npm' | 'pnpm' | 'yarn' | 'bun'
+export declare function detectPackageManager(dir: string): Promise<'npm' | 'pnpm' | 'yarn' | 'bun'>
+
+/**
+ * `line` as a build log writes it: `[ISO time]` (unless `includeTimestamp: false`), then
+ * `prefix` if given, then the line, separated by single spaces.
+ */
+export declare function formatLogLine(line: string, config?: BuildLogStreamConfig): string
 
 /**
  * The arguments that run the project's build script with `pm`: `['run', 'build']`.
@@ -762,9 +802,12 @@ export declare function detectPackageManager(dir: string): 'npm' | 'pnpm' | 'yar
 export declare function getBuildArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun'): string[]
 
 /**
- * The arguments that install dependencies with `pm`: `['install']` by default; with
- * `{ frozen: true }` the reproducible form (`['ci']` for npm, `install --frozen-lockfile` for
- * pnpm, yarn 1 and bun). Throws for an unknown package manager.
+ * The arguments that install dependencies with `pm`, as the TypeScript package gives them:
+ * npm `install --audit=false --fund=false --loglevel=error --progress=false`, pnpm
+ * `install --ignore-workspace --loglevel=error`, yarn and bun `install --silent`. With
+ * `{ frozen: true }`, the reproducible form the builder uses when a lockfile exists
+ * (`ci --audit=false --fund=false` for npm, `install --frozen-lockfile` for pnpm, yarn 1 and
+ * bun). Throws for an unknown package manager.
  */
 export declare function getInstallArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun', options?: { frozen?: boolean }): string[]
 
@@ -772,18 +815,19 @@ export declare function getInstallArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun', opti
 export declare function getProcessResourceUsage(pid: number): Promise<{ memoryUsageMb: number | null; cpuPercent: number | null }>
 
 /**
- * Whether `<dir>/package.json` has a non-empty `scripts.build` (false without a package.json).
- * Throws when package.json is not valid JSON.
+ * Resolves whether `<dir>/package.json` has a non-empty `scripts.build` (false without a
+ * package.json). Rejects when package.json is not valid JSON.
  */
-export declare function hasBuildScript(dir: string): boolean
+export declare function hasBuildScript(dir: string): Promise<boolean>
 
 /** The outcome of one health check. */
 export interface HealthCheckResult {
   /** Whether the endpoint answered with a 2xx status. */
   healthy: boolean
   /**
-   * Why the check failed, e.g. `HTTP 503 Service Unavailable` or
-   * `Connection refused: nothing is listening on 127.0.0.1:4111`; absent when healthy.
+   * Why the check failed, e.g. `Health check returned status 503 Service Unavailable` or
+   * `Health check failed: Connection refused: nothing is listening on 127.0.0.1:4111`;
+   * absent when healthy.
    */
   message?: string
 }
