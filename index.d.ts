@@ -606,7 +606,14 @@ export declare class PortAllocator {
   getAvailableCount(): number
 }
 
-/** Server processes by server id: start, look up, and stop whole process trees. */
+/**
+ * Server processes by server id: track (or start), look up, and stop them.
+ *
+ * A tracked process leaves the manager when its `exit` event fires. Stopping a
+ * `SpawnedProcess` stops its whole tree (SIGTERM, `shutdownTimeoutMs`, SIGKILL); any other
+ * process object (a Node `ChildProcess`) gets its own `kill('SIGTERM')`. The manager never
+ * signals a pid it did not start.
+ */
 export declare class ProcessManager {
   /**
    * A manager whose `kill` gives each tree `shutdownTimeoutMs` (default 10000) between
@@ -614,28 +621,41 @@ export declare class ProcessManager {
    */
   constructor(options?: { shutdownTimeoutMs?: number })
   /**
-   * Starts `command` for `serverId` (see `spawnCommand` for the options). Rejects when a
-   * process for `serverId` is already running.
+   * Tracks `process` (from `spawnCommand`, or any object shaped like Node's `ChildProcess`)
+   * as `serverId` of `deploymentId`, listening on `port`, with its `logCollector`; it is
+   * forgotten when its `exit` event fires. Throws when a running process is already
+   * tracked as `serverId`.
    */
-  start(serverId: string, deploymentId: string, command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void }): Promise<ProcessInfo>
-  /** The process of `serverId`, or `null`. */
-  get(serverId: string): ProcessInfo | null
-  /** The newest process serving `deploymentId`, or `null`. */
-  getByDeploymentId(deploymentId: string): ProcessInfo | null
+  track(serverId: string, deploymentId: string, process: SpawnedProcess | { pid?: number; killed?: boolean; exitCode?: number | null; on(event: 'exit', listener: (...args: any[]) => void): unknown; kill?(signal?: string): unknown }, port?: number, logCollector?: object): void
+  /**
+   * Starts `command` for `serverId` (see `spawnCommand` for the options) and tracks it.
+   * Rejects when a process for `serverId` is already running or the command cannot start.
+   */
+  start(serverId: string, deploymentId: string, command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void }): Promise<TrackedProcess>
+  /** The process tracked as `serverId`, or `undefined`. */
+  get(serverId: string): TrackedProcess | undefined
+  /** The newest process serving `deploymentId`, or `undefined`. */
+  getByDeploymentId(deploymentId: string): TrackedProcess | undefined
   /** Every tracked process. */
-  getAll(): ProcessInfo[]
-  /** Whether the process of `serverId` is running. */
+  getAll(): TrackedProcess[]
+  /**
+   * Whether the process of `serverId` is running (for a `ChildProcess`-like object: not
+   * `killed` and without an `exitCode`).
+   */
   isRunning(serverId: string): boolean
   /** How many tracked processes are running. */
   getRunningCount(): number
-  /** Everything the process of `serverId` wrote (last 10000 lines); `''` when unknown. */
+  /** Everything the `SpawnedProcess` of `serverId` wrote (last 10000 lines); `''` otherwise. */
   getOutput(serverId: string): string
   /**
-   * Stops the tree of `serverId` (SIGTERM, grace, SIGKILL) and forgets it; resolves when
-   * nothing of it is left. Unknown ids resolve at once.
+   * Forgets the process of `serverId` and stops it; resolves when nothing of a
+   * `SpawnedProcess`'s tree is left. Unknown ids resolve at once.
    */
   kill(serverId: string): Promise<void>
-  /** Stops every tracked tree at once; resolves when nothing of any is left. */
+  /**
+   * Forgets and stops every tracked process at once; resolves when nothing of any
+   * `SpawnedProcess`'s tree is left.
+   */
   killAll(): Promise<void>
 }
 
@@ -700,16 +720,36 @@ export declare class RingBuffer {
   clear(): void
 }
 
-/** A started command: its pid, its exit, its output, and a kill that reaches its whole tree. */
+/**
+ * A started command, shaped like Node's `ChildProcess` where the TypeScript package uses it:
+ * its pid, its exit, its output, events, and a kill that reaches its whole tree.
+ */
 export declare class SpawnedProcess {
-  /** The process id (also the id of its process group). */
-  get pid(): number
+  /**
+   * The process id (also the id of its process group); `undefined` when it could not be
+   * started (its `error` event says why).
+   */
+  get pid(): number | undefined
   /** Whether the process is still running. */
   get running(): boolean
+  /** Whether `kill()` was called. */
+  get killed(): boolean
   /** The exit code once it exited by itself; `null` while running or when a signal ended it. */
   get exitCode(): number | null
   /** The terminating signal's name once a signal ended it; `null` otherwise. */
   get signal(): string | null
+  /** The same as `signal`, under the name Node's `ChildProcess` uses. */
+  get signalCode(): string | null
+  /**
+   * Adds `listener` for `'exit'` / `'close'` (called with `(code, signal)`, one of them
+   * `null`) or `'error'` (called with an `Error` when the process could not be started).
+   * `close` comes after `exit`, once every output line reached `onOutput`.
+   */
+  on(event: 'exit' | 'close', listener: (code: number | null, signal: string | null) => void): this
+  /** Like `on`, for the next event only. */
+  once(event: 'exit' | 'close', listener: (code: number | null, signal: string | null) => void): this
+  /** Removes the most recently added registration of `listener` for `event`. */
+  off(event: 'exit' | 'close' | 'error', listener: (...args: any[]) => void): this
   /**
    * Resolves when the process has exited and been reaped: `{ exitCode, signal }` (the
    * exit code, or the name of the signal that ended it; the other is `null`).
@@ -718,7 +758,8 @@ export declare class SpawnedProcess {
   /**
    * Without `signal`: stops the whole tree (SIGTERM, 10 s grace, SIGKILL) and resolves when
    * nothing of it is left. With `signal` (`'SIGTERM'`, `'SIGINT'`, `'SIGKILL'`, …): sends
-   * just that signal to the process group.
+   * just that signal to the process group. Throws for an unknown signal name; the Promise
+   * itself never rejects.
    */
   kill(signal?: string): Promise<void>
   /** Everything the process wrote so far (the last 10000 lines; stderr lines prefixed). */
@@ -835,10 +876,11 @@ export interface HealthCheckResult {
 /**
  * Runs `command` to completion (see `spawnCommand` for the options; `options.timeoutMs`
  * kills the whole tree when it runs out) and resolves `{ exitCode, signal, output, timedOut }`:
- * the exit code or the terminating signal (the other `null`), the output (last 10000 lines,
- * stderr lines prefixed `[stderr] `), and whether the timeout ran out.
+ * the exit code or the terminating signal (the other `null`), the output lines (the last
+ * 10000, stderr lines prefixed `[stderr] `), and whether the timeout ran out. Rejects when the
+ * command cannot start.
  */
-export declare function runCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void; timeoutMs?: number }): Promise<{ exitCode: number | null; signal: string | null; output: string; timedOut: boolean }>
+export declare function runCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void; timeoutMs?: number }): Promise<{ exitCode: number | null; signal: string | null; output: string[]; timedOut: boolean }>
 
 /** Counts of processes and ports, as `getStats()` returns them. */
 export interface RunnerStats {
@@ -880,8 +922,9 @@ export interface ServerSummary {
 
 /**
  * Starts `command` with `args` (no shell) in `options.cwd` (default: the current directory)
- * with the host allow-list of variables plus `options.env`, in its own process group.
- * `options.onOutput(line, stream)` receives each output line. Rejects with an `Error` naming
- * the command or directory when it cannot start.
+ * with the host allow-list of variables plus `options.env`, in its own process group, and
+ * returns it at once. `options.onOutput(line, stream)` receives each output line (stderr
+ * lines prefixed `[stderr] `). Throws for bad arguments; a command that cannot start (not
+ * found, a bad directory) gives a process without a pid whose `error` event names it.
  */
-export declare function spawnCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void }): Promise<SpawnedProcess>
+export declare function spawnCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void }): SpawnedProcess
