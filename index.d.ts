@@ -928,3 +928,30 @@ export interface ServerSummary {
  * found, a bad directory) gives a process without a pid whose `error` event names it.
  */
 export declare function spawnCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void }): SpawnedProcess
+
+/**
+ * A process a `ProcessManager` tracks: what `track` was given (the TypeScript package's
+ * `TrackedProcess`) and how it is doing.
+ */
+export interface TrackedProcess {
+  /** The id it is tracked under. */
+  serverId: string
+  /** The deployment it serves. */
+  deploymentId: string
+  /** The process object given to `track` (or started by `start`). */
+  process: SpawnedProcess | { pid?: number; killed?: boolean; exitCode?: number | null }
+  /** The port given to `track`. */
+  port?: number
+  /** The log collector given to `track`. */
+  logCollector: LogCollectorImpl | object | undefined
+  /** When it started being tracked. */
+  startedAt: Date
+  /** The process's pid (`undefined` when it has none). */
+  pid: number | undefined
+  /** Whether it is running. */
+  running: boolean
+  /** Its exit code once it exited by itself, else `null`. */
+  exitCode: number | null
+  /** The signal that ended it, else `null`. */
+  signal: string | null
+}

@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use napi::bindgen_prelude::{
     ClassInstance, Either, Env, FnArgs, FromNapiValue, Function, FunctionRef, JavaScriptClassExt,
-    JsObjectValue, JsValue, Object, ObjectFinalize, PromiseRaw, Result, This, Unknown,
+    JsObjectValue, JsValue, Null, Object, ObjectFinalize, PromiseRaw, Result, This, ToNapiValue,
+    Unknown,
 };
 use napi::threadsafe_function::UnknownReturnValue;
 use napi::{UnknownRef, ValueType};
@@ -689,32 +690,74 @@ fn status(env: &Env, tracked: &Tracked) -> Result<(bool, Option<i32>, Option<Str
     Ok((!killed && code.is_none() && signal.is_none(), code, signal))
 }
 
-/// `{ serverId, deploymentId, process, port, logCollector, startedAt, pid, running, exitCode,
-/// signal }` for one tracked process.
-fn tracked_info<'env>(env: &'env Env, server_id: &str, tracked: &Tracked) -> Result<Object<'env>> {
-    let mut info = Object::new(env)?;
+/// A process a `ProcessManager` tracks: what `track` was given (the TypeScript package's
+/// `TrackedProcess`) and how it is doing.
+#[napi(object, object_from_js = false)]
+pub struct TrackedProcess<'env> {
+    /// The id it is tracked under.
+    pub server_id: String,
+    /// The deployment it serves.
+    pub deployment_id: String,
+    /// The process object given to `track` (or started by `start`).
+    #[napi(
+        ts_type = "SpawnedProcess | { pid?: number; killed?: boolean; exitCode?: number | null }"
+    )]
+    pub process: Unknown<'env>,
+    /// The port given to `track`.
+    pub port: Option<u32>,
+    /// The log collector given to `track`.
+    #[napi(ts_type = "LogCollectorImpl | object | undefined")]
+    pub log_collector: Unknown<'env>,
+    /// When it started being tracked.
+    pub started_at: napi::JsDate<'env>,
+    /// The process's pid (`undefined` when it has none).
+    #[napi(ts_type = "number | undefined")]
+    pub pid: Unknown<'env>,
+    /// Whether it is running.
+    pub running: bool,
+    /// Its exit code once it exited by itself, else `null`.
+    #[napi(ts_type = "number | null")]
+    pub exit_code: Either<i32, Null>,
+    /// The signal that ended it, else `null`.
+    #[napi(ts_type = "string | null")]
+    pub signal: Either<String, Null>,
+}
+
+/// `Some` as the value, `None` as JS `null`.
+fn or_null<T>(value: Option<T>) -> Either<T, Null> {
+    value.map_or(Either::B(Null), Either::A)
+}
+
+/// The `TrackedProcess` of one entry.
+fn tracked_info<'env>(
+    env: &'env Env,
+    server_id: &str,
+    tracked: &Tracked,
+) -> Result<TrackedProcess<'env>> {
     let process = tracked.process.get_value(env)?;
-    let (running, code, signal) = status(env, tracked)?;
-    info.set("serverId", server_id)?;
-    info.set("deploymentId", tracked.deployment_id.as_str())?;
-    info.set("process", process)?;
-    info.set("port", tracked.port.map(u32::from))?;
-    match &tracked.log_collector {
-        Some(log) => info.set("logCollector", log.get_value(env)?)?,
-        None => info.set("logCollector", ())?,
-    }
+    let (running, exit_code, signal) = status(env, tracked)?;
+    let log_collector = match &tracked.log_collector {
+        Some(log) => log.get_value(env)?,
+        None => ().into_unknown(env)?,
+    };
     let started_ms = tracked
         .started_at
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_millis() as f64);
-    info.set("startedAt", env.create_date(started_ms)?)?;
     // SAFETY: `track` only accepts objects.
     let pid: Unknown = unsafe { process.cast::<Object>() }?.get_named_property("pid")?;
-    info.set("pid", pid)?;
-    info.set("running", running)?;
-    info.set("exitCode", code)?;
-    info.set("signal", signal)?;
-    Ok(info)
+    Ok(TrackedProcess {
+        server_id: server_id.to_owned(),
+        deployment_id: tracked.deployment_id.clone(),
+        process,
+        port: tracked.port.map(u32::from),
+        log_collector,
+        started_at: env.create_date(started_ms)?,
+        pid,
+        running,
+        exit_code: or_null(exit_code),
+        signal: or_null(signal),
+    })
 }
 
 /// `Promise.resolve(value)`: a settled Promise for a result known now.
@@ -810,7 +853,7 @@ impl ProcessManager {
         options: Option<Unknown>,
     ) -> Result<Unknown<'env>> {
         match self.start_now(env, server_id, deployment_id, command, arguments, options) {
-            Ok(info) => resolved(env, info.to_unknown()),
+            Ok(info) => resolved(env, info.into_unknown(env)?),
             Err(error) => rejected(env, error),
         }
     }
@@ -824,7 +867,7 @@ impl ProcessManager {
         &self,
         env: &'env Env,
         server_id: Option<Unknown>,
-    ) -> Result<Either<Object<'env>, ()>> {
+    ) -> Result<Either<TrackedProcess<'env>, ()>> {
         let server_id = args::required_string(server_id, "serverId")?;
         let tracked = self.tracked.borrow();
         Ok(match tracked.get(&server_id) {
@@ -842,7 +885,7 @@ impl ProcessManager {
         &self,
         env: &'env Env,
         deployment_id: Option<Unknown>,
-    ) -> Result<Either<Object<'env>, ()>> {
+    ) -> Result<Either<TrackedProcess<'env>, ()>> {
         let deployment_id = args::required_string(deployment_id, "deploymentId")?;
         let tracked = self.tracked.borrow();
         let newest = tracked
@@ -857,7 +900,7 @@ impl ProcessManager {
 
     /// Every tracked process.
     #[napi(ts_return_type = "TrackedProcess[]")]
-    pub fn get_all<'env>(&self, env: &'env Env) -> Result<Vec<Object<'env>>> {
+    pub fn get_all<'env>(&self, env: &'env Env) -> Result<Vec<TrackedProcess<'env>>> {
         self.tracked
             .borrow()
             .iter()
@@ -933,7 +976,7 @@ impl ProcessManager {
         command: Option<Unknown>,
         arguments: Option<Unknown>,
         options: Option<Unknown>,
-    ) -> Result<Object<'env>> {
+    ) -> Result<TrackedProcess<'env>> {
         let server_id = args::required_string(server_id, "serverId")?;
         let deployment_id = args::required_string(deployment_id, "deploymentId")?;
         self.check_free(env, &server_id)?;
