@@ -120,9 +120,10 @@ pub(crate) fn paginate(
     let before = match args::optional_string(before, "before")? {
         None => None,
         Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| {
-            napi::Error::from_reason(format!(
-                "Invalid before: expected a cursor from a previous page (got '{cursor}')"
-            ))
+            invalid(
+                "before",
+                format!("expected a cursor from a previous page (got '{cursor}')"),
+            )
         })?),
     };
     let page = store.page(limit as usize, before);

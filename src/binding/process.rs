@@ -159,7 +159,7 @@ enum ProcessEvent {
         signal: Option<String>,
     },
     /// It could not be started.
-    Error(String),
+    Error(crate::error::Error),
 }
 
 /// The events `on` / `once` / `off` accept.
@@ -229,10 +229,10 @@ fn emit(env: &Env, listeners: &Listeners, event: ProcessEvent) {
         .filter(|l| l.event == name && l.active.get())
         .cloned()
         .collect();
-    if let ProcessEvent::Error(message) = &event
+    if let ProcessEvent::Error(error) = &event
         && chosen.is_empty()
     {
-        tracing::warn!("a spawned process failed and nobody listens to 'error': {message}");
+        tracing::warn!("a spawned process failed and nobody listens to 'error': {error}");
     }
     for listener in chosen {
         if !listener.active.get() {
@@ -250,9 +250,9 @@ fn emit(env: &Env, listeners: &Listeners, event: ProcessEvent) {
                 .borrow_back(env)
                 .and_then(|f| f.call(FnArgs::from((*code, signal.clone()))))
                 .map(drop),
-            (Either::B(callback), ProcessEvent::Error(message)) => callback
+            (Either::B(callback), ProcessEvent::Error(error)) => callback
                 .borrow_back(env)
-                .and_then(|f| f.call(napi::Error::from_reason(message.clone())))
+                .and_then(|f| f.call(to_js_error(error.clone())))
                 .map(drop),
             _ => Ok(()),
         };
@@ -463,9 +463,8 @@ impl SpawnedProcess {
             Ok(handle) => handle,
             Err(error) if !failure_as_event => return Err(to_js_error(error)),
             Err(error) => {
-                let message = error.to_string();
                 napi::bindgen_prelude::spawn(async move {
-                    events.send(ProcessEvent::Error(message)).await;
+                    events.send(ProcessEvent::Error(error)).await;
                 });
                 return Ok(SpawnedProcess {
                     handle: None,
