@@ -546,8 +546,8 @@ export declare class HealthChecker {
   checkLoopback(port: number): Promise<HealthCheckResult>
   /**
    * Checks up to `maxRetries` times, `retryIntervalMs` apart, and resolves at the first
-   * healthy answer. Rejects with an `Error` saying how many attempts failed and how the last
-   * one did.
+   * healthy answer. Rejects with `Server failed to become healthy after N attempts. Last
+   * error: …` (the last check's message), followed by the URL that was checked.
    */
   waitForHealthy(host: string, port: number): Promise<void>
 }
@@ -757,7 +757,13 @@ export declare class LocalProjectSource {
   watchChanges(source: ProjectSource, callback: (event: ChangeEvent) => void): () => void
 }
 
-/** A bounded in-memory log: lines with timestamps, stream tags and cursors. */
+/**
+ * A bounded in-memory log: lines with timestamps, stream tags and cursors.
+ *
+ * Lines are appended from JS, so `stream` subscribers are called on the JS thread, during the
+ * `append` that added the line: every line reaches every subscriber that was subscribed
+ * when it was appended, before `append` returns.
+ */
 export declare class LogCollectorImpl {
   /**
    * A collector keeping the newest `maxLines` lines (default 10000), at most 32 MiB of
@@ -774,9 +780,14 @@ export declare class LogCollectorImpl {
   getTail(n: number): string
   /** Lines stored at or after `since`, as text. */
   getSince(since: Date): string
-  /** Calls `callback` with each new line (text form) until the returned function is called. */
+  /**
+   * Calls `callback` with each line appended from now on (text form), during the `append`
+   * that adds it, until the returned function is called. A callback that throws is
+   * reported (see `MASTRA_RUNNER_LOG`) and stays subscribed; the other subscribers and the
+   * appender are unaffected.
+   */
   stream(callback: (line: string) => void): () => void
-  /** Removes every line (cursors keep increasing). */
+  /** Removes every line (cursors keep increasing); subscribers stay. */
   clear(): void
   /** How many lines are stored. */
   getLineCount(): number
@@ -793,10 +804,11 @@ export declare class LogCollectorImpl {
  */
 export declare class PortAllocator {
   /**
-   * An allocator over `range` (integers from 1 to 65535, `start <= end`). Throws an `Error`
-   * naming the field that is wrong, e.g. `Invalid range: start (5000) is greater than end (4000)`.
+   * An allocator over `range` (integers from 1 to 65535, `start <= end`; without it,
+   * 4111-4200). Throws an `Error` naming the field that is wrong, e.g.
+   * `Invalid range: start (5000) is greater than end (4000)`.
    */
-  constructor(range: { start: number; end: number })
+  constructor(range?: { start: number; end: number })
   /**
    * Resolves with `preferred` when it lies in the range and is free, otherwise with the
    * lowest free port. Rejects when every port is taken (the message says how many by this
@@ -819,7 +831,14 @@ export declare class PortAllocator {
   getAvailableCount(): number
 }
 
-/** Server processes by server id: start, look up, and stop whole process trees. */
+/**
+ * Server processes by server id: track (or start), look up, and stop them.
+ *
+ * A tracked process leaves the manager when its `exit` event fires. Stopping a
+ * `SpawnedProcess` stops its whole tree (SIGTERM, `shutdownTimeoutMs`, SIGKILL); any other
+ * process object (a Node `ChildProcess`) gets its own `kill('SIGTERM')`. The manager never
+ * signals a pid it did not start.
+ */
 export declare class ProcessManager {
   /**
    * A manager whose `kill` gives each tree `shutdownTimeoutMs` (default 10000) between
@@ -827,28 +846,41 @@ export declare class ProcessManager {
    */
   constructor(options?: { shutdownTimeoutMs?: number })
   /**
-   * Starts `command` for `serverId` (see `spawnCommand` for the options). Rejects when a
-   * process for `serverId` is already running.
+   * Tracks `process` (from `spawnCommand`, or any object shaped like Node's `ChildProcess`)
+   * as `serverId` of `deploymentId`, listening on `port`, with its `logCollector`; it is
+   * forgotten when its `exit` event fires. Throws when a running process is already
+   * tracked as `serverId`.
    */
-  start(serverId: string, deploymentId: string, command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void }): Promise<ProcessInfo>
-  /** The process of `serverId`, or `null`. */
-  get(serverId: string): ProcessInfo | null
-  /** The newest process serving `deploymentId`, or `null`. */
-  getByDeploymentId(deploymentId: string): ProcessInfo | null
+  track(serverId: string, deploymentId: string, process: SpawnedProcess | { pid?: number; killed?: boolean; exitCode?: number | null; on(event: 'exit', listener: (...args: any[]) => void): unknown; kill?(signal?: string): unknown }, port?: number, logCollector?: object): void
+  /**
+   * Starts `command` for `serverId` (see `spawnCommand` for the options) and tracks it.
+   * Rejects when a process for `serverId` is already running or the command cannot start.
+   */
+  start(serverId: string, deploymentId: string, command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void }): Promise<TrackedProcess>
+  /** The process tracked as `serverId`, or `undefined`. */
+  get(serverId: string): TrackedProcess | undefined
+  /** The newest process serving `deploymentId`, or `undefined`. */
+  getByDeploymentId(deploymentId: string): TrackedProcess | undefined
   /** Every tracked process. */
-  getAll(): ProcessInfo[]
-  /** Whether the process of `serverId` is running. */
+  getAll(): TrackedProcess[]
+  /**
+   * Whether the process of `serverId` is running (for a `ChildProcess`-like object: not
+   * `killed` and without an `exitCode`).
+   */
   isRunning(serverId: string): boolean
   /** How many tracked processes are running. */
   getRunningCount(): number
-  /** Everything the process of `serverId` wrote (last 10000 lines); `''` when unknown. */
+  /** Everything the `SpawnedProcess` of `serverId` wrote (last 10000 lines); `''` otherwise. */
   getOutput(serverId: string): string
   /**
-   * Stops the tree of `serverId` (SIGTERM, grace, SIGKILL) and forgets it; resolves when
-   * nothing of it is left. Unknown ids resolve at once.
+   * Forgets the process of `serverId` and stops it; resolves when nothing of a
+   * `SpawnedProcess`'s tree is left. Unknown ids resolve at once.
    */
   kill(serverId: string): Promise<void>
-  /** Stops every tracked tree at once; resolves when nothing of any is left. */
+  /**
+   * Forgets and stops every tracked process at once; resolves when nothing of any
+   * `SpawnedProcess`'s tree is left.
+   */
   killAll(): Promise<void>
 }
 
@@ -866,14 +898,22 @@ export declare class ProjectBuilder {
    */
   constructor(options?: ProjectBuilderOptions)
   /**
-   * Builds the project already in `workdir` as build `buildId`. Resolves with the outcome:
-   * failures of the project (install, build script, missing output, timeout) and cancels
-   * are a `status` with an `errorMessage`, not a rejection. Rejects for bad arguments or a
-   * `buildId` already queued or running. Every log line reaches `onLog` in order, as it
-   * happens, before the Promise resolves; stderr lines start with `[stderr] `, the
-   * builder's own with `[runner] `.
+   * Builds `build` of `project` from the sources already in `sourceDir`, in place (as the
+   * TypeScript package does): detects the package manager, installs, runs the build script
+   * and checks the output. Resolves the same `build` object with `status`, `startedAt`,
+   * `completedAt` (Dates), `errorMessage` and `logs` set and its other fields untouched;
+   * failures of the project, timeouts and cancels are a `status`, not a rejection. Rejects
+   * for bad arguments or a `build.id` already queued or running. Every log line reaches
+   * `onLog` in order, as it happens, before the Promise resolves; stderr lines start with
+   * `[stderr] `, the builder's own with `[runner] `.
    */
-  build(buildId: string, workdir: string, options?: BuildOptions, onLog?: (line: string) => void): Promise<ProjectBuildResult>
+  build(project: Project, build: Build, sourceDir: string, options?: BuildOptions, onLog?: (line: string) => void): Promise<Build>
+  /**
+   * Builds the project already in `workdir` as build `buildId` and resolves a new
+   * `ProjectBuildResult` (`build` without the `Build` object, with the package manager
+   * used). Otherwise as `build`.
+   */
+  buildById(buildId: string, workdir: string, options?: BuildOptions, onLog?: (line: string) => void): Promise<ProjectBuildResult>
   /**
    * Cancels a queued or running build (a running one has its process tree killed); its
    * `build()` resolves with `status: 'cancelled'`. Resolves once the build's processes are
@@ -905,16 +945,36 @@ export declare class RingBuffer {
   clear(): void
 }
 
-/** A started command: its pid, its exit, its output, and a kill that reaches its whole tree. */
+/**
+ * A started command, shaped like Node's `ChildProcess` where the TypeScript package uses it:
+ * its pid, its exit, its output, events, and a kill that reaches its whole tree.
+ */
 export declare class SpawnedProcess {
-  /** The process id (also the id of its process group). */
-  get pid(): number
+  /**
+   * The process id (also the id of its process group); `undefined` when it could not be
+   * started (its `error` event says why).
+   */
+  get pid(): number | undefined
   /** Whether the process is still running. */
   get running(): boolean
+  /** Whether `kill()` was called. */
+  get killed(): boolean
   /** The exit code once it exited by itself; `null` while running or when a signal ended it. */
   get exitCode(): number | null
   /** The terminating signal's name once a signal ended it; `null` otherwise. */
   get signal(): string | null
+  /** The same as `signal`, under the name Node's `ChildProcess` uses. */
+  get signalCode(): string | null
+  /**
+   * Adds `listener` for `'exit'` / `'close'` (called with `(code, signal)`, one of them
+   * `null`) or `'error'` (called with an `Error` when the process could not be started).
+   * `close` comes after `exit`, once every output line reached `onOutput`.
+   */
+  on(event: 'exit' | 'close', listener: (code: number | null, signal: string | null) => void): this
+  /** Like `on`, for the next event only. */
+  once(event: 'exit' | 'close', listener: (code: number | null, signal: string | null) => void): this
+  /** Removes the most recently added registration of `listener` for `event`. */
+  off(event: 'exit' | 'close' | 'error', listener: (...args: any[]) => void): this
   /**
    * Resolves when the process has exited and been reaped: `{ exitCode, signal }` (the
    * exit code, or the name of the signal that ended it; the other is `null`).
@@ -923,7 +983,8 @@ export declare class SpawnedProcess {
   /**
    * Without `signal`: stops the whole tree (SIGTERM, 10 s grace, SIGKILL) and resolves when
    * nothing of it is left. With `signal` (`'SIGTERM'`, `'SIGINT'`, `'SIGKILL'`, …): sends
-   * just that signal to the process group.
+   * just that signal to the process group. Throws for an unknown signal name; the Promise
+   * itself never rejects.
    */
   kill(signal?: string): Promise<void>
   /** Everything the process wrote so far (the last 10000 lines; stderr lines prefixed). */
@@ -941,10 +1002,23 @@ export declare class SubdomainGenerator {
    */
   generate(project: { slug: string }, deployment: { type: 'production' | 'staging' | 'preview'; branch?: string }): string
   /**
-   * Splits a generated subdomain into `{ type, projectSlug, branch }` (`branch` is `null`
-   * except for previews); `null` when it is not one.
+   * Splits a subdomain at its last `--`: `{ projectSlug, deploymentSlug? }` (`'a--b--c'` gives
+   * `{ projectSlug: 'c', deploymentSlug: 'a--b' }`; no `--` gives no `deploymentSlug`), plus
+   * the deployment `type` that generated it and, for previews, the `branch` part (else `null`).
    */
-  parse(subdomain: string): { type: 'production' | 'staging' | 'preview'; projectSlug: string; branch: string | null } | null
+  parse(subdomain: string): { projectSlug: string; deploymentSlug?: string; type: 'production' | 'staging' | 'preview'; branch: string | null }
+}
+
+/** The formatting options of `createBuildLogStream` and `formatLogLine`. */
+export interface BuildLogStreamConfig {
+  /** Start each line with `[ISO time]` (default `true`). */
+  includeTimestamp?: boolean
+  /** Text put between the timestamp and the line, e.g. a step name (default none). */
+  prefix?: string
+  /** Collect lines and hand them over at most every `flushIntervalMs` (default `false`). */
+  buffered?: boolean
+  /** How long a buffered stream collects lines, in ms (default 100). */
+  flushIntervalMs?: number
 }
 
 /** A change of a watched project, as `watchChanges` callbacks receive it. */
@@ -961,19 +1035,20 @@ export interface ChangeEvent {
 export declare function cleanupResourceMonitor(): void
 
 /**
- * Wraps `callback` as a build-log sink: each line is optionally stamped
- * (`includeTimestamp`: `[ISO time] `) and prefixed (`prefix`); with `buffered`, lines are
- * collected and handed over at most every `flushIntervalMs` (default 100) instead of at once.
- * An exception thrown by `callback` is reported (see `MASTRA_RUNNER_LOG`) and never reaches
- * the writer.
+ * Wraps `callback` as a build-log sink: each line is formatted as by `formatLogLine`
+ * (`[ISO time] prefix line`); with `buffered`, lines are collected and handed over, one call
+ * per line, at most every `flushIntervalMs` (default 100) instead of at once. Without a
+ * callback the sink discards what it is given. An exception thrown by `callback` is reported
+ * (see `MASTRA_RUNNER_LOG`) and never reaches the writer.
  */
-export declare function createBuildLogStream(callback: (line: string) => void, options?: { includeTimestamp?: boolean; prefix?: string; buffered?: boolean; flushIntervalMs?: number }): (line: string) => void
+export declare function createBuildLogStream(callback: ((line: string) => void) | undefined, config?: BuildLogStreamConfig): (line: string) => void
 
 /**
- * A sink that forwards only the lines for which `predicate(line)` is truthy. A predicate that
- * throws drops that line (and is reported).
+ * A sink that forwards only the lines for which `predicate(line)` is truthy (without a
+ * callback, it discards every line). A predicate that throws drops that line (and is
+ * reported).
  */
-export declare function createFilteredLogStream(callback: (line: string) => void, predicate: (line: string) => boolean): (line: string) => void
+export declare function createFilteredLogStream(callback: ((line: string) => void) | undefined, predicate: (line: string) => boolean): (line: string) => void
 
 /**
  * One sink that forwards every line to each callback in turn (up to 16). A callback that
@@ -982,13 +1057,19 @@ export declare function createFilteredLogStream(callback: (line: string) => void
 export declare function createMultiLogStream(...callbacks: Array<(line: string) => void>): (line: string) => void
 
 /**
- * The package manager of the project in `dir`: the `packageManager` field of package.json
- * (`pnpm@9.1.0`) wins, then lockfiles (`pnpm-lock.yaml` → pnpm, `bun.lock` / `bun.lockb` → bun,
- * `yarn.lock` → yarn, `package-lock.json` / `npm-shrinkwrap.json` → npm), else npm.
- * Throws when package.json is not valid JSON (naming the file and position) or names an
- * unknown package manager.
+ * Resolves the package manager of the project in `dir`: the `packageManager` field of
+ * package.json (`pnpm@9.1.0`) wins, then lockfiles (`pnpm-lock.yaml` → pnpm, `bun.lock` /
+ * `bun.lockb` → bun, `yarn.lock` → yarn, `package-lock.json` / `npm-shrinkwrap.json` → npm),
+ * else npm. Rejects when package.json is not valid JSON (naming the file and position) or
+ * names an unknown package manager.
  */
-export declare function detectPackageManager(dir: string): 'npm' | 'pnpm' | 'yarn' | 'bun'
+export declare function detectPackageManager(dir: string): Promise<'npm' | 'pnpm' | 'yarn' | 'bun'>
+
+/**
+ * `line` as a build log writes it: `[ISO time]` (unless `includeTimestamp: false`), then
+ * `prefix` if given, then the line, separated by single spaces.
+ */
+export declare function formatLogLine(line: string, config?: BuildLogStreamConfig): string
 
 /**
  * The arguments that run the project's build script with `pm`: `['run', 'build']`.
@@ -997,9 +1078,12 @@ export declare function detectPackageManager(dir: string): 'npm' | 'pnpm' | 'yar
 export declare function getBuildArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun'): string[]
 
 /**
- * The arguments that install dependencies with `pm`: `['install']` by default; with
- * `{ frozen: true }` the reproducible form (`['ci']` for npm, `install --frozen-lockfile` for
- * pnpm, yarn 1 and bun). Throws for an unknown package manager.
+ * The arguments that install dependencies with `pm`, as the TypeScript package gives them:
+ * npm `install --audit=false --fund=false --loglevel=error --progress=false`, pnpm
+ * `install --ignore-workspace --loglevel=error`, yarn and bun `install --silent`. With
+ * `{ frozen: true }`, the reproducible form the builder uses when a lockfile exists
+ * (`ci --audit=false --fund=false` for npm, `install --frozen-lockfile` for pnpm, yarn 1 and
+ * bun). Throws for an unknown package manager.
  */
 export declare function getInstallArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun', options?: { frozen?: boolean }): string[]
 
@@ -1007,18 +1091,19 @@ export declare function getInstallArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun', opti
 export declare function getProcessResourceUsage(pid: number): Promise<{ memoryUsageMb: number | null; cpuPercent: number | null }>
 
 /**
- * Whether `<dir>/package.json` has a non-empty `scripts.build` (false without a package.json).
- * Throws when package.json is not valid JSON.
+ * Resolves whether `<dir>/package.json` has a non-empty `scripts.build` (false without a
+ * package.json). Rejects when package.json is not valid JSON.
  */
-export declare function hasBuildScript(dir: string): boolean
+export declare function hasBuildScript(dir: string): Promise<boolean>
 
 /** The outcome of one health check. */
 export interface HealthCheckResult {
   /** Whether the endpoint answered with a 2xx status. */
   healthy: boolean
   /**
-   * Why the check failed, e.g. `HTTP 503 Service Unavailable` or
-   * `Connection refused: nothing is listening on 127.0.0.1:4111`; absent when healthy.
+   * Why the check failed, e.g. `Health check returned status 503 Service Unavailable` or
+   * `Health check failed: Connection refused: nothing is listening on 127.0.0.1:4111`;
+   * absent when healthy.
    */
   message?: string
 }
@@ -1026,10 +1111,11 @@ export interface HealthCheckResult {
 /**
  * Runs `command` to completion (see `spawnCommand` for the options; `options.timeoutMs`
  * kills the whole tree when it runs out) and resolves `{ exitCode, signal, output, timedOut }`:
- * the exit code or the terminating signal (the other `null`), the output (last 10000 lines,
- * stderr lines prefixed `[stderr] `), and whether the timeout ran out.
+ * the exit code or the terminating signal (the other `null`), the output lines (the last
+ * 10000, stderr lines prefixed `[stderr] `), and whether the timeout ran out. Rejects when the
+ * command cannot start.
  */
-export declare function runCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void; timeoutMs?: number }): Promise<{ exitCode: number | null; signal: string | null; output: string; timedOut: boolean }>
+export declare function runCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void; timeoutMs?: number }): Promise<{ exitCode: number | null; signal: string | null; output: string[]; timedOut: boolean }>
 
 /** Counts of processes and ports, as `getStats()` returns them. */
 export interface RunnerStats {
@@ -1101,8 +1187,36 @@ export interface ServerSummary {
 
 /**
  * Starts `command` with `args` (no shell) in `options.cwd` (default: the current directory)
- * with the host allow-list of variables plus `options.env`, in its own process group.
- * `options.onOutput(line, stream)` receives each output line. Rejects with an `Error` naming
- * the command or directory when it cannot start.
+ * with the host allow-list of variables plus `options.env`, in its own process group, and
+ * returns it at once. `options.onOutput(line, stream)` receives each output line (stderr
+ * lines prefixed `[stderr] `). Throws for bad arguments; a command that cannot start (not
+ * found, a bad directory) gives a process without a pid whose `error` event names it.
  */
-export declare function spawnCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void }): Promise<SpawnedProcess>
+export declare function spawnCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void }): SpawnedProcess
+
+/**
+ * A process a `ProcessManager` tracks: what `track` was given (the TypeScript package's
+ * `TrackedProcess`) and how it is doing.
+ */
+export interface TrackedProcess {
+  /** The id it is tracked under. */
+  serverId: string
+  /** The deployment it serves. */
+  deploymentId: string
+  /** The process object given to `track` (or started by `start`). */
+  process: SpawnedProcess | { pid?: number; killed?: boolean; exitCode?: number | null }
+  /** The port given to `track`. */
+  port?: number
+  /** The log collector given to `track`. */
+  logCollector: LogCollectorImpl | object | undefined
+  /** When it started being tracked. */
+  startedAt: Date
+  /** The process's pid (`undefined` when it has none). */
+  pid: number | undefined
+  /** Whether it is running. */
+  running: boolean
+  /** Its exit code once it exited by itself, else `null`. */
+  exitCode: number | null
+  /** The signal that ended it, else `null`. */
+  signal: string | null
+}

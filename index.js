@@ -850,6 +850,7 @@ module.exports.createBuildLogStream = nativeBinding.createBuildLogStream
 module.exports.createFilteredLogStream = nativeBinding.createFilteredLogStream
 module.exports.createMultiLogStream = nativeBinding.createMultiLogStream
 module.exports.detectPackageManager = nativeBinding.detectPackageManager
+module.exports.formatLogLine = nativeBinding.formatLogLine
 module.exports.getBuildArgs = nativeBinding.getBuildArgs
 module.exports.getInstallArgs = nativeBinding.getInstallArgs
 module.exports.getProcessResourceUsage = nativeBinding.getProcessResourceUsage

@@ -20,6 +20,7 @@ export const {
   createFilteredLogStream,
   createMultiLogStream,
   detectPackageManager,
+  formatLogLine,
   getBuildArgs,
   getInstallArgs,
   getProcessResourceUsage,

@@ -50,10 +50,10 @@ async function build(
   b: InstanceType<typeof ProjectBuilder>,
   id: string,
   workdir: string,
-  options?: Parameters<InstanceType<typeof ProjectBuilder>['build']>[2],
+  options?: Parameters<InstanceType<typeof ProjectBuilder>['buildById']>[2],
 ): Promise<{ result: ProjectBuildResult; lines: string[] }> {
   const lines: string[] = []
-  const result = await b.build(id, workdir, options, (line) => lines.push(line))
+  const result = await b.buildById(id, workdir, options, (line) => lines.push(line))
   return { result, lines }
 }
 
@@ -63,44 +63,48 @@ afterEach(async () => {
 })
 
 describe('detectPackageManager, getInstallArgs, getBuildArgs, hasBuildScript', () => {
-  it('detects each fixture by its lockfile', () => {
+  it('detects each fixture by its lockfile, resolving a Promise', async () => {
     for (const pm of ['npm', 'pnpm', 'yarn', 'bun'] as const) {
-      expect(detectPackageManager(path.join(fixtures, `build-${pm}`))).toBe(pm)
+      const detected = detectPackageManager(path.join(fixtures, `build-${pm}`))
+      expect(detected).toBeInstanceOf(Promise)
+      expect(await detected).toBe(pm)
     }
   })
 
-  it('lets the packageManager field win, with a corepack hash too', () => {
+  it('lets the packageManager field win, with a corepack hash too', async () => {
     const dir = project('field', { packageManager: 'pnpm@9.1.0+sha512.0123abcd' })
     fs.writeFileSync(path.join(dir, 'yarn.lock'), '')
-    expect(detectPackageManager(dir)).toBe('pnpm')
-    expect(detectPackageManager(project('none', {}))).toBe('npm')
+    expect(await detectPackageManager(dir)).toBe('pnpm')
+    expect(await detectPackageManager(project('none', {}))).toBe('npm')
+    expect(await detectPackageManager(tempDir('no-manifest'))).toBe('npm')
   })
 
-  it('names an unknown package manager and a broken package.json', () => {
+  it('names an unknown package manager and a broken package.json', async () => {
     const unknown = project('unknown', { packageManager: 'deno@2.0.0' })
-    expect(messageOf(() => detectPackageManager(unknown))).toBe(
+    expect(await rejectionOf(detectPackageManager(unknown))).toBe(
       `Unknown package manager 'deno' (packageManager field of ${path.join(unknown, 'package.json')}): expected npm, pnpm, yarn or bun`,
     )
     const broken = tempDir('broken')
     fs.writeFileSync(path.join(broken, 'package.json'), '{\n  "name": "x",\n}')
-    const message = messageOf(() => detectPackageManager(broken))
+    const message = await rejectionOf(detectPackageManager(broken))
     expect(message).toContain(`Invalid ${path.join(broken, 'package.json')}: not valid JSON: `)
     expect(message).toContain('line 3 column 1')
-    expect(() => hasBuildScript(broken)).toThrow('not valid JSON')
+    expect(await rejectionOf(hasBuildScript(broken))).toContain('not valid JSON')
   })
 
-  it('gives the plain install by default and the frozen form on request', () => {
-    expect(getInstallArgs('npm')).toEqual(['install'])
-    expect(getInstallArgs('pnpm', {})).toEqual(['install'])
-    expect(getInstallArgs('npm', { frozen: true })).toEqual(['ci'])
+  it("gives the TypeScript package's install flags by default and the frozen form on request", () => {
+    expect(getInstallArgs('npm')).toEqual(['install', '--audit=false', '--fund=false', '--loglevel=error', '--progress=false'])
+    expect(getInstallArgs('pnpm', {})).toEqual(['install', '--ignore-workspace', '--loglevel=error'])
+    expect(getInstallArgs('yarn')).toEqual(['install', '--silent'])
+    expect(getInstallArgs('bun', { frozen: false })).toEqual(['install', '--silent'])
+    expect(getInstallArgs('npm', { frozen: true })).toEqual(['ci', '--audit=false', '--fund=false'])
     expect(getInstallArgs('pnpm', { frozen: true })).toEqual(['install', '--frozen-lockfile'])
     expect(getInstallArgs('yarn', { frozen: true })).toEqual(['install', '--frozen-lockfile'])
     expect(getInstallArgs('bun', { frozen: true })).toEqual(['install', '--frozen-lockfile'])
-    expect(getInstallArgs('bun', { frozen: false })).toEqual(['install'])
     for (const pm of ['npm', 'pnpm', 'yarn', 'bun'] as const) expect(getBuildArgs(pm)).toEqual(['run', 'build'])
   })
 
-  it('rejects unknown package managers and bad arguments by name', () => {
+  it('rejects unknown package managers and bad arguments by name', async () => {
     const getInstall = getInstallArgs as (...args: unknown[]) => string[]
     const getBuild = getBuildArgs as (...args: unknown[]) => string[]
     expect(messageOf(() => getInstall('pip'))).toBe(
@@ -112,13 +116,13 @@ describe('detectPackageManager, getInstallArgs, getBuildArgs, hasBuildScript', (
     expect(messageOf(() => getInstall('npm', { frozen: 'yes' }))).toBe(
       "Invalid options.frozen: expected a boolean, got string 'yes'",
     )
-    expect(messageOf(() => (detectPackageManager as (...a: unknown[]) => string)())).toBe('Invalid dir: is required')
+    expect(await rejectionOf((detectPackageManager as (...a: unknown[]) => Promise<string>)())).toBe('Invalid dir: is required')
   })
 
-  it('finds build scripts', () => {
-    expect(hasBuildScript(path.join(fixtures, 'build-npm'))).toBe(true)
-    expect(hasBuildScript(project('noscript', { scripts: { dev: 'x' } }))).toBe(false)
-    expect(hasBuildScript(tempDir('nofile'))).toBe(false)
+  it('finds build scripts, resolving a Promise', async () => {
+    expect(await hasBuildScript(path.join(fixtures, 'build-npm'))).toBe(true)
+    expect(await hasBuildScript(project('noscript', { scripts: { dev: 'x' } }))).toBe(false)
+    expect(await hasBuildScript(tempDir('nofile'))).toBe(false)
   })
 })
 
@@ -138,7 +142,7 @@ describe('ProjectBuilder arguments', () => {
   it('rejects bad ids, workdirs and options before touching the disk', async () => {
     const b = builder()
     const dir = project('args', {})
-    const call = b.build as (...args: unknown[]) => Promise<ProjectBuildResult>
+    const call = b.buildById as (...args: unknown[]) => Promise<ProjectBuildResult>
     expect(await rejectionOf(call.call(b, '../x', dir))).toBe(
       "Invalid buildId: must not contain a path separator (got '../x')",
     )
@@ -157,7 +161,7 @@ describe('ProjectBuilder arguments', () => {
 
 /** Lockfile, cache directory and the tool's out-of-sync message, per package manager. */
 const managers = [
-  { pm: 'npm', frozen: 'npm ci', cache: 'npm', outOfSync: 'can only install packages when your package.json and package-lock.json' },
+  { pm: 'npm', frozen: 'npm ci --audit=false --fund=false', cache: 'npm', outOfSync: 'can only install packages when your package.json and package-lock.json' },
   { pm: 'pnpm', frozen: 'pnpm install --frozen-lockfile', cache: 'pnpm-store', outOfSync: 'ERR_PNPM_OUTDATED_LOCKFILE' },
   { pm: 'yarn', frozen: 'yarn install --frozen-lockfile', cache: 'yarn', outOfSync: 'Your lockfile needs to be updated' },
   { pm: 'bun', frozen: 'bun install --frozen-lockfile', cache: 'bun', outOfSync: 'lockfile had changes, but lockfile is frozen' },
@@ -184,8 +188,9 @@ describe.each(managers)('a $pm project', ({ pm, frozen, cache, outOfSync }) => {
     expect(result.packageManager).toBe(pm)
     expect(result.startedAt).toBeInstanceOf(Date)
     expect(result.completedAt.getTime()).toBeGreaterThanOrEqual(result.startedAt.getTime())
-    expect(result.logs).toContain(`\n[runner] Install: ${frozen}\n`)
-    expect(result.logs).toContain(`\n[runner] Build script: ${pm} run build\n`)
+    expect(result.logs).toContain(`\n[runner] Detected package manager: ${pm} (from lockfile `)
+    expect(result.logs).toContain(`\n[runner] Installing dependencies... (${frozen})\n`)
+    expect(result.logs).toContain(`\n[runner] Running build script... (${pm} run build)\n`)
     expect(result.logs).toContain('build: wrote .mastra/output/index.mjs (NODE_ENV=production)')
     expect(fs.readFileSync(path.join(workdir, '.mastra/output/index.mjs'), 'utf8')).toContain('"production"')
     // Every line reached onLog, in order, before the Promise resolved.
@@ -200,7 +205,7 @@ describe.each(managers)('a $pm project', ({ pm, frozen, cache, outOfSync }) => {
     const { result } = await build(b, `${pm}-sync`, workdir)
     expect(result.status).toBe('failed')
     const message = result.errorMessage ?? ''
-    expect(message.split('\n')[0]).toBe(`Install failed (${frozen} exited with exit code 1)`)
+    expect(message.split('\n')[0]).toBe(`Dependency installation failed with exit code 1 (${frozen})`)
     expect(message).toContain(outOfSync)
   })
 
@@ -215,7 +220,7 @@ describe.each(managers)('a $pm project', ({ pm, frozen, cache, outOfSync }) => {
     const empty = builder()
     const { result: blocked } = await build(empty, `${pm}-blocked`, copyFixture(`build-${pm}`), { envVars: OFFLINE })
     expect(blocked.status).toBe('failed')
-    expect(blocked.errorMessage?.split('\n')[0]).toMatch(/^Install failed \(.* exited with exit code \d+\)$/)
+    expect(blocked.errorMessage?.split('\n')[0]).toMatch(/^Dependency installation failed with exit code \d+ \(.*\)$/)
     expect(blocked.errorMessage).toContain(frozen)
   })
 
@@ -225,6 +230,72 @@ describe.each(managers)('a $pm project', ({ pm, frozen, cache, outOfSync }) => {
     const { result } = await build(b, `${pm}-cache`, copyFixture(`build-${pm}`))
     expect(result.status, result.logs).toBe('succeeded')
     expect(fs.readdirSync(path.join(buildDir, '.cache', cache)).length).toBeGreaterThan(0)
+  })
+})
+
+describe('ProjectBuilder.build(project, build, sourceDir, options?, onLog?)', () => {
+  const projectEntity = { id: 'proj-1', slug: 'shop' } as never
+  /** A dependency-free npm project with a lockfile, whose output already exists unless `withOutput` is false. */
+  function ready(name: string, manifest: object = {}, withOutput = true): string {
+    const dir = project(name, { name, version: '1.0.0', private: true, ...manifest })
+    fs.writeFileSync(path.join(dir, 'package-lock.json'), JSON.stringify({ name, version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name, version: '1.0.0' } } }))
+    if (withOutput) {
+      fs.mkdirSync(path.join(dir, '.mastra/output'), { recursive: true })
+      fs.writeFileSync(path.join(dir, '.mastra/output/index.mjs'), '')
+    }
+    return dir
+  }
+
+  it("resolves the caller's Build object, updated, with the TypeScript package's log phrases", async () => {
+    const b = builder()
+    const dir = ready('shaped')
+    const input = { id: 'shaped-1', deploymentId: 'dep-1', status: 'queued', logs: '', startedAt: null, completedAt: null, errorMessage: null, logPath: '/keep/me' }
+    const lines: string[] = []
+    const before = Date.now()
+    const result = await b.build(projectEntity, input as never, dir, undefined, (line) => lines.push(line))
+    expect(result).toBe(input)
+    expect(result.status, result.logs).toBe('succeeded')
+    expect(result.errorMessage).toBeNull()
+    expect((result as unknown as { logPath: string }).logPath).toBe('/keep/me')
+    expect(result.deploymentId).toBe('dep-1')
+    expect(result.startedAt).toBeInstanceOf(Date)
+    expect(result.completedAt).toBeInstanceOf(Date)
+    expect(result.completedAt!.getTime()).toBeGreaterThanOrEqual(before)
+    expect(lines.join('\n')).toBe(result.logs)
+    expect(lines.some((l) => l.startsWith('[runner] Detected package manager: npm'))).toBe(true)
+    expect(lines).toContain('[runner] Installing dependencies... (npm ci --audit=false --fund=false)')
+    expect(lines.some((l) => l.startsWith('[runner] Dependencies installed successfully in '))).toBe(true)
+    expect(lines.some((l) => l.startsWith('[runner] No build script found, skipping build step'))).toBe(true)
+  })
+
+  it('says why a build failed in the original words, with the command after them', async () => {
+    const b = builder()
+    const install = ready('install-fails', { scripts: { preinstall: 'node -e "process.exit(7)"' } })
+    const failed = await b.build(projectEntity, { id: 'install-fails' } as never, install)
+    expect(failed.status).toBe('failed')
+    expect(failed.errorMessage).toMatch(/^Dependency installation failed with exit code \d+ \(npm ci --audit=false --fund=false\)/)
+    expect(failed.completedAt).toBeInstanceOf(Date)
+
+    const script = ready('script-fails', { scripts: { build: 'node -e "process.exit(4)"' } })
+    const broken = await b.build(projectEntity, { id: 'script-fails' } as never, script, { skipInstall: true })
+    expect(broken.errorMessage).toMatch(/^Build failed with exit code 4 \(npm run build\)/)
+
+    const empty = ready('no-output', {}, false)
+    const missing = await b.build(projectEntity, { id: 'no-output' } as never, empty, { skipInstall: true })
+    expect(missing.errorMessage).toBe(`Build output not found: ${path.join(empty, '.mastra/output/index.mjs')}`)
+  })
+
+  it('rejects a missing build object, id or source directory by name', async () => {
+    const b = builder()
+    const call = b.build as (...args: unknown[]) => Promise<unknown>
+    const dir = ready('args')
+    expect(await rejectionOf(call.call(b, projectEntity, 'build-1', dir))).toBe("Invalid build: expected an object, got string 'build-1'")
+    expect(await rejectionOf(call.call(b, undefined, { id: 'x' }, dir))).toBe('Invalid project: is required')
+    expect(await rejectionOf(call.call(b, projectEntity, {}, dir))).toBe('Invalid build.id: is required')
+    expect(await rejectionOf(call.call(b, projectEntity, { id: '../up' }, dir))).toBe(
+      "Invalid build.id: must not contain a path separator (got '../up')",
+    )
+    expect(await rejectionOf(call.call(b, projectEntity, { id: 'ok' }))).toBe('Invalid sourceDir: is required')
   })
 })
 
@@ -240,7 +311,7 @@ describe('ProjectBuilder with plain scripts', () => {
     const b = builder()
     const workdir = scripted('cancel', 'node -e "console.log(\'hanging\'); setTimeout(() => {}, 1e6)"')
     const lines: string[] = []
-    const pending = b.build('cancel-me', workdir, {}, (line) => lines.push(line))
+    const pending = b.buildById('cancel-me', workdir, {}, (line) => lines.push(line))
     await waitFor(() => lines.includes('hanging'), 30_000, 'the build script to start')
     await b.cancel('cancel-me')
     const result = await pending
@@ -263,7 +334,7 @@ describe('ProjectBuilder with plain scripts', () => {
       const b = builder()
       const failing = scripted('exit', 'node -e "console.error(\'Error: broken build\'); process.exit(3)"')
       const { result } = await build(b, 'exit', failing)
-      expect(result.errorMessage).toBe('Build script failed (npm run build exited with exit code 3)\nError: broken build')
+      expect(result.errorMessage).toBe('Build failed with exit code 3 (npm run build)\nError: broken build')
 
       const dump = scripted('dump', 'node -e "require(\'fs\').writeFileSync(\'env.json\', JSON.stringify(process.env))"')
       const { result: missing } = await build(b, 'missing', dump)
@@ -282,10 +353,10 @@ describe('ProjectBuilder with plain scripts', () => {
     const first = scripted('first', 'node -e "setTimeout(() => {}, 1e6)"')
     const second = scripted('second', 'node -e "require(\'fs\').mkdirSync(\'.mastra/output\', { recursive: true }); require(\'fs\').writeFileSync(\'.mastra/output/index.mjs\', \'\')"')
     const firstLines: string[] = []
-    const running = b.build('first', first, {}, (line) => firstLines.push(line))
-    await waitFor(() => firstLines.some((l) => l.startsWith('[runner] Build script:')), 30_000, 'the first build to run')
+    const running = b.buildById('first', first, {}, (line) => firstLines.push(line))
+    await waitFor(() => firstLines.some((l) => l.startsWith('[runner] Running build script...')), 30_000, 'the first build to run')
     const secondLines: string[] = []
-    const queued = b.build('second', second, {}, (line) => secondLines.push(line))
+    const queued = b.buildById('second', second, {}, (line) => secondLines.push(line))
     await waitFor(() => secondLines.length > 0, 10_000, 'the queue line')
     expect(secondLines[0]).toBe(
       '[runner] Build second is waiting for a build slot: position 1 in the queue (1 of 1 builds running)',

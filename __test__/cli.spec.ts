@@ -97,7 +97,7 @@ describe('mastra-runner-local', () => {
     try {
       const result = spawnSync(process.execPath, [cli, 'build', project, '--build-dir', path.join(root, 'builds')], { encoding: 'utf8' })
       expect(result.status).toBe(1)
-      expect(result.stderr).toMatch(/Build failed: Build script failed \(npm run build exited with exit code 4\)/)
+      expect(result.stderr).toMatch(/Build failed: Build failed with exit code 4 \(npm run build\)/)
     } finally {
       fs.rmSync(root, { recursive: true, force: true })
     }

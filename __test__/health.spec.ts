@@ -43,7 +43,7 @@ describe('check', () => {
     const { port } = await serve(() => 500)
     expect(await new HealthChecker().check('127.0.0.1', port)).toEqual({
       healthy: false,
-      message: 'HTTP 500 Internal Server Error',
+      message: 'Health check returned status 500 Internal Server Error',
     })
   })
 
@@ -51,7 +51,7 @@ describe('check', () => {
     const port = await closedPort()
     expect(await new HealthChecker().check('127.0.0.1', port)).toEqual({
       healthy: false,
-      message: `Connection refused: nothing is listening on 127.0.0.1:${port}`,
+      message: `Health check failed: Connection refused: nothing is listening on 127.0.0.1:${port}`,
     })
   })
 
@@ -69,7 +69,7 @@ describe('check', () => {
     const port = await closedPort()
     expect(await new HealthChecker().checkLoopback(port)).toEqual({
       healthy: false,
-      message: `Connection refused: nothing is listening on 127.0.0.1:${port} or [::1]:${port}`,
+      message: `Health check failed: Connection refused: nothing is listening on 127.0.0.1:${port} or [::1]:${port}`,
     })
   })
 })
@@ -79,7 +79,7 @@ describe('waitForHealthy', () => {
     const { port, requests } = await serve(() => 503)
     const checker = new HealthChecker({ maxRetries: 3, retryIntervalMs: 10 })
     expect(await rejectionOf(checker.waitForHealthy('127.0.0.1', port))).toBe(
-      `Health check of http://127.0.0.1:${port}/health failed after 3 attempts; last failure: HTTP 503 Service Unavailable`,
+      `Server failed to become healthy after 3 attempts. Last error: Health check returned status 503 Service Unavailable (GET http://127.0.0.1:${port}/health)`,
     )
     expect(requests).toHaveLength(3)
   })

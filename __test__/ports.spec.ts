@@ -21,6 +21,12 @@ afterEach(async () => {
 })
 
 describe('allocation', () => {
+  it('covers 4111-4200 when constructed without a range, as the TypeScript package does', () => {
+    const ports = new PortAllocator()
+    expect(ports.getAvailableCount()).toBe(90)
+    expect(new PortAllocator(null as never).getAvailableCount()).toBe(90)
+  })
+
   it('hands out the lowest free ports in order and takes released ports back', async () => {
     const range = await freeRange(4)
     const ports = new PortAllocator(range)
@@ -121,7 +127,6 @@ describe('exhaustion', () => {
 
 describe('bad arguments', () => {
   const ranges: [string, unknown, string][] = [
-    ['no range', undefined, 'Invalid range: is required'],
     ['a string', '4111-4200', "Invalid range: expected an object, got string '4111-4200'"],
     ['start > end', { start: 5000, end: 4000 }, 'Invalid range: start (5000) is greater than end (4000)'],
     ['port 0', { start: 0, end: 10 }, 'Invalid range.start: must be an integer from 1 to 65535 (got 0)'],

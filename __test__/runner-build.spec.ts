@@ -138,7 +138,7 @@ describe('build', () => {
     runner.setSource(copyingSource().source)
     const result = await runner.build(project, build, { skipInstall: true, envVars: { FIXTURE_BUILD: 'fail' } })
     expect(result.status).toBe('failed')
-    expect(result.errorMessage).toMatch(/^Build script failed \(npm run build exited with exit code 2\)/)
+    expect(result.errorMessage).toMatch(/^Build failed with exit code 2 \(npm run build\)/)
     expect(result.errorMessage).toContain('error: type check failed')
   })
 
@@ -147,7 +147,7 @@ describe('build', () => {
     runner.setSource(copyingSource().source)
     const killed = await runner.build(project, { ...build }, { skipInstall: true, envVars: { FIXTURE_BUILD: 'signal' } })
     expect(killed.status).toBe('failed')
-    expect(killed.errorMessage).toMatch(/Build script failed \(npm run build (was killed by signal SIGKILL|exited with exit code 137)\)/)
+    expect(killed.errorMessage).toMatch(/^Build failed(: killed by signal SIGKILL| with exit code 137) \(npm run build\)/)
     const empty = await runner.build(project, { ...build }, { skipInstall: true, envVars: { FIXTURE_BUILD: 'no-output' } })
     expect(empty.status).toBe('failed')
     expect(empty.errorMessage).toBe(`Build output not found: ${path.join(buildDir, build.id, '.mastra', 'output', 'index.mjs')}`)

@@ -44,10 +44,23 @@ describe('SubdomainGenerator', () => {
 
   it('parses generated names back', () => {
     expect(generator.parse('shop')).toEqual({ type: 'production', projectSlug: 'shop', branch: null })
-    expect(generator.parse('staging--shop')).toEqual({ type: 'staging', projectSlug: 'shop', branch: null })
-    expect(generator.parse('fix-cart--shop')).toEqual({ type: 'preview', projectSlug: 'shop', branch: 'fix-cart' })
-    expect(generator.parse('Not.A.Label')).toBeNull()
-    expect(generator.parse('a--b--c')).toBeNull()
+    expect(generator.parse('shop').deploymentSlug).toBeUndefined()
+    expect(generator.parse('staging--shop')).toEqual({ type: 'staging', projectSlug: 'shop', deploymentSlug: 'staging', branch: null })
+    expect(generator.parse('fix-cart--shop')).toEqual({
+      type: 'preview',
+      projectSlug: 'shop',
+      deploymentSlug: 'fix-cart',
+      branch: 'fix-cart',
+    })
+  })
+
+  it('splits any name at its last -- as the TypeScript package does, never giving null', () => {
+    expect(generator.parse('a--b--c')).toMatchObject({ projectSlug: 'c', deploymentSlug: 'a--b' })
+    expect(generator.parse('some-prefix--another--my-project')).toMatchObject({
+      projectSlug: 'my-project',
+      deploymentSlug: 'some-prefix--another',
+    })
+    expect(generator.parse('Not.A.Label')).toEqual({ type: 'production', projectSlug: 'Not.A.Label', branch: null })
   })
 
   it('rejects bad arguments', () => {

@@ -32,8 +32,9 @@ pub const FIRST_PROBE_DELAY: Duration = Duration::from_millis(5);
 pub struct HealthReport {
     /// Whether the endpoint answered with a 2xx status.
     pub healthy: bool,
-    /// Why the check failed (`HTTP 503 Service Unavailable`, a refused connection …); `None`
-    /// when healthy.
+    /// Why the check failed, in the TypeScript package's words followed by ours
+    /// (`Health check returned status 503 Service Unavailable`, `Health check failed: Connection
+    /// refused: …`); `None` when healthy.
     pub message: Option<String>,
 }
 
@@ -46,7 +47,7 @@ impl From<std::result::Result<(), Failure>> for HealthReport {
             },
             Err(failure) => HealthReport {
                 healthy: false,
-                message: Some(failure.message),
+                message: Some(failure.report()),
             },
         }
     }
@@ -66,6 +67,8 @@ enum FailedAt {
     Refused,
     /// The connection could not be made for another reason (for example no IPv6 on the machine).
     Connect,
+    /// The server answered with a status other than 2xx.
+    Status,
     /// After connecting, or before trying (a bad URL).
     Other,
 }
@@ -75,6 +78,17 @@ impl Failure {
         Failure {
             stage: FailedAt::Other,
             message,
+        }
+    }
+
+    /// The message of a check's report: the TypeScript package's phrase, then ours.
+    fn report(self) -> String {
+        match self.stage {
+            FailedAt::Status => {
+                let status = self.message.strip_prefix("HTTP ").unwrap_or(&self.message);
+                format!("Health check returned status {status}")
+            }
+            _ => format!("Health check failed: {}", self.message),
         }
     }
 }
@@ -177,7 +191,7 @@ impl HealthChecker {
         for attempt in 1..=attempts {
             match self.probe(url.clone()).await {
                 Ok(()) => return Ok(()),
-                Err(failure) => last_failure = failure.message,
+                Err(failure) => last_failure = failure.report(),
             }
             if attempt < attempts {
                 tokio::time::sleep(self.settings.retry_interval).await;
@@ -249,12 +263,14 @@ impl HealthChecker {
         // Nothing on the IPv4 loopback; a connect error on [::1] means nothing there either.
         let v6 = self.loopback_url(Ipv6Addr::LOCALHOST.into(), port)?;
         match self.probe(v6).await {
-            Err(failure) if failure.stage != FailedAt::Other => Err(Failure {
-                stage: FailedAt::Refused,
-                message: format!(
-                    "Connection refused: nothing is listening on 127.0.0.1:{port} or [::1]:{port}"
-                ),
-            }),
+            Err(failure) if matches!(failure.stage, FailedAt::Refused | FailedAt::Connect) => {
+                Err(Failure {
+                    stage: FailedAt::Refused,
+                    message: format!(
+                        "Connection refused: nothing is listening on 127.0.0.1:{port} or [::1]:{port}"
+                    ),
+                })
+            }
             answered => answered,
         }
     }
@@ -287,7 +303,10 @@ impl HealthChecker {
                 _ => message.push_str(" (redirects are not followed)"),
             }
         }
-        Err(Failure::other(message))
+        Err(Failure {
+            stage: FailedAt::Status,
+            message,
+        })
     }
 
     fn describe_request_error(&self, error: &reqwest::Error, url: &Url, target: &str) -> Failure {
@@ -491,9 +510,9 @@ mod tests {
         .unwrap();
         let checker = checker(quick());
         let messages = [
-            "HTTP 503 Service Unavailable",
-            "HTTP 500 Internal Server Error",
-            "HTTP 302 Found (redirect to /elsewhere not followed)",
+            "Health check returned status 503 Service Unavailable",
+            "Health check returned status 500 Internal Server Error",
+            "Health check returned status 302 Found (redirect to /elsewhere not followed)",
         ];
         for message in messages {
             let report = checker.check("127.0.0.1", server.port).await;
@@ -510,14 +529,15 @@ mod tests {
         assert_eq!(
             report.message,
             Some(format!(
-                "Connection refused: nothing is listening on 127.0.0.1:{port}"
+                "Health check failed: Connection refused: nothing is listening on 127.0.0.1:{port}"
             ))
         );
         let report = checker(quick()).check_loopback(port).await;
         assert_eq!(
             report.message,
             Some(format!(
-                "Connection refused: nothing is listening on 127.0.0.1:{port} or [::1]:{port}"
+                "Health check failed: Connection refused: nothing is listening on \
+                 127.0.0.1:{port} or [::1]:{port}"
             ))
         );
     }
@@ -533,7 +553,7 @@ mod tests {
         assert_eq!(
             report.message,
             Some(format!(
-                "No answer from http://127.0.0.1:{}/health within 50 ms",
+                "Health check failed: No answer from http://127.0.0.1:{}/health within 50 ms",
                 server.port
             ))
         );
@@ -574,7 +594,10 @@ mod tests {
         let report = checker.check("user@host", 4111).await;
         assert_eq!(
             report.message.as_deref(),
-            Some("Invalid host: must be a host name or an IP address (got 'user@host')")
+            Some(
+                "Health check failed: Invalid host: must be a host name or an IP address \
+                 (got 'user@host')"
+            )
         );
     }
 
@@ -590,7 +613,7 @@ mod tests {
         assert_eq!(
             error.to_string(),
             format!(
-                "Health check of http://127.0.0.1:{}/health failed after 3 attempts; last failure: HTTP 503 Service Unavailable",
+                "Health check of http://127.0.0.1:{}/health failed after 3 attempts; last failure: Health check returned status 503 Service Unavailable",
                 server.port
             )
         );

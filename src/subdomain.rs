@@ -124,42 +124,37 @@ pub fn generate(project_slug: &str, deployment_type: DeploymentType, branch: &st
     }
 }
 
-/// Splits a generated subdomain back into its parts; `None` when it is not one.
-pub fn parse(subdomain: &str) -> Option<ParsedSubdomain> {
-    let valid = !subdomain.is_empty()
-        && subdomain.len() <= MAX_LABEL
-        && subdomain
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !subdomain.starts_with('-')
-        && !subdomain.ends_with('-');
-    if !valid {
-        return None;
-    }
-    let parts: Vec<&str> = subdomain.split("--").collect();
-    if parts
-        .iter()
-        .any(|p| p.is_empty() || p.starts_with('-') || p.ends_with('-'))
-    {
-        return None;
-    }
-    match parts.as_slice() {
-        [project] => Some(ParsedSubdomain {
+/// Splits a subdomain at its last `--`: the project slug after it, the deployment slug (when
+/// there is one) before it, as the TypeScript package does. Any text is accepted: a name that is
+/// not a generated one still splits the same way.
+pub fn parse(subdomain: &str) -> ParsedSubdomain {
+    match subdomain.rsplit_once("--") {
+        None => ParsedSubdomain {
             deployment_type: DeploymentType::Production,
-            project: (*project).to_owned(),
+            project: subdomain.to_owned(),
             branch: None,
-        }),
-        ["staging", project] => Some(ParsedSubdomain {
+        },
+        Some(("staging", project)) => ParsedSubdomain {
             deployment_type: DeploymentType::Staging,
-            project: (*project).to_owned(),
+            project: project.to_owned(),
             branch: None,
-        }),
-        [branch, project] => Some(ParsedSubdomain {
+        },
+        Some((branch, project)) => ParsedSubdomain {
             deployment_type: DeploymentType::Preview,
-            project: (*project).to_owned(),
-            branch: Some((*branch).to_owned()),
-        }),
-        _ => None,
+            project: project.to_owned(),
+            branch: Some(branch.to_owned()),
+        },
+    }
+}
+
+impl ParsedSubdomain {
+    /// What precedes the project slug: `staging`, the branch part, or `None` for production.
+    pub fn deployment_slug(&self) -> Option<&str> {
+        match self.deployment_type {
+            DeploymentType::Production => None,
+            DeploymentType::Staging => Some("staging"),
+            DeploymentType::Preview => self.branch.as_deref(),
+        }
     }
 }
 
@@ -250,7 +245,7 @@ mod tests {
             ),
         ];
         for (project, kind, branch, parsed_project, parsed_branch) in cases {
-            let parsed = parse(&generate(project, kind, branch)).unwrap();
+            let parsed = parse(&generate(project, kind, branch));
             assert_eq!(parsed.deployment_type, kind);
             assert_eq!(parsed.project, parsed_project);
             assert_eq!(parsed.branch.as_deref(), parsed_branch);
@@ -259,24 +254,17 @@ mod tests {
             &"q".repeat(99),
             DeploymentType::Preview,
             &"r".repeat(99),
-        ))
-        .unwrap();
+        ));
         assert_eq!(long.deployment_type, DeploymentType::Preview);
     }
 
     #[test]
-    fn parse_rejects_what_was_not_generated() {
-        for bad in [
-            "",
-            "-a",
-            "a-",
-            "A",
-            "a.b",
-            "a---b",
-            "a--b--c",
-            &"a".repeat(64),
-        ] {
-            assert_eq!(parse(bad), None, "{bad}");
-        }
+    fn parse_splits_at_the_last_separator() {
+        let parsed = parse("a--b--c");
+        assert_eq!(parsed.project, "c");
+        assert_eq!(parsed.deployment_slug(), Some("a--b"));
+        assert_eq!(parse("Not.A.Label").project, "Not.A.Label");
+        assert_eq!(parse("Not.A.Label").deployment_slug(), None);
+        assert_eq!(parse("staging--x").deployment_slug(), Some("staging"));
     }
 }

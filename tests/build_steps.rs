@@ -27,14 +27,14 @@ async fn a_successful_build_logs_each_step_in_order_and_live() {
     };
     let order = [
         "[runner] Build ok started in ",
-        "[runner] Package manager: npm (from no packageManager field and no lockfile; no lockfile); running npm 10.0.0-fake from ",
+        "[runner] Detected package manager: npm (from no packageManager field and no lockfile; no lockfile); running npm 10.0.0-fake from ",
         "[runner] Detection finished in ",
-        "[runner] Install: npm install",
-        "fake npm install",
-        "[runner] Install finished in ",
-        "[runner] Build script: npm run build",
+        "[runner] Installing dependencies... (npm install --audit=false --fund=false)",
+        "fake npm install --audit=false --fund=false",
+        "[runner] Dependencies installed successfully in ",
+        "[runner] Running build script... (npm run build)",
         "fake npm run build",
-        "[runner] Build script finished in ",
+        "[runner] Build completed successfully in ",
         "[runner] Build output found: ",
         "[runner] Build succeeded in ",
     ];
@@ -46,7 +46,10 @@ async fn a_successful_build_logs_each_step_in_order_and_live() {
     );
     // stdout and stderr are separate pipes, so only the step's bounds order a stderr line.
     let stderr = at("[stderr] to-stderr");
-    assert!(at("[runner] Install: ") < stderr && stderr < at("[runner] Install finished"));
+    assert!(
+        at("[runner] Installing dependencies... ") < stderr
+            && stderr < at("[runner] Dependencies installed successfully")
+    );
 
     // A subscriber saw the same lines, in the same order, as they were appended.
     let mut seen = Vec::new();
@@ -65,11 +68,10 @@ async fn a_lockfile_selects_the_frozen_install() {
     std::fs::write(request.workdir.join("package-lock.json"), "{}").unwrap();
     let outcome = builds.builder.build(request).await.unwrap();
     assert_eq!(outcome.status, BuildStatus::Succeeded, "{}", outcome.logs);
-    assert!(
-        outcome
-            .logs
-            .contains("\n[runner] Install: npm ci\nfake npm ci\n")
-    );
+    assert!(outcome.logs.contains(
+        "\n[runner] Installing dependencies... (npm ci --audit=false --fund=false)\n\
+                 fake npm ci --audit=false --fund=false\n"
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +86,7 @@ async fn a_failing_install_quotes_the_package_manager() {
     assert_eq!(
         outcome.error_message.as_deref(),
         Some(
-            "Install failed (npm install exited with exit code 7)\n\
+            "Dependency installation failed with exit code 7 (npm install --audit=false --fund=false)\n\
              npm error code E404\nnpm error 404 Not Found - is-nope"
         )
     );
@@ -92,7 +94,10 @@ async fn a_failing_install_quotes_the_package_manager() {
     let last = outcome.logs.lines().last().unwrap();
     assert!(last.starts_with("[runner] Build failed after "), "{last}");
     assert!(
-        last.ends_with(" s: Install failed (npm install exited with exit code 7)"),
+        last.ends_with(
+            " s: Dependency installation failed with exit code 7 \
+             (npm install --audit=false --fund=false)"
+        ),
         "{last}"
     );
 }
@@ -109,7 +114,7 @@ async fn a_failing_build_script_reports_its_exit_code() {
     assert_eq!(outcome.status, BuildStatus::Failed);
     assert_eq!(
         outcome.error_message.as_deref(),
-        Some("Build script failed (npm run build exited with exit code 2)\nError: boom")
+        Some("Build failed with exit code 2 (npm run build)\nError: boom")
     );
 }
 
@@ -121,7 +126,7 @@ async fn a_build_killed_by_a_signal_names_the_signal() {
     assert_eq!(outcome.status, BuildStatus::Failed);
     let message = outcome.error_message.unwrap();
     assert!(
-        message.starts_with("Build script failed (npm run build was killed by signal SIGKILL)"),
+        message.starts_with("Build failed: killed by signal SIGKILL (npm run build)"),
         "{message}"
     );
 }
@@ -151,7 +156,7 @@ async fn without_a_build_script_the_step_is_skipped_and_logged() {
     assert!(
         outcome
             .logs
-            .contains("[runner] Build script skipped: package.json has no scripts.build")
+            .contains("[runner] No build script found, skipping build step")
     );
     assert!(!outcome.logs.contains("fake npm run"));
 }

@@ -43,7 +43,7 @@ async fn a_timeout_kills_the_whole_tree_and_fails_the_build() {
         "{message}"
     );
     assert!(
-        message.ends_with("(during install: npm install)"),
+        message.ends_with("(during install: npm install --audit=false --fund=false)"),
         "{message}"
     );
     let pid = grandchild(&probe);
@@ -75,7 +75,7 @@ async fn cancelling_a_running_build_kills_its_tree() {
     let message = outcome.error_message.unwrap();
     assert!(message.starts_with("Build cancelled after "), "{message}");
     assert!(
-        message.ends_with("(during install: npm install)"),
+        message.ends_with("(during install: npm install --audit=false --fund=false)"),
         "{message}"
     );
     assert!(!builds.builder.is_active("running"));
@@ -145,9 +145,12 @@ async fn cancel_all_stops_running_and_queued_builds() {
         || builds.builder.running_count() == 1 && builds.builder.queued_count() == 2,
     )
     .await;
-    let running = probes
-        .iter()
-        .find(|p| p.log.all().iter().any(|e| e.line.contains("Install:")));
+    let running = probes.iter().find(|p| {
+        p.log
+            .all()
+            .iter()
+            .any(|e| e.line.contains("Installing dependencies..."))
+    });
     builds.builder.cancel_all().await;
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap().status, BuildStatus::Cancelled);

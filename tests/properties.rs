@@ -70,12 +70,10 @@ proptest! {
         let label = subdomain::generate(&project, kind, &branch);
         prop_assert!(is_dns_label(&label), "{:?}", label);
         let parsed = subdomain::parse(&label);
-        prop_assert!(parsed.is_some(), "{:?} does not parse", label);
-        if let Some(parsed) = parsed {
-            // A preview branch that normalises to "staging" reads back as staging (documented).
-            if !(kind == DeploymentType::Preview && label.starts_with("staging--")) {
-                prop_assert_eq!(parsed.deployment_type, kind);
-            }
+        prop_assert!(label.ends_with(&parsed.project), "{:?} parsed as {:?}", label, parsed);
+        // A preview branch that normalises to "staging" reads back as staging (documented).
+        if !(kind == DeploymentType::Preview && label.starts_with("staging--")) {
+            prop_assert_eq!(parsed.deployment_type, kind);
         }
     }
 

@@ -138,10 +138,11 @@ const page: PaginatedLogsResult = {
 
 const builderOptions: ProjectBuilderOptions = { buildDir: '/b', maxConcurrentBuilds: 2, defaultTimeoutMs: 1000, globalEnvVars: {} }
 const builder = new ProjectBuilder(builderOptions)
-const built: Promise<ProjectBuildResult> = builder.build('b1', '/w', buildOptions, (line: string) => line.length)
+const built: Promise<Build> = builder.build(project, build, '/w', buildOptions, (line: string) => line.length)
+const builtById: Promise<ProjectBuildResult> = builder.buildById('b1', '/w', buildOptions, (line: string) => line.length)
 const cancelled: Promise<void> = builder.cancel('b1')
-const pm: 'npm' | 'pnpm' | 'yarn' | 'bun' = detectPackageManager('/w')
-const frozenArgs: string[] = getInstallArgs(pm, { frozen: true })
+const pm: Promise<'npm' | 'pnpm' | 'yarn' | 'bun'> = detectPackageManager('/w')
+const frozenArgs: string[] = getInstallArgs('pnpm', { frozen: true })
 
 // Misuse the declarations must reject (each line fails to compile without its directive).
 // @ts-expect-error portRange is an object, not a string
@@ -160,5 +161,5 @@ getInstallArgs('pip')
 export {
   withBase, kind, ports, resolved, done, project, deployment, build, server, buildOptions, runOptions,
   source, provider, localSource, copied, listed, route, router, page, wrongKind, badBuild, built,
-  cancelled, frozenArgs,
+  cancelled, frozenArgs, builtById, pm,
 }

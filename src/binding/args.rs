@@ -88,6 +88,23 @@ pub(crate) fn date_ms(argument: &Unknown<'_>, name: &str) -> Result<u64> {
     Err(invalid(name, &expected("a Date", argument)?))
 }
 
+/// A plain object (not an array, not a function) the caller must pass.
+pub(crate) fn object<'env>(
+    argument: Option<&Unknown<'env>>,
+    name: &str,
+) -> Result<napi::bindgen_prelude::Object<'env>> {
+    match argument {
+        Some(value) if value.get_type()? == ValueType::Object && !value.is_array()? => {
+            // SAFETY: the type was just checked.
+            unsafe { value.cast::<napi::bindgen_prelude::Object>() }
+        }
+        Some(value) if value.get_type()? != ValueType::Undefined => {
+            Err(invalid(name, &expected("an object", value)?))
+        }
+        _ => Err(invalid(name, "is required")),
+    }
+}
+
 /// A function, kept beyond this call.
 pub(crate) fn callback<Args, Return>(
     argument: &Unknown<'_>,

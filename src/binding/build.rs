@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use napi::Env;
-use napi::bindgen_prelude::{Object, PromiseRaw, Result, Unknown};
+use napi::bindgen_prelude::{Object, ObjectRef, PromiseRaw, Result, Unknown};
 use napi_derive::napi;
 use serde_json::Value;
 
@@ -22,24 +22,51 @@ use crate::build::{self as core, BuildOptions, BuildOutcome, BuildRequest, Packa
 use crate::error::Error;
 use crate::validate;
 
-/// The package manager of the project in `dir`: the `packageManager` field of package.json
-/// (`pnpm@9.1.0`) wins, then lockfiles (`pnpm-lock.yaml` → pnpm, `bun.lock` / `bun.lockb` → bun,
-/// `yarn.lock` → yarn, `package-lock.json` / `npm-shrinkwrap.json` → npm), else npm.
-/// Throws when package.json is not valid JSON (naming the file and position) or names an
-/// unknown package manager.
+/// Resolves the package manager of the project in `dir`: the `packageManager` field of
+/// package.json (`pnpm@9.1.0`) wins, then lockfiles (`pnpm-lock.yaml` → pnpm, `bun.lock` /
+/// `bun.lockb` → bun, `yarn.lock` → yarn, `package-lock.json` / `npm-shrinkwrap.json` → npm),
+/// else npm. Rejects when package.json is not valid JSON (naming the file and position) or
+/// names an unknown package manager.
 #[napi(
     ts_args_type = "dir: string",
-    ts_return_type = "'npm' | 'pnpm' | 'yarn' | 'bun'"
+    ts_return_type = "Promise<'npm' | 'pnpm' | 'yarn' | 'bun'>"
 )]
-pub fn detect_package_manager(dir: Option<Unknown>) -> Result<&'static str> {
-    let dir = args::required_string(dir, "dir")?;
-    let detection = core::detect(Path::new(&dir)).map_err(to_js_error)?;
-    Ok(detection.package_manager.command())
+pub fn detect_package_manager<'env>(
+    env: &'env Env,
+    dir: Option<Unknown>,
+) -> Result<PromiseRaw<'env, &'static str>> {
+    let dir = args::required_string(dir, "dir");
+    env.spawn_future(async move {
+        let dir = dir?;
+        let detection = off_thread(move || core::detect(Path::new(&dir))).await?;
+        Ok(detection.package_manager.command())
+    })
 }
 
-/// The arguments that install dependencies with `pm`: `['install']` by default; with
-/// `{ frozen: true }` the reproducible form (`['ci']` for npm, `install --frozen-lockfile` for
-/// pnpm, yarn 1 and bun). Throws for an unknown package manager.
+/// Runs a file-reading core call on tokio's blocking pool.
+async fn off_thread<T, F>(work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> crate::error::Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| {
+            to_js_error(Error::Io {
+                action: "read".to_owned(),
+                path: PathBuf::from("package.json"),
+                reason: format!("the reading task did not complete ({e})"),
+            })
+        })?
+        .map_err(to_js_error)
+}
+
+/// The arguments that install dependencies with `pm`, as the TypeScript package gives them:
+/// npm `install --audit=false --fund=false --loglevel=error --progress=false`, pnpm
+/// `install --ignore-workspace --loglevel=error`, yarn and bun `install --silent`. With
+/// `{ frozen: true }`, the reproducible form the builder uses when a lockfile exists
+/// (`ci --audit=false --fund=false` for npm, `install --frozen-lockfile` for pnpm, yarn 1 and
+/// bun). Throws for an unknown package manager.
 #[napi(
     ts_args_type = "pm: 'npm' | 'pnpm' | 'yarn' | 'bun', options?: { frozen?: boolean }",
     ts_return_type = "string[]"
@@ -65,7 +92,11 @@ pub fn get_install_args(pm: Option<Unknown>, options: Option<Unknown>) -> Result
             )));
         }
     };
-    Ok(core::install_args(pm, frozen))
+    Ok(if frozen {
+        core::install_args(pm, true)
+    } else {
+        core::quiet_install_args(pm)
+    })
 }
 
 /// The arguments that run the project's build script with `pm`: `['run', 'build']`.
@@ -78,12 +109,18 @@ pub fn get_build_args(pm: Option<Unknown>) -> Result<Vec<String>> {
     Ok(core::build_args(package_manager(pm)?))
 }
 
-/// Whether `<dir>/package.json` has a non-empty `scripts.build` (false without a package.json).
-/// Throws when package.json is not valid JSON.
-#[napi(ts_args_type = "dir: string")]
-pub fn has_build_script(dir: Option<Unknown>) -> Result<bool> {
-    let dir = args::required_string(dir, "dir")?;
-    core::has_build_script(Path::new(&dir)).map_err(to_js_error)
+/// Resolves whether `<dir>/package.json` has a non-empty `scripts.build` (false without a
+/// package.json). Rejects when package.json is not valid JSON.
+#[napi(ts_args_type = "dir: string", ts_return_type = "Promise<boolean>")]
+pub fn has_build_script<'env>(
+    env: &'env Env,
+    dir: Option<Unknown>,
+) -> Result<PromiseRaw<'env, bool>> {
+    let dir = args::required_string(dir, "dir");
+    env.spawn_future(async move {
+        let dir = dir?;
+        off_thread(move || core::has_build_script(Path::new(&dir))).await
+    })
 }
 
 fn package_manager(pm: Option<Unknown>) -> Result<PackageManager> {
@@ -118,17 +155,79 @@ impl ProjectBuilder {
         })
     }
 
-    /// Builds the project already in `workdir` as build `buildId`. Resolves with the outcome:
-    /// failures of the project (install, build script, missing output, timeout) and cancels
-    /// are a `status` with an `errorMessage`, not a rejection. Rejects for bad arguments or a
-    /// `buildId` already queued or running. Every log line reaches `onLog` in order, as it
-    /// happens, before the Promise resolves; stderr lines start with `[stderr] `, the
-    /// builder's own with `[runner] `.
+    /// Builds `build` of `project` from the sources already in `sourceDir`, in place (as the
+    /// TypeScript package does): detects the package manager, installs, runs the build script
+    /// and checks the output. Resolves the same `build` object with `status`, `startedAt`,
+    /// `completedAt` (Dates), `errorMessage` and `logs` set and its other fields untouched;
+    /// failures of the project, timeouts and cancels are a `status`, not a rejection. Rejects
+    /// for bad arguments or a `build.id` already queued or running. Every log line reaches
+    /// `onLog` in order, as it happens, before the Promise resolves; stderr lines start with
+    /// `[stderr] `, the builder's own with `[runner] `.
+    #[napi(
+        ts_args_type = "project: Project, build: Build, sourceDir: string, options?: BuildOptions, onLog?: (line: string) => void",
+        ts_return_type = "Promise<Build>"
+    )]
+    pub fn build<'env>(
+        &self,
+        env: &'env Env,
+        project: Option<Unknown>,
+        build: Option<Unknown>,
+        source_dir: Option<Unknown>,
+        options: Option<Unknown>,
+        on_log: Option<Unknown>,
+    ) -> Result<PromiseRaw<'env, Object<'env>>> {
+        let target = args::object(project.as_ref(), "project")
+            .and_then(|_| args::object(build.as_ref(), "build"))
+            .and_then(|object| {
+                let id =
+                    args::required_string(args::field(build.as_ref(), "build", "id")?, "build.id")?;
+                let object: ObjectRef = object.create_ref()?;
+                Ok((object, id))
+            });
+        let (build_object, prepared) = match target {
+            Ok((object, id)) => (
+                Some(object),
+                prepare(
+                    id,
+                    "build.id",
+                    source_dir,
+                    "sourceDir",
+                    options,
+                    on_log.as_ref(),
+                ),
+            ),
+            Err(error) => (None, Err(error)),
+        };
+        self.start(env, prepared, move |env, outcome| {
+            let Some(build_object) = build_object else {
+                return Err(outcome
+                    .err()
+                    .unwrap_or_else(|| to_js_error(Error::invalid("build", "is required"))));
+            };
+            let mut build = build_object.get_value(env)?;
+            build_object.unref(env)?;
+            let outcome = outcome?;
+            build.set("status", outcome.status.as_str())?;
+            let started = outcome.started_at.unwrap_or(outcome.completed_at);
+            build.set("startedAt", env.create_date(epoch_ms(started))?)?;
+            build.set(
+                "completedAt",
+                env.create_date(epoch_ms(outcome.completed_at))?,
+            )?;
+            build.set("errorMessage", outcome.error_message)?;
+            build.set("logs", outcome.logs)?;
+            Ok(build)
+        })
+    }
+
+    /// Builds the project already in `workdir` as build `buildId` and resolves a new
+    /// `ProjectBuildResult` (`build` without the `Build` object, with the package manager
+    /// used). Otherwise as `build`.
     #[napi(
         ts_args_type = "buildId: string, workdir: string, options?: BuildOptions, onLog?: (line: string) => void",
         ts_return_type = "Promise<ProjectBuildResult>"
     )]
-    pub fn build<'env>(
+    pub fn build_by_id<'env>(
         &self,
         env: &'env Env,
         build_id: Option<Unknown>,
@@ -136,33 +235,9 @@ impl ProjectBuilder {
         options: Option<Unknown>,
         on_log: Option<Unknown>,
     ) -> Result<PromiseRaw<'env, Object<'env>>> {
-        let (request, delivery) = match prepare(build_id, workdir, options, on_log.as_ref()) {
-            Ok((request, callback)) => {
-                let delivery = match callback {
-                    Some(callback) => Some(
-                        deliver_text(env, &request.log, callback, "a build's onLog callback")?.1,
-                    ),
-                    None => None,
-                };
-                (Ok(request), delivery)
-            }
-            Err(error) => (Err(error), None),
-        };
-        let builder = self.inner.clone();
-        env.spawn_future_with_callback(
-            async move {
-                let request = request?;
-                let log = Arc::clone(&request.log);
-                let outcome = builder.build(request).await;
-                // Let the subscriber drain what is queued, then wait until JS has seen it all.
-                log.close_subscriptions();
-                if let Some(delivery) = delivery {
-                    let _ = delivery.await;
-                }
-                outcome.map_err(to_js_error)
-            },
-            result_object,
-        )
+        let prepared = args::required_string(build_id, "buildId")
+            .and_then(|id| prepare(id, "buildId", workdir, "workdir", options, on_log.as_ref()));
+        self.start(env, prepared, |env, outcome| result_object(env, outcome?))
     }
 
     /// Cancels a queued or running build (a running one has its process tree killed); its
@@ -190,23 +265,71 @@ impl ProjectBuilder {
     }
 }
 
-/// Checks the arguments of `build` and turns them into a request (and the callback, if any).
+impl ProjectBuilder {
+    /// Queues `prepared` and resolves with `finish(outcome)` once every log line reached the
+    /// request's callback. `finish` runs on the JS thread in every case, also when `prepared`
+    /// is an argument error, so that it can release what it holds.
+    fn start<'env, F>(
+        &self,
+        env: &'env Env,
+        prepared: Result<(BuildRequest, Option<LineCallback>)>,
+        finish: F,
+    ) -> Result<PromiseRaw<'env, Object<'env>>>
+    where
+        F: FnOnce(&'env Env, Result<BuildOutcome>) -> Result<Object<'env>> + 'static,
+    {
+        let (request, delivery) = match prepared {
+            Ok((request, Some(callback))) => {
+                let delivery =
+                    deliver_text(env, &request.log, callback, "a build's onLog callback")?.1;
+                (Ok(request), Some(delivery))
+            }
+            Ok((request, None)) => (Ok(request), None),
+            Err(error) => (Err(error), None),
+        };
+        let builder = self.inner.clone();
+        env.spawn_future_with_callback(
+            async move {
+                let outcome = match request {
+                    Ok(request) => {
+                        let log = Arc::clone(&request.log);
+                        let outcome = builder.build(request).await;
+                        // Let the subscriber drain what is queued, then wait until JS has seen
+                        // it all.
+                        log.close_subscriptions();
+                        if let Some(delivery) = delivery {
+                            let _ = delivery.await;
+                        }
+                        outcome.map_err(to_js_error)
+                    }
+                    Err(error) => Err(error),
+                };
+                Ok(outcome)
+            },
+            finish,
+        )
+    }
+}
+
+/// Checks the id, directory, options and callback of a build (`id_name` and `dir_name` are
+/// the argument names errors use) and turns them into a request.
 fn prepare(
-    build_id: Option<Unknown>,
+    build_id: String,
+    id_name: &str,
     workdir: Option<Unknown>,
+    dir_name: &str,
     options: Option<Unknown>,
     on_log: Option<&Unknown>,
 ) -> Result<(BuildRequest, Option<LineCallback>)> {
-    let build_id = args::required_string(build_id, "buildId")?;
-    crate::validate::id("buildId", &build_id).map_err(to_js_error)?;
-    let workdir = args::required_string(workdir, "workdir")?;
+    crate::validate::id(id_name, &build_id).map_err(to_js_error)?;
+    let workdir = args::required_string(workdir, dir_name)?;
     if workdir.is_empty() || workdir.contains('\0') {
         return Err(to_js_error(Error::invalid(
-            "workdir",
+            dir_name,
             "must be a non-empty path without NUL",
         )));
     }
-    let workdir = absolute(PathBuf::from(workdir))?;
+    let workdir = absolute(PathBuf::from(workdir), dir_name)?;
     let options = BuildOptions::from_json(&args::options(options, "options")?, "options")
         .map_err(to_js_error)?;
     let callback = args::optional_callback(on_log, "onLog")?;
@@ -216,11 +339,11 @@ fn prepare(
     ))
 }
 
-fn absolute(path: PathBuf) -> Result<PathBuf> {
+fn absolute(path: PathBuf, name: &str) -> Result<PathBuf> {
     if path.is_absolute() {
         return Ok(path);
     }
-    Ok(args::cwd("workdir")?.join(path))
+    Ok(args::cwd(name)?.join(path))
 }
 
 /// `{ status, errorMessage, logs, startedAt, completedAt, packageManager }` with JS Dates.

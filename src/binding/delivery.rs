@@ -24,6 +24,14 @@ pub(crate) struct BatchSink<T: 'static> {
     tsfn: ThreadsafeFunction<T, (), (), napi::Status, false, true>,
 }
 
+impl<T: 'static + Send> BatchSink<T> {
+    /// Hands `value` to the sink's callback and waits until JS has run it; false when Node's
+    /// environment is gone.
+    pub(crate) async fn send(&self, value: T) -> bool {
+        self.tsfn.call_async(value).await.is_ok()
+    }
+}
+
 /// A sink whose `deliver` runs on the JS thread with each value.
 pub(crate) fn batch_sink<T, F>(env: &Env, mut deliver: F) -> Result<Arc<BatchSink<T>>>
 where
@@ -58,7 +66,7 @@ where
 {
     napi::bindgen_prelude::spawn(async move {
         while let Some(batch) = subscription.next_batch(MAX_BATCH).await {
-            if sink.tsfn.call_async(wrap(batch)).await.is_err() {
+            if !sink.send(wrap(batch)).await {
                 break;
             }
             if let Some(pause) = pause {

@@ -8,6 +8,7 @@ use napi::bindgen_prelude::{PromiseRaw, Result, Unknown};
 use napi_derive::napi;
 
 use crate::config::HealthCheckSettings;
+use crate::error::Error;
 use crate::health::{self, HealthReport};
 
 use super::{args, to_js_error};
@@ -17,8 +18,9 @@ use super::{args, to_js_error};
 pub struct HealthCheckResult {
     /// Whether the endpoint answered with a 2xx status.
     pub healthy: bool,
-    /// Why the check failed, e.g. `HTTP 503 Service Unavailable` or
-    /// `Connection refused: nothing is listening on 127.0.0.1:4111`; absent when healthy.
+    /// Why the check failed, e.g. `Health check returned status 503 Service Unavailable` or
+    /// `Health check failed: Connection refused: nothing is listening on 127.0.0.1:4111`;
+    /// absent when healthy.
     pub message: Option<String>,
 }
 
@@ -88,8 +90,8 @@ impl HealthChecker {
     }
 
     /// Checks up to `maxRetries` times, `retryIntervalMs` apart, and resolves at the first
-    /// healthy answer. Rejects with an `Error` saying how many attempts failed and how the last
-    /// one did.
+    /// healthy answer. Rejects with `Server failed to become healthy after N attempts. Last
+    /// error: …` (the last check's message), followed by the URL that was checked.
     #[napi(
         ts_args_type = "host: string, port: number",
         ts_return_type = "Promise<void>"
@@ -107,9 +109,29 @@ impl HealthChecker {
             checker
                 .wait_for_healthy(&host, port)
                 .await
-                .map_err(to_js_error)
+                .map_err(unhealthy_error)
         })
     }
+}
+
+/// The rejection of `waitForHealthy`, worded as the TypeScript package words it.
+fn unhealthy_error(error: Error) -> napi::Error {
+    let message = match &error {
+        Error::Unhealthy {
+            url,
+            attempts,
+            last_failure,
+        } => Some(format!(
+            "Server failed to become healthy after {attempts} attempts. Last error: \
+             {last_failure} (GET {url})"
+        )),
+        _ => None,
+    };
+    let mut js_error = to_js_error(error);
+    if let Some(message) = message {
+        js_error.reason = message;
+    }
+    js_error
 }
 
 impl HealthChecker {

@@ -1,7 +1,9 @@
 //! The log utilities of SPEC §2 as JS sees them: `RingBuffer`, `LogCollectorImpl`, and the
 //! `create*LogStream` helpers. Storage, framing and subscriptions live in the core's `logs`.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use serde_json::{Value, json};
 use super::args::{self, LineCallback};
 use super::delivery::{report_callback_error, spawn_delivery};
 use crate::logs::store::SubscriptionCloser;
-use crate::logs::{LogBatch, LogLimits, LogStore, Stream, join_text, store::iso8601_utc};
+use crate::logs::{LogBatch, LogEntry, LogLimits, LogStore, Stream, join_text, store::iso8601_utc};
 
 /// Lines a `LogCollectorImpl` keeps when no capacity is given.
 const DEFAULT_COLLECTOR_LINES: u64 = 10_000;
@@ -118,9 +120,10 @@ pub(crate) fn paginate(
     let before = match args::optional_string(before, "before")? {
         None => None,
         Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| {
-            napi::Error::from_reason(format!(
-                "Invalid before: expected a cursor from a previous page (got '{cursor}')"
-            ))
+            invalid(
+                "before",
+                format!("expected a cursor from a previous page (got '{cursor}')"),
+            )
         })?),
     };
     let page = store.page(limit as usize, before);
@@ -196,10 +199,24 @@ fn split_lines(text: &str) -> impl Iterator<Item = String> + '_ {
         .map(|line| line.strip_suffix('\r').unwrap_or(line).to_owned())
 }
 
+/// One `LogCollectorImpl.stream` subscriber; `active` turns false when it unsubscribes.
+struct Listener {
+    callback: LineCallback,
+    active: Cell<bool>,
+}
+
+/// The subscribers of one collector, called in subscription order.
+type Listeners = Rc<RefCell<Vec<Rc<Listener>>>>;
+
 /// A bounded in-memory log: lines with timestamps, stream tags and cursors.
+///
+/// Lines are appended from JS, so `stream` subscribers are called on the JS thread, during the
+/// `append` that added the line: every line reaches every subscriber that was subscribed
+/// when it was appended, before `append` returns.
 #[napi]
 pub struct LogCollectorImpl {
     store: Arc<LogStore>,
+    listeners: Listeners,
 }
 
 #[napi]
@@ -213,21 +230,58 @@ impl LogCollectorImpl {
                 .unwrap_or(DEFAULT_COLLECTOR_LINES);
         Ok(LogCollectorImpl {
             store: Arc::new(LogStore::new(LogLimits::with_lines(max_lines as usize))),
+            listeners: Rc::default(),
         })
     }
+}
 
+impl LogCollectorImpl {
+    /// Stores `lines` and hands them, in text form, to every subscriber. Lines the store
+    /// dropped at once (one call appending more than it keeps) are announced by a marker.
+    fn add(&self, env: &Env, stream: Stream, lines: Vec<String>) {
+        let count = lines.len();
+        if self.store.append_lines(stream, lines).is_none() {
+            return;
+        }
+        let subscribers: Vec<Rc<Listener>> = self.listeners.borrow().clone();
+        if subscribers.is_empty() {
+            return;
+        }
+        let kept = self.store.tail(count);
+        let dropped = (count - kept.len()) as u64;
+        let texts: Vec<String> = (dropped > 0)
+            .then(|| LogBatch::missed_marker(dropped))
+            .into_iter()
+            .chain(kept.iter().map(LogEntry::text))
+            .collect();
+        for line in &texts {
+            for listener in subscribers.iter().filter(|l| l.active.get()) {
+                let called = listener
+                    .callback
+                    .borrow_back(env)
+                    .and_then(|callback| callback.call(line.clone()));
+                if let Err(error) = called {
+                    report_callback_error("a log stream callback", &error);
+                }
+            }
+        }
+    }
+}
+
+#[napi]
+impl LogCollectorImpl {
     /// Appends `line` (text with newlines becomes several lines) from `stream` (default `'stdout'`).
     #[napi(ts_args_type = "line: string, stream?: 'stdout' | 'stderr'")]
-    pub fn append(&self, line: Unknown, stream: Option<Unknown>) -> Result<()> {
+    pub fn append(&self, env: Env, line: Unknown, stream: Option<Unknown>) -> Result<()> {
         let text = args::string(&line, "line")?;
         let stream = args::stream(stream.as_ref(), "stream")?;
-        self.store.append_lines(stream, split_lines(&text));
+        self.add(&env, stream, split_lines(&text).collect());
         Ok(())
     }
 
     /// Appends several lines at once from `stream` (default `'stdout'`).
     #[napi(ts_args_type = "lines: string[], stream?: 'stdout' | 'stderr'")]
-    pub fn append_multiple(&self, lines: Unknown, stream: Option<Unknown>) -> Result<()> {
+    pub fn append_multiple(&self, env: Env, lines: Unknown, stream: Option<Unknown>) -> Result<()> {
         let stream = args::stream(stream.as_ref(), "stream")?;
         let list = match super::json::to_json(&lines, "lines")? {
             Value::Array(items) => items,
@@ -244,7 +298,7 @@ impl LogCollectorImpl {
                 .map_err(super::to_js_error)?;
             texts.extend(split_lines(text));
         }
-        self.store.append_lines(stream, texts);
+        self.add(&env, stream, texts);
         Ok(())
     }
 
@@ -268,7 +322,10 @@ impl LogCollectorImpl {
         Ok(join_text(&self.store.since(since)))
     }
 
-    /// Calls `callback` with each new line (text form) until the returned function is called.
+    /// Calls `callback` with each line appended from now on (text form), during the `append`
+    /// that adds it, until the returned function is called. A callback that throws is
+    /// reported (see `MASTRA_RUNNER_LOG`) and stays subscribed; the other subscribers and the
+    /// appender are unaffected.
     #[napi(
         ts_args_type = "callback: (line: string) => void",
         ts_return_type = "() => void"
@@ -278,11 +335,22 @@ impl LogCollectorImpl {
         env: &'env Env,
         callback: Unknown,
     ) -> Result<Function<'env, (), ()>> {
-        let callback = args::callback(&callback, "callback")?;
-        stream_text(env, &self.store, callback)
+        let listener = Rc::new(Listener {
+            callback: args::callback(&callback, "callback")?,
+            active: Cell::new(true),
+        });
+        self.listeners.borrow_mut().push(Rc::clone(&listener));
+        let listeners = Rc::clone(&self.listeners);
+        env.create_function_from_closure("unsubscribe", move |_| {
+            listener.active.set(false);
+            listeners
+                .borrow_mut()
+                .retain(|other| !Rc::ptr_eq(other, &listener));
+            Ok(())
+        })
     }
 
-    /// Removes every line (cursors keep increasing).
+    /// Removes every line (cursors keep increasing); subscribers stay.
     #[napi]
     pub fn clear(&self) {
         self.store.clear();
@@ -304,59 +372,79 @@ impl LogCollectorImpl {
     }
 }
 
-/// Options of `createBuildLogStream`.
-struct BuildLogFormat {
-    include_timestamp: bool,
-    prefix: String,
-    buffered: bool,
-    flush_interval: Duration,
+/// How long a buffered build log stream collects lines by default, in ms.
+const DEFAULT_FLUSH_MS: u64 = 100;
+
+/// The formatting options of `createBuildLogStream` and `formatLogLine`.
+#[napi(object)]
+pub struct BuildLogStreamConfig {
+    /// Start each line with `[ISO time]` (default `true`).
+    pub include_timestamp: Option<bool>,
+    /// Text put between the timestamp and the line, e.g. a step name (default none).
+    pub prefix: Option<String>,
+    /// Collect lines and hand them over at most every `flushIntervalMs` (default `false`).
+    pub buffered: Option<bool>,
+    /// How long a buffered stream collects lines, in ms (default 100).
+    pub flush_interval_ms: Option<f64>,
 }
 
-impl BuildLogFormat {
-    fn read(options: Option<&Unknown<'_>>) -> Result<Self> {
+impl BuildLogStreamConfig {
+    /// Reads and checks argument `name`; a wrong field is an `Error` naming it.
+    fn read(options: Option<&Unknown<'_>>, name: &str) -> Result<Self> {
         let options = match options {
-            Some(options) => super::json::to_json(options, "options")?,
+            Some(options) => super::json::to_json(options, name)?,
             None => Value::Null,
         };
-        let field = |name: &str| options.get(name).filter(|v| !v.is_null());
-        let flag = |name: &str| -> Result<bool> {
-            match field(name) {
-                None => Ok(false),
+        if !options.is_null() && !options.is_object() {
+            return Err(invalid(
+                name,
+                crate::validate::expected("an object", &options),
+            ));
+        }
+        let field = |field: &str| options.get(field).filter(|v| !v.is_null());
+        let flag = |field: &str, default: bool| -> Result<bool> {
+            match options.get(field) {
+                None | Some(Value::Null) => Ok(default),
                 Some(Value::Bool(b)) => Ok(*b),
-                Some(other) => Err(napi::Error::from_reason(format!(
-                    "Invalid options.{name}: {}",
-                    crate::validate::expected("a boolean", other)
-                ))),
+                Some(other) => Err(invalid(
+                    &format!("{name}.{field}"),
+                    crate::validate::expected("a boolean", other),
+                )),
             }
         };
         let prefix = match field("prefix") {
             None => String::new(),
-            Some(value) => crate::validate::string("options.prefix", value)
+            Some(value) => crate::validate::string(&format!("{name}.prefix"), value)
                 .map_err(super::to_js_error)?
                 .to_owned(),
         };
         let flush_interval = match field("flushIntervalMs") {
-            None => 100,
-            Some(value) => crate::validate::integer("options.flushIntervalMs", value, 1, 3_600_000)
-                .map_err(super::to_js_error)?,
+            None => DEFAULT_FLUSH_MS,
+            Some(value) => {
+                crate::validate::integer(&format!("{name}.flushIntervalMs"), value, 1, 3_600_000)
+                    .map_err(super::to_js_error)?
+            }
         };
-        if !options.is_null() && !options.is_object() {
-            return Err(napi::Error::from_reason(format!(
-                "Invalid options: {}",
-                crate::validate::expected("an object", &options)
-            )));
-        }
-        Ok(BuildLogFormat {
-            include_timestamp: flag("includeTimestamp")?,
-            prefix,
-            buffered: flag("buffered")?,
-            flush_interval: Duration::from_millis(flush_interval),
+        Ok(BuildLogStreamConfig {
+            include_timestamp: Some(flag("includeTimestamp", true)?),
+            prefix: Some(prefix),
+            buffered: Some(flag("buffered", false)?),
+            flush_interval_ms: Some(flush_interval as f64),
         })
     }
 
+    fn flush_interval(&self) -> Duration {
+        Duration::from_millis(
+            self.flush_interval_ms
+                .map_or(DEFAULT_FLUSH_MS, |ms| ms as u64),
+        )
+    }
+
+    /// `[ISO time] prefix line`, the parts present joined by single spaces.
     fn format(&self, line: &str) -> String {
-        let mut out = String::with_capacity(line.len() + self.prefix.len() + 27);
-        if self.include_timestamp {
+        let prefix = self.prefix.as_deref().unwrap_or_default();
+        let mut out = String::with_capacity(line.len() + prefix.len() + 28);
+        if self.include_timestamp != Some(false) {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
@@ -365,29 +453,52 @@ impl BuildLogFormat {
             out.push_str(&iso8601_utc(now));
             out.push_str("] ");
         }
-        out.push_str(&self.prefix);
+        if !prefix.is_empty() {
+            out.push_str(prefix);
+            out.push(' ');
+        }
         out.push_str(line);
         out
     }
 }
 
-/// Wraps `callback` as a build-log sink: each line is optionally stamped
-/// (`includeTimestamp`: `[ISO time] `) and prefixed (`prefix`); with `buffered`, lines are
-/// collected and handed over at most every `flushIntervalMs` (default 100) instead of at once.
-/// An exception thrown by `callback` is reported (see `MASTRA_RUNNER_LOG`) and never reaches
-/// the writer.
+fn invalid(name: &str, reason: String) -> napi::Error {
+    super::to_js_error(crate::error::Error::invalid(name, reason))
+}
+
+/// `line` as a build log writes it: `[ISO time]` (unless `includeTimestamp: false`), then
+/// `prefix` if given, then the line, separated by single spaces.
+#[napi(ts_args_type = "line: string, config?: BuildLogStreamConfig")]
+pub fn format_log_line(line: Unknown, config: Option<Unknown>) -> Result<String> {
+    let line = args::string(&line, "line")?;
+    Ok(BuildLogStreamConfig::read(config.as_ref(), "config")?.format(&line))
+}
+
+/// A function that does nothing with the line it is given (the sink for a missing callback).
+fn discard<'env>(env: &'env Env) -> Result<Function<'env, String, ()>> {
+    env.create_function_from_closure("discardLog", |_| Ok(()))
+}
+
+/// Wraps `callback` as a build-log sink: each line is formatted as by `formatLogLine`
+/// (`[ISO time] prefix line`); with `buffered`, lines are collected and handed over, one call
+/// per line, at most every `flushIntervalMs` (default 100) instead of at once. Without a
+/// callback the sink discards what it is given. An exception thrown by `callback` is reported
+/// (see `MASTRA_RUNNER_LOG`) and never reaches the writer.
 #[napi(
-    ts_args_type = "callback: (line: string) => void, options?: { includeTimestamp?: boolean; prefix?: string; buffered?: boolean; flushIntervalMs?: number }",
+    ts_args_type = "callback: ((line: string) => void) | undefined, config?: BuildLogStreamConfig",
     ts_return_type = "(line: string) => void"
 )]
 pub fn create_build_log_stream<'env>(
     env: &'env Env,
-    callback: Unknown,
-    options: Option<Unknown>,
+    callback: Option<Unknown>,
+    config: Option<Unknown>,
 ) -> Result<Function<'env, String, ()>> {
-    let callback: LineCallback = args::callback(&callback, "callback")?;
-    let format = BuildLogFormat::read(options.as_ref())?;
-    if !format.buffered {
+    let callback: Option<LineCallback> = args::optional_callback(callback.as_ref(), "callback")?;
+    let format = BuildLogStreamConfig::read(config.as_ref(), "config")?;
+    let Some(callback) = callback else {
+        return discard(env);
+    };
+    if format.buffered != Some(true) {
         return env.create_function_from_closure("writeBuildLog", move |ctx| {
             let line: String = ctx.first_arg()?;
             let callback = callback.borrow_back(ctx.env)?;
@@ -404,7 +515,7 @@ pub fn create_build_log_stream<'env>(
     spawn_delivery(
         env,
         subscription,
-        Some(format.flush_interval),
+        Some(format.flush_interval()),
         move |env, batch| {
             let Ok(callback) = callback.borrow_back(env) else {
                 return;
@@ -478,19 +589,23 @@ pub fn create_multi_log_stream<'env>(
     })
 }
 
-/// A sink that forwards only the lines for which `predicate(line)` is truthy. A predicate that
-/// throws drops that line (and is reported).
+/// A sink that forwards only the lines for which `predicate(line)` is truthy (without a
+/// callback, it discards every line). A predicate that throws drops that line (and is
+/// reported).
 #[napi(
-    ts_args_type = "callback: (line: string) => void, predicate: (line: string) => boolean",
+    ts_args_type = "callback: ((line: string) => void) | undefined, predicate: (line: string) => boolean",
     ts_return_type = "(line: string) => void"
 )]
 pub fn create_filtered_log_stream<'env>(
     env: &'env Env,
-    callback: Unknown,
+    callback: Option<Unknown>,
     predicate: Unknown,
 ) -> Result<Function<'env, String, ()>> {
-    let callback: LineCallback = args::callback(&callback, "callback")?;
+    let callback: Option<LineCallback> = args::optional_callback(callback.as_ref(), "callback")?;
     let predicate: FunctionRef<String, Unknown<'static>> = args::callback(&predicate, "predicate")?;
+    let Some(callback) = callback else {
+        return discard(env);
+    };
     env.create_function_from_closure("writeFilteredLog", move |ctx| {
         let line: String = ctx.first_arg()?;
         let keep = predicate

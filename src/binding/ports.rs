@@ -8,6 +8,7 @@ use std::sync::Arc;
 use napi::Env;
 use napi::bindgen_prelude::{PromiseRaw, Result, Unknown};
 use napi_derive::napi;
+use serde_json::Value;
 
 use crate::config::PortRange;
 use crate::ports;
@@ -26,12 +27,15 @@ pub struct PortAllocator {
 
 #[napi]
 impl PortAllocator {
-    /// An allocator over `range` (integers from 1 to 65535, `start <= end`). Throws an `Error`
-    /// naming the field that is wrong, e.g. `Invalid range: start (5000) is greater than end (4000)`.
-    #[napi(constructor, ts_args_type = "range: { start: number; end: number }")]
+    /// An allocator over `range` (integers from 1 to 65535, `start <= end`; without it,
+    /// 4111-4200). Throws an `Error` naming the field that is wrong, e.g.
+    /// `Invalid range: start (5000) is greater than end (4000)`.
+    #[napi(constructor, ts_args_type = "range?: { start: number; end: number }")]
     pub fn new(range: Option<Unknown>) -> Result<Self> {
-        let range =
-            PortRange::from_json(&args::options(range, "range")?, "range").map_err(to_js_error)?;
+        let range = match args::options(range, "range")? {
+            Value::Null => PortRange::default(),
+            given => PortRange::from_json(&given, "range").map_err(to_js_error)?,
+        };
         Ok(PortAllocator {
             inner: Arc::new(ports::PortAllocator::new(range)),
         })

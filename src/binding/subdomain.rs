@@ -4,7 +4,8 @@ use napi::bindgen_prelude::{Result, Unknown};
 use napi_derive::napi;
 use serde_json::{Value, json};
 
-use super::args;
+use super::{args, to_js_error};
+use crate::error::Error;
 use crate::subdomain::{self, DeploymentType};
 
 /// Turns projects and deployments into DNS-label subdomains, and back.
@@ -40,8 +41,9 @@ impl SubdomainGenerator {
             "deployment.type",
         )?;
         let kind = DeploymentType::from_name(&kind).ok_or_else(|| {
-            napi::Error::from_reason(format!(
-                "Invalid deployment.type: must be 'production', 'staging' or 'preview' (got '{kind}')"
+            to_js_error(Error::invalid(
+                "deployment.type",
+                format!("must be 'production', 'staging' or 'preview' (got '{kind}')"),
             ))
         })?;
         let branch = args::optional_string(
@@ -49,9 +51,10 @@ impl SubdomainGenerator {
             "deployment.branch",
         )?;
         if kind == DeploymentType::Preview && branch.as_deref().is_none_or(str::is_empty) {
-            return Err(napi::Error::from_reason(
-                "Invalid deployment.branch: a preview deployment needs its branch",
-            ));
+            return Err(to_js_error(Error::invalid(
+                "deployment.branch",
+                "a preview deployment needs its branch",
+            )));
         }
         Ok(subdomain::generate(
             &slug,
@@ -60,21 +63,24 @@ impl SubdomainGenerator {
         ))
     }
 
-    /// Splits a generated subdomain into `{ type, projectSlug, branch }` (`branch` is `null`
-    /// except for previews); `null` when it is not one.
+    /// Splits a subdomain at its last `--`: `{ projectSlug, deploymentSlug? }` (`'a--b--c'` gives
+    /// `{ projectSlug: 'c', deploymentSlug: 'a--b' }`; no `--` gives no `deploymentSlug`), plus
+    /// the deployment `type` that generated it and, for previews, the `branch` part (else `null`).
     #[napi(
         ts_args_type = "subdomain: string",
-        ts_return_type = "{ type: 'production' | 'staging' | 'preview'; projectSlug: string; branch: string | null } | null"
+        ts_return_type = "{ projectSlug: string; deploymentSlug?: string; type: 'production' | 'staging' | 'preview'; branch: string | null }"
     )]
     pub fn parse(&self, subdomain: Option<Unknown>) -> Result<Value> {
         let text = args::required_string(subdomain, "subdomain")?;
-        Ok(match subdomain::parse(&text) {
-            Some(parsed) => json!({
-                "type": parsed.deployment_type.as_str(),
-                "projectSlug": parsed.project,
-                "branch": parsed.branch,
-            }),
-            None => Value::Null,
-        })
+        let parsed = subdomain::parse(&text);
+        let mut value = json!({
+            "projectSlug": parsed.project,
+            "type": parsed.deployment_type.as_str(),
+            "branch": parsed.branch,
+        });
+        if let (Some(slug), Some(object)) = (parsed.deployment_slug(), value.as_object_mut()) {
+            object.insert("deploymentSlug".to_owned(), Value::from(slug));
+        }
+        Ok(value)
     }
 }

@@ -239,8 +239,8 @@ pub struct BuildOutcome {
     /// How it ended.
     pub status: BuildStatus,
     /// What failed and how (`None` on success). The first line is a summary such as
-    /// `Install failed (pnpm install --frozen-lockfile exited with exit code 1)`; the package
-    /// manager's own error lines may follow.
+    /// `Dependency installation failed with exit code 1 (pnpm install --frozen-lockfile)`; the
+    /// package manager's own error lines may follow.
     pub error_message: Option<String>,
     /// When it left the queue and started; `None` when it was cancelled while queued.
     pub started_at: Option<SystemTime>,

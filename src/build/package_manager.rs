@@ -90,16 +90,37 @@ impl fmt::Display for PackageManager {
     }
 }
 
-/// The arguments that install dependencies: the plain form (`install`), or with `frozen` the
-/// form that fails instead of changing the lockfile.
+/// The arguments the builder installs dependencies with: the plain form (`install`), or with
+/// `frozen` the form that fails instead of changing the lockfile. npm runs without its audit and
+/// funding requests in both.
 pub fn install_args(pm: PackageManager, frozen: bool) -> Vec<String> {
     let args: &[&str] = match (pm, frozen) {
+        (PackageManager::Npm, false) => &["install", "--audit=false", "--fund=false"],
+        (PackageManager::Npm, true) => &["ci", "--audit=false", "--fund=false"],
         (_, false) => &["install"],
-        (PackageManager::Npm, true) => &["ci"],
         (PackageManager::YarnBerry, true) => &["install", "--immutable"],
         (PackageManager::Pnpm | PackageManager::Yarn | PackageManager::Bun, true) => {
             &["install", "--frozen-lockfile"]
         }
+    };
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// The install arguments of the TypeScript package's `getInstallArgs`: quiet, non-interactive
+/// installs (npm without audit, funding and progress; pnpm outside any enclosing workspace;
+/// yarn 1 and bun silent; yarn berry, which has no `--silent`, plain).
+pub fn quiet_install_args(pm: PackageManager) -> Vec<String> {
+    let args: &[&str] = match pm {
+        PackageManager::Npm => &[
+            "install",
+            "--audit=false",
+            "--fund=false",
+            "--loglevel=error",
+            "--progress=false",
+        ],
+        PackageManager::Pnpm => &["install", "--ignore-workspace", "--loglevel=error"],
+        PackageManager::Yarn | PackageManager::Bun => &["install", "--silent"],
+        PackageManager::YarnBerry => &["install"],
     };
     args.iter().map(|a| (*a).to_owned()).collect()
 }
@@ -520,7 +541,7 @@ mod tests {
     fn argument_tables() {
         use PackageManager::*;
         let frozen = [
-            (Npm, "ci"),
+            (Npm, "ci --audit=false --fund=false"),
             (Pnpm, "install --frozen-lockfile"),
             (Yarn, "install --frozen-lockfile"),
             (YarnBerry, "install --immutable"),
@@ -528,8 +549,25 @@ mod tests {
         ];
         for (pm, args) in frozen {
             assert_eq!(install_args(pm, true).join(" "), args, "{pm}");
-            assert_eq!(install_args(pm, false), vec!["install"], "{pm}");
             assert_eq!(build_args(pm), vec!["run", "build"], "{pm}");
+        }
+        assert_eq!(
+            install_args(Npm, false).join(" "),
+            "install --audit=false --fund=false"
+        );
+        assert_eq!(install_args(Pnpm, false), vec!["install"]);
+        let quiet = [
+            (
+                Npm,
+                "install --audit=false --fund=false --loglevel=error --progress=false",
+            ),
+            (Pnpm, "install --ignore-workspace --loglevel=error"),
+            (Yarn, "install --silent"),
+            (YarnBerry, "install"),
+            (Bun, "install --silent"),
+        ];
+        for (pm, args) in quiet {
+            assert_eq!(quiet_install_args(pm).join(" "), args, "{pm}");
         }
     }
 

@@ -249,7 +249,10 @@ impl Run<'_> {
         let tool = if needs_tool {
             Some(self.resolve_tool(&detection, &install_env).await?)
         } else {
-            self.say(format!("Package manager: {}", detection.describe()));
+            self.say(format!(
+                "Detected package manager: {}",
+                detection.describe()
+            ));
             None
         };
         self.say(format!(
@@ -262,29 +265,18 @@ impl Run<'_> {
             self.say("Install skipped (skipInstall)".to_owned());
         } else if let Some(program) = &tool {
             let frozen = detection.lockfile().is_some();
-            self.step(
-                "install",
-                "Install",
-                program,
-                pm,
-                install_args(pm, frozen),
-                install_env,
-            )
-            .await?;
+            self.step(&INSTALL, program, pm, install_args(pm, frozen), install_env)
+                .await?;
         }
 
         if !has_build_script {
-            self.say("Build script skipped: package.json has no scripts.build".to_owned());
+            self.say(
+                "No build script found, skipping build step (package.json has no scripts.build)"
+                    .to_owned(),
+            );
         } else if let Some(program) = &tool {
-            self.step(
-                "build script",
-                "Build script",
-                program,
-                pm,
-                build_args(pm),
-                build_env,
-            )
-            .await?;
+            self.step(&BUILD_SCRIPT, program, pm, build_args(pm), build_env)
+                .await?;
         }
 
         let entry = output_entry(&workdir);
@@ -324,7 +316,7 @@ impl Run<'_> {
         };
         self.package_manager = Some(pm);
         self.say(format!(
-            "Package manager: {}; running {found} from {}",
+            "Detected package manager: {}; running {found} from {}",
             detection.describe(),
             program.display()
         ));
@@ -374,19 +366,18 @@ impl Run<'_> {
         }
     }
 
-    /// Runs one step (`what` for messages, `label` for the log) and fails it on a non-zero
-    /// exit, quoting the package manager's own error lines.
+    /// Runs one step and fails it on a non-zero exit, quoting the package manager's own error
+    /// lines.
     async fn step(
         &mut self,
-        what: &str,
-        label: &str,
+        text: &StepText,
         program: &Path,
         pm: PackageManager,
         args: Vec<String>,
         env: BTreeMap<String, String>,
     ) -> Result<(), Stop> {
         let shown = format!("{} {}", pm.command(), args.join(" "));
-        let marker = self.say(format!("{label}: {shown}"));
+        let marker = self.say(format!("{} ({shown})", text.running));
         let step_start = Instant::now();
         let spec = SpawnSpec {
             program: program.to_string_lossy().into_owned(),
@@ -396,13 +387,10 @@ impl Run<'_> {
         };
         let log = Arc::clone(&self.log);
         let exit = self
-            .supervise(spec, log, &format!("{what}: {shown}"), &shown)
+            .supervise(spec, log, &format!("{}: {shown}", text.what), &shown)
             .await?;
         if exit.success() {
-            self.say(format!(
-                "{label} finished in {} s",
-                secs(step_start.elapsed())
-            ));
+            self.say(format!("{} in {} s", text.done, secs(step_start.elapsed())));
             return Ok(());
         }
         let output: Vec<LogEntry> = self
@@ -411,7 +399,7 @@ impl Run<'_> {
             .into_iter()
             .filter(|e| e.id > marker)
             .collect();
-        let mut message = format!("{label} failed ({shown} {})", how(&exit));
+        let mut message = failure(text.failed, &exit, &shown);
         if let Some(excerpt) = error_excerpt(&output) {
             message.push('\n');
             message.push_str(&excerpt);
@@ -456,6 +444,43 @@ impl Run<'_> {
             Some(stop) => Err(stop),
             None => Ok(exit),
         }
+    }
+}
+
+/// The words of one step in the log and in its error message; the phrases are the TypeScript
+/// package's, the command and duration follow them.
+struct StepText {
+    /// The step in timeout and cancel messages.
+    what: &'static str,
+    /// Logged when it starts.
+    running: &'static str,
+    /// Logged when it succeeded.
+    done: &'static str,
+    /// Starts the error message when it failed.
+    failed: &'static str,
+}
+
+const INSTALL: StepText = StepText {
+    what: "install",
+    running: "Installing dependencies...",
+    done: "Dependencies installed successfully",
+    failed: "Dependency installation failed",
+};
+
+const BUILD_SCRIPT: StepText = StepText {
+    what: "build script",
+    running: "Running build script...",
+    done: "Build completed successfully",
+    failed: "Build failed",
+};
+
+/// "Build failed with exit code 2 (npm run build)", "Build failed: killed by signal SIGKILL
+/// (npm run build)".
+fn failure(failed: &str, exit: &ExitInfo, shown: &str) -> String {
+    match (exit.code, exit.signal) {
+        (Some(_), _) => format!("{failed} with {exit} ({shown})"),
+        (None, Some(_)) => format!("{failed}: killed by {exit} ({shown})"),
+        (None, None) => format!("{failed}: ended with {exit} ({shown})"),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Processes tracked by server id, for the runner and for the `ProcessManager` JS export.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,6 +25,24 @@ pub struct ManagedProcess {
 #[derive(Debug, Default)]
 pub struct ProcessManager {
     processes: Mutex<BTreeMap<String, ManagedProcess>>,
+    /// Server ids whose process is being spawned: reserved before the spawn is awaited, so two
+    /// starts of one id cannot both pass the check.
+    starting: Mutex<BTreeSet<String>>,
+}
+
+/// A reserved server id, given back when the start ends (also when it is cancelled).
+struct Reservation<'a> {
+    starting: &'a Mutex<BTreeSet<String>>,
+    server_id: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.server_id);
+    }
 }
 
 impl ProcessManager {
@@ -47,12 +65,7 @@ impl ProcessManager {
         log: Arc<LogStore>,
         journal: Option<Arc<Journal>>,
     ) -> Result<ManagedProcess> {
-        if self.is_running(server_id) {
-            return Err(Error::invalid(
-                "serverId",
-                format!("a process for server '{server_id}' is already running"),
-            ));
-        }
+        let _reservation = self.reserve(server_id)?;
         let handle = spawn(spec, log, journal).await?;
         let managed = ManagedProcess {
             server_id: server_id.to_owned(),
@@ -62,6 +75,22 @@ impl ProcessManager {
         self.processes()
             .insert(server_id.to_owned(), managed.clone());
         Ok(managed)
+    }
+
+    /// Reserves `server_id` for a start; an id that is starting or running is an error.
+    fn reserve(&self, server_id: &str) -> Result<Reservation<'_>> {
+        let mut starting = self.starting.lock().unwrap_or_else(|p| p.into_inner());
+        if starting.contains(server_id) || self.is_running(server_id) {
+            return Err(Error::invalid(
+                "serverId",
+                format!("a process for server '{server_id}' is already running"),
+            ));
+        }
+        starting.insert(server_id.to_owned());
+        Ok(Reservation {
+            starting: &self.starting,
+            server_id: server_id.to_owned(),
+        })
     }
 
     /// The process tracked as `server_id`.
@@ -133,5 +162,47 @@ impl ProcessManager {
                 tracked.remove(&process.server_id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::LogLimits;
+
+    fn sleeper() -> SpawnSpec {
+        SpawnSpec {
+            program: "sleep".to_owned(),
+            args: vec!["30".to_owned()],
+            cwd: std::env::temp_dir(),
+            env: crate::process::env::compose([]),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_starts_of_one_id_cannot_both_pass() {
+        let manager = ProcessManager::new();
+        let log = || Arc::new(LogStore::new(LogLimits::with_lines(10)));
+        let (first, second) = tokio::join!(
+            manager.start("server", "dep", sleeper(), log(), None),
+            manager.start("server", "dep", sleeper(), log(), None),
+        );
+        assert_eq!(
+            usize::from(first.is_ok()) + usize::from(second.is_ok()),
+            1,
+            "{first:?} {second:?}"
+        );
+        let refused = first.as_ref().err().or(second.as_ref().err());
+        assert!(
+            refused.is_some_and(|e| e.to_string().contains("is already running")),
+            "{refused:?}"
+        );
+        assert_eq!(manager.running_count(), 1);
+        manager.kill_all(Duration::ZERO).await;
+        assert_eq!(manager.running_count(), 0);
+        // The reservation is given back: the id can be started again.
+        let again = manager.start("server", "dep", sleeper(), log(), None).await;
+        assert!(again.is_ok());
+        manager.kill_all(Duration::ZERO).await;
     }
 }
