@@ -242,8 +242,8 @@ impl fmt::Display for Error {
                 last_failure,
             } => write!(
                 f,
-                "Health check of {url} failed after {}; last failure: {last_failure}",
-                attempts(*n)
+                "Server failed to become healthy after {n} attempts. Last error: \
+                 {last_failure} (GET {url})"
             ),
             Error::HealthTimeout {
                 port,

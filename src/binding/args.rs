@@ -96,7 +96,7 @@ pub(crate) fn object<'env>(
     match argument {
         Some(value) if value.get_type()? == ValueType::Object && !value.is_array()? => {
             // SAFETY: the type was just checked.
-            unsafe { value.cast::<napi::bindgen_prelude::Object>() }
+            Ok(unsafe { value.cast::<napi::bindgen_prelude::Object>() }?)
         }
         Some(value) if value.get_type()? != ValueType::Undefined => {
             Err(invalid(name, &expected("an object", value)?))

@@ -6,18 +6,19 @@
 //! delivered in order by a weak threadsafe function (so a build never keeps Node alive on its
 //! own account). The Promise resolves only after every line has been handed to `onLog`.
 
+use super::error::{Result, spawn, spawn_then, to_js_error};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use napi::Env;
-use napi::bindgen_prelude::{Object, ObjectRef, PromiseRaw, Result, Unknown};
+use napi::bindgen_prelude::{Object, ObjectRef, PromiseRaw, Unknown};
 use napi_derive::napi;
 use serde_json::Value;
 
 use super::args::{self, LineCallback};
+use super::json;
 use super::logs::deliver_text;
-use super::{json, to_js_error};
 use crate::build::{self as core, BuildOptions, BuildOutcome, BuildRequest, PackageManager};
 use crate::error::Error;
 use crate::validate;
@@ -34,9 +35,9 @@ use crate::validate;
 pub fn detect_package_manager<'env>(
     env: &'env Env,
     dir: Option<Unknown>,
-) -> Result<PromiseRaw<'env, &'static str>> {
+) -> napi::Result<PromiseRaw<'env, &'static str>> {
     let dir = args::required_string(dir, "dir");
-    env.spawn_future(async move {
+    spawn(env, async move {
         let dir = dir?;
         let detection = off_thread(move || core::detect(Path::new(&dir))).await?;
         Ok(detection.package_manager.command())
@@ -115,9 +116,9 @@ pub fn get_build_args(pm: Option<Unknown>) -> Result<Vec<String>> {
 pub fn has_build_script<'env>(
     env: &'env Env,
     dir: Option<Unknown>,
-) -> Result<PromiseRaw<'env, bool>> {
+) -> napi::Result<PromiseRaw<'env, bool>> {
     let dir = args::required_string(dir, "dir");
-    env.spawn_future(async move {
+    spawn(env, async move {
         let dir = dir?;
         off_thread(move || core::has_build_script(Path::new(&dir))).await
     })
@@ -175,7 +176,7 @@ impl ProjectBuilder {
         source_dir: Option<Unknown>,
         options: Option<Unknown>,
         on_log: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, Object<'env>>> {
+    ) -> napi::Result<PromiseRaw<'env, Object<'env>>> {
         let target = args::object(project.as_ref(), "project")
             .and_then(|_| args::object(build.as_ref(), "build"))
             .and_then(|object| {
@@ -234,7 +235,7 @@ impl ProjectBuilder {
         workdir: Option<Unknown>,
         options: Option<Unknown>,
         on_log: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, Object<'env>>> {
+    ) -> napi::Result<PromiseRaw<'env, Object<'env>>> {
         let prepared = args::required_string(build_id, "buildId")
             .and_then(|id| prepare(id, "buildId", workdir, "workdir", options, on_log.as_ref()));
         self.start(env, prepared, |env, outcome| result_object(env, outcome?))
@@ -248,10 +249,10 @@ impl ProjectBuilder {
         &self,
         env: &'env Env,
         build_id: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, ()>> {
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
         let build_id = args::required_string(build_id, "buildId");
         let builder = self.inner.clone();
-        env.spawn_future(async move {
+        spawn(env, async move {
             builder.cancel(&build_id?).await;
             Ok(())
         })
@@ -274,7 +275,7 @@ impl ProjectBuilder {
         env: &'env Env,
         prepared: Result<(BuildRequest, Option<LineCallback>)>,
         finish: F,
-    ) -> Result<PromiseRaw<'env, Object<'env>>>
+    ) -> napi::Result<PromiseRaw<'env, Object<'env>>>
     where
         F: FnOnce(&'env Env, Result<BuildOutcome>) -> Result<Object<'env>> + 'static,
     {
@@ -288,7 +289,8 @@ impl ProjectBuilder {
             Err(error) => (Err(error), None),
         };
         let builder = self.inner.clone();
-        env.spawn_future_with_callback(
+        spawn_then(
+            env,
             async move {
                 let outcome = match request {
                     Ok(request) => {

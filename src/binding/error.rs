@@ -129,8 +129,8 @@ where
     })
 }
 
-/// A napi error that holds a JS `Error` with our code, so the Promise rejects with it.
-fn rejection(env: &Env, failure: JsFailure) -> napi::Error {
+/// A napi error that holds a JS `Error` with our code, so a Promise rejects with it.
+pub(crate) fn rejection(env: &Env, failure: JsFailure) -> napi::Error {
     let error = JsError::from(failure).into_unknown(*env);
     napi::Error::from(error)
 }

@@ -3,15 +3,15 @@
 //! Arguments are checked before the Promise is created, but a bad one rejects the Promise
 //! rather than throwing, as an `async` function would.
 
+use super::error::{Result, spawn, to_js_error};
 use napi::Env;
-use napi::bindgen_prelude::{PromiseRaw, Result, Unknown};
+use napi::bindgen_prelude::{PromiseRaw, Unknown};
 use napi_derive::napi;
 
 use crate::config::HealthCheckSettings;
-use crate::error::Error;
 use crate::health::{self, HealthReport};
 
-use super::{args, to_js_error};
+use super::args;
 
 /// The outcome of one health check.
 #[napi(object)]
@@ -64,10 +64,10 @@ impl HealthChecker {
         env: &'env Env,
         host: Option<Unknown>,
         port: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, HealthCheckResult>> {
+    ) -> napi::Result<PromiseRaw<'env, HealthCheckResult>> {
         let target = self.target(host, port);
         let checker = self.inner.clone();
-        env.spawn_future(async move {
+        spawn(env, async move {
             let (host, port) = target?;
             Ok(checker.check(&host, port).await.into())
         })
@@ -83,10 +83,12 @@ impl HealthChecker {
         &self,
         env: &'env Env,
         port: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, HealthCheckResult>> {
+    ) -> napi::Result<PromiseRaw<'env, HealthCheckResult>> {
         let port = args::port(port, "port");
         let checker = self.inner.clone();
-        env.spawn_future(async move { Ok(checker.check_loopback(port?).await.into()) })
+        spawn(env, async move {
+            Ok(checker.check_loopback(port?).await.into())
+        })
     }
 
     /// Checks up to `maxRetries` times, `retryIntervalMs` apart, and resolves at the first
@@ -101,37 +103,14 @@ impl HealthChecker {
         env: &'env Env,
         host: Option<Unknown>,
         port: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, ()>> {
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
         let target = self.target(host, port);
         let checker = self.inner.clone();
-        env.spawn_future(async move {
+        spawn(env, async move {
             let (host, port) = target?;
-            checker
-                .wait_for_healthy(&host, port)
-                .await
-                .map_err(unhealthy_error)
+            Ok(checker.wait_for_healthy(&host, port).await?)
         })
     }
-}
-
-/// The rejection of `waitForHealthy`, worded as the TypeScript package words it.
-fn unhealthy_error(error: Error) -> napi::Error {
-    let message = match &error {
-        Error::Unhealthy {
-            url,
-            attempts,
-            last_failure,
-        } => Some(format!(
-            "Server failed to become healthy after {attempts} attempts. Last error: \
-             {last_failure} (GET {url})"
-        )),
-        _ => None,
-    };
-    let mut js_error = to_js_error(error);
-    if let Some(message) = message {
-        js_error.reason = message;
-    }
-    js_error
 }
 
 impl HealthChecker {

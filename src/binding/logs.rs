@@ -1,6 +1,7 @@
 //! The log utilities of SPEC §2 as JS sees them: `RingBuffer`, `LogCollectorImpl`, and the
 //! `create*LogStream` helpers. Storage, framing and subscriptions live in the core's `logs`.
 
+use super::error::{JsFailure, Result, to_js_error};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use napi::UnknownRef;
 use napi::bindgen_prelude::{
-    Env, Function, FunctionRef, JsObjectValue, JsValue, Object, ObjectFinalize, Result, Unknown,
+    Env, Function, FunctionRef, JsObjectValue, JsValue, Object, ObjectFinalize, Unknown,
 };
 use napi_derive::napi;
 use serde_json::{Value, json};
@@ -63,7 +64,7 @@ impl RingBuffer {
     pub fn to_array<'env>(&self, env: &'env Env) -> Result<Vec<Unknown<'env>>> {
         self.items
             .iter()
-            .map(|item| held_value(env, item))
+            .map(|item| Ok(held_value(env, item)?))
             .collect()
     }
 
@@ -74,7 +75,7 @@ impl RingBuffer {
         let start = self.items.len().saturating_sub(n);
         self.items
             .range(start..)
-            .map(|item| held_value(env, item))
+            .map(|item| Ok(held_value(env, item)?))
             .collect()
     }
 
@@ -97,15 +98,16 @@ impl RingBuffer {
 /// The field of a holder object that carries a `RingBuffer` item.
 const HOLDER_FIELD: &str = "value";
 
-fn held_value<'env>(env: &'env Env, holder: &UnknownRef) -> Result<Unknown<'env>> {
+fn held_value<'env>(env: &'env Env, holder: &UnknownRef) -> napi::Result<Unknown<'env>> {
     // SAFETY: every reference in a RingBuffer points to a holder object made by `push`.
     let holder = unsafe { holder.get_value(env)?.cast::<Object>() }?;
     holder.get_named_property::<Unknown>(HOLDER_FIELD)
 }
 
 impl ObjectFinalize for RingBuffer {
-    fn finalize(mut self, env: Env) -> Result<()> {
+    fn finalize(mut self, env: Env) -> napi::Result<()> {
         self.clear(env)
+            .map_err(|failure| napi::Error::from_reason(failure.message))
     }
 }
 
@@ -155,10 +157,10 @@ pub(crate) fn stream_text<'env>(
     callback: LineCallback,
 ) -> Result<Function<'env, (), ()>> {
     let (closer, _) = deliver_text(env, store, callback, "a log stream callback")?;
-    env.create_function_from_closure("unsubscribe", move |_| {
+    Ok(env.create_function_from_closure("unsubscribe", move |_| {
         closer.close();
         Ok(())
-    })
+    })?)
 }
 
 /// Hands every new line of `store` to `callback` in text form (stderr prefixed), in order,
@@ -286,7 +288,7 @@ impl LogCollectorImpl {
         let list = match super::json::to_json(&lines, "lines")? {
             Value::Array(items) => items,
             other => {
-                return Err(super::to_js_error(crate::error::Error::invalid(
+                return Err(to_js_error(crate::error::Error::invalid(
                     "lines",
                     crate::validate::expected("an array of strings", &other),
                 )));
@@ -294,8 +296,8 @@ impl LogCollectorImpl {
         };
         let mut texts = Vec::with_capacity(list.len());
         for (index, item) in list.iter().enumerate() {
-            let text = crate::validate::string(&format!("lines[{index}]"), item)
-                .map_err(super::to_js_error)?;
+            let text =
+                crate::validate::string(&format!("lines[{index}]"), item).map_err(to_js_error)?;
             texts.extend(split_lines(text));
         }
         self.add(&env, stream, texts);
@@ -341,13 +343,13 @@ impl LogCollectorImpl {
         });
         self.listeners.borrow_mut().push(Rc::clone(&listener));
         let listeners = Rc::clone(&self.listeners);
-        env.create_function_from_closure("unsubscribe", move |_| {
+        Ok(env.create_function_from_closure("unsubscribe", move |_| {
             listener.active.set(false);
             listeners
                 .borrow_mut()
                 .retain(|other| !Rc::ptr_eq(other, &listener));
             Ok(())
-        })
+        })?)
     }
 
     /// Removes every line (cursors keep increasing); subscribers stay.
@@ -415,14 +417,14 @@ impl BuildLogStreamConfig {
         let prefix = match field("prefix") {
             None => String::new(),
             Some(value) => crate::validate::string(&format!("{name}.prefix"), value)
-                .map_err(super::to_js_error)?
+                .map_err(to_js_error)?
                 .to_owned(),
         };
         let flush_interval = match field("flushIntervalMs") {
             None => DEFAULT_FLUSH_MS,
             Some(value) => {
                 crate::validate::integer(&format!("{name}.flushIntervalMs"), value, 1, 3_600_000)
-                    .map_err(super::to_js_error)?
+                    .map_err(to_js_error)?
             }
         };
         Ok(BuildLogStreamConfig {
@@ -462,8 +464,8 @@ impl BuildLogStreamConfig {
     }
 }
 
-fn invalid(name: &str, reason: String) -> napi::Error {
-    super::to_js_error(crate::error::Error::invalid(name, reason))
+fn invalid(name: &str, reason: String) -> JsFailure {
+    to_js_error(crate::error::Error::invalid(name, reason))
 }
 
 /// `line` as a build log writes it: `[ISO time]` (unless `includeTimestamp: false`), then
@@ -476,7 +478,7 @@ pub fn format_log_line(line: Unknown, config: Option<Unknown>) -> Result<String>
 
 /// A function that does nothing with the line it is given (the sink for a missing callback).
 fn discard<'env>(env: &'env Env) -> Result<Function<'env, String, ()>> {
-    env.create_function_from_closure("discardLog", |_| Ok(()))
+    Ok(env.create_function_from_closure("discardLog", |_| Ok(()))?)
 }
 
 /// Wraps `callback` as a build-log sink: each line is formatted as by `formatLogLine`
@@ -499,14 +501,16 @@ pub fn create_build_log_stream<'env>(
         return discard(env);
     };
     if format.buffered != Some(true) {
-        return env.create_function_from_closure("writeBuildLog", move |ctx| {
-            let line: String = ctx.first_arg()?;
-            let callback = callback.borrow_back(ctx.env)?;
-            if let Err(error) = callback.call(format.format(&line)) {
-                report_callback_error("a build log stream callback", &error);
-            }
-            Ok(())
-        });
+        return Ok(
+            env.create_function_from_closure("writeBuildLog", move |ctx| {
+                let line: String = ctx.first_arg()?;
+                let callback = callback.borrow_back(ctx.env)?;
+                if let Err(error) = callback.call(format.format(&line)) {
+                    report_callback_error("a build log stream callback", &error);
+                }
+                Ok(())
+            })?,
+        );
     }
     let buffer = Arc::new(LogStore::new(LogLimits::with_lines(
         DEFAULT_COLLECTOR_LINES as usize,
@@ -531,11 +535,13 @@ pub fn create_build_log_stream<'env>(
             }
         },
     )?;
-    env.create_function_from_closure("writeBuildLog", move |ctx| {
-        let line: String = ctx.first_arg()?;
-        buffer.append_lines(Stream::Stdout, std::iter::once(format.format(&line)));
-        Ok(())
-    })
+    Ok(
+        env.create_function_from_closure("writeBuildLog", move |ctx| {
+            let line: String = ctx.first_arg()?;
+            buffer.append_lines(Stream::Stdout, std::iter::once(format.format(&line)));
+            Ok(())
+        })?,
+    )
 }
 
 /// The most callbacks `createMultiLogStream` accepts.
@@ -577,16 +583,18 @@ pub fn create_multi_log_stream<'env>(
             callbacks.push(args::callback(callback, &format!("callbacks[{index}]"))?);
         }
     }
-    env.create_function_from_closure("writeMultiLog", move |ctx| {
-        let line: String = ctx.first_arg()?;
-        for callback in &callbacks {
-            let callback = callback.borrow_back(ctx.env)?;
-            if let Err(error) = callback.call(line.clone()) {
-                report_callback_error("a multi log stream callback", &error);
+    Ok(
+        env.create_function_from_closure("writeMultiLog", move |ctx| {
+            let line: String = ctx.first_arg()?;
+            for callback in &callbacks {
+                let callback = callback.borrow_back(ctx.env)?;
+                if let Err(error) = callback.call(line.clone()) {
+                    report_callback_error("a multi log stream callback", &error);
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        })?,
+    )
 }
 
 /// A sink that forwards only the lines for which `predicate(line)` is truthy (without a
@@ -606,21 +614,23 @@ pub fn create_filtered_log_stream<'env>(
     let Some(callback) = callback else {
         return discard(env);
     };
-    env.create_function_from_closure("writeFilteredLog", move |ctx| {
-        let line: String = ctx.first_arg()?;
-        let keep = predicate
-            .borrow_back(ctx.env)?
-            .call(line.clone())
-            .and_then(|verdict| verdict.coerce_to_bool());
-        match keep {
-            Ok(true) => {
-                if let Err(error) = callback.borrow_back(ctx.env)?.call(line) {
-                    report_callback_error("a filtered log stream callback", &error);
+    Ok(
+        env.create_function_from_closure("writeFilteredLog", move |ctx| {
+            let line: String = ctx.first_arg()?;
+            let keep = predicate
+                .borrow_back(ctx.env)?
+                .call(line.clone())
+                .and_then(|verdict| verdict.coerce_to_bool());
+            match keep {
+                Ok(true) => {
+                    if let Err(error) = callback.borrow_back(ctx.env)?.call(line) {
+                        report_callback_error("a filtered log stream callback", &error);
+                    }
                 }
+                Ok(false) => {}
+                Err(error) => report_callback_error("a log stream predicate", &error),
             }
-            Ok(false) => {}
-            Err(error) => report_callback_error("a log stream predicate", &error),
-        }
-        Ok(())
-    })
+            Ok(())
+        })?,
+    )
 }

@@ -24,16 +24,10 @@ use napi_derive::napi;
 
 use crate::diagnostics;
 
-/// Turns a core error into a napi error, for the binding files that still return napi's own
-/// result type (their `code` is napi's generic one until they move to [`error::Result`]).
-pub(crate) fn to_js_error(error: crate::error::Error) -> napi::Error {
-    napi::Error::from(error::to_js_error(error))
-}
-
 /// Runs once when Node loads the addon: installs the diagnostics subscriber and the exit hook
 /// that kills every process the runner started when Node exits normally.
 #[napi(module_exports)]
 pub fn init(_exports: Object, env: Env) -> Result<()> {
     diagnostics::init_from_env();
-    process::install_exit_hook(&env)
+    Ok(process::install_exit_hook(&env)?)
 }

@@ -3,17 +3,18 @@
 //! `allocate` probes ports by binding them, which blocks, so it runs on tokio's blocking pool
 //! and returns a Promise; the other methods only read the allocated set and return at once.
 
+use super::error::{Result, spawn, to_js_error};
 use std::sync::Arc;
 
 use napi::Env;
-use napi::bindgen_prelude::{PromiseRaw, Result, Unknown};
+use napi::bindgen_prelude::{PromiseRaw, Unknown};
 use napi_derive::napi;
 use serde_json::Value;
 
 use crate::config::PortRange;
 use crate::ports;
 
-use super::{args, to_js_error};
+use super::args;
 
 /// Hands out free TCP ports of an inclusive range, one caller per port.
 ///
@@ -52,16 +53,14 @@ impl PortAllocator {
         &self,
         env: &'env Env,
         preferred: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, u32>> {
+    ) -> napi::Result<PromiseRaw<'env, u32>> {
         let preferred = args::optional_port(preferred, "preferred");
         let allocator = Arc::clone(&self.inner);
-        env.spawn_future(async move {
+        spawn(env, async move {
             let preferred = preferred?;
             let port = tokio::task::spawn_blocking(move || allocator.allocate(preferred))
                 .await
-                .map_err(|e| {
-                    napi::Error::from_reason(format!("Port allocation did not complete: {e}"))
-                })?
+                .map_err(|e| to_js_error(crate::error::Error::internal("allocating a port", e)))?
                 .map_err(to_js_error)?;
             Ok(u32::from(port))
         })

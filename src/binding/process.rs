@@ -9,6 +9,7 @@
 //! threadsafe function, so a spawned process never keeps Node alive by itself; `close` is
 //! emitted after the last output line reached `onOutput`.
 
+use super::error::{JsFailure, Result, rejection, spawn, to_js_error};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,8 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use napi::bindgen_prelude::{
     ClassInstance, Either, Env, FnArgs, FromNapiValue, Function, FunctionRef, JavaScriptClassExt,
-    JsObjectValue, JsValue, Null, Object, ObjectFinalize, PromiseRaw, Result, This, ToNapiValue,
-    Unknown,
+    JsObjectValue, JsValue, Null, Object, ObjectFinalize, PromiseRaw, This, ToNapiValue, Unknown,
 };
 use napi::threadsafe_function::UnknownReturnValue;
 use napi::{UnknownRef, ValueType};
@@ -29,7 +29,6 @@ use serde_json::Value;
 
 use super::args;
 use super::delivery::{BatchSink, batch_sink, report_callback_error, spawn_delivery};
-use super::to_js_error;
 use crate::logs::{LogEntry, LogLimits, LogStore, join_text};
 use crate::process::{self, ProcessHandle, ResourceMonitor, SpawnSpec};
 use crate::validate;
@@ -117,7 +116,7 @@ fn read_command(
     })
 }
 
-fn invalid(name: &str, reason: &str) -> napi::Error {
+fn invalid(name: &str, reason: &str) -> JsFailure {
     to_js_error(crate::error::Error::invalid(name, reason))
 }
 
@@ -252,7 +251,7 @@ fn emit(env: &Env, listeners: &Listeners, event: ProcessEvent) {
                 .map(drop),
             (Either::B(callback), ProcessEvent::Error(error)) => callback
                 .borrow_back(env)
-                .and_then(|f| f.call(to_js_error(error.clone())))
+                .and_then(|f| f.call(rejection(env, to_js_error(error.clone()))))
                 .map(drop),
             _ => Ok(()),
         };
@@ -379,9 +378,9 @@ impl SpawnedProcess {
     /// Resolves when the process has exited and been reaped: `{ exitCode, signal }` (the
     /// exit code, or the name of the signal that ended it; the other is `null`).
     #[napi(ts_return_type = "Promise<{ exitCode: number | null; signal: string | null }>")]
-    pub fn wait<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Value>> {
+    pub fn wait<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Value>> {
         let handle = self.handle.clone();
-        env.spawn_future(async move {
+        spawn(env, async move {
             let Some(handle) = handle else {
                 return Ok(serde_json::json!({ "exitCode": null, "signal": null }));
             };
@@ -399,13 +398,13 @@ impl SpawnedProcess {
         &self,
         env: &'env Env,
         signal: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, ()>> {
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
         let signal = read_signal(signal)?;
         let handle = self.handle.clone();
         if handle.is_some() {
             self.killed.set(true);
         }
-        env.spawn_future(async move {
+        spawn(env, async move {
             match (handle, signal) {
                 (None, _) => {}
                 (Some(handle), Some(signal)) => {
@@ -545,7 +544,7 @@ pub fn run_command<'env>(
     command: Option<Unknown>,
     arguments: Option<Unknown>,
     options: Option<Unknown>,
-) -> Result<PromiseRaw<'env, Value>> {
+) -> napi::Result<PromiseRaw<'env, Value>> {
     let prepared = match read_command(command, arguments, options) {
         Ok(mut command) => {
             let (log, delivery) = output_store(env, command.on_output.take())?;
@@ -553,7 +552,7 @@ pub fn run_command<'env>(
         }
         Err(error) => Err(error),
     };
-    env.spawn_future(async move {
+    spawn(env, async move {
         let (command, log, delivery) = prepared?;
         let handle = process::spawn(command.spec, Arc::clone(&log), None)
             .await
@@ -600,17 +599,15 @@ pub(crate) fn usage_value(usage: Option<process::Usage>) -> Value {
 pub fn get_process_resource_usage<'env>(
     env: &'env Env,
     pid: Option<Unknown>,
-) -> Result<PromiseRaw<'env, Value>> {
-    let pid = args::options(pid, "pid")
-        .map_err(napi::Error::from)
-        .and_then(|value| {
-            validate::integer("pid", &value, 1, i32::MAX as u64).map_err(to_js_error)
-        });
-    env.spawn_future(async move {
+) -> napi::Result<PromiseRaw<'env, Value>> {
+    let pid = args::options(pid, "pid").and_then(|value| {
+        validate::integer("pid", &value, 1, i32::MAX as u64).map_err(to_js_error)
+    });
+    spawn(env, async move {
         let pid = pid? as i32;
         tokio::task::spawn_blocking(move || usage_value(MONITOR.sample(pid)))
             .await
-            .map_err(|e| napi::Error::from_reason(format!("Resource sample did not complete: {e}")))
+            .map_err(|e| to_js_error(crate::error::Error::internal("sampling a process tree", e)))
     })
 }
 
@@ -765,14 +762,14 @@ fn tracked_info<'env>(
 fn resolved<'env>(env: &'env Env, value: Unknown<'env>) -> Result<Unknown<'env>> {
     let promise: Function<(), Unknown> = env.get_global()?.get_named_property("Promise")?;
     let resolve: Function<Unknown, Unknown> = promise.get_named_property("resolve")?;
-    resolve.apply(promise, value)
+    Ok(resolve.apply(promise, value)?)
 }
 
 /// `Promise.reject(error)`.
-fn rejected<'env>(env: &'env Env, error: napi::Error) -> Result<Unknown<'env>> {
+fn rejected<'env>(env: &'env Env, failure: JsFailure) -> Result<Unknown<'env>> {
     let promise: Function<(), Unknown> = env.get_global()?.get_named_property("Promise")?;
     let reject: Function<napi::Error, Unknown> = promise.get_named_property("reject")?;
-    reject.apply(promise, error)
+    Ok(reject.apply(promise, rejection(env, failure))?)
 }
 
 /// Server processes by server id: track (or start), look up, and stop them.
@@ -1084,7 +1081,7 @@ impl ProcessManager {
             release(env, entry);
         }
         let grace = self.grace;
-        let promise = env.spawn_future(async move {
+        let promise = spawn(env, async move {
             let mut kills = tokio::task::JoinSet::new();
             for handle in trees {
                 kills.spawn(async move { handle.kill_tree(grace).await });
@@ -1097,7 +1094,7 @@ impl ProcessManager {
 }
 
 impl ObjectFinalize for ProcessManager {
-    fn finalize(self, env: Env) -> Result<()> {
+    fn finalize(self, env: Env) -> napi::Result<()> {
         for (_, entry) in std::mem::take(&mut *self.tracked.borrow_mut()) {
             release(&env, entry);
         }

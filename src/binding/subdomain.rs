@@ -1,10 +1,11 @@
 //! `SubdomainGenerator` as JS sees it (SPEC §3 "Subdomains").
 
-use napi::bindgen_prelude::{Result, Unknown};
+use super::error::{Result, to_js_error};
+use napi::bindgen_prelude::Unknown;
 use napi_derive::napi;
 use serde_json::{Value, json};
 
-use super::{args, to_js_error};
+use super::args;
 use crate::error::Error;
 use crate::subdomain::{self, DeploymentType};
 
