@@ -256,9 +256,9 @@ class ProjectLock {
 
 /** What a build log line says the build is doing now, or undefined when it says nothing. */
 function stepOf(line) {
-  const step = /^\[runner\] (Install|Build script): (.+)$/.exec(line)
-  if (step) return `${step[1] === 'Install' ? 'installing' : 'building'} (${step[2]})`
-  if (/^\[runner\] (Install|Build script) (finished|skipped)/.test(line)) return 'working'
+  const step = /^\[runner\] (Installing dependencies|Running build script)\.\.\. \((.+)\)$/.exec(line)
+  if (step) return `${step[1] === 'Installing dependencies' ? 'installing' : 'building'} (${step[2]})`
+  if (/^\[runner\] (Dependencies installed|Build completed|No build script found)/.test(line)) return 'working'
   return undefined
 }
 

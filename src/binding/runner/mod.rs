@@ -2,13 +2,12 @@
 //! call into the core's [`Runner`], and converts the answer. Route policy, the build protocol,
 //! timeouts and shutdown are the core's.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod calls;
+
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use napi::bindgen_prelude::{
-    Env, FnArgs, Function, FunctionRef, JsObjectValue, Object, ObjectRef, PromiseRaw, Unknown,
+    Env, FnArgs, Function, FunctionRef, JsObjectValue, Object, PromiseRaw, Unknown,
 };
 use napi::threadsafe_function::UnknownReturnValue;
 use napi_derive::napi;
@@ -16,17 +15,15 @@ use serde_json::Value;
 
 use super::args;
 use super::delivery::{batch_sink, report_callback_error};
-use super::entities::{RunnerStats, RunningServer, ServerHealth, js_date};
+use super::entities::{RunnerStats, RunningServer, ServerHealth};
 use super::error::{JsFailure, Result, spawn, spawn_then};
 use super::json;
 use super::logs::{deliver_text, paginate, stream_text};
 use super::provider::{JsRouter, JsSource, ServerLogListener, provider_object};
-use crate::build::{BuildOptions, BuildOutcome, BuildRequest};
 use crate::config::RunnerConfig;
 use crate::logs::{LogBatch, LogLimits, LogStore, join_text};
-use crate::runner::{DeployRequest, ProjectSource, Runner, lock};
-use crate::subdomain::{self, DeploymentType};
-use crate::validate;
+use crate::runner::{Runner, lock};
+use calls::{read_build_call, read_deploy_request, server_id, update_build};
 
 /// A server-log listener's callback: `(serverId, line, stream, id)`.
 type ServerLogCallback = FunctionRef<FnArgs<(String, String, String, String)>, UnknownReturnValue>;
@@ -36,130 +33,6 @@ type ServerLogCallback = FunctionRef<FnArgs<(String, String, String, String)>, U
 pub struct LocalProcessRunner {
     runner: Arc<Runner>,
     listener: Arc<Mutex<Option<Arc<ServerLogListener>>>>,
-}
-
-/// Reads a string field of an entity argument (`project.slug`).
-fn entity_field(entity: Option<&Unknown>, name: &str, field: &str) -> Result<Option<String>> {
-    let value = args::field(entity, name, field)?;
-    args::optional_string(value.as_ref(), &format!("{name}.{field}"))
-}
-
-/// Reads `entity.id` (required); the core checks it with the SPEC's id rules.
-fn entity_id(entity: Option<&Unknown>, name: &str) -> Result<String> {
-    let missing = match entity {
-        None => true,
-        Some(entity) => matches!(
-            entity.get_type()?,
-            napi::ValueType::Undefined | napi::ValueType::Null
-        ),
-    };
-    if missing {
-        return Err(JsFailure::invalid_type(format!(
-            "Invalid {name}: expected an object, got undefined"
-        )));
-    }
-    let id = entity_field(entity, name, "id")?
-        .ok_or_else(|| JsFailure::invalid_value(format!("Invalid {name}.id: is required")))?;
-    validate::id(&format!("{name}.id"), &id)?;
-    Ok(id)
-}
-
-/// The `id` of a `RunningServer` argument.
-fn server_id(server: Option<&Unknown>) -> Result<String> {
-    entity_field(server, "server", "id")?
-        .ok_or_else(|| JsFailure::invalid_value("Invalid server.id: is required"))
-}
-
-fn read_deploy_request(
-    env: &Env,
-    project: Option<&Unknown>,
-    deployment: Option<&Unknown>,
-    build: Option<&Unknown>,
-    options: Option<&Unknown>,
-) -> Result<DeployRequest> {
-    let project_id = entity_id(project, "project")?;
-    let deployment_id = entity_id(deployment, "deployment")?;
-    let build_id = entity_id(build, "build")?;
-    let slug = entity_field(project, "project", "slug")?.unwrap_or_else(|| project_id.clone());
-    let kind = match entity_field(deployment, "deployment", "type")?.as_deref() {
-        None => DeploymentType::Production,
-        Some(name) => DeploymentType::from_name(name).ok_or_else(|| {
-            JsFailure::invalid_value(format!(
-                "Invalid deployment.type: must be 'production', 'staging' or 'preview' (got '{name}')"
-            ))
-        })?,
-    };
-    let branch = entity_field(deployment, "deployment", "branch")?.unwrap_or_default();
-    let env_vars = match args::field(options, "options", "envVars")? {
-        Some(vars) => {
-            validate::env_vars("options.envVars", &json::to_json(&vars, "options.envVars")?)?
-        }
-        None => BTreeMap::new(),
-    };
-    let port = args::optional_port(args::field(options, "options", "port")?, "options.port")?;
-    let health_timeout = args::optional_integer(
-        args::field(options, "options", "healthCheckTimeoutMs")?.as_ref(),
-        "options.healthCheckTimeoutMs",
-        1,
-        validate::MAX_SAFE_INTEGER,
-    )?
-    .map(Duration::from_millis);
-    let node_process: Object = env.get_global()?.get_named_property("process")?;
-    let node: String = node_process.get_named_property("execPath")?;
-    Ok(DeployRequest {
-        subdomain: subdomain::generate(&slug, kind, &branch),
-        project_id,
-        deployment_id,
-        build_id,
-        env: env_vars,
-        port,
-        health_timeout,
-        node: PathBuf::from(node),
-    })
-}
-
-/// What `build()` read from its arguments.
-struct BuildCall {
-    ticket: crate::runner::BuildTicket,
-    request: BuildRequest,
-    build_object: ObjectRef,
-}
-
-fn read_build_call(
-    runner: &Runner,
-    project: Option<&Unknown>,
-    build: Option<&Unknown>,
-    options: Option<&Unknown>,
-) -> Result<BuildCall> {
-    let project_id = entity_id(project, "project")?;
-    let build_id = entity_id(build, "build")?;
-    let source_config = args::field(project, "project", "sourceConfig")?;
-    let source = ProjectSource {
-        name: entity_field(project, "project", "name")?.unwrap_or_else(|| project_id.clone()),
-        kind: entity_field(project, "project", "sourceType")?.unwrap_or_else(|| "local".to_owned()),
-        path: entity_field(source_config.as_ref(), "project.sourceConfig", "path")?,
-        id: project_id,
-    };
-    let options = BuildOptions::from_json(&args::options(options.cloned(), "options")?, "options")?;
-    let build_object = provider_object(build, "build")?;
-    let ticket = runner.prepare_build(source, &build_id)?;
-    Ok(BuildCall {
-        ticket,
-        request: BuildRequest::new(build_id, PathBuf::new()).with_options(options),
-        // Last: a reference that is never handed to the callback below would leak.
-        build_object: build_object.create_ref()?,
-    })
-}
-
-/// Writes a build's outcome into the caller's `Build` object (every other field untouched).
-fn update_build(build: &mut Object, outcome: BuildOutcome) -> Result<()> {
-    build.set("status", outcome.status.as_str())?;
-    let started = outcome.started_at.unwrap_or(outcome.completed_at);
-    build.set("startedAt", js_date(started))?;
-    build.set("completedAt", js_date(outcome.completed_at))?;
-    build.set("errorMessage", outcome.error_message)?;
-    build.set("logs", outcome.logs)?;
-    Ok(())
 }
 
 #[napi]

@@ -7,26 +7,28 @@
 //! summary and warnings, before the Promise resolves. `watchChanges` delivers its events
 //! through a weak threadsafe function, so a forgotten watch never keeps Node alive.
 
-use std::path::{Path, PathBuf};
+mod values;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use napi::bindgen_prelude::{
-    Function, FunctionRef, JsObjectValue, Object, PromiseRaw, Unknown, within_runtime_if_available,
-};
-use napi::threadsafe_function::{ThreadsafeFunctionCallMode, UnknownReturnValue};
-use napi::{Env, Status, ValueType};
+use napi::bindgen_prelude::{Function, PromiseRaw, Unknown, within_runtime_if_available};
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
+use napi::{Env, Status};
 use napi_derive::napi;
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::source::{ChangeEvent as CoreChangeEvent, CopyReport, LocalSource, ProjectInfo};
-use crate::validate;
+use crate::source::{ChangeEvent as CoreChangeEvent, CopyReport, LocalSource};
 
-use super::args::{self, LineCallback};
+use super::args::{self};
 use super::delivery::report_callback_error;
-use super::entities::js_date;
 use super::error::{Result, spawn, spawn_then, to_js_error};
+use values::{
+    ChangeCallback, ChangeEvent, SourceArg, blocking, console_warn, log_callback, project_json,
+    target_dir_arg,
+};
 
 /// A source provider over local directories: the Mastra projects up to `maxDepth` levels
 /// below `basePaths` (and those added with `addProject`), copied for a build with
@@ -39,121 +41,6 @@ pub struct LocalProjectSource {
 }
 
 /// A project as providers report it, with its metadata (fields without a value left out).
-fn project_json(project: &ProjectInfo) -> Value {
-    let meta = &project.metadata;
-    let mut metadata = json!({
-        "name": meta.name,
-        "packageManager": meta.package_manager,
-        "hasMastraConfig": meta.mastra_config_path.is_some(),
-        "isTypeScript": meta.is_typescript,
-        "mastraDependencies": meta.mastra_dependencies,
-    });
-    let optional = [
-        ("version", meta.version.clone()),
-        ("description", meta.description.clone()),
-        (
-            "mastraConfigPath",
-            meta.mastra_config_path
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned()),
-        ),
-        ("entryPoint", meta.entry_point.clone()),
-    ];
-    if let Value::Object(fields) = &mut metadata {
-        for (key, value) in optional {
-            if let Some(value) = value {
-                fields.insert(key.to_owned(), Value::String(value));
-            }
-        }
-    }
-    json!({
-        "id": project.id,
-        "name": project.name,
-        "type": "local",
-        "path": project.path.to_string_lossy(),
-        "metadata": metadata,
-    })
-}
-
-/// A change of a watched project, as `watchChanges` callbacks receive it.
-#[napi(object)]
-pub struct ChangeEvent {
-    /// `'add'`, `'change'` or `'unlink'`.
-    #[napi(js_name = "type", ts_type = "'add' | 'change' | 'unlink'")]
-    pub kind: String,
-    /// The file that changed.
-    pub path: String,
-    /// When the change was seen.
-    pub timestamp: chrono::DateTime<chrono::Utc>,
-}
-
-impl From<CoreChangeEvent> for ChangeEvent {
-    fn from(event: CoreChangeEvent) -> Self {
-        ChangeEvent {
-            kind: event.kind.as_str().to_owned(),
-            path: event.path,
-            timestamp: js_date(event.at),
-        }
-    }
-}
-
-/// The callback of `watchChanges`.
-type ChangeCallback = FunctionRef<ChangeEvent, UnknownReturnValue>;
-
-/// Node's `console.warn(message)`.
-fn console_warn(env: &Env, message: &str) -> Result<()> {
-    let console: Object = env.get_global()?.get_named_property("console")?;
-    let warn: Function<String, Unknown> = console.get_named_property("warn")?;
-    warn.apply(console, message.to_owned())?;
-    Ok(())
-}
-
-/// The `path` and `type` of a `ProjectSource` argument.
-struct SourceArg {
-    path: String,
-    kind: Option<String>,
-}
-
-impl SourceArg {
-    fn read(source: Option<Unknown>) -> Result<SourceArg> {
-        let present = match &source {
-            Some(value) => !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null),
-            None => false,
-        };
-        if !present {
-            return Err(to_js_error(Error::invalid("source", "is required")));
-        }
-        let path = args::field(source.as_ref(), "source", "path")?;
-        let kind = args::field(source.as_ref(), "source", "type")?;
-        Ok(SourceArg {
-            path: args::required_string(path, "source.path")?,
-            kind: args::optional_string(kind.as_ref(), "source.type")?,
-        })
-    }
-
-    /// An error unless the source is a local one (`type` `'local'` or left out).
-    fn check_local(&self) -> Result<()> {
-        match &self.kind {
-            Some(kind) => validate::one_of("source.type", &Value::String(kind.clone()), &["local"])
-                .map(|_| ())
-                .map_err(to_js_error),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Runs `work` on tokio's blocking pool.
-async fn blocking<T, F>(what: &str, work: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> crate::error::Result<T> + Send + 'static,
-{
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| to_js_error(crate::error::Error::internal(what, e)))?
-        .map_err(to_js_error)
-}
-
 #[napi]
 impl LocalProjectSource {
     /// A source over `basePaths` (a non-empty array of existing directories; relative ones are
@@ -458,32 +345,5 @@ impl LocalProjectSource {
             watch.stop();
             Ok(())
         })?)
-    }
-}
-
-/// `targetDir`: a non-empty string, made absolute against the current working directory, or
-/// `None` when left out (`undefined` or `null`).
-fn target_dir_arg(target_dir: Option<Unknown>) -> Result<Option<PathBuf>> {
-    let Some(target) = args::optional_string(target_dir.as_ref(), "targetDir")? else {
-        return Ok(None);
-    };
-    if target.is_empty() {
-        return Err(to_js_error(Error::invalid(
-            "targetDir",
-            "must not be empty",
-        )));
-    }
-    std::path::absolute(Path::new(&target))
-        .map(Some)
-        .map_err(|e| to_js_error(Error::io("resolve copy target", &target, &e)))
-}
-
-/// The optional `onLog` callback.
-fn log_callback(on_log: Option<Unknown>) -> Result<Option<LineCallback>> {
-    match on_log {
-        Some(value) if !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null) => {
-            Ok(Some(args::callback(&value, "onLog")?))
-        }
-        _ => Ok(None),
     }
 }

@@ -1,0 +1,89 @@
+//! Processes as JS sees them: `spawnCommand`, `runCommand`, `ProcessManager`,
+//! `getProcessResourceUsage` and `cleanupResourceMonitor` (SPEC §2), all over the core's one
+//! spawner and one tree killer.
+//!
+//! `spawnCommand` returns its process at once, shaped like Node's `ChildProcess` where the
+//! TypeScript package relies on it (`pid`, `exitCode`, `killed`, `kill()`, and `on` / `once` /
+//! `off` for `exit`, `close` and `error`). The fork runs on the core's spawner thread while the
+//! JS thread waits for its pid (about a millisecond). Events reach JS through a weak
+//! threadsafe function, so a spawned process never keeps Node alive by itself; `close` is
+//! emitted after the last output line reached `onOutput`.
+//!
+//! Files: `command.rs` (arguments, `spawnCommand`, `runCommand`), `spawned.rs`
+//! (`SpawnedProcess` and its events), `tracked.rs` and `manager.rs` (`ProcessManager`); this one
+//! holds the resource sampling and the exit hook.
+
+mod command;
+mod manager;
+mod spawned;
+mod tracked;
+
+use super::error::{Result, spawn, to_js_error};
+use std::sync::LazyLock;
+
+use napi::bindgen_prelude::{Env, FnArgs, Function, JsObjectValue, Object, PromiseRaw, Unknown};
+use napi_derive::napi;
+use serde_json::Value;
+
+use super::args;
+use crate::process::{self, ResourceMonitor};
+use crate::validate;
+
+/// The monitor behind `getProcessResourceUsage`.
+static MONITOR: LazyLock<ResourceMonitor> = LazyLock::new(ResourceMonitor::new);
+
+/// Memory and CPU of a tree as JS reads it: `{ memoryUsageMb, cpuPercent }`, both `null` when
+/// the process is gone.
+pub(crate) fn usage_value(usage: Option<process::Usage>) -> Value {
+    serde_json::json!({
+        "memoryUsageMb": usage.map(|u| (u.memory_mb * 10.0).round() / 10.0),
+        "cpuPercent": usage.map(|u| u.cpu_percent),
+    })
+}
+
+/// Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`.
+#[napi(
+    ts_args_type = "pid: number",
+    ts_return_type = "Promise<{ memoryUsageMb: number | null; cpuPercent: number | null }>"
+)]
+pub fn get_process_resource_usage<'env>(
+    env: &'env Env,
+    pid: Option<Unknown>,
+) -> napi::Result<PromiseRaw<'env, Value>> {
+    let pid = args::options(pid, "pid").and_then(|value| {
+        validate::integer("pid", &value, 1, i32::MAX as u64).map_err(to_js_error)
+    });
+    spawn(env, async move {
+        let pid = pid? as i32;
+        tokio::task::spawn_blocking(move || usage_value(MONITOR.sample(pid)))
+            .await
+            .map_err(|e| to_js_error(crate::error::Error::internal("sampling a process tree", e)))
+    })
+}
+
+/// Forgets every previous sample of `getProcessResourceUsage`.
+#[napi]
+pub fn cleanup_resource_monitor() {
+    MONITOR.clear();
+}
+
+/// Node's `process.on(event, listener)`.
+type ProcessOn<'env> = Function<'env, FnArgs<(String, Function<'env, (), ()>)>, Unknown<'env>>;
+
+/// Registers `process.on('exit')` so that a normal exit of Node (`process.exit()`, the end of
+/// the event loop) SIGKILLs every process group the runner still has: an exit handler must be
+/// synchronous, so there is no grace period then.
+pub(crate) fn install_exit_hook(env: &Env) -> Result<()> {
+    let global = env.get_global()?;
+    let node_process: Object = global.get_named_property("process")?;
+    let on: ProcessOn = node_process.get_named_property("on")?;
+    let hook = env.create_function_from_closure::<(), (), _>("killRunnerProcesses", |_| {
+        let killed = process::registry::kill_all_now();
+        if killed > 0 {
+            tracing::debug!("killed {killed} process groups at exit");
+        }
+        Ok(())
+    })?;
+    on.apply(node_process, FnArgs::from(("exit".to_owned(), hook)))?;
+    Ok(())
+}

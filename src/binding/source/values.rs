@@ -1,0 +1,160 @@
+//! The values `LocalProjectSource` reads and returns: project objects, change events, the
+//! source argument, and the optional arguments of `getProjectPath`.
+
+use std::path::{Path, PathBuf};
+
+use napi::bindgen_prelude::{Function, FunctionRef, JsObjectValue, Object, Unknown};
+use napi::threadsafe_function::UnknownReturnValue;
+use napi::{Env, ValueType};
+use napi_derive::napi;
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::source::{ChangeEvent as CoreChangeEvent, ProjectInfo};
+use crate::validate;
+
+use crate::binding::args::{self, LineCallback};
+use crate::binding::entities::js_date;
+use crate::binding::error::{Result, to_js_error};
+
+pub(super) fn project_json(project: &ProjectInfo) -> Value {
+    let meta = &project.metadata;
+    let mut metadata = json!({
+        "name": meta.name,
+        "packageManager": meta.package_manager,
+        "hasMastraConfig": meta.mastra_config_path.is_some(),
+        "isTypeScript": meta.is_typescript,
+        "mastraDependencies": meta.mastra_dependencies,
+    });
+    let optional = [
+        ("version", meta.version.clone()),
+        ("description", meta.description.clone()),
+        (
+            "mastraConfigPath",
+            meta.mastra_config_path
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        ),
+        ("entryPoint", meta.entry_point.clone()),
+    ];
+    if let Value::Object(fields) = &mut metadata {
+        for (key, value) in optional {
+            if let Some(value) = value {
+                fields.insert(key.to_owned(), Value::String(value));
+            }
+        }
+    }
+    json!({
+        "id": project.id,
+        "name": project.name,
+        "type": "local",
+        "path": project.path.to_string_lossy(),
+        "metadata": metadata,
+    })
+}
+
+/// A change of a watched project, as `watchChanges` callbacks receive it.
+#[napi(object)]
+pub struct ChangeEvent {
+    /// `'add'`, `'change'` or `'unlink'`.
+    #[napi(js_name = "type", ts_type = "'add' | 'change' | 'unlink'")]
+    pub kind: String,
+    /// The file that changed.
+    pub path: String,
+    /// When the change was seen.
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<CoreChangeEvent> for ChangeEvent {
+    fn from(event: CoreChangeEvent) -> Self {
+        ChangeEvent {
+            kind: event.kind.as_str().to_owned(),
+            path: event.path,
+            timestamp: js_date(event.at),
+        }
+    }
+}
+
+/// The callback of `watchChanges`.
+pub(super) type ChangeCallback = FunctionRef<ChangeEvent, UnknownReturnValue>;
+
+/// Node's `console.warn(message)`.
+pub(super) fn console_warn(env: &Env, message: &str) -> Result<()> {
+    let console: Object = env.get_global()?.get_named_property("console")?;
+    let warn: Function<String, Unknown> = console.get_named_property("warn")?;
+    warn.apply(console, message.to_owned())?;
+    Ok(())
+}
+
+/// The `path` and `type` of a `ProjectSource` argument.
+pub(super) struct SourceArg {
+    pub(super) path: String,
+    pub(super) kind: Option<String>,
+}
+
+impl SourceArg {
+    pub(super) fn read(source: Option<Unknown>) -> Result<SourceArg> {
+        let present = match &source {
+            Some(value) => !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null),
+            None => false,
+        };
+        if !present {
+            return Err(to_js_error(Error::invalid("source", "is required")));
+        }
+        let path = args::field(source.as_ref(), "source", "path")?;
+        let kind = args::field(source.as_ref(), "source", "type")?;
+        Ok(SourceArg {
+            path: args::required_string(path, "source.path")?,
+            kind: args::optional_string(kind.as_ref(), "source.type")?,
+        })
+    }
+
+    /// An error unless the source is a local one (`type` `'local'` or left out).
+    pub(super) fn check_local(&self) -> Result<()> {
+        match &self.kind {
+            Some(kind) => validate::one_of("source.type", &Value::String(kind.clone()), &["local"])
+                .map(|_| ())
+                .map_err(to_js_error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs `work` on tokio's blocking pool.
+pub(super) async fn blocking<T, F>(what: &str, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> crate::error::Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| to_js_error(crate::error::Error::internal(what, e)))?
+        .map_err(to_js_error)
+}
+
+/// `targetDir`: a non-empty string, made absolute against the current working directory, or
+/// `None` when left out (`undefined` or `null`).
+pub(super) fn target_dir_arg(target_dir: Option<Unknown>) -> Result<Option<PathBuf>> {
+    let Some(target) = args::optional_string(target_dir.as_ref(), "targetDir")? else {
+        return Ok(None);
+    };
+    if target.is_empty() {
+        return Err(to_js_error(Error::invalid(
+            "targetDir",
+            "must not be empty",
+        )));
+    }
+    std::path::absolute(Path::new(&target))
+        .map(Some)
+        .map_err(|e| to_js_error(Error::io("resolve copy target", &target, &e)))
+}
+
+/// The optional `onLog` callback.
+pub(super) fn log_callback(on_log: Option<Unknown>) -> Result<Option<LineCallback>> {
+    match on_log {
+        Some(value) if !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null) => {
+            Ok(Some(args::callback(&value, "onLog")?))
+        }
+        _ => Ok(None),
+    }
+}
