@@ -271,7 +271,7 @@ async fn a_server_flooding_its_channel_with_garbage_is_unaffected() {
         .await
         .expect("deploy");
     assert_eq!(health_status(server.port), Some(200));
-    assert_eq!(runner.health_check(&server.id).await.healthy, true);
+    assert!(runner.health_check(&server.id).await.healthy);
     runner.stop(&server.id).await;
     assert!(processes_under(&dir).is_empty());
 }

@@ -350,11 +350,11 @@ impl LocalProcessRunner {
             let empty = LogStore::new(LogLimits::with_lines(1));
             let limit = args::field(options.as_ref(), "options", "limit")?;
             let before = args::field(options.as_ref(), "options", "before")?;
-            Ok(paginate(
+            paginate(
                 log.as_deref().unwrap_or(&empty),
                 limit.as_ref(),
                 before.as_ref(),
-            )?)
+            )
         })();
         spawn(env, async move { page })
     }
