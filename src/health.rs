@@ -613,7 +613,7 @@ mod tests {
         assert_eq!(
             error.to_string(),
             format!(
-                "Health check of http://127.0.0.1:{}/health failed after 3 attempts; last failure: Health check returned status 503 Service Unavailable",
+                "Server failed to become healthy after 3 attempts. Last error: Health check returned status 503 Service Unavailable (GET http://127.0.0.1:{}/health)",
                 server.port
             )
         );
