@@ -32,7 +32,8 @@ function next(child: { once(event: string, listener: (...args: any[]) => void): 
 describe('spawnCommand', () => {
   it('returns the process at once with its pid, and reports output with stream tags and the exit code', async () => {
     const lines: [string, string][] = []
-    const child = spawnCommand('sh', ['-c', 'echo out; echo err >&2; exit 3'], {
+    // The pause keeps the process running while the synchronous checks below read it.
+    const child = spawnCommand('sh', ['-c', 'echo out; echo err >&2; sleep 0.5; exit 3'], {
       onOutput: (line, stream) => lines.push([line, stream]),
     })
     expect(child).not.toBeInstanceOf(Promise)
