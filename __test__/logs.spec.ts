@@ -70,7 +70,9 @@ describe('LogCollectorImpl', () => {
   it('answers getSince with the lines stored at or after a date', async () => {
     const logs = new LogCollectorImpl()
     logs.append('old')
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    // The cut must be a later millisecond than the stored line: wait for the clock to pass it.
+    const oldAt = Date.parse(logs.getPaginated(1).entries[0].timestamp)
+    await waitFor(() => Date.now() > oldAt)
     const cut = new Date()
     logs.append('new')
     expect(logs.getSince(cut)).toBe('new')

@@ -195,7 +195,7 @@ impl RunnerConfig {
             log_retention_lines: 10_000,
             build_dir: cwd.join(".mastra").join("builds"),
             global_env_vars: BTreeMap::new(),
-            shutdown_timeout: Duration::from_millis(10_000),
+            shutdown_timeout: crate::process::DEFAULT_KILL_GRACE,
             provider_timeout: Duration::from_millis(30_000),
             restart_policy: None,
             default_source: None,

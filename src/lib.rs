@@ -31,7 +31,8 @@
 //! - [`ports`]: hands out free ports of the configured range;
 //! - [`health`]: HTTP health checks and the deploy's wait for a healthy server;
 //! - [`diagnostics`]: the runner's own `tracing` output;
-//! - [`error`]: the one error type, with the stable `code` JS sees.
+//! - [`error`]: the one error type, with the stable `code` JS sees;
+//! - [`sync`]: the one lock helper.
 
 pub mod build;
 pub mod config;
@@ -44,6 +45,7 @@ pub mod process;
 pub mod runner;
 pub mod source;
 pub mod subdomain;
+pub mod sync;
 pub mod validate;
 
 #[cfg(feature = "node")]

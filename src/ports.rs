@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::config::PortRange;
 use crate::error::{Error, Result};
@@ -90,9 +90,7 @@ impl PortAllocator {
     /// The allocated set. A panic while it was held cannot leave it half-updated (every update
     /// is one insert or remove), so a poisoned lock is still safe to use.
     fn lock(&self) -> MutexGuard<'_, BTreeSet<u16>> {
-        self.allocated
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.allocated)
     }
 
     /// Hands out `preferred` when it lies in the range and is free, else the lowest free port.

@@ -275,24 +275,6 @@ export interface ProjectBuilderOptions {
   globalEnvVars?: Record<string, string>
 }
 
-/** What `ProjectBuilder.build()` resolves with. */
-export interface ProjectBuildResult {
-  status: 'succeeded' | 'failed' | 'cancelled'
-  /**
-   * What failed and how; its first line is a summary such as
-   * `Install failed (pnpm install --frozen-lockfile exited with exit code 1)`, and the package
-   * manager's own error lines may follow. `null` on success.
-   */
-  errorMessage: string | null
-  /** The build log (bounded; the newest lines win), stderr lines prefixed `[stderr] `. */
-  logs: string
-  /** When the build left the queue (for a build cancelled while queued: when it was cancelled). */
-  startedAt: Date
-  completedAt: Date
-  /** The package manager used, once detected. */
-  packageManager: 'npm' | 'pnpm' | 'yarn' | 'bun' | null
-}
-
 // ---------------------------------------------------------------------------------------------
 // Providers supplied by the caller
 // ---------------------------------------------------------------------------------------------
@@ -492,23 +474,6 @@ export interface PaginatedLogsResult {
   hasMore: boolean
   oldestCursor: string | null
   newestCursor: string | null
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes
-// ---------------------------------------------------------------------------------------------
-
-/** A process tracked by `ProcessManager`. */
-export interface ProcessInfo {
-  serverId: string
-  deploymentId: string
-  pid: number
-  running: boolean
-  /** The exit code once it exited by itself, else `null`. */
-  exitCode: number | null
-  /** The terminating signal (`'SIGKILL'`) once a signal ended it, else `null`. */
-  signal: string | null
-  startedAt: Date
 }
 
 // ---------------------------------------------------------------------------------------------

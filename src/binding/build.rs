@@ -6,13 +6,13 @@
 //! delivered in order by a weak threadsafe function (so a build never keeps Node alive on its
 //! own account). The Promise resolves only after every line has been handed to `onLog`.
 
+use super::entities::{ProjectBuildResult, update_build};
 use super::error::{Result, spawn, spawn_then, to_js_error};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use napi::Env;
-use napi::bindgen_prelude::{Object, ObjectRef, PromiseRaw, Unknown};
+use napi::bindgen_prelude::{Object, ObjectRef, PromiseRaw, ToNapiValue, Unknown};
 use napi_derive::napi;
 use serde_json::Value;
 
@@ -207,16 +207,7 @@ impl ProjectBuilder {
             };
             let mut build = build_object.get_value(env)?;
             build_object.unref(env)?;
-            let outcome = outcome?;
-            build.set("status", outcome.status.as_str())?;
-            let started = outcome.started_at.unwrap_or(outcome.completed_at);
-            build.set("startedAt", env.create_date(epoch_ms(started))?)?;
-            build.set(
-                "completedAt",
-                env.create_date(epoch_ms(outcome.completed_at))?,
-            )?;
-            build.set("errorMessage", outcome.error_message)?;
-            build.set("logs", outcome.logs)?;
+            update_build(&mut build, outcome?)?;
             Ok(build)
         })
     }
@@ -235,10 +226,12 @@ impl ProjectBuilder {
         workdir: Option<Unknown>,
         options: Option<Unknown>,
         on_log: Option<Unknown>,
-    ) -> napi::Result<PromiseRaw<'env, Object<'env>>> {
+    ) -> napi::Result<PromiseRaw<'env, ProjectBuildResult>> {
         let prepared = args::required_string(build_id, "buildId")
             .and_then(|id| prepare(id, "buildId", workdir, "workdir", options, on_log.as_ref()));
-        self.start(env, prepared, |env, outcome| result_object(env, outcome?))
+        self.start(env, prepared, |_, outcome| {
+            Ok(ProjectBuildResult::from(outcome?))
+        })
     }
 
     /// Cancels a queued or running build (a running one has its process tree killed); its
@@ -270,14 +263,15 @@ impl ProjectBuilder {
     /// Queues `prepared` and resolves with `finish(outcome)` once every log line reached the
     /// request's callback. `finish` runs on the JS thread in every case, also when `prepared`
     /// is an argument error, so that it can release what it holds.
-    fn start<'env, F>(
+    fn start<'env, V, F>(
         &self,
         env: &'env Env,
         prepared: Result<(BuildRequest, Option<LineCallback>)>,
         finish: F,
-    ) -> napi::Result<PromiseRaw<'env, Object<'env>>>
+    ) -> napi::Result<PromiseRaw<'env, V>>
     where
-        F: FnOnce(&'env Env, Result<BuildOutcome>) -> Result<Object<'env>> + 'static,
+        V: ToNapiValue,
+        F: FnOnce(&'env Env, Result<BuildOutcome>) -> Result<V> + 'static,
     {
         let (request, delivery) = match prepared {
             Ok((request, Some(callback))) => {
@@ -346,28 +340,4 @@ fn absolute(path: PathBuf, name: &str) -> Result<PathBuf> {
         return Ok(path);
     }
     Ok(args::cwd(name)?.join(path))
-}
-
-/// `{ status, errorMessage, logs, startedAt, completedAt, packageManager }` with JS Dates.
-fn result_object<'env>(env: &'env Env, outcome: BuildOutcome) -> Result<Object<'env>> {
-    let mut object = Object::new(env)?;
-    object.set("status", outcome.status.as_str())?;
-    object.set("errorMessage", outcome.error_message)?;
-    object.set("logs", outcome.logs)?;
-    let started = outcome.started_at.unwrap_or(outcome.completed_at);
-    object.set("startedAt", env.create_date(epoch_ms(started))?)?;
-    object.set(
-        "completedAt",
-        env.create_date(epoch_ms(outcome.completed_at))?,
-    )?;
-    object.set(
-        "packageManager",
-        outcome.package_manager.map(PackageManager::command),
-    )?;
-    Ok(object)
-}
-
-fn epoch_ms(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_millis() as f64)
 }

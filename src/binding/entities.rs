@@ -6,6 +6,10 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 use napi_derive::napi;
 
+use napi::bindgen_prelude::Object;
+
+use super::error::Result;
+use crate::build::{BuildOutcome, PackageManager};
 use crate::health::HealthReport;
 use crate::runner::{RunnerStats as CoreStats, ServerInfo};
 
@@ -136,6 +140,53 @@ impl From<HealthReport> for ServerHealth {
         ServerHealth {
             healthy: report.healthy,
             message: report.message,
+        }
+    }
+}
+
+/// Writes a build's outcome into the caller's `Build` object (every other field untouched).
+pub(crate) fn update_build(build: &mut Object, outcome: BuildOutcome) -> Result<()> {
+    build.set("status", outcome.status.as_str())?;
+    let started = outcome.started_at.unwrap_or(outcome.completed_at);
+    build.set("startedAt", js_date(started))?;
+    build.set("completedAt", js_date(outcome.completed_at))?;
+    build.set("errorMessage", outcome.error_message)?;
+    build.set("logs", outcome.logs)?;
+    Ok(())
+}
+
+/// What `ProjectBuilder.buildById()` resolves with.
+#[napi(object, use_nullable = true)]
+pub struct ProjectBuildResult {
+    /// How the build ended.
+    #[napi(ts_type = "'succeeded' | 'failed' | 'cancelled'")]
+    pub status: String,
+    /// What failed and how (a summary line, then the package manager's own error lines);
+    /// `null` on success.
+    pub error_message: Option<String>,
+    /// The build log (bounded; the newest lines win), stderr lines prefixed `[stderr] `.
+    pub logs: String,
+    /// When the build left the queue (for a build cancelled while queued: when it was
+    /// cancelled).
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub completed_at: DateTime<Utc>,
+    /// The package manager used, once detected.
+    #[napi(ts_type = "'npm' | 'pnpm' | 'yarn' | 'bun' | null")]
+    pub package_manager: Option<String>,
+}
+
+impl From<BuildOutcome> for ProjectBuildResult {
+    fn from(outcome: BuildOutcome) -> Self {
+        ProjectBuildResult {
+            status: outcome.status.as_str().to_owned(),
+            started_at: js_date(outcome.started_at.unwrap_or(outcome.completed_at)),
+            completed_at: js_date(outcome.completed_at),
+            error_message: outcome.error_message,
+            logs: outcome.logs,
+            package_manager: outcome
+                .package_manager
+                .map(|pm| PackageManager::command(pm).to_owned()),
         }
     }
 }

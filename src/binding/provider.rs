@@ -24,8 +24,9 @@ use crate::error::Error;
 use crate::logs::store::SubscriptionCloser;
 use crate::logs::{LogBatch, LogStore};
 use crate::runner::{
-    BoxFuture, ProjectSource, RouteRequest, Router, ServerLogObserver, SourceProvider, lock,
+    BoxFuture, ProjectSource, RouteRequest, Router, ServerLogObserver, SourceProvider,
 };
+use crate::sync::lock;
 
 /// A provider method returning a Promise of `R`, callable from any thread.
 pub(crate) type AsyncMethod<Args, R = Value> =

@@ -35,9 +35,6 @@ use crate::validate::{self, MAX_SAFE_INTEGER};
 /// Lines a build log keeps when the caller does not bring its own store.
 pub const DEFAULT_BUILD_LOG_LINES: usize = 10_000;
 
-/// How long a build's processes get between SIGTERM and SIGKILL on timeout or cancel.
-pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
-
 /// Settings of a [`ProjectBuilder`].
 #[derive(Debug, Clone)]
 pub struct BuilderConfig {
@@ -63,7 +60,7 @@ impl BuilderConfig {
             max_concurrent_builds: 3,
             default_timeout: Duration::from_millis(600_000),
             global_env_vars: BTreeMap::new(),
-            kill_grace: DEFAULT_KILL_GRACE,
+            kill_grace: crate::process::DEFAULT_KILL_GRACE,
             journal: None,
         }
     }
@@ -75,7 +72,7 @@ impl BuilderConfig {
             max_concurrent_builds: config.max_concurrent_builds as usize,
             default_timeout: config.default_build_timeout,
             global_env_vars: config.global_env_vars.clone(),
-            kill_grace: DEFAULT_KILL_GRACE,
+            kill_grace: config.shutdown_timeout,
             journal: None,
         }
     }
@@ -307,7 +304,7 @@ impl ProjectBuilder {
     }
 
     fn active(&self) -> MutexGuard<'_, HashMap<String, Arc<Control>>> {
-        self.shared.active.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.shared.active)
     }
 
     /// Ids of the builds queued or running.

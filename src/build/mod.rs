@@ -19,7 +19,7 @@ pub mod queue;
 
 pub use builder::{
     BuildOptions, BuildOutcome, BuildRequest, BuildStatus, BuilderConfig, DEFAULT_BUILD_LOG_LINES,
-    DEFAULT_KILL_GRACE, ProjectBuilder,
+    ProjectBuilder,
 };
 pub use layout::{Caches, clean_build_dir, remove_build_dir};
 pub use package_manager::{

@@ -70,7 +70,7 @@ impl Queue {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section leaves the state consistent before it can panic.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// How many slots there are.

@@ -165,9 +165,7 @@ impl LogStore {
     fn lock(&self) -> MutexGuard<'_, Ring> {
         // A panic while holding the lock cannot leave the ring inconsistent in a way that
         // matters to readers (every mutation is a push or pop), so a poisoned lock is reused.
-        self.ring
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.ring)
     }
 
     /// Appends lines that are already framed (no `\n` inside), all with the same stream tag.
@@ -380,7 +378,7 @@ struct SubscriberQueue {
 
 impl SubscriberQueue {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Queues new entries; returns false once the subscription is closed (so the store drops it).

@@ -88,6 +88,10 @@ struct Inner {
     journal: Option<Arc<Journal>>,
 }
 
+/// The grace between SIGTERM and SIGKILL when a caller sets none: `shutdownTimeoutMs`'s default
+/// (SPEC §2), used for servers, builds and the exported process helpers alike.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+
 /// How often the killer looks at `/proc` while it waits for a group to empty.
 const GROUP_POLL: Duration = Duration::from_millis(5);
 

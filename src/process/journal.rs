@@ -51,7 +51,7 @@ impl Journal {
     }
 
     fn groups(&self) -> MutexGuard<'_, BTreeMap<i32, u64>> {
-        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.groups)
     }
 
     /// Records a new group (its leader's pid and start ticks).

@@ -38,10 +38,7 @@ struct Reservation<'a> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.starting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.server_id);
+        crate::sync::lock(self.starting).remove(&self.server_id);
     }
 }
 
@@ -52,7 +49,7 @@ impl ProcessManager {
     }
 
     fn processes(&self) -> MutexGuard<'_, BTreeMap<String, ManagedProcess>> {
-        self.processes.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.processes)
     }
 
     /// Starts `spec` and tracks it as `server_id`. A server id that is tracked and still
@@ -79,7 +76,7 @@ impl ProcessManager {
 
     /// Reserves `server_id` for a start; an id that is starting or running is an error.
     fn reserve(&self, server_id: &str) -> Result<Reservation<'_>> {
-        let mut starting = self.starting.lock().unwrap_or_else(|p| p.into_inner());
+        let mut starting = crate::sync::lock(&self.starting);
         if starting.contains(server_id) || self.is_running(server_id) {
             return Err(Error::invalid(
                 "serverId",

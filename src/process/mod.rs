@@ -12,7 +12,7 @@ pub mod registry;
 pub mod spawn;
 pub mod usage;
 
-pub use handle::{ExitInfo, ProcessHandle};
+pub use handle::{DEFAULT_KILL_GRACE, ExitInfo, ProcessHandle};
 pub use journal::{Journal, reap_leftovers};
 pub use manager::{ManagedProcess, ProcessManager};
 pub use spawn::{SpawnSpec, spawn, spawn_with_channel};

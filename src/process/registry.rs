@@ -12,9 +12,7 @@ use nix::unistd::Pid;
 static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
 fn groups() -> MutexGuard<'static, BTreeSet<i32>> {
-    GROUPS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    crate::sync::lock(&GROUPS)
 }
 
 /// Tracks a group whose leader was just started.

@@ -49,7 +49,7 @@ impl ResourceMonitor {
         let per_second = procfs::ticks_per_second() as f64;
         let memory_bytes: u64 = tree.iter().map(|p| p.rss_pages).sum::<u64>() * procfs::page_size();
 
-        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let mut history = crate::sync::lock(&self.history);
         let previous = history
             .get(&root)
             .filter(|s| s.root_start_ticks == root_stat.start_ticks)
@@ -87,17 +87,11 @@ impl ResourceMonitor {
 
     /// Forgets the previous sample of `root`.
     pub fn forget(&self, root: i32) {
-        self.history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&root);
+        crate::sync::lock(&self.history).remove(&root);
     }
 
     /// Forgets every previous sample.
     pub fn clear(&self) {
-        self.history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        crate::sync::lock(&self.history).clear();
     }
 }

@@ -15,10 +15,11 @@ use std::time::SystemTime;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{InFlight, ProjectSource, Runner, SourceProvider, lock};
+use super::{InFlight, ProjectSource, Runner, SourceProvider};
 use crate::build::{BuildOutcome, BuildRequest, BuildStatus, RUNNER_PREFIX};
 use crate::error::{Error, Result};
 use crate::logs::{Stream, join_text};
+use crate::sync::lock;
 use crate::validate;
 
 /// A build made known by [`Runner::prepare_build`]: `cancel_build` reaches it from then on.

@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::supervisor::{self, NewServer, ServerInfo, ServerState};
-use super::{RouteRequest, Runner, ServerEntry, interrupted, lock};
+use super::{RouteRequest, Runner, ServerEntry, interrupted};
 use crate::config::RedeployMode;
 use crate::error::{Error, Result};
 use crate::logs::{LogLimits, LogStore};
 use crate::process::{self, SpawnSpec};
+use crate::sync::lock;
 use crate::validate;
 
 /// What a deploy needs.

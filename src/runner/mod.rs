@@ -18,7 +18,9 @@ pub mod supervisor;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
 
 use tokio::sync::{Notify, OnceCell};
 use tokio::task::JoinHandle;
@@ -40,14 +42,6 @@ pub use supervisor::{HealthStatus, ServerInfo, ServerState, SupervisorHandle};
 
 /// Logs of this many stopped servers stay readable.
 const RETIRED_SERVERS_KEPT: usize = 100;
-
-/// Locks `mutex`, carrying on with the data of a holder that panicked (every value kept under
-/// the runner's locks is valid after any single update).
-pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Told when a server's log is opened (before its first process starts), so that a listener
 /// sees every line from the first one on.

@@ -317,7 +317,7 @@ fn copy_files(root: &Path, target: &Path, files: &[PathBuf]) -> Result<(u64, u64
                     }
                     Err(e) => {
                         failed.store(true, Ordering::Relaxed);
-                        let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut slot = crate::sync::lock(&first_error);
                         slot.get_or_insert(Error::io("copy file", from, &e));
                         return (count, bytes);
                     }

@@ -18,9 +18,6 @@ use crate::logs::{LogEntry, LogLimits, LogStore};
 use crate::process::{self, SpawnSpec};
 use crate::validate;
 
-/// Grace period between SIGTERM and SIGKILL when none is configured.
-pub(super) const DEFAULT_GRACE: Duration = Duration::from_secs(10);
-
 /// Lines of output kept per command.
 pub(super) const OUTPUT_LINES: usize = 10_000;
 

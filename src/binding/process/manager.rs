@@ -1,11 +1,12 @@
 //! `ProcessManager`: server processes by server id.
 use super::ProcessOn;
-use super::command::{DEFAULT_GRACE, invalid, read_command};
+use super::command::{invalid, read_command};
 use super::spawned::SpawnedProcess;
 use super::tracked::{
     Tracked, TrackedMap, TrackedProcess, rejected, release, resolved, status, tracked_info,
 };
 use crate::binding::error::{Result, spawn};
+use crate::process;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
@@ -47,7 +48,7 @@ impl ProcessManager {
             0,
             validate::MAX_SAFE_INTEGER,
         )?
-        .map_or(DEFAULT_GRACE, Duration::from_millis);
+        .map_or(process::DEFAULT_KILL_GRACE, Duration::from_millis);
         Ok(ProcessManager {
             tracked: Rc::default(),
             generations: Cell::new(0),

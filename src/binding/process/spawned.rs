@@ -1,5 +1,5 @@
 //! `SpawnedProcess`: a started command shaped like Node's `ChildProcess` (events, kill).
-use super::command::{Command, DEFAULT_GRACE, OUTPUT_SETTLE, invalid, output_store, read_signal};
+use super::command::{Command, OUTPUT_SETTLE, invalid, output_store, read_signal};
 use crate::binding::error::{Result, rejection, spawn, to_js_error};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -284,7 +284,7 @@ impl SpawnedProcess {
                     }
                 }
                 (Some(handle), None) => {
-                    handle.kill_tree(DEFAULT_GRACE).await;
+                    handle.kill_tree(process::DEFAULT_KILL_GRACE).await;
                 }
             }
             Ok(())

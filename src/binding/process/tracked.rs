@@ -1,9 +1,10 @@
 //! What a `ProcessManager` keeps per process, and how it reads a process's status.
+use crate::binding::entities::js_date;
 use crate::binding::error::{JsFailure, Result, rejection};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use napi::bindgen_prelude::{
     Either, Env, Function, JsObjectValue, JsValue, Null, Object, ToNapiValue, Unknown,
@@ -103,7 +104,7 @@ pub struct TrackedProcess<'env> {
     #[napi(ts_type = "LogCollectorImpl | object | undefined")]
     pub log_collector: Unknown<'env>,
     /// When it started being tracked.
-    pub started_at: napi::JsDate<'env>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
     /// The process's pid (`undefined` when it has none).
     #[napi(ts_type = "number | undefined")]
     pub pid: Unknown<'env>,
@@ -134,10 +135,6 @@ pub(super) fn tracked_info<'env>(
         Some(log) => log.get_value(env)?,
         None => ().into_unknown(env)?,
     };
-    let started_ms = tracked
-        .started_at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_millis() as f64);
     // SAFETY: `track` only accepts objects.
     let pid: Unknown = unsafe { process.cast::<Object>() }?.get_named_property("pid")?;
     Ok(TrackedProcess {
@@ -146,7 +143,7 @@ pub(super) fn tracked_info<'env>(
         process,
         port: tracked.port.map(u32::from),
         log_collector,
-        started_at: env.create_date(started_ms)?,
+        started_at: js_date(tracked.started_at),
         pid,
         running,
         exit_code: or_null(exit_code),

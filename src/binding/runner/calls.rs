@@ -8,11 +8,10 @@ use std::time::Duration;
 use napi::bindgen_prelude::{Env, JsObjectValue, Object, ObjectRef, Unknown};
 
 use crate::binding::args;
-use crate::binding::entities::js_date;
 use crate::binding::error::{JsFailure, Result};
 use crate::binding::json;
 use crate::binding::provider::provider_object;
-use crate::build::{BuildOptions, BuildOutcome, BuildRequest};
+use crate::build::{BuildOptions, BuildRequest};
 use crate::runner::{DeployRequest, ProjectSource, Runner};
 use crate::subdomain::{self, DeploymentType};
 use crate::validate;
@@ -132,15 +131,4 @@ pub(super) fn read_build_call(
         // Last: a reference that is never handed to the callback below would leak.
         build_object: build_object.create_ref()?,
     })
-}
-
-/// Writes a build's outcome into the caller's `Build` object (every other field untouched).
-pub(super) fn update_build(build: &mut Object, outcome: BuildOutcome) -> Result<()> {
-    build.set("status", outcome.status.as_str())?;
-    let started = outcome.started_at.unwrap_or(outcome.completed_at);
-    build.set("startedAt", js_date(started))?;
-    build.set("completedAt", js_date(outcome.completed_at))?;
-    build.set("errorMessage", outcome.error_message)?;
-    build.set("logs", outcome.logs)?;
-    Ok(())
 }

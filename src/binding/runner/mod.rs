@@ -15,15 +15,16 @@ use serde_json::Value;
 
 use super::args;
 use super::delivery::{batch_sink, report_callback_error};
-use super::entities::{RunnerStats, RunningServer, ServerHealth};
+use super::entities::{RunnerStats, RunningServer, ServerHealth, update_build};
 use super::error::{JsFailure, Result, spawn, spawn_then};
 use super::json;
 use super::logs::{deliver_text, paginate, stream_text};
 use super::provider::{JsRouter, JsSource, ServerLogListener, provider_object};
 use crate::config::RunnerConfig;
 use crate::logs::{LogBatch, LogLimits, LogStore, join_text};
-use crate::runner::{Runner, lock};
-use calls::{read_build_call, read_deploy_request, server_id, update_build};
+use crate::runner::Runner;
+use crate::sync::lock;
+use calls::{read_build_call, read_deploy_request, server_id};
 
 /// A server-log listener's callback: `(serverId, line, stream, id)`.
 type ServerLogCallback = FunctionRef<FnArgs<(String, String, String, String)>, UnknownReturnValue>;
