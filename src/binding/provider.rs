@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::logs::store::SubscriptionCloser;
 use crate::logs::{LogBatch, LogStore};
 use crate::runner::{
-    BoxFuture, ProjectSource, RouteRequest, Router, ServerLogObserver, SourceProvider,
+    BoxFuture, LogObserver, LogOwner, ProjectSource, RouteRequest, Router, SourceProvider,
 };
 use crate::sync::lock;
 
@@ -216,8 +216,11 @@ impl ServerLogListener {
     }
 }
 
-impl ServerLogObserver for ServerLogListener {
-    fn server_log_opened(&self, server_id: &str, log: &Arc<LogStore>) {
+impl LogObserver for ServerLogListener {
+    fn log_opened(&self, owner: &LogOwner, log: &Arc<LogStore>) {
+        let LogOwner::Server { server_id, .. } = owner else {
+            return;
+        };
         let subscription = log.subscribe(log.limits().max_lines);
         let mut subscriptions = lock(&self.subscriptions);
         subscriptions.retain(|s| !s.is_closed());

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{InFlight, ProjectSource, Runner, SourceProvider};
+use super::{InFlight, LogOwner, ProjectSource, Runner, SourceProvider};
 use crate::build::{BuildOutcome, BuildRequest, BuildStatus, RUNNER_PREFIX};
 use crate::error::{Error, Result};
 use crate::logs::{Stream, join_text};
@@ -80,6 +80,17 @@ impl Runner {
     /// queued behind at most `maxConcurrentBuilds` others. A failing project is an outcome with
     /// status `failed`; a failing provider is an error.
     pub async fn build(&self, ticket: BuildTicket, request: BuildRequest) -> Result<BuildOutcome> {
+        let owner = LogOwner::Build {
+            build_id: ticket.build_id.clone(),
+            project_id: ticket.project.id.clone(),
+        };
+        self.open_build_log(&owner, &request.log);
+        let outcome = self.run_build(ticket, request).await;
+        self.close_build_log(&owner);
+        outcome
+    }
+
+    async fn run_build(&self, ticket: BuildTicket, request: BuildRequest) -> Result<BuildOutcome> {
         let build_id = ticket.build_id.clone();
         self.reap_leftovers().await;
         let dir = self.builder.clean_build_dir(&build_id).await?;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::supervisor::{self, NewServer, ServerInfo, ServerState};
-use super::{RouteRequest, Runner, ServerEntry, interrupted};
+use super::{LogOwner, RouteRequest, Runner, ServerEntry, interrupted};
 use crate::config::RedeployMode;
 use crate::error::{Error, Result};
 use crate::logs::{LogLimits, LogStore};
@@ -79,7 +79,14 @@ impl Runner {
         let log = Arc::new(LogStore::new(LogLimits::with_lines(
             self.config().log_retention_lines as usize,
         )));
-        self.open_server_log(&server_id, &log);
+        self.open_server_log(
+            LogOwner::Server {
+                server_id: server_id.clone(),
+                deployment_id: request.deployment_id.clone(),
+                project_id: request.project_id.clone(),
+            },
+            &log,
+        );
         let spawned = supervisor::start_process(&self.shared, &spec, &log).await;
         let child = match spawned {
             Ok(child) => child,

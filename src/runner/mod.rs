@@ -43,11 +43,43 @@ pub use supervisor::{HealthStatus, ServerInfo, ServerState, SupervisorHandle};
 /// Logs of this many stopped servers stay readable.
 const RETIRED_SERVERS_KEPT: usize = 100;
 
-/// Told when a server's log is opened (before its first process starts), so that a listener
-/// sees every line from the first one on.
-pub trait ServerLogObserver: Send + Sync {
-    /// Server `server_id` writes into `log` from now on.
-    fn server_log_opened(&self, server_id: &str, log: &Arc<LogStore>);
+/// Whose log a [`LogObserver`] is told about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogOwner {
+    /// A server's output (and the runner's lines about it).
+    Server {
+        /// The server's id.
+        server_id: String,
+        /// The deployment it serves.
+        deployment_id: String,
+        /// Its project.
+        project_id: String,
+    },
+    /// A build's log (install, build script, and the runner's lines).
+    Build {
+        /// The build's id.
+        build_id: String,
+        /// Its project.
+        project_id: String,
+    },
+}
+
+/// Told when a server's or a build's log opens (before its first process starts, so every
+/// line from the first one on can be seen) and when it closes (the server is down for good, the
+/// build ended). Observers are kept by name: `setOnServerLog`'s listener is one, others (such as
+/// a log persister) sit beside it.
+pub trait LogObserver: Send + Sync {
+    /// `owner` writes into `log` from now on.
+    fn log_opened(&self, owner: &LogOwner, log: &Arc<LogStore>);
+
+    /// `owner`'s log gets no more lines.
+    fn log_closed(&self, _owner: &LogOwner) {}
+
+    /// Finishes what the observer still has to do with lines it was given (for example a
+    /// pending write); `shutdown()` awaits it, bounded by `providerTimeoutMs`.
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Counts a caller can poll cheaply.
@@ -139,12 +171,12 @@ impl Drop for InFlight {
     }
 }
 
-/// Live server logs and the observer told about new ones, under one lock so that an observer
+/// Live server logs and the observers told about new ones, under one lock so that an observer
 /// set while servers start sees each log exactly once.
 #[derive(Default)]
 struct LogRegistry {
-    observer: Option<Arc<dyn ServerLogObserver>>,
-    live: BTreeMap<String, Arc<LogStore>>,
+    observers: BTreeMap<&'static str, Arc<dyn LogObserver>>,
+    live: BTreeMap<String, (LogOwner, Arc<LogStore>)>,
     retired: VecDeque<(String, Arc<LogStore>)>,
 }
 
@@ -216,19 +248,47 @@ impl Runner {
         *lock(&self.router) = Some(router);
     }
 
-    /// Tells `observer` about every live server's log now, and about each new one from the
-    /// moment it opens. Replaces an earlier observer.
-    pub fn set_log_observer(&self, observer: Arc<dyn ServerLogObserver>) {
+    /// Tells `observer` about every live server's log now, and about each new server's and
+    /// build's log from the moment it opens. Replaces an earlier observer of the same `name`.
+    pub fn set_log_observer(&self, name: &'static str, observer: Arc<dyn LogObserver>) {
         let mut logs = lock(&self.logs);
-        for (id, log) in &logs.live {
-            observer.server_log_opened(id, log);
+        for (owner, log) in logs.live.values() {
+            observer.log_opened(owner, log);
         }
-        logs.observer = Some(observer);
+        logs.observers.insert(name, observer);
     }
 
-    /// Stops telling anyone about new server logs.
-    pub fn clear_log_observer(&self) {
-        lock(&self.logs).observer = None;
+    /// Stops telling the observer `name` about new logs.
+    pub fn clear_log_observer(&self, name: &'static str) {
+        lock(&self.logs).observers.remove(name);
+    }
+
+    /// Tells the observers that a build's log opened.
+    fn open_build_log(&self, owner: &LogOwner, log: &Arc<LogStore>) {
+        for observer in lock(&self.logs).observers.values() {
+            observer.log_opened(owner, log);
+        }
+    }
+
+    /// Tells the observers that a build's log closed.
+    fn close_build_log(&self, owner: &LogOwner) {
+        for observer in lock(&self.logs).observers.values() {
+            observer.log_closed(owner);
+        }
+    }
+
+    /// Awaits every observer's flush, each bounded by `providerTimeoutMs`.
+    async fn flush_log_observers(&self) {
+        let observers: Vec<_> = lock(&self.logs).observers.values().cloned().collect();
+        let limit = self.config().provider_timeout;
+        for observer in observers {
+            if tokio::time::timeout(limit, observer.flush()).await.is_err() {
+                tracing::warn!(
+                    "a log observer did not flush within {} ms",
+                    limit.as_millis()
+                );
+            }
+        }
     }
 
     /// Kills, once per runner and before any port is handed out, what runners of dead hosts
@@ -253,22 +313,30 @@ impl Runner {
         InFlight { generation }
     }
 
-    /// Opens the log of a new server and tells the observer.
-    fn open_server_log(&self, server_id: &str, log: &Arc<LogStore>) {
+    /// Opens the log of a new server and tells the observers.
+    fn open_server_log(&self, owner: LogOwner, log: &Arc<LogStore>) {
+        let LogOwner::Server { server_id, .. } = &owner else {
+            return;
+        };
         let mut logs = lock(&self.logs);
-        logs.live.insert(server_id.to_owned(), Arc::clone(log));
-        if let Some(observer) = &logs.observer {
-            observer.server_log_opened(server_id, log);
+        for observer in logs.observers.values() {
+            observer.log_opened(&owner, log);
         }
+        logs.live
+            .insert(server_id.clone(), (owner.clone(), Arc::clone(log)));
     }
 
-    /// Moves a server's log among the retired ones (still readable, no more subscribers).
+    /// Moves a server's log among the retired ones (still readable, no more subscribers) and
+    /// tells the observers it closed.
     fn retire_server_log(&self, server_id: &str) {
         let mut logs = lock(&self.logs);
-        let Some(log) = logs.live.remove(server_id) else {
+        let Some((owner, log)) = logs.live.remove(server_id) else {
             return;
         };
         log.close_subscriptions();
+        for observer in logs.observers.values() {
+            observer.log_closed(&owner);
+        }
         logs.retired.push_back((server_id.to_owned(), log));
         while logs.retired.len() > RETIRED_SERVERS_KEPT {
             logs.retired.pop_front();
@@ -381,7 +449,7 @@ impl Runner {
     /// The log of server `server_id`, running or among the last stopped ones.
     pub fn server_log(&self, server_id: &str) -> Option<Arc<LogStore>> {
         let logs = lock(&self.logs);
-        if let Some(log) = logs.live.get(server_id) {
+        if let Some((_, log)) = logs.live.get(server_id) {
             return Some(Arc::clone(log));
         }
         logs.retired
@@ -437,6 +505,7 @@ impl Runner {
         let stops = ids.iter().map(|id| self.stop_by(id, "shutdown()"));
         let cancels = self.builder.cancel_all();
         tokio::join!(futures_join_all(stops), cancels);
+        self.flush_log_observers().await;
         loop {
             let idle = generation.idle.notified();
             if generation.active.load(Ordering::SeqCst) == 0 {

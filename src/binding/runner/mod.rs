@@ -26,6 +26,9 @@ use crate::runner::Runner;
 use crate::sync::lock;
 use calls::{read_build_call, read_deploy_request, server_id};
 
+/// The name `setOnServerLog`'s listener is kept under among the runner's log observers.
+const SERVER_LOG_LISTENER: &str = "setOnServerLog";
+
 /// A server-log listener's callback: `(serverId, line, stream, id)`.
 type ServerLogCallback = FunctionRef<FnArgs<(String, String, String, String)>, UnknownReturnValue>;
 
@@ -219,7 +222,7 @@ impl LocalProcessRunner {
         if let Some(previous) = lock(&self.listener).replace(Arc::clone(&listener)) {
             previous.detach_all();
         }
-        self.runner.set_log_observer(listener);
+        self.runner.set_log_observer(SERVER_LOG_LISTENER, listener);
         Ok(())
     }
 
@@ -426,7 +429,7 @@ impl LocalProcessRunner {
         let listener = Arc::clone(&self.listener);
         spawn(env, async move {
             runner.shutdown().await;
-            runner.clear_log_observer();
+            runner.clear_log_observer(SERVER_LOG_LISTENER);
             if let Some(listener) = lock(&listener).take() {
                 listener.detach_all();
             }
