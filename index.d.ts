@@ -82,6 +82,13 @@ export interface LocalProcessRunnerConfig {
    * @default 'replace'
    */
   redeploy?: 'replace' | 'keep'
+  /**
+   * Build directories kept per deployment: after a successful deploy, the directories of the
+   * deployment's older builds are removed, never one that a live server or a build in progress
+   * uses (builds are filed under their `Build.deploymentId`).
+   * @default 3
+   */
+  retainBuilds?: number
 }
 
 /**
@@ -113,6 +120,7 @@ export interface ResolvedRunnerConfig {
   restartPolicy: { maxRestarts: number; backoffMs: number; maxBackoffMs: number } | null
   defaultSource: 'local' | null
   redeploy: 'replace' | 'keep'
+  retainBuilds: number
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,6 +229,7 @@ export type RunnerErrorCode =
   | 'ERR_IO'
   | 'ERR_UNSAFE_PATH'
   | 'ERR_BUILD_IN_PROGRESS'
+  | 'ERR_BUILD_IN_USE'
   | 'ERR_ACCESS_DENIED'
   | 'ERR_PROJECT_NOT_FOUND'
   | 'ERR_PROVIDER_FAILED'
@@ -1116,6 +1125,11 @@ export interface RunnerStats {
   restarts: number
   /** Every server the runner supervises. */
   servers: Array<ServerSummary>
+  /**
+   * Megabytes the build directories take on disk (measured after each build, deploy and
+   * removal; builds beyond `retainBuilds` per deployment are removed after a deploy).
+   */
+  buildDiskUsageMb: number
 }
 
 /** A server the runner started (MastraAdmin's `RunningServer`). */

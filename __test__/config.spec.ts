@@ -37,6 +37,7 @@ describe('defaults', () => {
       restartPolicy: null,
       defaultSource: null,
       redeploy: 'replace',
+      retainBuilds: 3,
     })
   })
 
@@ -46,7 +47,7 @@ describe('defaults', () => {
   })
 
   it('reports an idle runner with the whole port range available', () => {
-    expect(make().getStats()).toEqual({ runningProcesses: 0, allocatedPorts: [], availablePorts: 90, restarts: 0, servers: [] })
+    expect(make().getStats()).toEqual({ runningProcesses: 0, allocatedPorts: [], availablePorts: 90, restarts: 0, servers: [], buildDiskUsageMb: 0 })
     expect(make({ portRange: { start: 5000, end: 5000 } }).getStats().availablePorts).toBe(1)
   })
 
@@ -113,6 +114,7 @@ describe('validation', () => {
     ['relative endpoint', { healthCheck: { endpoint: 'health' } }, "Invalid healthCheck.endpoint: must be a path starting with '/' (got 'health')"],
     ['readySignal a string', { healthCheck: { readySignal: 'yes' } }, "Invalid healthCheck.readySignal: expected a boolean, got string 'yes'"],
     ['unknown redeploy', { redeploy: 'swap' }, "Invalid redeploy: must be 'replace' or 'keep' (got 'swap')"],
+    ['zero retained builds', { retainBuilds: 0 }, 'Invalid retainBuilds: must be an integer from 1 to 4294967295 (got 0)'],
     ['endpoint a symbol', { healthCheck: { endpoint: Symbol('x') } }, 'Invalid healthCheck.endpoint: expected a string, number, boolean, object or array, got a symbol'],
     ['empty buildDir', { buildDir: '' }, 'Invalid buildDir: must not be empty'],
     ['NUL in buildDir', { buildDir: 'a\0b' }, 'Invalid buildDir: must not contain a NUL character'],

@@ -179,6 +179,8 @@ pub struct RunnerConfig {
     pub default_source: Option<DefaultSource>,
     /// What a deploy of a deployment that is already served does.
     pub redeploy: RedeployMode,
+    /// Build directories kept per deployment after a successful deploy (the newest ones).
+    pub retain_builds: u32,
     /// Whether servers get a Node IPC channel on which a `{ type: 'server-ready' }` message
     /// makes the health gate probe at once (`healthCheck.readySignal`).
     pub ready_signal: bool,
@@ -200,6 +202,7 @@ impl RunnerConfig {
             restart_policy: None,
             default_source: None,
             redeploy: RedeployMode::Replace,
+            retain_builds: 3,
             ready_signal: true,
         }
     }
@@ -257,6 +260,9 @@ impl RunnerConfig {
             }
             config.default_source = Some(DefaultSource::Local);
         }
+        if let Some(n) = fields.integer("retainBuilds", 1, u64::from(u32::MAX))? {
+            config.retain_builds = n as u32;
+        }
         if let Some(mode) = fields.string("redeploy")? {
             config.redeploy = match mode {
                 "replace" => RedeployMode::Replace,
@@ -300,6 +306,7 @@ impl RunnerConfig {
             "restartPolicy": restart_policy,
             "defaultSource": self.default_source.map(|_| "local"),
             "redeploy": self.redeploy.as_str(),
+            "retainBuilds": self.retain_builds,
         })
     }
 }

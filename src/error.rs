@@ -75,6 +75,8 @@ pub enum Error {
     /// A build with this id is queued or running, so it cannot be started again or its
     /// directory touched.
     BuildInProgress { build_id: String },
+    /// A build whose directory a live server runs from cannot be removed.
+    BuildInUse { build_id: String, server_id: String },
     /// A build's task ended without an outcome (it panicked: a bug in the runner).
     BuildAborted { build_id: String, reason: String },
     /// The source provider (a JS object, or the built-in local copy) failed to copy project
@@ -132,6 +134,7 @@ impl Error {
             Error::Io { .. } => "ERR_IO",
             Error::PathOutsideBuildDir { .. } | Error::UnsafeCopyTarget { .. } => "ERR_UNSAFE_PATH",
             Error::BuildInProgress { .. } => "ERR_BUILD_IN_PROGRESS",
+            Error::BuildInUse { .. } => "ERR_BUILD_IN_USE",
             Error::AccessDenied { .. } => "ERR_ACCESS_DENIED",
             Error::ProjectNotFound { .. } => "ERR_PROJECT_NOT_FOUND",
             Error::SourceProviderFailed { .. } | Error::RouteRegistrationFailed { .. } => {
@@ -279,6 +282,13 @@ impl fmt::Display for Error {
             Error::BuildInProgress { build_id } => write!(
                 f,
                 "Build '{build_id}' is already queued or running; cancel it first"
+            ),
+            Error::BuildInUse {
+                build_id,
+                server_id,
+            } => write!(
+                f,
+                "Build '{build_id}' is in use by running server '{server_id}'; stop it first"
             ),
             Error::BuildAborted { build_id, reason } => {
                 write!(f, "Build '{build_id}' ended without an outcome: {reason}")
@@ -475,6 +485,13 @@ mod tests {
                 "ERR_PROVIDER_FAILED",
             ),
             (Error::SourceNotConfigured, "ERR_SOURCE_NOT_CONFIGURED"),
+            (
+                Error::BuildInUse {
+                    build_id: "b".into(),
+                    server_id: "s".into(),
+                },
+                "ERR_BUILD_IN_USE",
+            ),
             (
                 Error::DeployInterrupted {
                     port: 1,

@@ -83,6 +83,9 @@ pub struct RunnerStats {
     pub restarts: u32,
     /// Every server the runner supervises.
     pub servers: Vec<ServerSummary>,
+    /// Megabytes the build directories take on disk (measured after each build, deploy and
+    /// removal; builds beyond `retainBuilds` per deployment are removed after a deploy).
+    pub build_disk_usage_mb: f64,
 }
 
 /// One supervised server in `getStats()`.
@@ -110,6 +113,8 @@ impl From<CoreStats> for RunnerStats {
             allocated_ports: stats.allocated_ports.into_iter().map(u32::from).collect(),
             available_ports: stats.available_ports as u32,
             restarts: stats.restarts,
+            build_disk_usage_mb: (stats.build_disk_bytes as f64 / 1_048_576.0 * 10.0).round()
+                / 10.0,
             servers: stats
                 .servers
                 .into_iter()

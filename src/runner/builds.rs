@@ -27,6 +27,7 @@ use crate::validate;
 pub struct BuildTicket {
     project: ProjectSource,
     build_id: String,
+    deployment_id: Option<String>,
     source: Arc<dyn SourceProvider>,
     preparing: Arc<Mutex<HashMap<String, bool>>>,
     call: InFlight,
@@ -52,7 +53,14 @@ impl Drop for BuildTicket {
 impl Runner {
     /// Makes build `build_id` of `project` known, synchronously, the moment `build()` is
     /// called: checks the ids (before anything touches the disk) and that a source is set.
-    pub fn prepare_build(&self, project: ProjectSource, build_id: &str) -> Result<BuildTicket> {
+    /// `deployment_id` (the `Build`'s `deploymentId`, when it has one) files the build's
+    /// directory under its deployment for `retainBuilds`.
+    pub fn prepare_build(
+        &self,
+        project: ProjectSource,
+        build_id: &str,
+        deployment_id: Option<String>,
+    ) -> Result<BuildTicket> {
         validate::id("project.id", &project.id)?;
         validate::id("build.id", build_id)?;
         let source = lock(&self.source)
@@ -68,6 +76,7 @@ impl Runner {
         Ok(BuildTicket {
             project,
             build_id: build_id.to_owned(),
+            deployment_id,
             source,
             preparing: Arc::clone(&self.preparing),
             call: self.begin_call(),
@@ -85,8 +94,14 @@ impl Runner {
             project_id: ticket.project.id.clone(),
         };
         self.open_build_log(&owner, &request.log);
+        let deployment_id = ticket.deployment_id.clone();
+        let build_id = ticket.build_id.clone();
         let outcome = self.run_build(ticket, request).await;
         self.close_build_log(&owner);
+        if let Some(deployment_id) = deployment_id {
+            self.file_build(&deployment_id, &build_id);
+        }
+        self.measure_build_disk();
         outcome
     }
 
@@ -155,9 +170,82 @@ impl Runner {
                 build_id: build_id.to_owned(),
             });
         }
+        if let Some(server) = self.live_server_of_build(build_id) {
+            return Err(Error::BuildInUse {
+                build_id: build_id.to_owned(),
+                server_id: server,
+            });
+        }
         let removed = self.builder.remove_build_dir(build_id).await?;
         lock(&self.build_dirs).remove(build_id);
+        for builds in lock(&self.deployment_builds).values_mut() {
+            builds.retain(|b| b != build_id);
+        }
+        self.measure_build_disk();
         Ok(removed)
+    }
+
+    /// Files build `build_id` as the newest of `deployment_id`.
+    pub(super) fn file_build(&self, deployment_id: &str, build_id: &str) {
+        let mut all = lock(&self.deployment_builds);
+        let builds = all.entry(deployment_id.to_owned()).or_default();
+        builds.retain(|b| b != build_id);
+        builds.push(build_id.to_owned());
+    }
+
+    /// After a successful deploy of `deployment_id`: removes the directories of its builds
+    /// older than the newest `retainBuilds`, never one that a live server or a build in
+    /// progress uses.
+    pub(super) async fn prune_builds(&self, deployment_id: &str) {
+        let keep = self.config().retain_builds as usize;
+        let candidates: Vec<String> = {
+            let all = lock(&self.deployment_builds);
+            let builds = all
+                .get(deployment_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            builds[..builds.len().saturating_sub(keep)].to_vec()
+        };
+        for build_id in candidates {
+            let in_use = self.live_server_of_build(&build_id).is_some()
+                || lock(&self.preparing).contains_key(&build_id)
+                || self.builder.is_active(&build_id);
+            if in_use {
+                continue;
+            }
+            match self.builder.remove_build_dir(&build_id).await {
+                Ok(_) => {
+                    tracing::debug!(
+                        build = build_id,
+                        "removed an old build directory (retainBuilds)"
+                    );
+                    lock(&self.build_dirs).remove(&build_id);
+                    if let Some(builds) = lock(&self.deployment_builds).get_mut(deployment_id) {
+                        builds.retain(|b| b != &build_id);
+                    }
+                }
+                Err(error) => tracing::warn!("cannot remove old build {build_id}: {error}"),
+            }
+        }
+        self.measure_build_disk();
+    }
+
+    /// Measures the bytes under `buildDir` in the background, for `getStats()`.
+    pub(super) fn measure_build_disk(&self) {
+        let dir = self.config().build_dir.clone();
+        let bytes = Arc::clone(&self.build_disk_bytes);
+        tokio::task::spawn_blocking(move || {
+            bytes.store(disk_usage(&dir), std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+
+    /// A live server (not down for good) that runs build `build_id`.
+    fn live_server_of_build(&self, build_id: &str) -> Option<String> {
+        lock(&self.servers)
+            .values()
+            .map(|entry| entry.handle.info())
+            .find(|info| info.build_id == build_id && info.is_live())
+            .map(|info| info.id)
     }
 
     /// The directory build `build_id` worked in (by default `<buildDir>/<build_id>`).
@@ -167,6 +255,29 @@ impl Runner {
             .cloned()
             .unwrap_or_else(|| self.config().build_dir.join(build_id))
     }
+}
+
+/// Bytes of the regular files under `dir` (symlinks not followed; unreadable entries skipped).
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total += meta.blocks() * 512;
+            }
+        }
+    }
+    total
 }
 
 /// The outcome of a build cancelled while its source was copied: it never started.

@@ -170,6 +170,8 @@ impl Runner {
             self.retire_replaced(&old, &request.deployment_id, route_id.as_deref())
                 .await;
         }
+        self.file_build(&request.deployment_id, &request.build_id);
+        self.prune_builds(&request.deployment_id).await;
         Ok(handle.info())
     }
 

@@ -17,7 +17,7 @@ pub mod providers;
 pub mod supervisor;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::sync::lock;
@@ -95,6 +95,8 @@ pub struct RunnerStats {
     pub restarts: u32,
     /// Every server the runner supervises.
     pub servers: Vec<ServerInfo>,
+    /// Bytes the build directories take (measured after each build, deploy and removal).
+    pub build_disk_bytes: u64,
 }
 
 /// What the supervisors share with the runner.
@@ -196,6 +198,10 @@ pub struct Runner {
     /// whether a cancel arrived meanwhile.
     preparing: Arc<Mutex<HashMap<String, bool>>>,
     build_dirs: Mutex<HashMap<String, std::path::PathBuf>>,
+    /// The builds of each deployment, oldest first, for `retainBuilds`.
+    deployment_builds: Mutex<HashMap<String, Vec<String>>>,
+    /// Bytes under `buildDir`, measured after each build, deploy and removal.
+    build_disk_bytes: Arc<AtomicU64>,
 }
 
 impl Runner {
@@ -230,6 +236,8 @@ impl Runner {
             builder,
             preparing: Arc::new(Mutex::new(HashMap::new())),
             build_dirs: Mutex::new(HashMap::new()),
+            deployment_builds: Mutex::new(HashMap::new()),
+            build_disk_bytes: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -481,6 +489,7 @@ impl Runner {
             available_ports: self.shared.ports.available_count(),
             restarts: servers.iter().map(|s| s.restarts).sum(),
             servers,
+            build_disk_bytes: self.build_disk_bytes.load(Ordering::Relaxed),
         }
     }
 

@@ -124,7 +124,8 @@ pub(super) fn read_build_call(
     };
     let options = BuildOptions::from_json(&args::options(options.cloned(), "options")?, "options")?;
     let build_object = provider_object(build, "build")?;
-    let ticket = runner.prepare_build(source, &build_id)?;
+    let deployment_id = entity_field(build, "build", "deploymentId")?;
+    let ticket = runner.prepare_build(source, &build_id, deployment_id)?;
     Ok(BuildCall {
         ticket,
         request: BuildRequest::new(build_id, PathBuf::new()).with_options(options),
