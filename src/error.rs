@@ -75,6 +75,9 @@ pub enum Error {
     /// A build with this id is queued or running, so it cannot be started again or its
     /// directory touched.
     BuildInProgress { build_id: String },
+    /// What answered the health check on `port` is not a process of the server (another program
+    /// took the port); `holder` is its pid when it can be seen.
+    ForeignListener { port: u16, holder: Option<i32> },
     /// A build whose directory a live server runs from cannot be removed.
     BuildInUse { build_id: String, server_id: String },
     /// A build's task ended without an outcome (it panicked: a bug in the runner).
@@ -135,6 +138,7 @@ impl Error {
             Error::PathOutsideBuildDir { .. } | Error::UnsafeCopyTarget { .. } => "ERR_UNSAFE_PATH",
             Error::BuildInProgress { .. } => "ERR_BUILD_IN_PROGRESS",
             Error::BuildInUse { .. } => "ERR_BUILD_IN_USE",
+            Error::ForeignListener { .. } => "ERR_FOREIGN_LISTENER",
             Error::AccessDenied { .. } => "ERR_ACCESS_DENIED",
             Error::ProjectNotFound { .. } => "ERR_PROJECT_NOT_FOUND",
             Error::SourceProviderFailed { .. } | Error::RouteRegistrationFailed { .. } => {
@@ -283,6 +287,16 @@ impl fmt::Display for Error {
                 f,
                 "Build '{build_id}' is already queued or running; cancel it first"
             ),
+            Error::ForeignListener { port, holder } => {
+                write!(
+                    f,
+                    "Port {port} is held by another program, not by the server: its health check was answered by "
+                )?;
+                match holder {
+                    Some(pid) => write!(f, "process {pid}"),
+                    None => write!(f, "a process this runner cannot see"),
+                }
+            }
             Error::BuildInUse {
                 build_id,
                 server_id,
@@ -485,6 +499,13 @@ mod tests {
                 "ERR_PROVIDER_FAILED",
             ),
             (Error::SourceNotConfigured, "ERR_SOURCE_NOT_CONFIGURED"),
+            (
+                Error::ForeignListener {
+                    port: 1,
+                    holder: Some(2),
+                },
+                "ERR_FOREIGN_LISTENER",
+            ),
             (
                 Error::BuildInUse {
                     build_id: "b".into(),

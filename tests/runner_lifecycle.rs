@@ -275,3 +275,107 @@ async fn a_server_flooding_its_channel_with_garbage_is_unaffected() {
     runner.stop(&server.id).await;
     assert!(processes_under(&dir).is_empty());
 }
+
+/// Answers every connection on `listener` with `200 ok`, until the test ends.
+fn serve_foreign(listener: std::net::TcpListener) {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+}
+
+/// Deploys a server that listens late, and makes a foreign listener take its port meanwhile.
+async fn deploy_against_a_foreign_listener(
+    runner: &Arc<mastra_runner_local::runner::Runner>,
+) -> (
+    Result<mastra_runner_local::runner::ServerInfo, mastra_runner_local::error::Error>,
+    u16,
+) {
+    let deploy = {
+        let runner = Arc::clone(runner);
+        tokio::spawn(async move {
+            runner
+                .deploy(request("dep-1", &[("FIXTURE_LISTEN_AFTER_MS", "600")]))
+                .await
+        })
+    };
+    common::wait_until("the first server to start", Duration::from_secs(10), || {
+        !runner.stats().servers.is_empty()
+    })
+    .await;
+    let taken = runner.stats().servers[0].port;
+    let foreign = std::net::TcpListener::bind(("127.0.0.1", taken)).expect("take the port");
+    serve_foreign(foreign);
+    (deploy.await.expect("deploy task"), taken)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_listener_never_passes_for_the_server() {
+    let (runner, dir) = runner("foreign", 12280, json!({}));
+    let (deployed, taken) = deploy_against_a_foreign_listener(&runner).await;
+    let server = deployed.expect("the retry on another port succeeds");
+    assert_ne!(server.port, taken, "the deploy moved off the taken port");
+    assert!(log_text(&runner, &server.id).contains(&format!("listening on {}", server.port)));
+    runner.shutdown().await;
+    assert!(processes_under(&dir).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_listener_on_the_only_port_fails_the_deploy_naming_it() {
+    let (runner, dir) = runner(
+        "foreign-only",
+        12300,
+        json!({ "portRange": { "start": 12300, "end": 12300 } }),
+    );
+    let (deployed, taken) = deploy_against_a_foreign_listener(&runner).await;
+    let error = deployed.expect_err("no other port to move to");
+    assert!(
+        matches!(error.code(), "ERR_FOREIGN_LISTENER" | "ERR_SERVER_EXITED"),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(message.contains(&taken.to_string()), "{message}");
+    if error.code() == "ERR_FOREIGN_LISTENER" {
+        assert!(
+            message.contains(&format!("process {}", std::process::id())),
+            "{message}"
+        );
+    }
+    assert!(runner.stats().allocated_ports.is_empty());
+    assert!(processes_under(&dir).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_also_ends_processes_that_left_the_group() {
+    let (runner, _dir) = runner("detached", 12320, json!({}));
+    let server = runner
+        .deploy(request("dep-1", &[("FIXTURE_DETACHED", "1")]))
+        .await
+        .expect("deploy");
+    common::wait_until("the detached child's pid", Duration::from_secs(10), || {
+        log_text(&runner, &server.id).contains("detached ")
+    })
+    .await;
+    let log = log_text(&runner, &server.id);
+    let pid: i32 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("detached "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("a pid");
+    let leader = server.pid.expect("leader") as i32;
+    assert_ne!(
+        procfs::read_stat(pid).map(|s| s.pgrp),
+        Some(leader),
+        "the child left the server's group"
+    );
+    assert!(procfs::is_alive(pid));
+    runner.stop(&server.id).await;
+    assert!(!procfs::is_alive(pid), "the detached child outlived stop()");
+    assert!(log_text(&runner, &server.id).contains("left the server's process group"));
+}

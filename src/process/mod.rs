@@ -7,6 +7,7 @@ pub mod env;
 pub mod handle;
 pub mod journal;
 pub mod manager;
+pub mod ownership;
 pub mod procfs;
 pub mod registry;
 pub mod spawn;

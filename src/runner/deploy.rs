@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use super::supervisor::{self, NewServer, ServerInfo, ServerState};
+use super::supervisor::{self, NewServer, ServerInfo, ServerState, SupervisorHandle};
 use super::{LogOwner, RouteRequest, Runner, ServerEntry, interrupted};
 use crate::config::RedeployMode;
 use crate::error::{Error, Result};
@@ -64,17 +64,60 @@ impl Runner {
         let call = self.begin_call();
         let order = self.deploy_order.fetch_add(1, Ordering::SeqCst);
         self.reap_leftovers().await;
+        // Another program that takes the allocated port (it answered the health check, or the
+        // server died of EADDRINUSE) costs one more attempt on the next free port.
+        let (server_id, handle, port) =
+            match self.start_server(&request, &output_dir, &call, order).await {
+                Err(error) if lost_port_race(&error) => {
+                    tracing::warn!("{error}; trying another port");
+                    match self.start_server(&request, &output_dir, &call, order).await {
+                        Err(Error::NoFreePort { .. }) => return Err(error),
+                        outcome => outcome?,
+                    }
+                }
+                outcome => outcome?,
+            };
+        let replaced = match self.claim_deployment(&server_id, &request.deployment_id, order) {
+            Some(replaced) => replaced,
+            None => {
+                self.stop_by(&server_id, "a later deploy").await;
+                return Err(Error::DeploySuperseded {
+                    deployment_id: request.deployment_id.clone(),
+                    port,
+                });
+            }
+        };
+        let route_id = self.route(&server_id, &request).await?;
+        for old in replaced {
+            self.retire_replaced(&old, &request.deployment_id, route_id.as_deref())
+                .await;
+        }
+        self.file_build(&request.deployment_id, &request.build_id);
+        self.prune_builds(&request.deployment_id).await;
+        Ok(handle.info())
+    }
+
+    /// One attempt of a deploy: a port, the process, its supervisor, and its health gate.
+    /// Resolves the healthy server's id, handle and port; on failure nothing is left running.
+    async fn start_server(
+        &self,
+        request: &DeployRequest,
+        output_dir: &std::path::Path,
+        call: &super::InFlight,
+        order: u64,
+    ) -> Result<(String, SupervisorHandle, u16)> {
         let port = self.allocate_port(request.port).await?;
         if call.cancelled() {
             self.shared.ports.release(port);
             return Err(interrupted(port));
         }
         let server_id = new_server_id(&request.deployment_id);
+        let token = process::ownership::new_server_token(&server_id);
         let spec = SpawnSpec {
             program: request.node.to_string_lossy().into_owned(),
             args: vec!["index.mjs".to_owned()],
-            cwd: output_dir,
-            env: self.server_env(&request, port),
+            cwd: output_dir.to_path_buf(),
+            env: self.server_env(request, port, &token),
         };
         let log = Arc::new(LogStore::new(LogLimits::with_lines(
             self.config().log_retention_lines as usize,
@@ -121,6 +164,7 @@ impl Runner {
                 log: Arc::clone(&log),
                 child,
                 health_timeout,
+                token,
             },
         );
         let registered = {
@@ -155,24 +199,7 @@ impl Runner {
             self.forget_server(&server_id).await;
             return Err(error);
         }
-        let replaced = match self.claim_deployment(&server_id, &request.deployment_id, order) {
-            Some(replaced) => replaced,
-            None => {
-                self.stop_by(&server_id, "a later deploy").await;
-                return Err(Error::DeploySuperseded {
-                    deployment_id: request.deployment_id.clone(),
-                    port,
-                });
-            }
-        };
-        let route_id = self.route(&server_id, &request).await?;
-        for old in replaced {
-            self.retire_replaced(&old, &request.deployment_id, route_id.as_deref())
-                .await;
-        }
-        self.file_build(&request.deployment_id, &request.build_id);
-        self.prune_builds(&request.deployment_id).await;
-        Ok(handle.info())
+        Ok((server_id, handle, port))
     }
 
     /// Marks a healthy server as the one serving its deployment. Under `redeploy: 'replace'`
@@ -280,8 +307,17 @@ impl Runner {
 
     /// The SPEC's server environment: allow-list, `globalEnvVars`, `envVars`, then the
     /// runner's own keys.
-    fn server_env(&self, request: &DeployRequest, port: u16) -> BTreeMap<String, String> {
+    fn server_env(
+        &self,
+        request: &DeployRequest,
+        port: u16,
+        token: &str,
+    ) -> BTreeMap<String, String> {
         let own = BTreeMap::from([
+            (
+                process::ownership::SERVER_TOKEN_VAR.to_owned(),
+                token.to_owned(),
+            ),
             ("NODE_ENV".to_owned(), "production".to_owned()),
             ("PORT".to_owned(), port.to_string()),
             (
@@ -291,6 +327,15 @@ impl Runner {
             ("MASTRA_PROJECT_ID".to_owned(), request.project_id.clone()),
         ]);
         process::env::compose([&self.config().global_env_vars, &request.env, &own])
+    }
+}
+
+/// Whether a deploy attempt failed because another program holds its port.
+fn lost_port_race(error: &Error) -> bool {
+    match error {
+        Error::ForeignListener { .. } => true,
+        Error::ServerExited { output, .. } => output.contains("EADDRINUSE"),
+        _ => false,
     }
 }
 

@@ -227,6 +227,9 @@ pub struct NewServer {
     pub child: ServerProcess,
     /// How long the first process may take to become healthy.
     pub health_timeout: Duration,
+    /// The token in the environment of every process of the server
+    /// ([`process::ownership::SERVER_TOKEN_VAR`]).
+    pub token: String,
 }
 
 /// Starts the supervisor task of `server`. Returns its handle, the task (to be joined), and a
@@ -253,6 +256,7 @@ pub fn start(
         messages,
         ready: Some(ready),
         health_timeout: server.health_timeout,
+        token: server.token,
         streak: Streak {
             started: Instant::now(),
             restarts: 0,
@@ -280,6 +284,7 @@ struct Supervisor {
     /// The deploy waiting for the first process to become healthy.
     ready: Option<oneshot::Sender<Result<()>>>,
     health_timeout: Duration,
+    token: String,
     streak: Streak,
 }
 
@@ -428,37 +433,54 @@ impl Supervisor {
             .as_ref()
             .and_then(|c| c.signal.as_ref())
             .map(|s| s.announced.clone());
+        let leader = self.info.pid.unwrap_or_default() as i32;
+        let token = self.token.clone();
         Box::pin(async move {
-            let deadline = tokio::time::Instant::now() + timeout;
-            let polling = health.wait_until_healthy_loopback(port, timeout);
-            let has_signal = announced.is_some();
-            let signalled = async {
-                let Some(mut announced) = announced else {
-                    return std::future::pending().await;
-                };
-                loop {
-                    if announced.changed().await.is_err() {
-                        // The channel closed: polling alone decides.
-                        return std::future::pending().await;
-                    }
-                    if health.check_loopback(port).await.healthy {
-                        return Ok(());
-                    }
-                }
-            };
-            tokio::pin!(signalled);
-            tokio::select! {
-                outcome = polling => match outcome {
-                    // Polling gives up once its next probe would come too late; the server's
-                    // own signal may still arrive before the deadline.
-                    Err(error) if has_signal => tokio::time::timeout_at(deadline, &mut signalled)
-                        .await
-                        .unwrap_or(Err(error)),
-                    outcome => outcome,
-                },
-                outcome = &mut signalled => outcome,
-            }
+            let answered = Self::health_answer(health, port, timeout, announced).await;
+            answered?;
+            // The answer must come from this server, not from a program that took the port.
+            tokio::task::spawn_blocking(move || check_listener(port, leader, &token))
+                .await
+                .map_err(|e| Error::internal("checking who listens on the port", e))?
         })
+    }
+
+    /// Waits for a 2xx from the health endpoint: polling, or at once on the server's signal.
+    async fn health_answer(
+        health: Arc<crate::health::HealthChecker>,
+        port: u16,
+        timeout: Duration,
+        announced: Option<watch::Receiver<u64>>,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let polling = health.wait_until_healthy_loopback(port, timeout);
+        let has_signal = announced.is_some();
+        let signalled = async {
+            let Some(mut announced) = announced else {
+                return std::future::pending().await;
+            };
+            loop {
+                if announced.changed().await.is_err() {
+                    // The channel closed: polling alone decides.
+                    return std::future::pending().await;
+                }
+                if health.check_loopback(port).await.healthy {
+                    return Ok(());
+                }
+            }
+        };
+        tokio::pin!(signalled);
+        tokio::select! {
+            outcome = polling => match outcome {
+                // Polling gives up once its next probe would come too late; the server's
+                // own signal may still arrive before the deadline.
+                Err(error) if has_signal => tokio::time::timeout_at(deadline, &mut signalled)
+                    .await
+                    .unwrap_or(Err(error)),
+                outcome => outcome,
+            },
+            outcome = &mut signalled => outcome,
+        }
     }
 
     fn one_check(&self) -> BoxFuture<'static, HealthReport> {
@@ -614,10 +636,15 @@ impl Supervisor {
         if let Some(signal) = &child.signal {
             signal.reader.abort();
         }
-        let exit = child
-            .handle
-            .kill_tree(self.shared.config.shutdown_timeout)
-            .await;
+        let grace = self.shared.config.shutdown_timeout;
+        let exit = child.handle.kill_tree(grace).await;
+        // Processes that left the group (setsid, detached children) still carry the token.
+        let escaped = process::ownership::kill_token_processes(&self.token, grace).await;
+        if escaped > 0 {
+            self.runner_line(format!(
+                "stopped {escaped} process(es) that had left the server's process group"
+            ));
+        }
         self.shared.monitor.forget(child.handle.pid() as i32);
         Some(exit)
     }
@@ -725,6 +752,26 @@ fn is_server_ready(line: &[u8]) -> bool {
                 .map(|t| t == "server-ready")
         })
         .unwrap_or(false)
+}
+
+/// Fails with [`Error::ForeignListener`] when the sockets listening on `port` are held by none
+/// of the server's processes (its tree from `leader`, and those carrying `token`). When no
+/// listener can be read at all (another network namespace), the answer is trusted.
+fn check_listener(port: u16, leader: i32, token: &str) -> Result<()> {
+    use crate::process::{ownership, procfs};
+    let inodes = ownership::listening_inodes(port);
+    if inodes.is_empty() {
+        return Ok(());
+    }
+    let mut ours: Vec<i32> = procfs::live_tree(leader).iter().map(|p| p.pid).collect();
+    ours.extend(ownership::processes_with_token(token));
+    if ownership::holds_any(&ours, &inodes) {
+        return Ok(());
+    }
+    Err(Error::ForeignListener {
+        port,
+        holder: ownership::holder_of(&inodes),
+    })
 }
 
 /// Sleeps until `until` (a wall-clock time); forever when `None`.

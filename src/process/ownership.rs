@@ -1,0 +1,164 @@
+//! Which processes belong to a server, beyond its process group, and who holds a listening
+//! port.
+//!
+//! Every process of a server carries the server's token in its environment
+//! ([`SERVER_TOKEN_VAR`]); it survives fork, `setsid()`, `setpgid()` and exec unless a process
+//! scrubs its environment, so the token finds the processes that left the server's group
+//! (daemons, Node's `detached: true` children). A listening socket is tied to its process
+//! through the socket's inode: `/proc/net/tcp` and `tcp6` list each listener's inode, and
+//! `/proc/<pid>/fd/*` link to `socket:[inode]`.
+//!
+//! # Caveats
+//! Only processes of this user can be read; a process that clears its environment *and*
+//! leaves the group cannot be found. Listeners in another network namespace are not listed.
+
+use std::collections::BTreeSet;
+use std::fs;
+
+use super::procfs;
+
+/// The environment variable that carries a server's token.
+pub const SERVER_TOKEN_VAR: &str = "MASTRA_RUNNER_SERVER_TOKEN";
+
+/// A token unique to one server on this host.
+pub fn new_server_token(server_id: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{server_id}-{:x}-{nanos:x}", std::process::id())
+}
+
+/// Live processes whose environment carries `token` as [`SERVER_TOKEN_VAR`].
+pub fn processes_with_token(token: &str) -> Vec<i32> {
+    let needle = format!("{SERVER_TOKEN_VAR}={token}");
+    procfs::all_processes()
+        .into_iter()
+        .filter(|p| p.is_alive())
+        .filter(|p| {
+            fs::read(format!("/proc/{}/environ", p.pid)).is_ok_and(|environ| {
+                environ
+                    .split(|byte| *byte == 0)
+                    .any(|entry| entry == needle.as_bytes())
+            })
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Stops the processes carrying `token` (those that left the server's group): SIGTERM, up to
+/// `grace` for them to exit, then SIGKILL. Returns how many there were.
+pub async fn kill_token_processes(token: &str, grace: std::time::Duration) -> usize {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let found = processes_with_token(token);
+    if found.is_empty() {
+        return 0;
+    }
+    for pid in &found {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let left = processes_with_token(token);
+        if left.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            for pid in left {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    found.len()
+}
+
+/// The inodes of the sockets listening on TCP `port` (IPv4 and IPv6, any address).
+pub fn listening_inodes(port: u16) -> BTreeSet<u64> {
+    let mut inodes = BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        inodes.extend(
+            text.lines()
+                .skip(1)
+                .filter_map(|line| listener_inode(line, port)),
+        );
+    }
+    inodes
+}
+
+/// The inode of a `/proc/net/tcp` row that listens on `port`.
+fn listener_inode(row: &str, port: u16) -> Option<u64> {
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    let local = fields.get(1)?;
+    let state = fields.get(3)?;
+    let (_, hex_port) = local.rsplit_once(':')?;
+    if *state != "0A" || u16::from_str_radix(hex_port, 16).ok()? != port {
+        return None;
+    }
+    fields.get(9)?.parse().ok().filter(|inode| *inode != 0)
+}
+
+/// Whether one of `pids` holds a socket among `inodes`.
+pub fn holds_any(pids: &[i32], inodes: &BTreeSet<u64>) -> bool {
+    pids.iter()
+        .any(|pid| !socket_inodes(*pid).is_disjoint(inodes))
+}
+
+/// A live process holding a socket among `inodes`, when one can be read.
+pub fn holder_of(inodes: &BTreeSet<u64>) -> Option<i32> {
+    procfs::all_processes()
+        .into_iter()
+        .filter(|p| p.is_alive())
+        .find(|p| !socket_inodes(p.pid).is_disjoint(inodes))
+        .map(|p| p.pid)
+}
+
+/// The socket inodes among the open files of `pid`.
+fn socket_inodes(pid: i32) -> BTreeSet<u64> {
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return BTreeSet::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let target = fs::read_link(entry.path()).ok()?;
+            let target = target.to_str()?;
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_listeners_of_a_port_from_a_tcp_table_row() {
+        let header_less = "   2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 41234 1 0000000000000000 100 0 0 10 0";
+        assert_eq!(listener_inode(header_less, 8080), Some(41234));
+        assert_eq!(listener_inode(header_less, 8081), None);
+        let established = "   3: 0100007F:1F90 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000  1000        0 41299 1";
+        assert_eq!(listener_inode(established, 8080), None);
+    }
+
+    #[test]
+    fn finds_this_process_by_a_listener_it_holds() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let inodes = listening_inodes(port);
+        assert!(!inodes.is_empty());
+        let me = std::process::id() as i32;
+        assert!(holds_any(&[me], &inodes));
+        assert_eq!(holder_of(&inodes), Some(me));
+        drop(listener);
+        assert!(listening_inodes(port).is_empty());
+    }
+}
