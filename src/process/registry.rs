@@ -1,7 +1,9 @@
 //! Every process group this host process may still have alive, for the exit hook.
 //!
-//! When Node exits normally (`process.exit()`, the end of the event loop), there is no time for
-//! grace periods: [`kill_all_now`] sends SIGKILL to every registered group synchronously.
+//! When Node exits normally (`process.exit()`, the end of the event loop) or is ended by a
+//! signal the host does not handle itself, there is no time for grace periods:
+//! [`kill_all_now`] sends SIGKILL to every registered group, and to every process carrying a
+//! registered server token, synchronously.
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
@@ -10,6 +12,9 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// Tokens of live servers: their processes that left their group are found by it.
+static TOKENS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 fn groups() -> MutexGuard<'static, BTreeSet<i32>> {
     crate::sync::lock(&GROUPS)
@@ -25,16 +30,34 @@ pub fn unregister(pgid: i32) {
     groups().remove(&pgid);
 }
 
+/// Tracks the token of a server whose first process was just started.
+pub fn register_token(token: &str) {
+    crate::sync::lock(&TOKENS).insert(token.to_owned());
+}
+
+/// Stops tracking the token of a server that is down for good.
+pub fn unregister_token(token: &str) {
+    crate::sync::lock(&TOKENS).remove(token);
+}
+
 /// Groups currently tracked.
 pub fn registered() -> Vec<i32> {
     groups().iter().copied().collect()
 }
 
-/// SIGKILLs every tracked group at once; returns how many were signalled.
+/// SIGKILLs every tracked group at once, and every process carrying a tracked server token;
+/// returns how many groups and processes were signalled.
 pub fn kill_all_now() -> usize {
     let pgids = std::mem::take(&mut *groups());
-    pgids
+    let groups = pgids
         .iter()
         .filter(|pgid| killpg(Pid::from_raw(**pgid), Signal::SIGKILL).is_ok())
-        .count()
+        .count();
+    let tokens = std::mem::take(&mut *crate::sync::lock(&TOKENS));
+    let escaped = tokens
+        .iter()
+        .flat_map(|token| super::ownership::processes_with_token(token))
+        .filter(|pid| nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL).is_ok())
+        .count();
+    groups + escaped
 }

@@ -262,6 +262,7 @@ pub fn start(
             restarts: 0,
         },
     };
+    process::registry::register_token(&supervisor.token);
     let task = tokio::spawn(supervisor.run());
     (SupervisorHandle { control, info }, task, deployed)
 }
@@ -651,6 +652,7 @@ impl Supervisor {
 
     /// Down for good: the tree is gone, so the port goes back.
     fn go_down(&mut self, exit: Option<ExitInfo>) {
+        process::registry::unregister_token(&self.token);
         self.info.pid = None;
         self.shared.ports.release(self.info.port);
         self.set_state(ServerState::Stopped {

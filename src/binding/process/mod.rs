@@ -85,5 +85,36 @@ pub(crate) fn install_exit_hook(env: &Env) -> Result<()> {
         Ok(())
     })?;
     on.apply(node_process, FnArgs::from(("exit".to_owned(), hook)))?;
+    install_signal_hooks(env)
+}
+
+/// For SIGINT, SIGTERM and SIGHUP (Ctrl-C, `systemctl stop`, `docker stop`, a closed terminal)
+/// Node's default action ends the process without its `exit` hook, which would leave the
+/// servers' grandchildren running. As the `signal-exit` package does: a listener that, when it
+/// is the only one for the signal (the host has none of its own), kills every process the runner
+/// started, then removes itself and raises the signal again, so the host still ends by it. A host
+/// with its own listener decides what the signal means, and its `process.exit()` runs the exit
+/// hook.
+fn install_signal_hooks(env: &Env) -> Result<()> {
+    const INSTALL: &str = r#"(function installRunnerSignalHooks(killAll) {
+      for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+        const onSignal = () => {
+          if (process.listeners(signal).some((listener) => listener !== onSignal)) return
+          process.removeListener(signal, onSignal)
+          killAll()
+          process.kill(process.pid, signal)
+        }
+        process.on(signal, onSignal)
+      }
+    })"#;
+    let install: Function<Function<(), ()>, ()> = env.run_script(INSTALL)?;
+    let kill_all = env.create_function_from_closure::<(), (), _>("killRunnerProcesses", |_| {
+        let killed = process::registry::kill_all_now();
+        if killed > 0 {
+            tracing::debug!("killed {killed} process groups and processes on a signal");
+        }
+        Ok(())
+    })?;
+    install.call(kill_all)?;
     Ok(())
 }
