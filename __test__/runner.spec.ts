@@ -323,7 +323,7 @@ describe('router', () => {
 })
 
 describe('a host that dies', () => {
-  it('leaves no direct child, and the next runner on the buildDir reaps the grandchildren', async () => {
+  it('leaves nothing running within a second (watchdog), and the next runner on the buildDir starts clean', async () => {
     const { buildDir } = makeRunner()
     const { project, deployment, build } = entities()
     installBuild(buildDir, build.id)
@@ -345,16 +345,16 @@ describe('a host that dies', () => {
     const [server, grandchild] = out.trim().split(' ').map(Number)
     host.kill('SIGKILL')
     await waitFor(() => !alive(server), 5_000, 'the server to die with its host')
-    expect(alive(grandchild)).toBe(true)
-    // The parent-death signal fires as the host's threads exit; a new runner starts once the
-    // host is gone entirely.
+    // The grandchild ignores SIGTERM and is not the direct child: the host's watchdog, which
+    // reads end-of-file on its pipe when the host dies, kills it (the journal is the fallback
+    // for the next runner, tested in tests/process_lifecycle.rs).
+    await waitFor(() => !alive(grandchild), 1_000, 'the watchdog to kill the grandchild')
     await waitFor(() => !alive(host.pid!), 5_000, 'the host to be gone')
-    // A new runner on the same buildDir reaps before it hands out a port.
+    // A new runner on the same buildDir starts and serves on the same ports.
     const { runner } = { runner: new (await import('./helpers/addon')).addon.LocalProcessRunner({ buildDir, portRange: { start: 31900, end: 31990 } }) }
     const next = entities()
     installBuild(buildDir, next.build.id)
     const replacement = await runner.deploy(next.project, next.deployment, next.build)
-    expect(alive(grandchild)).toBe(false)
     await runner.stop(replacement)
     await runner.shutdown()
   })

@@ -161,3 +161,29 @@ async fn the_journal_records_live_groups_and_forgets_finished_ones() {
     // A runner in this same host process never reaps its siblings' records.
     assert!(process::reap_leftovers(&dir).killed.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_runner_reaps_groups_recorded_by_a_dead_host() {
+    let dir = temp_dir("dead-host");
+    let child = common::sh("echo ready; exec sleep 1000").await;
+    line_after(&child, "ready").await;
+    let pid = child.pid() as i32;
+    // A record as a host that is gone would have left it: its pid names no live process.
+    let journal_dir = dir.join(process::journal::JOURNAL_DIR);
+    std::fs::create_dir_all(&journal_dir).unwrap();
+    let record = serde_json::json!({
+        "hostPid": 4_194_000,
+        "hostStartTicks": 1,
+        "groups": [{ "pgid": pid, "startTicks": child.start_ticks() }],
+    });
+    std::fs::write(
+        journal_dir.join("processes-4194000-1.json"),
+        record.to_string(),
+    )
+    .unwrap();
+    let report = process::reap_leftovers(&dir);
+    assert_eq!(report.killed, vec![pid]);
+    assert_eq!(report.records_removed, 1);
+    child.wait().await;
+    assert!(!process::procfs::is_alive(pid));
+}

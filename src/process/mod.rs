@@ -12,6 +12,7 @@ pub mod procfs;
 pub mod registry;
 pub mod spawn;
 pub mod usage;
+pub mod watchdog;
 
 pub use handle::{DEFAULT_KILL_GRACE, ExitInfo, ProcessHandle};
 pub use journal::{Journal, reap_leftovers};

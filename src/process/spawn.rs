@@ -131,12 +131,14 @@ async fn spawn_process(
     channel: Option<RawFd>,
 ) -> Result<ProcessHandle> {
     check_cwd(&spec)?;
+    super::watchdog::ensure_started();
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(&spec.env)
+        .env(super::watchdog::HOST_VAR, super::watchdog::host_id())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
