@@ -379,3 +379,55 @@ async fn stop_also_ends_processes_that_left_the_group() {
     assert!(!procfs::is_alive(pid), "the detached child outlived stop()");
     assert!(log_text(&runner, &server.id).contains("left the server's process group"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_whose_group_cannot_be_recorded_fails_and_leaves_nothing() {
+    let (runner, dir) = runner("unrecordable", 12340, json!({}));
+    // The journal's directory cannot be created: a file stands where it goes.
+    std::fs::write(dir.join(".runner"), "not a directory").expect("block the journal");
+    let error = runner
+        .deploy(request("dep-1", &[]))
+        .await
+        .expect_err("the deploy must not run unrecorded");
+    assert_eq!(error.code(), "ERR_IO", "{error}");
+    assert!(
+        error.to_string().contains("record the process group"),
+        "{error}"
+    );
+    assert!(processes_under(&dir).is_empty());
+    assert!(runner.stats().allocated_ports.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_deploy_naming_it() {
+    let (runner, dir) = runner("full-disk", 12360, json!({}));
+    std::fs::create_dir_all(dir.join(".runner-mount")).expect("mount point");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(dir.join(".runner-mount"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a tmpfs is not permitted on this machine");
+        return;
+    }
+    // The journal lives on the tmpfs, which is then filled up.
+    std::os::unix::fs::symlink(dir.join(".runner-mount"), dir.join(".runner")).expect("link");
+    let filler = dir.join(".runner-mount").join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 512 * 1024]);
+    let error = runner
+        .deploy(request("dep-1", &[]))
+        .await
+        .expect_err("a full disk fails the deploy");
+    let _ = std::process::Command::new("umount")
+        .arg(dir.join(".runner-mount"))
+        .status();
+    assert_eq!(error.code(), "ERR_IO", "{error}");
+    assert!(
+        error.to_string().contains("No space left on device"),
+        "{error}"
+    );
+    assert!(processes_under(&dir).is_empty());
+    assert!(runner.stats().allocated_ports.is_empty());
+}

@@ -33,6 +33,8 @@ pub const JOURNAL_DIR: &str = ".runner";
 pub struct Journal {
     path: PathBuf,
     groups: Mutex<BTreeMap<i32, u64>>,
+    /// Why the last write failed, until [`Journal::take_write_error`] reads it.
+    write_error: Mutex<Option<std::io::Error>>,
 }
 
 impl Journal {
@@ -47,6 +49,7 @@ impl Journal {
         Journal {
             path: build_dir.join(JOURNAL_DIR).join(name),
             groups: Mutex::new(BTreeMap::new()),
+            write_error: Mutex::new(None),
         }
     }
 
@@ -75,7 +78,20 @@ impl Journal {
                 "cannot record process groups in {}: {error}",
                 self.path.display()
             );
+            *crate::sync::lock(&self.write_error) = Some(error);
         }
+    }
+
+    /// Why the last write of the record failed (a full disk, say), once; `None` when it did
+    /// not. A caller that needs its group recorded (a server the next runner must be able to
+    /// reap) checks it right after starting one.
+    pub fn take_write_error(&self) -> Option<crate::error::Error> {
+        let error = crate::sync::lock(&self.write_error).take()?;
+        Some(crate::error::Error::io(
+            "record the process group (so a later runner can clean up) in",
+            &self.path,
+            &error,
+        ))
     }
 
     fn try_write(&self, groups: &BTreeMap<i32, u64>) -> std::io::Result<()> {
@@ -94,7 +110,11 @@ impl Journal {
             "groups": groups.iter().map(|(pgid, ticks)| json!({ "pgid": pgid, "startTicks": ticks })).collect::<Vec<_>>(),
         });
         let temporary = self.path.with_extension("json.tmp");
-        fs::write(&temporary, record.to_string())?;
+        if let Err(error) = fs::write(&temporary, record.to_string()) {
+            // A partial file (a full disk) must not stay behind.
+            let _ = fs::remove_file(&temporary);
+            return Err(error);
+        }
         fs::rename(&temporary, &self.path)
     }
 }

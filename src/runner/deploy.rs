@@ -139,6 +139,14 @@ impl Runner {
                 return Err(error);
             }
         };
+        // A server whose group is not recorded could not be reaped by the next runner after a
+        // crash of the host: such a deploy fails (a full disk, say) rather than run unrecorded.
+        if let Some(error) = self.shared.journal.take_write_error() {
+            child.handle.kill_tree(self.config().shutdown_timeout).await;
+            self.shared.ports.release(port);
+            self.retire_server_log(&server_id);
+            return Err(error);
+        }
         let now = SystemTime::now();
         let info = ServerInfo {
             id: server_id.clone(),
