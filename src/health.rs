@@ -229,6 +229,9 @@ impl HealthChecker {
             "the timeout ended before the first probe (due after {} ms)",
             FIRST_PROBE_DELAY.as_millis()
         );
+        // The last answer the server gave (an HTTP status) says more than a refusal or a probe
+        // cut short by the deadline: it is kept, with how many answers were like it.
+        let mut answered: Option<(String, u32)> = None;
         for pause in self.probe_schedule() {
             let start = Instant::now() + pause;
             if start >= deadline {
@@ -238,12 +241,30 @@ impl HealthChecker {
             attempts += 1;
             match tokio::time::timeout_at(deadline, self.probe_loopback(port)).await {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(failure)) => last_failure = failure.message,
+                Ok(Err(failure)) => {
+                    if failure.stage == FailedAt::Status {
+                        answered = match answered.take() {
+                            Some((message, n)) if message == failure.message => {
+                                Some((message, n + 1))
+                            }
+                            _ => Some((failure.message.clone(), 1)),
+                        };
+                    }
+                    last_failure = failure.message;
+                }
                 Err(_) => {
                     last_failure = "no answer before the overall timeout".to_owned();
                     break;
                 }
             }
+        }
+        if let Some((message, n)) = answered
+            && message != last_failure
+        {
+            last_failure = format!(
+                "{message} ({n} such answer{}; the last probe: {last_failure})",
+                if n == 1 { "" } else { "s" }
+            );
         }
         Err(Error::HealthTimeout {
             port,
@@ -598,6 +619,28 @@ mod tests {
                 "Health check failed: Invalid host: must be a host name or an IP address \
                  (got 'user@host')"
             )
+        );
+    }
+
+    #[tokio::test]
+    async fn the_deploy_gate_keeps_the_last_status_the_server_answered() {
+        // Three redirects, then the server stops answering: the status says more than the cut.
+        let server = serve("127.0.0.1:0", |n| {
+            (n < 3).then_some("301 Moved Permanently")
+        })
+        .await
+        .unwrap();
+        let error = checker(quick())
+            .wait_until_healthy_loopback(server.port, Duration::from_millis(300))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(
+                "last failure: HTTP 301 Moved Permanently (redirects are not followed) (3 such \
+                 answers; the last probe: no answer before the overall timeout)"
+            ),
+            "{error}"
         );
     }
 
