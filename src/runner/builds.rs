@@ -107,6 +107,7 @@ impl Runner {
 
     async fn run_build(&self, ticket: BuildTicket, request: BuildRequest) -> Result<BuildOutcome> {
         let build_id = ticket.build_id.clone();
+        refuse_copy_into_project(&ticket.project, &self.config().build_dir.join(&build_id))?;
         self.reap_leftovers().await;
         let dir = self.builder.clean_build_dir(&build_id).await?;
         let limit = request
@@ -255,6 +256,44 @@ impl Runner {
             .cloned()
             .unwrap_or_else(|| self.config().build_dir.join(build_id))
     }
+}
+
+/// Refuses, before anything is created, a build directory that lies inside the project it would
+/// copy (the relative default `.mastra/builds` does when the host runs from the project).
+fn refuse_copy_into_project(project: &ProjectSource, target: &std::path::Path) -> Result<()> {
+    let Some(path) = &project.path else {
+        return Ok(());
+    };
+    let Ok(project_dir) = std::fs::canonicalize(path) else {
+        return Ok(());
+    };
+    // The build directory may not exist yet: resolve its nearest existing ancestor.
+    let mut existing = target.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        let Some(name) = existing.file_name().map(|n| n.to_owned()) else {
+            return Ok(());
+        };
+        rest.push(name);
+        if !existing.pop() {
+            return Ok(());
+        }
+    }
+    let Ok(mut resolved) = std::fs::canonicalize(&existing) else {
+        return Ok(());
+    };
+    resolved.extend(rest.iter().rev());
+    if resolved.starts_with(&project_dir) {
+        return Err(Error::UnsafeCopyTarget {
+            target: target.to_path_buf(),
+            reason: format!(
+                "it is inside the project {}; set buildDir (or buildBaseDir) to a directory \
+                 outside the project, for example ~/.local/state/mastra-runner-local/builds",
+                project_dir.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Bytes of the regular files under `dir` (symlinks not followed; unreadable entries skipped).
