@@ -65,8 +65,29 @@ impl EventTemplate {
         }
     }
 
-    /// The JSON line (no terminator) of `entry`, with event id `id`.
-    pub fn line(&self, entry: &LogEntry, id: &str) -> String {
+    /// The length in bytes of [`EventTemplate::line`] for `entry` at `level` (ids are 36
+    /// bytes, timestamps 24), without building it.
+    pub fn line_len(&self, entry: &LogEntry, level: &str) -> usize {
+        // `{"type":"log","data":{"id":` + id + `,` + head + `"` + level + `","message":` +
+        // message + `,` + attributes + `"` + stream + `"},"timestamp":"` + ts + `"}}`
+        27 + 38
+            + 1
+            + self.head.len()
+            + 1
+            + level.len()
+            + 12
+            + json_string_len(&entry.line)
+            + 1
+            + self.attributes.len()
+            + 1
+            + entry.stream.as_str().len()
+            + 16
+            + 24
+            + 3
+    }
+
+    /// The JSON line (no terminator) of `entry` at `level`, with event id `id`.
+    pub fn line(&self, entry: &LogEntry, level: &str, id: &str) -> String {
         let message: &str = &entry.line;
         let mut out = String::with_capacity(
             self.head.len() + self.attributes.len() + message.len() + id.len() + 120,
@@ -76,7 +97,7 @@ impl EventTemplate {
         out.push(',');
         out.push_str(&self.head);
         out.push('"');
-        out.push_str(level(entry.stream, message));
+        out.push_str(level);
         out.push_str("\",\"message\":");
         push_json_string(&mut out, message);
         out.push(',');
@@ -126,6 +147,18 @@ pub fn level(stream: Stream, line: &str) -> &'static str {
         },
         _ => fallback,
     }
+}
+
+/// The length of `value` as a JSON string literal ([`push_json_string`]).
+fn json_string_len(value: &str) -> usize {
+    2 + value
+        .bytes()
+        .map(|byte| match byte {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
 }
 
 /// Appends `value` as a JSON string literal, escaped as `JSON.stringify` does.
@@ -270,8 +303,11 @@ mod tests {
             deployment_id: "dep-1".into(),
             project_id: "proj-1".into(),
         };
-        let line =
-            EventTemplate::new(&owner).line(&entry(Stream::Stderr, "a \"q\"\n\u{1}"), "id-1");
+        let line = EventTemplate::new(&owner).line(
+            &entry(Stream::Stderr, "a \"q\"\n\u{1}"),
+            "error",
+            "id-1",
+        );
         let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
         assert_eq!(
             value,
@@ -294,13 +330,40 @@ mod tests {
             build_id: "b-1".into(),
             project_id: "proj-1".into(),
         };
-        let line = EventTemplate::new(&build).line(&entry(Stream::Stdout, "x"), "id-2");
+        let line = EventTemplate::new(&build).line(&entry(Stream::Stdout, "x"), "info", "id-2");
         let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
         assert_eq!(value["data"]["deploymentId"], serde_json::Value::Null);
         assert_eq!(
             value["data"]["attributes"],
             serde_json::json!({ "buildId": "b-1", "source": "build", "stream": "stdout" })
         );
+    }
+
+    #[test]
+    fn line_len_is_the_length_of_the_line() {
+        let ids = Ids::default();
+        let server = EventTemplate::new(&LogOwner::Server {
+            server_id: "s\"1".into(),
+            deployment_id: "d".into(),
+            project_id: "p".into(),
+        });
+        let build = EventTemplate::new(&LogOwner::Build {
+            build_id: "b".into(),
+            project_id: "p".into(),
+        });
+        for template in [server, build] {
+            for (stream, message) in [
+                (Stream::Stdout, ""),
+                (Stream::Stderr, "plain"),
+                (Stream::Stdout, "tab\there \"quoted\" \\ \u{0}\u{1f} é 日本"),
+            ] {
+                let entry = entry(stream, message);
+                for level in ["info", "warn", "error"] {
+                    let line = template.line(&entry, level, &ids.event_id());
+                    assert_eq!(template.line_len(&entry, level), line.len(), "{line}");
+                }
+            }
+        }
     }
 
     #[test]

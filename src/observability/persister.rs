@@ -5,6 +5,9 @@
 //! when `flushIntervalMs` passed since its first event, when a log of its project closes, or on
 //! [`LogObserver::flush`]. One writer task writes closed batches in order, one at a time, each
 //! attempt bounded by `providerTimeoutMs`, retrying with backoff before it gives up on one.
+//! While a batch is being written and a full one waits behind it, new events of that project
+//! join the waiting one (up to `maxFileSize`): a storage slower than the lines gets fewer,
+//! larger files rather than a backlog of small ones.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,21 +18,24 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::event::{EventTemplate, Ids};
+use super::event::{EventTemplate, Ids, level};
 use super::{FileStorage, ObservabilitySettings, ObservabilityStats};
 use crate::error::{Error, Result};
-use crate::logs::{LogBatch, LogStore, Subscription};
+use crate::logs::{LogBatch, LogEntry, LogStore, Subscription};
 use crate::runner::{BoxFuture, LogObserver, LogOwner};
 use crate::sync::lock;
 
 /// Entries a log's subscription holds for its reader before it skips (and counts) some.
-const SUBSCRIPTION_CAPACITY: usize = 65_536;
+const SUBSCRIPTION_CAPACITY: usize = 262_144;
 /// Entries a reader takes from its subscription at once.
 const READ_BATCH: usize = 4_096;
 /// Events held at most (batching, queued or being written); beyond, new ones are dropped.
-const MAX_PENDING_EVENTS: u64 = 100_000;
-/// Bytes of JSONL held at most (at least one `maxFileSize` more).
-const MAX_PENDING_BYTES: u64 = 64 * 1024 * 1024;
+const MAX_PENDING_EVENTS: u64 = 2_000_000;
+/// Memory held at most by pending events, estimated as [`EVENT_MEMORY`] plus the line.
+const MAX_PENDING_BYTES: u64 = 128 * 1024 * 1024;
+/// Bytes one pending event costs on top of its line (the entry, its template, its level,
+/// the line's allocation).
+const EVENT_MEMORY: u64 = 96;
 /// Attempts to write one file before its events count as dropped.
 const WRITE_ATTEMPTS: u32 = 3;
 /// Pause before the first retry; doubled for each next one.
@@ -57,14 +63,40 @@ struct Inner {
     warned_drop: AtomicBool,
 }
 
+/// One line on its way to a file: serialized only when its batch is written, so that a
+/// pending event costs little more than its line.
+struct Pending {
+    entry: LogEntry,
+    level: &'static str,
+    template: Arc<EventTemplate>,
+}
+
 /// A project's events on their way to one file.
 struct Batch {
     project_id: String,
-    /// JSON lines, each ending with `\n`.
-    content: String,
-    events: u64,
+    events: Vec<Pending>,
+    /// Bytes of the file's JSONL.
+    size: usize,
+    /// Memory the events count against [`MAX_PENDING_BYTES`].
+    memory: u64,
     /// When the batch must be written at the latest.
     due: Instant,
+}
+
+impl Batch {
+    /// The file's content: one JSON line per event, each ending with `\n`.
+    fn content(&self, ids: &Ids) -> String {
+        let mut content = String::with_capacity(self.size);
+        for event in &self.events {
+            content.push_str(
+                &event
+                    .template
+                    .line(&event.entry, event.level, &ids.event_id()),
+            );
+            content.push('\n');
+        }
+        content
+    }
 }
 
 /// A reader's end as the persister sees it (changed under the state lock).
@@ -89,9 +121,28 @@ struct State {
     readers: BTreeMap<String, Arc<Reader>>,
     /// Readers told to finish that have not finished yet.
     draining: usize,
+    /// A batch is being written.
+    writing: bool,
 }
 
 impl State {
+    /// The batch waiting behind the one being written, when it is `project_id`'s and has room
+    /// for `bytes` more: while the storage is slower than lines arrive, files grow up to
+    /// `maxFileSize` instead of the backlog growing by one file per `batchSize` events.
+    fn backlog_of(
+        &mut self,
+        project_id: &str,
+        bytes: u64,
+        max_file_size: usize,
+    ) -> Option<&mut Batch> {
+        if !self.writing || self.open.contains_key(project_id) {
+            return None;
+        }
+        self.ready.back_mut().filter(|batch| {
+            batch.project_id == project_id && (batch.size as u64) + bytes <= max_file_size as u64
+        })
+    }
+
     /// Hands `project_id`'s open batch to the writer.
     fn close_batch(&mut self, project_id: &str) -> bool {
         match self.open.remove(project_id) {
@@ -113,6 +164,20 @@ impl Persister {
         settings: ObservabilitySettings,
         write_timeout: Duration,
     ) -> Result<Self> {
+        let limits = (
+            MAX_PENDING_EVENTS.max(2 * settings.batch_size as u64),
+            MAX_PENDING_BYTES.max(4 * settings.max_file_size as u64),
+        );
+        Self::with_limits(storage, settings, write_timeout, limits)
+    }
+
+    /// [`Persister::new`] holding at most `limits.0` pending events and `limits.1` bytes.
+    fn with_limits(
+        storage: Arc<dyn FileStorage>,
+        settings: ObservabilitySettings,
+        write_timeout: Duration,
+        limits: (u64, u64),
+    ) -> Result<Self> {
         let runtime = Handle::try_current()
             .map_err(|error| Error::internal("setting the observability storage", error))?;
         let inner = Arc::new(Inner {
@@ -121,8 +186,8 @@ impl Persister {
             write_timeout,
             runtime,
             ids: Ids::default(),
-            max_pending_bytes: MAX_PENDING_BYTES.max(2 * settings.max_file_size as u64),
-            max_pending_events: MAX_PENDING_EVENTS.max(2 * settings.batch_size as u64),
+            max_pending_events: limits.0,
+            max_pending_bytes: limits.1,
             state: Mutex::new(State::default()),
             wake: Arc::new(Notify::new()),
             changed: Notify::new(),
@@ -190,7 +255,7 @@ impl LogObserver for Persister {
                 begin_closing(&mut state, &previous);
             }
         }
-        let template = EventTemplate::new(owner);
+        let template = Arc::new(EventTemplate::new(owner));
         let inner = Arc::clone(&self.inner);
         self.inner
             .runtime
@@ -214,7 +279,7 @@ impl LogObserver for Persister {
 async fn read_log(
     inner: Arc<Inner>,
     key: String,
-    template: EventTemplate,
+    template: Arc<EventTemplate>,
     subscription: Subscription,
     reader: Arc<Reader>,
 ) {
@@ -263,26 +328,45 @@ async fn closing(reader: &Reader) {
 
 impl Inner {
     /// Adds a subscription's batch to its project's pending events.
-    fn ingest(&self, template: &EventTemplate, batch: LogBatch) {
-        let lines: Vec<String> = batch
+    fn ingest(&self, template: &Arc<EventTemplate>, batch: LogBatch) {
+        let events: Vec<(Pending, usize)> = batch
             .entries
-            .iter()
-            .map(|entry| template.line(entry, &self.ids.event_id()))
+            .into_iter()
+            .map(|entry| {
+                let level = level(entry.stream, &entry.line);
+                let size = template.line_len(&entry, level) + 1;
+                let event = Pending {
+                    entry,
+                    level,
+                    template: Arc::clone(template),
+                };
+                (event, size)
+            })
             .collect();
         let mut dropped = batch.missed;
         let mut wake = false;
         let now = Instant::now();
         let mut state = lock(&self.state);
-        for line in lines {
-            let bytes = line.len() as u64 + 1;
+        for (event, size) in events {
+            let memory = EVENT_MEMORY + event.entry.line.len() as u64;
             if state.pending_events >= self.max_pending_events
-                || state.pending_bytes + bytes > self.max_pending_bytes
+                || state.pending_bytes + memory > self.max_pending_bytes
             {
                 dropped += 1;
                 continue;
             }
             state.pending_events += 1;
-            state.pending_bytes += bytes;
+            state.pending_bytes += memory;
+            if let Some(behind) = state.backlog_of(
+                &template.project_id,
+                size as u64,
+                self.settings.max_file_size,
+            ) {
+                behind.events.push(event);
+                behind.size += size;
+                behind.memory += memory;
+                continue;
+            }
             let batch = state
                 .open
                 .entry(template.project_id.clone())
@@ -290,16 +374,17 @@ impl Inner {
                     wake = true;
                     Batch {
                         project_id: template.project_id.clone(),
-                        content: String::new(),
-                        events: 0,
+                        events: Vec::new(),
+                        size: 0,
+                        memory: 0,
                         due: now + self.settings.flush_interval,
                     }
                 });
-            batch.content.push_str(&line);
-            batch.content.push('\n');
-            batch.events += 1;
-            if batch.events >= self.settings.batch_size as u64
-                || batch.content.len() >= self.settings.max_file_size
+            batch.events.push(event);
+            batch.size += size;
+            batch.memory += memory;
+            if batch.events.len() >= self.settings.batch_size
+                || batch.size >= self.settings.max_file_size
             {
                 state.close_batch(&template.project_id);
                 wake = true;
@@ -347,11 +432,12 @@ impl Inner {
     /// Writes `batch` to a new file, retrying with backoff; whether it was written.
     async fn write(&self, batch: &Batch) -> bool {
         let path = self.ids.file_path(&batch.project_id, now_ms());
+        let content = batch.content(&self.ids);
         let mut backoff = RETRY_BACKOFF;
         for attempt in 1..=WRITE_ATTEMPTS {
             let result = tokio::time::timeout(
                 self.write_timeout,
-                self.storage.write(&path, batch.content.clone()),
+                self.storage.write(&path, content.clone()),
             )
             .await
             .unwrap_or_else(|_| {
@@ -399,18 +485,22 @@ async fn write_batches(inner: Weak<Inner>, wake: Arc<Notify>) {
                 for project in due {
                     state.close_batch(&project);
                 }
-                state.ready.pop_front()
+                let batch = state.ready.pop_front();
+                state.writing = batch.is_some();
+                batch
             };
             match batch {
                 Some(batch) => {
                     let written = inner.write(&batch).await;
                     let mut state = lock(&inner.state);
-                    state.pending_events -= batch.events;
-                    state.pending_bytes -= batch.content.len() as u64;
+                    state.writing = false;
+                    let events = batch.events.len() as u64;
+                    state.pending_events -= events;
+                    state.pending_bytes -= batch.memory;
                     if written {
-                        state.written += batch.events;
+                        state.written += events;
                     } else {
-                        state.dropped += batch.events;
+                        state.dropped += events;
                     }
                     state.done += 1;
                     drop(state);
@@ -457,6 +547,8 @@ mod tests {
         /// Rejects the first `n` writes, then accepts.
         RejectFirst(u32),
         Hang,
+        /// Accepts after this long.
+        Slow(Duration),
     }
 
     struct Memory {
@@ -503,6 +595,11 @@ mod tests {
             Box::pin(async move {
                 match self.mode {
                     Mode::Hang => std::future::pending().await,
+                    Mode::Slow(pause) => {
+                        tokio::time::sleep(pause).await;
+                        lock(&self.files).push((path.to_owned(), content));
+                        Ok(())
+                    }
                     Mode::RejectFirst(n) if call < n => Err(format!("disk full ({call})")),
                     _ => {
                         lock(&self.files).push((path.to_owned(), content));
@@ -551,11 +648,13 @@ mod tests {
         let log = Arc::new(LogStore::new(LogLimits::with_lines(100)));
         persister.log_opened(&server(), &log);
         log.append_lines(Stream::Stdout, lines(0, 4));
+        until("a full file", || storage.files().len() == 1).await;
         log.append_lines(Stream::Stderr, vec!["oops".to_owned()]);
         log.append_lines(Stream::Stdout, vec![r#"{"level":40,"msg":"w"}"#.to_owned()]);
-        log.append_lines(Stream::Stdout, lines(4, 5));
         until("two full files", || storage.files().len() == 2).await;
-        assert_eq!(persister.stats().pending, 1);
+        log.append_lines(Stream::Stdout, lines(4, 5));
+        until("one pending", || persister.stats().pending == 1).await;
+        assert_eq!(storage.files().len(), 2);
         persister.flush().await;
         let files = storage.files();
         assert_eq!(files.len(), 3);
@@ -698,19 +797,53 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_storage_gets_larger_files_instead_of_a_backlog() {
+        let storage = Memory::new(Mode::Slow(Duration::from_millis(300)));
+        let persister =
+            Persister::new(storage.clone(), settings(2, 60_000), Duration::from_secs(5))
+                .expect("a runtime");
+        let log = Arc::new(LogStore::new(LogLimits::with_lines(100)));
+        persister.log_opened(&server(), &log);
+        log.append_lines(Stream::Stdout, lines(0, 2));
+        until("the first write", || {
+            storage.calls.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        log.append_lines(Stream::Stdout, lines(2, 4));
+        until("a full batch waiting", || persister.stats().pending == 4).await;
+        log.append_lines(Stream::Stdout, lines(4, 7));
+        until("the backlog taken", || persister.stats().pending == 7).await;
+        persister.flush().await;
+        let sizes: Vec<usize> = storage
+            .files()
+            .iter()
+            .map(|(_, content)| content.lines().count())
+            .collect();
+        assert_eq!(sizes, [2, 5]);
+        let messages: Vec<String> = storage
+            .events()
+            .iter()
+            .map(|e| e["data"]["message"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(messages, lines(0, 7));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hanging_storage_bounds_what_is_held_and_never_blocks_the_log() {
         let storage = Memory::new(Mode::Hang);
-        let persister = Persister::new(
+        let limit = 10_000;
+        let persister = Persister::with_limits(
             storage.clone(),
             settings(100, 60_000),
             Duration::from_millis(50),
+            (limit, MAX_PENDING_BYTES),
         )
         .expect("a runtime");
-        let log = Arc::new(LogStore::new(LogLimits::with_lines(300_000)));
+        let log = Arc::new(LogStore::new(LogLimits::with_lines(100_000)));
         persister.log_opened(&server(), &log);
-        let total = 250_000u64;
+        let total = 50_000u64;
         let started = Instant::now();
-        for chunk in 0..250 {
+        for chunk in 0..50 {
             log.append_lines(Stream::Stdout, lines(chunk * 1_000, chunk * 1_000 + 1_000));
             tokio::task::yield_now().await;
         }
@@ -725,8 +858,8 @@ mod tests {
         })
         .await;
         let stats = persister.stats();
-        assert!(stats.pending <= MAX_PENDING_EVENTS, "{stats:?}");
-        assert!(stats.dropped >= total - MAX_PENDING_EVENTS, "{stats:?}");
+        assert!(stats.pending <= limit, "{stats:?}");
+        assert!(stats.dropped >= total - limit, "{stats:?}");
         assert_eq!(stats.written, 0);
         // The first batch is given up on after every attempt timed out.
         until("a dropped batch", || {

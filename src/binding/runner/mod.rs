@@ -6,9 +6,7 @@ mod calls;
 
 use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::{
-    Env, FnArgs, Function, FunctionRef, Object, PromiseRaw, Unknown,
-};
+use napi::bindgen_prelude::{Env, FnArgs, Function, FunctionRef, Object, PromiseRaw, Unknown};
 use napi::threadsafe_function::UnknownReturnValue;
 use napi_derive::napi;
 use serde_json::Value;
