@@ -89,6 +89,14 @@ export interface LocalProcessRunnerConfig {
    * @default 3
    */
   retainBuilds?: number
+  /**
+   * When log lines go to the storage of `setObservabilityStorage()`: a project's pending events
+   * are written to a new file once `batchSize` of them are pending (1 to 100000, default 100),
+   * `flushIntervalMs` after the first of them (default 5000), or once they reach `maxFileSize`
+   * bytes (1 to 268435456, default 10485760), and when a server stops, a build ends or
+   * `shutdown()` runs.
+   */
+  observability?: { batchSize?: number; flushIntervalMs?: number; maxFileSize?: number }
 }
 
 /**
@@ -549,9 +557,10 @@ export declare class LocalProcessRunner {
    */
   setRouter(router: EdgeRouterProvider): void
   /**
-   * Accepts MastraAdmin's observability file storage. Server logs are not yet written
-   * through it (README, "Differences"); the call checks the object and succeeds so that
-   * MastraAdmin's startup works.
+   * Writes every server's and build's log lines to `storage` from now on, as JSONL files
+   * of `log` events (`observability/log/{projectId}/{YYYYMMDDTHHMMSSZ}_{12 hex}.jsonl`,
+   * batched by the `observability` config). A failing or hanging storage never slows a
+   * server: its batches are retried, then counted as dropped in `getStats().observability`.
    */
   setObservabilityStorage(storage: FileStorageProvider): void
   /**
@@ -1082,6 +1091,16 @@ export interface HealthCheckResult {
   message?: string
 }
 
+/** Log events of the observability storage in `getStats()`. */
+export interface ObservabilityStats {
+  /** Events in files the storage accepted. */
+  written: number
+  /** Events waiting to be written (batching, queued, being written or retried). */
+  pending: number
+  /** Events given up on: every write attempt failed, or the pending bound was full. */
+  dropped: number
+}
+
 /** What `ProjectBuilder.buildById()` resolves with. */
 export interface ProjectBuildResult {
   /** How the build ended. */
@@ -1130,6 +1149,8 @@ export interface RunnerStats {
    * removal; builds beyond `retainBuilds` per deployment are removed after a deploy).
    */
   buildDiskUsageMb: number
+  /** Log events written to the observability storage; present once one is set. */
+  observability?: ObservabilityStats
 }
 
 /** A server the runner started (MastraAdmin's `RunningServer`). */

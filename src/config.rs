@@ -184,6 +184,8 @@ pub struct RunnerConfig {
     /// Whether servers get a Node IPC channel on which a `{ type: 'server-ready' }` message
     /// makes the health gate probe at once (`healthCheck.readySignal`).
     pub ready_signal: bool,
+    /// When log lines are written to the observability storage (`observability`).
+    pub observability: crate::observability::ObservabilitySettings,
 }
 
 impl RunnerConfig {
@@ -204,6 +206,7 @@ impl RunnerConfig {
             redeploy: RedeployMode::Replace,
             retain_builds: 3,
             ready_signal: true,
+            observability: crate::observability::ObservabilitySettings::default(),
         }
     }
 
@@ -274,6 +277,18 @@ impl RunnerConfig {
                     ));
                 }
             };
+        }
+        if let Some(observability) = fields.object("observability")? {
+            let settings = &mut config.observability;
+            if let Some(n) = observability.integer("batchSize", 1, 100_000)? {
+                settings.batch_size = n as usize;
+            }
+            if let Some(ms) = observability.integer("flushIntervalMs", 1, MAX_SAFE_INTEGER)? {
+                settings.flush_interval = Duration::from_millis(ms);
+            }
+            if let Some(n) = observability.integer("maxFileSize", 1, 256 * 1024 * 1024)? {
+                settings.max_file_size = n as usize;
+            }
         }
         Ok(config)
     }

@@ -22,6 +22,7 @@
 //! - [`build`]: package-manager detection, the build queue, install / build / verify;
 //! - [`config`]: defaults and validation of the runner configuration;
 //! - [`logs`]: line framing, bounded log stores and live subscriptions;
+//! - [`observability`]: server and build logs written as JSONL files to a file storage;
 //! - [`process`]: spawning children, killing process trees, leftovers of dead hosts;
 //! - [`runner`]: the object that owns builds, servers and ports (`builds`, `deploy`,
 //!   `supervisor`, `providers`);
@@ -40,6 +41,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod health;
 pub mod logs;
+pub mod observability;
 pub mod ports;
 pub mod process;
 pub mod runner;

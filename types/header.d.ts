@@ -89,6 +89,14 @@ export interface LocalProcessRunnerConfig {
    * @default 3
    */
   retainBuilds?: number
+  /**
+   * When log lines go to the storage of `setObservabilityStorage()`: a project's pending events
+   * are written to a new file once `batchSize` of them are pending (1 to 100000, default 100),
+   * `flushIntervalMs` after the first of them (default 5000), or once they reach `maxFileSize`
+   * bytes (1 to 268435456, default 10485760), and when a server stops, a build ends or
+   * `shutdown()` runs.
+   */
+  observability?: { batchSize?: number; flushIntervalMs?: number; maxFileSize?: number }
 }
 
 /**

@@ -86,6 +86,29 @@ pub struct RunnerStats {
     /// Megabytes the build directories take on disk (measured after each build, deploy and
     /// removal; builds beyond `retainBuilds` per deployment are removed after a deploy).
     pub build_disk_usage_mb: f64,
+    /// Log events written to the observability storage; present once one is set.
+    pub observability: Option<ObservabilityStats>,
+}
+
+/// Log events of the observability storage in `getStats()`.
+#[napi(object)]
+pub struct ObservabilityStats {
+    /// Events in files the storage accepted.
+    pub written: f64,
+    /// Events waiting to be written (batching, queued, being written or retried).
+    pub pending: f64,
+    /// Events given up on: every write attempt failed, or the pending bound was full.
+    pub dropped: f64,
+}
+
+impl From<crate::observability::ObservabilityStats> for ObservabilityStats {
+    fn from(stats: crate::observability::ObservabilityStats) -> Self {
+        ObservabilityStats {
+            written: stats.written as f64,
+            pending: stats.pending as f64,
+            dropped: stats.dropped as f64,
+        }
+    }
 }
 
 /// One supervised server in `getStats()`.
@@ -127,6 +150,7 @@ impl From<CoreStats> for RunnerStats {
                     restarts: s.restarts,
                 })
                 .collect(),
+            observability: None,
         }
     }
 }

@@ -11,6 +11,7 @@ mod error;
 mod health;
 mod json;
 mod logs;
+mod observability;
 mod ports;
 mod process;
 mod provider;

@@ -6,9 +6,7 @@ mod calls;
 
 use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::{
-    Env, FnArgs, Function, FunctionRef, JsObjectValue, Object, PromiseRaw, Unknown,
-};
+use napi::bindgen_prelude::{Env, FnArgs, Function, FunctionRef, Object, PromiseRaw, Unknown};
 use napi::threadsafe_function::UnknownReturnValue;
 use napi_derive::napi;
 use serde_json::Value;
@@ -16,9 +14,10 @@ use serde_json::Value;
 use super::args;
 use super::delivery::{batch_sink, report_callback_error};
 use super::entities::{RunnerStats, RunningServer, ServerHealth, update_build};
-use super::error::{JsFailure, Result, spawn, spawn_then};
+use super::error::{Result, spawn, spawn_then};
 use super::json;
 use super::logs::{deliver_text, paginate, stream_text};
+use super::observability::ObservabilitySlot;
 use super::provider::{JsRouter, JsSource, ServerLogListener, provider_object};
 use crate::config::RunnerConfig;
 use crate::logs::{LogBatch, LogLimits, LogStore, join_text};
@@ -37,6 +36,7 @@ type ServerLogCallback = FunctionRef<FnArgs<(String, String, String, String)>, U
 pub struct LocalProcessRunner {
     runner: Arc<Runner>,
     listener: Arc<Mutex<Option<Arc<ServerLogListener>>>>,
+    observability: ObservabilitySlot,
 }
 
 #[napi]
@@ -55,6 +55,7 @@ impl LocalProcessRunner {
         Ok(LocalProcessRunner {
             runner: Arc::new(runner),
             listener: Arc::new(Mutex::new(None)),
+            observability: ObservabilitySlot::default(),
         })
     }
 
@@ -88,19 +89,14 @@ impl LocalProcessRunner {
         Ok(())
     }
 
-    /// Accepts MastraAdmin's observability file storage. Server logs are not yet written
-    /// through it (README, "Differences"); the call checks the object and succeeds so that
-    /// MastraAdmin's startup works.
+    /// Writes every server's and build's log lines to `storage` from now on, as JSONL files
+    /// of `log` events (`observability/log/{projectId}/{YYYYMMDDTHHMMSSZ}_{12 hex}.jsonl`,
+    /// batched by the `observability` config). A failing or hanging storage never slows a
+    /// server: its batches are retried, then counted as dropped in `getStats().observability`.
     #[napi(ts_args_type = "storage: FileStorageProvider")]
     pub fn set_observability_storage(&self, storage: Option<Unknown>) -> Result<()> {
         let object = provider_object(storage.as_ref(), "storage")?;
-        let write = object.get_named_property::<Unknown>("write")?;
-        if write.get_type()? != napi::ValueType::Function {
-            return Err(JsFailure::invalid_type(
-                "Invalid storage: write must be a function",
-            ));
-        }
-        Ok(())
+        self.observability.set(&self.runner, &object)
     }
 
     /// Builds `build` of `project`: copies the project through the source provider into
@@ -417,7 +413,10 @@ impl LocalProcessRunner {
     /// summary of every supervised server.
     #[napi]
     pub fn get_stats(&self) -> RunnerStats {
-        RunnerStats::from(self.runner.stats())
+        RunnerStats {
+            observability: self.observability.stats(),
+            ..RunnerStats::from(self.runner.stats())
+        }
     }
 
     /// Stops every server (routes removed, trees killed, ports released) and cancels every

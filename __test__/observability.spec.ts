@@ -1,0 +1,206 @@
+// setObservabilityStorage: server and build logs written as MastraAdmin's ingestion reads them
+// (JSONL `log` events under observability/log/{projectId}/), batched, flushed by stop() and
+// shutdown(), and a storage that rejects, throws or hangs costs the servers nothing.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+
+import type { FileStorageProvider } from '../index'
+import { addon } from './helpers/addon'
+import { entities, installBuild, makeRunner, shutdownRunners } from './helpers/runner'
+import { waitFor } from './helpers/wait'
+
+const temps: string[] = []
+
+afterEach(async () => {
+  await shutdownRunners()
+  for (const dir of temps.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+})
+
+/** A local file storage under a fresh directory, remembering the order of its writes. */
+function fileStorage() {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'observability-spec-'))
+  temps.push(root)
+  const writes: string[] = []
+  const full = (p: string) => path.join(root, p)
+  const storage: FileStorageProvider = {
+    type: 'local',
+    async write(p, content) {
+      await fs.promises.mkdir(path.dirname(full(p)), { recursive: true })
+      await fs.promises.writeFile(full(p), content)
+      writes.push(p)
+    },
+    read: (p) => fs.promises.readFile(full(p)),
+    async list(prefix) {
+      return writes.filter((p) => p.startsWith(prefix)).map((p) => ({ path: p, size: fs.statSync(full(p)).size, lastModified: fs.statSync(full(p)).mtime }))
+    },
+    delete: (p) => fs.promises.rm(full(p), { force: true }),
+    move: (from, to) => fs.promises.rename(full(from), full(to)),
+    async exists(p) {
+      return fs.existsSync(full(p))
+    },
+  }
+  /** Every event written, file after file, in the order of the writes. */
+  const events = () =>
+    writes.flatMap((p) => {
+      const content = fs.readFileSync(full(p), 'utf8')
+      expect(content.endsWith('\n')).toBe(true)
+      return content
+        .split('\n')
+        .filter((line) => line.length > 0)
+        .map((line) => JSON.parse(line))
+    })
+  return { storage, writes, events, root }
+}
+
+function observability(runner: ReturnType<typeof makeRunner>['runner']) {
+  const stats = runner.getStats().observability
+  if (!stats) throw new Error('getStats().observability is missing')
+  return stats
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+
+describe('setObservabilityStorage', () => {
+  it('writes every line of a server, in order, with its level and fields', async () => {
+    const { runner, buildDir } = makeRunner({ observability: { flushIntervalMs: 200 } })
+    expect(runner.getStats().observability).toBeUndefined()
+    const files = fileStorage()
+    runner.setObservabilityStorage(files.storage)
+    expect(observability(runner)).toEqual({ written: 0, pending: 0, dropped: 0 })
+    const { project, deployment, build } = entities()
+    installBuild(buildDir, build.id, 'chatty')
+    const server = await runner.deploy(project, deployment, build)
+    await waitFor(async () => (await runner.getLogs(server)).endsWith('done printing'), 20_000, 'the whole output')
+    const logged = (await runner.getLogs(server)).split('\n')
+    expect(logged).toHaveLength(1001)
+    await waitFor(() => observability(runner).written === logged.length, 20_000, 'every line written')
+    expect(observability(runner)).toEqual({ written: 1001, pending: 0, dropped: 0 })
+
+    const pattern = new RegExp(`^observability/log/${project.id}/\\d{8}T\\d{6}Z_[0-9a-f]{12}\\.jsonl$`)
+    for (const p of files.writes) expect(p).toMatch(pattern)
+    expect(files.writes.length).toBeGreaterThanOrEqual(2)
+    const events = files.events()
+    expect(events.map((e) => (e.data.attributes.stream === 'stderr' ? `[stderr] ${e.data.message}` : e.data.message))).toEqual(logged)
+    const levelOf = (message: string) => (message.includes('pino line 500') ? 'warn' : message.startsWith('err ') ? 'error' : 'info')
+    expect(events.map((e) => e.data.level)).toEqual(events.map((e) => levelOf(e.data.message)))
+    expect(events.filter((e) => e.data.level === 'error')).toHaveLength(100)
+    expect(events.filter((e) => e.data.level === 'warn')).toHaveLength(1)
+    for (const event of events) {
+      expect(Object.keys(event)).toEqual(['type', 'data'])
+      expect(event.type).toBe('log')
+      expect(event.data).toMatchObject({
+        projectId: project.id,
+        deploymentId: deployment.id,
+        traceId: null,
+        spanId: null,
+        attributes: { serverId: server.id, source: 'server', stream: event.data.message.startsWith('err ') ? 'stderr' : 'stdout' },
+      })
+      expect(event.data.id).toMatch(UUID)
+      expect(new Date(event.data.timestamp).toISOString()).toBe(event.data.timestamp)
+    }
+    expect(new Set(events.map((e) => e.data.id)).size).toBe(events.length)
+  })
+
+  it('flushes what is pending when a server stops, and before shutdown() resolves', async () => {
+    const config = { observability: { batchSize: 100_000, flushIntervalMs: 600_000 } }
+    const { runner, buildDir } = makeRunner(config)
+    const files = fileStorage()
+    runner.setObservabilityStorage(files.storage)
+    const { project, deployment, build } = entities()
+    installBuild(buildDir, build.id)
+    const server = await runner.deploy(project, deployment, build)
+    await waitFor(() => observability(runner).pending >= 2, 10_000, 'the banner pending')
+    expect(files.writes).toEqual([])
+    await runner.stop(server)
+    const logged = (await runner.getLogs(server)).split('\n')
+    await waitFor(() => observability(runner).written === logged.length, 5_000, 'the flush of stop()')
+    expect(files.events().map((e) => e.data.message)).toEqual(logged.map((l) => l.replace(/^\[stderr\] /, '')))
+
+    const second = makeRunner(config)
+    const other = fileStorage()
+    second.runner.setObservabilityStorage(other.storage)
+    const next = entities()
+    installBuild(second.buildDir, next.build.id)
+    const running = await second.runner.deploy(next.project, next.deployment, next.build)
+    await waitFor(() => observability(second.runner).pending >= 2, 10_000, 'the banner pending')
+    await second.runner.shutdown()
+    const lines = (await second.runner.getLogs(running)).split('\n')
+    expect(observability(second.runner)).toEqual({ written: lines.length, pending: 0, dropped: 0 })
+    expect(other.events().map((e) => e.data.message)).toEqual(lines.map((l) => l.replace(/^\[stderr\] /, '')))
+  })
+
+  it("writes a build's log under its project, tagged with the build", async () => {
+    const { runner } = makeRunner({ observability: { flushIntervalMs: 600_000 } })
+    const files = fileStorage()
+    runner.setObservabilityStorage(files.storage)
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'observability-project-'))
+    temps.push(root)
+    fs.cpSync(path.join(__dirname, 'fixtures', 'app'), path.join(root, 'app'), { recursive: true })
+    const { project, build } = entities()
+    project.sourceConfig = { path: path.join(root, 'app') }
+    runner.setSource({
+      type: 'local',
+      async getProjectPath(source: { path: string }, targetDir: string) {
+        fs.cpSync(source.path, targetDir, { recursive: true })
+        return targetDir
+      },
+    } as never)
+    const lines: string[] = []
+    const result = await runner.build(project, build, { skipInstall: true }, (line) => lines.push(line))
+    expect(result.status).toBe('succeeded')
+    await waitFor(() => observability(runner).written === lines.length, 5_000, 'the build log written when it ended')
+    const events = files.events()
+    expect(events.map((e) => e.data.message)).toEqual(lines.map((l) => l.replace(/^\[stderr\] /, '')))
+    for (const event of events) {
+      expect(event.data).toMatchObject({ projectId: project.id, deploymentId: null, attributes: { buildId: build.id, source: 'build' } })
+    }
+    for (const p of files.writes) expect(p.startsWith(`observability/log/${project.id}/`)).toBe(true)
+  })
+
+  for (const kind of ['rejects', 'throws', 'hangs'] as const) {
+    it(`a storage that ${kind} leaves the server, getLogs and stop() alone and counts the drops`, async () => {
+      const { runner, buildDir } = makeRunner({ providerTimeoutMs: 200, observability: { batchSize: 500, flushIntervalMs: 100 } })
+      let calls = 0
+      const storage = {
+        type: 'broken',
+        write() {
+          calls += 1
+          if (kind === 'throws') throw new Error('storage exploded')
+          if (kind === 'rejects') return Promise.reject(new Error('disk full'))
+          return new Promise<void>(() => {})
+        },
+      }
+      runner.setObservabilityStorage(storage as unknown as FileStorageProvider)
+      const { project, deployment, build } = entities()
+      installBuild(buildDir, build.id, 'chatty')
+      const server = await runner.deploy(project, deployment, build)
+      await waitFor(async () => (await runner.getLogs(server)).endsWith('done printing'), 20_000, 'the whole output')
+      expect((await runner.getLogs(server)).split('\n')).toHaveLength(1001)
+      expect((await fetch(`http://127.0.0.1:${server.port}/health`)).status).toBe(200)
+      expect((await runner.healthCheck(server)).healthy).toBe(true)
+      await waitFor(() => observability(runner).dropped === 1001, 30_000, 'every event dropped')
+      expect(observability(runner)).toEqual({ written: 0, pending: 0, dropped: 1001 })
+      // Every batch was tried exactly three times (one attempt and two retries), then dropped.
+      expect(calls).toBeGreaterThanOrEqual(3)
+      expect(calls % 3).toBe(0)
+      const stopping = Date.now()
+      await runner.stop(server)
+      expect(Date.now() - stopping).toBeLessThan(3_000)
+      expect(runner.getStats().runningProcesses).toBe(0)
+    })
+  }
+
+  it('names the wrong field of the observability config, and a storage without write', () => {
+    const make = (observability: unknown) => () => new addon.LocalProcessRunner({ observability } as never)
+    expect(make({ batchSize: 0 })).toThrow('Invalid observability.batchSize')
+    expect(make({ flushIntervalMs: 'soon' })).toThrow('Invalid observability.flushIntervalMs')
+    expect(make({ maxFileSize: 1.5 })).toThrow('Invalid observability.maxFileSize')
+    expect(make(7)).toThrow('Invalid observability')
+    const { runner } = makeRunner()
+    expect(() => runner.setObservabilityStorage({ type: 'x' } as never)).toThrow('Invalid storage: write must be a function')
+    expect(() => runner.setObservabilityStorage(null as never)).toThrow('Invalid storage')
+    expect(runner.getStats().observability).toBeUndefined()
+  })
+})
