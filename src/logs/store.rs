@@ -170,42 +170,74 @@ impl LogStore {
 
     /// Appends lines that are already framed (no `\n` inside), all with the same stream tag.
     /// Lines over the length cap are cut with a marker. Returns the id of the last entry.
-    pub fn append_lines<I>(&self, stream: Stream, lines: I) -> Option<u64>
+    pub fn append_lines<I, S>(&self, stream: Stream, lines: I) -> Option<u64>
     where
-        I: IntoIterator<Item = String>,
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
     {
+        self.append_with(stream, |add| {
+            for line in lines {
+                add(line.as_ref());
+            }
+        })
+    }
+
+    /// Frames one chunk read from a pipe with `framer` and appends the lines it completes, all
+    /// under one lock and without copying a line twice. Returns the id of the last entry.
+    pub fn append_chunk(
+        &self,
+        stream: Stream,
+        framer: &mut LineFramer,
+        bytes: &[u8],
+    ) -> Option<u64> {
+        self.append_with(stream, |add| framer.push(bytes, add))
+    }
+
+    /// End of a pipe: appends `framer`'s unfinished last line, if any.
+    pub fn finish_chunks(&self, stream: Stream, framer: &mut LineFramer) -> Option<u64> {
+        self.append_with(stream, |add| framer.finish(add))
+    }
+
+    /// Takes the lock once, lets `feed` add lines, then hands the new entries to subscribers
+    /// and evicts the oldest.
+    fn append_with(&self, stream: Stream, feed: impl FnOnce(&mut dyn FnMut(&str))) -> Option<u64> {
         let now = now_ms();
-        let mut ring = self.lock();
+        let mut guard = self.lock();
+        let ring = &mut *guard;
         let timestamp_ms = now.max(ring.last_timestamp_ms);
         ring.last_timestamp_ms = timestamp_ms;
         let first_new = ring.entries.len();
-        for line in lines {
-            let line = if line.len() > self.limits.max_line_bytes {
-                self.framer_cap.cap_line(&line)
+        let max_line_bytes = self.limits.max_line_bytes;
+        feed(&mut |line: &str| {
+            let line: Arc<str> = if line.len() > max_line_bytes {
+                Arc::from(self.framer_cap.cap_line(line))
             } else {
-                line
+                Arc::from(line)
             };
             let entry = LogEntry {
                 id: ring.next_id,
                 timestamp_ms,
                 stream,
-                line: Arc::from(line),
+                line,
             };
             ring.next_id += 1;
             ring.bytes += entry.cost();
             ring.entries.push_back(entry);
-        }
+        });
         let added = ring.entries.len() - first_new;
         if added == 0 {
             return None;
         }
         if !ring.subscribers.is_empty() {
-            let mut subscribers = std::mem::take(&mut ring.subscribers);
-            let new_entries: Vec<&LogEntry> = ring.entries.range(first_new..).collect();
-            subscribers.retain(|queue| queue.offer(&new_entries));
-            ring.subscribers = subscribers;
+            let (front, back) = ring.entries.as_slices();
+            let new_entries: Vec<&LogEntry> = if first_new >= front.len() {
+                back[first_new - front.len()..].iter().collect()
+            } else {
+                front[first_new..].iter().chain(back).collect()
+            };
+            ring.subscribers.retain(|queue| queue.offer(&new_entries));
         }
-        self.evict(&mut ring);
+        self.evict(ring);
         Some(ring.next_id - 1)
     }
 

@@ -122,12 +122,13 @@ fn subscribe_text<'env>(
         closing.close();
         Ok(())
     })?;
-    let report = env.create_function_from_closure::<Unknown, (), _>("reportLogError", move |ctx| {
-        let error: Unknown = ctx.first_arg()?;
-        let reason = error.coerce_to_string()?.into_utf8()?.into_owned()?;
-        report_callback_error(what, &napi::Error::from_reason(reason));
-        Ok(())
-    })?;
+    let report =
+        env.create_function_from_closure::<Unknown, (), _>("reportLogError", move |ctx| {
+            let error: Unknown = ctx.first_arg()?;
+            let reason = error.coerce_to_string()?.into_utf8()?.into_owned()?;
+            report_callback_error(what, &napi::Error::from_reason(reason));
+            Ok(())
+        })?;
     let factory: Function<
         FnArgs<(
             Function<String, UnknownReturnValue>,
@@ -137,7 +138,8 @@ fn subscribe_text<'env>(
         Object,
     > = env.run_script(FAN_OUT)?;
     let fan_out = factory.call(FnArgs::from((callback.borrow_back(env)?, close, report)))?;
-    let deliver: Function<Either<String, Vec<String>>, ()> = fan_out.get_named_property("deliver")?;
+    let deliver: Function<Either<String, Vec<String>>, ()> =
+        fan_out.get_named_property("deliver")?;
     let deliver: Deliver = deliver.create_ref()?;
     let unsubscribe: Function<'env, (), ()> = fan_out.get_named_property("unsubscribe")?;
     let delivering = closer.clone();
@@ -152,6 +154,8 @@ fn subscribe_text<'env>(
             report_callback_error(what, &error);
         }
     })?;
-    let handle = pump(sink, subscription, None, |batch| TextBatch::new(&batch, true));
+    let handle = pump(sink, subscription, None, |batch| {
+        TextBatch::new(&batch, true)
+    });
     Ok((closer, handle, unsubscribe))
 }
