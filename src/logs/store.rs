@@ -593,7 +593,7 @@ mod tests {
         store.clear();
         assert!(store.is_empty());
         assert_eq!(store.append_lines(Stream::Stderr, lines(1)), Some(4));
-        assert_eq!(store.append_lines(Stream::Stderr, Vec::new()), None);
+        assert_eq!(store.append_lines(Stream::Stderr, Vec::<String>::new()), None);
     }
 
     #[test]
@@ -671,8 +671,8 @@ mod tests {
     #[test]
     fn text_form_prefixes_stderr() {
         let store = LogStore::new(LogLimits::with_lines(10));
-        store.append_lines(Stream::Stdout, vec!["out".into()]);
-        store.append_lines(Stream::Stderr, vec!["err".into()]);
+        store.append_lines(Stream::Stdout, vec!["out"]);
+        store.append_lines(Stream::Stderr, vec!["err"]);
         assert_eq!(join_text(&store.all()), "out\n[stderr] err");
         assert_eq!(store.all()[1].text(), "[stderr] err");
     }
@@ -680,7 +680,7 @@ mod tests {
     #[tokio::test]
     async fn subscribers_get_only_new_lines_in_order() {
         let store = LogStore::new(LogLimits::with_lines(100));
-        store.append_lines(Stream::Stdout, vec!["before".into()]);
+        store.append_lines(Stream::Stdout, vec!["before"]);
         let sub = store.subscribe(100);
         store.append_lines(Stream::Stdout, lines(3));
         let batch = sub.next_batch(10).await.unwrap();
@@ -716,7 +716,7 @@ mod tests {
         let sub = store.subscribe(100);
         let writer = Arc::clone(&store);
         let thread = std::thread::spawn(move || {
-            writer.append_lines(Stream::Stderr, vec!["from a thread".into()]);
+            writer.append_lines(Stream::Stderr, vec!["from a thread"]);
         });
         let batch = sub.next_batch(10).await.unwrap();
         assert_eq!(batch.entries[0].stream, Stream::Stderr);
