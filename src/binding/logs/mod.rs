@@ -100,6 +100,12 @@ const FAN_OUT: &str = r"(function (callback, close, report) {
   }
 })";
 
+/// The fewest undelivered lines a JS line subscriber may fall behind before it loses the
+/// oldest: enough to ride out the JS thread being descheduled for a few milliseconds during a
+/// flood of millions of lines per second (a queued line costs its entry, about 40 bytes, and
+/// keeps its text alive).
+const MIN_QUEUE_LINES: usize = 64 * 1024;
+
 /// The JS side of one batched line subscription.
 type Deliver = FunctionRef<Either<String, Vec<String>>, ()>;
 
@@ -115,7 +121,7 @@ fn subscribe_text<'env>(
     tokio::task::JoinHandle<()>,
     Function<'env, (), ()>,
 )> {
-    let subscription = store.subscribe(store.limits().max_lines);
+    let subscription = store.subscribe(store.limits().max_lines.max(MIN_QUEUE_LINES));
     let closer = subscription.closer();
     let closing = closer.clone();
     let close = env.create_function_from_closure::<(), (), _>("closeLogStream", move |_| {
