@@ -175,7 +175,7 @@ impl LogStore {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.append_with(stream, |add| {
+        self.append_with(stream, true, |add| {
             for line in lines {
                 add(line.as_ref());
             }
@@ -190,17 +190,23 @@ impl LogStore {
         framer: &mut LineFramer,
         bytes: &[u8],
     ) -> Option<u64> {
-        self.append_with(stream, |add| framer.push(bytes, add))
+        self.append_with(stream, false, |add| framer.push(bytes, add))
     }
 
     /// End of a pipe: appends `framer`'s unfinished last line, if any.
     pub fn finish_chunks(&self, stream: Stream, framer: &mut LineFramer) -> Option<u64> {
-        self.append_with(stream, |add| framer.finish(add))
+        self.append_with(stream, false, |add| framer.finish(add))
     }
 
-    /// Takes the lock once, lets `feed` add lines, then hands the new entries to subscribers
-    /// and evicts the oldest.
-    fn append_with(&self, stream: Stream, feed: impl FnOnce(&mut dyn FnMut(&str))) -> Option<u64> {
+    /// Takes the lock once, lets `feed` add lines (capped to the length limit with `cap`; a
+    /// framer's lines are capped already), then hands the new entries to subscribers and
+    /// evicts the oldest.
+    fn append_with(
+        &self,
+        stream: Stream,
+        cap: bool,
+        feed: impl FnOnce(&mut dyn FnMut(&str)),
+    ) -> Option<u64> {
         let now = now_ms();
         let mut guard = self.lock();
         let ring = &mut *guard;
@@ -209,7 +215,7 @@ impl LogStore {
         let first_new = ring.entries.len();
         let max_line_bytes = self.limits.max_line_bytes;
         feed(&mut |line: &str| {
-            let line: Arc<str> = if line.len() > max_line_bytes {
+            let line: Arc<str> = if cap && line.len() > max_line_bytes {
                 Arc::from(self.framer_cap.cap_line(line))
             } else {
                 Arc::from(line)
@@ -593,7 +599,10 @@ mod tests {
         store.clear();
         assert!(store.is_empty());
         assert_eq!(store.append_lines(Stream::Stderr, lines(1)), Some(4));
-        assert_eq!(store.append_lines(Stream::Stderr, Vec::<String>::new()), None);
+        assert_eq!(
+            store.append_lines(Stream::Stderr, Vec::<String>::new()),
+            None
+        );
     }
 
     #[test]
