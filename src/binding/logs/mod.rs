@@ -106,6 +106,17 @@ const FAN_OUT: &str = r"(function (callback, close, report) {
 /// keeps its text alive).
 const MIN_QUEUE_LINES: usize = 64 * 1024;
 
+/// [`FAN_OUT`] once compiled: `(callback, close, report) => { deliver, unsubscribe }`.
+type FanOutFactory<'env> = Function<
+    'env,
+    FnArgs<(
+        Function<'env, String, UnknownReturnValue>,
+        Function<'env, (), ()>,
+        Function<'env, Unknown<'env>, ()>,
+    )>,
+    Object<'env>,
+>;
+
 /// The JS side of one batched line subscription.
 type Deliver = FunctionRef<Either<String, Vec<String>>, ()>;
 
@@ -135,14 +146,7 @@ fn subscribe_text<'env>(
             report_callback_error(what, &napi::Error::from_reason(reason));
             Ok(())
         })?;
-    let factory: Function<
-        FnArgs<(
-            Function<String, UnknownReturnValue>,
-            Function<(), ()>,
-            Function<Unknown, ()>,
-        )>,
-        Object,
-    > = env.run_script(FAN_OUT)?;
+    let factory: FanOutFactory = env.run_script(FAN_OUT)?;
     let fan_out = factory.call(FnArgs::from((callback.borrow_back(env)?, close, report)))?;
     let deliver: Function<Either<String, Vec<String>>, ()> =
         fan_out.get_named_property("deliver")?;
