@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { openPm2 } from './lib/pm2.mjs'
 import { listeningPorts, processesWithEnv } from './lib/procs.mjs'
 import { packageRoot } from './lib/runner.mjs'
+import { goalNotes } from './lib/goals.mjs'
 import { Results } from './lib/stats.mjs'
 import { ninety, deployOverhead } from './sections/deploy.mjs'
 import { logs } from './sections/logs.mjs'
@@ -157,6 +158,8 @@ const meta = {
   runs,
   totalSeconds: (performance.now() - started) / 1000,
 }
+results.resolveRatios()
+results.notes.push(...goalNotes(results))
 const markdown = results.markdown(meta)
 const outDir = path.join(packageRoot, 'bench-results')
 fs.mkdirSync(outDir, { recursive: true })

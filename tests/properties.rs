@@ -5,7 +5,7 @@ use std::path::Path;
 
 use mastra_runner_local::build::package_manager;
 use mastra_runner_local::config::RunnerConfig;
-use mastra_runner_local::logs::LineFramer;
+use mastra_runner_local::logs::{LineFramer, LogLimits, LogStore, Stream, join_text};
 use mastra_runner_local::subdomain::{self, DeploymentType};
 use mastra_runner_local::validate;
 use proptest::prelude::*;
@@ -14,9 +14,9 @@ fn frame(chunks: &[&[u8]], max: usize) -> Vec<String> {
     let mut framer = LineFramer::new(max);
     let mut lines = Vec::new();
     for chunk in chunks {
-        framer.push(chunk, |l| lines.push(l));
+        framer.push(chunk, |l| lines.push(l.to_owned()));
     }
-    framer.finish(|l| lines.push(l));
+    framer.finish(|l| lines.push(l.to_owned()));
     lines
 }
 
@@ -51,6 +51,47 @@ proptest! {
         }
         chunks.push(&bytes[start..]);
         prop_assert_eq!(frame(&chunks, max), whole);
+    }
+
+    /// However a pipe's bytes are cut into reads, and however a subscriber's batches are cut,
+    /// the store keeps the same lines as the framer gives for one read, and the subscriber
+    /// receives exactly those lines in order; a batch's text, joined by `\n` as it crosses to
+    /// JS, splits back into the same lines.
+    #[test]
+    fn stored_and_delivered_lines_do_not_depend_on_chunking(
+        bytes in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..600),
+        cuts in proptest::collection::vec(0usize..600, 0..12),
+        batch_sizes in proptest::collection::vec(1usize..50, 1..8),
+        max in 1usize..80,
+    ) {
+        let whole = frame(&[&bytes], max);
+        let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+        points.sort_unstable();
+        let store = LogStore::new(LogLimits { max_line_bytes: max, ..LogLimits::with_lines(10_000) });
+        let subscription = store.subscribe(10_000);
+        let mut framer = LineFramer::new(max);
+        let mut start = 0;
+        for point in points.into_iter().chain([bytes.len()]) {
+            store.append_chunk(Stream::Stdout, &mut framer, &bytes[start..point]);
+            start = point;
+        }
+        store.finish_chunks(Stream::Stdout, &mut framer);
+        store.close_subscriptions();
+        let stored: Vec<String> = store.all().iter().map(|e| e.line.to_string()).collect();
+        prop_assert_eq!(&stored, &whole);
+
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut delivered = Vec::new();
+        let mut sizes = batch_sizes.iter().cycle();
+        while let Some(batch) = runtime.block_on(subscription.next_batch(*sizes.next().unwrap())) {
+            prop_assert_eq!(batch.missed, 0);
+            let lines: Vec<String> = batch.entries.iter().map(|e| e.line.to_string()).collect();
+            let text = join_text(&batch.entries);
+            let split: Vec<&str> = text.split('\n').collect();
+            prop_assert_eq!(split, lines.iter().map(String::as_str).collect::<Vec<_>>());
+            delivered.extend(lines);
+        }
+        prop_assert_eq!(delivered, whole);
     }
 
     /// No framed line is longer than the cap plus its marker, and none holds a newline.

@@ -258,6 +258,7 @@ export async function sideBySide({ results, runs, tmp, marker, ports, pm2 }) {
         results.add({ id: 'sample-pm2-list', section: SECTION, figure: 'CPU/memory sample, per server (10 servers)', system: 'PM2 `list()` ÷ 10', unit: 'ms', values: pl })
         results.add({ id: 'sample-pm2-describe', section: SECTION, figure: 'CPU/memory sample, per server (10 servers)', system: 'PM2 `describe(name)`, one per server', unit: 'ms', values: pd })
         results.add({ id: 'sample-runner', section: SECTION, figure: 'CPU/memory sample, per server (10 servers)', system: 'runner `getResourceUsage(server)`, one per server', unit: 'ms', values: r, baseline: 'sample-pm2-describe' })
+        results.add({ id: 'sample-runner-vs-list', section: SECTION, figure: 'CPU/memory sample, per server (10 servers)', system: 'runner `getResourceUsage(server)` (as above)', unit: 'ms', values: r, baseline: 'sample-pm2-list', note: 'goal (issue 18): ≤ 1.0× PM2 list() ÷ 10' })
       } finally {
         await Promise.all(servers.map((s) => runner.stop(s)))
         await deleteApps(apps)

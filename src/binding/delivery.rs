@@ -14,10 +14,70 @@ use napi::Env;
 use napi::bindgen_prelude::Result;
 use napi::threadsafe_function::ThreadsafeFunction;
 
-use crate::logs::{LogBatch, Subscription};
+use crate::logs::{LogBatch, Stream, Subscription};
 
-/// The most entries handed to JS in one crossing.
-const MAX_BATCH: usize = 4096;
+/// The most entries handed to JS in one crossing: as many as a subscriber's queue holds by
+/// default (`maxLogLines`), so that one crossing can empty it.
+const MAX_BATCH: usize = 16 * 1024;
+
+/// Lines for a JS line callback, carried to the JS thread in one crossing.
+pub(crate) enum TextBatch {
+    /// The lines joined by `\n` (none of them holds one); JS splits them again.
+    Joined(String),
+    /// The lines one by one, when some line holds a `\n`.
+    Lines(Vec<String>),
+}
+
+impl TextBatch {
+    /// A batch's lines in text form (`[stderr] ` before stderr lines, with `stderr_prefix`),
+    /// preceded by a `[log] N lines skipped` line when entries were missed.
+    pub(crate) fn new(batch: &LogBatch, stderr_prefix: bool) -> Self {
+        let marker = (batch.missed > 0).then(|| LogBatch::missed_marker(batch.missed));
+        let prefix = |stream: Stream| match stream {
+            Stream::Stderr if stderr_prefix => "[stderr] ",
+            _ => "",
+        };
+        let size = batch
+            .entries
+            .iter()
+            .map(|e| e.line.len() + 1 + prefix(e.stream).len())
+            .sum::<usize>()
+            + marker.as_ref().map_or(0, |m| m.len() + 1);
+        let mut joined = String::with_capacity(size);
+        if let Some(marker) = &marker {
+            joined.push_str(marker);
+        }
+        for (index, entry) in batch.entries.iter().enumerate() {
+            if entry.line.contains('\n') {
+                return TextBatch::Lines(
+                    marker
+                        .into_iter()
+                        .chain(
+                            batch
+                                .entries
+                                .iter()
+                                .map(|e| format!("{}{}", prefix(e.stream), e.line)),
+                        )
+                        .collect(),
+                );
+            }
+            if index > 0 || marker.is_some() {
+                joined.push('\n');
+            }
+            joined.push_str(prefix(entry.stream));
+            joined.push_str(&entry.line);
+        }
+        TextBatch::Joined(joined)
+    }
+
+    /// The value JS receives: the joined string, or the array of lines.
+    pub(crate) fn into_js(self) -> napi::Either<String, Vec<String>> {
+        match self {
+            TextBatch::Joined(text) => napi::Either::A(text),
+            TextBatch::Lines(lines) => napi::Either::B(lines),
+        }
+    }
+}
 
 /// Hands values of type `T` to a callback on the JS thread.
 pub(crate) struct BatchSink<T: 'static> {

@@ -34,10 +34,11 @@ impl LineFramer {
         }
     }
 
-    /// Feeds one chunk; `emit` receives every line the chunk completes, in order.
-    pub fn push(&mut self, mut bytes: &[u8], mut emit: impl FnMut(String)) {
+    /// Feeds one chunk; `emit` receives every line the chunk completes, in order. A line that
+    /// lies whole inside the chunk (and is valid UTF-8) is lent straight from it, without a copy.
+    pub fn push(&mut self, mut bytes: &[u8], mut emit: impl FnMut(&str)) {
         while !bytes.is_empty() {
-            let newline = bytes.iter().position(|&b| b == b'\n');
+            let newline = memchr_newline(bytes);
             let (segment, rest, ends_line) = match newline {
                 Some(at) => (&bytes[..at], &bytes[at + 1..], true),
                 None => (bytes, &[][..], false),
@@ -53,14 +54,13 @@ impl LineFramer {
                     // The cap counts the line's raw bytes, a `\r` before the `\n` included, so
                     // that where reads happen to split the line never changes the result.
                     self.pending.extend_from_slice(&segment[..room]);
-                    emit(self.cut_pending());
+                    emit(&self.cut_pending());
                 } else if self.pending.is_empty() {
-                    emit(line_from(strip_cr(segment)));
+                    emit(&line_from(strip_cr(segment)));
                 } else {
                     self.pending.extend_from_slice(segment);
-                    let line = line_from(strip_cr(&self.pending));
+                    emit(&line_from(strip_cr(&self.pending)));
                     self.pending.clear();
-                    emit(line);
                 }
                 continue;
             }
@@ -68,18 +68,17 @@ impl LineFramer {
                 self.pending.extend_from_slice(segment);
             } else {
                 self.pending.extend_from_slice(&segment[..room]);
-                emit(self.cut_pending());
+                emit(&self.cut_pending());
                 self.skipping = true;
             }
         }
     }
 
     /// End of the stream: emits the unfinished last line, if any.
-    pub fn finish(&mut self, mut emit: impl FnMut(String)) {
+    pub fn finish(&mut self, mut emit: impl FnMut(&str)) {
         if !self.pending.is_empty() {
-            let line = line_from(strip_cr(&self.pending));
+            emit(&line_from(strip_cr(&self.pending)));
             self.pending.clear();
-            emit(line);
         }
         self.skipping = false;
     }
@@ -99,7 +98,7 @@ impl LineFramer {
     /// Emits the capped pending bytes with the marker, cut where no character is split.
     fn cut_pending(&mut self) -> String {
         let cut = complete_prefix_len(&self.pending);
-        let mut line = line_from(&self.pending[..cut]);
+        let mut line = line_from(&self.pending[..cut]).into_owned();
         line.push_str(&truncation_marker(self.max_line_bytes));
         self.pending.clear();
         line
@@ -110,11 +109,35 @@ fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-fn line_from(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+/// The bytes as text: borrowed when valid UTF-8, with replacement characters otherwise.
+fn line_from(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+/// The position of the first `\n`, scanning a word (8 bytes) at a time.
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NEWLINES: u64 = LO * b'\n' as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ NEWLINES;
+        // A zero byte of `x` (a newline of the input) sets its high bit here; bytes above the
+        // first zero byte may be flagged falsely, so the lowest flag is the first newline.
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
     }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|at| offset + at)
 }
 
 /// The length of `bytes` without a UTF-8 sequence left incomplete at its end by a cut.
@@ -148,9 +171,9 @@ mod tests {
         let mut framer = LineFramer::new(max);
         let mut lines = Vec::new();
         for chunk in chunks {
-            framer.push(chunk, |l| lines.push(l));
+            framer.push(chunk, |l| lines.push(l.to_owned()));
         }
-        framer.finish(|l| lines.push(l));
+        framer.finish(|l| lines.push(l.to_owned()));
         lines
     }
 

@@ -170,42 +170,80 @@ impl LogStore {
 
     /// Appends lines that are already framed (no `\n` inside), all with the same stream tag.
     /// Lines over the length cap are cut with a marker. Returns the id of the last entry.
-    pub fn append_lines<I>(&self, stream: Stream, lines: I) -> Option<u64>
+    pub fn append_lines<I, S>(&self, stream: Stream, lines: I) -> Option<u64>
     where
-        I: IntoIterator<Item = String>,
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
     {
+        self.append_with(stream, true, |add| {
+            for line in lines {
+                add(line.as_ref());
+            }
+        })
+    }
+
+    /// Frames one chunk read from a pipe with `framer` and appends the lines it completes, all
+    /// under one lock and without copying a line twice. Returns the id of the last entry.
+    pub fn append_chunk(
+        &self,
+        stream: Stream,
+        framer: &mut LineFramer,
+        bytes: &[u8],
+    ) -> Option<u64> {
+        self.append_with(stream, false, |add| framer.push(bytes, add))
+    }
+
+    /// End of a pipe: appends `framer`'s unfinished last line, if any.
+    pub fn finish_chunks(&self, stream: Stream, framer: &mut LineFramer) -> Option<u64> {
+        self.append_with(stream, false, |add| framer.finish(add))
+    }
+
+    /// Takes the lock once, lets `feed` add lines (capped to the length limit with `cap`; a
+    /// framer's lines are capped already), then hands the new entries to subscribers and
+    /// evicts the oldest.
+    fn append_with(
+        &self,
+        stream: Stream,
+        cap: bool,
+        feed: impl FnOnce(&mut dyn FnMut(&str)),
+    ) -> Option<u64> {
         let now = now_ms();
-        let mut ring = self.lock();
+        let mut guard = self.lock();
+        let ring = &mut *guard;
         let timestamp_ms = now.max(ring.last_timestamp_ms);
         ring.last_timestamp_ms = timestamp_ms;
         let first_new = ring.entries.len();
-        for line in lines {
-            let line = if line.len() > self.limits.max_line_bytes {
-                self.framer_cap.cap_line(&line)
+        let max_line_bytes = self.limits.max_line_bytes;
+        feed(&mut |line: &str| {
+            let line: Arc<str> = if cap && line.len() > max_line_bytes {
+                Arc::from(self.framer_cap.cap_line(line))
             } else {
-                line
+                Arc::from(line)
             };
             let entry = LogEntry {
                 id: ring.next_id,
                 timestamp_ms,
                 stream,
-                line: Arc::from(line),
+                line,
             };
             ring.next_id += 1;
             ring.bytes += entry.cost();
             ring.entries.push_back(entry);
-        }
+        });
         let added = ring.entries.len() - first_new;
         if added == 0 {
             return None;
         }
         if !ring.subscribers.is_empty() {
-            let mut subscribers = std::mem::take(&mut ring.subscribers);
-            let new_entries: Vec<&LogEntry> = ring.entries.range(first_new..).collect();
-            subscribers.retain(|queue| queue.offer(&new_entries));
-            ring.subscribers = subscribers;
+            let (front, back) = ring.entries.as_slices();
+            let new_entries: Vec<&LogEntry> = if first_new >= front.len() {
+                back[first_new - front.len()..].iter().collect()
+            } else {
+                front[first_new..].iter().chain(back).collect()
+            };
+            ring.subscribers.retain(|queue| queue.offer(&new_entries));
         }
-        self.evict(&mut ring);
+        self.evict(ring);
         Some(ring.next_id - 1)
     }
 
@@ -561,7 +599,10 @@ mod tests {
         store.clear();
         assert!(store.is_empty());
         assert_eq!(store.append_lines(Stream::Stderr, lines(1)), Some(4));
-        assert_eq!(store.append_lines(Stream::Stderr, Vec::new()), None);
+        assert_eq!(
+            store.append_lines(Stream::Stderr, Vec::<String>::new()),
+            None
+        );
     }
 
     #[test]
@@ -639,8 +680,8 @@ mod tests {
     #[test]
     fn text_form_prefixes_stderr() {
         let store = LogStore::new(LogLimits::with_lines(10));
-        store.append_lines(Stream::Stdout, vec!["out".into()]);
-        store.append_lines(Stream::Stderr, vec!["err".into()]);
+        store.append_lines(Stream::Stdout, vec!["out"]);
+        store.append_lines(Stream::Stderr, vec!["err"]);
         assert_eq!(join_text(&store.all()), "out\n[stderr] err");
         assert_eq!(store.all()[1].text(), "[stderr] err");
     }
@@ -648,7 +689,7 @@ mod tests {
     #[tokio::test]
     async fn subscribers_get_only_new_lines_in_order() {
         let store = LogStore::new(LogLimits::with_lines(100));
-        store.append_lines(Stream::Stdout, vec!["before".into()]);
+        store.append_lines(Stream::Stdout, vec!["before"]);
         let sub = store.subscribe(100);
         store.append_lines(Stream::Stdout, lines(3));
         let batch = sub.next_batch(10).await.unwrap();
@@ -684,7 +725,7 @@ mod tests {
         let sub = store.subscribe(100);
         let writer = Arc::clone(&store);
         let thread = std::thread::spawn(move || {
-            writer.append_lines(Stream::Stderr, vec!["from a thread".into()]);
+            writer.append_lines(Stream::Stderr, vec!["from a thread"]);
         });
         let batch = sub.next_batch(10).await.unwrap();
         assert_eq!(batch.entries[0].stream, Stream::Stderr);

@@ -92,7 +92,7 @@ struct Inner {
 /// (SPEC §2), used for servers, builds and the exported process helpers alike.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 
-/// How often the killer looks at `/proc` while it waits for a group to empty.
+/// How often the killer looks again while it waits for a group to empty.
 const GROUP_POLL: Duration = Duration::from_millis(5);
 
 /// How long the killer waits after SIGKILL before giving up on a process that will not die
@@ -127,7 +127,7 @@ impl ProcessHandle {
         let watcher = handle.clone();
         tokio::spawn(async move {
             watcher.wait().await;
-            if procfs::live_group_members(watcher.pgid()).is_empty() {
+            if procfs::group_is_empty(watcher.pgid()) {
                 watcher.forget_group();
             }
         });
@@ -231,7 +231,7 @@ impl ProcessHandle {
     }
 
     fn group_is_empty(&self) -> bool {
-        procfs::live_group_members(self.pgid()).is_empty()
+        procfs::group_is_empty(self.pgid())
     }
 
     /// Waits until the leader is reaped and the group has no live member, or `deadline`.

@@ -86,8 +86,84 @@ pub fn live_group_members(pgid: i32) -> Vec<ProcStat> {
         .collect()
 }
 
-/// `root` and all its live descendants (by parent links), root first.
+/// Whether process group `pgid` has no live member. `kill(-pgid, 0)` failing with `ESRCH`
+/// says so at once; a group that still answers may hold only zombies (which count as gone, see
+/// the caveats), and then a scan of `/proc` decides.
+pub fn group_is_empty(pgid: i32) -> bool {
+    if pgid <= 0 {
+        return true;
+    }
+    match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None) {
+        Err(nix::errno::Errno::ESRCH) => true,
+        _ => live_group_members(pgid).is_empty(),
+    }
+}
+
+/// `root` and all its live descendants (by parent links), root first. Walks the tree through
+/// `/proc/<pid>/task/<tid>/children`, reading only the tree's own processes; where the kernel
+/// has no such file, scans every process instead.
 pub fn live_tree(root: i32) -> Vec<ProcStat> {
+    if children_files_exist() {
+        walk_tree(root)
+    } else {
+        scan_tree(root)
+    }
+}
+
+/// Whether this kernel has `/proc/<pid>/task/<tid>/children` (`CONFIG_PROC_CHILDREN`).
+fn children_files_exist() -> bool {
+    static EXIST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *EXIST.get_or_init(|| std::path::Path::new("/proc/thread-self/children").exists())
+}
+
+fn walk_tree(root: i32) -> Vec<ProcStat> {
+    let mut tree = Vec::new();
+    let mut threads = Vec::new();
+    let mut queue = vec![root];
+    let mut next = 0;
+    while let Some(&pid) = queue.get(next) {
+        next += 1;
+        let Some((stat, thread_count)) = read_stat_and_threads(pid) else {
+            continue;
+        };
+        // A zombie runs nothing and has no children left (they were reparented).
+        if !stat.is_alive() {
+            continue;
+        }
+        tree.push(stat);
+        threads.clear();
+        if thread_count <= 1 {
+            threads.push(pid);
+        } else if let Ok(entries) = fs::read_dir(format!("/proc/{pid}/task")) {
+            threads
+                .extend(entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()));
+        }
+        for &tid in &threads {
+            if let Ok(children) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")) {
+                queue.extend(
+                    children
+                        .split_ascii_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    tree
+}
+
+/// The stat of one process and its thread count (field 20 of proc(5)).
+fn read_stat_and_threads(pid: i32) -> Option<(ProcStat, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = parse_stat(&text)?;
+    let threads = text[text.rfind(')')? + 1..]
+        .split_ascii_whitespace()
+        .nth(17)?
+        .parse()
+        .ok()?;
+    Some((stat, threads))
+}
+
+fn scan_tree(root: i32) -> Vec<ProcStat> {
     let processes = all_processes();
     let Some(root_stat) = processes.iter().find(|p| p.pid == root && p.is_alive()) else {
         return Vec::new();
@@ -160,6 +236,36 @@ mod tests {
     }
 
     #[test]
+    fn the_walk_finds_what_the_scan_finds() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & sleep 5 & wait"])
+            .spawn()
+            .unwrap();
+        let root = child.id() as i32;
+        // Wait (bounded) for both grandchildren to appear.
+        for _ in 0..500 {
+            if scan_tree(root).len() >= 3 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let mut walked: Vec<i32> = walk_tree(root).iter().map(|p| p.pid).collect();
+        let mut scanned: Vec<i32> = scan_tree(root).iter().map(|p| p.pid).collect();
+        assert_eq!(walked[0], root);
+        walked.sort_unstable();
+        scanned.sort_unstable();
+        assert_eq!(walked, scanned);
+        assert_eq!(walked.len(), 3);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(root),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = child.wait();
+        assert!(walk_tree(root).is_empty());
+        assert!(walk_tree(i32::MAX).is_empty());
+    }
+
+    #[test]
     fn rejects_garbage() {
         assert_eq!(parse_stat(""), None);
         assert_eq!(parse_stat("12 (x) S 1"), None);
@@ -172,6 +278,8 @@ mod tests {
         assert_eq!(stat.pid, me);
         assert!(is_alive(me));
         assert!(live_tree(me).iter().any(|p| p.pid == me));
+        assert_eq!(live_tree(me)[0].pid, me);
+        assert!(!group_is_empty(nix::unistd::getpgrp().as_raw()));
         assert!(ticks_per_second() > 0);
         assert!(page_size() >= 4096);
         assert!(uptime_seconds().unwrap() > 0.0);

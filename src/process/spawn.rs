@@ -265,15 +265,11 @@ fn place_channel(fd: RawFd) -> io::Result<()> {
 async fn pump(mut pipe: Box<dyn AsyncRead + Send + Unpin>, stream: Stream, log: &LogStore) {
     let mut framer = LineFramer::new(log.limits().max_line_bytes);
     let mut buffer = vec![0u8; READ_CHUNK];
-    let mut lines = Vec::new();
     loop {
         match pipe.read(&mut buffer).await {
             Ok(0) => break,
             Ok(n) => {
-                framer.push(&buffer[..n], |line| lines.push(line));
-                if !lines.is_empty() {
-                    log.append_lines(stream, lines.drain(..));
-                }
+                log.append_chunk(stream, &mut framer, &buffer[..n]);
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => {
@@ -282,8 +278,7 @@ async fn pump(mut pipe: Box<dyn AsyncRead + Send + Unpin>, stream: Stream, log: 
             }
         }
     }
-    framer.finish(|line| lines.push(line));
-    log.append_lines(stream, lines);
+    log.finish_chunks(stream, &mut framer);
 }
 
 fn check_cwd(spec: &SpawnSpec) -> Result<()> {

@@ -2,7 +2,8 @@
 //!
 //! CPU % is the CPU time the tree used since the previous sample of the same root (the first
 //! sample: since the root started), divided by the wall time between them; 100 % is one core.
-//! A sample costs one scan of `/proc/*/stat`, which is what finding descendants requires.
+//! A sample reads `/proc` for the tree's own processes only: each one's `stat`, and its
+//! threads' `children` lists to find the next generation.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

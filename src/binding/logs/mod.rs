@@ -11,13 +11,16 @@ mod streams;
 
 use crate::binding::error::{Result, to_js_error};
 
-use napi::bindgen_prelude::{Env, Function, Unknown};
+use napi::bindgen_prelude::{
+    Either, Env, FnArgs, Function, FunctionRef, JsObjectValue, JsValue, Object, Unknown,
+};
+use napi::threadsafe_function::UnknownReturnValue;
 use serde_json::{Value, json};
 
 use crate::binding::args::{self, LineCallback};
-use crate::binding::delivery::{report_callback_error, spawn_delivery};
+use crate::binding::delivery::{TextBatch, batch_sink, pump, report_callback_error};
+use crate::logs::LogStore;
 use crate::logs::store::SubscriptionCloser;
-use crate::logs::{LogBatch, LogStore};
 
 /// Reads `limit` (default 100) and `before` (a cursor) and returns the page in the shape of
 /// `PaginatedLogsResult`, for every paginated log query.
@@ -64,11 +67,8 @@ pub(crate) fn stream_text<'env>(
     store: &LogStore,
     callback: LineCallback,
 ) -> Result<Function<'env, (), ()>> {
-    let (closer, _) = deliver_text(env, store, callback, "a log stream callback")?;
-    Ok(env.create_function_from_closure("unsubscribe", move |_| {
-        closer.close();
-        Ok(())
-    })?)
+    let (_, _, unsubscribe) = subscribe_text(env, store, callback, "a log stream callback")?;
+    Ok(unsubscribe)
 }
 
 /// Hands every new line of `store` to `callback` in text form (stderr prefixed), in order,
@@ -80,25 +80,92 @@ pub(crate) fn deliver_text(
     callback: LineCallback,
     what: &'static str,
 ) -> Result<(SubscriptionCloser, tokio::task::JoinHandle<()>)> {
-    let subscription = store.subscribe(store.limits().max_lines);
+    let (closer, handle, _) = subscribe_text(env, store, callback, what)?;
+    Ok((closer, handle))
+}
+
+/// JS that hands a batch's lines to a line callback one by one: a batch is one string of lines
+/// joined by `\n`, or an array of lines. Its `unsubscribe` stops delivery at once, even in the
+/// middle of a batch; a throwing callback is reported and still gets the next line.
+const FAN_OUT: &str = r"(function (callback, close, report) {
+  let stopped = false
+  return {
+    deliver(batch) {
+      const lines = typeof batch === 'string' ? batch.split('\n') : batch
+      for (let i = 0; i < lines.length && !stopped; i++) {
+        try { callback(lines[i]) } catch (error) { report(error) }
+      }
+    },
+    unsubscribe() { stopped = true; close() },
+  }
+})";
+
+/// The fewest undelivered lines a JS line subscriber may fall behind before it loses the
+/// oldest: enough to ride out the JS thread being descheduled for a few milliseconds during a
+/// flood of millions of lines per second (a queued line costs its entry, about 40 bytes, and
+/// keeps its text alive).
+const MIN_QUEUE_LINES: usize = 64 * 1024;
+
+/// [`FAN_OUT`] once compiled: `(callback, close, report) => { deliver, unsubscribe }`.
+type FanOutFactory<'env> = Function<
+    'env,
+    FnArgs<(
+        Function<'env, String, UnknownReturnValue>,
+        Function<'env, (), ()>,
+        Function<'env, Unknown<'env>, ()>,
+    )>,
+    Object<'env>,
+>;
+
+/// The JS side of one batched line subscription.
+type Deliver = FunctionRef<Either<String, Vec<String>>, ()>;
+
+/// [`deliver_text`], also returning the JS unsubscribe function. Many lines cross to the JS
+/// thread at once (one threadsafe call per batch); JS calls `callback` for each.
+fn subscribe_text<'env>(
+    env: &'env Env,
+    store: &LogStore,
+    callback: LineCallback,
+    what: &'static str,
+) -> Result<(
+    SubscriptionCloser,
+    tokio::task::JoinHandle<()>,
+    Function<'env, (), ()>,
+)> {
+    let subscription = store.subscribe(store.limits().max_lines.max(MIN_QUEUE_LINES));
     let closer = subscription.closer();
+    let closing = closer.clone();
+    let close = env.create_function_from_closure::<(), (), _>("closeLogStream", move |_| {
+        closing.close();
+        Ok(())
+    })?;
+    let report =
+        env.create_function_from_closure::<Unknown, (), _>("reportLogError", move |ctx| {
+            let error: Unknown = ctx.first_arg()?;
+            let reason = error.coerce_to_string()?.into_utf8()?.into_owned()?;
+            report_callback_error(what, &napi::Error::from_reason(reason));
+            Ok(())
+        })?;
+    let factory: FanOutFactory = env.run_script(FAN_OUT)?;
+    let fan_out = factory.call(FnArgs::from((callback.borrow_back(env)?, close, report)))?;
+    let deliver: Function<Either<String, Vec<String>>, ()> =
+        fan_out.get_named_property("deliver")?;
+    let deliver: Deliver = deliver.create_ref()?;
+    let unsubscribe: Function<'env, (), ()> = fan_out.get_named_property("unsubscribe")?;
     let delivering = closer.clone();
-    let handle = spawn_delivery(env, subscription, None, move |env, batch: LogBatch| {
-        let Ok(callback) = callback.borrow_back(env) else {
+    let sink = batch_sink(env, move |env, batch: TextBatch| {
+        if delivering.is_unsubscribed() {
             return;
-        };
-        let missed = (batch.missed > 0).then(|| LogBatch::missed_marker(batch.missed));
-        let lines = missed
-            .into_iter()
-            .chain(batch.entries.iter().map(|entry| entry.text()));
-        for line in lines {
-            if delivering.is_unsubscribed() {
-                return;
-            }
-            if let Err(error) = callback.call(line) {
-                report_callback_error(what, &error);
-            }
+        }
+        let delivered = deliver
+            .borrow_back(env)
+            .and_then(|deliver| deliver.call(batch.into_js()));
+        if let Err(error) = delivered {
+            report_callback_error(what, &error);
         }
     })?;
-    Ok((closer, handle))
+    let handle = pump(sink, subscription, None, |batch| {
+        TextBatch::new(&batch, true)
+    });
+    Ok((closer, handle, unsubscribe))
 }

@@ -1,0 +1,29 @@
+// Issue 18's goals, each a ratio of two figures measured in the same run: `goalNotes` says for
+// each whether this run met it, with the figures it compared (or that a figure is missing).
+
+/** `{ id, text, ok(figure) }`: the figure whose ratio (or median) the goal reads. */
+const GOALS = [
+  { id: 'logs-runner-vs-pm2', text: 'stored lines/s ≥ 1.0× PM2 writing its log file', ok: (f) => f.ratio >= 1.0, show: (f) => `${fmt(f.ratio)}× PM2` },
+  { id: 'logs-runner-delivered-vs-node', text: 'lines/s delivered to one streamLogs subscriber ≥ 1.0× plain Node + readline', ok: (f) => f.ratio >= 1.0, show: (f) => `${fmt(f.ratio)}× plain Node` },
+  { id: 'logs-runner-markers', text: 'no lag marker for the streamLogs subscriber', ok: (f) => f.max === 0, show: (f) => `markers per run: ${f.values.join(', ')}` },
+  { id: 'kill-runner', text: 'kill → reaped ≤ 1.5× Node', ok: (f) => f.ratio <= 1.5, show: (f) => `${fmt(f.ratio)}× Node` },
+  { id: 'sample-runner', text: 'one sample of a 10-process tree ≤ 0.5× pidusage', ok: (f) => f.ratio <= 0.5, show: (f) => `${fmt(f.ratio)}× pidusage` },
+  { id: 'sample-runner-vs-list', text: 'getResourceUsage per server ≤ 1.0× PM2 list() ÷ 10', ok: (f) => f.ratio <= 1.0, show: (f) => `${fmt(f.ratio)}× PM2 list() ÷ 10` },
+]
+
+const fmt = (x) => (x >= 10 ? x.toFixed(1) : x.toFixed(2))
+
+/** One line per goal of issue 18 for the notes under the table (ratios must be resolved). */
+export function goalNotes(results) {
+  const lines = []
+  for (const goal of GOALS) {
+    const f = results.figures.find((x) => x.id === goal.id)
+    const usable = f && f.median !== null && (f.baseline === null || f.ratio !== null)
+    if (!usable) {
+      lines.push(`Goal (issue 18) ${goal.text}: not measured in this run.`)
+      continue
+    }
+    lines.push(`Goal (issue 18) ${goal.text}: ${goal.ok(f) ? 'met' : 'NOT met'} (${goal.show(f)}).`)
+  }
+  return lines
+}
