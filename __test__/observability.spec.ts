@@ -72,7 +72,8 @@ describe('setObservabilityStorage', () => {
     const { project, deployment, build } = entities()
     installBuild(buildDir, build.id, 'chatty')
     const server = await runner.deploy(project, deployment, build)
-    await waitFor(async () => (await runner.getLogs(server)).endsWith('done printing'), 20_000, 'the whole output')
+    // stdout and stderr are read by separate pipes: wait for every line, not for the last one printed.
+    await waitFor(async () => (await runner.getLogs(server)).split('\n').length >= 1001, 20_000, 'the whole output')
     const logged = (await runner.getLogs(server)).split('\n')
     expect(logged).toHaveLength(1001)
     await waitFor(() => observability(runner).written === logged.length, 20_000, 'every line written')
@@ -176,7 +177,8 @@ describe('setObservabilityStorage', () => {
       const { project, deployment, build } = entities()
       installBuild(buildDir, build.id, 'chatty')
       const server = await runner.deploy(project, deployment, build)
-      await waitFor(async () => (await runner.getLogs(server)).endsWith('done printing'), 20_000, 'the whole output')
+      // stdout and stderr are read by separate pipes: wait for every line, not for the last one printed.
+      await waitFor(async () => (await runner.getLogs(server)).split('\n').length >= 1001, 20_000, 'the whole output')
       expect((await runner.getLogs(server)).split('\n')).toHaveLength(1001)
       expect((await fetch(`http://127.0.0.1:${server.port}/health`)).status).toBe(200)
       expect((await runner.healthCheck(server)).healthy).toBe(true)
