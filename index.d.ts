@@ -90,6 +90,13 @@ export interface LocalProcessRunnerConfig {
    */
   retainBuilds?: number
   /**
+   * All servers' retained logs together, in MB: a stopped server keeps the last 1 MiB of its
+   * log, and beyond this budget the oldest stopped servers' logs are dropped; `shutdown()` frees
+   * every retained log. Memory is given back to the OS.
+   * @default 256
+   */
+  logMemoryLimitMb?: number
+  /**
    * When log lines go to the storage of `setObservabilityStorage()`: a project's pending events
    * are written to a new file once `batchSize` of them are pending (1 to 100000, default 100),
    * `flushIntervalMs` after the first of them (default 5000), or once they reach `maxFileSize`
@@ -129,6 +136,7 @@ export interface ResolvedRunnerConfig {
   defaultSource: 'local' | null
   redeploy: 'replace' | 'keep'
   retainBuilds: number
+  logMemoryLimitMb: number
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ describe('defaults', () => {
       defaultSource: null,
       redeploy: 'replace',
       retainBuilds: 3,
+      logMemoryLimitMb: 256,
     })
   })
 

@@ -181,6 +181,9 @@ pub struct RunnerConfig {
     pub redeploy: RedeployMode,
     /// Build directories kept per deployment after a successful deploy (the newest ones).
     pub retain_builds: u32,
+    /// All servers' retained logs together, in bytes: beyond it the oldest stopped servers'
+    /// logs are dropped (`logMemoryLimitMb`).
+    pub log_memory_limit: usize,
     /// Whether servers get a Node IPC channel on which a `{ type: 'server-ready' }` message
     /// makes the health gate probe at once (`healthCheck.readySignal`).
     pub ready_signal: bool,
@@ -205,6 +208,7 @@ impl RunnerConfig {
             default_source: None,
             redeploy: RedeployMode::Replace,
             retain_builds: 3,
+            log_memory_limit: 256 * 1024 * 1024,
             ready_signal: true,
             observability: crate::observability::ObservabilitySettings::default(),
         }
@@ -262,6 +266,9 @@ impl RunnerConfig {
                 ));
             }
             config.default_source = Some(DefaultSource::Local);
+        }
+        if let Some(mb) = fields.integer("logMemoryLimitMb", 1, 1024 * 1024)? {
+            config.log_memory_limit = mb as usize * 1024 * 1024;
         }
         if let Some(n) = fields.integer("retainBuilds", 1, u64::from(u32::MAX))? {
             config.retain_builds = n as u32;
@@ -322,6 +329,7 @@ impl RunnerConfig {
             "defaultSource": self.default_source.map(|_| "local"),
             "redeploy": self.redeploy.as_str(),
             "retainBuilds": self.retain_builds,
+            "logMemoryLimitMb": self.log_memory_limit / (1024 * 1024),
         })
     }
 }

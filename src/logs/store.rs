@@ -302,11 +302,31 @@ impl LogStore {
         }
     }
 
-    /// Removes every entry (ids keep increasing afterwards).
+    /// Removes every entry (ids keep increasing afterwards) and gives their memory back.
     pub fn clear(&self) {
         let mut ring = self.lock();
-        ring.entries.clear();
+        ring.entries = VecDeque::new();
         ring.bytes = 0;
+    }
+
+    /// The bytes the entries are charged (their text plus a fixed overhead each).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Drops the oldest entries until at most `max_bytes` are charged, and gives the freed
+    /// memory back to the allocator; returns the bytes freed. The newest lines stay readable.
+    pub fn shrink_to(&self, max_bytes: usize) -> usize {
+        let mut ring = self.lock();
+        let before = ring.bytes;
+        while ring.bytes > max_bytes {
+            match ring.entries.pop_front() {
+                Some(old) => ring.bytes -= old.cost(),
+                None => break,
+            }
+        }
+        ring.entries.shrink_to_fit();
+        before - ring.bytes
     }
 
     /// A live subscription to entries appended from now on. It holds at most `capacity`

@@ -43,6 +43,19 @@ pub use supervisor::{HealthStatus, ServerInfo, ServerState, SupervisorHandle};
 /// Logs of this many stopped servers stay readable.
 const RETIRED_SERVERS_KEPT: usize = 100;
 
+/// The tail of a stopped server's log that stays readable (its ring shrinks to it).
+const STOPPED_LOG_BYTES: usize = 1024 * 1024;
+
+/// Returns memory the allocator keeps after frees to the operating system, so that the host's
+/// RSS comes down when logs are dropped (glibc holds freed heap pages otherwise).
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks glibc's own free lists; it takes no pointers.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
 /// Whose log a [`LogObserver`] is told about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogOwner {
@@ -334,8 +347,8 @@ impl Runner {
             .insert(server_id.clone(), (owner.clone(), Arc::clone(log)));
     }
 
-    /// Moves a server's log among the retired ones (still readable, no more subscribers) and
-    /// tells the observers it closed.
+    /// Moves a server's log among the retired ones (still readable, no more subscribers),
+    /// tells the observers it closed, and keeps all logs within `logMemoryLimitMb`.
     fn retire_server_log(&self, server_id: &str) {
         let mut logs = lock(&self.logs);
         let Some((owner, log)) = logs.live.remove(server_id) else {
@@ -345,10 +358,33 @@ impl Runner {
         for observer in logs.observers.values() {
             observer.log_closed(&owner);
         }
+        // A stopped server keeps the tail of its log; the rest goes back to the allocator.
+        log.shrink_to(STOPPED_LOG_BYTES);
         logs.retired.push_back((server_id.to_owned(), log));
         while logs.retired.len() > RETIRED_SERVERS_KEPT {
             logs.retired.pop_front();
         }
+        let limit = self.config().log_memory_limit;
+        let mut total: usize = logs.live.values().map(|(_, l)| l.bytes()).sum::<usize>()
+            + logs.retired.iter().map(|(_, l)| l.bytes()).sum::<usize>();
+        let mut evicted = false;
+        while total > limit {
+            let Some((_, oldest)) = logs.retired.pop_front() else {
+                break;
+            };
+            total -= oldest.bytes();
+            evicted = true;
+        }
+        drop(logs);
+        if evicted {
+            release_freed_memory();
+        }
+    }
+
+    /// Drops every retained log of stopped servers and gives the memory back to the OS.
+    fn free_retired_logs(&self) {
+        lock(&self.logs).retired.clear();
+        release_freed_memory();
     }
 
     /// A snapshot of server `server_id`.
@@ -522,6 +558,7 @@ impl Runner {
             }
             idle.await;
         }
+        self.free_retired_logs();
         tracing::debug!("runner shut down");
     }
 }
