@@ -177,3 +177,60 @@ describe('lifecycle scripts that need git', () => {
     expect(result.errorMessage).toMatch(/^Dependency installation failed with exit code \d+ \(npm ci --audit=false --fund=false\)/)
   })
 })
+
+describe('monorepos', () => {
+  it('builds a pnpm workspace app from its folder: install at the root, the library first', async () => {
+    const { runner, buildDir } = makeRunner({ defaultSource: 'local', globalEnvVars: { PATH } })
+    const root = checkout('ws-pnpm')
+    const result = await buildAndServe(runner, path.join(root, 'apps', 'mastra'))
+    const copy = path.join(buildDir, result.id)
+    expect(result.logs).toContain(
+      `[runner] ${path.join(root, 'apps', 'mastra')} is the package apps/mastra of the workspace at ${root}: copying the whole workspace`,
+    )
+    expect(result.logs).toContain(
+      `[runner] Workspace: the project is the package apps/mastra of the workspace at ${copy} (pnpm-workspace.yaml); installing at its root; it depends on @ws/lib`,
+    )
+    expect(result.logs).toContain('[runner] Installing dependencies... (pnpm install --frozen-lockfile in .)')
+    expect(result.logs).toContain('[runner] Running build script... (pnpm run build in packages/lib)')
+    expect(result.logs).toContain('[runner] Running build script... (pnpm run build)\n')
+    expect(result.logs).toContain('app: wrote .mastra/output/index.mjs using "built library"')
+    expect(fs.existsSync(path.join(copy, 'apps', 'mastra', '.mastra', 'output', 'index.mjs'))).toBe(true)
+  })
+
+  it('builds the one Mastra app of a workspace it is pointed at, and refuses a choice of several', async () => {
+    const { runner } = makeRunner({ defaultSource: 'local', globalEnvVars: { PATH } })
+    const root = checkout('ws-pnpm')
+    const result = await buildAndServe(runner, root)
+    expect(result.logs).toContain(`[runner] ${root} is a workspace whose one Mastra app is apps/mastra: building it`)
+    expect(result.logs).toContain('[runner] Running build script... (pnpm run build in packages/lib)')
+
+    fs.cpSync(path.join(root, 'apps', 'mastra'), path.join(root, 'apps', 'other'), { recursive: true })
+    const { project, build } = entities()
+    project.sourceConfig = { path: root }
+    await expect(runner.build(project, { ...build, status: 'queued' })).rejects.toThrow(
+      `Invalid project.sourceConfig.path: ${root} is a workspace with 2 Mastra apps (apps/mastra, apps/other): point sourceConfig.path at one of them`,
+    )
+  })
+
+  it('builds an npm workspace app', async () => {
+    const { runner } = makeRunner({ defaultSource: 'local', globalEnvVars: { PATH } })
+    const result = await buildAndServe(runner, path.join(checkout('ws-npm'), 'apps', 'mastra'))
+    expect(result.logs).toContain('(package.json workspaces); installing at its root; it depends on @ws/lib')
+    expect(result.logs).toContain('[runner] Installing dependencies... (npm ci --audit=false --fund=false in .)')
+    expect(result.logs).toContain('[runner] Running build script... (npm run build in packages/lib)')
+    expect(result.logs).toContain('app: wrote .mastra/output/index.mjs using "built library"')
+  })
+
+  it('builds a turbo workspace app with turbo --filter', async () => {
+    const { runner } = makeRunner({
+      defaultSource: 'local',
+      globalEnvVars: { PATH, TURBO_TELEMETRY_DISABLED: '1', DO_NOT_TRACK: '1' },
+    })
+    const result = await buildAndServe(runner, path.join(checkout('ws-turbo'), 'apps', 'mastra'))
+    expect(result.logs).toContain('[runner] The workspace uses turbo: it builds @ws/app and what it depends on')
+    expect(result.logs).toContain('[runner] Running build script... (npm exec --no -- turbo run build --filter=@ws/app... in .)')
+    expect(result.logs).toContain('lib: wrote dist/index.js')
+    expect(result.logs).toContain('app: wrote .mastra/output/index.mjs using "built library"')
+    expect(result.logs).not.toContain('(npm run build in packages/lib)')
+  })
+})

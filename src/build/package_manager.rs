@@ -134,14 +134,23 @@ pub fn build_args(_pm: PackageManager) -> Vec<String> {
 /// download): `npm exec --no -- mastra build`, `pnpm exec mastra build`, `yarn run mastra
 /// build` (yarn 1 has no `exec`), `bun run mastra build`.
 pub fn mastra_build_args(pm: PackageManager) -> Vec<String> {
-    let args: &[&str] = match pm {
-        PackageManager::Npm => &["exec", "--no", "--", "mastra", "build"],
-        PackageManager::Pnpm => &["exec", "mastra", "build"],
-        PackageManager::Yarn | PackageManager::YarnBerry | PackageManager::Bun => {
-            &["run", "mastra", "build"]
-        }
+    exec_args(pm, "mastra", &["build"])
+}
+
+/// The arguments that run the installed binary `bin` of the project (never a download) with
+/// `args`: `npm exec --no -- <bin>`, `pnpm exec <bin>`, `yarn run <bin>`, `bun run <bin>`.
+pub fn exec_args(pm: PackageManager, bin: &str, args: &[&str]) -> Vec<String> {
+    let head: &[&str] = match pm {
+        PackageManager::Npm => &["exec", "--no", "--"],
+        PackageManager::Pnpm => &["exec"],
+        PackageManager::Yarn | PackageManager::YarnBerry | PackageManager::Bun => &["run"],
     };
-    args.iter().map(|a| (*a).to_owned()).collect()
+    head.iter()
+        .copied()
+        .chain(std::iter::once(bin))
+        .chain(args.iter().copied())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whether a parsed package.json lists `name` in `dependencies` or `devDependencies`.

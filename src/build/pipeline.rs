@@ -22,13 +22,14 @@ use tokio::time::Instant;
 use super::builder::{BuildOutcome, BuildRequest, BuildStatus};
 use super::layout::Caches;
 use super::package_manager::{
-    self, Detection, PackageManager, build_args, build_script_in, find_in_path, install_args,
-    mastra_build_args,
+    self, Detection, PackageManager, build_args, build_script_in, exec_args, find_in_path,
+    install_args, mastra_build_args,
 };
 use super::provision::{self, Plan, Wanted};
 use super::queue::{Admission, Slot};
 use crate::logs::{LogEntry, LogLimits, LogStore, Stream, join_text};
 use crate::process::{self, ExitInfo, Journal, SpawnSpec};
+use crate::source::workspace::{self, Member, Workspace};
 
 /// Where a Mastra build leaves the server's entry point, relative to the working directory.
 pub const OUTPUT_ENTRY: &str = ".mastra/output/index.mjs";
@@ -123,6 +124,7 @@ pub(crate) async fn run(
         start: Instant::now(),
         deadline: Instant::now() + timeout,
         package_manager: None,
+        root: request.workdir.clone(),
     };
     let result = run.steps(timeout).await;
     let elapsed = secs(run.start.elapsed());
@@ -204,6 +206,9 @@ struct Run<'a> {
     start: Instant,
     deadline: Instant,
     package_manager: Option<PackageManager>,
+    /// Where the install runs: the workspace root when the project is a workspace package,
+    /// else the working directory.
+    root: PathBuf,
 }
 
 impl Run<'_> {
@@ -230,8 +235,50 @@ impl Run<'_> {
         let manifest = package_manager::read_package_json(&workdir)
             .map_err(|e| Stop::Failed(e.to_string()))?
             .ok_or_else(|| Stop::Failed(format!("No package.json in {}", workdir.display())))?;
-        let detection = package_manager::detect_with(&workdir, Some(&manifest))
-            .map_err(|e| Stop::Failed(e.to_string()))?;
+        let workspace = self.workspace(&workdir);
+        let detection = match &workspace {
+            Some(workspace) => {
+                let root_manifest = package_manager::read_package_json(&workspace.root)
+                    .map_err(|e| Stop::Failed(e.to_string()))?;
+                package_manager::detect_with(&workspace.root, root_manifest.as_ref())
+            }
+            None => package_manager::detect_with(&workdir, Some(&manifest)),
+        }
+        .map_err(|e| Stop::Failed(e.to_string()))?;
+        let dependencies: Vec<Member> = match &workspace {
+            Some(workspace) => {
+                self.root = workspace.root.clone();
+                let app = workspace.member(&workdir).cloned();
+                let deps: Vec<Member> = app
+                    .as_ref()
+                    .map(|app| {
+                        workspace
+                            .dependencies_of(app)
+                            .into_iter()
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let relative = workdir.strip_prefix(&workspace.root).unwrap_or(&workdir);
+                let needed = if deps.is_empty() {
+                    "no other workspace package".to_owned()
+                } else {
+                    deps.iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                self.say(format!(
+                    "Workspace: the project is the package {} of the workspace at {} ({}); \
+                     installing at its root; it depends on {needed}",
+                    relative.display(),
+                    workspace.root.display(),
+                    workspace.marker
+                ));
+                deps
+            }
+            None => Vec::new(),
+        };
         self.package_manager = Some(detection.package_manager);
         for warning in &detection.warnings {
             self.say(format!("Warning: {warning}"));
@@ -283,15 +330,65 @@ impl Run<'_> {
                 install_env.insert("CI".to_owned(), "true".to_owned());
                 install_env.insert("HUSKY".to_owned(), "0".to_owned());
                 let frozen = detection.lockfile().is_some();
-                self.step(&INSTALL, program, pm, install_args(pm, frozen), install_env)
-                    .await?;
+                let root = self.root.clone();
+                self.step(
+                    &INSTALL,
+                    program,
+                    pm,
+                    install_args(pm, frozen),
+                    install_env,
+                    &root,
+                )
+                .await?;
             }
             let mut build_env = env.clone();
             build_env.extend(caches);
             build_env.insert("NODE_ENV".to_owned(), "production".to_owned());
-            if has_build_script {
-                self.step(&BUILD_SCRIPT, program, pm, build_args(pm), build_env)
+            let root = self.root.clone();
+            let turbo = workspace.is_some()
+                && root.join("turbo.json").is_file()
+                && root.join("node_modules/.bin/turbo").exists();
+            let app_built = if turbo {
+                let name = manifest
+                    .get("name")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default();
+                self.say(format!(
+                    "The workspace uses turbo: it builds {name} and what it depends on"
+                ));
+                let filter = format!("--filter={name}...");
+                let args = exec_args(pm, "turbo", &["run", "build", &filter]);
+                self.step(&BUILD_SCRIPT, program, pm, args, build_env.clone(), &root)
                     .await?;
+                true
+            } else {
+                for dependency in &dependencies {
+                    if build_script_in(&dependency.manifest) {
+                        self.step(
+                            &BUILD_SCRIPT,
+                            program,
+                            pm,
+                            build_args(pm),
+                            build_env.clone(),
+                            &dependency.dir,
+                        )
+                        .await?;
+                    }
+                }
+                false
+            };
+            if has_build_script {
+                if !app_built {
+                    self.step(
+                        &BUILD_SCRIPT,
+                        program,
+                        pm,
+                        build_args(pm),
+                        build_env,
+                        &workdir,
+                    )
+                    .await?;
+                }
             } else if mastra {
                 let args = mastra_build_args(pm);
                 if !mastra_installed(&workdir, pm) {
@@ -307,7 +404,7 @@ impl Run<'_> {
                     pm.command(),
                     args.join(" ")
                 ));
-                self.step(&BUILD_SCRIPT, program, pm, args, build_env)
+                self.step(&BUILD_SCRIPT, program, pm, args, build_env, &workdir)
                     .await?;
             }
         } else {
@@ -333,6 +430,16 @@ impl Run<'_> {
         }
         self.say(format!("Build output found: {}", entry.display()));
         Ok(())
+    }
+
+    /// The workspace the working directory is a package of, looked for inside the build copy
+    /// (`<buildDir>/<build.id>`) only: a directory elsewhere is built on its own.
+    fn workspace(&self, workdir: &Path) -> Option<Workspace> {
+        let build_dir = self.settings.caches.root().parent()?;
+        let first = workdir.strip_prefix(build_dir).ok()?.components().next()?;
+        let copy = build_dir.join(first);
+        let root = workspace::find_root(workdir, Some(&copy)).filter(|root| root != workdir)?;
+        workspace::load(&root).filter(|workspace| workspace.member(workdir).is_some())
     }
 
     /// The package manager at the version the project names, when it names one: the `bin`
@@ -558,7 +665,7 @@ impl Run<'_> {
     /// git work tree, with an empty repository, so that lifecycle scripts that ask git (husky,
     /// lefthook) work; a directory elsewhere is the caller's and is left alone.
     async fn git_work_tree(&mut self, env: &BTreeMap<String, String>) -> Result<(), Stop> {
-        let workdir = self.request.workdir.clone();
+        let workdir = self.root.clone();
         let inside = self
             .settings
             .caches
@@ -612,7 +719,7 @@ impl Run<'_> {
     ) -> Result<(PathBuf, Option<String>), Stop> {
         let command = detection.package_manager.command();
         let path = env.get("PATH").map(String::as_str);
-        let program = find_in_path(command, path, &self.request.workdir).ok_or_else(|| {
+        let program = find_in_path(command, path, &self.root).ok_or_else(|| {
             Stop::Failed(format!(
                 "Package manager {command} not found on PATH ({})",
                 path.unwrap_or("PATH is not set")
@@ -659,7 +766,7 @@ impl Run<'_> {
         let spec = SpawnSpec {
             program: program.to_string_lossy().into_owned(),
             args: vec!["--version".to_owned()],
-            cwd: self.request.workdir.clone(),
+            cwd: self.root.clone(),
             env: env.clone(),
         };
         let shown = format!("{} --version", program.display());
@@ -693,14 +800,28 @@ impl Run<'_> {
         pm: PackageManager,
         args: Vec<String>,
         env: BTreeMap<String, String>,
+        cwd: &Path,
     ) -> Result<(), Stop> {
-        let shown = format!("{} {}", pm.command(), args.join(" "));
+        let mut shown = format!("{} {}", pm.command(), args.join(" "));
+        if cwd != self.request.workdir {
+            let place = cwd
+                .strip_prefix(&self.root)
+                .unwrap_or(cwd)
+                .display()
+                .to_string();
+            let place = if place.is_empty() {
+                ".".to_owned()
+            } else {
+                place
+            };
+            shown.push_str(&format!(" in {place}"));
+        }
         let marker = self.say(format!("{} ({shown})", text.running));
         let step_start = Instant::now();
         let spec = SpawnSpec {
             program: program.to_string_lossy().into_owned(),
             args,
-            cwd: self.request.workdir.clone(),
+            cwd: cwd.to_path_buf(),
             env,
         };
         let log = Arc::clone(&self.log);
@@ -721,7 +842,7 @@ impl Run<'_> {
         if let Some(excerpt) = error_excerpt(&output) {
             message.push('\n');
             message.push_str(&excerpt);
-            let files = project_paths(&excerpt, &self.request.workdir);
+            let files = project_paths(&excerpt, &self.root);
             if !files.is_empty() {
                 message.push_str("\nIn the project: ");
                 message.push_str(&files.join(", "));

@@ -202,7 +202,8 @@ fn mastra_dependencies(package: &Value) -> Vec<String> {
         .collect()
 }
 
-fn read_package_json(dir: &Path) -> Option<Value> {
+/// `<dir>/package.json` parsed, when it is there and valid.
+pub(crate) fn read_package_json(dir: &Path) -> Option<Value> {
     let text = fs::read(dir.join("package.json")).ok()?;
     serde_json::from_slice(&text).ok()
 }
@@ -285,6 +286,12 @@ fn split(text: &str) -> Vec<Vec<char>> {
         .filter(|segment| !segment.is_empty())
         .map(|segment| segment.chars().collect())
         .collect()
+}
+
+/// Whether the whole of `relative` (a `/`-separated path) matches `pattern` (`*`, `?`, `**`),
+/// as workspace globs match package directories.
+pub fn glob_matches(pattern: &str, relative: &str) -> bool {
+    segments_match(&split(pattern), &split(relative))
 }
 
 /// Whether `relative` (a `/`-separated path below a base path) matches the include
