@@ -33,7 +33,7 @@ use crate::validate::expected;
 pub use access::check_access;
 pub use copy::{CopyReport, DEFAULT_EXCLUDES, Skipped, copy_project};
 pub use discover::{
-    DEFAULT_MAX_DEPTH, ProjectInfo, ProjectMetadata, ScanRules, discover_projects,
+    DEFAULT_MAX_DEPTH, ProjectInfo, ProjectMetadata, ScanRules, WorkspaceOf, discover_projects,
     is_mastra_project, project_id,
 };
 pub use watch::{ChangeEvent, ChangeKind, WatchOptions, WatchStop};
