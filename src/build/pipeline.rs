@@ -391,7 +391,7 @@ impl Run<'_> {
                 }
             } else if mastra {
                 let args = mastra_build_args(pm);
-                if !mastra_installed(&workdir, pm) {
+                if !mastra_installed(&workdir, &root, pm) {
                     return Err(Stop::Failed(format!(
                         "package.json has no build script, and mastra (a dependency) is not \
                          installed in {}: add \"build\": \"mastra build\" to its scripts",
@@ -919,11 +919,12 @@ fn prepend_path(env: &mut BTreeMap<String, String>, dir: &Path) {
 }
 
 /// Whether the project's `mastra` binary is installed: `node_modules/.bin/mastra` in the
-/// project or a folder above it (a workspace hoists it); yarn berry's Plug'n'Play has no such
-/// folder, so it is trusted.
-fn mastra_installed(workdir: &Path, pm: PackageManager) -> bool {
+/// project or a folder above it up to `root` (a workspace hoists it); yarn berry's Plug'n'Play
+/// has no such folder, so it is trusted.
+fn mastra_installed(workdir: &Path, root: &Path, pm: PackageManager) -> bool {
     let linked = workdir
         .ancestors()
+        .take_while(|dir| dir.starts_with(root))
         .any(|dir| dir.join("node_modules/.bin/mastra").exists());
     linked || (pm == PackageManager::YarnBerry && !workdir.join("node_modules").exists())
 }
