@@ -221,6 +221,18 @@ describe('monorepos', () => {
     expect(result.logs).toContain('app: wrote .mastra/output/index.mjs using "built library"')
   })
 
+  it.each([
+    { pm: 'yarn', install: 'yarn install --frozen-lockfile in .' },
+    { pm: 'bun', install: 'bun install --frozen-lockfile in .' },
+  ])('builds a $pm workspace app', async ({ pm, install }) => {
+    const { runner } = makeRunner({ defaultSource: 'local', globalEnvVars: { PATH } })
+    const result = await buildAndServe(runner, path.join(checkout(`ws-${pm}`), 'apps', 'mastra'))
+    expect(result.logs).toContain('(package.json workspaces); installing at its root; it depends on @ws/lib')
+    expect(result.logs).toContain(`[runner] Installing dependencies... (${install})`)
+    expect(result.logs).toContain(`[runner] Running build script... (${pm} run build in packages/lib)`)
+    expect(result.logs).toContain('app: wrote .mastra/output/index.mjs using "built library"')
+  })
+
   it('builds a turbo workspace app with turbo --filter', async () => {
     const { runner } = makeRunner({
       defaultSource: 'local',
