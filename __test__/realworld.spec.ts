@@ -239,6 +239,9 @@ describe('monorepos', () => {
       globalEnvVars: { PATH, TURBO_TELEMETRY_DISABLED: '1', DO_NOT_TRACK: '1' },
     })
     const result = await buildAndServe(runner, path.join(checkout('ws-turbo'), 'apps', 'mastra'))
+    // The root's packageManager names npm 11.19.1: fetched like any other.
+    expect(result.logs).toContain('[runner] Package manager npm@11.19.1: fetched npm@11.19.1 from the npm registry into ')
+    expect(result.logs).toMatch(/running npm 11\.19\.1 from \S+\/\.cache\/pm\/npm@11\.19\.1\/bin\/npm \(the version package\.json names\)/)
     expect(result.logs).toContain('[runner] The workspace uses turbo: it builds @ws/app and what it depends on')
     expect(result.logs).toContain('[runner] Running build script... (npm exec --no -- turbo run build --filter=@ws/app... in .)')
     expect(result.logs).toContain('lib: wrote dist/index.js')
