@@ -246,37 +246,7 @@ impl Run<'_> {
         }
         .map_err(|e| Stop::Failed(e.to_string()))?;
         let dependencies: Vec<Member> = match &workspace {
-            Some(workspace) => {
-                self.root = workspace.root.clone();
-                let app = workspace.member(&workdir).cloned();
-                let deps: Vec<Member> = app
-                    .as_ref()
-                    .map(|app| {
-                        workspace
-                            .dependencies_of(app)
-                            .into_iter()
-                            .cloned()
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let relative = workdir.strip_prefix(&workspace.root).unwrap_or(&workdir);
-                let needed = if deps.is_empty() {
-                    "no other workspace package".to_owned()
-                } else {
-                    deps.iter()
-                        .map(|m| m.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                self.say(format!(
-                    "Workspace: the project is the package {} of the workspace at {} ({}); \
-                     installing at its root; it depends on {needed}",
-                    relative.display(),
-                    workspace.root.display(),
-                    workspace.marker
-                ));
-                deps
-            }
+            Some(workspace) => self.enter_workspace(workspace, &workdir),
             None => Vec::new(),
         };
         self.package_manager = Some(detection.package_manager);
@@ -345,14 +315,25 @@ impl Run<'_> {
             build_env.extend(caches);
             build_env.insert("NODE_ENV".to_owned(), "production".to_owned());
             let root = self.root.clone();
+            if mastra && !mastra_installed(&workdir, &root, pm) {
+                return Err(Stop::Failed(format!(
+                    "package.json has no build script, and mastra (a dependency) is not \
+                     installed in {}: add \"build\": \"mastra build\" to its scripts",
+                    workdir.display()
+                )));
+            }
             let turbo = workspace.is_some()
                 && root.join("turbo.json").is_file()
                 && root.join("node_modules/.bin/turbo").exists();
             let app_built = if turbo {
-                let name = manifest
-                    .get("name")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or_default();
+                // turbo selects a package by name, or by its folder (`./apps/mastra`).
+                let name = match manifest.get("name").and_then(serde_json::Value::as_str) {
+                    Some(name) if !name.is_empty() => name.to_owned(),
+                    _ => format!(
+                        "./{}",
+                        workdir.strip_prefix(&root).unwrap_or(&workdir).display()
+                    ),
+                };
                 self.say(format!(
                     "The workspace uses turbo: it builds {name} and what it depends on"
                 ));
@@ -391,13 +372,6 @@ impl Run<'_> {
                 }
             } else if mastra {
                 let args = mastra_build_args(pm);
-                if !mastra_installed(&workdir, &root, pm) {
-                    return Err(Stop::Failed(format!(
-                        "package.json has no build script, and mastra (a dependency) is not \
-                         installed in {}: add \"build\": \"mastra build\" to its scripts",
-                        workdir.display()
-                    )));
-                }
                 self.say(format!(
                     "No build script in package.json; the project depends on mastra, so its own \
                      mastra build runs ({} {})",
@@ -440,6 +414,40 @@ impl Run<'_> {
         let copy = build_dir.join(first);
         let root = workspace::find_root(workdir, Some(&copy)).filter(|root| root != workdir)?;
         workspace::load(&root).filter(|workspace| workspace.member(workdir).is_some())
+    }
+
+    /// Makes the workspace's root the place of the install, says so, and returns the workspace
+    /// packages the app (`workdir`) depends on, in build order.
+    fn enter_workspace(&mut self, workspace: &Workspace, workdir: &Path) -> Vec<Member> {
+        self.root = workspace.root.clone();
+        let dependencies: Vec<Member> = workspace
+            .member(workdir)
+            .map(|app| {
+                workspace
+                    .dependencies_of(app)
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let relative = workdir.strip_prefix(&workspace.root).unwrap_or(workdir);
+        let needed = if dependencies.is_empty() {
+            "no other workspace package".to_owned()
+        } else {
+            dependencies
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        self.say(format!(
+            "Workspace: the project is the package {} of the workspace at {} ({}); installing \
+             at its root; it depends on {needed}",
+            relative.display(),
+            workspace.root.display(),
+            workspace.marker
+        ));
+        dependencies
     }
 
     /// The package manager at the version the project names, when it names one: the `bin`
