@@ -850,7 +850,7 @@ impl Run<'_> {
         if let Some(excerpt) = error_excerpt(&output) {
             message.push('\n');
             message.push_str(&excerpt);
-            let files = project_paths(&excerpt, &self.root);
+            let files = project_paths(&excerpt, &self.root, &self.request.workdir);
             if !files.is_empty() {
                 message.push_str("\nIn the project: ");
                 message.push_str(&files.join(", "));
@@ -1050,10 +1050,18 @@ fn error_excerpt(output: &[LogEntry]) -> Option<String> {
     (!excerpt.is_empty()).then_some(excerpt)
 }
 
-/// The paths inside `workdir` (the build copy) that `text` names, relative to it
-/// (`src/mastra/index.ts` for `<buildDir>/<id>/src/mastra/index.ts:3:5`), each once.
-fn project_paths(text: &str, workdir: &Path) -> Vec<String> {
-    let prefix = format!("{}/", workdir.to_string_lossy().trim_end_matches('/'));
+/// The paths inside `root` (the build copy) that `text` names, each once, relative to the
+/// project `workdir` when inside it (`src/mastra/index.ts` for
+/// `<buildDir>/<id>/src/mastra/index.ts:3:5`), else to `root` (a workspace's
+/// `packages/lib/src/index.ts`).
+fn project_paths(text: &str, root: &Path, workdir: &Path) -> Vec<String> {
+    let app = workdir
+        .strip_prefix(root)
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("{p}/"));
+    let prefix = format!("{}/", root.to_string_lossy().trim_end_matches('/'));
     let mut found: Vec<String> = Vec::new();
     for (at, _) in text.match_indices(&prefix) {
         let rest = &text[at + prefix.len()..];
@@ -1061,6 +1069,10 @@ fn project_paths(text: &str, workdir: &Path) -> Vec<String> {
             .find(|c: char| c.is_whitespace() || "'\"`()[]<>,;:".contains(c))
             .unwrap_or(rest.len());
         let relative = rest[..end].trim_end_matches('.');
+        let relative = app
+            .as_deref()
+            .and_then(|app| relative.strip_prefix(app))
+            .unwrap_or(relative);
         if !relative.is_empty() && !found.iter().any(|f| f == relative) {
             found.push(relative.to_owned());
         }
@@ -1232,10 +1244,17 @@ mod tests {
         let text = "/b/id1/src/mastra/index.ts:3:5: ERROR: Expected expression\n\
                     at (/b/id1/src/mastra/index.ts:3:5) and '/b/id1/lib/a.js'.\n/b/id10/x.ts";
         assert_eq!(
-            project_paths(text, Path::new("/b/id1")),
+            project_paths(text, Path::new("/b/id1"), Path::new("/b/id1")),
             ["src/mastra/index.ts", "lib/a.js"]
         );
-        assert!(project_paths("nothing here", Path::new("/b/id1")).is_empty());
+        let root = Path::new("/b/id1");
+        assert!(project_paths("nothing here", root, root).is_empty());
+        // In a workspace: the app's files relative to the app, the others to the root.
+        let text = "/b/id1/apps/mastra/src/index.ts:1:1 and /b/id1/packages/lib/x.ts";
+        assert_eq!(
+            project_paths(text, root, &root.join("apps/mastra")),
+            ["src/index.ts", "packages/lib/x.ts"]
+        );
     }
 
     #[test]
