@@ -713,6 +713,11 @@ export declare class LocalProjectSource {
    * there are any) and then one `warning: …` line per symlink or special file that was not
    * copied, before the Promise resolves. Rejects when `source.path` is outside the base
    * paths (`Access denied to …`) or the copy fails (the message names the path).
+   *
+   * A package of a workspace (a `pnpm-workspace.yaml` or package.json `workspaces` at or
+   * above it, inside its base path) brings the whole workspace; the Promise then resolves
+   * the package's folder inside `targetDir`. A workspace root that is not an app stands for
+   * its one Mastra app (rejected, with their list, when it has several).
    */
   getProjectPath(source: ProjectSource, targetDir?: string, onLog?: (line: string) => void): Promise<string>
   /**

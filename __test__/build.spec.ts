@@ -282,7 +282,10 @@ describe('ProjectBuilder.build(project, build, sourceDir, options?, onLog?)', ()
 
     const empty = ready('no-output', {}, false)
     const missing = await b.build(projectEntity, { id: 'no-output' } as never, empty, { skipInstall: true })
-    expect(missing.errorMessage).toBe(`Build output not found: ${path.join(empty, '.mastra/output/index.mjs')}`)
+    expect(missing.errorMessage).toBe(
+      `Build output not found: ${path.join(empty, '.mastra/output/index.mjs')}\n` +
+        'package.json has no build script (scripts.build) and does not depend on mastra: Mastra projects use "build": "mastra build"',
+    )
   })
 
   it('rejects a missing build object, id or source directory by name', async () => {
@@ -346,6 +349,69 @@ describe('ProjectBuilder with plain scripts', () => {
     } finally {
       delete process.env.BUILD_SPEC_ADMIN_SECRET
     }
+  })
+
+  it('passes npm only its own cache variable, so npm does not warn about store-dir', async () => {
+    const buildDir = tempDir('store-dir-builds')
+    const b = builder({ buildDir })
+    const workdir = scripted('store-dir', 'node -e "require(\'fs\').writeFileSync(\'env.json\', JSON.stringify(process.env))"')
+    const { result } = await build(b, 'store-dir', workdir)
+    expect(result.logs).toContain('[runner] Installing dependencies... (npm ci --audit=false --fund=false)')
+    expect(result.logs).not.toContain('Unknown env config')
+    const env = JSON.parse(fs.readFileSync(path.join(workdir, 'env.json'), 'utf8'))
+    expect(env.npm_config_cache).toBe(path.join(buildDir, '.cache', 'npm'))
+    expect(env.npm_config_store_dir).toBeUndefined()
+    expect(env.pnpm_config_store_dir).toBeUndefined()
+    expect(env.YARN_CACHE_FOLDER).toBeUndefined()
+  })
+
+  it('says that package.json has no build script and what Mastra projects use', async () => {
+    const b = builder()
+    const dir = project('no-script', { name: 'no-script', version: '1.0.0', scripts: { dev: 'mastra dev' } })
+    const { result } = await build(b, 'no-script', dir, { skipInstall: true })
+    expect(result.status).toBe('failed')
+    expect(result.errorMessage).toBe(
+      `Build output not found: ${path.join(dir, '.mastra/output/index.mjs')}\n` +
+        'package.json has no build script (scripts.build) and does not depend on mastra: Mastra projects use "build": "mastra build"',
+    )
+  })
+
+  it('keeps the indentation of a code frame and names paths relative to the project', async () => {
+    const b = builder()
+    const dir = scripted('frame', 'node fail.mjs')
+    fs.writeFileSync(
+      path.join(dir, 'fail.mjs'),
+      [
+        "console.error('Error: Transform failed with 1 error:')",
+        'console.error(process.cwd() + \'/src/mastra/index.ts:3:13: ERROR: Unexpected ";"\')',
+        "console.error('    3 |   const x = ;')",
+        "console.error('      |             ^')",
+        'process.exit(1)',
+      ].join('\n'),
+    )
+    const { result } = await build(b, 'frame', dir, { skipInstall: true })
+    expect(result.status).toBe('failed')
+    expect(result.errorMessage).toBe(
+      [
+        'Build failed with exit code 1 (npm run build)',
+        'Error: Transform failed with 1 error:',
+        `${dir}/src/mastra/index.ts:3:13: ERROR: Unexpected ";"`,
+        '    3 |   const x = ;',
+        '      |             ^',
+        'In the project: src/mastra/index.ts',
+      ].join('\n'),
+    )
+  })
+
+  it('says in the log that a .env file is not loaded', async () => {
+    const b = builder()
+    const dir = scripted('dotenv', 'node -e "process.exit(process.env.FROM_DOTENV ? 5 : 0)"')
+    fs.writeFileSync(path.join(dir, '.env'), 'FROM_DOTENV=1\n')
+    const { result } = await build(b, 'dotenv', dir, { skipInstall: true })
+    expect(result.errorMessage).toMatch(/^Build output not found: /)
+    expect(result.logs).toContain(
+      "[runner] Note: .env is present but not loaded (as in MastraAdmin's own builds): the build and the server get only the host's allowed variables, globalEnvVars and envVars",
+    )
   })
 
   it('queues builds beyond maxConcurrentBuilds and says so', async () => {

@@ -327,7 +327,35 @@ describe('discovery depth, include and exclude', () => {
       entryPoint: 'index.js',
       isTypeScript: true,
       mastraDependencies: ['@mastra/core', 'mastra'],
+      workspace: null,
     })
+  })
+
+  it('finds the apps of a workspace at any depth, with their workspace, and copies the workspace for them', async () => {
+    const { dir, base } = tempBase()
+    const root = path.join(base, 'repos', 'mono')
+    write(path.join(root, 'package.json'), JSON.stringify({ name: 'mono', private: true }))
+    write(path.join(root, 'pnpm-workspace.yaml'), "packages:\n  - 'apps/*'\n  - 'packages/*'\n")
+    write(path.join(root, 'pnpm-lock.yaml'), "lockfileVersion: '9.0'\n")
+    write(path.join(root, 'apps', 'agent', 'package.json'), JSON.stringify({ name: 'agent', dependencies: { '@mastra/core': '1', lib: 'workspace:*' } }))
+    write(path.join(root, 'packages', 'lib', 'package.json'), JSON.stringify({ name: 'lib' }))
+    const source = new LocalProjectSource({ basePaths: [base] })
+    const projects = await source.listProjects('t')
+    expect(projects.map((p) => p.name)).toEqual(['agent'])
+    const [agent] = projects
+    expect(agent.path).toBe(path.join(root, 'apps', 'agent'))
+    expect(agent.metadata.packageManager).toBe('pnpm')
+    expect(agent.metadata.workspace).toEqual({ root, path: 'apps/agent', marker: 'pnpm-workspace.yaml' })
+
+    const target = path.join(dir, 'copy')
+    const lines: string[] = []
+    const workdir = await source.getProjectPath(agent, target, (line) => lines.push(line))
+    expect(workdir).toBe(path.join(target, 'apps', 'agent'))
+    expect(fs.existsSync(path.join(target, 'packages', 'lib', 'package.json'))).toBe(true)
+    expect(lines[0]).toBe(`${path.join(root, 'apps', 'agent')} is the package apps/agent of the workspace at ${root}: copying the whole workspace`)
+    // Pointed at the root, it builds the one app.
+    const rootSource = { ...local(root) }
+    expect(await source.getProjectPath(rootSource, target)).toBe(path.join(target, 'apps', 'agent'))
   })
 
   it('names wrong options', () => {

@@ -379,3 +379,72 @@ fn special_files_are_reported_not_read() {
     assert_eq!(report.skipped_special.len(), 1);
     assert_eq!(report.skipped_special[0].path, PathBuf::from("pipe"));
 }
+
+#[test]
+fn a_workspace_package_brings_its_workspace_and_a_root_stands_for_its_one_app() {
+    let fx = Fixture::new("workspace");
+    // base/app is the workspace root; apps/agent its Mastra app, packages/lib a library.
+    fx.write(
+        "package.json",
+        r#"{"name":"mono","workspaces":["apps/*","packages/*"]}"#,
+    );
+    fx.write("package-lock.json", "{}");
+    fx.write(
+        "apps/agent/package.json",
+        r#"{"name":"agent","dependencies":{"@mastra/core":"1","lib":"*"}}"#,
+    );
+    fx.write("packages/lib/package.json", r#"{"name":"lib"}"#);
+    fx.write("packages/lib/node_modules/x/index.js", "");
+    let source = fx.source();
+
+    let copy = source
+        .copy_for_build(&fx.app.join("apps/agent"), &fx.target)
+        .unwrap();
+    assert_eq!(copy.workdir, fx.target.join("apps/agent"));
+    assert!(fx.target.join("packages/lib/package.json").is_file());
+    assert!(fx.target.join("package-lock.json").is_file());
+    assert!(!fx.target.join("packages/lib/node_modules").exists());
+    assert_eq!(
+        copy.log_lines()[0],
+        format!(
+            "{} is the package apps/agent of the workspace at {}: copying the whole workspace",
+            fx.app.join("apps/agent").display(),
+            fx.app.display()
+        )
+    );
+
+    let copy = source.copy_for_build(&fx.app, &fx.target).unwrap();
+    assert_eq!(copy.workdir, fx.target.join("apps/agent"));
+    assert_eq!(
+        copy.notes,
+        [format!(
+            "{} is a workspace whose one Mastra app is apps/agent: building it",
+            fx.app.display()
+        )]
+    );
+
+    fx.write("apps/web/src/mastra/index.ts", "export {}");
+    fx.write("apps/web/package.json", r#"{"name":"web"}"#);
+    let message = source
+        .copy_for_build(&fx.app, &fx.target)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        format!(
+            "Invalid project.sourceConfig.path: {} is a workspace with 2 Mastra apps (apps/agent, \
+             apps/web): point sourceConfig.path at one of them",
+            fx.app.display()
+        )
+    );
+
+    // The root must lie inside the base path: a project at the base's top is copied alone.
+    let inner = LocalSource::new(&[fx.app.join("apps")], &[], Path::new("/")).unwrap();
+    let copy = inner
+        .copy_for_build(&fx.app.join("apps/agent"), &fx.target)
+        .unwrap();
+    assert_eq!(copy.workdir, fx.target);
+    assert!(copy.notes.is_empty());
+    assert!(fx.target.join("package.json").is_file());
+    fs::remove_dir_all(&fx.dir).unwrap();
+}

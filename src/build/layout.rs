@@ -8,6 +8,7 @@
 //!   .cache/yarn/         YARN_CACHE_FOLDER (yarn 1 and berry)
 //!   .cache/yarn-berry/   YARN_GLOBAL_FOLDER (berry's global cache)
 //!   .cache/bun/          BUN_INSTALL_CACHE_DIR
+//!   .cache/pm/           package managers at the versions projects name (`pnpm@9.15.0/`)
 //!   .runner/             the process journal (see `process::journal`)
 //! ```
 //!
@@ -18,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::package_manager::PackageManager;
 use crate::error::{Error, Result};
 use crate::validate;
 
@@ -106,19 +108,40 @@ impl Caches {
         &self.root
     }
 
-    /// The variables that point each package manager at its cache. pnpm up to 10 reads
-    /// `npm_config_store_dir`, pnpm 11+ `pnpm_config_store_dir`; both are set. Berry keeps its
-    /// global cache under `YARN_GLOBAL_FOLDER`; yarn 1 ignores that variable for installs.
-    pub fn env(&self) -> BTreeMap<String, String> {
+    /// The variables that point `pm` at its cache, and only those it reads (another package
+    /// manager would warn about a variable it does not know, as npm does about
+    /// `npm_config_store_dir`). pnpm up to 10 reads `npm_config_store_dir`, pnpm 11+
+    /// `pnpm_config_store_dir`: `version` (what the binary reported) picks one; both when it is
+    /// unknown. Berry keeps its global cache under `YARN_GLOBAL_FOLDER` and a project cache
+    /// under `YARN_CACHE_FOLDER`; yarn 1 reads only the latter.
+    pub fn env(&self, pm: PackageManager, version: Option<&str>) -> BTreeMap<String, String> {
         let dir = |name: &str| self.root.join(name).to_string_lossy().into_owned();
-        BTreeMap::from([
-            ("npm_config_cache".to_owned(), dir("npm")),
-            ("npm_config_store_dir".to_owned(), dir("pnpm-store")),
-            ("pnpm_config_store_dir".to_owned(), dir("pnpm-store")),
-            ("YARN_CACHE_FOLDER".to_owned(), dir("yarn")),
-            ("YARN_GLOBAL_FOLDER".to_owned(), dir("yarn-berry")),
-            ("BUN_INSTALL_CACHE_DIR".to_owned(), dir("bun")),
-        ])
+        let keys: &[(&str, &str)] = match pm {
+            PackageManager::Npm => &[("npm_config_cache", "npm")],
+            PackageManager::Pnpm => match version.and_then(super::package_manager::major_version) {
+                Some(major) if major >= 11 => &[("pnpm_config_store_dir", "pnpm-store")],
+                Some(_) => &[("npm_config_store_dir", "pnpm-store")],
+                None => &[
+                    ("npm_config_store_dir", "pnpm-store"),
+                    ("pnpm_config_store_dir", "pnpm-store"),
+                ],
+            },
+            PackageManager::Yarn => &[("YARN_CACHE_FOLDER", "yarn")],
+            PackageManager::YarnBerry => &[
+                ("YARN_CACHE_FOLDER", "yarn"),
+                ("YARN_GLOBAL_FOLDER", "yarn-berry"),
+            ],
+            PackageManager::Bun => &[("BUN_INSTALL_CACHE_DIR", "bun")],
+        };
+        keys.iter()
+            .map(|(key, name)| ((*key).to_owned(), dir(name)))
+            .collect()
+    }
+
+    /// Where package managers fetched at the version a project names are kept
+    /// (`<root>/pm/<name>@<version>/`).
+    pub fn package_managers(&self) -> PathBuf {
+        self.root.join("pm")
     }
 }
 
@@ -224,14 +247,36 @@ mod tests {
     }
 
     #[test]
-    fn every_cache_lives_under_the_root() {
+    fn each_package_manager_gets_only_its_own_cache_variables() {
+        use PackageManager::*;
         let caches = Caches::for_build_dir(Path::new("/b"));
         assert_eq!(caches.root(), Path::new("/b/.cache"));
-        let env = caches.env();
-        assert_eq!(env["npm_config_cache"], "/b/.cache/npm");
-        assert_eq!(env["pnpm_config_store_dir"], "/b/.cache/pnpm-store");
-        assert_eq!(env["YARN_CACHE_FOLDER"], "/b/.cache/yarn");
-        assert_eq!(env["BUN_INSTALL_CACHE_DIR"], "/b/.cache/bun");
-        assert!(env.values().all(|v| v.starts_with("/b/.cache/")));
+        let keys = |pm, version| -> Vec<String> {
+            let env = caches.env(pm, version);
+            assert!(env.values().all(|v| v.starts_with("/b/.cache/")));
+            env.into_keys().collect()
+        };
+        assert_eq!(keys(Npm, Some("11.1.0")), ["npm_config_cache"]);
+        assert_eq!(caches.env(Npm, None)["npm_config_cache"], "/b/.cache/npm");
+        assert_eq!(keys(Pnpm, Some("9.15.0")), ["npm_config_store_dir"]);
+        assert_eq!(keys(Pnpm, Some("12.0.0")), ["pnpm_config_store_dir"]);
+        assert_eq!(
+            keys(Pnpm, None),
+            ["npm_config_store_dir", "pnpm_config_store_dir"]
+        );
+        assert_eq!(
+            caches.env(Pnpm, None)["pnpm_config_store_dir"],
+            "/b/.cache/pnpm-store"
+        );
+        assert_eq!(keys(Yarn, None), ["YARN_CACHE_FOLDER"]);
+        assert_eq!(
+            keys(YarnBerry, None),
+            ["YARN_CACHE_FOLDER", "YARN_GLOBAL_FOLDER"]
+        );
+        assert_eq!(
+            caches.env(Bun, None)["BUN_INSTALL_CACHE_DIR"],
+            "/b/.cache/bun"
+        );
+        assert_eq!(caches.package_managers(), Path::new("/b/.cache/pm"));
     }
 }

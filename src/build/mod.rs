@@ -5,6 +5,7 @@
 //! - [`layout`]: id rules, the per-build directories under `buildDir` and the shared caches;
 //! - [`queue`]: the FIFO queue that caps how many builds run at once;
 //! - [`builder`]: [`ProjectBuilder`], which queues, runs and cancels builds;
+//! - [`provision`]: the package manager at the version the project names, fetched once;
 //! - `pipeline`: the steps of one build (detect, install, build script, verify).
 //!
 //! A build's failure (install, build script, missing output, timeout) is an outcome, not an
@@ -15,6 +16,7 @@ pub mod builder;
 pub mod layout;
 pub mod package_manager;
 mod pipeline;
+pub mod provision;
 pub mod queue;
 
 pub use builder::{
@@ -24,6 +26,6 @@ pub use builder::{
 pub use layout::{Caches, clean_build_dir, remove_build_dir};
 pub use package_manager::{
     Detection, DetectionSource, PackageManager, build_args, detect, has_build_script, install_args,
-    quiet_install_args,
+    mastra_build_args, quiet_install_args,
 };
 pub use pipeline::{OUTPUT_ENTRY, RUNNER_PREFIX, output_entry};

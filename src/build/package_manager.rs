@@ -130,6 +130,39 @@ pub fn build_args(_pm: PackageManager) -> Vec<String> {
     vec!["run".to_owned(), "build".to_owned()]
 }
 
+/// The arguments that run the project's own `mastra build` (the installed binary, never a
+/// download): `npm exec --no -- mastra build`, `pnpm exec mastra build`, `yarn run mastra
+/// build` (yarn 1 has no `exec`), `bun run mastra build`.
+pub fn mastra_build_args(pm: PackageManager) -> Vec<String> {
+    exec_args(pm, "mastra", &["build"])
+}
+
+/// The arguments that run the installed binary `bin` of the project (never a download) with
+/// `args`: `npm exec --no -- <bin>`, `pnpm exec <bin>`, `yarn run <bin>`, `bun run <bin>`.
+pub fn exec_args(pm: PackageManager, bin: &str, args: &[&str]) -> Vec<String> {
+    let head: &[&str] = match pm {
+        PackageManager::Npm => &["exec", "--no", "--"],
+        PackageManager::Pnpm => &["exec"],
+        PackageManager::Yarn | PackageManager::YarnBerry | PackageManager::Bun => &["run"],
+    };
+    head.iter()
+        .copied()
+        .chain(std::iter::once(bin))
+        .chain(args.iter().copied())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether a parsed package.json lists `name` in `dependencies` or `devDependencies`.
+pub fn depends_on(manifest: &Value, name: &str) -> bool {
+    ["dependencies", "devDependencies"].iter().any(|field| {
+        manifest
+            .get(field)
+            .and_then(|deps| deps.get(name))
+            .is_some()
+    })
+}
+
 /// How the package manager was chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DetectionSource {
@@ -148,6 +181,8 @@ pub struct Detection {
     pub package_manager: PackageManager,
     /// The version the `packageManager` field asks for (without its hash), if any.
     pub requested_version: Option<String>,
+    /// The hash corepack's form appends to it (`sha512.<hex>` of the package's tarball), if any.
+    pub requested_hash: Option<String>,
     /// How it was chosen.
     pub source: DetectionSource,
     /// Every lockfile present, in detection order.
@@ -253,9 +288,11 @@ pub fn detect_with(dir: &Path, manifest: Option<&Value>) -> Result<Detection> {
     };
     let yarnrc = dir.join(".yarnrc.yml").is_file();
 
+    let mut requested_hash = None;
     let (package_manager, requested_version, source) = match field {
         Some(field) => {
-            let (name, version) = parse_package_manager_field(&field);
+            let (name, version, hash) = parse_package_manager_field(&field);
+            requested_hash = hash;
             let context = format!(
                 "packageManager field of {}",
                 dir.join("package.json").display()
@@ -285,6 +322,7 @@ pub fn detect_with(dir: &Path, manifest: Option<&Value>) -> Result<Detection> {
     let mut detection = Detection {
         package_manager,
         requested_version,
+        requested_hash,
         source,
         lockfiles: lockfiles.iter().map(|(file, _)| *file).collect(),
         warnings: Vec::new(),
@@ -307,20 +345,28 @@ pub fn detect_with(dir: &Path, manifest: Option<&Value>) -> Result<Detection> {
     Ok(detection)
 }
 
-/// Splits corepack's `name@version+hash` into the name and the version (hash dropped).
-fn parse_package_manager_field(field: &str) -> (&str, Option<String>) {
+/// Splits corepack's `name@version+hash` into the name, the version and the hash.
+fn parse_package_manager_field(field: &str) -> (&str, Option<String>, Option<String>) {
     let field = field.trim();
     match field.split_once('@') {
         Some((name, rest)) => {
-            let version = rest.split('+').next().unwrap_or(rest).trim();
-            (name, (!version.is_empty()).then(|| version.to_owned()))
+            let (version, hash) = match rest.split_once('+') {
+                Some((version, hash)) => (version.trim(), Some(hash.trim())),
+                None => (rest.trim(), None),
+            };
+            let hash = hash.filter(|h| !h.is_empty()).map(str::to_owned);
+            (
+                name,
+                (!version.is_empty()).then(|| version.to_owned()),
+                hash,
+            )
         }
-        None => (field, None),
+        None => (field, None, None),
     }
 }
 
 /// The leading number of a version (`4` of `4.1.0`, `1` of `^1.22`).
-fn major_version(version: &str) -> Option<u64> {
+pub fn major_version(version: &str) -> Option<u64> {
     let digits: String = version
         .trim_start_matches(|c: char| !c.is_ascii_digit())
         .chars()
@@ -391,6 +437,7 @@ mod tests {
         let found = detect(&dir).unwrap();
         assert_eq!(found.package_manager, PackageManager::Pnpm);
         assert_eq!(found.requested_version.as_deref(), Some("9.1.0"));
+        assert_eq!(found.requested_hash.as_deref(), Some("sha512.abcdef0123"));
         assert!(
             found
                 .describe()
@@ -586,6 +633,26 @@ mod tests {
         let none = project("none", &[("package.json", r#"{"scripts":{"dev":"x"}}"#)]);
         assert!(!has_build_script(&none).unwrap());
         assert!(!has_build_script(&project("nofile", &[])).unwrap());
+    }
+
+    #[test]
+    fn mastra_build_runs_the_installed_binary() {
+        use PackageManager::*;
+        assert_eq!(
+            mastra_build_args(Npm).join(" "),
+            "exec --no -- mastra build"
+        );
+        assert_eq!(mastra_build_args(Pnpm).join(" "), "exec mastra build");
+        assert_eq!(mastra_build_args(Yarn).join(" "), "run mastra build");
+        assert_eq!(mastra_build_args(YarnBerry).join(" "), "run mastra build");
+        assert_eq!(mastra_build_args(Bun).join(" "), "run mastra build");
+        let manifest: Value = serde_json::from_str(
+            r#"{"dependencies":{"@mastra/core":"1"},"devDependencies":{"mastra":"1"}}"#,
+        )
+        .unwrap();
+        assert!(depends_on(&manifest, "mastra"));
+        assert!(!depends_on(&manifest, "turbo"));
+        assert!(!depends_on(&Value::Null, "mastra"));
     }
 
     #[test]

@@ -22,11 +22,14 @@ use tokio::time::Instant;
 use super::builder::{BuildOutcome, BuildRequest, BuildStatus};
 use super::layout::Caches;
 use super::package_manager::{
-    self, Detection, PackageManager, build_args, build_script_in, find_in_path, install_args,
+    self, Detection, PackageManager, build_args, build_script_in, exec_args, find_in_path,
+    install_args, mastra_build_args,
 };
+use super::provision::{self, Plan, Wanted};
 use super::queue::{Admission, Slot};
 use crate::logs::{LogEntry, LogLimits, LogStore, Stream, join_text};
 use crate::process::{self, ExitInfo, Journal, SpawnSpec};
+use crate::source::workspace::{self, Member, Workspace};
 
 /// Where a Mastra build leaves the server's entry point, relative to the working directory.
 pub const OUTPUT_ENTRY: &str = ".mastra/output/index.mjs";
@@ -121,6 +124,7 @@ pub(crate) async fn run(
         start: Instant::now(),
         deadline: Instant::now() + timeout,
         package_manager: None,
+        root: request.workdir.clone(),
     };
     let result = run.steps(timeout).await;
     let elapsed = secs(run.start.elapsed());
@@ -202,6 +206,9 @@ struct Run<'a> {
     start: Instant,
     deadline: Instant,
     package_manager: Option<PackageManager>,
+    /// Where the install runs: the workspace root when the project is a workspace package,
+    /// else the working directory.
+    root: PathBuf,
 }
 
 impl Run<'_> {
@@ -228,26 +235,46 @@ impl Run<'_> {
         let manifest = package_manager::read_package_json(&workdir)
             .map_err(|e| Stop::Failed(e.to_string()))?
             .ok_or_else(|| Stop::Failed(format!("No package.json in {}", workdir.display())))?;
-        let detection = package_manager::detect_with(&workdir, Some(&manifest))
-            .map_err(|e| Stop::Failed(e.to_string()))?;
+        let workspace = self.workspace(&workdir);
+        let detection = match &workspace {
+            Some(workspace) => {
+                let root_manifest = package_manager::read_package_json(&workspace.root)
+                    .map_err(|e| Stop::Failed(e.to_string()))?;
+                package_manager::detect_with(&workspace.root, root_manifest.as_ref())
+            }
+            None => package_manager::detect_with(&workdir, Some(&manifest)),
+        }
+        .map_err(|e| Stop::Failed(e.to_string()))?;
+        let dependencies: Vec<Member> = match &workspace {
+            Some(workspace) => self.enter_workspace(workspace, &workdir),
+            None => Vec::new(),
+        };
         self.package_manager = Some(detection.package_manager);
         for warning in &detection.warnings {
             self.say(format!("Warning: {warning}"));
         }
         let has_build_script = build_script_in(&manifest);
+        let mastra = !has_build_script && package_manager::depends_on(&manifest, "mastra");
+        if workdir.join(".env").is_file() {
+            self.say(
+                "Note: .env is present but not loaded (as in MastraAdmin's own builds): the build \
+                 and the server get only the host's allowed variables, globalEnvVars and envVars"
+                    .to_owned(),
+            );
+        }
 
         let base = process::env::compose([&self.settings.global_env_vars, &self.request.env_vars]);
-        let mut install_env = base.clone();
-        install_env.extend(self.settings.caches.env());
-        install_env.remove("NODE_ENV");
-        install_env.insert("CI".to_owned(), "true".to_owned());
-        let mut build_env = base;
-        build_env.extend(self.settings.caches.env());
-        build_env.insert("NODE_ENV".to_owned(), "production".to_owned());
-
-        let needs_tool = !self.request.skip_install || has_build_script;
+        let needs_tool = !self.request.skip_install || has_build_script || mastra;
         let tool = if needs_tool {
-            Some(self.resolve_tool(&detection, &install_env).await?)
+            let fetched = self.provide(&detection, &base).await?;
+            let mut env = base.clone();
+            if let Some(bin) = &fetched {
+                prepend_path(&mut env, bin);
+            }
+            let (program, version) = self
+                .resolve_tool(&detection, &env, fetched.is_some())
+                .await?;
+            Some((program, version, env))
         } else {
             self.say(format!(
                 "Detected package manager: {}",
@@ -261,45 +288,446 @@ impl Run<'_> {
         ));
         let pm = self.package_manager.unwrap_or(detection.package_manager);
 
-        if self.request.skip_install {
-            self.say("Install skipped (skipInstall)".to_owned());
-        } else if let Some(program) = &tool {
-            let frozen = detection.lockfile().is_some();
-            self.step(&INSTALL, program, pm, install_args(pm, frozen), install_env)
+        if let Some((program, version, env)) = &tool {
+            let caches = self.settings.caches.env(pm, version.as_deref());
+            if self.request.skip_install {
+                self.say("Install skipped (skipInstall)".to_owned());
+            } else {
+                self.git_work_tree(env).await?;
+                let mut install_env = env.clone();
+                install_env.extend(caches.clone());
+                install_env.remove("NODE_ENV");
+                install_env.insert("CI".to_owned(), "true".to_owned());
+                install_env.insert("HUSKY".to_owned(), "0".to_owned());
+                let frozen = detection.lockfile().is_some();
+                let root = self.root.clone();
+                self.step(
+                    &INSTALL,
+                    program,
+                    pm,
+                    install_args(pm, frozen),
+                    install_env,
+                    &root,
+                )
                 .await?;
+            }
+            let mut build_env = env.clone();
+            build_env.extend(caches);
+            build_env.insert("NODE_ENV".to_owned(), "production".to_owned());
+            let root = self.root.clone();
+            if mastra && !mastra_installed(&workdir, &root, pm) {
+                return Err(Stop::Failed(format!(
+                    "package.json has no build script, and mastra (a dependency) is not \
+                     installed in {}: add \"build\": \"mastra build\" to its scripts",
+                    workdir.display()
+                )));
+            }
+            let turbo = workspace.is_some()
+                && root.join("turbo.json").is_file()
+                && root.join("node_modules/.bin/turbo").exists();
+            let app_built = if turbo {
+                // turbo selects a package by name, or by its folder (`./apps/mastra`).
+                let name = match manifest.get("name").and_then(serde_json::Value::as_str) {
+                    Some(name) if !name.is_empty() => name.to_owned(),
+                    _ => format!(
+                        "./{}",
+                        workdir.strip_prefix(&root).unwrap_or(&workdir).display()
+                    ),
+                };
+                self.say(format!(
+                    "The workspace uses turbo: it builds {name} and what it depends on"
+                ));
+                let filter = format!("--filter={name}...");
+                let args = exec_args(pm, "turbo", &["run", "build", &filter]);
+                self.step(&BUILD_SCRIPT, program, pm, args, build_env.clone(), &root)
+                    .await?;
+                true
+            } else {
+                for dependency in &dependencies {
+                    if build_script_in(&dependency.manifest) {
+                        self.step(
+                            &BUILD_SCRIPT,
+                            program,
+                            pm,
+                            build_args(pm),
+                            build_env.clone(),
+                            &dependency.dir,
+                        )
+                        .await?;
+                    }
+                }
+                false
+            };
+            if has_build_script {
+                if !app_built {
+                    self.step(
+                        &BUILD_SCRIPT,
+                        program,
+                        pm,
+                        build_args(pm),
+                        build_env,
+                        &workdir,
+                    )
+                    .await?;
+                }
+            } else if mastra {
+                let args = mastra_build_args(pm);
+                self.say(format!(
+                    "No build script in package.json; the project depends on mastra, so its own \
+                     mastra build runs ({} {})",
+                    pm.command(),
+                    args.join(" ")
+                ));
+                self.step(&BUILD_SCRIPT, program, pm, args, build_env, &workdir)
+                    .await?;
+            }
+        } else {
+            self.say("Install skipped (skipInstall)".to_owned());
         }
-
-        if !has_build_script {
+        if !has_build_script && !mastra {
             self.say(
                 "No build script found, skipping build step (package.json has no scripts.build)"
                     .to_owned(),
             );
-        } else if let Some(program) = &tool {
-            self.step(&BUILD_SCRIPT, program, pm, build_args(pm), build_env)
-                .await?;
         }
 
         let entry = output_entry(&workdir);
         if !entry.is_file() {
-            return Err(Stop::Failed(format!(
-                "Build output not found: {}",
-                entry.display()
-            )));
+            let mut message = format!("Build output not found: {}", entry.display());
+            if !has_build_script && !mastra {
+                message.push_str(
+                    "\npackage.json has no build script (scripts.build) and does not depend on \
+                     mastra: Mastra projects use \"build\": \"mastra build\"",
+                );
+            }
+            return Err(Stop::Failed(message));
         }
         self.say(format!("Build output found: {}", entry.display()));
         Ok(())
     }
 
-    /// Finds the package manager on the child's PATH and asks it for its version; the yarn
-    /// flavour follows the version actually found.
+    /// The workspace the working directory is a package of, looked for inside the build copy
+    /// (`<buildDir>/<build.id>`) only: a directory elsewhere is built on its own.
+    fn workspace(&self, workdir: &Path) -> Option<Workspace> {
+        let build_dir = self.settings.caches.root().parent()?;
+        let first = workdir.strip_prefix(build_dir).ok()?.components().next()?;
+        let copy = build_dir.join(first);
+        let root = workspace::find_root(workdir, Some(&copy)).filter(|root| root != workdir)?;
+        workspace::load(&root).filter(|workspace| workspace.member(workdir).is_some())
+    }
+
+    /// Makes the workspace's root the place of the install, says so, and returns the workspace
+    /// packages the app (`workdir`) depends on, in build order.
+    fn enter_workspace(&mut self, workspace: &Workspace, workdir: &Path) -> Vec<Member> {
+        self.root = workspace.root.clone();
+        let dependencies: Vec<Member> = workspace
+            .member(workdir)
+            .map(|app| {
+                workspace
+                    .dependencies_of(app)
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let relative = workdir.strip_prefix(&workspace.root).unwrap_or(workdir);
+        let needed = if dependencies.is_empty() {
+            "no other workspace package".to_owned()
+        } else {
+            dependencies
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        self.say(format!(
+            "Workspace: the project is the package {} of the workspace at {} ({}); installing \
+             at its root; it depends on {needed}",
+            relative.display(),
+            workspace.root.display(),
+            workspace.marker
+        ));
+        dependencies
+    }
+
+    /// The package manager at the version the project names, when it names one: the `bin`
+    /// directory of its cached copy (fetched now if need be). `None`: the one on `PATH` runs
+    /// (the project names no version, or it cannot be had; a warning says why).
+    async fn provide(
+        &mut self,
+        detection: &Detection,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Option<PathBuf>, Stop> {
+        let command = detection.package_manager.command();
+        let wanted = match provision::plan(detection).map_err(Stop::Failed)? {
+            Plan::Absent => return Ok(None),
+            Plan::Unavailable(reason) => {
+                self.say(format!("Warning: {reason}; using {command} from PATH"));
+                return Ok(None);
+            }
+            Plan::Fetch(wanted) => wanted,
+        };
+        let root = self.settings.caches.package_managers();
+        let dir = wanted.dir(&root);
+        let key = wanted.key();
+        if provision::is_complete(&dir) {
+            self.check_hash(&wanted, &dir.join(provision::TARBALL), env)
+                .await?;
+            self.say(format!(
+                "Package manager {key}: using the copy cached in {}",
+                dir.display()
+            ));
+            return Ok(Some(provision::bin_dir(&dir)));
+        }
+        let staging = root.join(format!(".staging-{key}-{}", self.request.build_id));
+        let fetched = self.fetch(&wanted, &staging, &dir, env).await;
+        if staging.exists() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        match fetched {
+            Ok(()) => {
+                let verified = match &wanted.hash {
+                    Some((algorithm, _)) => format!(", its {algorithm} hash checked"),
+                    None => String::new(),
+                };
+                self.say(format!(
+                    "Package manager {key}: fetched {} from the npm registry into {}{verified}",
+                    wanted.spec(),
+                    dir.display()
+                ));
+                Ok(Some(provision::bin_dir(&dir)))
+            }
+            Err(Fetch::Stop(stop)) => Err(stop),
+            Err(Fetch::Unavailable(reason)) => {
+                self.say(format!(
+                    "Warning: cannot fetch {}: {reason}; using {command} from PATH",
+                    wanted.spec()
+                ));
+                Ok(None)
+            }
+        }
+    }
+
+    /// `npm pack`s the package into `staging`, checks its hash, unpacks it, links its bins and
+    /// moves it to `dir`.
+    async fn fetch(
+        &mut self,
+        wanted: &Wanted,
+        staging: &Path,
+        dir: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<(), Fetch> {
+        let path = env.get("PATH").map(String::as_str);
+        let npm = find_in_path("npm", path, &self.request.workdir)
+            .ok_or_else(|| Fetch::Unavailable("npm is not on PATH".to_owned()))?;
+        let tar = find_in_path("tar", path, &self.request.workdir)
+            .ok_or_else(|| Fetch::Unavailable("tar is not on PATH".to_owned()))?;
+        if staging.exists() {
+            let _ = std::fs::remove_dir_all(staging);
+        }
+        std::fs::create_dir_all(staging)
+            .map_err(|e| Fetch::Unavailable(format!("cannot create {}: {e}", staging.display())))?;
+        let mut npm_env = env.clone();
+        npm_env.extend(self.settings.caches.env(PackageManager::Npm, None));
+        npm_env.remove("NODE_ENV");
+        let destination = staging.to_string_lossy().into_owned();
+        let args = [
+            "pack",
+            &wanted.spec(),
+            "--pack-destination",
+            &destination,
+            "--loglevel=error",
+        ];
+        let (exit, output) = self
+            .quiet(
+                &npm,
+                &args,
+                staging,
+                &npm_env,
+                "fetching the package manager",
+            )
+            .await?;
+        if !exit.success() {
+            let why = error_excerpt(&output).unwrap_or_default();
+            let why = why.lines().next().unwrap_or_default();
+            return Err(Fetch::Unavailable(format!(
+                "npm pack {} {}{}",
+                wanted.spec(),
+                how(&exit),
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                }
+            )));
+        }
+        let tarball = std::fs::read_dir(staging)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .find(|p| p.extension().is_some_and(|ext| ext == "tgz"))
+            .ok_or_else(|| Fetch::Unavailable("npm pack wrote no tarball".to_owned()))?;
+        let kept = staging.join(provision::TARBALL);
+        std::fs::rename(&tarball, &kept)
+            .map_err(|e| Fetch::Unavailable(format!("cannot rename {}: {e}", tarball.display())))?;
+        self.check_hash(wanted, &kept, env)
+            .await
+            .map_err(Fetch::Stop)?;
+        let (exit, output) = self
+            .quiet(
+                &tar,
+                &["-xzf", provision::TARBALL, "--no-same-owner"],
+                staging,
+                env,
+                "unpacking the package manager",
+            )
+            .await?;
+        if !exit.success() {
+            return Err(Fetch::Unavailable(format!(
+                "tar {}: {}",
+                how(&exit),
+                error_excerpt(&output).unwrap_or_default()
+            )));
+        }
+        provision::link_bins(staging, wanted.package).map_err(Fetch::Unavailable)?;
+        provision::finish(staging, dir).map_err(Fetch::Unavailable)
+    }
+
+    /// Checks `tarball` against the hash the `packageManager` field carries, if any: a
+    /// mismatch, or no way to compute it, fails the build.
+    async fn check_hash(
+        &mut self,
+        wanted: &Wanted,
+        tarball: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<(), Stop> {
+        let Some((algorithm, expected)) = &wanted.hash else {
+            return Ok(());
+        };
+        let path = env.get("PATH").map(String::as_str);
+        let node = find_in_path("node", path, &self.request.workdir).ok_or_else(|| {
+            Stop::Failed(format!(
+                "Cannot check the {algorithm} hash of {}: node is not on PATH",
+                wanted.spec()
+            ))
+        })?;
+        let file = tarball.to_string_lossy().into_owned();
+        let cwd = tarball.parent().unwrap_or(tarball).to_path_buf();
+        let (exit, output) = self
+            .quiet(
+                &node,
+                &["-e", provision::HASH_SCRIPT, algorithm, &file],
+                &cwd,
+                env,
+                "checking the package manager's hash",
+            )
+            .await?;
+        let digest = output
+            .iter()
+            .find(|e| e.stream == Stream::Stdout)
+            .map(|e| e.line.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        if !exit.success() || digest.is_empty() {
+            return Err(Stop::Failed(format!(
+                "Cannot check the {algorithm} hash of {}: node {}",
+                wanted.spec(),
+                how(&exit)
+            )));
+        }
+        if &digest != expected {
+            return Err(Stop::Failed(format!(
+                "{} does not match the hash in package.json's packageManager field: {algorithm} \
+                 {digest} instead of {expected}",
+                wanted.spec()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs a helper command (not a step of the project) into a scratch log; its exit and lines.
+    async fn quiet(
+        &mut self,
+        program: &Path,
+        args: &[&str],
+        cwd: &Path,
+        env: &BTreeMap<String, String>,
+        step: &str,
+    ) -> Result<(ExitInfo, Vec<LogEntry>), Stop> {
+        let scratch = Arc::new(LogStore::new(LogLimits::with_lines(200)));
+        let spec = SpawnSpec {
+            program: program.to_string_lossy().into_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            cwd: cwd.to_path_buf(),
+            env: env.clone(),
+        };
+        let shown = format!("{} {}", program.display(), args.join(" "));
+        let exit = self
+            .supervise(spec, Arc::clone(&scratch), step, &shown)
+            .await?;
+        Ok((exit, scratch.all()))
+    }
+
+    /// Makes a build copy (a working directory inside `buildDir`) without a `.git` of its own a
+    /// git work tree, with an empty repository, so that lifecycle scripts that ask git (husky,
+    /// lefthook) work; a directory elsewhere is the caller's and is left alone.
+    async fn git_work_tree(&mut self, env: &BTreeMap<String, String>) -> Result<(), Stop> {
+        let workdir = self.root.clone();
+        let inside = self
+            .settings
+            .caches
+            .root()
+            .parent()
+            .is_some_and(|build_dir| workdir.starts_with(build_dir));
+        if !inside || workdir.join(".git").exists() {
+            return Ok(());
+        }
+        let path = env.get("PATH").map(String::as_str);
+        let Some(git) = find_in_path("git", path, &workdir) else {
+            self.say(
+                "git is not on PATH: the build copy is not a git work tree, so lifecycle scripts \
+                 that need one (husky, lefthook) may fail"
+                    .to_owned(),
+            );
+            return Ok(());
+        };
+        let (exit, output) = self
+            .quiet(
+                &git,
+                &["-c", "init.defaultBranch=main", "init", "--quiet"],
+                &workdir,
+                env,
+                "git init",
+            )
+            .await?;
+        if exit.success() {
+            self.say(
+                "Initialised an empty git repository in the build copy (without the source's \
+                 history), for lifecycle scripts that need a git work tree"
+                    .to_owned(),
+            );
+        } else {
+            self.say(format!(
+                "Warning: git init {}: {}",
+                how(&exit),
+                error_excerpt(&output).unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Finds the package manager on the child's PATH (where a fetched copy comes first) and
+    /// asks it for its version; the yarn flavour follows the version actually found.
     async fn resolve_tool(
         &mut self,
         detection: &Detection,
         env: &BTreeMap<String, String>,
-    ) -> Result<PathBuf, Stop> {
+        fetched: bool,
+    ) -> Result<(PathBuf, Option<String>), Stop> {
         let command = detection.package_manager.command();
         let path = env.get("PATH").map(String::as_str);
-        let program = find_in_path(command, path, &self.request.workdir).ok_or_else(|| {
+        let program = find_in_path(command, path, &self.root).ok_or_else(|| {
             Stop::Failed(format!(
                 "Package manager {command} not found on PATH ({})",
                 path.unwrap_or("PATH is not set")
@@ -315,8 +743,13 @@ impl Run<'_> {
             None => format!("{command} (version unknown)"),
         };
         self.package_manager = Some(pm);
+        let origin = if fetched {
+            "the version package.json names"
+        } else {
+            "found on PATH"
+        };
         self.say(format!(
-            "Detected package manager: {}; running {found} from {}",
+            "Detected package manager: {}; running {found} from {} ({origin})",
             detection.describe(),
             program.display()
         ));
@@ -325,10 +758,10 @@ impl Run<'_> {
         {
             self.say(format!(
                 "Warning: package.json asks for {command}@{wanted} but {command} {found} is on \
-                 PATH; using it (corepack is not used)"
+                 PATH; using it"
             ));
         }
-        Ok(program)
+        Ok((program, version))
     }
 
     /// `<program> --version`, first line; `None` (with a warning) when it fails.
@@ -341,7 +774,7 @@ impl Run<'_> {
         let spec = SpawnSpec {
             program: program.to_string_lossy().into_owned(),
             args: vec!["--version".to_owned()],
-            cwd: self.request.workdir.clone(),
+            cwd: self.root.clone(),
             env: env.clone(),
         };
         let shown = format!("{} --version", program.display());
@@ -375,14 +808,28 @@ impl Run<'_> {
         pm: PackageManager,
         args: Vec<String>,
         env: BTreeMap<String, String>,
+        cwd: &Path,
     ) -> Result<(), Stop> {
-        let shown = format!("{} {}", pm.command(), args.join(" "));
+        let mut shown = format!("{} {}", pm.command(), args.join(" "));
+        if cwd != self.request.workdir {
+            let place = cwd
+                .strip_prefix(&self.root)
+                .unwrap_or(cwd)
+                .display()
+                .to_string();
+            let place = if place.is_empty() {
+                ".".to_owned()
+            } else {
+                place
+            };
+            shown.push_str(&format!(" in {place}"));
+        }
         let marker = self.say(format!("{} ({shown})", text.running));
         let step_start = Instant::now();
         let spec = SpawnSpec {
             program: program.to_string_lossy().into_owned(),
             args,
-            cwd: self.request.workdir.clone(),
+            cwd: cwd.to_path_buf(),
             env,
         };
         let log = Arc::clone(&self.log);
@@ -403,6 +850,11 @@ impl Run<'_> {
         if let Some(excerpt) = error_excerpt(&output) {
             message.push('\n');
             message.push_str(&excerpt);
+            let files = project_paths(&excerpt, &self.root, &self.request.workdir);
+            if !files.is_empty() {
+                message.push_str("\nIn the project: ");
+                message.push_str(&files.join(", "));
+            }
         }
         Err(Stop::Failed(message))
     }
@@ -445,6 +897,44 @@ impl Run<'_> {
             None => Ok(exit),
         }
     }
+}
+
+/// Why a package manager could not be fetched.
+enum Fetch {
+    /// The build stops (timeout, cancel, a hash that does not match).
+    Stop(Stop),
+    /// It cannot be had; the one on `PATH` runs instead.
+    Unavailable(String),
+}
+
+impl From<Stop> for Fetch {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Failed(reason) => Fetch::Unavailable(reason),
+            other => Fetch::Stop(other),
+        }
+    }
+}
+
+/// Puts `dir` first on the `PATH` of `env`.
+fn prepend_path(env: &mut BTreeMap<String, String>, dir: &Path) {
+    let dir = dir.to_string_lossy().into_owned();
+    let path = match env.get("PATH") {
+        Some(rest) if !rest.is_empty() => format!("{dir}:{rest}"),
+        _ => dir,
+    };
+    env.insert("PATH".to_owned(), path);
+}
+
+/// Whether the project's `mastra` binary is installed: `node_modules/.bin/mastra` in the
+/// project or a folder above it up to `root` (a workspace hoists it); yarn berry's Plug'n'Play
+/// has no such folder, so it is trusted.
+fn mastra_installed(workdir: &Path, root: &Path, pm: PackageManager) -> bool {
+    let linked = workdir
+        .ancestors()
+        .take_while(|dir| dir.starts_with(root))
+        .any(|dir| dir.join("node_modules/.bin/mastra").exists());
+    linked || (pm == PackageManager::YarnBerry && !workdir.join("node_modules").exists())
 }
 
 /// The words of one step in the log and in its error message; the phrases are the TypeScript
@@ -509,10 +999,14 @@ fn major(version: &str) -> Option<u64> {
 fn error_excerpt(output: &[LogEntry]) -> Option<String> {
     let lines: Vec<(Stream, String)> = output
         .iter()
-        .map(|e| (e.stream, strip_ansi(&e.line).trim().to_owned()))
-        .filter(|(_, line)| !line.is_empty() && !is_bare_prefix(line))
+        // Leading spaces stay: they align a code frame's `^` under its line.
+        .map(|e| (e.stream, strip_ansi(&e.line).trim_end().to_owned()))
+        .filter(|(_, line)| !line.trim().is_empty() && !is_bare_prefix(line.trim()))
         .collect();
-    let chosen: Vec<&str> = match lines.iter().position(|(_, line)| is_error_line(line)) {
+    let chosen: Vec<&str> = match lines
+        .iter()
+        .position(|(_, line)| is_error_line(line.trim_start()))
+    {
         // The error and what follows it on the same stream (the other pipe's lines may land
         // anywhere in between).
         Some(first) => lines[first..]
@@ -554,6 +1048,36 @@ fn error_excerpt(output: &[LogEntry]) -> Option<String> {
         excerpt.push_str(line);
     }
     (!excerpt.is_empty()).then_some(excerpt)
+}
+
+/// The paths inside `root` (the build copy) that `text` names, each once, relative to the
+/// project `workdir` when inside it (`src/mastra/index.ts` for
+/// `<buildDir>/<id>/src/mastra/index.ts:3:5`), else to `root` (a workspace's
+/// `packages/lib/src/index.ts`).
+fn project_paths(text: &str, root: &Path, workdir: &Path) -> Vec<String> {
+    let app = workdir
+        .strip_prefix(root)
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("{p}/"));
+    let prefix = format!("{}/", root.to_string_lossy().trim_end_matches('/'));
+    let mut found: Vec<String> = Vec::new();
+    for (at, _) in text.match_indices(&prefix) {
+        let rest = &text[at + prefix.len()..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || "'\"`()[]<>,;:".contains(c))
+            .unwrap_or(rest.len());
+        let relative = rest[..end].trim_end_matches('.');
+        let relative = app
+            .as_deref()
+            .and_then(|app| relative.strip_prefix(app))
+            .unwrap_or(relative);
+        if !relative.is_empty() && !found.iter().any(|f| f == relative) {
+            found.push(relative.to_owned());
+        }
+    }
+    found
 }
 
 fn is_error_line(line: &str) -> bool {
@@ -693,6 +1217,44 @@ mod tests {
         assert_eq!(secs(Duration::from_millis(61_600)), "62");
         assert_eq!(major("v12.21.0"), Some(12));
         assert_eq!(major("9.1.0"), Some(9));
+    }
+
+    #[test]
+    fn code_frames_keep_their_indentation() {
+        use Stream::*;
+        let output = entries(&[
+            (Stdout, "building"),
+            (Stderr, "Error: Transform failed with 1 error:"),
+            (Stderr, "  3 |   const x = ;"),
+            (Stderr, "    |             ^"),
+        ]);
+        assert_eq!(
+            error_excerpt(&output).unwrap(),
+            "Error: Transform failed with 1 error:\n  3 |   const x = ;\n    |             ^"
+        );
+        let indented = entries(&[(Stderr, "   error TS2304: Cannot find name 'x'.")]);
+        assert_eq!(
+            error_excerpt(&indented).unwrap(),
+            "   error TS2304: Cannot find name 'x'."
+        );
+    }
+
+    #[test]
+    fn paths_in_the_copy_are_named_relative_to_the_project() {
+        let text = "/b/id1/src/mastra/index.ts:3:5: ERROR: Expected expression\n\
+                    at (/b/id1/src/mastra/index.ts:3:5) and '/b/id1/lib/a.js'.\n/b/id10/x.ts";
+        assert_eq!(
+            project_paths(text, Path::new("/b/id1"), Path::new("/b/id1")),
+            ["src/mastra/index.ts", "lib/a.js"]
+        );
+        let root = Path::new("/b/id1");
+        assert!(project_paths("nothing here", root, root).is_empty());
+        // In a workspace: the app's files relative to the app, the others to the root.
+        let text = "/b/id1/apps/mastra/src/index.ts:1:1 and /b/id1/packages/lib/x.ts";
+        assert_eq!(
+            project_paths(text, root, &root.join("apps/mastra")),
+            ["src/index.ts", "packages/lib/x.ts"]
+        );
     }
 
     #[test]

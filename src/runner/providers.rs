@@ -93,7 +93,10 @@ impl SourceProvider for LocalCopySource {
                 )
             })?;
             let project_dir = PathBuf::from(&path);
-            let base = project_dir.parent().map(Path::to_path_buf).ok_or_else(|| {
+            // A package of a workspace brings the workspace: its root's parent is the base.
+            let top = crate::source::workspace::find_root(&project_dir, None)
+                .unwrap_or_else(|| project_dir.clone());
+            let base = top.parent().map(Path::to_path_buf).ok_or_else(|| {
                 Error::invalid(
                     "project.sourceConfig.path",
                     format!("'{path}' has no parent directory"),
@@ -103,8 +106,8 @@ impl SourceProvider for LocalCopySource {
             let (workdir, report) = tokio::task::spawn_blocking(move || {
                 let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
                 let source = LocalSource::new(&[base], &[], &cwd)?;
-                let report = source.copy_to(&project_dir, &target)?;
-                Ok::<_, Error>((target, report))
+                let copy = source.copy_for_build(&project_dir, &target)?;
+                Ok::<_, Error>((copy.workdir.clone(), copy))
             })
             .await
             .map_err(|e| Error::internal("copying the project", e))??;

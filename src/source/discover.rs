@@ -50,6 +50,19 @@ pub struct ProjectMetadata {
     pub is_typescript: bool,
     /// Which of [`MASTRA_PACKAGES`] it depends on.
     pub mastra_dependencies: Vec<String>,
+    /// The workspace it is a package of, if any.
+    pub workspace: Option<WorkspaceOf>,
+}
+
+/// The workspace a project is a package of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceOf {
+    /// The workspace's root directory.
+    pub root: PathBuf,
+    /// The project's folder relative to it (`apps/mastra`).
+    pub relative: String,
+    /// What makes the root one: `pnpm-workspace.yaml` or `package.json workspaces`.
+    pub marker: &'static str,
 }
 
 /// Where to search and what to keep.
@@ -202,7 +215,8 @@ fn mastra_dependencies(package: &Value) -> Vec<String> {
         .collect()
 }
 
-fn read_package_json(dir: &Path) -> Option<Value> {
+/// `<dir>/package.json` parsed, when it is there and valid.
+pub(crate) fn read_package_json(dir: &Path) -> Option<Value> {
     let text = fs::read(dir.join("package.json")).ok()?;
     serde_json::from_slice(&text).ok()
 }
@@ -224,7 +238,20 @@ pub fn project_info(dir: &Path) -> ProjectInfo {
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default()
     });
-    let package_manager = crate::build::package_manager::detect(dir)
+    let workspace = super::workspace::find_root(dir, None)
+        .filter(|root| root != dir)
+        .and_then(|root| super::workspace::load(&root))
+        .and_then(|workspace| {
+            let member = workspace.member(dir)?;
+            Some(WorkspaceOf {
+                root: workspace.root.clone(),
+                relative: member.relative.clone(),
+                marker: workspace.marker,
+            })
+        });
+    // A workspace package installs with its workspace's package manager.
+    let detect_in = workspace.as_ref().map_or(dir, |w| w.root.as_path());
+    let package_manager = crate::build::package_manager::detect(detect_in)
         .map(|detection| detection.package_manager.command())
         .unwrap_or("npm");
     let metadata = ProjectMetadata {
@@ -240,6 +267,7 @@ pub fn project_info(dir: &Path) -> ProjectInfo {
             .as_ref()
             .map(mastra_dependencies)
             .unwrap_or_default(),
+        workspace,
     };
     ProjectInfo {
         id: project_id(dir),
@@ -285,6 +313,12 @@ fn split(text: &str) -> Vec<Vec<char>> {
         .filter(|segment| !segment.is_empty())
         .map(|segment| segment.chars().collect())
         .collect()
+}
+
+/// Whether the whole of `relative` (a `/`-separated path) matches `pattern` (`*`, `?`, `**`),
+/// as workspace globs match package directories.
+pub fn glob_matches(pattern: &str, relative: &str) -> bool {
+    segments_match(&split(pattern), &split(relative))
 }
 
 /// Whether `relative` (a `/`-separated path below a base path) matches the include
@@ -346,6 +380,21 @@ pub fn discover_projects(base_paths: &[PathBuf], rules: &ScanRules) -> Result<Ve
                     && !found.contains(&path)
                 {
                     found.push(path);
+                }
+                // The Mastra apps of a workspace are found however deep they are.
+                if kind.is_dir()
+                    && let Some(workspace) = super::workspace::load(&entry.path())
+                {
+                    for member in &workspace.members {
+                        let relative = format!("{relative}/{}", member.relative);
+                        if rules.include.iter().any(|p| include_matches(p, &relative))
+                            && let Ok(path) = check_access(&member.dir, base_paths)
+                            && is_mastra_project(&path)
+                            && !found.contains(&path)
+                        {
+                            found.push(path);
+                        }
+                    }
                 }
                 if kind.is_dir()
                     && depth < rules.max_depth

@@ -19,6 +19,7 @@ pub mod access;
 pub mod copy;
 pub mod discover;
 pub mod watch;
+pub mod workspace;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -32,12 +33,78 @@ use crate::validate::expected;
 pub use access::check_access;
 pub use copy::{CopyReport, DEFAULT_EXCLUDES, Skipped, copy_project};
 pub use discover::{
-    DEFAULT_MAX_DEPTH, ProjectInfo, ProjectMetadata, ScanRules, discover_projects,
+    DEFAULT_MAX_DEPTH, ProjectInfo, ProjectMetadata, ScanRules, WorkspaceOf, discover_projects,
     is_mastra_project, project_id,
 };
 pub use watch::{ChangeEvent, ChangeKind, WatchOptions, WatchStop};
 
-/// How long a scan's result answers `listProjects` (as in the TypeScript source).
+/// A project copied for a build: where the build works, and what the copy did.
+#[derive(Debug, Clone)]
+pub struct BuildCopy {
+    /// The directory the build works in: the target, or a workspace package's folder in it.
+    pub workdir: PathBuf,
+    /// What was copied and skipped.
+    pub report: CopyReport,
+    /// Lines for the build log about the workspace, if any.
+    pub notes: Vec<String>,
+}
+
+impl BuildCopy {
+    fn plain(target: &Path, report: CopyReport) -> Self {
+        BuildCopy {
+            workdir: target.to_path_buf(),
+            report,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The lines for the build log: the workspace notes, then the copy's report.
+    pub fn log_lines(&self) -> Vec<String> {
+        let mut lines = self.notes.clone();
+        lines.extend(self.report.log_lines());
+        lines
+    }
+}
+
+/// The one Mastra app of the workspace rooted at `root` (its path relative to the root), or
+/// `None` when it has none or the root is an app itself; an error listing them when it has
+/// several.
+pub fn workspace_app(root: &Path) -> Result<Option<String>> {
+    if discover::read_package_json(root).is_some_and(|m| {
+        ["dependencies", "devDependencies"]
+            .iter()
+            .any(|f| m.get(f).and_then(|d| d.get("@mastra/core")).is_some())
+    }) {
+        return Ok(None);
+    }
+    let Some(workspace) = workspace::load(root) else {
+        return Ok(None);
+    };
+    let apps: Vec<&workspace::Member> = workspace
+        .members
+        .iter()
+        .filter(|m| is_mastra_project(&m.dir))
+        .collect();
+    match apps.as_slice() {
+        [] => Ok(None),
+        [app] => Ok(Some(app.relative.clone())),
+        several => Err(Error::invalid(
+            "project.sourceConfig.path",
+            format!(
+                "{} is a workspace with {} Mastra apps ({}): point sourceConfig.path at one of them",
+                root.display(),
+                several.len(),
+                several
+                    .iter()
+                    .map(|m| m.relative.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// How long a scan's result answers/// How long a scan's result answers `listProjects` (as in the TypeScript source).
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
 
 /// Debounce of `watchChanges` unless configured, in ms.
@@ -366,6 +433,58 @@ impl LocalSource {
             });
         }
         copy_project(&project, target, &self.options.rules.exclude)
+    }
+
+    /// Copies the project at `path` into `target` for a build and returns the directory the
+    /// build works in, with lines for the log. A package of a workspace (a root with
+    /// `pnpm-workspace.yaml` or package.json `workspaces` at or above it, inside its base
+    /// path) brings the whole workspace, and the build works in the package's folder of the
+    /// copy. A workspace root that is not itself a Mastra app stands for its one Mastra app;
+    /// with several, the copy is refused with their list.
+    pub fn copy_for_build(&self, path: &Path, target: &Path) -> Result<BuildCopy> {
+        let project = self.check_access(path)?;
+        let limit = self
+            .base_paths
+            .iter()
+            .filter(|base| project.starts_with(base))
+            .max_by_key(|base| base.components().count())
+            .cloned()
+            .unwrap_or_else(|| project.clone());
+        let Some(root) = workspace::find_root(&project, Some(&limit)) else {
+            let report = self.copy_to(&project, target)?;
+            return Ok(BuildCopy::plain(target, report));
+        };
+        let mut notes = Vec::new();
+        let relative = if root == project {
+            match workspace_app(&root)? {
+                Some(app) => {
+                    notes.push(format!(
+                        "{} is a workspace whose one Mastra app is {app}: building it",
+                        root.display()
+                    ));
+                    PathBuf::from(app)
+                }
+                None => PathBuf::new(),
+            }
+        } else {
+            let relative = project
+                .strip_prefix(&root)
+                .unwrap_or(Path::new(""))
+                .to_path_buf();
+            notes.push(format!(
+                "{} is the package {} of the workspace at {}: copying the whole workspace",
+                project.display(),
+                relative.display(),
+                root.display()
+            ));
+            relative
+        };
+        let report = self.copy_to(&root, target)?;
+        Ok(BuildCopy {
+            workdir: target.join(relative),
+            report,
+            notes,
+        })
     }
 
     /// Starts watching the project at `path` (which must pass [`LocalSource::check_access`])

@@ -20,7 +20,7 @@ use napi_derive::napi;
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::source::{ChangeEvent as CoreChangeEvent, CopyReport, LocalSource};
+use crate::source::{BuildCopy, ChangeEvent as CoreChangeEvent, LocalSource};
 
 use super::args::{self};
 use super::delivery::report_callback_error;
@@ -162,6 +162,11 @@ impl LocalProjectSource {
     /// there are any) and then one `warning: …` line per symlink or special file that was not
     /// copied, before the Promise resolves. Rejects when `source.path` is outside the base
     /// paths (`Access denied to …`) or the copy fails (the message names the path).
+    ///
+    /// A package of a workspace (a `pnpm-workspace.yaml` or package.json `workspaces` at or
+    /// above it, inside its base path) brings the whole workspace; the Promise then resolves
+    /// the package's folder inside `targetDir`. A workspace root that is not an app stands for
+    /// its one Mastra app (rejected, with their list, when it has several).
     #[napi(
         ts_args_type = "source: ProjectSource, targetDir?: string, onLog?: (line: string) => void",
         ts_return_type = "Promise<string>"
@@ -200,13 +205,13 @@ impl LocalProjectSource {
                 };
                 let path = PathBuf::from(source.path);
                 let copy_target = target.clone();
-                let report = blocking("Copying the project", move || {
-                    inner.copy_to(&path, &copy_target)
+                let copy = blocking("Copying the project", move || {
+                    inner.copy_for_build(&path, &copy_target)
                 })
                 .await?;
-                Ok((target, report))
+                Ok((copy.workdir.clone(), copy))
             },
-            move |env, (target, report): (PathBuf, CopyReport)| {
+            move |env, (target, report): (PathBuf, BuildCopy)| {
                 if let Some(callback) = on_log {
                     let callback = callback.borrow_back(env)?;
                     for line in report.log_lines() {

@@ -25,6 +25,11 @@ pub(super) fn project_json(project: &ProjectInfo) -> Value {
         "hasMastraConfig": meta.mastra_config_path.is_some(),
         "isTypeScript": meta.is_typescript,
         "mastraDependencies": meta.mastra_dependencies,
+        "workspace": meta.workspace.as_ref().map(|w| json!({
+            "root": w.root.to_string_lossy(),
+            "path": w.relative,
+            "marker": w.marker,
+        })),
     });
     let optional = [
         ("version", meta.version.clone()),

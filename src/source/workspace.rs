@@ -1,0 +1,337 @@
+//! Workspaces (monorepos): a root with `pnpm-workspace.yaml` or a package.json `workspaces`
+//! field, whose packages (`apps/mastra`, `packages/*`) refer to each other (`workspace:*`).
+//!
+//! Many Mastra apps are one package of such a workspace. Their build needs the whole
+//! workspace: the install runs at its root (where the lockfile is) and the packages the app
+//! depends on are built before it. This module finds the root above a package, lists the
+//! packages and orders the app's workspace dependencies so that each comes after those it
+//! needs.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::discover::glob_matches;
+
+/// How deep below the root packages are looked for.
+const MAX_MEMBER_DEPTH: usize = 5;
+
+/// A workspace root and its packages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workspace {
+    /// The root directory.
+    pub root: PathBuf,
+    /// What makes it one: `pnpm-workspace.yaml` or `package.json workspaces`.
+    pub marker: &'static str,
+    /// Its packages (not the root), sorted by path.
+    pub members: Vec<Member>,
+}
+
+/// One package of a workspace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// Its package.json `name` (else its path relative to the root).
+    pub name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its directory relative to the root, `/`-separated.
+    pub relative: String,
+    /// Its package.json.
+    pub manifest: Value,
+}
+
+/// The workspace patterns of `dir` when it is a workspace root: what declares them, and the
+/// globs (`!` for exclusions).
+pub fn patterns(dir: &Path) -> Option<(&'static str, Vec<String>)> {
+    if let Ok(text) = fs::read_to_string(dir.join("pnpm-workspace.yaml")) {
+        return Some(("pnpm-workspace.yaml", yaml_packages(&text)));
+    }
+    let manifest: Value = serde_json::from_slice(&fs::read(dir.join("package.json")).ok()?).ok()?;
+    let list = match manifest.get("workspaces")? {
+        Value::Array(list) => list,
+        Value::Object(fields) => fields.get("packages")?.as_array()?,
+        _ => return None,
+    };
+    let globs = list
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    Some(("package.json workspaces", globs))
+}
+
+/// The `packages:` list of a pnpm-workspace.yaml (block or flow style); other keys ignored.
+fn yaml_packages(text: &str) -> Vec<String> {
+    let unquote = |s: &str| {
+        s.trim()
+            .trim_matches(|c| c == '\'' || c == '"')
+            .trim()
+            .to_owned()
+    };
+    let mut globs = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let content = line.split(" #").next().unwrap_or(line);
+        if content.trim().is_empty() || content.trim_start().starts_with('#') {
+            continue;
+        }
+        let indented = content.starts_with(' ') || content.starts_with('\t');
+        if !indented {
+            inside = false;
+            if let Some(rest) = content.strip_prefix("packages:") {
+                let rest = rest.trim();
+                if let Some(flow) = rest.strip_prefix('[') {
+                    let flow = flow.trim_end().trim_end_matches(']');
+                    globs.extend(flow.split(',').map(unquote).filter(|g| !g.is_empty()));
+                } else {
+                    inside = true;
+                }
+            }
+            continue;
+        }
+        if inside && let Some(item) = content.trim_start().strip_prefix('-') {
+            let glob = unquote(item);
+            if !glob.is_empty() {
+                globs.push(glob);
+            }
+        }
+    }
+    globs
+}
+
+/// The nearest workspace root at or above `start`. With `limit`, directories above it are not
+/// looked at; without, the search also stops at a repository root (a directory holding
+/// `.git`).
+pub fn find_root(start: &Path, limit: Option<&Path>) -> Option<PathBuf> {
+    for dir in start.ancestors() {
+        if let Some(limit) = limit
+            && !dir.starts_with(limit)
+        {
+            return None;
+        }
+        if patterns(dir).is_some() {
+            return Some(dir.to_path_buf());
+        }
+        if limit.is_none() && dir.join(".git").exists() {
+            return None;
+        }
+    }
+    None
+}
+
+/// The workspace rooted at `root`, when it is one.
+pub fn load(root: &Path) -> Option<Workspace> {
+    let (marker, globs) = patterns(root)?;
+    let clean = |g: &str| g.trim_start_matches("./").trim_end_matches('/').to_owned();
+    let include: Vec<String> = globs
+        .iter()
+        .filter(|g| !g.starts_with('!'))
+        .map(|g| clean(g))
+        .collect();
+    let exclude: Vec<String> = globs
+        .iter()
+        .filter_map(|g| g.strip_prefix('!'))
+        .map(clean)
+        .collect();
+    let mut members = Vec::new();
+    let mut pending = vec![(root.to_path_buf(), String::new(), 0usize)];
+    while let Some((dir, relative, depth)) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "node_modules" {
+                continue;
+            }
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = entry.path();
+            let rel = if relative.is_empty() {
+                name
+            } else {
+                format!("{relative}/{name}")
+            };
+            let included = include.iter().any(|g| glob_matches(g, &rel))
+                && !exclude.iter().any(|g| glob_matches(g, &rel));
+            if included
+                && let Ok(bytes) = fs::read(path.join("package.json"))
+                && let Ok(manifest) = serde_json::from_slice::<Value>(&bytes)
+            {
+                let name = manifest
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.is_empty())
+                    .map_or_else(|| rel.clone(), str::to_owned);
+                members.push(Member {
+                    name,
+                    dir: path.clone(),
+                    relative: rel.clone(),
+                    manifest,
+                });
+            }
+            if depth + 1 < MAX_MEMBER_DEPTH {
+                pending.push((path, rel, depth + 1));
+            }
+        }
+    }
+    members.sort_by(|a, b| a.relative.cmp(&b.relative));
+    Some(Workspace {
+        root: root.to_path_buf(),
+        marker,
+        members,
+    })
+}
+
+impl Workspace {
+    /// The member whose directory is `dir`.
+    pub fn member(&self, dir: &Path) -> Option<&Member> {
+        self.members.iter().find(|m| m.dir == dir)
+    }
+
+    /// The workspace packages `app` depends on, directly or not (dependencies,
+    /// devDependencies, optionalDependencies), each after the ones it needs; `app` itself is
+    /// not among them. A cycle is cut where it closes.
+    pub fn dependencies_of<'a>(&'a self, app: &'a Member) -> Vec<&'a Member> {
+        let mut order = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::from([app.name.as_str()]);
+        self.visit(app, &mut seen, &mut order);
+        order
+    }
+
+    fn visit<'a>(
+        &'a self,
+        member: &Member,
+        seen: &mut HashSet<&'a str>,
+        order: &mut Vec<&'a Member>,
+    ) {
+        for dependency in self.direct_dependencies(member) {
+            if seen.insert(dependency.name.as_str()) {
+                self.visit(dependency, seen, order);
+                order.push(dependency);
+            }
+        }
+    }
+
+    fn direct_dependencies(&self, member: &Member) -> Vec<&Member> {
+        let names: Vec<&str> = ["dependencies", "devDependencies", "optionalDependencies"]
+            .iter()
+            .filter_map(|field| member.manifest.get(field)?.as_object())
+            .flat_map(|deps| deps.keys().map(String::as_str))
+            .collect();
+        self.members
+            .iter()
+            .filter(|m| names.contains(&m.name.as_str()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("source-ws-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn pnpm_workspace_yaml_lists_are_read_in_both_styles() {
+        let block = "# comment\npackages:\n  - 'apps/*'\n  - \"packages/*\" # libs\n  - '!**/test/**'\nallowBuilds:\n  - esbuild\n";
+        assert_eq!(
+            yaml_packages(block),
+            ["apps/*", "packages/*", "!**/test/**"]
+        );
+        assert_eq!(
+            yaml_packages("packages: ['apps/*', libs/x]\n"),
+            ["apps/*", "libs/x"]
+        );
+        assert!(yaml_packages("onlyBuiltDependencies:\n  - esbuild\n").is_empty());
+    }
+
+    #[test]
+    fn roots_members_and_dependency_order() {
+        let root = temp("order");
+        write(
+            &root.join("package.json"),
+            r#"{"name":"mono","workspaces":["apps/*","packages/*","!packages/skip"]}"#,
+        );
+        write(
+            &root.join("apps/mastra/package.json"),
+            r#"{"name":"app","dependencies":{"@x/b":"workspace:*","left-pad":"1"}}"#,
+        );
+        write(
+            &root.join("packages/a/package.json"),
+            r#"{"name":"@x/a","dependencies":{"@x/b":"*"}}"#,
+        );
+        write(
+            &root.join("packages/b/package.json"),
+            r#"{"name":"@x/b","devDependencies":{"@x/c":"*"}}"#,
+        );
+        write(
+            &root.join("packages/c/package.json"),
+            r#"{"name":"@x/c","dependencies":{"@x/b":"*"}}"#,
+        );
+        write(
+            &root.join("packages/skip/package.json"),
+            r#"{"name":"skip"}"#,
+        );
+        write(
+            &root.join("apps/mastra/node_modules/z/package.json"),
+            r#"{"name":"z"}"#,
+        );
+        fs::create_dir_all(root.join("apps/mastra/src")).unwrap();
+
+        assert_eq!(
+            find_root(&root.join("apps/mastra/src"), Some(&root)),
+            Some(root.clone())
+        );
+        assert_eq!(
+            find_root(&root.join("apps/mastra"), Some(&root.join("apps"))),
+            None
+        );
+        assert_eq!(
+            find_root(&root.join("apps/mastra"), None),
+            Some(root.clone())
+        );
+        let workspace = load(&root).unwrap();
+        assert_eq!(workspace.marker, "package.json workspaces");
+        let names: Vec<&str> = workspace.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["app", "@x/a", "@x/b", "@x/c"]);
+        let app = workspace.member(&root.join("apps/mastra")).unwrap();
+        assert_eq!(app.relative, "apps/mastra");
+        // c before b (b needs c; the cycle back to b is cut); a is not needed.
+        let order: Vec<&str> = workspace
+            .dependencies_of(app)
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(order, ["@x/c", "@x/b"]);
+        assert!(load(&root.join("apps/mastra")).is_none());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_search_stops_at_a_repository_root() {
+        let root = temp("git");
+        write(&root.join("package.json"), r#"{"workspaces":["repo/*"]}"#);
+        fs::create_dir_all(root.join("repo/.git")).unwrap();
+        write(&root.join("repo/app/package.json"), "{}");
+        assert_eq!(find_root(&root.join("repo/app"), None), None);
+        assert_eq!(
+            find_root(&root.join("repo/app"), Some(&root)),
+            Some(root.clone())
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
