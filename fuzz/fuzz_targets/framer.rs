@@ -9,9 +9,9 @@ fn frame(chunks: &[&[u8]], max: usize) -> Vec<String> {
     let mut framer = LineFramer::new(max);
     let mut lines = Vec::new();
     for chunk in chunks {
-        framer.push(chunk, |l| lines.push(l));
+        framer.push(chunk, |l| lines.push(l.to_owned()));
     }
-    framer.finish(|l| lines.push(l));
+    framer.finish(|l| lines.push(l.to_owned()));
     lines
 }
 

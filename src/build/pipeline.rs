@@ -131,9 +131,14 @@ pub(crate) async fn run(
     let (status, message) = match result {
         Ok(()) => (BuildStatus::Succeeded, None),
         Err(Stop::Failed(message)) => (BuildStatus::Failed, Some(message)),
+        // The limit the caller set, not the time it took: the kill grace after it is not the
+        // build's (the log says how long stopping took).
         Err(Stop::TimedOut { step }) => (
             BuildStatus::Failed,
-            Some(format!("Build timed out after {elapsed} s (during {step})")),
+            Some(format!(
+                "Build timed out after {} s (during {step})",
+                secs(timeout)
+            )),
         ),
         Err(Stop::Cancelled { step }) => (
             BuildStatus::Cancelled,
@@ -890,7 +895,15 @@ impl Run<'_> {
             _ = handle.wait() => None,
         };
         // Also after a normal exit: whatever the step left running in its group goes now.
+        let stopping = Instant::now();
         let exit = handle.kill_tree(self.settings.kill_grace).await;
+        if stop.is_some() {
+            self.say(format!(
+                "Stopped the {step}'s processes in {} s (kill grace {} s: SIGTERM, then SIGKILL)",
+                secs(stopping.elapsed()),
+                secs(self.settings.kill_grace)
+            ));
+        }
         handle.wait_output_closed(OUTPUT_SETTLE).await;
         match stop {
             Some(stop) => Err(stop),
