@@ -485,22 +485,6 @@ export interface FileStorageProvider {
 // Logs
 // ---------------------------------------------------------------------------------------------
 
-/** One stored log line. `id` increases monotonically and is the pagination cursor. */
-export interface LogEntry {
-  id: string
-  timestamp: string
-  line: string
-  stream: 'stdout' | 'stderr'
-}
-
-/** A page of log entries, oldest first. */
-export interface PaginatedLogsResult {
-  entries: LogEntry[]
-  hasMore: boolean
-  oldestCursor: string | null
-  newestCursor: string | null
-}
-
 // ---------------------------------------------------------------------------------------------
 // Generated from the Rust sources
 // ---------------------------------------------------------------------------------------------
@@ -638,7 +622,7 @@ export declare class LocalProcessRunner {
    * Memory (RSS, MB) and CPU (% of one core since the previous sample) of the server's
    * whole process tree, found by server id; `null`s once it is gone.
    */
-  getResourceUsage(server: RunningServer): Promise<{ memoryUsageMb: number | null; cpuPercent: number | null }>
+  getResourceUsage(server: RunningServer): Promise<ResourceUsage>
   /**
    * The live servers whose deploy finished, with their current health: one per deployment
    * under `redeploy: 'replace'`.
@@ -1084,7 +1068,7 @@ export declare function getBuildArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun'): strin
 export declare function getInstallArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun', options?: { frozen?: boolean }): string[]
 
 /** Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`. */
-export declare function getProcessResourceUsage(pid: number): Promise<{ memoryUsageMb: number | null; cpuPercent: number | null }>
+export declare function getProcessResourceUsage(pid: number): Promise<ResourceUsage>
 
 /**
  * Resolves whether `<dir>/package.json` has a non-empty `scripts.build` (false without a
@@ -1104,6 +1088,18 @@ export interface HealthCheckResult {
   message?: string
 }
 
+/** One entry of a log page. */
+export interface LogEntry {
+  /** The entry's id, the cursor for `before`. */
+  id: string
+  /** When it was stored (ISO 8601). */
+  timestamp: string
+  /** The line as printed. */
+  line: string
+  /** Which pipe it came from. */
+  stream: 'stdout' | 'stderr'
+}
+
 /** Log events of the observability storage in `getStats()`. */
 export interface ObservabilityStats {
   /** Events in files the storage accepted. */
@@ -1112,6 +1108,18 @@ export interface ObservabilityStats {
   pending: number
   /** Events given up on: every write attempt failed, or the pending bound was full. */
   dropped: number
+}
+
+/** A page of log entries, oldest first. */
+export interface PaginatedLogsResult {
+  /** The entries of the page. */
+  entries: Array<LogEntry>
+  /** Whether older entries exist before the first of this page. */
+  hasMore: boolean
+  /** The id of the page's oldest entry. */
+  oldestCursor: string | null
+  /** The id of the page's newest entry. */
+  newestCursor: string | null
 }
 
 /** What `ProjectBuilder.buildById()` resolves with. */
@@ -1134,6 +1142,17 @@ export interface ProjectBuildResult {
   completedAt: Date
   /** The package manager used, once detected. */
   packageManager: 'npm' | 'pnpm' | 'yarn' | 'bun' | null | null
+}
+
+/**
+ * Memory and CPU of a process tree, as `getResourceUsage` and `getProcessResourceUsage`
+ * resolve them; both `null` once the process is gone.
+ */
+export interface ResourceUsage {
+  /** Resident memory of the whole tree, in MB (one decimal). */
+  memoryUsageMb: number | null
+  /** CPU of the whole tree since the previous sample, in % of one core. */
+  cpuPercent: number | null
 }
 
 /**

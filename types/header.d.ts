@@ -485,22 +485,6 @@ export interface FileStorageProvider {
 // Logs
 // ---------------------------------------------------------------------------------------------
 
-/** One stored log line. `id` increases monotonically and is the pagination cursor. */
-export interface LogEntry {
-  id: string
-  timestamp: string
-  line: string
-  stream: 'stdout' | 'stderr'
-}
-
-/** A page of log entries, oldest first. */
-export interface PaginatedLogsResult {
-  entries: LogEntry[]
-  hasMore: boolean
-  oldestCursor: string | null
-  newestCursor: string | null
-}
-
 // ---------------------------------------------------------------------------------------------
 // Generated from the Rust sources
 // ---------------------------------------------------------------------------------------------

@@ -219,3 +219,69 @@ impl From<BuildOutcome> for ProjectBuildResult {
         }
     }
 }
+
+/// Memory and CPU of a process tree, as `getResourceUsage` and `getProcessResourceUsage`
+/// resolve them; both `null` once the process is gone.
+#[napi(object, use_nullable = true)]
+pub struct ResourceUsage {
+    /// Resident memory of the whole tree, in MB (one decimal).
+    pub memory_usage_mb: Option<f64>,
+    /// CPU of the whole tree since the previous sample, in % of one core.
+    pub cpu_percent: Option<f64>,
+}
+
+impl From<Option<crate::process::Usage>> for ResourceUsage {
+    fn from(usage: Option<crate::process::Usage>) -> Self {
+        ResourceUsage {
+            memory_usage_mb: usage.map(|u| (u.memory_mb * 10.0).round() / 10.0),
+            cpu_percent: usage.map(|u| u.cpu_percent),
+        }
+    }
+}
+
+/// One entry of a log page.
+#[napi(object)]
+pub struct LogEntry {
+    /// The entry's id, the cursor for `before`.
+    pub id: String,
+    /// When it was stored (ISO 8601).
+    pub timestamp: String,
+    /// The line as printed.
+    pub line: String,
+    /// Which pipe it came from.
+    #[napi(ts_type = "'stdout' | 'stderr'")]
+    pub stream: String,
+}
+
+/// A page of log entries, oldest first.
+#[napi(object, use_nullable = true)]
+pub struct PaginatedLogsResult {
+    /// The entries of the page.
+    pub entries: Vec<LogEntry>,
+    /// Whether older entries exist before the first of this page.
+    pub has_more: bool,
+    /// The id of the page's oldest entry.
+    pub oldest_cursor: Option<String>,
+    /// The id of the page's newest entry.
+    pub newest_cursor: Option<String>,
+}
+
+impl From<crate::logs::LogPage> for PaginatedLogsResult {
+    fn from(page: crate::logs::LogPage) -> Self {
+        PaginatedLogsResult {
+            oldest_cursor: page.entries.first().map(|e| e.id.to_string()),
+            newest_cursor: page.entries.last().map(|e| e.id.to_string()),
+            has_more: page.has_more,
+            entries: page
+                .entries
+                .iter()
+                .map(|entry| LogEntry {
+                    id: entry.id.to_string(),
+                    timestamp: entry.iso_timestamp(),
+                    line: entry.line.to_string(),
+                    stream: entry.stream.as_str().to_owned(),
+                })
+                .collect(),
+        }
+    }
+}

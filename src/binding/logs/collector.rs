@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::paginate;
 use crate::binding::args::{self, LineCallback};
 use crate::binding::delivery::report_callback_error;
+use crate::binding::entities::PaginatedLogsResult;
 use crate::logs::{LogBatch, LogEntry, LogLimits, LogStore, Stream, join_text};
 
 /// Lines a `LogCollectorImpl` keeps when no capacity is given.
@@ -191,7 +192,11 @@ impl LogCollectorImpl {
         ts_args_type = "limit?: number, before?: string",
         ts_return_type = "PaginatedLogsResult"
     )]
-    pub fn get_paginated(&self, limit: Option<Unknown>, before: Option<Unknown>) -> Result<Value> {
+    pub fn get_paginated(
+        &self,
+        limit: Option<Unknown>,
+        before: Option<Unknown>,
+    ) -> Result<PaginatedLogsResult> {
         paginate(&self.store, limit.as_ref(), before.as_ref())
     }
 }

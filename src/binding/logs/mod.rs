@@ -9,13 +9,13 @@ mod collector;
 mod ring;
 mod streams;
 
+use crate::binding::entities::PaginatedLogsResult;
 use crate::binding::error::{Result, to_js_error};
 
 use napi::bindgen_prelude::{
     Either, Env, FnArgs, Function, FunctionRef, JsObjectValue, JsValue, Object, Unknown,
 };
 use napi::threadsafe_function::UnknownReturnValue;
-use serde_json::{Value, json};
 
 use crate::binding::args::{self, LineCallback};
 use crate::binding::delivery::{TextBatch, batch_sink, pump, report_callback_error};
@@ -28,7 +28,7 @@ pub(crate) fn paginate(
     store: &LogStore,
     limit: Option<&Unknown<'_>>,
     before: Option<&Unknown<'_>>,
-) -> Result<Value> {
+) -> Result<PaginatedLogsResult> {
     let limit = args::optional_integer(limit, "limit", 1, u64::from(u32::MAX))?.unwrap_or(100);
     let before = match args::optional_string(before, "before")? {
         None => None,
@@ -39,25 +39,9 @@ pub(crate) fn paginate(
             ))
         })?),
     };
-    let page = store.page(limit as usize, before);
-    let entries: Vec<Value> = page
-        .entries
-        .iter()
-        .map(|entry| {
-            json!({
-                "id": entry.id.to_string(),
-                "timestamp": entry.iso_timestamp(),
-                "line": &*entry.line,
-                "stream": entry.stream.as_str(),
-            })
-        })
-        .collect();
-    Ok(json!({
-        "oldestCursor": page.entries.first().map(|e| e.id.to_string()),
-        "newestCursor": page.entries.last().map(|e| e.id.to_string()),
-        "entries": entries,
-        "hasMore": page.has_more,
-    }))
+    Ok(PaginatedLogsResult::from(
+        store.page(limit as usize, before),
+    ))
 }
 
 /// Subscribes `callback` to new lines of `store` in text form; returns the unsubscribe

@@ -23,39 +23,30 @@ use std::sync::LazyLock;
 
 use napi::bindgen_prelude::{Env, FnArgs, Function, JsObjectValue, Object, PromiseRaw, Unknown};
 use napi_derive::napi;
-use serde_json::Value;
 
 use super::args;
+use super::entities::ResourceUsage;
 use crate::process::{self, ResourceMonitor};
 use crate::validate;
 
 /// The monitor behind `getProcessResourceUsage`.
 static MONITOR: LazyLock<ResourceMonitor> = LazyLock::new(ResourceMonitor::new);
 
-/// Memory and CPU of a tree as JS reads it: `{ memoryUsageMb, cpuPercent }`, both `null` when
-/// the process is gone.
-pub(crate) fn usage_value(usage: Option<process::Usage>) -> Value {
-    serde_json::json!({
-        "memoryUsageMb": usage.map(|u| (u.memory_mb * 10.0).round() / 10.0),
-        "cpuPercent": usage.map(|u| u.cpu_percent),
-    })
-}
-
 /// Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`.
 #[napi(
     ts_args_type = "pid: number",
-    ts_return_type = "Promise<{ memoryUsageMb: number | null; cpuPercent: number | null }>"
+    ts_return_type = "Promise<ResourceUsage>"
 )]
 pub fn get_process_resource_usage<'env>(
     env: &'env Env,
     pid: Option<Unknown>,
-) -> napi::Result<PromiseRaw<'env, Value>> {
+) -> napi::Result<PromiseRaw<'env, ResourceUsage>> {
     let pid = args::options(pid, "pid").and_then(|value| {
         validate::integer("pid", &value, 1, i32::MAX as u64).map_err(to_js_error)
     });
     spawn(env, async move {
         let pid = pid? as i32;
-        tokio::task::spawn_blocking(move || usage_value(MONITOR.sample(pid)))
+        tokio::task::spawn_blocking(move || ResourceUsage::from(MONITOR.sample(pid)))
             .await
             .map_err(|e| to_js_error(crate::error::Error::internal("sampling a process tree", e)))
     })

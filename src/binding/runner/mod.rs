@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use super::args;
 use super::delivery::{batch_sink, report_callback_error};
-use super::entities::{RunnerStats, RunningServer, ServerHealth, update_build};
+use super::entities::{
+    PaginatedLogsResult, ResourceUsage, RunnerStats, RunningServer, ServerHealth, update_build,
+};
 use super::error::{Result, spawn, spawn_then};
 use super::json;
 use super::logs::{deliver_text, paginate, stream_text};
@@ -343,8 +345,8 @@ impl LocalProcessRunner {
         env: &'env Env,
         server: Option<Unknown>,
         options: Option<Unknown>,
-    ) -> napi::Result<PromiseRaw<'env, Value>> {
-        let page = (|| -> Result<Value> {
+    ) -> napi::Result<PromiseRaw<'env, PaginatedLogsResult>> {
+        let page = (|| -> Result<PaginatedLogsResult> {
             let id = server_id(server.as_ref())?;
             let log = self.runner.server_log(&id);
             let empty = LogStore::new(LogLimits::with_lines(1));
@@ -383,18 +385,18 @@ impl LocalProcessRunner {
     /// whole process tree, found by server id; `null`s once it is gone.
     #[napi(
         ts_args_type = "server: RunningServer",
-        ts_return_type = "Promise<{ memoryUsageMb: number | null; cpuPercent: number | null }>"
+        ts_return_type = "Promise<ResourceUsage>"
     )]
     pub fn get_resource_usage<'env>(
         &self,
         env: &'env Env,
         server: Option<Unknown>,
-    ) -> napi::Result<PromiseRaw<'env, Value>> {
+    ) -> napi::Result<PromiseRaw<'env, ResourceUsage>> {
         let id = server_id(server.as_ref());
         let runner = Arc::clone(&self.runner);
         spawn(env, async move {
             let usage = runner.resource_usage(&id?).await;
-            Ok(super::process::usage_value(usage))
+            Ok(ResourceUsage::from(usage))
         })
     }
 
