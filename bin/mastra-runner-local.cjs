@@ -224,6 +224,8 @@ class ProjectLock {
         const what = other.url ? `served at ${other.url}` : 'being built'
         throw new AlreadyServing(
           `${this.record.dir} is already ${what} by another mastra-runner-local up (pid ${other.pid}, since ${other.startedAt}).\n` +
+            `A second up does not replace it: each up is a host of its own with its own runner, and a server is\n` +
+            `replaced without downtime only by a redeploy inside the host that runs it (redeploy: 'replace').\n` +
             `Use that one, or stop it first (Ctrl-C in its terminal, or: kill ${other.pid}) and run up again.`,
         )
       }
