@@ -63,3 +63,31 @@ describe('examples/hello-mastra', () => {
     expect(runner.getStats()).toMatchObject({ runningProcesses: 0, allocatedPorts: [] })
   }, 480_000)
 })
+
+describe('a mastra init-style app without a build script', () => {
+  it("builds with the project's own mastra CLI and serves /health", async () => {
+    // The example without scripts.build, as `mastra init` makes projects; the npm cache of the
+    // build above is warm.
+    const projects = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-e2e-init-'))
+    const copy = path.join(projects, 'hello-init')
+    fs.cpSync(example, copy, { recursive: true, filter: (source) => !/node_modules|\.mastra/.test(path.relative(example, source)) })
+    const manifest = JSON.parse(fs.readFileSync(path.join(copy, 'package.json'), 'utf8'))
+    delete manifest.scripts?.build
+    fs.writeFileSync(path.join(copy, 'package.json'), JSON.stringify(manifest, null, 2))
+    try {
+      runner.setSource(new addon.LocalProjectSource({ basePaths: [projects] }))
+      const { project, deployment, build } = entities()
+      project.sourceConfig = { path: copy }
+      const lines: string[] = []
+      const built = await runner.build(project, build, {}, (line) => lines.push(line))
+      expect(built.errorMessage).toBeNull()
+      expect(built.status).toBe('succeeded')
+      expect(lines.join('\n')).toMatch(/mastra build/)
+      const server = await runner.deploy(project, deployment, built)
+      expect((await fetch(`http://127.0.0.1:${server.port}/health`)).status).toBe(200)
+      await runner.stop(server)
+    } finally {
+      fs.rmSync(projects, { recursive: true, force: true })
+    }
+  }, 480_000)
+})

@@ -431,3 +431,36 @@ async fn a_full_disk_fails_the_deploy_naming_it() {
     assert!(processes_under(&dir).is_empty());
     assert!(runner.stats().allocated_ports.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_usage_counts_a_daemon_that_left_the_tree_and_stop_ends_it() {
+    let (runner, _dir) = runner("daemon", 12380, json!({}));
+    let server = runner
+        .deploy(request("dep-1", &[("FIXTURE_DAEMON", "1")]))
+        .await
+        .expect("deploy");
+    common::wait_until("the daemon's pid", Duration::from_secs(10), || {
+        log_text(&runner, &server.id).contains("daemon ")
+    })
+    .await;
+    let pid: i32 = log_text(&runner, &server.id)
+        .lines()
+        .find_map(|l| l.strip_prefix("daemon "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("a pid");
+    let leader = server.pid.expect("leader") as i32;
+    common::wait_until(
+        "the daemon to be reparented",
+        Duration::from_secs(10),
+        || procfs::read_stat(pid).is_some_and(|s| s.ppid != leader),
+    )
+    .await;
+    assert!(
+        !procfs::live_tree(leader).iter().any(|p| p.pid == pid),
+        "the daemon is outside the server's tree"
+    );
+    let usage = runner.resource_usage(&server.id).await.expect("usage");
+    assert!(usage.processes >= 2, "{usage:?}");
+    runner.stop(&server.id).await;
+    assert!(!procfs::is_alive(pid), "the daemon outlived stop()");
+}

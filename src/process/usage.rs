@@ -43,7 +43,24 @@ impl ResourceMonitor {
 
     /// Samples `root` and its descendants; `None` when `root` is gone (or a zombie).
     pub fn sample(&self, root: i32) -> Option<Usage> {
-        let tree = procfs::live_tree(root);
+        self.sample_with(root, &[])
+    }
+
+    /// Like [`sample`](Self::sample), also counting `others` and their descendants (processes
+    /// of the same server that left `root`'s tree); each process is counted once.
+    pub fn sample_with(&self, root: i32, others: &[i32]) -> Option<Usage> {
+        let mut tree = procfs::live_tree(root);
+        let mut seen: std::collections::HashSet<i32> = tree.iter().map(|p| p.pid).collect();
+        for other in others {
+            if seen.contains(other) {
+                continue;
+            }
+            for process in procfs::live_tree(*other) {
+                if seen.insert(process.pid) {
+                    tree.push(process);
+                }
+            }
+        }
         let root_stat = tree.first()?;
         let now = Instant::now();
         let ticks: u64 = tree.iter().map(|p| p.utime + p.stime).sum();

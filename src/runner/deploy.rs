@@ -160,6 +160,7 @@ impl Runner {
             last_health_check: None,
             started_at: now,
             restarts: 0,
+            token: token.clone(),
         };
         let health_timeout = request.health_timeout.unwrap_or(
             self.config().health_check.retry_interval * self.config().health_check.max_retries,

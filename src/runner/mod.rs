@@ -40,6 +40,10 @@ pub use providers::{
 };
 pub use supervisor::{HealthStatus, ServerInfo, ServerState, SupervisorHandle};
 
+/// How long the processes found by a server's token are reused by `resource_usage` before the
+/// (costly: every process's environment) scan runs again.
+pub const ESCAPEE_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Logs of this many stopped servers stay readable.
 const RETIRED_SERVERS_KEPT: usize = 100;
 
@@ -215,6 +219,8 @@ pub struct Runner {
     deployment_builds: Mutex<HashMap<String, Vec<String>>>,
     /// Bytes under `buildDir`, measured after each build, deploy and removal.
     build_disk_bytes: Arc<AtomicU64>,
+    /// Per server: when its token was last scanned for, and the processes found.
+    escapees: Arc<Mutex<HashMap<String, (std::time::Instant, Vec<i32>)>>>,
 }
 
 impl Runner {
@@ -251,6 +257,7 @@ impl Runner {
             build_dirs: Mutex::new(HashMap::new()),
             deployment_builds: Mutex::new(HashMap::new()),
             build_disk_bytes: Arc::new(AtomicU64::new(0)),
+            escapees: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -468,6 +475,7 @@ impl Runner {
 
     /// Drops a server that is down for good from the live set and joins its task.
     async fn forget_server(&self, server_id: &str) {
+        lock(&self.escapees).remove(server_id);
         let task = lock(&self.servers)
             .remove(server_id)
             .and_then(|mut entry| entry.task.take());
@@ -503,14 +511,36 @@ impl Runner {
             .map(|(_, log)| Arc::clone(log))
     }
 
-    /// Memory and CPU of server `server_id`'s whole tree; `None` once it is gone.
+    /// Memory and CPU of server `server_id`'s whole tree, and of its processes that left the
+    /// tree (found by its token, looked for at most every [`ESCAPEE_SCAN_EVERY`]); `None` once it
+    /// is gone.
     pub async fn resource_usage(&self, server_id: &str) -> Option<Usage> {
-        let pid = self.server(server_id)?.pid? as i32;
+        let info = self.server(server_id)?;
+        let pid = info.pid? as i32;
         let shared = Arc::clone(&self.shared);
-        tokio::task::spawn_blocking(move || shared.monitor.sample(pid))
-            .await
-            .ok()
-            .flatten()
+        let escapees = Arc::clone(&self.escapees);
+        let id = server_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let others = {
+                let mut cache = lock(&escapees);
+                let fresh = cache
+                    .get(&id)
+                    .filter(|(at, _)| at.elapsed() < ESCAPEE_SCAN_EVERY)
+                    .map(|(_, pids)| pids.clone());
+                match fresh {
+                    Some(pids) => pids,
+                    None => {
+                        let pids = process::ownership::processes_with_token(&info.token);
+                        cache.insert(id, (std::time::Instant::now(), pids.clone()));
+                        pids
+                    }
+                }
+            };
+            shared.monitor.sample_with(pid, &others)
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Current counts of processes, ports and restarts.

@@ -137,6 +137,8 @@ pub struct ServerInfo {
     pub started_at: SystemTime,
     /// Restarts made by the restart policy.
     pub restarts: u32,
+    /// The token every process of the server carries in its environment.
+    pub token: String,
 }
 
 impl ServerInfo {
