@@ -44,6 +44,9 @@ pub use supervisor::{HealthStatus, ServerInfo, ServerState, SupervisorHandle};
 /// (costly: every process's environment) scan runs again.
 pub const ESCAPEE_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// When a server's token was last scanned for, and the processes found.
+type EscapeeScan = (std::time::Instant, Vec<i32>);
+
 /// Logs of this many stopped servers stay readable.
 const RETIRED_SERVERS_KEPT: usize = 100;
 
@@ -220,7 +223,7 @@ pub struct Runner {
     /// Bytes under `buildDir`, measured after each build, deploy and removal.
     build_disk_bytes: Arc<AtomicU64>,
     /// Per server: when its token was last scanned for, and the processes found.
-    escapees: Arc<Mutex<HashMap<String, (std::time::Instant, Vec<i32>)>>>,
+    escapees: Arc<Mutex<HashMap<String, EscapeeScan>>>,
 }
 
 impl Runner {
