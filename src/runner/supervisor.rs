@@ -767,9 +767,11 @@ fn check_listener(port: u16, leader: i32, token: &str) -> Result<()> {
     if inodes.is_empty() {
         return Ok(());
     }
-    let mut ours: Vec<i32> = procfs::live_tree(leader).iter().map(|p| p.pid).collect();
-    ours.extend(ownership::processes_with_token(token));
-    if ownership::holds_any(&ours, &inodes) {
+    let tree: Vec<i32> = procfs::live_tree(leader).iter().map(|p| p.pid).collect();
+    // The tree is cheap to read; every process's environment (for the token) only if needed.
+    if ownership::holds_any(&tree, &inodes)
+        || ownership::holds_any(&ownership::processes_with_token(token), &inodes)
+    {
         return Ok(());
     }
     Err(Error::ForeignListener {
