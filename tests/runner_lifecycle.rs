@@ -464,3 +464,39 @@ async fn resource_usage_counts_a_daemon_that_left_the_tree_and_stop_ends_it() {
     runner.stop(&server.id).await;
     assert!(!procfs::is_alive(pid), "the daemon outlived stop()");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_also_ends_a_child_that_moved_to_a_group_of_its_own() {
+    if std::process::Command::new("perl")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: perl (used to call setpgid) is not installed");
+        return;
+    }
+    let (runner, _dir) = runner("setpgid", 12400, json!({}));
+    let server = runner
+        .deploy(request("dep-1", &[("FIXTURE_SETPGID", "1")]))
+        .await
+        .expect("deploy");
+    common::wait_until("the child's pid", Duration::from_secs(10), || {
+        log_text(&runner, &server.id).contains("setpgid ")
+    })
+    .await;
+    let pid: i32 = log_text(&runner, &server.id)
+        .lines()
+        .find_map(|l| l.strip_prefix("setpgid "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("a pid");
+    let leader = server.pid.expect("leader") as i32;
+    common::wait_until(
+        "the child to leave the group",
+        Duration::from_secs(10),
+        || procfs::read_stat(pid).is_some_and(|s| s.pgrp == pid),
+    )
+    .await;
+    assert_ne!(procfs::read_stat(pid).map(|s| s.pgrp), Some(leader));
+    runner.stop(&server.id).await;
+    assert!(!procfs::is_alive(pid), "the setpgid child outlived stop()");
+}
