@@ -207,6 +207,7 @@ impl Runner {
                 .unwrap_or_default();
             builds[..builds.len().saturating_sub(keep)].to_vec()
         };
+        let mut removed_any = false;
         for build_id in candidates {
             let in_use = self.live_server_of_build(&build_id).is_some()
                 || lock(&self.preparing).contains_key(&build_id)
@@ -216,6 +217,7 @@ impl Runner {
             }
             match self.builder.remove_build_dir(&build_id).await {
                 Ok(_) => {
+                    removed_any = true;
                     tracing::debug!(
                         build = build_id,
                         "removed an old build directory (retainBuilds)"
@@ -228,7 +230,11 @@ impl Runner {
                 Err(error) => tracing::warn!("cannot remove old build {build_id}: {error}"),
             }
         }
-        self.measure_build_disk();
+        // Walking a build tree (node_modules included) costs; only a removal changes the
+        // figure, and each build measures it when it ends.
+        if removed_any {
+            self.measure_build_disk();
+        }
     }
 
     /// Measures the bytes under `buildDir` in the background, for `getStats()`.

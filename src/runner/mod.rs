@@ -629,8 +629,7 @@ impl std::fmt::Debug for Runner {
     }
 }
 
-/// Fails with [`Error::DeployInterrupted`] style context when a call was cancelled by
-/// `shutdown()` before it could finish.
+/// The error of a deploy that `shutdown()` cancelled before its server was registered.
 fn interrupted(port: u16) -> Error {
     Error::DeployInterrupted {
         port,
