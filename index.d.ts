@@ -104,6 +104,23 @@ export interface LocalProcessRunnerConfig {
    * `shutdown()` runs.
    */
   observability?: { batchSize?: number; flushIntervalMs?: number; maxFileSize?: number }
+  /**
+   * Servers outlive the host: they are started in their own session without the parent-death
+   * signal, their stdout and stderr appended to `<buildDir>/.runner/kept/<serverId>.log`, and
+   * each is recorded in `<buildDir>/.runner/kept/<serverId>.json`. A later runner on the same
+   * `buildDir` with this option adopts every recorded server that still runs (same id, port and
+   * logs; `getStats().adoption` says what it found). `shutdown()` still stops every server;
+   * `detach()` leaves them running for the next runner. With `false`, every server dies with
+   * the host.
+   * @default false
+   */
+  keepServersOnExit?: boolean
+  /**
+   * A kept server's log file, in MB: once it holds more than twice this past what was read, all
+   * but the newest `logFileMaxMb` is freed (at most about twice this on disk).
+   * @default 16
+   */
+  logFileMaxMb?: number
 }
 
 /**
@@ -137,6 +154,8 @@ export interface ResolvedRunnerConfig {
   redeploy: 'replace' | 'keep'
   retainBuilds: number
   logMemoryLimitMb: number
+  keepServersOnExit: boolean
+  logFileMaxMb: number
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,6 +270,7 @@ export type RunnerErrorCode =
   | 'ERR_PROVIDER_FAILED'
   | 'ERR_SOURCE_NOT_CONFIGURED'
   | 'ERR_DEPLOY_INTERRUPTED'
+  | 'ERR_INVALID_STATE'
   | 'ERR_INTERNAL'
 
 /** An `Error` thrown or rejected by the package, with its stable `code`. */
@@ -531,7 +551,8 @@ export declare class LocalProcessRunner {
   /**
    * Validates `config` (every field optional; see `LocalProcessRunnerConfig` for defaults).
    * Throws an `Error` naming the first field that is wrong. `buildDir` is resolved against
-   * the current working directory now.
+   * the current working directory now. With `keepServersOnExit: true`, adopts the servers
+   * an earlier runner on the same `buildDir` left running (`getStats().adoption` says which).
    */
   constructor(config?: LocalProcessRunnerConfig)
   /** Always `'local'`. */
@@ -633,6 +654,14 @@ export declare class LocalProcessRunner {
    * summary of every supervised server.
    */
   getStats(): RunnerStats
+  /**
+   * With `keepServersOnExit: true`, what a host calls before a planned restart: stops
+   * supervising and leaves every running server running, its record handed over so that the
+   * next runner on the same `buildDir` adopts it (same id, port, logs). Servers still
+   * starting or waiting to restart are stopped, builds and deploys in flight cancelled.
+   * Rejects with `ERR_INVALID_STATE` without `keepServersOnExit`. Drops the log listener.
+   */
+  detach(): Promise<void>
   /**
    * Stops every server (routes removed, trees killed, ports released) and cancels every
    * build, including deploys and builds in flight; resolves when no process is left. Drops
@@ -989,6 +1018,27 @@ export declare class SubdomainGenerator {
   parse(subdomain: string): { projectSlug: string; deploymentSlug?: string; type: 'production' | 'staging' | 'preview'; branch: string | null }
 }
 
+/**
+ * Servers an earlier runner on the same `buildDir` kept running (`keepServersOnExit`), as
+ * this runner found them when it was created.
+ */
+export interface AdoptionStats {
+  /** Ids of the servers this runner adopted (`listServers()` shows them). */
+  adopted: Array<string>
+  /**
+   * Recorded servers that had stopped while no runner supervised them; not adopted, their
+   * ports free.
+   */
+  died: Array<DeadServerReport>
+  /** Ids of recorded servers left alone because a live runner supervises them. */
+  leftToOtherRunner: Array<string>
+  /**
+   * Why nothing was adopted, when this runner did not look (another runner was adopting on
+   * the same `buildDir` at that moment) or could not.
+   */
+  notAdopted?: string
+}
+
 /** The formatting options of `createBuildLogStream` and `formatLogLine`. */
 export interface BuildLogStreamConfig {
   /** Start each line with `[ISO time]` (default `true`). */
@@ -1035,6 +1085,20 @@ export declare function createFilteredLogStream(callback: ((line: string) => voi
  * throws is reported and the others still receive the line.
  */
 export declare function createMultiLogStream(...callbacks: Array<(line: string) => void>): (line: string) => void
+
+/** A recorded server that had stopped before this runner could adopt it. */
+export interface DeadServerReport {
+  /** Its id. */
+  serverId: string
+  /** The deployment it served. */
+  deploymentId: string
+  /** Its port, free now. */
+  port: number
+  /** When its log file was last written: about when it stopped. */
+  logEndedAt?: Date
+  /** Why it was not adopted. */
+  reason: string
+}
 
 /**
  * Resolves the package manager of the project in `dir`: the `packageManager` field of
@@ -1183,6 +1247,11 @@ export interface RunnerStats {
   buildDiskUsageMb: number
   /** Log events written to the observability storage; present once one is set. */
   observability?: ObservabilityStats
+  /**
+   * What this runner found of an earlier runner's servers; present with
+   * `keepServersOnExit: true`.
+   */
+  adoption?: AdoptionStats
 }
 
 /** A server the runner started (MastraAdmin's `RunningServer`). */

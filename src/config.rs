@@ -189,6 +189,11 @@ pub struct RunnerConfig {
     pub ready_signal: bool,
     /// When log lines are written to the observability storage (`observability`).
     pub observability: crate::observability::ObservabilitySettings,
+    /// Whether servers outlive the host and are adopted by the next runner on the same
+    /// `buildDir` (`keepServersOnExit`).
+    pub keep_servers_on_exit: bool,
+    /// The size at which a kept server's log file is cut back, in bytes (`logFileMaxMb`).
+    pub log_file_max_bytes: u64,
 }
 
 impl RunnerConfig {
@@ -211,6 +216,8 @@ impl RunnerConfig {
             log_memory_limit: 256 * 1024 * 1024,
             ready_signal: true,
             observability: crate::observability::ObservabilitySettings::default(),
+            keep_servers_on_exit: false,
+            log_file_max_bytes: 16 * 1024 * 1024,
         }
     }
 
@@ -285,6 +292,12 @@ impl RunnerConfig {
                 }
             };
         }
+        if let Some(keep) = fields.boolean("keepServersOnExit")? {
+            config.keep_servers_on_exit = keep;
+        }
+        if let Some(mb) = fields.integer("logFileMaxMb", 1, 1024 * 1024)? {
+            config.log_file_max_bytes = mb * 1024 * 1024;
+        }
         if let Some(observability) = fields.object("observability")? {
             let settings = &mut config.observability;
             if let Some(n) = observability.integer("batchSize", 1, 100_000)? {
@@ -330,6 +343,8 @@ impl RunnerConfig {
             "redeploy": self.redeploy.as_str(),
             "retainBuilds": self.retain_builds,
             "logMemoryLimitMb": self.log_memory_limit / (1024 * 1024),
+            "keepServersOnExit": self.keep_servers_on_exit,
+            "logFileMaxMb": self.log_file_max_bytes / (1024 * 1024),
         })
     }
 }

@@ -98,6 +98,9 @@ pub enum Error {
     /// Under `redeploy: 'replace'`, a later deploy of the same deployment finished first; this
     /// deploy's server was stopped so that only one serves the deployment.
     DeploySuperseded { deployment_id: String, port: u16 },
+    /// The call needs a configuration the runner was not given (`detach()` without
+    /// `keepServersOnExit: true`); `reason` says which and why.
+    InvalidState { call: String, reason: String },
     /// Something inside the runner failed that no caller input explains (a task that could
     /// not finish, a JS engine call that failed); `context` says what the runner was doing.
     Internal { context: String, reason: String },
@@ -145,6 +148,7 @@ impl Error {
                 "ERR_PROVIDER_FAILED"
             }
             Error::SourceNotConfigured => "ERR_SOURCE_NOT_CONFIGURED",
+            Error::InvalidState { .. } => "ERR_INVALID_STATE",
             Error::DeployInterrupted { .. } | Error::DeploySuperseded { .. } => {
                 "ERR_DEPLOY_INTERRUPTED"
             }
@@ -332,6 +336,7 @@ impl fmt::Display for Error {
                 f,
                 "Router failed to register a route for deployment '{deployment_id}': {reason}"
             ),
+            Error::InvalidState { call, reason } => write!(f, "{call} is not available: {reason}"),
             Error::DeployInterrupted { port, by } => write!(
                 f,
                 "Deploy interrupted: the server on port {port} was stopped by {by} before it became healthy"
@@ -512,6 +517,13 @@ mod tests {
                     server_id: "s".into(),
                 },
                 "ERR_BUILD_IN_USE",
+            ),
+            (
+                Error::InvalidState {
+                    call: "detach()".into(),
+                    reason: "r".into(),
+                },
+                "ERR_INVALID_STATE",
             ),
             (
                 Error::DeployInterrupted {

@@ -135,6 +135,12 @@ impl PortAllocator {
         })
     }
 
+    /// Marks `port` as handed out without probing it (a server adopted from an earlier runner
+    /// already listens on it); true when it was not handed out before.
+    pub fn reserve(&self, port: u16) -> bool {
+        self.lock().insert(port)
+    }
+
     /// Gives `port` back; true when it had been handed out.
     pub fn release(&self, port: u16) -> bool {
         let released = self.lock().remove(&port);
@@ -156,7 +162,12 @@ impl PortAllocator {
 
     /// Ports of the range not handed out by this allocator (other programs may still use some).
     pub fn available_count(&self) -> usize {
-        self.range.len() - self.lock().len()
+        let taken = self
+            .lock()
+            .iter()
+            .filter(|p| self.range.contains(**p))
+            .count();
+        self.range.len() - taken
     }
 }
 

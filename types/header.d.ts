@@ -104,6 +104,23 @@ export interface LocalProcessRunnerConfig {
    * `shutdown()` runs.
    */
   observability?: { batchSize?: number; flushIntervalMs?: number; maxFileSize?: number }
+  /**
+   * Servers outlive the host: they are started in their own session without the parent-death
+   * signal, their stdout and stderr appended to `<buildDir>/.runner/kept/<serverId>.log`, and
+   * each is recorded in `<buildDir>/.runner/kept/<serverId>.json`. A later runner on the same
+   * `buildDir` with this option adopts every recorded server that still runs (same id, port and
+   * logs; `getStats().adoption` says what it found). `shutdown()` still stops every server;
+   * `detach()` leaves them running for the next runner. With `false`, every server dies with
+   * the host.
+   * @default false
+   */
+  keepServersOnExit?: boolean
+  /**
+   * A kept server's log file, in MB: once it holds more than twice this past what was read, all
+   * but the newest `logFileMaxMb` is freed (at most about twice this on disk).
+   * @default 16
+   */
+  logFileMaxMb?: number
 }
 
 /**
@@ -137,6 +154,8 @@ export interface ResolvedRunnerConfig {
   redeploy: 'replace' | 'keep'
   retainBuilds: number
   logMemoryLimitMb: number
+  keepServersOnExit: boolean
+  logFileMaxMb: number
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,6 +270,7 @@ export type RunnerErrorCode =
   | 'ERR_PROVIDER_FAILED'
   | 'ERR_SOURCE_NOT_CONFIGURED'
   | 'ERR_DEPLOY_INTERRUPTED'
+  | 'ERR_INVALID_STATE'
   | 'ERR_INTERNAL'
 
 /** An `Error` thrown or rejected by the package, with its stable `code`. */

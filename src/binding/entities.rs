@@ -88,6 +88,61 @@ pub struct RunnerStats {
     pub build_disk_usage_mb: f64,
     /// Log events written to the observability storage; present once one is set.
     pub observability: Option<ObservabilityStats>,
+    /// What this runner found of an earlier runner's servers; present with
+    /// `keepServersOnExit: true`.
+    pub adoption: Option<AdoptionStats>,
+}
+
+/// Servers an earlier runner on the same `buildDir` kept running (`keepServersOnExit`), as
+/// this runner found them when it was created.
+#[napi(object)]
+pub struct AdoptionStats {
+    /// Ids of the servers this runner adopted (`listServers()` shows them).
+    pub adopted: Vec<String>,
+    /// Recorded servers that had stopped while no runner supervised them; not adopted, their
+    /// ports free.
+    pub died: Vec<DeadServerReport>,
+    /// Ids of recorded servers left alone because a live runner supervises them.
+    pub left_to_other_runner: Vec<String>,
+    /// Why nothing was adopted, when this runner did not look (another runner was adopting on
+    /// the same `buildDir` at that moment) or could not.
+    pub not_adopted: Option<String>,
+}
+
+/// A recorded server that had stopped before this runner could adopt it.
+#[napi(object)]
+pub struct DeadServerReport {
+    /// Its id.
+    pub server_id: String,
+    /// The deployment it served.
+    pub deployment_id: String,
+    /// Its port, free now.
+    pub port: u32,
+    /// When its log file was last written: about when it stopped.
+    pub log_ended_at: Option<DateTime<Utc>>,
+    /// Why it was not adopted.
+    pub reason: String,
+}
+
+impl From<crate::runner::AdoptionReport> for AdoptionStats {
+    fn from(report: crate::runner::AdoptionReport) -> Self {
+        AdoptionStats {
+            adopted: report.adopted,
+            died: report
+                .died
+                .into_iter()
+                .map(|dead| DeadServerReport {
+                    server_id: dead.server_id,
+                    deployment_id: dead.deployment_id,
+                    port: u32::from(dead.port),
+                    log_ended_at: dead.log_ended_at.map(js_date),
+                    reason: dead.reason,
+                })
+                .collect(),
+            left_to_other_runner: report.left_to_other_runner,
+            not_adopted: report.not_adopted,
+        }
+    }
 }
 
 /// Log events of the observability storage in `getStats()`.
@@ -151,6 +206,7 @@ impl From<CoreStats> for RunnerStats {
                 })
                 .collect(),
             observability: None,
+            adoption: stats.adoption.map(AdoptionStats::from),
         }
     }
 }

@@ -85,7 +85,32 @@ struct Inner {
     log: Arc<LogStore>,
     exit: watch::Receiver<Option<ExitInfo>>,
     pipes_closed: watch::Receiver<u8>,
-    journal: Option<Arc<Journal>>,
+    cleanup: Cleanup,
+}
+
+/// Which process a handle is for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Started {
+    pub pid: u32,
+    pub start_ticks: u64,
+    pub started_at: SystemTime,
+}
+
+/// The process's exit and the end of its output, as its watchers publish them.
+pub(super) struct Output {
+    pub exit: watch::Receiver<Option<ExitInfo>>,
+    /// Counts the output streams that ended (2 once both have).
+    pub closed: watch::Receiver<u8>,
+}
+
+/// What must remember the process until its group is empty.
+#[derive(Debug)]
+pub(super) enum Cleanup {
+    /// It dies with the host: the exit hook's registry, and the journal when given.
+    WithHost(Option<Arc<Journal>>),
+    /// It outlives the host: nothing of the host's tracks it; the task tailing its log file
+    /// (if any) stops when the host lets go of it.
+    Kept(Option<tokio::task::AbortHandle>),
 }
 
 /// The grace between SIGTERM and SIGKILL when a caller sets none: `shutdownTimeoutMs`'s default
@@ -101,17 +126,21 @@ const AFTER_SIGKILL: Duration = Duration::from_secs(10);
 
 impl ProcessHandle {
     pub(super) fn new(
-        pid: u32,
-        start_ticks: u64,
-        started_at: SystemTime,
+        started: Started,
         log: Arc<LogStore>,
-        exit: watch::Receiver<Option<ExitInfo>>,
-        pipes_closed: watch::Receiver<u8>,
-        journal: Option<Arc<Journal>>,
+        output: Output,
+        cleanup: Cleanup,
     ) -> Self {
-        registry::register(pid as i32);
-        if let Some(journal) = &journal {
-            journal.add(pid as i32, start_ticks);
+        let Started {
+            pid,
+            start_ticks,
+            started_at,
+        } = started;
+        if let Cleanup::WithHost(journal) = &cleanup {
+            registry::register(pid as i32);
+            if let Some(journal) = journal {
+                journal.add(pid as i32, start_ticks);
+            }
         }
         let handle = ProcessHandle {
             inner: Arc::new(Inner {
@@ -119,9 +148,9 @@ impl ProcessHandle {
                 start_ticks,
                 started_at,
                 log,
-                exit,
-                pipes_closed,
-                journal,
+                exit: output.exit,
+                pipes_closed: output.closed,
+                cleanup,
             }),
         };
         let watcher = handle.clone();
@@ -255,9 +284,23 @@ impl ProcessHandle {
 
     /// The group has no live member: stop tracking it for the exit hook and the journal.
     fn forget_group(&self) {
-        registry::unregister(self.pgid());
-        if let Some(journal) = &self.inner.journal {
-            journal.remove(self.pgid());
+        if let Cleanup::WithHost(journal) = &self.inner.cleanup {
+            registry::unregister(self.pgid());
+            if let Some(journal) = journal {
+                journal.remove(self.pgid());
+            }
+        }
+    }
+
+    /// Whether the process outlives the host (`keepServersOnExit`).
+    pub fn is_kept(&self) -> bool {
+        matches!(self.inner.cleanup, Cleanup::Kept(_))
+    }
+
+    /// Lets go of a kept process that keeps running: its log file is no longer read here.
+    pub fn let_go(&self) {
+        if let Cleanup::Kept(Some(tailer)) = &self.inner.cleanup {
+            tailer.abort();
         }
     }
 }

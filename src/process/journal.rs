@@ -179,7 +179,7 @@ pub fn reap_leftovers(build_dir: &Path) -> Leftovers {
 }
 
 /// SIGKILLs the live members of a recorded group that are provably ours.
-fn kill_recorded_group(pgid: i32, leader_ticks: u64) -> Vec<i32> {
+pub(crate) fn kill_recorded_group(pgid: i32, leader_ticks: u64) -> Vec<i32> {
     let leader = procfs::read_stat(pgid);
     let leader_is_ours = leader.is_some_and(|l| l.start_ticks == leader_ticks);
     if leader.is_some() && !leader_is_ours {

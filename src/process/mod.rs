@@ -1,11 +1,14 @@
 //! Child processes: the one spawner ([`spawn`]), handles with the one tree killer
 //! ([`ProcessHandle::kill_tree`]), the environment allow-list ([`env`]), `/proc` reading
-//! ([`procfs`]), CPU and memory of a tree ([`usage`]), the exit-hook registry ([`registry`]) and
-//! the leftover journal ([`journal`]).
+//! ([`procfs`]), CPU and memory of a tree ([`usage`]), the exit-hook registry ([`registry`]),
+//! the leftover journal ([`journal`]), and for servers that outlive the host their log file
+//! ([`logfile`]) and their adoption by a later host ([`adopt`]).
 
+pub mod adopt;
 pub mod env;
 pub mod handle;
 pub mod journal;
+pub mod logfile;
 pub mod manager;
 pub mod ownership;
 pub mod procfs;
@@ -17,5 +20,15 @@ pub mod watchdog;
 pub use handle::{DEFAULT_KILL_GRACE, ExitInfo, ProcessHandle};
 pub use journal::{Journal, reap_leftovers};
 pub use manager::{ManagedProcess, ProcessManager};
-pub use spawn::{SpawnSpec, spawn, spawn_with_channel};
+pub use spawn::{Lifetime, SpawnSpec, spawn, spawn_with};
 pub use usage::{ResourceMonitor, Usage};
+
+/// Registers a descriptor this process owns with tokio's reactor, for `interest`.
+pub(crate) fn async_fd(
+    fd: std::os::fd::OwnedFd,
+    interest: tokio::io::Interest,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: an `OwnedFd` stays open, and always returns the same descriptor, until the
+    // `AsyncFd` that now owns it is dropped.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }.map_err(Into::into)
+}

@@ -1,8 +1,11 @@
 //! The one spawner: every child of the runner starts here.
 //!
 //! Each child gets an explicit environment (nothing inherited), its own process group (so the
-//! tree killer reaches its descendants), piped stdout and stderr framed into a log store, and
-//! a parent-death signal so that it dies with the host even when the host is SIGKILLed.
+//! tree killer reaches its descendants), and piped stdout and stderr framed into a log store.
+//! A child of [`Lifetime::WithHost`] also gets a parent-death signal so that it dies with the
+//! host even when the host is SIGKILLed; a child of [`Lifetime::Kept`] (a server under
+//! `keepServersOnExit`) gets its own session instead and appends its output to a file that
+//! the host tails ([`logfile`](super::logfile)), so it outlives the host without losing a line.
 //!
 //! # Caveats
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the process.
@@ -24,7 +27,7 @@ use tokio::net::UnixStream;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 
-use super::handle::{ExitInfo, ProcessHandle};
+use super::handle::{Cleanup, ExitInfo, Output, ProcessHandle, Started};
 use super::journal::Journal;
 use super::procfs;
 use crate::error::{Error, Result};
@@ -77,22 +80,60 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnJob>> {
 /// The file descriptor a child's Node IPC channel gets (`NODE_CHANNEL_FD`).
 const CHANNEL_FD: RawFd = 3;
 
+/// How long a child may live, and where its output goes.
+#[derive(Debug, Clone)]
+pub enum Lifetime {
+    /// It dies with the host (parent-death signal, exit hook, watchdog); its output is piped.
+    /// With a journal, its group is recorded so that the next runner reaps what survives.
+    WithHost(Option<Arc<Journal>>),
+    /// It outlives the host: its own session, none of the above, and stdout and stderr
+    /// appended to `log_file`, which the host tails.
+    Kept {
+        /// The file its output goes to.
+        log_file: PathBuf,
+        /// `logFileMaxMb` in bytes.
+        max_log_bytes: u64,
+    },
+}
+
+impl Lifetime {
+    /// Whether the child outlives the host.
+    pub fn is_kept(&self) -> bool {
+        matches!(self, Lifetime::Kept { .. })
+    }
+}
+
 /// Starts `spec` with its output framed into `log`. Errors name the program or directory.
 pub async fn spawn(
     spec: SpawnSpec,
     log: Arc<LogStore>,
     journal: Option<Arc<Journal>>,
 ) -> Result<ProcessHandle> {
-    spawn_process(spec, log, journal, None).await
+    spawn_process(spec, log, Lifetime::WithHost(journal), None).await
 }
 
-/// Like [`spawn`], with a Node IPC channel: the child gets one end of a Unix socket pair as fd 3
-/// with `NODE_CHANNEL_FD=3` and JSON serialization (what `child_process.fork` sets up), so its
-/// `process.send(message)` writes one JSON line to the returned end.
-pub async fn spawn_with_channel(
+/// Like [`spawn`], with a [`Lifetime`] of choice and, when `channel` is set, a Node IPC
+/// channel: the child gets one end of a Unix socket pair as fd 3 with `NODE_CHANNEL_FD=3` and
+/// JSON serialization (what `child_process.fork` sets up), so its `process.send(message)`
+/// writes one JSON line to the returned end.
+pub async fn spawn_with(
+    spec: SpawnSpec,
+    log: Arc<LogStore>,
+    lifetime: Lifetime,
+    channel: bool,
+) -> Result<(ProcessHandle, Option<UnixStream>)> {
+    if !channel {
+        let handle = spawn_process(spec, log, lifetime, None).await?;
+        return Ok((handle, None));
+    }
+    let (handle, channel) = spawn_with_channel(spec, log, lifetime).await?;
+    Ok((handle, Some(channel)))
+}
+
+async fn spawn_with_channel(
     mut spec: SpawnSpec,
     log: Arc<LogStore>,
-    journal: Option<Arc<Journal>>,
+    lifetime: Lifetime,
 ) -> Result<(ProcessHandle, UnixStream)> {
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
@@ -119,7 +160,7 @@ pub async fn spawn_with_channel(
         .map_err(|error| spawn_error(&spec, format!("cannot use its IPC channel: {error}")))?;
     // `theirs` stays open until the child has exec'd (spawn_process returns), then closes here,
     // so only the child holds that end.
-    let handle = spawn_process(spec, log, journal, Some(theirs.as_raw_fd())).await?;
+    let handle = spawn_process(spec, log, lifetime, Some(theirs.as_raw_fd())).await?;
     drop(theirs);
     Ok((handle, channel))
 }
@@ -127,30 +168,57 @@ pub async fn spawn_with_channel(
 async fn spawn_process(
     spec: SpawnSpec,
     log: Arc<LogStore>,
-    journal: Option<Arc<Journal>>,
+    lifetime: Lifetime,
     channel: Option<RawFd>,
 ) -> Result<ProcessHandle> {
     check_cwd(&spec)?;
-    super::watchdog::ensure_started();
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(&spec.env)
-        .env(super::watchdog::HOST_VAR, super::watchdog::host_id())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(false);
+    let kept_output = match &lifetime {
+        Lifetime::WithHost(_) => {
+            super::watchdog::ensure_started();
+            command
+                .env(super::watchdog::HOST_VAR, super::watchdog::host_id())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0);
+            None
+        }
+        Lifetime::Kept {
+            log_file,
+            max_log_bytes,
+        } => {
+            let file = super::logfile::open_for_server(log_file)
+                .and_then(|out| Ok((out.try_clone()?, out)))
+                .map_err(|error| {
+                    spawn_error(
+                        &spec,
+                        format!("cannot open its log file {}: {error}", log_file.display()),
+                    )
+                })?;
+            command.stdout(file.1).stderr(file.0);
+            Some((log_file.clone(), *max_log_bytes))
+        }
+    };
+    let dies_with_host = kept_output.is_none();
     let host = std::process::id() as i32;
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // system calls (prctl, getppid, dup2, fcntl).
+    // system calls (setsid, prctl, getppid, dup2, fcntl).
     unsafe {
         command.pre_exec(move || {
             if let Some(fd) = channel {
                 place_channel(fd)?;
+            }
+            if !dies_with_host {
+                // Its own session (and group): no signal aimed at the host's reaches it.
+                nix::unistd::setsid()?;
+                return Ok(());
             }
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
             // The host may have died between fork and prctl; then nobody would ever kill us.
@@ -194,6 +262,18 @@ async fn spawn_process(
     let (exit_sender, exit) = watch::channel(None::<ExitInfo>);
     let (output_sender, output_closed) = watch::channel(0u8);
     let output_sender = Arc::new(output_sender);
+    let tailer = kept_output.map(|(path, max_bytes)| {
+        tail_output(
+            super::logfile::Tail {
+                path,
+                from: super::logfile::TailFrom::End,
+                log: Arc::clone(&log),
+                exit: exit.clone(),
+                max_bytes,
+            },
+            Arc::clone(&output_sender),
+        )
+    });
     for (pipe, stream) in [
         (
             child
@@ -231,15 +311,39 @@ async fn spawn_process(
         let _ = exit_sender.send(Some(info));
     });
     tracing::debug!(pid, program = %spec.program, "process started");
+    let cleanup = match lifetime {
+        Lifetime::WithHost(journal) => Cleanup::WithHost(journal),
+        Lifetime::Kept { .. } => Cleanup::Kept(tailer),
+    };
     Ok(ProcessHandle::new(
-        pid,
-        start_ticks,
-        SystemTime::now(),
+        Started {
+            pid,
+            start_ticks,
+            started_at: SystemTime::now(),
+        },
         log,
-        exit,
-        output_closed,
-        journal,
+        Output {
+            exit,
+            closed: output_closed,
+        },
+        cleanup,
     ))
+}
+
+/// Starts the tailer of a kept process's log file; `closed` counts both streams as closed
+/// once it has read the file to its end after the exit.
+pub(super) fn tail_output(
+    tail: super::logfile::Tail,
+    closed: Arc<watch::Sender<u8>>,
+) -> tokio::task::AbortHandle {
+    tokio::spawn(async move {
+        let path = tail.path.clone();
+        if let Err(error) = super::logfile::run(tail).await {
+            tracing::warn!("cannot read the log file {}: {error}", path.display());
+        }
+        closed.send_modify(|count| *count = 2);
+    })
+    .abort_handle()
 }
 
 /// In the forked child: puts the channel end at [`CHANNEL_FD`], open across exec. Every other

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use super::kept::KeptRecord;
 use super::supervisor::{self, NewServer, ServerInfo, ServerState, SupervisorHandle};
 use super::{LogOwner, RouteRequest, Runner, ServerEntry, interrupted};
 use crate::config::RedeployMode;
@@ -92,6 +93,12 @@ impl Runner {
             self.retire_replaced(&old, &request.deployment_id, route_id.as_deref())
                 .await;
         }
+        if let Some(kept) = &self.shared.kept {
+            kept.update(&server_id, |record| {
+                record.deployed = true;
+                record.route_id = route_id.clone();
+            });
+        }
         self.file_build(&request.deployment_id, &request.build_id);
         self.prune_builds(&request.deployment_id).await;
         Ok(handle.info())
@@ -130,7 +137,7 @@ impl Runner {
             },
             &log,
         );
-        let spawned = supervisor::start_process(&self.shared, &spec, &log).await;
+        let spawned = supervisor::start_process(&self.shared, &spec, &log, &server_id).await;
         let child = match spawned {
             Ok(child) => child,
             Err(error) => {
@@ -139,15 +146,45 @@ impl Runner {
                 return Err(error);
             }
         };
-        // A server whose group is not recorded could not be reaped by the next runner after a
-        // crash of the host: such a deploy fails (a full disk, say) rather than run unrecorded.
-        if let Some(error) = self.shared.journal.take_write_error() {
+        let now = SystemTime::now();
+        // A server whose group is not recorded could not be reaped (or, when kept, adopted) by
+        // the next runner after a crash of the host: such a deploy fails (a full disk, say)
+        // rather than run unrecorded.
+        let unrecorded = match &self.shared.kept {
+            Some(kept) => kept
+                .record(KeptRecord {
+                    server_id: server_id.clone(),
+                    deployment_id: request.deployment_id.clone(),
+                    project_id: request.project_id.clone(),
+                    build_id: request.build_id.clone(),
+                    port,
+                    pid: child.handle.pid(),
+                    start_ticks: child.handle.start_ticks(),
+                    token: token.clone(),
+                    log_file: kept.log_file(&server_id),
+                    started_at: now,
+                    restarts: 0,
+                    route_id: None,
+                    deployed: false,
+                    owner: None,
+                })
+                .err()
+                .map(|error| {
+                    kept.remove(&server_id);
+                    Error::io(
+                        "record the kept server (so a later runner can adopt it) in",
+                        kept.log_file(&server_id),
+                        &error,
+                    )
+                }),
+            None => self.shared.journal.take_write_error(),
+        };
+        if let Some(error) = unrecorded {
             child.handle.kill_tree(self.config().shutdown_timeout).await;
             self.shared.ports.release(port);
             self.retire_server_log(&server_id);
             return Err(error);
         }
-        let now = SystemTime::now();
         let info = ServerInfo {
             id: server_id.clone(),
             deployment_id: request.deployment_id.clone(),
@@ -169,7 +206,8 @@ impl Runner {
             Arc::clone(&self.shared),
             NewServer {
                 info,
-                spec,
+                origin: supervisor::Origin::Deploy,
+                spec: Some(spec),
                 log: Arc::clone(&log),
                 child,
                 health_timeout,

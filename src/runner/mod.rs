@@ -5,14 +5,18 @@
 //! - [`builds`]: `build` as one call (source copy, queue, install, build), cancel and remove;
 //! - [`deploy`]: port, spawn, health gate, route — a deploy hands its server to a supervisor;
 //! - [`supervisor`]: one task per server that alone owns its state ([`ServerState`]);
-//! - [`providers`]: the source and router traits the binding implements over JS objects.
+//! - [`providers`]: the source and router traits the binding implements over JS objects;
+//! - [`kept`]: under `keepServersOnExit`, the records of servers that outlive the host, which
+//!   the next runner adopts ([`Runner::adopt_kept_servers`]) and [`Runner::detach`] hands over.
 //!
 //! `stop` and `shutdown` live here: `stop` removes the route, asks the server's supervisor to
 //! take the tree down, and resolves once nothing of it is left; `shutdown` does that for every
 //! server, cancels every build, and waits for deploys and builds that were in flight.
 
+mod adoption;
 pub mod builds;
 pub mod deploy;
+pub mod kept;
 pub mod providers;
 pub mod supervisor;
 
@@ -35,6 +39,7 @@ use crate::process::{self, Journal, ResourceMonitor, Usage};
 
 pub use builds::BuildTicket;
 pub use deploy::DeployRequest;
+pub use kept::{AdoptionReport, DeadServer};
 pub use providers::{
     BoxFuture, LocalCopySource, ProjectSource, RouteRequest, Router, SourceProvider,
 };
@@ -117,6 +122,9 @@ pub struct RunnerStats {
     pub servers: Vec<ServerInfo>,
     /// Bytes the build directories take (measured after each build, deploy and removal).
     pub build_disk_bytes: u64,
+    /// What the runner found of an earlier runner's kept servers; `None` without
+    /// `keepServersOnExit`.
+    pub adoption: Option<AdoptionReport>,
 }
 
 /// What the supervisors share with the runner.
@@ -131,6 +139,8 @@ pub struct Shared {
     pub journal: Arc<Journal>,
     /// CPU and memory samples.
     pub monitor: ResourceMonitor,
+    /// Under `keepServersOnExit`, the records of the servers that outlive the host.
+    pub kept: Option<Arc<kept::KeptServers>>,
 }
 
 /// One supervised server, as the runner keeps it.
@@ -224,6 +234,8 @@ pub struct Runner {
     build_disk_bytes: Arc<AtomicU64>,
     /// Per server: when its token was last scanned for, and the processes found.
     escapees: Arc<Mutex<HashMap<String, EscapeeScan>>>,
+    /// What [`Runner::adopt_kept_servers`] found.
+    adoption: Mutex<AdoptionReport>,
 }
 
 impl Runner {
@@ -245,6 +257,9 @@ impl Runner {
                 health: Arc::new(HealthChecker::new(config.health_check.clone())?),
                 journal,
                 monitor: ResourceMonitor::new(),
+                kept: config
+                    .keep_servers_on_exit
+                    .then(|| Arc::new(kept::KeptServers::new(&config.build_dir))),
                 config,
             }),
             leftovers_reaped: OnceCell::new(),
@@ -261,6 +276,7 @@ impl Runner {
             deployment_builds: Mutex::new(HashMap::new()),
             build_disk_bytes: Arc::new(AtomicU64::new(0)),
             escapees: Arc::new(Mutex::new(HashMap::new())),
+            adoption: Mutex::new(AdoptionReport::default()),
         })
     }
 
@@ -559,6 +575,11 @@ impl Runner {
             restarts: servers.iter().map(|s| s.restarts).sum(),
             servers,
             build_disk_bytes: self.build_disk_bytes.load(Ordering::Relaxed),
+            adoption: self
+                .shared
+                .kept
+                .as_ref()
+                .map(|_| lock(&self.adoption).clone()),
         }
     }
 
@@ -567,9 +588,24 @@ impl Runner {
     /// for health); resolves when no process of any is left and every port is released. Calls
     /// made after it start afresh.
     pub async fn shutdown(&self) {
+        let generation = self.cancel_calls_in_flight();
+        let ids: Vec<String> = lock(&self.servers).keys().cloned().collect();
+        let stops = ids.iter().map(|id| self.stop_by(id, "shutdown()"));
+        let cancels = self.builder.cancel_all();
+        tokio::join!(futures_join_all(stops), cancels);
+        self.flush_log_observers().await;
+        Self::wait_idle(&generation).await;
+        self.free_retired_logs();
+        tracing::debug!("runner shut down");
+    }
+
+    /// Cancels the calls in flight (deploys, builds being prepared) and returns their
+    /// generation; later calls belong to a fresh one.
+    fn cancel_calls_in_flight(&self) -> Arc<Generation> {
         let generation = {
             // Under the servers lock: a deploy registers its server under the same lock after
-            // checking its generation, so each one is either stopped below or stops itself.
+            // checking its generation, so each one is either stopped by the caller or stops
+            // itself.
             let _servers = lock(&self.servers);
             let mut current = lock(&self.generation);
             let old = std::mem::take(&mut *current);
@@ -579,11 +615,11 @@ impl Runner {
         for cancelled in lock(&self.preparing).values_mut() {
             *cancelled = true;
         }
-        let ids: Vec<String> = lock(&self.servers).keys().cloned().collect();
-        let stops = ids.iter().map(|id| self.stop_by(id, "shutdown()"));
-        let cancels = self.builder.cancel_all();
-        tokio::join!(futures_join_all(stops), cancels);
-        self.flush_log_observers().await;
+        generation
+    }
+
+    /// Waits until every call of `generation` has ended.
+    async fn wait_idle(generation: &Generation) {
         loop {
             let idle = generation.idle.notified();
             if generation.active.load(Ordering::SeqCst) == 0 {
@@ -591,8 +627,6 @@ impl Runner {
             }
             idle.await;
         }
-        self.free_retired_logs();
-        tracing::debug!("runner shut down");
     }
 }
 

@@ -172,6 +172,9 @@ enum Control {
     CheckHealth {
         reply: oneshot::Sender<HealthReport>,
     },
+    /// Stop supervising a kept server and leave it running (`detach()`); a server that is not
+    /// running (starting, or in backoff) is stopped instead. Answers whether it was left running.
+    Detach { done: oneshot::Sender<bool> },
 }
 
 /// A cloneable handle to one server's supervisor.
@@ -198,6 +201,16 @@ impl SupervisorHandle {
         }
     }
 
+    /// Lets go of a kept server that runs (it keeps running, unsupervised); stops one that
+    /// does not. Resolves whether it was left running.
+    pub async fn detach(&self) -> bool {
+        let (done, answer) = oneshot::channel();
+        if self.control.send(Control::Detach { done }).is_ok() {
+            return answer.await.unwrap_or(false);
+        }
+        false
+    }
+
     /// One health check: `Process is not running` when no process runs.
     pub async fn check_health(&self) -> HealthReport {
         let (reply, answer) = oneshot::channel();
@@ -217,12 +230,25 @@ fn not_running() -> HealthReport {
     }
 }
 
+/// How a supervisor got its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A deploy started it and waits for its first health gate.
+    Deploy,
+    /// It was adopted from a runner that is gone (`keepServersOnExit`): its health gate
+    /// decides whether it is healthy, and never stops it.
+    Adopted,
+}
+
 /// What [`start`] needs for a server whose first process is already spawned.
 pub struct NewServer {
     /// The snapshot to start from (state `Starting`).
     pub info: ServerInfo,
-    /// The command, for restarts.
-    pub spec: SpawnSpec,
+    /// How it came to this runner.
+    pub origin: Origin,
+    /// The command, for restarts (`None`: an adopted server whose command could not be read,
+    /// which is not restarted).
+    pub spec: Option<SpawnSpec>,
     /// The server's log (kept across restarts).
     pub log: Arc<LogStore>,
     /// Its first process.
@@ -248,6 +274,8 @@ pub fn start(
     let (control, messages) = mpsc::unbounded_channel();
     let (publish, info) = watch::channel(server.info.clone());
     let (ready, deployed) = oneshot::channel();
+    let ready = (server.origin == Origin::Deploy).then_some(ready);
+    let kept = server.child.handle.is_kept();
     let supervisor = Supervisor {
         shared,
         info: server.info,
@@ -256,15 +284,19 @@ pub fn start(
         child: Some(server.child),
         publish,
         messages,
-        ready: Some(ready),
+        ready,
+        origin: server.origin,
         health_timeout: server.health_timeout,
         token: server.token,
         streak: Streak {
             started: Instant::now(),
             restarts: 0,
         },
+        detaching: None,
     };
-    process::registry::register_token(&supervisor.token);
+    if !kept {
+        process::registry::register_token(&supervisor.token);
+    }
     let task = tokio::spawn(supervisor.run());
     (SupervisorHandle { control, info }, task, deployed)
 }
@@ -279,16 +311,20 @@ struct Streak {
 struct Supervisor {
     shared: Arc<Shared>,
     info: ServerInfo,
-    spec: SpawnSpec,
+    spec: Option<SpawnSpec>,
     log: Arc<LogStore>,
     child: Option<ServerProcess>,
     publish: watch::Sender<ServerInfo>,
     messages: mpsc::UnboundedReceiver<Control>,
     /// The deploy waiting for the first process to become healthy.
     ready: Option<oneshot::Sender<Result<()>>>,
+    /// How the server came here; an adopted one's first gate says so in its log.
+    origin: Origin,
     health_timeout: Duration,
     token: String,
     streak: Streak,
+    /// A `detach()` waiting for the task to let go.
+    detaching: Option<oneshot::Sender<bool>>,
 }
 
 /// A health check in flight, with the callers waiting for it.
@@ -312,6 +348,11 @@ impl Supervisor {
         let mut pending: Option<PendingCheck> = None;
         let mut stop_by: Option<(&'static str, Vec<oneshot::Sender<()>>)> = None;
         loop {
+            if let Some(done) = self.detaching.take() {
+                let left_running = self.detach().await;
+                let _ = done.send(left_running);
+                break;
+            }
             if let Some((by, waiting)) = stop_by.take() {
                 self.stop(by).await;
                 for done in waiting {
@@ -368,6 +409,9 @@ impl Supervisor {
                         waiting.push(done);
                     }
                     stop_by = Some((by, waiting));
+                }
+                Event::Message(Some(Control::Detach { done })) => {
+                    self.detaching = Some(done);
                 }
                 Event::Message(Some(Control::CheckHealth { reply })) => {
                     if self.child.as_ref().is_none_or(|c| !c.handle.is_running()) {
@@ -512,7 +556,7 @@ impl Supervisor {
         match outcome {
             Ok(()) => {
                 if self.ready.is_none() {
-                    self.runner_line("restarted: healthy".to_owned());
+                    self.runner_line(format!("{}: healthy", self.gate_subject()));
                 }
                 self.set_state(ServerState::Running {
                     healthy: true,
@@ -531,7 +575,7 @@ impl Supervisor {
                 }
                 // A restarted process keeps running, marked unhealthy, as the original does.
                 None => {
-                    self.runner_line("restarted: not healthy".to_owned());
+                    self.runner_line(format!("{}: not healthy ({error})", self.gate_subject()));
                     self.set_state(ServerState::Running {
                         healthy: false,
                         last_check: now,
@@ -539,6 +583,42 @@ impl Supervisor {
                 }
             },
         }
+    }
+
+    /// What the log calls a process whose health gate no deploy waits for.
+    fn gate_subject(&self) -> &'static str {
+        match (self.origin, self.info.restarts) {
+            (Origin::Adopted, 0) => "adopted",
+            _ => "restarted",
+        }
+    }
+
+    /// Lets go of a kept server that runs; stops one that does not. Returns whether it was
+    /// left running.
+    async fn detach(&mut self) -> bool {
+        let running = matches!(self.info.state, ServerState::Running { .. })
+            && self
+                .child
+                .as_ref()
+                .is_some_and(|c| c.handle.is_kept() && c.handle.is_running());
+        if !running {
+            self.stop("detach()").await;
+            return false;
+        }
+        if let Some(child) = self.child.take() {
+            if let Some(signal) = &child.signal {
+                signal.reader.abort();
+            }
+            child.handle.let_go();
+            self.shared.monitor.forget(child.handle.pid() as i32);
+        }
+        self.runner_line(format!(
+            "detached: the server keeps running (pid {}, port {}) for the next runner on this buildDir",
+            self.info.pid.unwrap_or_default(),
+            self.info.port
+        ));
+        self.shared.ports.release(self.info.port);
+        true
     }
 
     /// The process exited on its own.
@@ -557,7 +637,13 @@ impl Supervisor {
             let _ = ready.send(Err(error));
             return;
         }
-        self.runner_line(format!("process exited with {exit}"));
+        let not_ours = self.child.as_ref().is_some_and(|c| c.adopted);
+        self.runner_line(if not_ours && exit == ExitInfo::unknown() {
+            "process exited (its exit status is unknown: it was not started by this runner)"
+                .to_owned()
+        } else {
+            format!("process exited with {exit}")
+        });
         tracing::warn!(server = self.info.id, "server process exited with {exit}");
         // Whatever the leader left in its group goes before anything else takes the port.
         self.kill_tree().await;
@@ -598,10 +684,29 @@ impl Supervisor {
 
     /// Starts the process again on the same port. Returns whether one runs now.
     async fn restart(&mut self) -> bool {
-        match start_process(&self.shared, &self.spec, &self.log).await {
+        let Some(spec) = &self.spec else {
+            self.runner_line(
+                "not restarted: the adopted server's command line could not be read".to_owned(),
+            );
+            self.go_down(None);
+            return false;
+        };
+        match start_process(&self.shared, spec, &self.log, &self.info.id).await {
             Ok(child) => {
                 self.info.pid = Some(child.handle.pid());
                 self.info.restarts += 1;
+                if let Some(kept) = &self.shared.kept {
+                    let (pid, ticks, restarts) = (
+                        child.handle.pid(),
+                        child.handle.start_ticks(),
+                        self.info.restarts,
+                    );
+                    kept.update(&self.info.id, |record| {
+                        record.pid = pid;
+                        record.start_ticks = ticks;
+                        record.restarts = restarts;
+                    });
+                }
                 self.child = Some(child);
                 self.streak.started = Instant::now();
                 self.set_state(ServerState::Starting {
@@ -655,6 +760,9 @@ impl Supervisor {
     /// Down for good: the tree is gone, so the port goes back.
     fn go_down(&mut self, exit: Option<ExitInfo>) {
         process::registry::unregister_token(&self.token);
+        if let Some(kept) = &self.shared.kept {
+            kept.remove(&self.info.id);
+        }
         self.info.pid = None;
         self.shared.ports.release(self.info.port);
         self.set_state(ServerState::Stopped {
@@ -669,6 +777,19 @@ pub struct ServerProcess {
     /// The process.
     pub handle: ProcessHandle,
     signal: Option<ReadySignal>,
+    /// Started by another runner: its exit status cannot be read.
+    adopted: bool,
+}
+
+impl ServerProcess {
+    /// A process another runner started, taken over by this one.
+    pub fn adopted(handle: ProcessHandle) -> Self {
+        ServerProcess {
+            handle,
+            signal: None,
+            adopted: true,
+        }
+    }
 }
 
 /// `server-ready` messages read off a server's IPC channel.
@@ -679,27 +800,38 @@ struct ReadySignal {
     reader: tokio::task::AbortHandle,
 }
 
-/// Starts a process of a server: with a Node IPC channel when `healthCheck.readySignal` is on.
+/// Starts a process of server `server_id`: with a Node IPC channel when
+/// `healthCheck.readySignal` is on, and under `keepServersOnExit` as a process that outlives
+/// the host, its output in its log file.
 pub async fn start_process(
     shared: &Shared,
     spec: &SpawnSpec,
     log: &Arc<LogStore>,
+    server_id: &str,
 ) -> Result<ServerProcess> {
-    let journal = Some(Arc::clone(&shared.journal));
-    if !shared.config.ready_signal {
-        let handle = process::spawn(spec.clone(), Arc::clone(log), journal).await?;
-        return Ok(ServerProcess {
-            handle,
-            signal: None,
-        });
-    }
-    let (handle, channel) =
-        process::spawn_with_channel(spec.clone(), Arc::clone(log), journal).await?;
-    let (announce, announced) = watch::channel(0u64);
-    let reader = tokio::spawn(read_channel(channel, announce)).abort_handle();
+    let lifetime = match &shared.kept {
+        Some(kept) => process::Lifetime::Kept {
+            log_file: kept.log_file(server_id),
+            max_log_bytes: shared.config.log_file_max_bytes,
+        },
+        None => process::Lifetime::WithHost(Some(Arc::clone(&shared.journal))),
+    };
+    let (handle, channel) = process::spawn_with(
+        spec.clone(),
+        Arc::clone(log),
+        lifetime,
+        shared.config.ready_signal,
+    )
+    .await?;
+    let signal = channel.map(|channel| {
+        let (announce, announced) = watch::channel(0u64);
+        let reader = tokio::spawn(read_channel(channel, announce)).abort_handle();
+        ReadySignal { announced, reader }
+    });
     Ok(ServerProcess {
         handle,
-        signal: Some(ReadySignal { announced, reader }),
+        signal,
+        adopted: false,
     })
 }
 

@@ -6,7 +6,9 @@ mod calls;
 
 use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::{Env, FnArgs, Function, FunctionRef, Object, PromiseRaw, Unknown};
+use napi::bindgen_prelude::{
+    Env, FnArgs, Function, FunctionRef, Object, PromiseRaw, Unknown, within_runtime_if_available,
+};
 use napi::threadsafe_function::UnknownReturnValue;
 use napi_derive::napi;
 use serde_json::Value;
@@ -45,7 +47,8 @@ pub struct LocalProcessRunner {
 impl LocalProcessRunner {
     /// Validates `config` (every field optional; see `LocalProcessRunnerConfig` for defaults).
     /// Throws an `Error` naming the first field that is wrong. `buildDir` is resolved against
-    /// the current working directory now.
+    /// the current working directory now. With `keepServersOnExit: true`, adopts the servers
+    /// an earlier runner on the same `buildDir` left running (`getStats().adoption` says which).
     #[napi(constructor, ts_args_type = "config?: LocalProcessRunnerConfig")]
     pub fn new(config: Option<Unknown>) -> Result<Self> {
         let cwd = args::cwd("buildDir")?;
@@ -54,6 +57,9 @@ impl LocalProcessRunner {
             None => Value::Null,
         };
         let runner = Runner::new(RunnerConfig::from_json(&config, &cwd)?)?;
+        if runner.config().keep_servers_on_exit {
+            within_runtime_if_available(|| runner.adopt_kept_servers());
+        }
         Ok(LocalProcessRunner {
             runner: Arc::new(runner),
             listener: Arc::new(Mutex::new(None)),
@@ -421,6 +427,22 @@ impl LocalProcessRunner {
         }
     }
 
+    /// With `keepServersOnExit: true`, what a host calls before a planned restart: stops
+    /// supervising and leaves every running server running, its record handed over so that the
+    /// next runner on the same `buildDir` adopts it (same id, port, logs). Servers still
+    /// starting or waiting to restart are stopped, builds and deploys in flight cancelled.
+    /// Rejects with `ERR_INVALID_STATE` without `keepServersOnExit`. Drops the log listener.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn detach<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
+        let runner = Arc::clone(&self.runner);
+        let listener = Arc::clone(&self.listener);
+        spawn(env, async move {
+            runner.detach().await?;
+            drop_listener(&runner, &listener);
+            Ok(())
+        })
+    }
+
     /// Stops every server (routes removed, trees killed, ports released) and cancels every
     /// build, including deploys and builds in flight; resolves when no process is left. Drops
     /// the log listener. Calls made afterwards start afresh.
@@ -430,11 +452,16 @@ impl LocalProcessRunner {
         let listener = Arc::clone(&self.listener);
         spawn(env, async move {
             runner.shutdown().await;
-            runner.clear_log_observer(SERVER_LOG_LISTENER);
-            if let Some(listener) = lock(&listener).take() {
-                listener.detach_all();
-            }
+            drop_listener(&runner, &listener);
             Ok(())
         })
+    }
+}
+
+/// Stops `setOnServerLog`'s listener: no more lines reach it.
+fn drop_listener(runner: &Runner, listener: &Mutex<Option<Arc<ServerLogListener>>>) {
+    runner.clear_log_observer(SERVER_LOG_LISTENER);
+    if let Some(listener) = lock(listener).take() {
+        listener.detach_all();
     }
 }

@@ -1,0 +1,187 @@
+//! `keepServersOnExit` on the runner: adopting the kept servers an earlier runner left, and
+//! `detach()`, which leaves this runner's kept servers running for the next one.
+//!
+//! An adopted server is supervised like any other (stop, health, logs, usage, the restart
+//! policy): its supervisor starts with [`Origin::Adopted`], its port is reserved, its log is
+//! read from what its log file retained, and its command (for restarts) is read from `/proc`,
+//! so no variable of its environment is ever written to disk.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use super::kept::{AdoptionReport, DeadServer, KeptRecord};
+use super::supervisor::{self, NewServer, Origin, ServerInfo, ServerProcess, ServerState};
+use super::{LogOwner, Runner, ServerEntry};
+use crate::error::{Error, Result};
+use crate::logs::{LogLimits, LogStore, Stream};
+use crate::process::{self, SpawnSpec, adopt::Orphan, procfs};
+use crate::sync::lock;
+
+/// Variables of a server's environment that belong to one process's IPC channel, not to the
+/// server: a restart sets them again when it opens a channel.
+const CHANNEL_VARS: [&str; 2] = ["NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE"];
+
+impl Runner {
+    /// Under `keepServersOnExit`, takes over the kept servers on `buildDir` that no live runner
+    /// supervises and that still run, and reports those that died meanwhile (a warning each).
+    /// Must be called from within the tokio runtime; reads small files and `/proc` only. Does
+    /// nothing without `keepServersOnExit`, and adopts nothing when another runner on the same
+    /// `buildDir` is adopting at the same moment (the report says so).
+    pub fn adopt_kept_servers(&self) -> AdoptionReport {
+        let Some(kept) = self.shared.kept.clone() else {
+            return AdoptionReport::default();
+        };
+        let (claimed, mut report) = kept.claim();
+        if let Some(why) = &report.not_adopted {
+            tracing::warn!("adopted no kept server: {why}");
+        }
+        for record in claimed {
+            if !self.adopt(&record) {
+                kept.remove(&record.server_id);
+                report.adopted.retain(|id| *id != record.server_id);
+                report.died.push(DeadServer {
+                    server_id: record.server_id.clone(),
+                    deployment_id: record.deployment_id.clone(),
+                    port: record.port,
+                    log_ended_at: None,
+                    reason: "it stopped while it was being adopted".to_owned(),
+                });
+            }
+        }
+        *lock(&self.adoption) = report.clone();
+        report
+    }
+
+    /// Starts supervising one claimed server; false when its process is gone already.
+    fn adopt(&self, record: &KeptRecord) -> bool {
+        let log = Arc::new(LogStore::new(LogLimits::with_lines(
+            self.config().log_retention_lines as usize,
+        )));
+        let orphan = Orphan {
+            pid: record.pid,
+            start_ticks: record.start_ticks,
+            started_at: record.started_at,
+            log_file: record.log_file.clone(),
+            max_log_bytes: self.config().log_file_max_bytes,
+        };
+        self.open_server_log(
+            LogOwner::Server {
+                server_id: record.server_id.clone(),
+                deployment_id: record.deployment_id.clone(),
+                project_id: record.project_id.clone(),
+            },
+            &log,
+        );
+        log.append_lines(
+            Stream::Stderr,
+            std::iter::once(format!(
+                "{}adopted by a new runner (pid {}, port {}); its output follows, from {}",
+                crate::build::RUNNER_PREFIX,
+                record.pid,
+                record.port,
+                record.log_file.display()
+            )),
+        );
+        let Some(handle) = process::adopt::adopt(&orphan, Arc::clone(&log)) else {
+            self.retire_server_log(&record.server_id);
+            return false;
+        };
+        self.shared.ports.reserve(record.port);
+        let info = ServerInfo {
+            id: record.server_id.clone(),
+            deployment_id: record.deployment_id.clone(),
+            project_id: record.project_id.clone(),
+            build_id: record.build_id.clone(),
+            pid: Some(record.pid),
+            host: "127.0.0.1".to_owned(),
+            port: record.port,
+            state: ServerState::Starting {
+                since: SystemTime::now(),
+            },
+            last_health_check: None,
+            started_at: record.started_at,
+            restarts: record.restarts,
+            token: record.token.clone(),
+        };
+        let (handle, task, _no_deploy_waits) = supervisor::start(
+            Arc::clone(&self.shared),
+            NewServer {
+                info,
+                origin: Origin::Adopted,
+                spec: command_of(record.pid),
+                log,
+                child: ServerProcess::adopted(handle),
+                health_timeout: self.config().health_check.retry_interval
+                    * self.config().health_check.max_retries,
+                token: record.token.clone(),
+            },
+        );
+        let order = self.deploy_order.fetch_add(1, Ordering::SeqCst);
+        lock(&self.servers).insert(
+            record.server_id.clone(),
+            ServerEntry {
+                handle,
+                task: Some(task),
+                route_id: record.route_id.clone(),
+                deploy_order: order,
+                serving: true,
+            },
+        );
+        self.file_build(&record.deployment_id, &record.build_id);
+        true
+    }
+
+    /// Lets go of every server (`keepServersOnExit` only): the running ones keep running,
+    /// unsupervised, with their records handed over (no owner), so the next runner on this
+    /// `buildDir` adopts them even while this host still runs; servers that are starting or
+    /// waiting to restart are stopped, builds and deploys in flight are cancelled, and log
+    /// observers are flushed. The runner can be used afresh afterwards.
+    pub async fn detach(&self) -> Result<()> {
+        let Some(kept) = self.shared.kept.clone() else {
+            return Err(Error::InvalidState {
+                call: "detach()".to_owned(),
+                reason: "it needs keepServersOnExit: true (without it every server dies with the host); use shutdown()".to_owned(),
+            });
+        };
+        let generation = self.cancel_calls_in_flight();
+        let ids: Vec<String> = lock(&self.servers).keys().cloned().collect();
+        let lets_go = ids.iter().map(|id| self.detach_one(id));
+        tokio::join!(super::futures_join_all(lets_go), self.builder.cancel_all());
+        kept.let_go();
+        self.flush_log_observers().await;
+        Self::wait_idle(&generation).await;
+        tracing::debug!("runner detached");
+        Ok(())
+    }
+
+    async fn detach_one(&self, server_id: &str) {
+        let Some(handle) = self.handle(server_id) else {
+            return;
+        };
+        if matches!(handle.info().state, ServerState::Running { .. }) && handle.detach().await {
+            self.forget_server(server_id).await;
+            return;
+        }
+        self.stop_by(server_id, "detach()").await;
+    }
+}
+
+/// The command of a running server, read from `/proc`, for restarts: `None` when it cannot be
+/// read.
+fn command_of(pid: u32) -> Option<SpawnSpec> {
+    let pid = pid as i32;
+    let mut args = procfs::cmdline(pid)?;
+    let program = args.remove(0);
+    let env: BTreeMap<String, String> = procfs::environ(pid)?
+        .into_iter()
+        .filter(|(key, _)| !CHANNEL_VARS.contains(&key.as_str()))
+        .collect();
+    Some(SpawnSpec {
+        program,
+        args,
+        cwd: procfs::cwd(pid)?,
+        env,
+    })
+}
