@@ -39,6 +39,8 @@ describe('defaults', () => {
       redeploy: 'replace',
       retainBuilds: 3,
       logMemoryLimitMb: 256,
+      keepServersOnExit: false,
+      logFileMaxMb: 16,
     })
   })
 
@@ -115,6 +117,8 @@ describe('validation', () => {
     ['relative endpoint', { healthCheck: { endpoint: 'health' } }, "Invalid healthCheck.endpoint: must be a path starting with '/' (got 'health')"],
     ['readySignal a string', { healthCheck: { readySignal: 'yes' } }, "Invalid healthCheck.readySignal: expected a boolean, got string 'yes'"],
     ['unknown redeploy', { redeploy: 'swap' }, "Invalid redeploy: must be 'replace' or 'keep' (got 'swap')"],
+    ['keepServersOnExit a string', { keepServersOnExit: 'yes' }, "Invalid keepServersOnExit: expected a boolean, got string 'yes'"],
+    ['zero log file size', { logFileMaxMb: 0 }, 'Invalid logFileMaxMb: must be an integer from 1 to 1048576 (got 0)'],
     ['zero retained builds', { retainBuilds: 0 }, 'Invalid retainBuilds: must be an integer from 1 to 4294967295 (got 0)'],
     ['endpoint a symbol', { healthCheck: { endpoint: Symbol('x') } }, 'Invalid healthCheck.endpoint: expected a string, number, boolean, object or array, got a symbol'],
     ['empty buildDir', { buildDir: '' }, 'Invalid buildDir: must not be empty'],
