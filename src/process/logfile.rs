@@ -35,6 +35,11 @@ use crate::logs::{LineFramer, LogStore, Stream};
 /// Bytes read at once.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// The most one blocking pass reads before it hands back to the tailer's loop, so that a
+/// server printing without pause neither keeps a blocking thread forever nor delays the exit
+/// check and a stop of the tailer.
+const PASS_BYTES: u64 = 16 * 1024 * 1024;
+
 /// How often the file is looked at when inotify cannot say that it grew.
 const FALLBACK_POLL: Duration = Duration::from_millis(100);
 
@@ -110,9 +115,15 @@ pub async fn run(tail: Tail) -> io::Result<()> {
                 return Ok(());
             }
         };
-        if let Err(error) = read {
-            tracing::debug!("reading {} failed: {error}", tail.path.display());
-            break;
+        let at_end = match read {
+            Ok(at_end) => at_end,
+            Err(error) => {
+                tracing::debug!("reading {} failed: {error}", tail.path.display());
+                break;
+            }
+        };
+        if !at_end {
+            continue;
         }
         if exited {
             // Read once more after the exit was seen: everything it wrote is in the file now.
@@ -158,18 +169,23 @@ struct Reader {
 }
 
 impl Reader {
-    /// Reads and frames everything the file holds past the offset, then bounds the file.
-    fn read_available(&mut self) -> io::Result<()> {
+    /// Reads and frames what the file holds past the offset (at most [`PASS_BYTES`]) and bounds
+    /// the file. Returns whether it read to the end.
+    fn read_available(&mut self) -> io::Result<bool> {
         let reader = self;
+        let pass_end = reader.offset + PASS_BYTES;
         if reader.file.metadata()?.len() < reader.offset {
             // Truncated by someone else: start again from its beginning.
             reader.offset = 0;
             reader.kept_from = 0;
         }
         reader.file.seek(SeekFrom::Start(reader.offset))?;
-        loop {
+        let at_end = loop {
+            if reader.offset >= pass_end {
+                break false;
+            }
             let n = match reader.file.read(&mut reader.buffer) {
-                Ok(0) => break,
+                Ok(0) => break true,
                 Ok(n) => n,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => return Err(error),
@@ -188,9 +204,9 @@ impl Reader {
             reader
                 .log
                 .append_chunk(Stream::Stdout, &mut reader.framer, bytes);
-        }
+        };
         reader.bound();
-        Ok(())
+        Ok(at_end)
     }
 
     /// Frees the bytes older than the newest `max_bytes` once more than twice that was read.
