@@ -245,3 +245,21 @@ async fn detach_needs_keep_servers_on_exit() {
     assert_eq!(error.code(), "ERR_INVALID_STATE");
     assert!(error.to_string().contains("keepServersOnExit"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redeploy_replaces_an_adopted_server() {
+    let (dir, server) = deployed_then_detached("kept-redeploy", 12540).await;
+    let second = runner_on(&dir, 12540, json!({}));
+    assert_eq!(second.adopt_kept_servers().adopted, vec![server.id.clone()]);
+    let replacement = second
+        .deploy(request("dep-1", &[]))
+        .await
+        .expect("redeploy");
+    assert_ne!(replacement.port, server.port);
+    let listed: Vec<String> = second.list_servers().into_iter().map(|s| s.id).collect();
+    assert_eq!(listed, vec![replacement.id.clone()]);
+    assert!(port_is_free(server.port), "the adopted server is gone");
+    assert!(!procfs::is_alive(server.pid.expect("pid") as i32));
+    second.shutdown().await;
+    assert!(processes_under(&dir).is_empty());
+}
