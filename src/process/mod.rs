@@ -1,6 +1,6 @@
 //! Child processes: the one spawner ([`spawn`]), handles with the one tree killer
 //! ([`ProcessHandle::kill_tree`]), the environment allow-list ([`env`]), `/proc` reading
-//! ([`procfs`]), CPU and memory of a tree ([`usage`]), the exit-hook registry ([`registry`]) and
+//! ([`procfs`]), a port's listeners ([`sock_diag`]), CPU and memory of a tree ([`usage`]), the exit-hook registry ([`registry`]) and
 //! the leftover journal ([`journal`]).
 
 pub mod env;
@@ -10,6 +10,7 @@ pub mod manager;
 pub mod ownership;
 pub mod procfs;
 pub mod registry;
+pub mod sock_diag;
 pub mod spawn;
 pub mod usage;
 pub mod watchdog;
