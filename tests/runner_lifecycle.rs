@@ -278,14 +278,27 @@ async fn a_server_flooding_its_channel_with_garbage_is_unaffected() {
 
 /// Answers every connection on `listener` with `200 ok`, until the test ends.
 fn serve_foreign(listener: std::net::TcpListener) {
+    serve_foreign_when(listener, || true);
+}
+
+/// Answers every connection on `listener` until the test ends: `200 ok` once `ready()` holds,
+/// `503` before.
+fn serve_foreign_when(listener: std::net::TcpListener, ready: impl Fn() -> bool + Send + 'static) {
     use std::io::{Read, Write};
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut stream = stream;
             let mut request = [0u8; 1024];
             let _ = stream.read(&mut request);
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let status = if ready() {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                    .as_bytes(),
+            );
         }
     });
 }
@@ -347,6 +360,59 @@ async fn a_foreign_listener_on_the_only_port_fails_the_deploy_naming_it() {
             "{message}"
         );
     }
+    assert!(runner.stats().allocated_ports.is_empty());
+    assert!(processes_under(&dir).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_listener_never_passes_for_a_server_that_says_it_is_ready() {
+    // Slow polling, and a foreign listener that answers 2xx only once the server has sent
+    // `server-ready` (without listening): the answer comes on the signal's probe.
+    let (runner, dir) = runner(
+        "foreign-signal",
+        12420,
+        json!({
+            "portRange": { "start": 12420, "end": 12420 },
+            "healthCheck": { "retryIntervalMs": 60000 },
+        }),
+    );
+    let marker = dir.join("said-ready");
+    let marker_var = marker.to_string_lossy().into_owned();
+    let deploy = {
+        let runner = Arc::clone(&runner);
+        tokio::spawn(async move {
+            runner
+                .deploy(DeployRequest {
+                    health_timeout: Some(Duration::from_secs(10)),
+                    ..request(
+                        "dep-1",
+                        &[
+                            ("FIXTURE_LISTEN_AFTER_MS", "600"),
+                            ("FIXTURE_FALSE_READY", &marker_var),
+                        ],
+                    )
+                })
+                .await
+        })
+    };
+    common::wait_until("the server to start", Duration::from_secs(10), || {
+        !runner.stats().servers.is_empty()
+    })
+    .await;
+    let foreign = std::net::TcpListener::bind(("127.0.0.1", 12420)).expect("take the port");
+    let said_ready = marker.clone();
+    serve_foreign_when(foreign, move || said_ready.exists());
+    let error = deploy
+        .await
+        .expect("deploy task")
+        .expect_err("the answer came from the foreign listener");
+    assert_eq!(error.code(), "ERR_FOREIGN_LISTENER", "{error}");
+    assert!(marker.exists(), "the server said it was ready");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("process {}", std::process::id())),
+        "{message}"
+    );
     assert!(runner.stats().allocated_ports.is_empty());
     assert!(processes_under(&dir).is_empty());
 }

@@ -1,8 +1,9 @@
 //! Child processes: the one spawner ([`spawn`]), handles with the one tree killer
 //! ([`ProcessHandle::kill_tree`]), the environment allow-list ([`env`]), `/proc` reading
-//! ([`procfs`]), CPU and memory of a tree ([`usage`]), the exit-hook registry ([`registry`]),
-//! the leftover journal ([`journal`]), and for servers that outlive the host their log file
-//! ([`logfile`]) and their adoption by a later host ([`adopt`]).
+//! ([`procfs`]), a port's listeners ([`sock_diag`]), CPU and memory of a tree ([`usage`]), the
+//! exit-hook registry ([`registry`]), the leftover journal ([`journal`]), and for servers that
+//! outlive the host their log file ([`logfile`]) and their adoption by a later host
+//! ([`adopt`]).
 
 pub mod adopt;
 pub mod env;
@@ -13,6 +14,7 @@ pub mod manager;
 pub mod ownership;
 pub mod procfs;
 pub mod registry;
+pub mod sock_diag;
 pub mod spawn;
 pub mod usage;
 pub mod watchdog;

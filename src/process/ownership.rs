@@ -5,8 +5,8 @@
 //! ([`SERVER_TOKEN_VAR`]); it survives fork, `setsid()`, `setpgid()` and exec unless a process
 //! scrubs its environment, so the token finds the processes that left the server's group
 //! (daemons, Node's `detached: true` children). A listening socket is tied to its process
-//! through the socket's inode: `/proc/net/tcp` and `tcp6` list each listener's inode, and
-//! `/proc/<pid>/fd/*` link to `socket:[inode]`.
+//! through the socket's inode: the kernel's `sock_diag` answer (or `/proc/net/tcp` and `tcp6`)
+//! gives each listener's inode, and `/proc/<pid>/fd/*` link to `socket:[inode]`.
 //!
 //! # Caveats
 //! Only processes of this user can be read; a process that clears its environment *and*
@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 
-use super::procfs;
+use super::{procfs, sock_diag};
 
 /// The environment variable that carries a server's token.
 pub const SERVER_TOKEN_VAR: &str = "MASTRA_RUNNER_SERVER_TOKEN";
@@ -74,8 +74,20 @@ pub async fn kill_token_processes(token: &str, grace: std::time::Duration) -> us
     found.len()
 }
 
-/// The inodes of the sockets listening on TCP `port` (IPv4 and IPv6, any address).
+/// The inodes of the sockets listening on TCP `port` (IPv4 and IPv6, any address): asked of
+/// the kernel over `sock_diag`, or read from the `/proc/net` tables when that fails.
 pub fn listening_inodes(port: u16) -> BTreeSet<u64> {
+    match sock_diag::listening_inodes(port) {
+        Ok(inodes) => inodes,
+        Err(error) => {
+            tracing::debug!("sock_diag failed ({error}); reading /proc/net/tcp instead");
+            listening_inodes_from_tables(port)
+        }
+    }
+}
+
+/// [`listening_inodes`] from `/proc/net/tcp` and `tcp6`, which list every socket.
+fn listening_inodes_from_tables(port: u16) -> BTreeSet<u64> {
     let mut inodes = BTreeSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = fs::read_to_string(table) else {
@@ -155,10 +167,12 @@ mod tests {
         let port = listener.local_addr().expect("addr").port();
         let inodes = listening_inodes(port);
         assert!(!inodes.is_empty());
+        assert_eq!(listening_inodes_from_tables(port), inodes);
         let me = std::process::id() as i32;
         assert!(holds_any(&[me], &inodes));
         assert_eq!(holder_of(&inodes), Some(me));
         drop(listener);
         assert!(listening_inodes(port).is_empty());
+        assert!(listening_inodes_from_tables(port).is_empty());
     }
 }

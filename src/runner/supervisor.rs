@@ -466,9 +466,9 @@ impl Supervisor {
 
     /// The health gate of the process that is starting: polling on the health checker's
     /// schedule, and a probe at once whenever the server says it is ready on its IPC channel.
+    /// Either way the answer must come from this server, not from a program that took the port.
     fn health_gate(&self) -> BoxFuture<'static, Result<()>> {
         let health = Arc::clone(&self.shared.health);
-        let port = self.info.port;
         let timeout = if self.ready.is_some() {
             self.health_timeout
         } else {
@@ -480,16 +480,54 @@ impl Supervisor {
             .as_ref()
             .and_then(|c| c.signal.as_ref())
             .map(|s| s.announced.clone());
-        let leader = self.info.pid.unwrap_or_default() as i32;
-        let token = self.token.clone();
-        Box::pin(async move {
-            let answered = Self::health_answer(health, port, timeout, announced).await;
-            answered?;
-            // The answer must come from this server, not from a program that took the port.
-            tokio::task::spawn_blocking(move || check_listener(port, leader, &token))
-                .await
-                .map_err(|e| Error::internal("checking who listens on the port", e))?
-        })
+        let owner = OwnerCheck {
+            port: self.info.port,
+            leader: self.info.pid.unwrap_or_default() as i32,
+            token: self.token.clone(),
+        };
+        Box::pin(Self::gate(health, owner, timeout, announced))
+    }
+
+    /// The gate's steps: an answer from the health endpoint ([`Self::health_answer`]), and the
+    /// server holding the port. A server listens by the time it says so, so who holds the port
+    /// is read from its first `server-ready` on, while the probe is in flight, rather than
+    /// after the answer; without a signal (or when that read has not finished) it is read
+    /// after the answer.
+    async fn gate(
+        health: Arc<crate::health::HealthChecker>,
+        owner: OwnerCheck,
+        timeout: Duration,
+        announced: Option<watch::Receiver<u64>>,
+    ) -> Result<()> {
+        let first_signal = announced.clone();
+        let early = async {
+            let Some(mut first_signal) = first_signal else {
+                return std::future::pending().await;
+            };
+            next_announcement(&mut first_signal).await;
+            owner.run().await
+        };
+        let answer = Self::health_answer(health, owner.port, timeout, announced);
+        tokio::pin!(early, answer);
+        let mut early_outcome = None;
+        loop {
+            tokio::select! {
+                // The answer first: on the signal its probe goes out before the check wakes a
+                // blocking thread (on a busy machine that thread can take the CPU).
+                biased;
+                answered = &mut answer => {
+                    answered?;
+                    break;
+                }
+                outcome = &mut early, if early_outcome.is_none() => early_outcome = Some(outcome),
+            }
+        }
+        match early_outcome.transpose()? {
+            Some(Listener::Server) => Ok(()),
+            // Read after the answer, no listener at all (another network namespace) leaves the
+            // answer trusted.
+            Some(Listener::Unseen) | None => owner.run().await.map(drop),
+        }
     }
 
     /// Waits for a 2xx from the health endpoint: polling, or at once on the server's signal.
@@ -507,10 +545,7 @@ impl Supervisor {
                 return std::future::pending().await;
             };
             loop {
-                if announced.changed().await.is_err() {
-                    // The channel closed: polling alone decides.
-                    return std::future::pending().await;
-                }
+                next_announcement(&mut announced).await;
                 if health.check_loopback(port).await.healthy {
                     return Ok(());
                 }
@@ -890,21 +925,55 @@ fn is_server_ready(line: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// Resolves on the server's next `server-ready`; never once its channel has closed (polling
+/// alone decides then).
+async fn next_announcement(announced: &mut watch::Receiver<u64>) {
+    if announced.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Who listens on a server's port, as far as [`OwnerCheck`] could see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    /// A process of the server holds a socket listening on the port.
+    Server,
+    /// No socket listening on the port could be read.
+    Unseen,
+}
+
+/// The check that the sockets listening on a server's port belong to the server: its tree
+/// from `leader`, or a process carrying `token`.
+struct OwnerCheck {
+    port: u16,
+    leader: i32,
+    token: String,
+}
+
+impl OwnerCheck {
+    /// Runs the check on the blocking pool (it reads `/proc`).
+    async fn run(&self) -> Result<Listener> {
+        let (port, leader, token) = (self.port, self.leader, self.token.clone());
+        tokio::task::spawn_blocking(move || check_listener(port, leader, &token))
+            .await
+            .map_err(|e| Error::internal("checking who listens on the port", e))?
+    }
+}
+
 /// Fails with [`Error::ForeignListener`] when the sockets listening on `port` are held by none
-/// of the server's processes (its tree from `leader`, and those carrying `token`). When no
-/// listener can be read at all (another network namespace), the answer is trusted.
-fn check_listener(port: u16, leader: i32, token: &str) -> Result<()> {
+/// of the server's processes (its tree from `leader`, and those carrying `token`).
+fn check_listener(port: u16, leader: i32, token: &str) -> Result<Listener> {
     use crate::process::{ownership, procfs};
     let inodes = ownership::listening_inodes(port);
     if inodes.is_empty() {
-        return Ok(());
+        return Ok(Listener::Unseen);
     }
     let tree: Vec<i32> = procfs::live_tree(leader).iter().map(|p| p.pid).collect();
     // The tree is cheap to read; every process's environment (for the token) only if needed.
     if ownership::holds_any(&tree, &inodes)
         || ownership::holds_any(&ownership::processes_with_token(token), &inodes)
     {
-        return Ok(());
+        return Ok(Listener::Server);
     }
     Err(Error::ForeignListener {
         port,
