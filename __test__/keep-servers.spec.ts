@@ -164,10 +164,36 @@ describe('keepServersOnExit: true', () => {
 
     const runner = runnerOf(s.config)
     const server = await expectAdopted(runner, kept)
-    await runner.shutdown()
+    await waitFor(async () => ticksIn(await runner.getLogs(server)).length >= 3, 10_000, 'ticks')
+    const ticks = ticksIn(await runner.getLogs(server))
+    expect(ticks[0]).toBe(1)
+    expect(ticks.every((t, i) => i === 0 || t === ticks[i - 1] + 1)).toBe(true)
+    const streamed: string[] = []
+    const unsubscribe = runner.streamLogs(server, (line) => streamed.push(line))
+    await waitFor(() => ticksIn(streamed.join('\n')).length >= 2, 10_000, 'streamed ticks')
+    unsubscribe()
+    await runner.stop(server)
     expect(alive(kept.pid)).toBe(false)
     expect(await listening(server.port)).toBe(false)
+    expect(runner.getStats().allocatedPorts).toEqual([])
   })
+
+  for (const [how, after] of [
+    ['ends by SIGTERM (its signal hook runs)', `process.kill(process.pid, 'SIGTERM')`],
+    ['exits without detach()', `process.exit(0)`],
+  ] as const) {
+    it(`a host that ${how} leaves its server running for the next runner`, async () => {
+      const s = setting()
+      const { out, exited } = startHost(s, after)
+      const kept = await deployedBy(out)
+      killLater(kept.pid)
+      await exited
+      expect(alive(kept.pid)).toBe(true)
+      expect(await healthOf(kept.port)).toBe(200)
+      const runner = runnerOf(s.config)
+      await expectAdopted(runner, kept)
+    })
+  }
 
   it('a server that died while no host ran is reported, not adopted, and its port is free', async () => {
     const s = setting()

@@ -136,11 +136,8 @@ async fn a_server_that_died_meanwhile_is_reported_not_adopted() {
     assert!(second.list_servers().is_empty());
     assert!(port_is_free(server.port));
     assert!(!second.stats().allocated_ports.contains(&server.port));
-    assert!(
-        !dir.join(".runner/kept")
-            .join(format!("{}.log", server.id))
-            .exists()
-    );
+    let log_file = dir.join(".runner/kept").join(format!("{}.log", server.id));
+    wait_until("the dead server's files to go", || !log_file.exists()).await;
     second.shutdown().await;
 }
 
@@ -262,4 +259,53 @@ async fn a_redeploy_replaces_an_adopted_server() {
     assert!(!procfs::is_alive(server.pid.expect("pid") as i32));
     second.shutdown().await;
     assert!(processes_under(&dir).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detach_lets_go_of_an_adopted_server_whose_first_check_has_not_passed() {
+    let (dir, server) = deployed_then_detached("kept-unchecked", 12560).await;
+    // This runner probes an endpoint the server answers with 404: its gate never passes.
+    let second = runner_on(
+        &dir,
+        12560,
+        json!({ "healthCheck": { "endpoint": "/elsewhere" } }),
+    );
+    assert_eq!(second.adopt_kept_servers().adopted.len(), 1);
+    assert_eq!(
+        second.server(&server.id).map(|s| s.health().as_str()),
+        Some("starting")
+    );
+    second.detach().await.expect("detach");
+    assert_eq!(health_status(server.port), Some(200), "let go, not stopped");
+    let third = runner_on(&dir, 12560, json!({}));
+    assert_eq!(third.adopt_kept_servers().adopted, vec![server.id.clone()]);
+    third.shutdown().await;
+    assert!(processes_under(&dir).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_server_that_fails_to_start_reports_its_output() {
+    let (runner, dir) = kept_runner("kept-crash", 12580);
+    let error = runner
+        .deploy(request("dep-1", &[("FIXTURE_CRASH_ON_START", "1")]))
+        .await
+        .expect_err("the server exits");
+    assert_eq!(error.code(), "ERR_SERVER_EXITED");
+    assert!(
+        error
+            .to_string()
+            .contains("fatal: cannot connect to the database"),
+        "{error}"
+    );
+    // Nothing is left for a later runner: no record, no log file.
+    assert!(
+        std::fs::read_dir(dir.join(".runner/kept")).is_ok_and(|entries| {
+            entries.flatten().all(|e| {
+                e.path()
+                    .extension()
+                    .is_none_or(|x| x != "json" && x != "log")
+            })
+        })
+    );
+    runner.shutdown().await;
 }

@@ -58,8 +58,9 @@ pub fn open_for_server(path: &Path) -> io::Result<File> {
 /// Where a tailer starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TailFrom {
-    /// At the end the file has now: a server just started by this host.
-    End,
+    /// At this offset: the file's length when a server was just started by this host (read
+    /// before the spawn, so its very first lines are read too).
+    Offset(u64),
     /// At the oldest byte the file retained (the first whole line of it): a server another
     /// host started, whose earlier output belongs in the ring.
     Retained,
@@ -84,15 +85,16 @@ pub struct Tail {
 /// end. Fails only when the file cannot be opened.
 pub async fn run(tail: Tail) -> io::Result<()> {
     let file = OpenOptions::new().read(true).write(true).open(&tail.path)?;
-    let start = match tail.from {
-        TailFrom::End => file.metadata()?.len(),
-        TailFrom::Retained => first_retained_byte(&file, tail.max_bytes)?,
+    let (start, kept_from) = match tail.from {
+        TailFrom::Offset(offset) => (offset, offset),
+        TailFrom::Retained => retained_range(&file, tail.max_bytes)?,
     };
+    let skipping_partial = tail.from == TailFrom::Retained && !starts_a_line(&file, start);
     let mut reader = Reader {
         file,
         offset: start,
-        kept_from: start,
-        skipping_partial: start > 0 && tail.from == TailFrom::Retained,
+        kept_from,
+        skipping_partial,
         framer: LineFramer::new(tail.log.limits().max_line_bytes),
         buffer: vec![0u8; READ_CHUNK],
         max_bytes: tail.max_bytes,
@@ -140,9 +142,11 @@ pub async fn run(tail: Tail) -> io::Result<()> {
     Ok(())
 }
 
-/// The offset of the oldest data the file holds, at most `2 × max_bytes` before its end
-/// (holes punched earlier read as zeros, so they are skipped).
-fn first_retained_byte(file: &File, max_bytes: u64) -> io::Result<u64> {
+/// Where a later host starts reading a file it did not write: the oldest data the file holds,
+/// at most `2 × max_bytes` before its end (holes punched earlier read as zeros, so they are
+/// skipped); and the oldest data, from which the first bound frees what lies before the
+/// newest `max_bytes` (the file may have grown without bound while no host ran).
+fn retained_range(file: &File, max_bytes: u64) -> io::Result<(u64, u64)> {
     let len = file.metadata()?.len();
     let data = match nix::unistd::lseek(file.as_fd(), 0, nix::unistd::Whence::SeekData) {
         Ok(offset) => offset.max(0) as u64,
@@ -150,7 +154,17 @@ fn first_retained_byte(file: &File, max_bytes: u64) -> io::Result<u64> {
         Err(nix::errno::Errno::ENXIO) => len,
         Err(_) => 0,
     };
-    Ok(data.max(len.saturating_sub(2 * max_bytes)))
+    Ok((data.max(len.saturating_sub(2 * max_bytes)), data))
+}
+
+/// Whether `offset` is the start of a line: the file's start, or just after a newline.
+fn starts_a_line(file: &File, offset: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    if offset == 0 {
+        return true;
+    }
+    let mut before = [0u8; 1];
+    file.read_exact_at(&mut before, offset - 1).is_ok() && before[0] == b'\n'
 }
 
 /// The reading side of one tailer.
@@ -308,12 +322,11 @@ mod tests {
         let (exit_sender, exit) = watch::channel(None);
         let tailer = tokio::spawn(run(Tail {
             path: path.clone(),
-            from: TailFrom::End,
+            from: TailFrom::Offset(std::fs::metadata(&path).unwrap().len()),
             log: Arc::clone(&log),
             exit,
             max_bytes: 1024 * 1024,
         }));
-        tokio::time::sleep(Duration::from_millis(50)).await;
         writer.write_all(b"one\ntwo\nunfinished").unwrap();
         exit_sender.send_replace(Some(ExitInfo::unknown()));
         tailer.await.unwrap().unwrap();
@@ -346,6 +359,29 @@ mod tests {
         assert!(read.iter().all(|l| l.len() == 9 && l.starts_with("line ")));
     }
 
+    #[tokio::test]
+    async fn a_retained_tail_that_starts_on_a_line_keeps_that_line() {
+        let dir = tempfile_dir("aligned");
+        let path = dir.join("server.log");
+        let mut writer = open_for_server(&path).unwrap();
+        // 8 bytes a line, 4 KiB bound: the tail starts 8 KiB before the end, at a line start.
+        for n in 0..2048 {
+            writeln!(writer, "ln {n:04x}").unwrap();
+        }
+        let log = Arc::new(LogStore::new(LogLimits::with_lines(10_000)));
+        let (_exit_sender, exit) = watch::channel(Some(ExitInfo::unknown()));
+        run(Tail {
+            path,
+            from: TailFrom::Retained,
+            log: Arc::clone(&log),
+            exit,
+            max_bytes: 4096,
+        })
+        .await
+        .unwrap();
+        assert_eq!(log.all().len(), 1024);
+    }
+
     #[test]
     fn a_long_read_log_file_is_bounded_by_punching_its_oldest_bytes() {
         let dir = tempfile_dir("bound");
@@ -376,7 +412,10 @@ mod tests {
         assert_eq!(reader.kept_from, 48 * 4096);
         let file = File::open(&path).unwrap();
         assert_eq!(file.metadata().unwrap().len(), 64 * 4096);
-        assert_eq!(first_retained_byte(&file, 16 * 4096).unwrap(), 48 * 4096);
+        assert_eq!(
+            retained_range(&file, 16 * 4096).unwrap(),
+            (48 * 4096, 48 * 4096)
+        );
     }
 
     fn tempfile_dir(name: &str) -> PathBuf {

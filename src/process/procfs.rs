@@ -76,24 +76,6 @@ pub fn environ(pid: i32) -> Option<std::collections::BTreeMap<String, String>> {
     )
 }
 
-/// The command line `pid` was started with (`/proc/<pid>/cmdline`), if it can be read.
-pub fn cmdline(pid: i32) -> Option<Vec<String>> {
-    let bytes = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let mut args: Vec<String> = bytes
-        .split(|byte| *byte == 0)
-        .map(|arg| String::from_utf8_lossy(arg).into_owned())
-        .collect();
-    if args.last().is_some_and(String::is_empty) {
-        args.pop();
-    }
-    (!args.is_empty()).then_some(args)
-}
-
-/// The working directory of `pid` (`/proc/<pid>/cwd`), if it can be read.
-pub fn cwd(pid: i32) -> Option<std::path::PathBuf> {
-    fs::read_link(format!("/proc/{pid}/cwd")).ok()
-}
-
 /// Whether `pid` exists and is not a zombie.
 pub fn is_alive(pid: i32) -> bool {
     read_stat(pid).is_some_and(|stat| stat.is_alive())

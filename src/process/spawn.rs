@@ -194,16 +194,17 @@ async fn spawn_process(
             log_file,
             max_log_bytes,
         } => {
-            let file = super::logfile::open_for_server(log_file)
-                .and_then(|out| Ok((out.try_clone()?, out)))
+            let (out, err, start) = super::logfile::open_for_server(log_file)
+                .and_then(|out| Ok((out.try_clone()?, out.metadata()?.len(), out)))
+                .map(|(err, start, out)| (out, err, start))
                 .map_err(|error| {
                     spawn_error(
                         &spec,
                         format!("cannot open its log file {}: {error}", log_file.display()),
                     )
                 })?;
-            command.stdout(file.1).stderr(file.0);
-            Some((log_file.clone(), *max_log_bytes))
+            command.stdout(out).stderr(err);
+            Some((log_file.clone(), *max_log_bytes, start))
         }
     };
     let dies_with_host = kept_output.is_none();
@@ -262,11 +263,11 @@ async fn spawn_process(
     let (exit_sender, exit) = watch::channel(None::<ExitInfo>);
     let (output_sender, output_closed) = watch::channel(0u8);
     let output_sender = Arc::new(output_sender);
-    let tailer = kept_output.map(|(path, max_bytes)| {
+    let tailer = kept_output.map(|(path, max_bytes, start)| {
         tail_output(
             super::logfile::Tail {
                 path,
-                from: super::logfile::TailFrom::End,
+                from: super::logfile::TailFrom::Offset(start),
                 log: Arc::clone(&log),
                 exit: exit.clone(),
                 max_bytes,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use super::kept::{AdoptionReport, DeadServer, KeptRecord};
+use super::kept::{self, AdoptionReport, KeptRecord};
 use super::supervisor::{self, NewServer, Origin, ServerInfo, ServerProcess, ServerState};
 use super::{LogOwner, Runner, ServerEntry};
 use crate::error::{Error, Result};
@@ -33,22 +33,32 @@ impl Runner {
         let Some(kept) = self.shared.kept.clone() else {
             return AdoptionReport::default();
         };
-        let (claimed, mut report) = kept.claim();
+        let kept::Claim {
+            claimed,
+            mut dead,
+            mut report,
+        } = kept.claim();
         if let Some(why) = &report.not_adopted {
             tracing::warn!("adopted no kept server: {why}");
         }
         for record in claimed {
             if !self.adopt(&record) {
-                kept.remove(&record.server_id);
+                kept.forget(&record.server_id);
                 report.adopted.retain(|id| *id != record.server_id);
-                report.died.push(DeadServer {
-                    server_id: record.server_id.clone(),
-                    deployment_id: record.deployment_id.clone(),
-                    port: record.port,
-                    log_ended_at: None,
-                    reason: "it stopped while it was being adopted".to_owned(),
-                });
+                report.died.push(kept::dead_server(
+                    &record,
+                    "it stopped while it was being adopted",
+                ));
+                dead.push(record);
             }
+        }
+        if !dead.is_empty() {
+            // Killing leftovers reads every process's environment: not on Node's thread.
+            tokio::task::spawn_blocking(move || {
+                for record in &dead {
+                    kept.clean_up(record);
+                }
+            });
         }
         *lock(&self.adoption) = report.clone();
         report
@@ -110,7 +120,7 @@ impl Runner {
             NewServer {
                 info,
                 origin: Origin::Adopted,
-                spec: command_of(record.pid),
+                spec: command_of(record),
                 log,
                 child: ServerProcess::adopted(handle),
                 health_timeout: self.config().health_check.retry_interval
@@ -160,28 +170,29 @@ impl Runner {
         let Some(handle) = self.handle(server_id) else {
             return;
         };
-        if matches!(handle.info().state, ServerState::Running { .. }) && handle.detach().await {
+        if handle.detach().await {
             self.forget_server(server_id).await;
             return;
         }
+        // Its supervisor stopped it (it was not running, or a deploy still waited for it):
+        // the route goes and the runner forgets it, as after stop().
         self.stop_by(server_id, "detach()").await;
     }
 }
 
-/// The command of a running server, read from `/proc`, for restarts: `None` when it cannot be
-/// read.
-fn command_of(pid: u32) -> Option<SpawnSpec> {
-    let pid = pid as i32;
-    let mut args = procfs::cmdline(pid)?;
-    let program = args.remove(0);
-    let env: BTreeMap<String, String> = procfs::environ(pid)?
+/// The command of an adopted server, for restarts: its program, arguments and directory from
+/// its record, its environment from `/proc` (never written to disk); `None` when the
+/// environment cannot be read.
+fn command_of(record: &KeptRecord) -> Option<SpawnSpec> {
+    let (program, args) = record.command.split_first()?;
+    let env: BTreeMap<String, String> = procfs::environ(record.pid as i32)?
         .into_iter()
         .filter(|(key, _)| !CHANNEL_VARS.contains(&key.as_str()))
         .collect();
     Some(SpawnSpec {
-        program,
-        args,
-        cwd: procfs::cwd(pid)?,
+        program: program.clone(),
+        args: args.to_vec(),
+        cwd: record.cwd.clone(),
         env,
     })
 }

@@ -137,46 +137,64 @@ impl Runner {
             },
             &log,
         );
+        let now = SystemTime::now();
+        // A kept server is recorded before it starts (with its token, pid 0): were the host to
+        // die right after the spawn, the next runner still finds it by the token and kills it.
+        if let Some(kept) = &self.shared.kept {
+            let record = KeptRecord {
+                server_id: server_id.clone(),
+                deployment_id: request.deployment_id.clone(),
+                project_id: request.project_id.clone(),
+                build_id: request.build_id.clone(),
+                port,
+                pid: 0,
+                start_ticks: 0,
+                token: token.clone(),
+                log_file: kept.log_file(&server_id),
+                command: std::iter::once(spec.program.clone())
+                    .chain(spec.args.iter().cloned())
+                    .collect(),
+                cwd: spec.cwd.clone(),
+                started_at: now,
+                restarts: 0,
+                route_id: None,
+                deployed: false,
+                owner: None,
+            };
+            if let Err(error) = kept.record(record) {
+                self.shared.ports.release(port);
+                self.retire_server_log(&server_id);
+                return Err(Error::io(
+                    "record the kept server (so a later runner can adopt it) in",
+                    kept.record_path(&server_id),
+                    &error,
+                ));
+            }
+        }
         let spawned = supervisor::start_process(&self.shared, &spec, &log, &server_id).await;
         let child = match spawned {
             Ok(child) => child,
             Err(error) => {
+                if let Some(kept) = &self.shared.kept {
+                    kept.remove(&server_id);
+                }
                 self.shared.ports.release(port);
                 self.retire_server_log(&server_id);
                 return Err(error);
             }
         };
-        let now = SystemTime::now();
-        // A server whose group is not recorded could not be reaped (or, when kept, adopted) by
-        // the next runner after a crash of the host: such a deploy fails (a full disk, say)
-        // rather than run unrecorded.
-        let unrecorded = match &self.shared.kept {
-            Some(kept) => kept
-                .record(KeptRecord {
-                    server_id: server_id.clone(),
-                    deployment_id: request.deployment_id.clone(),
-                    project_id: request.project_id.clone(),
-                    build_id: request.build_id.clone(),
-                    port,
-                    pid: child.handle.pid(),
-                    start_ticks: child.handle.start_ticks(),
-                    token: token.clone(),
-                    log_file: kept.log_file(&server_id),
-                    started_at: now,
-                    restarts: 0,
-                    route_id: None,
-                    deployed: false,
-                    owner: None,
-                })
-                .err()
-                .map(|error| {
-                    kept.remove(&server_id);
-                    Error::io(
-                        "record the kept server (so a later runner can adopt it) in",
-                        kept.log_file(&server_id),
-                        &error,
-                    )
-                }),
+        if let Some(kept) = &self.shared.kept {
+            let (pid, ticks) = (child.handle.pid(), child.handle.start_ticks());
+            kept.update(&server_id, |record| {
+                record.pid = pid;
+                record.start_ticks = ticks;
+            });
+        }
+        // A server whose group is not recorded could not be reaped by the next runner after a
+        // crash of the host: such a deploy fails (a full disk, say) rather than run unrecorded
+        // (a kept server was recorded above).
+        let unrecorded = match self.shared.kept {
+            Some(_) => None,
             None => self.shared.journal.take_write_error(),
         };
         if let Some(error) = unrecorded {

@@ -53,7 +53,7 @@ pub struct KeptRecord {
     pub build_id: String,
     /// The port it listens on.
     pub port: u16,
-    /// Its current process (also its group's and session's id).
+    /// Its current process (also its group's and session's id); 0 while it is being spawned.
     pub pid: u32,
     /// That process's start time after boot, in clock ticks.
     pub start_ticks: u64,
@@ -61,6 +61,11 @@ pub struct KeptRecord {
     pub token: String,
     /// The file its output is appended to.
     pub log_file: PathBuf,
+    /// Its program and arguments, for restarts (read from here, not from `/proc`, where a
+    /// process may rewrite its title).
+    pub command: Vec<String>,
+    /// Its working directory.
+    pub cwd: PathBuf,
     /// When it was deployed.
     pub started_at: SystemTime,
     /// Restarts the restart policy made.
@@ -87,6 +92,8 @@ impl KeptRecord {
             "startTicks": self.start_ticks,
             "token": self.token,
             "logFile": self.log_file.to_string_lossy(),
+            "command": self.command,
+            "cwd": self.cwd.to_string_lossy(),
             "startedAtMs": millis_since_epoch(self.started_at),
             "restarts": self.restarts,
             "routeId": self.route_id,
@@ -111,6 +118,13 @@ impl KeptRecord {
             start_ticks: number("startTicks")?,
             token: text("token")?,
             log_file: PathBuf::from(text("logFile")?),
+            command: value
+                .get("command")?
+                .as_array()?
+                .iter()
+                .map(|arg| arg.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()?,
+            cwd: PathBuf::from(text("cwd")?),
             started_at: UNIX_EPOCH + Duration::from_millis(number("startedAtMs")?),
             restarts: u32::try_from(number("restarts")?).ok()?,
             route_id: text("routeId"),
@@ -183,16 +197,18 @@ impl KeptServers {
         self.dir.join(format!("{server_id}.log"))
     }
 
-    fn record_path(&self, server_id: &str) -> PathBuf {
+    /// Where server `server_id`'s record is.
+    pub fn record_path(&self, server_id: &str) -> PathBuf {
         self.dir.join(format!("{server_id}.json"))
     }
 
-    /// Records a server this runner supervises (owned by it).
+    /// Records a server this runner supervises (owned by it); nothing is kept when the record
+    /// cannot be written.
     pub fn record(&self, mut record: KeptRecord) -> io::Result<()> {
         record.owner = Some(self.owner.clone());
-        let written = self.write(&record);
+        self.write(&record)?;
         lock(&self.records).insert(record.server_id.clone(), record);
-        written
+        Ok(())
     }
 
     /// Changes the record of `server_id` (a restart's new process, its route, its deploy
@@ -206,6 +222,11 @@ impl KeptServers {
         if let Err(error) = self.write(record) {
             tracing::warn!("cannot update the record of kept server '{server_id}': {error}");
         }
+    }
+
+    /// Stops keeping a record in memory (its files stay, for [`KeptServers::clean_up`]).
+    pub fn forget(&self, server_id: &str) {
+        lock(&self.records).remove(server_id);
     }
 
     /// Forgets a server that is down for good: its record and its log file go.
@@ -250,14 +271,15 @@ impl KeptServers {
         fs::rename(&temporary, &path)
     }
 
-    /// Claims every record that no live runner supervises and whose process still runs;
-    /// reports (and cleans up after) the servers that died. Blocks on file and `/proc` reads
-    /// only (no waiting for other runners).
-    pub fn claim(&self) -> (Vec<KeptRecord>, AdoptionReport) {
-        let mut report = AdoptionReport::default();
+    /// Claims every record that no live runner supervises and whose process still runs, and
+    /// reports the servers that died (their records come back in [`Claim::dead`], for
+    /// [`KeptServers::clean_up`]). Reads small files and each recorded process's `/proc` entry
+    /// only, and never waits for another runner.
+    pub fn claim(&self) -> Claim {
+        let mut claim = Claim::default();
         if let Err(error) = fs::create_dir_all(&self.dir) {
-            report.not_adopted = Some(format!("cannot use {}: {error}", self.dir.display()));
-            return (Vec::new(), report);
+            claim.report.not_adopted = Some(format!("cannot use {}: {error}", self.dir.display()));
+            return claim;
         }
         let lock_path = self.dir.with_file_name(LOCK_FILE);
         let held = fs::OpenOptions::new()
@@ -281,11 +303,10 @@ impl KeptServers {
         let _held = match held {
             Ok(held) => held,
             Err(why) => {
-                report.not_adopted = Some(why);
-                return (Vec::new(), report);
+                claim.report.not_adopted = Some(why);
+                return claim;
             }
         };
-        let mut claimed = Vec::new();
         for path in self.record_files() {
             let Some(record) = fs::read_to_string(&path)
                 .ok()
@@ -301,31 +322,45 @@ impl KeptServers {
                     owner,
                     "kept server supervised by a live runner"
                 );
-                report.left_to_other_runner.push(record.server_id.clone());
+                claim
+                    .report
+                    .left_to_other_runner
+                    .push(record.server_id.clone());
                 continue;
             }
-            let reason = if !record.deployed {
-                Some("its host ended before its deploy finished".to_owned())
-            } else if !is_recorded_process(&record) {
-                Some("it stopped while no runner supervised it".to_owned())
-            } else {
-                None
-            };
-            match reason {
-                None => {
-                    let mut record = record;
-                    if let Err(error) = self.record(record.clone()) {
-                        tracing::warn!("cannot claim kept server '{}': {error}", record.server_id);
-                        continue;
-                    }
-                    record.owner = Some(self.owner.clone());
-                    report.adopted.push(record.server_id.clone());
-                    claimed.push(record);
+            let reason = match (record.deployed, identify(&record)) {
+                (_, Identity::NotOurs) => {
+                    // The recorded pid and start time are this process's, yet it carries
+                    // another token: the record does not describe it, so it is not touched.
+                    tracing::warn!(
+                        "kept-server record {} names process {}, which is not that server: record removed",
+                        path.display(),
+                        record.pid
+                    );
+                    remove_files(&path, Path::new(""));
+                    continue;
                 }
-                Some(reason) => report.died.push(self.bury(&record, reason)),
+                (false, _) => Some("its host ended before its deploy finished"),
+                (true, Identity::Gone) => Some("it stopped while no runner supervised it"),
+                (true, Identity::Same) => None,
+            };
+            if let Some(reason) = reason {
+                claim.report.died.push(dead_server(&record, reason));
+                claim.dead.push(record);
+                continue;
+            }
+            let server_id = record.server_id.clone();
+            match self.record(record) {
+                Ok(()) => {
+                    if let Some(record) = lock(&self.records).get(&server_id) {
+                        claim.claimed.push(record.clone());
+                    }
+                    claim.report.adopted.push(server_id);
+                }
+                Err(error) => tracing::warn!("cannot claim kept server '{server_id}': {error}"),
             }
         }
-        (claimed, report)
+        claim
     }
 
     fn record_files(&self) -> Vec<PathBuf> {
@@ -341,11 +376,15 @@ impl KeptServers {
         paths
     }
 
-    /// Kills what is left of a dead server's processes, removes its files, and says when its
-    /// log ended.
-    fn bury(&self, record: &KeptRecord, reason: String) -> DeadServer {
-        let mut killed =
-            process::journal::kill_recorded_group(record.pid as i32, record.start_ticks);
+    /// Kills what is left of a dead server's processes (its group, when it had a process, and
+    /// every process carrying its token) and removes its files. Reads every process's
+    /// environment: call it off Node's main thread.
+    pub fn clean_up(&self, record: &KeptRecord) {
+        let mut killed = if record.pid == 0 {
+            Vec::new()
+        } else {
+            process::journal::kill_recorded_group(record.pid as i32, record.start_ticks)
+        };
         for pid in ownership::processes_with_token(&record.token) {
             if nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -356,32 +395,49 @@ impl KeptServers {
                 killed.push(pid);
             }
         }
-        let log_ended_at = fs::metadata(&record.log_file)
-            .and_then(|m| m.modified())
-            .ok();
-        let ended = log_ended_at.map_or_else(
-            || "unknown".to_owned(),
-            |at| crate::logs::store::iso8601_utc(millis_since_epoch(at)),
-        );
-        tracing::warn!(
-            "kept server '{}' (deployment '{}', port {}) was not adopted: {reason}; its log ended at {ended}{}",
-            record.server_id,
-            record.deployment_id,
-            record.port,
-            if killed.is_empty() {
-                String::new()
-            } else {
-                format!("; killed what was left of it: {killed:?}")
-            }
-        );
-        remove_files(&self.record_path(&record.server_id), &record.log_file);
-        DeadServer {
-            server_id: record.server_id.clone(),
-            deployment_id: record.deployment_id.clone(),
-            port: record.port,
-            log_ended_at,
-            reason,
+        if !killed.is_empty() {
+            tracing::warn!(
+                "killed what was left of kept server '{}': {killed:?}",
+                record.server_id
+            );
         }
+        remove_files(&self.record_path(&record.server_id), &record.log_file);
+    }
+}
+
+/// What [`KeptServers::claim`] found.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// Records now owned by this runner, of servers that still run.
+    pub claimed: Vec<KeptRecord>,
+    /// Records of servers that died, for [`KeptServers::clean_up`].
+    pub dead: Vec<KeptRecord>,
+    /// The report for `getStats().adoption`.
+    pub report: AdoptionReport,
+}
+
+/// Reports a recorded server that is not running any more (with a warning line), saying when
+/// its log ended.
+pub fn dead_server(record: &KeptRecord, reason: &str) -> DeadServer {
+    let log_ended_at = fs::metadata(&record.log_file)
+        .and_then(|m| m.modified())
+        .ok();
+    let ended = log_ended_at.map_or_else(
+        || "unknown".to_owned(),
+        |at| crate::logs::store::iso8601_utc(millis_since_epoch(at)),
+    );
+    tracing::warn!(
+        "kept server '{}' (deployment '{}', port {}) was not adopted: {reason}; its log ended at {ended}",
+        record.server_id,
+        record.deployment_id,
+        record.port,
+    );
+    DeadServer {
+        server_id: record.server_id.clone(),
+        deployment_id: record.deployment_id.clone(),
+        port: record.port,
+        log_ended_at,
+        reason: reason.to_owned(),
     }
 }
 
@@ -392,7 +448,10 @@ impl Drop for KeptServers {
 }
 
 fn remove_files(record: &Path, log_file: &Path) {
-    for path in [record, log_file] {
+    for path in [record, log_file]
+        .into_iter()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         if let Err(error) = fs::remove_file(path)
             && error.kind() != io::ErrorKind::NotFound
         {
@@ -420,12 +479,27 @@ fn owner_is_alive(owner: &str) -> bool {
     }
 }
 
-/// Whether the record's process still runs: the same pid and start time (not a reused pid),
-/// and the server's token in its environment.
-fn is_recorded_process(record: &KeptRecord) -> bool {
-    process::adopt::is_same_process(record.pid, record.start_ticks)
-        && procfs::environ(record.pid as i32)
-            .is_some_and(|env| env.get(ownership::SERVER_TOKEN_VAR) == Some(&record.token))
+/// Whether a record's process still runs.
+enum Identity {
+    /// The same pid and start time (so not a reused pid), and the server's token in its
+    /// environment, or an environment that cannot be read.
+    Same,
+    /// No live process has that pid and start time.
+    Gone,
+    /// The pid and start time match, but the process carries another token.
+    NotOurs,
+}
+
+fn identify(record: &KeptRecord) -> Identity {
+    if record.pid == 0 || !process::adopt::is_same_process(record.pid, record.start_ticks) {
+        return Identity::Gone;
+    }
+    match procfs::environ(record.pid as i32) {
+        Some(env) if env.get(ownership::SERVER_TOKEN_VAR) != Some(&record.token) => {
+            Identity::NotOurs
+        }
+        _ => Identity::Same,
+    }
 }
 
 #[cfg(test)]
@@ -443,6 +517,8 @@ mod tests {
             start_ticks: 7,
             token: "t".to_owned(),
             log_file: PathBuf::from("/x/s.log"),
+            command: vec!["node".to_owned(), "index.mjs".to_owned()],
+            cwd: PathBuf::from("/x"),
             started_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
             restarts: 2,
             route_id: Some("r".to_owned()),

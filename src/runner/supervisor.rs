@@ -349,6 +349,24 @@ impl Supervisor {
         let mut stop_by: Option<(&'static str, Vec<oneshot::Sender<()>>)> = None;
         loop {
             if let Some(done) = self.detaching.take() {
+                // A stop that was asked for before the detach wins: the server goes down.
+                let mut stops = Vec::new();
+                while let Ok(message) = self.messages.try_recv() {
+                    match message {
+                        Control::Stop { done, .. } => stops.push(done),
+                        Control::CheckHealth { reply } => {
+                            let _ = reply.send(not_running());
+                        }
+                        Control::Detach { done } => {
+                            let _ = done.send(false);
+                        }
+                    }
+                }
+                if !stops.is_empty() {
+                    let _ = done.send(false);
+                    stop_by = Some(("stop()", stops));
+                    continue;
+                }
                 let left_running = self.detach().await;
                 let _ = done.send(left_running);
                 break;
@@ -631,7 +649,12 @@ impl Supervisor {
     /// Lets go of a kept server that runs; stops one that does not. Returns whether it was
     /// left running.
     async fn detach(&mut self) -> bool {
-        let running = matches!(self.info.state, ServerState::Running { .. })
+        // Running (healthy or not, or adopted and not yet checked), and no deploy waits for it.
+        let running = self.ready.is_none()
+            && matches!(
+                self.info.state,
+                ServerState::Running { .. } | ServerState::Starting { .. }
+            )
             && self
                 .child
                 .as_ref()
