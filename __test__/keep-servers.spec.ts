@@ -113,6 +113,20 @@ async function expectAdopted(runner: Runner, kept: { id: string; port: number; p
   return server
 }
 
+/** `getLogs` holds at least `count` ticks from tick 1 without a gap, and `streamLogs` gets the
+ * ones that follow. */
+async function expectTicks(runner: Runner, server: RunningServer, count: number) {
+  await waitFor(async () => ticksIn(await runner.getLogs(server)).length >= count, 10_000, 'ticks in getLogs')
+  const ticks = ticksIn(await runner.getLogs(server))
+  expect(ticks[0]).toBe(1)
+  expect(ticks.every((t, i) => i === 0 || t === ticks[i - 1] + 1)).toBe(true)
+  const streamed: string[] = []
+  const unsubscribe = runner.streamLogs(server, (line) => streamed.push(line))
+  await waitFor(() => ticksIn(streamed.join('\n')).length >= 2, 10_000, 'streamed ticks')
+  unsubscribe()
+  expect(ticksIn(streamed.join('\n'))[0]).toBeGreaterThan(ticks[ticks.length - 1] - 1)
+}
+
 describe('keepServersOnExit: true', () => {
   it('a SIGKILLed host leaves its server serving; the next runner adopts it with its logs, and stop() leaves nothing', async () => {
     const s = setting()
@@ -131,16 +145,7 @@ describe('keepServersOnExit: true', () => {
     const runner = runnerOf(s.config)
     const server = await expectAdopted(runner, kept)
     // getLogs has every tick from the first, the ones printed while no host ran included.
-    await waitFor(async () => ticksIn(await runner.getLogs(server)).length >= before + 3, 10_000, 'the retained log')
-    const ticks = ticksIn(await runner.getLogs(server))
-    expect(ticks[0]).toBe(1)
-    expect(ticks.every((t, i) => i === 0 || t === ticks[i - 1] + 1)).toBe(true)
-    // streamLogs gets the new ones.
-    const streamed: string[] = []
-    const unsubscribe = runner.streamLogs(server, (line) => streamed.push(line))
-    await waitFor(() => ticksIn(streamed.join('\n')).length >= 2, 10_000, 'streamed ticks')
-    unsubscribe()
-    expect(ticksIn(streamed.join('\n'))[0]).toBeGreaterThan(ticks[ticks.length - 1] - 1)
+    await expectTicks(runner, server, before + 3)
     const usage = await runner.getResourceUsage(server)
     expect(usage.memoryUsageMb).toBeGreaterThan(0)
 
@@ -164,14 +169,7 @@ describe('keepServersOnExit: true', () => {
 
     const runner = runnerOf(s.config)
     const server = await expectAdopted(runner, kept)
-    await waitFor(async () => ticksIn(await runner.getLogs(server)).length >= 3, 10_000, 'ticks')
-    const ticks = ticksIn(await runner.getLogs(server))
-    expect(ticks[0]).toBe(1)
-    expect(ticks.every((t, i) => i === 0 || t === ticks[i - 1] + 1)).toBe(true)
-    const streamed: string[] = []
-    const unsubscribe = runner.streamLogs(server, (line) => streamed.push(line))
-    await waitFor(() => ticksIn(streamed.join('\n')).length >= 2, 10_000, 'streamed ticks')
-    unsubscribe()
+    await expectTicks(runner, server, 3)
     await runner.stop(server)
     expect(alive(kept.pid)).toBe(false)
     expect(await listening(server.port)).toBe(false)

@@ -312,6 +312,22 @@ mod tests {
         log.all().iter().map(|e| e.line.to_string()).collect()
     }
 
+    /// What a later host reads of the file of a process that has exited.
+    async fn read_retained(path: PathBuf, max_bytes: u64) -> Vec<String> {
+        let log = Arc::new(LogStore::new(LogLimits::with_lines(10_000)));
+        let (_exit_sender, exit) = watch::channel(Some(ExitInfo::unknown()));
+        run(Tail {
+            path,
+            from: TailFrom::Retained,
+            log: Arc::clone(&log),
+            exit,
+            max_bytes,
+        })
+        .await
+        .unwrap();
+        lines(&log)
+    }
+
     #[tokio::test]
     async fn tails_appended_lines_and_stops_after_the_exit() {
         let dir = tempfile_dir("tail");
@@ -342,18 +358,7 @@ mod tests {
             writeln!(writer, "line {n:04}").unwrap();
         }
         // 10 bytes a line: a 4 KiB bound keeps the last 8 KiB, starting mid-line.
-        let log = Arc::new(LogStore::new(LogLimits::with_lines(10_000)));
-        let (_exit_sender, exit) = watch::channel(Some(ExitInfo::unknown()));
-        run(Tail {
-            path,
-            from: TailFrom::Retained,
-            log: Arc::clone(&log),
-            exit,
-            max_bytes: 4096,
-        })
-        .await
-        .unwrap();
-        let read = lines(&log);
+        let read = read_retained(path, 4096).await;
         assert_eq!(read.last().map(String::as_str), Some("line 1999"));
         assert!(read.len() < 2000 && read.len() > 700, "{}", read.len());
         assert!(read.iter().all(|l| l.len() == 9 && l.starts_with("line ")));
@@ -368,18 +373,7 @@ mod tests {
         for n in 0..2048 {
             writeln!(writer, "ln {n:04x}").unwrap();
         }
-        let log = Arc::new(LogStore::new(LogLimits::with_lines(10_000)));
-        let (_exit_sender, exit) = watch::channel(Some(ExitInfo::unknown()));
-        run(Tail {
-            path,
-            from: TailFrom::Retained,
-            log: Arc::clone(&log),
-            exit,
-            max_bytes: 4096,
-        })
-        .await
-        .unwrap();
-        assert_eq!(log.all().len(), 1024);
+        assert_eq!(read_retained(path, 4096).await.len(), 1024);
     }
 
     #[test]
