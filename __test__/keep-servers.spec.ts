@@ -5,6 +5,7 @@
 // default (false) a SIGKILLed host still takes its servers with it.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -209,7 +210,11 @@ describe('keepServersOnExit: true', () => {
     expect(adoption.died[0].logEndedAt).toBeInstanceOf(Date)
     expect(adoption.died[0].reason).toMatch(/stopped while no runner supervised it/)
     expect(runner.getStats().allocatedPorts).toEqual([])
-    // The port is free: a new deploy gets it (the range is that one port).
+    // The port is free: nothing listens, and a new deploy gets it (the range is that one port).
+    // A SIGKILLed Node's main thread turns zombie a moment before its other threads have
+    // closed its sockets, so the listener may outlive the `alive()` check above briefly.
+    await waitFor(async () => !(await listening(kept.port)), 5_000, 'the listener to close')
+    await waitFor(() => canBind(kept.port), 5_000, 'the port to be bindable')
     const fresh = await runner.deploy(s.project, s.deployment, s.build)
     expect(fresh.port).toBe(kept.port)
   })
@@ -287,6 +292,15 @@ describe('keepServersOnExit: false (the default)', () => {
     await expect(runner.detach()).rejects.toThrow(/keepServersOnExit/)
   })
 })
+
+/** Whether a listener can be bound on 127.0.0.1:`port` now. */
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+  })
+}
 
 function keptDir(s: ReturnType<typeof setting>): string {
   return path.join(s.config.buildDir!, '.runner', 'kept')
