@@ -18,7 +18,7 @@ async fn output_is_framed_into_the_log_with_stream_tags() {
     let entries = child.log().all();
     let tagged: Vec<(Stream, String)> = entries
         .iter()
-        .map(|e| (e.stream, e.line.to_string()))
+        .map(|e| (e.stream(), e.line().to_owned()))
         .collect();
     assert!(tagged.contains(&(Stream::Stdout, "out".to_owned())));
     assert!(tagged.contains(&(Stream::Stderr, "err".to_owned())));

@@ -77,7 +77,7 @@ proptest! {
         }
         store.finish_chunks(Stream::Stdout, &mut framer);
         store.close_subscriptions();
-        let stored: Vec<String> = store.all().iter().map(|e| e.line.to_string()).collect();
+        let stored: Vec<String> = store.all().iter().map(|e| e.line().to_owned()).collect();
         prop_assert_eq!(&stored, &whole);
 
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -85,8 +85,9 @@ proptest! {
         let mut sizes = batch_sizes.iter().cycle();
         while let Some(batch) = runtime.block_on(subscription.next_batch(*sizes.next().unwrap())) {
             prop_assert_eq!(batch.missed, 0);
-            let lines: Vec<String> = batch.entries.iter().map(|e| e.line.to_string()).collect();
-            let text = join_text(&batch.entries);
+            let entries: Vec<_> = batch.entries().collect();
+            let lines: Vec<String> = entries.iter().map(|e| e.line().to_owned()).collect();
+            let text = join_text(&entries);
             let split: Vec<&str> = text.split('\n').collect();
             prop_assert_eq!(split, lines.iter().map(String::as_str).collect::<Vec<_>>());
             delivered.extend(lines);

@@ -13,12 +13,12 @@ use crate::binding::entities::PaginatedLogsResult;
 use crate::binding::error::{Result, to_js_error};
 
 use napi::bindgen_prelude::{
-    Either, Env, FnArgs, Function, FunctionRef, JsObjectValue, JsValue, Object, Unknown,
+    Either, Env, FnArgs, Function, FunctionRef, JsObjectValue, Object, Unknown,
 };
 use napi::threadsafe_function::UnknownReturnValue;
 
 use crate::binding::args::{self, LineCallback};
-use crate::binding::delivery::{TextBatch, batch_sink, pump, report_callback_error};
+use crate::binding::delivery::{TextBatch, batch_sink, js_reporter, pump, report_callback_error};
 use crate::logs::LogStore;
 use crate::logs::store::SubscriptionCloser;
 
@@ -123,13 +123,7 @@ fn subscribe_text<'env>(
         closing.close();
         Ok(())
     })?;
-    let report =
-        env.create_function_from_closure::<Unknown, (), _>("reportLogError", move |ctx| {
-            let error: Unknown = ctx.first_arg()?;
-            let reason = error.coerce_to_string()?.into_utf8()?.into_owned()?;
-            report_callback_error(what, &napi::Error::from_reason(reason));
-            Ok(())
-        })?;
+    let report = js_reporter(env, what)?;
     let factory: FanOutFactory = env.run_script(FAN_OUT)?;
     let fan_out = factory.call(FnArgs::from((callback.borrow_back(env)?, close, report)))?;
     let deliver: Function<Either<String, Vec<String>>, ()> =
