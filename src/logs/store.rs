@@ -13,8 +13,9 @@
 //!
 //! Subscribers each own a bounded queue of runs (a chunk and a range of its lines). Appending
 //! pushes one run per new chunk into those queues and wakes their readers; it never waits for a
-//! reader and never copies a line. A reader that falls more than its queue's capacity (counted
-//! in lines) behind loses the oldest undelivered lines and is told how many it missed.
+//! reader and never copies a line. A reader that falls more than its queue's capacity behind
+//! (in lines, or in bytes: the store's own byte budget) loses the oldest undelivered lines and
+//! is told how many it missed.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -139,24 +140,44 @@ impl ChunkBuilder {
         }
     }
 
-    /// Whether `line` may join this chunk: it is empty, or under [`CHUNK_BYTES`] with room
-    /// for the line's offset to fit in a `u32`.
-    fn has_room(&self, line: &str) -> bool {
+    /// Whether `text` (a line or a block of them) may join this chunk: it is empty, or under
+    /// [`CHUNK_BYTES`] with room for the offsets of `text`'s lines to fit in a `u32`.
+    fn has_room(&self, text: &str) -> bool {
         self.lines == 0
             || (self.text.len() < CHUNK_BYTES
-                && self.text.len() + 1 + line.len() <= u32::MAX as usize)
+                && self.text.len() + 1 + text.len() <= u32::MAX as usize)
     }
 
-    fn push(&mut self, line: &str, check_newline: bool) {
+    /// Adds one line from a caller, which may hold a `\n`.
+    fn push_line(&mut self, line: &str) {
+        self.separate();
+        self.text.push_str(line);
+        self.lines += 1;
+        self.cost += line.len() + ENTRY_OVERHEAD_BYTES;
+        self.inner_newline |= memchr::memchr(b'\n', line.as_bytes()).is_some();
+    }
+
+    /// Adds a framer's block: one or more lines joined by `\n`, none holding one itself.
+    fn push_block(&mut self, block: &str) {
+        self.separate();
+        let base = self.text.len();
+        self.text.push_str(block);
+        let before = self.ends.len();
+        // Fits: `has_room` was true for this block.
+        self.ends
+            .extend(memchr::memchr_iter(b'\n', block.as_bytes()).map(|at| (base + at) as u32));
+        let lines = self.ends.len() - before + 1;
+        self.lines += lines;
+        self.cost += block.len() - (lines - 1) + lines * ENTRY_OVERHEAD_BYTES;
+    }
+
+    /// Ends the previous line, if any, with the `\n` between lines.
+    fn separate(&mut self) {
         if self.lines > 0 {
             // Fits: `has_room` was true before this push.
             self.ends.push(self.text.len() as u32);
             self.text.push('\n');
         }
-        self.text.push_str(line);
-        self.lines += 1;
-        self.cost += line.len() + ENTRY_OVERHEAD_BYTES;
-        self.inner_newline |= check_newline && line.contains('\n');
     }
 
     /// The chunk of the lines pushed so far, numbered from `first_id`; the builder is left
@@ -292,6 +313,12 @@ impl LogRun {
         (self.end - self.start) as usize
     }
 
+    /// The bytes the first `count` lines are charged against a budget.
+    fn cost_of_first(&self, count: usize) -> usize {
+        let start = self.start as usize;
+        self.chunk.cost(start, start + count)
+    }
+
     /// Whether the run holds no line (runs handed out never are).
     pub fn is_empty(&self) -> bool {
         self.start == self.end
@@ -419,6 +446,13 @@ impl Ring {
             .map_or(self.next_id, |c| c.first_id + self.front_evicted as u64)
     }
 
+    /// Seals `builder`'s chunk into the ring first if `text` may not join it.
+    fn make_room(&mut self, builder: &mut ChunkBuilder, text: &str) {
+        if !builder.has_room(text) {
+            self.push(builder);
+        }
+    }
+
     /// Seals `builder`'s lines into a chunk at the end of the ring.
     fn push(&mut self, builder: &mut ChunkBuilder) {
         self.lines += builder.lines;
@@ -538,9 +572,17 @@ impl LogStore {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.append_with(stream, true, 0, |add| {
+        let max_line_bytes = self.limits.max_line_bytes;
+        self.append_with(stream, 0, |builder, ring| {
             for line in lines {
-                add(line.as_ref());
+                let line = line.as_ref();
+                let line = if line.len() > max_line_bytes {
+                    Cow::Owned(self.framer_cap.cap_line(line))
+                } else {
+                    Cow::Borrowed(line)
+                };
+                ring.make_room(builder, &line);
+                builder.push_line(&line);
             }
         })
     }
@@ -555,23 +597,35 @@ impl LogStore {
         bytes: &[u8],
     ) -> Option<u64> {
         let capacity = bytes.len().min(CHUNK_BYTES);
-        self.append_with(stream, false, capacity, |add| framer.push(bytes, add))
+        self.append_with(stream, capacity, |builder, ring| {
+            // Pieces of at most a chunk's size keep each block the framer lends that small.
+            for piece in bytes.chunks(CHUNK_BYTES) {
+                framer.push_lines(piece, |block| {
+                    ring.make_room(builder, block);
+                    builder.push_block(block);
+                });
+            }
+        })
     }
 
     /// End of a stream: appends `framer`'s unfinished last line, if any.
     pub fn finish_chunks(&self, stream: Stream, framer: &mut LineFramer) -> Option<u64> {
-        self.append_with(stream, false, 0, |add| framer.finish(add))
+        self.append_with(stream, 0, |builder, ring| {
+            framer.finish(|line| {
+                ring.make_room(builder, line);
+                builder.push_block(line);
+            });
+        })
     }
 
-    /// Takes the lock once, lets `feed` add lines (with `caller`, text from a caller: capped
-    /// to the length limit and checked for `\n`; a framer's lines are neither), stores them in
-    /// chunks, hands those to subscribers and evicts the oldest lines.
+    /// Takes the lock once, lets `feed` add lines to a chunk builder (with room for `capacity`
+    /// bytes; `feed` seals full chunks into the ring), stores the rest, hands the new chunks
+    /// to subscribers and evicts the oldest lines.
     fn append_with(
         &self,
         stream: Stream,
-        caller: bool,
         capacity: usize,
-        feed: impl FnOnce(&mut dyn FnMut(&str)),
+        feed: impl FnOnce(&mut ChunkBuilder, &mut Ring),
     ) -> Option<u64> {
         let now = now_ms();
         let mut guard = self.lock();
@@ -579,19 +633,8 @@ impl LogStore {
         let timestamp_ms = now.max(ring.last_timestamp_ms);
         ring.last_timestamp_ms = timestamp_ms;
         let first_new = ring.chunks.len();
-        let max_line_bytes = self.limits.max_line_bytes;
         let mut builder = ChunkBuilder::new(stream, timestamp_ms, capacity);
-        feed(&mut |line: &str| {
-            let line = if caller && line.len() > max_line_bytes {
-                Cow::Owned(self.framer_cap.cap_line(line))
-            } else {
-                Cow::Borrowed(line)
-            };
-            if !builder.has_room(&line) {
-                ring.push(&mut builder);
-            }
-            builder.push(&line, caller);
-        });
+        feed(&mut builder, ring);
         if builder.lines > 0 {
             ring.push(&mut builder);
         }
@@ -679,17 +722,20 @@ impl LogStore {
     }
 
     /// A live subscription to entries appended from now on. It holds at most `capacity`
-    /// undelivered entries; older ones are dropped and counted as missed.
+    /// undelivered entries, charged at most the store's byte budget (but always the newest
+    /// entry); older ones are dropped and counted as missed.
     pub fn subscribe(&self, capacity: usize) -> Subscription {
         let queue = Arc::new(SubscriberQueue {
             state: Mutex::new(QueueState {
                 pending: VecDeque::new(),
                 pending_lines: 0,
+                pending_bytes: 0,
                 missed: 0,
                 closed: false,
                 unsubscribed: false,
             }),
             capacity: capacity.max(1),
+            max_bytes: self.limits.max_bytes,
             wake: Notify::new(),
         });
         self.lock().subscribers.push(Arc::clone(&queue));
@@ -773,10 +819,45 @@ struct QueueState {
     pending: VecDeque<LogRun>,
     /// Lines in `pending`.
     pending_lines: usize,
+    /// The bytes those lines are charged (as the store charges them).
+    pending_bytes: usize,
     missed: u64,
     closed: bool,
     /// Closed by its reader (not by the store going away): nothing more is delivered.
     unsubscribed: bool,
+}
+
+impl QueueState {
+    /// Drops the oldest lines, counting them as missed, until at most `capacity` are left and
+    /// they are charged at most `max_bytes` (or only one is left).
+    fn drop_oldest(&mut self, capacity: usize, max_bytes: usize) {
+        while self.pending_lines > capacity
+            || (self.pending_bytes > max_bytes && self.pending_lines > 1)
+        {
+            let Some(front) = self.pending.front_mut() else {
+                break;
+            };
+            let mut count = (self.pending_lines.saturating_sub(capacity)).min(front.len());
+            let mut bytes = front.cost_of_first(count);
+            while count < front.len().min(self.pending_lines - 1)
+                && self.pending_bytes - bytes > max_bytes
+            {
+                count += 1;
+                bytes = front.cost_of_first(count);
+            }
+            if count == 0 {
+                break;
+            }
+            if count == front.len() {
+                self.pending.pop_front();
+            } else {
+                front.split_off_front(count);
+            }
+            self.pending_lines -= count;
+            self.pending_bytes -= bytes;
+            self.missed += count as u64;
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -784,6 +865,8 @@ struct SubscriberQueue {
     state: Mutex<QueueState>,
     /// Undelivered lines kept at most.
     capacity: usize,
+    /// Bytes the undelivered lines may be charged at most.
+    max_bytes: usize,
     wake: Notify,
 }
 
@@ -801,24 +884,12 @@ impl SubscriberQueue {
             return false;
         }
         for chunk in chunks {
-            state.pending_lines += chunk.len();
-            state.pending.push_back(LogRun::whole(chunk));
+            let run = LogRun::whole(chunk);
+            state.pending_lines += run.len();
+            state.pending_bytes += run.cost_of_first(run.len());
+            state.pending.push_back(run);
         }
-        let mut overflow = state.pending_lines.saturating_sub(self.capacity);
-        state.pending_lines -= overflow;
-        state.missed += overflow as u64;
-        while overflow > 0 {
-            let Some(front) = state.pending.front_mut() else {
-                break;
-            };
-            if front.len() <= overflow {
-                overflow -= front.len();
-                state.pending.pop_front();
-            } else {
-                front.split_off_front(overflow);
-                overflow = 0;
-            }
-        }
+        state.drop_oldest(self.capacity, self.max_bytes);
         drop(guard);
         self.wake.notify_one();
         true
@@ -833,6 +904,7 @@ impl SubscriberQueue {
             state.unsubscribed = true;
             state.pending.clear();
             state.pending_lines = 0;
+            state.pending_bytes = 0;
             state.missed = 0;
         }
         drop(state);
@@ -870,13 +942,17 @@ impl Subscription {
                         let Some(front) = state.pending.front_mut() else {
                             break;
                         };
-                        if front.len() <= room {
-                            room -= front.len();
-                            runs.extend(state.pending.pop_front());
+                        let run = if front.len() <= room {
+                            state.pending.pop_front()
                         } else {
-                            runs.push(front.split_off_front(room));
-                            room = 0;
-                        }
+                            Some(front.split_off_front(room))
+                        };
+                        let Some(run) = run else {
+                            break;
+                        };
+                        room -= run.len();
+                        state.pending_bytes -= run.cost_of_first(run.len());
+                        runs.push(run);
                     }
                     let missed = std::mem::take(&mut state.missed);
                     return Some(LogBatch { missed, runs });
@@ -943,6 +1019,10 @@ mod tests {
 
     fn texts(entries: &[LogEntry]) -> Vec<String> {
         entries.iter().map(|e| e.line().to_owned()).collect()
+    }
+
+    fn batch_texts(batch: &LogBatch) -> Vec<String> {
+        batch.entries().map(|e| e.line().to_owned()).collect()
     }
 
     #[test]
@@ -1097,10 +1177,7 @@ mod tests {
         store.append_lines(Stream::Stdout, lines(3));
         let batch = sub.next_batch(10).await.unwrap();
         assert_eq!(batch.missed, 0);
-        assert_eq!(
-            texts(&batch.entries().collect::<Vec<_>>()),
-            vec!["line 0", "line 1", "line 2"]
-        );
+        assert_eq!(batch_texts(&batch), vec!["line 0", "line 1", "line 2"]);
     }
 
     #[tokio::test]
@@ -1111,7 +1188,7 @@ mod tests {
         let batch = sub.next_batch(100).await.unwrap();
         assert_eq!(batch.missed, 6);
         assert_eq!(
-            texts(&batch.entries().collect::<Vec<_>>()),
+            batch_texts(&batch),
             vec!["line 6", "line 7", "line 8", "line 9"]
         );
     }
@@ -1168,6 +1245,116 @@ mod tests {
         drop(store);
         assert_eq!(b.next_batch(10).await.unwrap().len(), 1);
         assert!(b.next_batch(1).await.is_none());
+    }
+
+    /// The bytes charged for `entries` when stored one by one.
+    fn charged(entries: &[LogEntry]) -> usize {
+        entries
+            .iter()
+            .map(|e| e.line().len() + ENTRY_OVERHEAD_BYTES)
+            .sum()
+    }
+
+    #[test]
+    fn a_big_append_is_split_into_chunks_and_queries_span_them() {
+        let store = LogStore::new(LogLimits::with_lines(100_000));
+        let many: Vec<String> = (0..20_000).map(|i| format!("line {i:06}")).collect();
+        store.append_lines(Stream::Stdout, &many);
+        assert!(
+            store.lock().chunks.len() > 1,
+            "one chunk per {CHUNK_BYTES} bytes"
+        );
+        assert_eq!(texts(&store.all()), many);
+        let ids: Vec<u64> = store.all().iter().map(|e| e.id()).collect();
+        assert!(ids.windows(2).all(|w| w[1] == w[0] + 1));
+        let page = store.page(3, Some(12_000));
+        assert_eq!(texts(&page.entries), many[11_996..11_999].to_vec());
+        assert_eq!(texts(&store.tail(2)), many[19_998..].to_vec());
+        assert_eq!(store.bytes(), charged(&store.all()));
+    }
+
+    #[test]
+    fn evicting_part_of_a_chunk_keeps_the_rest_readable_and_accounted() {
+        let store = LogStore::new(LogLimits::with_lines(5));
+        store.append_lines(Stream::Stdout, lines(3));
+        store.append_lines(Stream::Stderr, lines(4));
+        assert_eq!(
+            texts(&store.all()),
+            vec!["line 2", "line 0", "line 1", "line 2", "line 3"]
+        );
+        assert_eq!(store.all()[0].stream(), Stream::Stdout);
+        assert_eq!(store.all()[0].id(), 3);
+        assert_eq!(store.bytes(), charged(&store.all()));
+        store.append_lines(Stream::Stdout, lines(1));
+        assert_eq!(store.lock().chunks.len(), 2, "the emptied chunk is freed");
+        assert_eq!(store.bytes(), charged(&store.all()));
+        let freed = store.shrink_to(2 * (ENTRY_OVERHEAD_BYTES + 6));
+        assert!(freed > 0);
+        assert_eq!(texts(&store.all()), vec!["line 3", "line 0"]);
+        assert_eq!(store.bytes(), charged(&store.all()));
+    }
+
+    #[test]
+    fn framed_chunks_keep_their_lines_with_offsets() {
+        let store = LogStore::new(LogLimits::with_lines(100));
+        let mut framer = LineFramer::new(1024);
+        store.append_chunk(Stream::Stdout, &mut framer, b"a\nbb\n\nccc\r\nd");
+        store.append_chunk(Stream::Stdout, &mut framer, b"d\n");
+        assert_eq!(texts(&store.all()), vec!["a", "bb", "", "ccc", "dd"]);
+        assert_eq!(store.bytes(), charged(&store.all()));
+    }
+
+    #[tokio::test]
+    async fn runs_lend_joined_text_unless_a_line_holds_a_newline() {
+        let store = LogStore::new(LogLimits::with_lines(100));
+        let sub = store.subscribe(100);
+        let mut framer = LineFramer::new(1024);
+        store.append_chunk(Stream::Stdout, &mut framer, b"one\ntwo\nthree\n");
+        store.append_lines(Stream::Stdout, vec!["a\nb", "c"]);
+        let batch = sub.next_batch(100).await.unwrap();
+        assert_eq!(batch.len(), 5);
+        assert_eq!(batch.runs()[0].joined(), Some("one\ntwo\nthree"));
+        assert_eq!(batch.runs()[0].first_id(), 1);
+        assert_eq!(batch.runs()[1].joined(), None);
+        assert_eq!(
+            batch.runs()[1].lines().collect::<Vec<_>>(),
+            vec!["a\nb", "c"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_cut_inside_a_run_resumes_where_it_stopped() {
+        let store = LogStore::new(LogLimits::with_lines(100));
+        let sub = store.subscribe(100);
+        store.append_lines(Stream::Stdout, lines(5));
+        let first = sub.next_batch(2).await.unwrap();
+        let rest = sub.next_batch(100).await.unwrap();
+        assert_eq!(first.runs()[0].joined(), Some("line 0\nline 1"));
+        assert_eq!(rest.runs()[0].joined(), Some("line 2\nline 3\nline 4"));
+        assert_eq!(rest.runs()[0].first_id(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_queue_is_bounded_by_the_stores_bytes_too() {
+        let limits = LogLimits {
+            max_lines: 1000,
+            max_bytes: 3 * (ENTRY_OVERHEAD_BYTES + 6),
+            max_line_bytes: 1024,
+        };
+        let store = LogStore::new(limits);
+        let sub = store.subscribe(1000);
+        store.append_lines(Stream::Stdout, lines(4));
+        store.append_lines(Stream::Stdout, lines(2));
+        let batch = sub.next_batch(100).await.unwrap();
+        assert_eq!(batch.missed, 3);
+        assert_eq!(batch_texts(&batch), vec!["line 3", "line 0", "line 1"]);
+        store.append_lines(Stream::Stdout, vec!["x".repeat(500)]);
+        let batch = sub.next_batch(100).await.unwrap();
+        assert_eq!(
+            (batch.missed, batch.len()),
+            (0, 1),
+            "the newest line is kept"
+        );
     }
 
     #[test]

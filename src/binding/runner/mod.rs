@@ -39,17 +39,27 @@ const SERVER_LOG_LISTENER_NAME: &str = "the server log listener";
 type ServerLogCallback = FunctionRef<FnArgs<(String, String, String, String)>, UnknownReturnValue>;
 
 /// JS that hands one server's batch to a `setOnServerLog` callback line by line: `batch` is
-/// one string of lines joined by `\n`, or an array of lines; `runs` holds `firstId, count,
-/// isStderr` for each run of them. A throwing callback is reported and still gets the next line.
+/// one string of lines joined by `\n` (cut with `indexOf`), or an array of lines; `runs` holds
+/// `firstId, count, isStderr` for each run of them. A throwing callback is reported and still
+/// gets the next line.
 const SERVER_LOG_FAN_OUT: &str = r"(function (callback, report) {
   return function deliver(serverId, batch, runs) {
-    const lines = typeof batch === 'string' ? batch.split('\n') : batch
+    const joined = typeof batch === 'string'
+    let start = 0
     let next = 0
     for (let r = 0; r < runs.length; r += 3) {
       const first = runs[r]
       const stream = runs[r + 2] === 1 ? 'stderr' : 'stdout'
       for (let k = 0; k < runs[r + 1]; k++) {
-        try { callback(serverId, lines[next++], stream, String(first + k)) } catch (error) { report(error) }
+        let line
+        if (joined) {
+          const end = batch.indexOf('\n', start)
+          line = end === -1 ? batch.slice(start) : batch.slice(start, end)
+          start = end + 1
+        } else {
+          line = batch[next++]
+        }
+        try { callback(serverId, line, stream, String(first + k)) } catch (error) { report(error) }
       }
     }
   }
