@@ -50,13 +50,13 @@ impl Stream {
 /// bounded by the byte budget too.
 const ENTRY_OVERHEAD_BYTES: usize = 64;
 
-/// A chunk takes no more lines once its text reaches this size: the memory that the oldest,
-/// partly evicted chunk keeps beyond the store's bounds stays small.
+/// The most text a chunk holds, unless one line alone is longer: the memory that the oldest,
+/// partly evicted chunk keeps beyond the store's bounds stays small, and a chunk's offsets and
+/// line numbers fit in a `u32` (a block of lines is never longer; see `append_chunk`).
 const CHUNK_BYTES: usize = 64 * 1024;
 
-/// The longest line cap a store applies; a chunk's offsets are `u32`, so its text stays below
-/// 4 GiB ([`CHUNK_BYTES`] plus one line).
-const MAX_LINE_CAP: usize = 1 << 30;
+/// The line length a chunk's offsets are first sized for.
+const TYPICAL_LINE_BYTES: usize = 16;
 
 /// Lines appended together, sharing one buffer, one timestamp and one stream.
 #[derive(Debug)]
@@ -128,24 +128,23 @@ struct ChunkBuilder {
 }
 
 impl ChunkBuilder {
+    /// A builder with room for `capacity` bytes of text.
     fn new(stream: Stream, timestamp_ms: u64, capacity: usize) -> Self {
         ChunkBuilder {
             stream,
             timestamp_ms,
             text: String::with_capacity(capacity),
-            ends: Vec::new(),
+            ends: Vec::with_capacity(capacity / TYPICAL_LINE_BYTES),
             lines: 0,
             cost: 0,
             inner_newline: false,
         }
     }
 
-    /// Whether `text` (a line or a block of them) may join this chunk: it is empty, or under
-    /// [`CHUNK_BYTES`] with room for the offsets of `text`'s lines to fit in a `u32`.
+    /// Whether `text` (a line or a block of them) may join this chunk: it is empty, or stays
+    /// within [`CHUNK_BYTES`] with it.
     fn has_room(&self, text: &str) -> bool {
-        self.lines == 0
-            || (self.text.len() < CHUNK_BYTES
-                && self.text.len() + 1 + text.len() <= u32::MAX as usize)
+        self.lines == 0 || self.text.len() + 1 + text.len() <= CHUNK_BYTES
     }
 
     /// Adds one line from a caller, which may hold a `\n`.
@@ -163,7 +162,8 @@ impl ChunkBuilder {
         let base = self.text.len();
         self.text.push_str(block);
         let before = self.ends.len();
-        // Fits: `has_room` was true for this block.
+        // Fits: with this block the chunk stays within CHUNK_BYTES (`has_room`), or the block
+        // is its first, and no block is longer than that.
         self.ends
             .extend(memchr::memchr_iter(b'\n', block.as_bytes()).map(|at| (base + at) as u32));
         let lines = self.ends.len() - before + 1;
@@ -174,24 +174,24 @@ impl ChunkBuilder {
     /// Ends the previous line, if any, with the `\n` between lines.
     fn separate(&mut self) {
         if self.lines > 0 {
-            // Fits: `has_room` was true before this push.
+            // Fits: a chunk that takes a second line or block stays within CHUNK_BYTES.
             self.ends.push(self.text.len() as u32);
             self.text.push('\n');
         }
     }
 
-    /// The chunk of the lines pushed so far, numbered from `first_id`; the builder is left
-    /// empty for the next one.
-    fn seal(&mut self, first_id: u64) -> Chunk {
-        self.lines = 0;
-        self.cost = 0;
+    /// The chunk of the lines pushed so far, numbered from `first_id` (its buffers shrunk to
+    /// fit); the builder is left empty, with room for `next_capacity` bytes.
+    fn seal(&mut self, first_id: u64, next_capacity: usize) -> Chunk {
+        let next = ChunkBuilder::new(self.stream, self.timestamp_ms, next_capacity);
+        let done = std::mem::replace(self, next);
         Chunk {
             first_id,
-            timestamp_ms: self.timestamp_ms,
-            stream: self.stream,
-            text: std::mem::take(&mut self.text).into_boxed_str(),
-            ends: std::mem::take(&mut self.ends).into_boxed_slice(),
-            inner_newline: std::mem::take(&mut self.inner_newline),
+            timestamp_ms: done.timestamp_ms,
+            stream: done.stream,
+            text: done.text.into_boxed_str(),
+            ends: done.ends.into_boxed_slice(),
+            inner_newline: done.inner_newline,
         }
     }
 }
@@ -449,15 +449,16 @@ impl Ring {
     /// Seals `builder`'s chunk into the ring first if `text` may not join it.
     fn make_room(&mut self, builder: &mut ChunkBuilder, text: &str) {
         if !builder.has_room(text) {
-            self.push(builder);
+            self.push(builder, CHUNK_BYTES);
         }
     }
 
-    /// Seals `builder`'s lines into a chunk at the end of the ring.
-    fn push(&mut self, builder: &mut ChunkBuilder) {
+    /// Seals `builder`'s lines into a chunk at the end of the ring, leaving the builder room
+    /// for `next_capacity` bytes.
+    fn push(&mut self, builder: &mut ChunkBuilder, next_capacity: usize) {
         self.lines += builder.lines;
         self.bytes += builder.cost;
-        let chunk = builder.seal(self.next_id);
+        let chunk = builder.seal(self.next_id, next_capacity);
         self.next_id = chunk.end_id();
         self.chunks.push_back(Arc::new(chunk));
     }
@@ -533,12 +534,8 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// An empty store with the given limits (a line cap above 1 GiB is lowered to 1 GiB).
+    /// An empty store with the given limits.
     pub fn new(limits: LogLimits) -> Self {
-        let limits = LogLimits {
-            max_line_bytes: limits.max_line_bytes.min(MAX_LINE_CAP),
-            ..limits
-        };
         LogStore {
             limits,
             framer_cap: LineFramer::new(limits.max_line_bytes),
@@ -598,8 +595,9 @@ impl LogStore {
     ) -> Option<u64> {
         let capacity = bytes.len().min(CHUNK_BYTES);
         self.append_with(stream, capacity, |builder, ring| {
-            // Pieces of at most a chunk's size keep each block the framer lends that small.
-            for piece in bytes.chunks(CHUNK_BYTES) {
+            // Pieces of half a chunk keep each block the framer lends that small, and let a
+            // chunk take a piece's first line and its block together.
+            for piece in bytes.chunks(CHUNK_BYTES / 2) {
                 framer.push_lines(piece, |block| {
                     ring.make_room(builder, block);
                     builder.push_block(block);
@@ -636,7 +634,7 @@ impl LogStore {
         let mut builder = ChunkBuilder::new(stream, timestamp_ms, capacity);
         feed(&mut builder, ring);
         if builder.lines > 0 {
-            ring.push(&mut builder);
+            ring.push(&mut builder, 0);
         }
         if ring.chunks.len() == first_new {
             return None;
