@@ -60,7 +60,7 @@ const BUSY_READ: usize = 32 * 1024;
 const BUSY_PIPE_BYTES: i32 = 1024 * 1024;
 
 /// How long a busy pipe is left to fill between reads.
-const BUSY_PAUSE: Duration = Duration::from_millis(1);
+const BUSY_PAUSE: Duration = Duration::from_millis(2);
 
 struct SpawnJob {
     command: tokio::process::Command,
