@@ -26,6 +26,26 @@ async fn output_is_framed_into_the_log_with_stream_tags() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_line_after_a_stdout_flood_is_stored_after_it() {
+    // Fast enough that the reader treats stdout as busy and pauses between passes.
+    let child = sh("seq 1 400000; echo done >&2").await;
+    assert!(child.wait().await.success());
+    assert!(child.wait_output_closed(Duration::from_secs(10)).await);
+    let entries = child.log().all();
+    let last: Vec<(Stream, String)> = entries[entries.len() - 2..]
+        .iter()
+        .map(|e| (e.stream(), e.line().to_owned()))
+        .collect();
+    assert_eq!(
+        last,
+        vec![
+            (Stream::Stdout, "400000".to_owned()),
+            (Stream::Stderr, "done".to_owned())
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_codes_and_signals_are_reported_as_they_are() {
     let failed = sh("exit 3").await.wait().await;
     assert_eq!((failed.code, failed.signal), (Some(3), None));

@@ -1,12 +1,13 @@
-//! Child processes: the one spawner ([`spawn`]), handles with the one tree killer
-//! ([`ProcessHandle::kill_tree`]), the environment allow-list ([`env`]), `/proc` reading
-//! ([`procfs`]), CPU and memory of a tree ([`usage`]), the exit-hook registry ([`registry`]) and
-//! the leftover journal ([`journal`]).
+//! Child processes: the one spawner ([`spawn`]) and the reader of their output (`output`),
+//! handles with the one tree killer ([`ProcessHandle::kill_tree`]), the environment allow-list
+//! ([`env`]), `/proc` reading ([`procfs`]), CPU and memory of a tree ([`usage`]), the exit-hook
+//! registry ([`registry`]) and the leftover journal ([`journal`]).
 
 pub mod env;
 pub mod handle;
 pub mod journal;
 pub mod manager;
+mod output;
 pub mod ownership;
 pub mod procfs;
 pub mod registry;

@@ -11,17 +11,15 @@
 //! descendants are found again by the next runner through the [`journal`](super::journal).
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 use tokio::net::UnixStream;
 use tokio::process::{ChildStderr, ChildStdout};
 use tokio::runtime::Handle;
@@ -29,9 +27,10 @@ use tokio::sync::{oneshot, watch};
 
 use super::handle::{ExitInfo, ProcessHandle};
 use super::journal::Journal;
+use super::output;
 use super::procfs;
 use crate::error::{Error, Result};
-use crate::logs::{LineFramer, LogStore, Stream};
+use crate::logs::{LogStore, Stream};
 use std::collections::BTreeMap;
 
 /// What to start.
@@ -46,21 +45,6 @@ pub struct SpawnSpec {
     /// The child's whole environment.
     pub env: BTreeMap<String, String>,
 }
-
-/// Bytes read from a pipe at once: what a grown pipe ([`BUSY_PIPE_BYTES`]) takes in a few
-/// [`BUSY_PAUSE`]s of a fast writer.
-const READ_CHUNK: usize = 256 * 1024;
-
-/// A read of at least this much (half a default pipe) means the child writes faster than the
-/// pipe is read one write at a time.
-const BUSY_READ: usize = 32 * 1024;
-
-/// The pipe size a busy child gets: the most an unprivileged process may set
-/// (`/proc/sys/fs/pipe-max-size`), enough for what a fast writer writes in a few pauses.
-const BUSY_PIPE_BYTES: i32 = 1024 * 1024;
-
-/// How long a busy pipe is left to fill between reads.
-const BUSY_PAUSE: Duration = Duration::from_millis(2);
 
 struct SpawnJob {
     command: tokio::process::Command,
@@ -208,8 +192,8 @@ async fn spawn_process(
     let start_ticks = procfs::read_stat(pid as i32).map_or(0, |s| s.start_ticks);
     let (exit_sender, exit) = watch::channel(None::<ExitInfo>);
     let (output_sender, output_closed) = watch::channel(0u8);
-    let output_sender = Arc::new(output_sender);
-    let pipes = [
+    let mut pipes = Vec::with_capacity(2);
+    let taken = [
         (
             child.stdout.take().map(ChildStdout::into_owned_fd),
             Stream::Stdout,
@@ -219,13 +203,17 @@ async fn spawn_process(
             Stream::Stderr,
         ),
     ];
-    for (pipe, stream) in pipes {
+    for (pipe, stream) in taken {
         match pipe {
-            Some(Ok(pipe)) => spawn_pump(File::from(pipe), stream, &log, &output_sender),
-            Some(Err(error)) => tracing::warn!("cannot read {}: {error}", stream.as_str()),
+            Some(Ok(pipe)) => pipes.push((File::from(pipe), stream)),
+            Some(Err(error)) => {
+                tracing::warn!("cannot read {}: {error}", stream.as_str());
+                output_sender.send_modify(|count| *count += 1);
+            }
             None => {}
         }
     }
+    output::spawn_reader(pipes, Arc::clone(&log), output_sender);
     tokio::spawn(async move {
         let info = match child.wait().await {
             Ok(status) => ExitInfo::from_status(status),
@@ -266,114 +254,6 @@ fn place_channel(fd: RawFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Reads `pipe` to its end in a task of its own, framing lines into `log`, then counts it in
-/// `closed`.
-fn spawn_pump(pipe: File, stream: Stream, log: &Arc<LogStore>, closed: &Arc<watch::Sender<u8>>) {
-    let log = Arc::clone(log);
-    let closed = Arc::clone(closed);
-    tokio::spawn(async move {
-        if let Err(error) = pump(pipe, stream, &log).await {
-            tracing::debug!("reading {} failed: {error}", stream.as_str());
-        }
-        closed.send_modify(|count| *count += 1);
-    });
-}
-
-/// Reads a pipe to its end, framing lines into `log`; the unfinished last line
-/// is stored even when reading fails.
-///
-/// A child that writes faster than one read per write can follow (a read returns
-/// [`BUSY_READ`] or more) gets a pipe of [`BUSY_PIPE_BYTES`], and the pipe is then drained at
-/// most once per [`BUSY_PAUSE`]: each pass takes what the child wrote meanwhile, instead of
-/// the child and the reader waking each other for every write. During the pause the pipe is
-/// out of the reactor, because the kernel wakes a pipe's epoll watchers on every write, even
-/// to a pipe that already holds data. A quiet child's lines are read as soon as written.
-async fn pump(pipe: File, stream: Stream, log: &LogStore) -> io::Result<()> {
-    let mut framer = LineFramer::new(log.limits().max_line_bytes);
-    let result = read_pipe(pipe, stream, log, &mut framer).await;
-    log.finish_chunks(stream, &mut framer);
-    result
-}
-
-/// The reading of [`pump`], up to the end of the stream or the first error.
-async fn read_pipe(
-    mut pipe: File,
-    stream: Stream,
-    log: &LogStore,
-    framer: &mut LineFramer,
-) -> io::Result<()> {
-    set_nonblocking(&pipe)?;
-    let mut buffer = vec![0u8; READ_CHUNK];
-    let mut grown = false;
-    loop {
-        // SAFETY: a `File` owns its descriptor: it stays open, and is the one `as_raw_fd`
-        // returns, until the `File` is dropped, which `AsyncFd` does only after deregistering.
-        let watched = unsafe { AsyncFd::register_with_interest(pipe, Interest::READABLE) }
-            .map_err(|error| error.into_parts().1)?;
-        let read = drain(&watched, &mut buffer, |bytes| {
-            log.append_chunk(stream, framer, bytes);
-            let busy = bytes.len() >= BUSY_READ;
-            if busy && !grown {
-                grown = true;
-                // Best effort: at the user's pipe quota the pipe keeps its size.
-                let _ = nix::fcntl::fcntl(
-                    watched.get_ref(),
-                    nix::fcntl::FcntlArg::F_SETPIPE_SZ(BUSY_PIPE_BYTES),
-                );
-            }
-            busy
-        })
-        .await;
-        pipe = watched.into_inner();
-        match read? {
-            Drained::Busy => tokio::time::sleep(BUSY_PAUSE).await,
-            Drained::End => return Ok(()),
-        }
-    }
-}
-
-/// Makes reads of `file` fail with `WouldBlock` instead of waiting (tokio hands out a child's
-/// pipe in blocking mode).
-fn set_nonblocking(file: &File) -> io::Result<()> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = OFlag::from_bits_retain(fcntl(file, FcntlArg::F_GETFL)?);
-    fcntl(file, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
-}
-
-/// Why [`drain`] returned.
-enum Drained {
-    /// The writer is busy: the pipe is worth leaving to fill for a while.
-    Busy,
-    /// End of the stream.
-    End,
-}
-
-/// Reads `pipe` as data arrives, handing each read to `take`, until the end of the stream or
-/// until a read that `take` calls busy (a read that filled the buffer does not count: more
-/// may be waiting).
-async fn drain(
-    pipe: &AsyncFd<File>,
-    buffer: &mut [u8],
-    mut take: impl FnMut(&[u8]) -> bool,
-) -> io::Result<Drained> {
-    loop {
-        let mut ready = pipe.readable().await?;
-        match ready.try_io(|pipe| pipe.get_ref().read(buffer)) {
-            Ok(Ok(0)) => return Ok(Drained::End),
-            Ok(Ok(n)) => {
-                if take(&buffer[..n]) && n < buffer.len() {
-                    return Ok(Drained::Busy);
-                }
-            }
-            Ok(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
-            Ok(Err(error)) => return Err(error),
-            // Not readable after all: readiness was cleared, wait for the next.
-            Err(_would_block) => {}
-        }
-    }
 }
 
 fn check_cwd(spec: &SpawnSpec) -> Result<()> {
