@@ -46,6 +46,30 @@ describe('setOnServerLog', () => {
     expect(line?.serverId.startsWith(`${deployment.id}-`)).toBe(true)
   })
 
+  it('gets a burst of lines in batches, each with its own stream and id, as getLogsPaginated has them', async () => {
+    const { runner, buildDir } = makeRunner()
+    const seen = listen(runner)
+    const { project, deployment, build } = entities()
+    installBuild(buildDir, build.id, 'chatty')
+    const server = await runner.deploy(project, deployment, build, {
+      envVars: { FIXTURE_LINES: '5000', FIXTURE_CHUNK: '500' },
+    })
+    await waitFor(() => seen.some((s) => s.serverId === server.id && s.line === 'done printing'), 20_000, 'the last line')
+    const mine = seen.filter((s) => s.serverId === server.id)
+    const ids = mine.map((s) => Number(s.id))
+    expect(ids).toEqual(ids.map((_, i) => ids[0] + i))
+    const numbered = mine.filter((s) => /^(out|err) \d+$/.test(s.line))
+    expect(numbered).toHaveLength(4999) // line 500 is a pino JSON line
+    for (const s of numbered) expect(s.stream).toBe(s.line.startsWith('err') ? 'stderr' : 'stdout')
+    for (const prefix of ['out ', 'err ']) {
+      const numbers = numbered.filter((s) => s.line.startsWith(prefix)).map((s) => Number(s.line.slice(4)))
+      expect(numbers).toEqual([...numbers].sort((a, b) => a - b))
+    }
+    const page = await runner.getLogsPaginated(server, { limit: 300 })
+    const byId = new Map(mine.map((s) => [s.id, s]))
+    for (const entry of page.entries) expect(byId.get(entry.id)).toMatchObject({ line: entry.line, stream: entry.stream })
+  })
+
   it('a listener set while servers run gets their new lines once, and a replaced one gets none', async () => {
     const { runner, buildDir } = makeRunner()
     const { project, deployment, build } = entities()

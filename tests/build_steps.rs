@@ -56,7 +56,7 @@ async fn a_successful_build_logs_each_step_in_order_and_live() {
     while let Ok(Some(batch)) =
         tokio::time::timeout(std::time::Duration::from_millis(100), live.next_batch(1000)).await
     {
-        seen.extend(batch.entries.iter().map(|e| e.text()));
+        seen.extend(batch.entries().map(|e| e.text()));
     }
     assert_eq!(seen.join("\n"), outcome.logs);
 }

@@ -23,7 +23,7 @@ fn grandchild(request: &BuildRequest) -> i32 {
 async fn hanging(request: &BuildRequest) {
     let log = request.log.clone();
     wait_until("the install to hang", Duration::from_secs(20), || {
-        log.all().iter().any(|e| &*e.line == "hanging")
+        log.all().iter().any(|e| e.line() == "hanging")
     })
     .await;
 }
@@ -149,7 +149,7 @@ async fn cancel_all_stops_running_and_queued_builds() {
         p.log
             .all()
             .iter()
-            .any(|e| e.line.contains("Installing dependencies..."))
+            .any(|e| e.line().contains("Installing dependencies..."))
     });
     builds.builder.cancel_all().await;
     for task in tasks {

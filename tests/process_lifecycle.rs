@@ -18,11 +18,31 @@ async fn output_is_framed_into_the_log_with_stream_tags() {
     let entries = child.log().all();
     let tagged: Vec<(Stream, String)> = entries
         .iter()
-        .map(|e| (e.stream, e.line.to_string()))
+        .map(|e| (e.stream(), e.line().to_owned()))
         .collect();
     assert!(tagged.contains(&(Stream::Stdout, "out".to_owned())));
     assert!(tagged.contains(&(Stream::Stderr, "err".to_owned())));
     assert!(tagged.contains(&(Stream::Stdout, "no newline".to_owned())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_line_after_a_stdout_flood_is_stored_after_it() {
+    // Fast enough that the reader treats stdout as busy and pauses between passes.
+    let child = sh("seq 1 400000; echo done >&2").await;
+    assert!(child.wait().await.success());
+    assert!(child.wait_output_closed(Duration::from_secs(10)).await);
+    let entries = child.log().all();
+    let last: Vec<(Stream, String)> = entries[entries.len() - 2..]
+        .iter()
+        .map(|e| (e.stream(), e.line().to_owned()))
+        .collect();
+    assert_eq!(
+        last,
+        vec![
+            (Stream::Stdout, "400000".to_owned()),
+            (Stream::Stderr, "done".to_owned())
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,55 @@ fn frame(chunks: &[&[u8]], max: usize) -> Vec<String> {
     lines
 }
 
+/// Appends `bytes` to a store in reads cut at `cuts`, and checks that the store and a
+/// subscriber reading batches of `batch_sizes` lines see what the framer gives for one read.
+fn check_store_chunking(
+    bytes: &[u8],
+    cuts: Vec<usize>,
+    batch_sizes: &[usize],
+    max: usize,
+) -> Result<(), TestCaseError> {
+    let whole = frame(&[bytes], max);
+    let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+    points.sort_unstable();
+    let limits = LogLimits {
+        max_lines: usize::MAX,
+        max_bytes: usize::MAX,
+        max_line_bytes: max,
+    };
+    let store = LogStore::new(limits);
+    let subscription = store.subscribe(usize::MAX);
+    let mut framer = LineFramer::new(max);
+    let mut start = 0;
+    for point in points.into_iter().chain([bytes.len()]) {
+        store.append_chunk(Stream::Stdout, &mut framer, &bytes[start..point]);
+        start = point;
+    }
+    store.finish_chunks(Stream::Stdout, &mut framer);
+    store.close_subscriptions();
+    let stored: Vec<String> = store.all().iter().map(|e| e.line().to_owned()).collect();
+    prop_assert_eq!(&stored, &whole);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut delivered = Vec::new();
+    let mut sizes = batch_sizes.iter().cycle();
+    while let Some(batch) = runtime.block_on(subscription.next_batch(*sizes.next().unwrap())) {
+        prop_assert_eq!(batch.missed, 0);
+        let entries: Vec<_> = batch.entries().collect();
+        let lines: Vec<String> = entries.iter().map(|e| e.line().to_owned()).collect();
+        let text = join_text(&entries);
+        let split: Vec<&str> = text.split('\n').collect();
+        prop_assert_eq!(split, lines.iter().map(String::as_str).collect::<Vec<_>>());
+        let runs: Vec<&str> = batch.runs().iter().filter_map(|run| run.joined()).collect();
+        prop_assert_eq!(runs.join("\n"), text);
+        delivered.extend(lines);
+    }
+    prop_assert_eq!(delivered, whole);
+    Ok(())
+}
+
 fn is_dns_label(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= 63
@@ -64,34 +113,27 @@ proptest! {
         batch_sizes in proptest::collection::vec(1usize..50, 1..8),
         max in 1usize..80,
     ) {
-        let whole = frame(&[&bytes], max);
-        let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
-        points.sort_unstable();
-        let store = LogStore::new(LogLimits { max_line_bytes: max, ..LogLimits::with_lines(10_000) });
-        let subscription = store.subscribe(10_000);
-        let mut framer = LineFramer::new(max);
-        let mut start = 0;
-        for point in points.into_iter().chain([bytes.len()]) {
-            store.append_chunk(Stream::Stdout, &mut framer, &bytes[start..point]);
-            start = point;
-        }
-        store.finish_chunks(Stream::Stdout, &mut framer);
-        store.close_subscriptions();
-        let stored: Vec<String> = store.all().iter().map(|e| e.line.to_string()).collect();
-        prop_assert_eq!(&stored, &whole);
+        check_store_chunking(&bytes, cuts, &batch_sizes, max)?;
+    }
 
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let mut delivered = Vec::new();
-        let mut sizes = batch_sizes.iter().cycle();
-        while let Some(batch) = runtime.block_on(subscription.next_batch(*sizes.next().unwrap())) {
-            prop_assert_eq!(batch.missed, 0);
-            let lines: Vec<String> = batch.entries.iter().map(|e| e.line.to_string()).collect();
-            let text = join_text(&batch.entries);
-            let split: Vec<&str> = text.split('\n').collect();
-            prop_assert_eq!(split, lines.iter().map(String::as_str).collect::<Vec<_>>());
-            delivered.extend(lines);
+    /// The same for input long enough to fill several chunks and reads: lines of up to a few
+    /// KiB (some ending in `\r\n`, some of invalid UTF-8), reads of up to hundreds of KiB.
+    #[test]
+    fn long_input_is_stored_and_delivered_the_same_however_cut(
+        lines in proptest::collection::vec((0usize..3000, any::<u8>(), any::<bool>()), 0..150),
+        cuts in proptest::collection::vec(0usize..450_000, 0..8),
+        batch_sizes in proptest::collection::vec(1usize..20_000, 1..4),
+        max in prop_oneof![Just(64 * 1024), 1usize..4000],
+    ) {
+        let mut bytes = Vec::new();
+        for (len, fill, crlf) in lines {
+            bytes.extend(std::iter::repeat_n(fill, len));
+            if crlf {
+                bytes.push(b'\r');
+            }
+            bytes.push(b'\n');
         }
-        prop_assert_eq!(delivered, whole);
+        check_store_chunking(&bytes, cuts, &batch_sizes, max)?;
     }
 
     /// No framed line is longer than the cap plus its marker, and none holds a newline.

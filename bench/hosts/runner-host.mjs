@@ -6,6 +6,7 @@
 //   ← {"event":"loaded"}                                   addon loaded, runner constructed
 //   → {"cmd":"deploy","count":10}  ← {"event":"deployed","ports":[...],"servers":[...]}
 //   → {"cmd":"flood","ms":3000}    ← {"event":"flooded", ...}   one server's flood, one subscriber
+//   → {"cmd":"flood","ms":3000,"rate":5000000}   the same, at 5 M lines/s at most
 //   → {"cmd":"shutdown"}           ← {"event":"shutdown"}  then the process exits
 import readline from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -30,8 +31,11 @@ async function deploy(count) {
   return { event: 'deployed', ports: servers.map((s) => s.port), pids: servers.map((s) => s.processId) }
 }
 
-/** Floods the first server's stdout for `ms` with one streamLogs subscriber checking order. */
-async function flood(ms) {
+/**
+ * Floods the first server's stdout for `ms` (at `rate` lines/s at most, when given) with one
+ * streamLogs subscriber checking order.
+ */
+async function flood(ms, rate) {
   const server = servers[0]
   const before = await runner.getLogsPaginated(server, { limit: 1 })
   const idBefore = Number(before.newestCursor)
@@ -57,7 +61,8 @@ async function flood(ms) {
       missedMarkers += 1
     }
   })
-  if ((await get(server.port, `/flood?ms=${ms}`)) !== 200) throw new Error('the fixture refused /flood')
+  const paced = rate ? `&rate=${Math.round(rate)}` : ''
+  if ((await get(server.port, `/flood?ms=${ms}${paced}`)) !== 200) throw new Error('the fixture refused /flood')
   // Stored: the newest entry of the store is the flood's last line.
   let storedAt = null
   let idDone = null
@@ -96,7 +101,7 @@ for await (const line of rl) {
   const command = JSON.parse(line)
   try {
     if (command.cmd === 'deploy') send(await deploy(command.count))
-    else if (command.cmd === 'flood') send(await flood(command.ms))
+    else if (command.cmd === 'flood') send(await flood(command.ms, command.rate))
     else if (command.cmd === 'shutdown') {
       await runner.shutdown()
       send({ event: 'shutdown' })

@@ -4,6 +4,8 @@
 //   Node      stdout is a pipe read by child_process + readline in this process (lines to JS)
 //   runner    a deployed server, stored by the runner, one streamLogs subscriber in its host
 //   PM2       the same server under PM2, which writes its stdout to a log file
+//   paced     the runner again, with the flood held to the lines/s plain Node took in this run
+//             (a subscriber that can keep up: does it see a lag marker?)
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -69,6 +71,8 @@ export async function logs({ results, runs, tmp, marker, ports, pm2 }) {
   const runnerLost = []
   const runnerStoredLost = []
   const runnerMarkers = []
+  const pacedMarkers = []
+  const pacedLost = []
   const runnerRss = []
   const pm2Rate = []
   const pm2Lost = []
@@ -122,6 +126,9 @@ export async function logs({ results, runs, tmp, marker, ports, pm2 }) {
           runnerLost.push(r.produced - r.delivered + r.gaps)
           runnerStoredLost.push(r.produced - r.stored)
           runnerMarkers.push(r.missedMarkers)
+          const paced = await host.request({ cmd: 'flood', ms, rate: nodeRate[i] })
+          pacedMarkers.push(paced.missedMarkers)
+          pacedLost.push(paced.produced - paced.delivered + paced.gaps)
         } finally {
           await host.close()
         }
@@ -173,6 +180,7 @@ export async function logs({ results, runs, tmp, marker, ports, pm2 }) {
   results.add({ id: 'logs-lost-node', section: SECTION, figure: 'lines lost or out of order', system: 'plain Node', unit: 'lines', values: nodeLost, note: 'checked line by line' })
   results.add({ id: 'logs-lost-runner', section: SECTION, figure: 'lines lost or out of order', system: 'runner `streamLogs` subscriber', unit: 'lines', values: runnerLost, note: `checked line by line; lag markers received: ${runnerMarkers.join(', ')} (a subscriber that falls behind skips the oldest lines, by design)` })
   results.add({ id: 'logs-runner-markers', section: SECTION, figure: 'lag markers received', system: 'runner `streamLogs` subscriber', unit: 'markers', values: runnerMarkers, note: 'goal (issue 18): none while the subscriber keeps up' })
+  results.add({ id: 'logs-runner-paced-markers', section: SECTION, figure: "lag markers received, flood paced at plain Node's lines/s", system: 'runner `streamLogs` subscriber', unit: 'markers', values: pacedMarkers, note: `goal (issue 18): none while the subscriber keeps up; lines lost or out of order: ${pacedLost.join(', ')}` })
   results.add({ id: 'logs-lost-runner-store', section: SECTION, figure: 'lines not ingested by the store', system: 'runner log store (entry ids)', unit: 'lines', values: runnerStoredLost, note: 'the ring keeps the last 10000 lines: ingest is checked by entry ids' })
   if (pm2) results.add({ id: 'logs-lost-pm2', section: SECTION, figure: 'lines lost or out of order', system: 'PM2 log file', unit: 'lines', values: pm2Lost, note: 'checked line by line' })
   if (pm2) results.add({ id: 'logs-rss-pm2', section: SECTION, figure: 'supervisor peak RSS during the flood', system: 'PM2 daemon', unit: 'MB', values: pm2Rss })

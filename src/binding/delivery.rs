@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use napi::Env;
-use napi::bindgen_prelude::Result;
+use napi::bindgen_prelude::{Function, JsValue, Result, Unknown};
 use napi::threadsafe_function::ThreadsafeFunction;
 
-use crate::logs::{LogBatch, Stream, Subscription};
+use crate::logs::{LogBatch, LogRun, Stream, Subscription};
 
 /// The most entries handed to JS in one crossing: as many as a subscriber's queue holds by
 /// default (`maxLogLines`), so that one crossing can empty it.
@@ -30,42 +30,68 @@ pub(crate) enum TextBatch {
 
 impl TextBatch {
     /// A batch's lines in text form (`[stderr] ` before stderr lines, with `stderr_prefix`),
-    /// preceded by a `[log] N lines skipped` line when entries were missed.
+    /// preceded by a `[log] N lines skipped` line when lines were missed.
     pub(crate) fn new(batch: &LogBatch, stderr_prefix: bool) -> Self {
         let marker = (batch.missed > 0).then(|| LogBatch::missed_marker(batch.missed));
-        let prefix = |stream: Stream| match stream {
+        Self::build(marker, batch.runs(), stderr_prefix)
+    }
+
+    /// A batch's lines as stored: no prefix, no marker for missed lines.
+    pub(crate) fn raw(batch: &LogBatch) -> Self {
+        Self::build(None, batch.runs(), false)
+    }
+
+    /// `marker` (if any), then the lines of `runs`. A run whose lines hold no `\n` is copied
+    /// as the one slice of stored text it is, unless its lines need a prefix.
+    fn build(marker: Option<String>, runs: &[LogRun], stderr_prefix: bool) -> Self {
+        let prefix = |run: &LogRun| match run.stream() {
             Stream::Stderr if stderr_prefix => "[stderr] ",
             _ => "",
         };
-        let size = batch
-            .entries
+        let Some(texts) = runs
             .iter()
-            .map(|e| e.line.len() + 1 + prefix(e.stream).len())
+            .map(LogRun::joined)
+            .collect::<Option<Vec<&str>>>()
+        else {
+            return TextBatch::Lines(
+                marker
+                    .into_iter()
+                    .chain(runs.iter().flat_map(|run| {
+                        run.lines()
+                            .map(move |line| format!("{}{line}", prefix(run)))
+                    }))
+                    .collect(),
+            );
+        };
+        let size = runs
+            .iter()
+            .zip(&texts)
+            .map(|(run, text)| text.len() + 1 + prefix(run).len() * run.len())
             .sum::<usize>()
             + marker.as_ref().map_or(0, |m| m.len() + 1);
         let mut joined = String::with_capacity(size);
-        if let Some(marker) = &marker {
-            joined.push_str(marker);
-        }
-        for (index, entry) in batch.entries.iter().enumerate() {
-            if entry.line.contains('\n') {
-                return TextBatch::Lines(
-                    marker
-                        .into_iter()
-                        .chain(
-                            batch
-                                .entries
-                                .iter()
-                                .map(|e| format!("{}{}", prefix(e.stream), e.line)),
-                        )
-                        .collect(),
-                );
-            }
-            if index > 0 || marker.is_some() {
+        let mut first = true;
+        let mut separate = |joined: &mut String| {
+            if !std::mem::take(&mut first) {
                 joined.push('\n');
             }
-            joined.push_str(prefix(entry.stream));
-            joined.push_str(&entry.line);
+        };
+        if let Some(marker) = &marker {
+            separate(&mut joined);
+            joined.push_str(marker);
+        }
+        for (run, text) in runs.iter().zip(texts) {
+            let prefix = prefix(run);
+            if prefix.is_empty() {
+                separate(&mut joined);
+                joined.push_str(text);
+                continue;
+            }
+            for line in run.lines() {
+                separate(&mut joined);
+                joined.push_str(prefix);
+                joined.push_str(line);
+            }
         }
         TextBatch::Joined(joined)
     }
@@ -75,6 +101,40 @@ impl TextBatch {
         match self {
             TextBatch::Joined(text) => napi::Either::A(text),
             TextBatch::Lines(lines) => napi::Either::B(lines),
+        }
+    }
+}
+
+/// One server's batch for the `setOnServerLog` listener: its lines as stored and, for each run
+/// of them, three numbers: the first line's id, the run's line count, and 1 for stderr (0 for
+/// stdout). Ids are below 2^53, so JS numbers hold them exactly.
+pub(crate) struct ServerLogBatch {
+    /// The server the lines belong to.
+    pub(crate) server_id: String,
+    /// The lines.
+    pub(crate) text: TextBatch,
+    /// `[firstId, count, isStderr]` per run, flattened.
+    pub(crate) runs: Vec<f64>,
+}
+
+impl ServerLogBatch {
+    /// `batch` of server `server_id` (lines it missed are not reported).
+    pub(crate) fn new(server_id: &str, batch: &LogBatch) -> Self {
+        let runs = batch
+            .runs()
+            .iter()
+            .flat_map(|run| {
+                [
+                    run.first_id() as f64,
+                    run.len() as f64,
+                    f64::from(u8::from(run.stream() == Stream::Stderr)),
+                ]
+            })
+            .collect();
+        ServerLogBatch {
+            server_id: server_id.to_owned(),
+            text: TextBatch::raw(batch),
+            runs,
         }
     }
 }
@@ -149,6 +209,20 @@ where
 {
     let sink = batch_sink(env, deliver)?;
     Ok(pump(sink, subscription, pause, |batch| batch))
+}
+
+/// A JS function `(error) => void` that reports what a callback of `what` threw, for the JS
+/// side of a batched delivery to call.
+pub(crate) fn js_reporter<'env>(
+    env: &'env Env,
+    what: &'static str,
+) -> Result<Function<'env, Unknown<'env>, ()>> {
+    env.create_function_from_closure::<Unknown, (), _>("reportLogError", move |ctx| {
+        let error: Unknown = ctx.first_arg()?;
+        let reason = error.coerce_to_string()?.into_utf8()?.into_owned()?;
+        report_callback_error(what, &napi::Error::from_reason(reason));
+        Ok(())
+    })
 }
 
 /// Reports an exception thrown by a user's log callback; the subscription stays.

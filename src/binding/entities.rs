@@ -325,17 +325,17 @@ pub struct PaginatedLogsResult {
 impl From<crate::logs::LogPage> for PaginatedLogsResult {
     fn from(page: crate::logs::LogPage) -> Self {
         PaginatedLogsResult {
-            oldest_cursor: page.entries.first().map(|e| e.id.to_string()),
-            newest_cursor: page.entries.last().map(|e| e.id.to_string()),
+            oldest_cursor: page.entries.first().map(|e| e.id().to_string()),
+            newest_cursor: page.entries.last().map(|e| e.id().to_string()),
             has_more: page.has_more,
             entries: page
                 .entries
                 .iter()
                 .map(|entry| LogEntry {
-                    id: entry.id.to_string(),
+                    id: entry.id().to_string(),
                     timestamp: entry.iso_timestamp(),
-                    line: entry.line.to_string(),
-                    stream: entry.stream.as_str().to_owned(),
+                    line: entry.line().to_owned(),
+                    stream: entry.stream().as_str().to_owned(),
                 })
                 .collect(),
         }

@@ -18,11 +18,11 @@ use napi::threadsafe_function::{ThreadsafeFunction, UnknownReturnValue};
 use napi::{Status, ValueType};
 use serde_json::{Value, json};
 
-use super::delivery::{BatchSink, pump};
+use super::delivery::{BatchSink, ServerLogBatch, pump};
 use super::error::{JsFailure, Result};
 use crate::error::Error;
+use crate::logs::LogStore;
 use crate::logs::store::SubscriptionCloser;
-use crate::logs::{LogBatch, LogStore};
 use crate::runner::{
     BoxFuture, LogObserver, LogOwner, ProjectSource, RouteRequest, Router, SourceProvider,
 };
@@ -195,13 +195,13 @@ impl Router for JsRouter {
 /// The `setOnServerLog` listener: every line of every server from its first one, in order per
 /// server, delivered in batches to one JS callback.
 pub(crate) struct ServerLogListener {
-    sink: Arc<BatchSink<(String, LogBatch)>>,
+    sink: Arc<BatchSink<ServerLogBatch>>,
     subscriptions: Mutex<Vec<SubscriptionCloser>>,
 }
 
 impl ServerLogListener {
     /// A listener feeding `sink`.
-    pub(crate) fn new(sink: Arc<BatchSink<(String, LogBatch)>>) -> Self {
+    pub(crate) fn new(sink: Arc<BatchSink<ServerLogBatch>>) -> Self {
         ServerLogListener {
             sink,
             subscriptions: Mutex::new(Vec::new()),
@@ -227,7 +227,7 @@ impl LogObserver for ServerLogListener {
         subscriptions.push(subscription.closer());
         let id = server_id.to_owned();
         pump(Arc::clone(&self.sink), subscription, None, move |batch| {
-            (id.clone(), batch)
+            ServerLogBatch::new(&id, &batch)
         });
     }
 }

@@ -631,8 +631,8 @@ impl Run<'_> {
             .await?;
         let digest = output
             .iter()
-            .find(|e| e.stream == Stream::Stdout)
-            .map(|e| e.line.trim().to_ascii_lowercase())
+            .find(|e| e.stream() == Stream::Stdout)
+            .map(|e| e.line().trim().to_ascii_lowercase())
             .unwrap_or_default();
         if !exit.success() || digest.is_empty() {
             return Err(Stop::Failed(format!(
@@ -789,8 +789,8 @@ impl Run<'_> {
         let first = scratch
             .all()
             .into_iter()
-            .filter(|e| e.stream == Stream::Stdout)
-            .map(|e| e.line.trim().to_owned())
+            .filter(|e| e.stream() == Stream::Stdout)
+            .map(|e| e.line().trim().to_owned())
             .find(|line| !line.is_empty());
         match first {
             Some(line) if exit.success() => Ok(Some(line.trim_start_matches('v').to_owned())),
@@ -849,7 +849,7 @@ impl Run<'_> {
             .log
             .all()
             .into_iter()
-            .filter(|e| e.id > marker)
+            .filter(|e| e.id() > marker)
             .collect();
         let mut message = failure(text.failed, &exit, &shown);
         if let Some(excerpt) = error_excerpt(&output) {
@@ -1013,7 +1013,7 @@ fn error_excerpt(output: &[LogEntry]) -> Option<String> {
     let lines: Vec<(Stream, String)> = output
         .iter()
         // Leading spaces stay: they align a code frame's `^` under its line.
-        .map(|e| (e.stream, strip_ansi(&e.line).trim_end().to_owned()))
+        .map(|e| (e.stream(), strip_ansi(e.line()).trim_end().to_owned()))
         .filter(|(_, line)| !line.trim().is_empty() && !is_bare_prefix(line.trim()))
         .collect();
     let chosen: Vec<&str> = match lines
@@ -1138,12 +1138,7 @@ mod tests {
         lines
             .iter()
             .enumerate()
-            .map(|(i, (stream, line))| LogEntry {
-                id: i as u64 + 1,
-                timestamp_ms: 0,
-                stream: *stream,
-                line: Arc::from(*line),
-            })
+            .map(|(i, (stream, line))| LogEntry::new(i as u64 + 1, 0, *stream, line))
             .collect()
     }
 

@@ -34,11 +34,49 @@ impl LineFramer {
         }
     }
 
-    /// Feeds one chunk; `emit` receives every line the chunk completes, in order. A line that
-    /// lies whole inside the chunk (and is valid UTF-8) is lent straight from it, without a copy.
-    pub fn push(&mut self, mut bytes: &[u8], mut emit: impl FnMut(&str)) {
+    /// Feeds one chunk; `emit` receives every line the chunk completes, in order.
+    pub fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(&str)) {
+        self.push_lines(bytes, |block| block.split('\n').for_each(&mut emit));
+    }
+
+    /// Feeds one chunk; `emit` receives the lines the chunk completes, in order, in blocks:
+    /// each block is one or more whole lines joined by `\n` (no line holds one). The lines
+    /// between the chunk's first and last newline are lent as one block straight from the
+    /// chunk, without looking at each line, when that stretch is valid UTF-8, holds no `\r`
+    /// and is no longer than the cap (so no line in it can be); otherwise, and for the line
+    /// the chunk ends and the one it starts, line by line.
+    pub fn push_lines(&mut self, bytes: &[u8], mut emit: impl FnMut(&str)) {
+        let Some(first) = memchr::memchr(b'\n', bytes) else {
+            self.push_each(bytes, &mut emit);
+            return;
+        };
+        // The line in progress (pending, or being dropped) ends at the first newline.
+        self.push_each(&bytes[..=first], &mut emit);
+        let rest = &bytes[first + 1..];
+        let Some(last) = memchr::memrchr(b'\n', rest) else {
+            self.push_each(rest, &mut emit);
+            return;
+        };
+        match self.whole_lines(&rest[..last]) {
+            Some(block) => emit(block),
+            None => self.push_each(&rest[..=last], &mut emit),
+        }
+        self.push_each(&rest[last + 1..], &mut emit);
+    }
+
+    /// `lines` (complete lines joined by `\n`) as text when they need no change: valid UTF-8,
+    /// no `\r` to strip, and no line over the cap.
+    fn whole_lines<'a>(&self, lines: &'a [u8]) -> Option<&'a str> {
+        if lines.len() > self.max_line_bytes || memchr::memchr(b'\r', lines).is_some() {
+            return None;
+        }
+        std::str::from_utf8(lines).ok()
+    }
+
+    /// Frames `bytes` one line at a time, emitting each line it completes.
+    fn push_each(&mut self, mut bytes: &[u8], emit: &mut impl FnMut(&str)) {
         while !bytes.is_empty() {
-            let newline = memchr_newline(bytes);
+            let newline = memchr::memchr(b'\n', bytes);
             let (segment, rest, ends_line) = match newline {
                 Some(at) => (&bytes[..at], &bytes[at + 1..], true),
                 None => (bytes, &[][..], false),
@@ -112,32 +150,6 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 /// The bytes as text: borrowed when valid UTF-8, with replacement characters otherwise.
 fn line_from(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(bytes)
-}
-
-/// The position of the first `\n`, scanning a word (8 bytes) at a time.
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const NEWLINES: u64 = LO * b'\n' as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in chunks.by_ref() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ NEWLINES;
-        // A zero byte of `x` (a newline of the input) sets its high bit here; bytes above the
-        // first zero byte may be flagged falsely, so the lowest flag is the first newline.
-        let found = x.wrapping_sub(LO) & !x & HI;
-        if found != 0 {
-            return Some(offset + (found.trailing_zeros() / 8) as usize);
-        }
-        offset += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|at| offset + at)
 }
 
 /// The length of `bytes` without a UTF-8 sequence left incomplete at its end by a cut.

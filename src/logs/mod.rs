@@ -6,5 +6,5 @@ pub mod store;
 
 pub use framer::LineFramer;
 pub use store::{
-    LogBatch, LogEntry, LogLimits, LogPage, LogStore, Stream, Subscription, join_text,
+    LogBatch, LogEntry, LogLimits, LogPage, LogRun, LogStore, Stream, Subscription, join_text,
 };

@@ -76,11 +76,11 @@ impl EventTemplate {
             + 1
             + level.len()
             + 12
-            + json_string_len(&entry.line)
+            + json_string_len(entry.line())
             + 1
             + self.attributes.len()
             + 1
-            + entry.stream.as_str().len()
+            + entry.stream().as_str().len()
             + 16
             + 24
             + 3
@@ -88,7 +88,7 @@ impl EventTemplate {
 
     /// The JSON line (no terminator) of `entry` at `level`, with event id `id`.
     pub fn line(&self, entry: &LogEntry, level: &str, id: &str) -> String {
-        let message: &str = &entry.line;
+        let message: &str = entry.line();
         let mut out = String::with_capacity(
             self.head.len() + self.attributes.len() + message.len() + id.len() + 120,
         );
@@ -103,9 +103,9 @@ impl EventTemplate {
         out.push(',');
         out.push_str(&self.attributes);
         out.push('"');
-        out.push_str(entry.stream.as_str());
+        out.push_str(entry.stream().as_str());
         out.push_str("\"},\"timestamp\":\"");
-        out.push_str(&iso8601_utc(entry.timestamp_ms));
+        out.push_str(&iso8601_utc(entry.timestamp_ms()));
         out.push_str("\"}}");
         out
     }
@@ -257,15 +257,9 @@ impl Ids {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn entry(stream: Stream, line: &str) -> LogEntry {
-        LogEntry {
-            id: 1,
-            timestamp_ms: 1_737_633_600_123,
-            stream,
-            line: Arc::from(line),
-        }
+        LogEntry::new(1, 1_737_633_600_123, stream, line)
     }
 
     #[test]

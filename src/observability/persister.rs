@@ -330,10 +330,9 @@ impl Inner {
     /// Adds a subscription's batch to its project's pending events.
     fn ingest(&self, template: &Arc<EventTemplate>, batch: LogBatch) {
         let events: Vec<(Pending, usize)> = batch
-            .entries
-            .into_iter()
+            .entries()
             .map(|entry| {
-                let level = level(entry.stream, &entry.line);
+                let level = level(entry.stream(), entry.line());
                 let size = template.line_len(&entry, level) + 1;
                 let event = Pending {
                     entry,
@@ -348,7 +347,7 @@ impl Inner {
         let now = Instant::now();
         let mut state = lock(&self.state);
         for (event, size) in events {
-            let memory = EVENT_MEMORY + event.entry.line.len() as u64;
+            let memory = EVENT_MEMORY + event.entry.line().len() as u64;
             if state.pending_events >= self.max_pending_events
                 || state.pending_bytes + memory > self.max_pending_bytes
             {

@@ -82,7 +82,7 @@ pub fn adopt(orphan: &Orphan, log: Arc<LogStore>) -> Option<ProcessHandle> {
             exit: exit.clone(),
             max_bytes: orphan.max_log_bytes,
         },
-        Arc::new(closed_sender),
+        closed_sender,
     );
     Some(ProcessHandle::new(
         Started {

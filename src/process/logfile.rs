@@ -309,7 +309,7 @@ mod tests {
     use std::io::Write;
 
     fn lines(log: &LogStore) -> Vec<String> {
-        log.all().iter().map(|e| e.line.to_string()).collect()
+        log.all().iter().map(|e| e.line().to_string()).collect()
     }
 
     /// What a later host reads of the file of a process that has exited.

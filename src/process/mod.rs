@@ -1,9 +1,9 @@
-//! Child processes: the one spawner ([`spawn`]), handles with the one tree killer
-//! ([`ProcessHandle::kill_tree`]), the environment allow-list ([`env`]), `/proc` reading
-//! ([`procfs`]), a port's listeners ([`sock_diag`]), CPU and memory of a tree ([`usage`]), the
-//! exit-hook registry ([`registry`]), the leftover journal ([`journal`]), and for servers that
-//! outlive the host their log file ([`logfile`]) and their adoption by a later host
-//! ([`adopt`]).
+//! Child processes: the one spawner ([`spawn`]) and the reader of their output (`output`),
+//! handles with the one tree killer ([`ProcessHandle::kill_tree`]), the environment allow-list
+//! ([`env`]), `/proc` reading ([`procfs`]), a port's listeners ([`sock_diag`]), CPU and memory
+//! of a tree ([`usage`]), the exit-hook registry ([`registry`]), the leftover journal
+//! ([`journal`]), and for servers that outlive the host their log file ([`logfile`]) and their
+//! adoption by a later host ([`adopt`]).
 
 pub mod adopt;
 pub mod env;
@@ -11,6 +11,7 @@ pub mod handle;
 pub mod journal;
 pub mod logfile;
 pub mod manager;
+mod output;
 pub mod ownership;
 pub mod procfs;
 pub mod registry;

@@ -13,6 +13,7 @@
 //! that lives as long as the host process. The signal reaches only the direct child; its
 //! descendants are found again by the next runner through the [`journal`](super::journal).
 
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -22,16 +23,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::UnixStream;
+use tokio::process::{ChildStderr, ChildStdout};
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 
 use super::handle::{Cleanup, ExitInfo, Output, ProcessHandle, Started};
 use super::journal::Journal;
+use super::output;
 use super::procfs;
 use crate::error::{Error, Result};
-use crate::logs::{LineFramer, LogStore, Stream};
+use crate::logs::{LogStore, Stream};
 use std::collections::BTreeMap;
 
 /// What to start.
@@ -46,9 +48,6 @@ pub struct SpawnSpec {
     /// The child's whole environment.
     pub env: BTreeMap<String, String>,
 }
-
-/// Bytes read from a pipe at once.
-const READ_CHUNK: usize = 64 * 1024;
 
 struct SpawnJob {
     command: tokio::process::Command,
@@ -262,9 +261,8 @@ async fn spawn_process(
     let start_ticks = procfs::read_stat(pid as i32).map_or(0, |s| s.start_ticks);
     let (exit_sender, exit) = watch::channel(None::<ExitInfo>);
     let (output_sender, output_closed) = watch::channel(0u8);
-    let output_sender = Arc::new(output_sender);
-    let tailer = kept_output.map(|(path, max_bytes, start)| {
-        tail_output(
+    let tailer = match kept_output {
+        Some((path, max_bytes, start)) => Some(tail_output(
             super::logfile::Tail {
                 path,
                 from: super::logfile::TailFrom::Offset(start),
@@ -272,34 +270,13 @@ async fn spawn_process(
                 exit: exit.clone(),
                 max_bytes,
             },
-            Arc::clone(&output_sender),
-        )
-    });
-    for (pipe, stream) in [
-        (
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>),
-            Stream::Stdout,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn AsyncRead + Send + Unpin>),
-            Stream::Stderr,
-        ),
-    ] {
-        if let Some(pipe) = pipe {
-            let log = Arc::clone(&log);
-            let closed = Arc::clone(&output_sender);
-            tokio::spawn(async move {
-                pump(pipe, stream, &log).await;
-                closed.send_modify(|count| *count += 1);
-            });
+            output_sender,
+        )),
+        None => {
+            read_pipes(&mut child, Arc::clone(&log), output_sender);
+            None
         }
-    }
+    };
     tokio::spawn(async move {
         let info = match child.wait().await {
             Ok(status) => ExitInfo::from_status(status),
@@ -331,11 +308,37 @@ async fn spawn_process(
     ))
 }
 
+/// Starts the reader of a child's piped stdout and stderr; each counts in `closed` once it ends.
+fn read_pipes(child: &mut tokio::process::Child, log: Arc<LogStore>, closed: watch::Sender<u8>) {
+    let mut pipes = Vec::with_capacity(2);
+    let taken = [
+        (
+            child.stdout.take().map(ChildStdout::into_owned_fd),
+            Stream::Stdout,
+        ),
+        (
+            child.stderr.take().map(ChildStderr::into_owned_fd),
+            Stream::Stderr,
+        ),
+    ];
+    for (pipe, stream) in taken {
+        match pipe {
+            Some(Ok(pipe)) => pipes.push((File::from(pipe), stream)),
+            Some(Err(error)) => {
+                tracing::warn!("cannot read {}: {error}", stream.as_str());
+                closed.send_modify(|count| *count += 1);
+            }
+            None => {}
+        }
+    }
+    output::spawn_reader(pipes, log, closed);
+}
+
 /// Starts the tailer of a kept process's log file; `closed` counts both streams as closed
 /// once it has read the file to its end after the exit.
 pub(super) fn tail_output(
     tail: super::logfile::Tail,
-    closed: Arc<watch::Sender<u8>>,
+    closed: watch::Sender<u8>,
 ) -> tokio::task::AbortHandle {
     tokio::spawn(async move {
         let path = tail.path.clone();
@@ -364,26 +367,6 @@ fn place_channel(fd: RawFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Reads a pipe to its end, framing lines into `log`.
-async fn pump(mut pipe: Box<dyn AsyncRead + Send + Unpin>, stream: Stream, log: &LogStore) {
-    let mut framer = LineFramer::new(log.limits().max_line_bytes);
-    let mut buffer = vec![0u8; READ_CHUNK];
-    loop {
-        match pipe.read(&mut buffer).await {
-            Ok(0) => break,
-            Ok(n) => {
-                log.append_chunk(stream, &mut framer, &buffer[..n]);
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => {
-                tracing::debug!("reading {} failed: {error}", stream.as_str());
-                break;
-            }
-        }
-    }
-    log.finish_chunks(stream, &mut framer);
 }
 
 fn check_cwd(spec: &SpawnSpec) -> Result<()> {

@@ -59,7 +59,7 @@ pub fn lines(handle: &ProcessHandle) -> Vec<String> {
         .log()
         .all()
         .iter()
-        .map(|e| e.line.to_string())
+        .map(|e| e.line().to_owned())
         .collect()
 }
 

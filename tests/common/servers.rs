@@ -85,7 +85,7 @@ pub fn log_text(runner: &Runner, server_id: &str) -> String {
         .map(|log| {
             log.all()
                 .iter()
-                .map(|e| e.line.to_string())
+                .map(|e| e.line().to_owned())
                 .collect::<Vec<_>>()
                 .join("\n")
         })

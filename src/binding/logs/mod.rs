@@ -13,12 +13,12 @@ use crate::binding::entities::PaginatedLogsResult;
 use crate::binding::error::{Result, to_js_error};
 
 use napi::bindgen_prelude::{
-    Either, Env, FnArgs, Function, FunctionRef, JsObjectValue, JsValue, Object, Unknown,
+    Either, Env, FnArgs, Function, FunctionRef, JsObjectValue, Object, Unknown,
 };
 use napi::threadsafe_function::UnknownReturnValue;
 
 use crate::binding::args::{self, LineCallback};
-use crate::binding::delivery::{TextBatch, batch_sink, pump, report_callback_error};
+use crate::binding::delivery::{TextBatch, batch_sink, js_reporter, pump, report_callback_error};
 use crate::logs::LogStore;
 use crate::logs::store::SubscriptionCloser;
 
@@ -69,15 +69,23 @@ pub(crate) fn deliver_text(
 }
 
 /// JS that hands a batch's lines to a line callback one by one: a batch is one string of lines
-/// joined by `\n`, or an array of lines. Its `unsubscribe` stops delivery at once, even in the
-/// middle of a batch; a throwing callback is reported and still gets the next line.
+/// joined by `\n` (cut with `indexOf`, which outruns `split` by not building an array), or an
+/// array of lines. Its `unsubscribe` stops delivery at once, even in the middle of a batch; a
+/// throwing callback is reported and still gets the next line.
 const FAN_OUT: &str = r"(function (callback, close, report) {
   let stopped = false
+  const call = (line) => { try { callback(line) } catch (error) { report(error) } }
   return {
     deliver(batch) {
-      const lines = typeof batch === 'string' ? batch.split('\n') : batch
-      for (let i = 0; i < lines.length && !stopped; i++) {
-        try { callback(lines[i]) } catch (error) { report(error) }
+      if (typeof batch !== 'string') {
+        for (let i = 0; i < batch.length && !stopped; i++) call(batch[i])
+        return
+      }
+      for (let start = 0; !stopped; ) {
+        const end = batch.indexOf('\n', start)
+        if (end === -1) return call(batch.slice(start))
+        call(batch.slice(start, end))
+        start = end + 1
       }
     },
     unsubscribe() { stopped = true; close() },
@@ -85,10 +93,11 @@ const FAN_OUT: &str = r"(function (callback, close, report) {
 })";
 
 /// The fewest undelivered lines a JS line subscriber may fall behind before it loses the
-/// oldest: enough to ride out the JS thread being descheduled for a few milliseconds during a
-/// flood of millions of lines per second (a queued line costs its entry, about 40 bytes, and
-/// keeps its text alive).
-const MIN_QUEUE_LINES: usize = 64 * 1024;
+/// oldest: enough to ride out the JS thread being descheduled for a few tens of milliseconds
+/// during a flood of ten million lines per second. A queued line costs four bytes beside the
+/// text it shares with the store, and the queue is bounded by the store's byte budget too, so
+/// a flood of long lines cannot make it pin more than that.
+const MIN_QUEUE_LINES: usize = 256 * 1024;
 
 /// [`FAN_OUT`] once compiled: `(callback, close, report) => { deliver, unsubscribe }`.
 type FanOutFactory<'env> = Function<
@@ -123,13 +132,7 @@ fn subscribe_text<'env>(
         closing.close();
         Ok(())
     })?;
-    let report =
-        env.create_function_from_closure::<Unknown, (), _>("reportLogError", move |ctx| {
-            let error: Unknown = ctx.first_arg()?;
-            let reason = error.coerce_to_string()?.into_utf8()?.into_owned()?;
-            report_callback_error(what, &napi::Error::from_reason(reason));
-            Ok(())
-        })?;
+    let report = js_reporter(env, what)?;
     let factory: FanOutFactory = env.run_script(FAN_OUT)?;
     let fan_out = factory.call(FnArgs::from((callback.borrow_back(env)?, close, report)))?;
     let deliver: Function<Either<String, Vec<String>>, ()> =

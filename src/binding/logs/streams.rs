@@ -166,7 +166,7 @@ pub fn create_build_log_stream<'env>(
             let missed = (batch.missed > 0).then(|| LogBatch::missed_marker(batch.missed));
             for line in missed
                 .into_iter()
-                .chain(batch.entries.iter().map(|e| e.line.to_string()))
+                .chain(batch.entries().map(|e| e.line().to_owned()))
             {
                 if let Err(error) = callback.call(line) {
                     report_callback_error("a build log stream callback", &error);

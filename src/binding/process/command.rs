@@ -117,8 +117,8 @@ pub(super) fn output_store(
         let Ok(callback) = callback.borrow_back(env) else {
             return;
         };
-        for entry in batch.entries {
-            let args = (entry.text(), entry.stream.as_str().to_owned());
+        for entry in batch.entries() {
+            let args = (entry.text(), entry.stream().as_str().to_owned());
             if let Err(error) = callback.call(FnArgs::from(args)) {
                 report_callback_error("an onOutput callback", &error);
             }

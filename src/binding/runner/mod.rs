@@ -7,14 +7,15 @@ mod calls;
 use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::{
-    Env, FnArgs, Function, FunctionRef, Object, PromiseRaw, Unknown, within_runtime_if_available,
+    Either, Env, FnArgs, Function, FunctionRef, Object, PromiseRaw, Unknown,
+    within_runtime_if_available,
 };
 use napi::threadsafe_function::UnknownReturnValue;
 use napi_derive::napi;
 use serde_json::Value;
 
 use super::args;
-use super::delivery::{batch_sink, report_callback_error};
+use super::delivery::{ServerLogBatch, batch_sink, js_reporter, report_callback_error};
 use super::entities::{
     PaginatedLogsResult, ResourceUsage, RunnerStats, RunningServer, ServerHealth, update_build,
 };
@@ -24,7 +25,7 @@ use super::logs::{deliver_text, paginate, stream_text};
 use super::observability::ObservabilitySlot;
 use super::provider::{JsRouter, JsSource, ServerLogListener, provider_object};
 use crate::config::RunnerConfig;
-use crate::logs::{LogBatch, LogLimits, LogStore, join_text};
+use crate::logs::{LogLimits, LogStore, join_text};
 use crate::runner::Runner;
 use crate::sync::lock;
 use calls::{read_build_call, read_deploy_request, server_id};
@@ -32,8 +33,51 @@ use calls::{read_build_call, read_deploy_request, server_id};
 /// The name `setOnServerLog`'s listener is kept under among the runner's log observers.
 const SERVER_LOG_LISTENER: &str = "setOnServerLog";
 
+/// How errors of the `setOnServerLog` callback are reported.
+const SERVER_LOG_LISTENER_NAME: &str = "the server log listener";
+
 /// A server-log listener's callback: `(serverId, line, stream, id)`.
 type ServerLogCallback = FunctionRef<FnArgs<(String, String, String, String)>, UnknownReturnValue>;
+
+/// JS that hands one server's batch to a `setOnServerLog` callback line by line: `batch` is
+/// one string of lines joined by `\n` (cut with `indexOf`), or an array of lines; `runs` holds
+/// `firstId, count, isStderr` for each run of them. A throwing callback is reported and still
+/// gets the next line.
+const SERVER_LOG_FAN_OUT: &str = r"(function (callback, report) {
+  return function deliver(serverId, batch, runs) {
+    const joined = typeof batch === 'string'
+    let start = 0
+    let next = 0
+    for (let r = 0; r < runs.length; r += 3) {
+      const first = runs[r]
+      const stream = runs[r + 2] === 1 ? 'stderr' : 'stdout'
+      for (let k = 0; k < runs[r + 1]; k++) {
+        let line
+        if (joined) {
+          const end = batch.indexOf('\n', start)
+          line = end === -1 ? batch.slice(start) : batch.slice(start, end)
+          start = end + 1
+        } else {
+          line = batch[next++]
+        }
+        try { callback(serverId, line, stream, String(first + k)) } catch (error) { report(error) }
+      }
+    }
+  }
+})";
+
+/// The JS side of the server-log listener: `(serverId, batch, runs) => void`.
+type ServerLogDeliver = FunctionRef<FnArgs<(String, Either<String, Vec<String>>, Vec<f64>)>, ()>;
+
+/// [`SERVER_LOG_FAN_OUT`] once compiled: `(callback, report) => deliver`.
+type ServerLogFanOut<'env> = Function<
+    'env,
+    FnArgs<(
+        Function<'env, FnArgs<(String, String, String, String)>, UnknownReturnValue>,
+        Function<'env, Unknown<'env>, ()>,
+    )>,
+    Function<'env, FnArgs<(String, Either<String, Vec<String>>, Vec<f64>)>, ()>,
+>;
 
 /// Builds Mastra projects and runs them as supervised local processes.
 #[napi]
@@ -206,20 +250,17 @@ impl LocalProcessRunner {
     )]
     pub fn set_on_server_log(&self, env: Env, callback: Option<Unknown>) -> Result<()> {
         let callback: ServerLogCallback = args::required_callback(callback.as_ref(), "callback")?;
-        let sink = batch_sink(&env, move |env, (server_id, batch): (String, LogBatch)| {
-            let Ok(callback) = callback.borrow_back(env) else {
-                return;
-            };
-            for entry in batch.entries {
-                let args = (
-                    server_id.clone(),
-                    entry.line.to_string(),
-                    entry.stream.as_str().to_owned(),
-                    entry.id.to_string(),
-                );
-                if let Err(error) = callback.call(FnArgs::from(args)) {
-                    report_callback_error("the server log listener", &error);
-                }
+        let report = js_reporter(&env, SERVER_LOG_LISTENER_NAME)?;
+        let factory: ServerLogFanOut = env.run_script(SERVER_LOG_FAN_OUT)?;
+        let deliver = factory.call(FnArgs::from((callback.borrow_back(&env)?, report)))?;
+        let deliver: ServerLogDeliver = deliver.create_ref()?;
+        let sink = batch_sink(&env, move |env, batch: ServerLogBatch| {
+            let args = (batch.server_id, batch.text.into_js(), batch.runs);
+            let delivered = deliver
+                .borrow_back(env)
+                .and_then(|deliver| deliver.call(FnArgs::from(args)));
+            if let Err(error) = delivered {
+                report_callback_error(SERVER_LOG_LISTENER_NAME, &error);
             }
         })?;
         let listener = Arc::new(ServerLogListener::new(sink));
