@@ -33,8 +33,8 @@ use calls::{read_build_call, read_deploy_request, server_id};
 /// The name `setOnServerLog`'s listener is kept under among the runner's log observers.
 const SERVER_LOG_LISTENER: &str = "setOnServerLog";
 
-/// How errors of the `setOnServerLog` callback are reported.
-const SERVER_LOG_LISTENER_NAME: &str = "the server log listener";
+/// The `setOnServerLog` callback as the warnings about its exceptions name it.
+const SERVER_LOG_CALLBACK_NAME: &str = "the server log listener";
 
 /// A server-log listener's callback: `(serverId, line, stream, id)`.
 type ServerLogCallback = FunctionRef<FnArgs<(String, String, String, String)>, UnknownReturnValue>;
@@ -250,7 +250,7 @@ impl LocalProcessRunner {
     )]
     pub fn set_on_server_log(&self, env: Env, callback: Option<Unknown>) -> Result<()> {
         let callback: ServerLogCallback = args::required_callback(callback.as_ref(), "callback")?;
-        let report = js_reporter(&env, SERVER_LOG_LISTENER_NAME)?;
+        let report = js_reporter(&env, SERVER_LOG_CALLBACK_NAME)?;
         let factory: ServerLogFanOut = env.run_script(SERVER_LOG_FAN_OUT)?;
         let deliver = factory.call(FnArgs::from((callback.borrow_back(&env)?, report)))?;
         let deliver: ServerLogDeliver = deliver.create_ref()?;
@@ -260,7 +260,7 @@ impl LocalProcessRunner {
                 .borrow_back(env)
                 .and_then(|deliver| deliver.call(FnArgs::from(args)));
             if let Err(error) = delivered {
-                report_callback_error(SERVER_LOG_LISTENER_NAME, &error);
+                report_callback_error(SERVER_LOG_CALLBACK_NAME, &error);
             }
         })?;
         let listener = Arc::new(ServerLogListener::new(sink));
