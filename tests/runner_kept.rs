@@ -10,39 +10,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::servers::{health_status, log_text, port_is_free, processes_under, request};
-use mastra_runner_local::config::RunnerConfig;
 use mastra_runner_local::process::procfs;
 use mastra_runner_local::runner::{Runner, ServerInfo};
 use serde_json::json;
 
-/// A second runner on the same build directory as `common::servers::runner` made.
+/// A second runner, with `keepServersOnExit`, on the build directory of `kept_runner`.
 fn runner_on(dir: &Path, base: u16, extra: serde_json::Value) -> Arc<Runner> {
-    let mut config = json!({
-        "buildDir": dir,
-        "portRange": { "start": base, "end": base + 19 },
-        "shutdownTimeoutMs": 2000,
-        "healthCheck": { "retryIntervalMs": 100, "maxRetries": 50 },
-        "keepServersOnExit": true,
-    });
+    let mut config = json!({ "keepServersOnExit": true });
     if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
         config.extend(extra.clone());
     }
-    let config = RunnerConfig::from_json(&config, Path::new("/")).expect("valid config");
-    Arc::new(Runner::new(config).expect("runner"))
+    common::servers::runner_on(dir, base, config)
 }
 
 fn kept_runner(name: &str, base: u16) -> (Arc<Runner>, std::path::PathBuf) {
     common::servers::runner(name, base, json!({ "keepServersOnExit": true }))
 }
 
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+async fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    common::wait_until(what, Duration::from_secs(10), done).await;
 }
 
 fn sigkill(pid: u32) {

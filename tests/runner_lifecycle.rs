@@ -8,7 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::servers::{health_status, log_text, port_is_free, processes_under, request, runner};
+use common::servers::{
+    health_status, log_text, port_is_free, processes_under, reported_pid, request, runner,
+};
 use mastra_runner_local::process::procfs;
 use mastra_runner_local::runner::{DeployRequest, HealthStatus, ServerState};
 use serde_json::json;
@@ -424,16 +426,7 @@ async fn stop_also_ends_processes_that_left_the_group() {
         .deploy(request("dep-1", &[("FIXTURE_DETACHED", "1")]))
         .await
         .expect("deploy");
-    common::wait_until("the detached child's pid", Duration::from_secs(10), || {
-        log_text(&runner, &server.id).contains("detached ")
-    })
-    .await;
-    let log = log_text(&runner, &server.id);
-    let pid: i32 = log
-        .lines()
-        .find_map(|l| l.strip_prefix("detached "))
-        .and_then(|p| p.trim().parse().ok())
-        .expect("a pid");
+    let pid = reported_pid(&runner, &server.id, "detached").await;
     let leader = server.pid.expect("leader") as i32;
     assert_ne!(
         procfs::read_stat(pid).map(|s| s.pgrp),
@@ -505,15 +498,7 @@ async fn resource_usage_counts_a_daemon_that_left_the_tree_and_stop_ends_it() {
         .deploy(request("dep-1", &[("FIXTURE_DAEMON", "1")]))
         .await
         .expect("deploy");
-    common::wait_until("the daemon's pid", Duration::from_secs(10), || {
-        log_text(&runner, &server.id).contains("daemon ")
-    })
-    .await;
-    let pid: i32 = log_text(&runner, &server.id)
-        .lines()
-        .find_map(|l| l.strip_prefix("daemon "))
-        .and_then(|p| p.trim().parse().ok())
-        .expect("a pid");
+    let pid = reported_pid(&runner, &server.id, "daemon").await;
     let leader = server.pid.expect("leader") as i32;
     common::wait_until(
         "the daemon to be reparented",
@@ -546,15 +531,7 @@ async fn stop_also_ends_a_child_that_moved_to_a_group_of_its_own() {
         .deploy(request("dep-1", &[("FIXTURE_SETPGID", "1")]))
         .await
         .expect("deploy");
-    common::wait_until("the child's pid", Duration::from_secs(10), || {
-        log_text(&runner, &server.id).contains("setpgid ")
-    })
-    .await;
-    let pid: i32 = log_text(&runner, &server.id)
-        .lines()
-        .find_map(|l| l.strip_prefix("setpgid "))
-        .and_then(|p| p.trim().parse().ok())
-        .expect("a pid");
+    let pid = reported_pid(&runner, &server.id, "setpgid").await;
     let leader = server.pid.expect("leader") as i32;
     common::wait_until(
         "the child to leave the group",

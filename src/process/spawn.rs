@@ -95,13 +95,6 @@ pub enum Lifetime {
     },
 }
 
-impl Lifetime {
-    /// Whether the child outlives the host.
-    pub fn is_kept(&self) -> bool {
-        matches!(self, Lifetime::Kept { .. })
-    }
-}
-
 /// Starts `spec` with its output framed into `log`. Errors name the program or directory.
 pub async fn spawn(
     spec: SpawnSpec,

@@ -20,6 +20,11 @@ pub fn runner(name: &str, base: u16, extra: serde_json::Value) -> (Arc<Runner>, 
     std::fs::create_dir_all(&output).expect("create output dir");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("__test__/fixtures/server/index.mjs");
     std::fs::copy(fixture, output.join("index.mjs")).expect("copy fixture server");
+    (runner_on(&build_dir, base, extra), build_dir)
+}
+
+/// Another runner on `build_dir` (one [`runner`] made), with the same defaults.
+pub fn runner_on(build_dir: &Path, base: u16, extra: serde_json::Value) -> Arc<Runner> {
     let mut config = json!({
         "buildDir": build_dir,
         "portRange": { "start": base, "end": base + 19 },
@@ -30,7 +35,7 @@ pub fn runner(name: &str, base: u16, extra: serde_json::Value) -> (Arc<Runner>, 
         config.extend(extra.clone());
     }
     let config = RunnerConfig::from_json(&config, Path::new("/")).expect("valid config");
-    (Arc::new(Runner::new(config).expect("runner")), build_dir)
+    Arc::new(Runner::new(config).expect("runner"))
 }
 
 /// A deploy of `build-1` with the fixture's `vars`.
@@ -90,4 +95,18 @@ pub fn log_text(runner: &Runner, server_id: &str) -> String {
                 .join("\n")
         })
         .unwrap_or_default()
+}
+
+/// The pid a fixture server reported in a `<label> <pid>` line of its log (waiting for it).
+pub async fn reported_pid(runner: &Runner, server_id: &str, label: &str) -> i32 {
+    let prefix = format!("{label} ");
+    super::wait_until(&format!("the {label} pid"), Duration::from_secs(10), || {
+        log_text(runner, server_id).contains(&prefix)
+    })
+    .await;
+    log_text(runner, server_id)
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("a pid")
 }
