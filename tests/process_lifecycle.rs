@@ -94,6 +94,19 @@ async fn a_cooperative_process_ends_with_sigterm_not_sigkill() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_tree_sends_sigterm_when_called_not_when_first_polled() {
+    let child = sh("echo ready; exec sleep 1000").await;
+    line_after(&child, "ready").await;
+    let stopping = child.kill_tree(Duration::from_secs(30));
+    // The returned future has not run yet: the process must already be dying.
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("SIGTERM was not sent until the kill was polled");
+    assert_eq!(exit.signal_name().as_deref(), Some("SIGTERM"));
+    assert_eq!(stopping.await.signal_name().as_deref(), Some("SIGTERM"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_ignoring_sigterm_is_killed_when_the_grace_period_ends() {
     let child = sh("trap '' TERM; echo ready; while true; do sleep 0.05; done").await;
     line_after(&child, "ready").await;

@@ -231,13 +231,30 @@ impl ProcessHandle {
     /// Stops the whole tree: SIGTERM to the group, up to `grace` for it to exit, then SIGKILL,
     /// then waits until the leader is reaped and no live member is left. Returns the leader's
     /// exit status.
-    pub async fn kill_tree(&self, grace: Duration) -> ExitInfo {
-        if !self.is_running() && self.group_is_empty() {
-            self.forget_group();
-            return self.wait().await;
+    ///
+    /// A running leader's group gets its SIGTERM during this call, before the returned future
+    /// is first polled: a caller on another thread (the JS thread) does not wait for a runtime
+    /// worker to wake before the process starts dying.
+    pub fn kill_tree(&self, grace: Duration) -> impl Future<Output = ExitInfo> + Send + 'static {
+        let handle = self.clone();
+        let signalled = self.is_running();
+        if signalled {
+            self.send_or_log(Signal::SIGTERM);
         }
-        self.send_or_log(Signal::SIGTERM);
         let deadline = Instant::now() + grace;
+        async move { handle.finish_kill(signalled, deadline).await }
+    }
+
+    /// The rest of [`Self::kill_tree`]: SIGTERM if it was not sent yet and something of the
+    /// group is left, the grace period until `deadline`, SIGKILL, the reap.
+    async fn finish_kill(&self, signalled: bool, deadline: Instant) -> ExitInfo {
+        if !signalled {
+            if self.group_is_empty() {
+                self.forget_group();
+                return self.wait().await;
+            }
+            self.send_or_log(Signal::SIGTERM);
+        }
         let exited_in_grace = self.wait_until_gone(deadline).await;
         if !exited_in_grace {
             tracing::debug!(pid = self.inner.pid, "grace period over: SIGKILL");

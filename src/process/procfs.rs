@@ -7,6 +7,7 @@
 //! from `/proc/<pid>/stat` instead.
 
 use std::fs;
+use std::io::Read;
 
 /// The fields of `/proc/<pid>/stat` the runner uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +59,43 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
 
 /// The stat of one process, if it exists.
 pub fn read_stat(pid: i32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
+    parse_stat(ProcText::new().read(&format!("/proc/{pid}/stat"))?)
+}
+
+/// Reads small `/proc` files into one reused buffer: an open, reads until the end, a close.
+/// (`fs::read_to_string` also asks for the size, which procfs does not know, and then reads in
+/// growing steps: several system calls more per file, and a tree walk reads many files.)
+struct ProcText {
+    buffer: Vec<u8>,
+}
+
+impl ProcText {
+    /// Enough for a `stat` or a `children` list in one read.
+    const STEP: usize = 4096;
+
+    fn new() -> Self {
+        Self {
+            buffer: vec![0; Self::STEP],
+        }
+    }
+
+    /// The text of `path`; `None` when it cannot be read (the process is gone) or is not UTF-8.
+    fn read(&mut self, path: &str) -> Option<&str> {
+        let mut file = fs::File::open(path).ok()?;
+        let mut filled = 0;
+        loop {
+            if filled == self.buffer.len() {
+                self.buffer.resize(filled + Self::STEP, 0);
+            }
+            match file.read(&mut self.buffer[filled..]) {
+                Ok(0) => break,
+                Ok(count) => filled += count,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        std::str::from_utf8(&self.buffer[..filled]).ok()
+    }
 }
 
 /// The environment `pid` was started with (`/proc/<pid>/environ`), if it can be read.
@@ -131,13 +167,14 @@ fn children_files_exist() -> bool {
 }
 
 fn walk_tree(root: i32) -> Vec<ProcStat> {
+    let mut text = ProcText::new();
     let mut tree = Vec::new();
     let mut threads = Vec::new();
     let mut queue = vec![root];
     let mut next = 0;
     while let Some(&pid) = queue.get(next) {
         next += 1;
-        let Some((stat, thread_count)) = read_stat_and_threads(pid) else {
+        let Some((stat, thread_count)) = read_stat_and_threads(&mut text, pid) else {
             continue;
         };
         // A zombie runs nothing and has no children left (they were reparented).
@@ -153,7 +190,7 @@ fn walk_tree(root: i32) -> Vec<ProcStat> {
                 .extend(entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()));
         }
         for &tid in &threads {
-            if let Ok(children) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")) {
+            if let Some(children) = text.read(&format!("/proc/{pid}/task/{tid}/children")) {
                 queue.extend(
                     children
                         .split_ascii_whitespace()
@@ -166,9 +203,9 @@ fn walk_tree(root: i32) -> Vec<ProcStat> {
 }
 
 /// The stat of one process and its thread count (field 20 of proc(5)).
-fn read_stat_and_threads(pid: i32) -> Option<(ProcStat, u64)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let stat = parse_stat(&text)?;
+fn read_stat_and_threads(reader: &mut ProcText, pid: i32) -> Option<(ProcStat, u64)> {
+    let text = reader.read(&format!("/proc/{pid}/stat"))?;
+    let stat = parse_stat(text)?;
     let threads = text[text.rfind(')')? + 1..]
         .split_ascii_whitespace()
         .nth(17)?
@@ -277,6 +314,25 @@ mod tests {
         let _ = child.wait();
         assert!(walk_tree(root).is_empty());
         assert!(walk_tree(i32::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_file_longer_than_one_read_step_is_read_whole() {
+        let path = std::env::temp_dir().join(format!("procfs-text-{}", std::process::id()));
+        let content: String = (0..3 * ProcText::STEP + 17)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        fs::write(&path, &content).unwrap();
+        let mut text = ProcText::new();
+        assert_eq!(text.read(path.to_str().unwrap()), Some(content.as_str()));
+        // The same buffer, reused for a short file, holds only that file's text.
+        assert!(
+            text.read("/proc/self/stat")
+                .unwrap()
+                .starts_with(&format!("{} (", std::process::id()))
+        );
+        assert_eq!(text.read("/proc/no-such-file"), None);
+        fs::remove_file(&path).unwrap();
     }
 
     #[test]

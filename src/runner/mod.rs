@@ -534,32 +534,41 @@ impl Runner {
     /// tree (found by its token, looked for at most every [`ESCAPEE_SCAN_EVERY`]); `None` once it
     /// is gone.
     pub async fn resource_usage(&self, server_id: &str) -> Option<Usage> {
+        if let Some(usage) = self.resource_usage_now(server_id) {
+            return usage;
+        }
         let info = self.server(server_id)?;
         let pid = info.pid? as i32;
         let shared = Arc::clone(&self.shared);
         let escapees = Arc::clone(&self.escapees);
         let id = server_id.to_owned();
+        // Looking for escapees reads every process's environment: a blocking pass.
         tokio::task::spawn_blocking(move || {
-            let others = {
-                let mut cache = lock(&escapees);
-                let fresh = cache
-                    .get(&id)
-                    .filter(|(at, _)| at.elapsed() < ESCAPEE_SCAN_EVERY)
-                    .map(|(_, pids)| pids.clone());
-                match fresh {
-                    Some(pids) => pids,
-                    None => {
-                        let pids = process::ownership::processes_with_token(&info.token);
-                        cache.insert(id, (std::time::Instant::now(), pids.clone()));
-                        pids
-                    }
-                }
-            };
+            let others = process::ownership::processes_with_token(&info.token);
+            lock(&escapees).insert(id, (std::time::Instant::now(), others.clone()));
             shared.monitor.sample_with(pid, &others)
         })
         .await
         .ok()
         .flatten()
+    }
+
+    /// [`Self::resource_usage`] on the calling thread, when that costs only the `stat` and
+    /// `children` files of the tree's own processes (tens of microseconds, the kind of read
+    /// Node's `process.memoryUsage()` does on its JS thread): `None` when the server's
+    /// escapees are due to be looked for, which only `resource_usage` does.
+    pub fn resource_usage_now(&self, server_id: &str) -> Option<Option<Usage>> {
+        let Some(info) = self.server(server_id) else {
+            return Some(None);
+        };
+        let Some(pid) = info.pid else {
+            return Some(None);
+        };
+        let others = lock(&self.escapees)
+            .get(server_id)
+            .filter(|(at, _)| at.elapsed() < ESCAPEE_SCAN_EVERY)
+            .map(|(_, pids)| pids.clone())?;
+        Some(self.shared.monitor.sample_with(pid as i32, &others))
     }
 
     /// Current counts of processes, ports and restarts.

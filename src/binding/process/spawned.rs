@@ -271,21 +271,24 @@ impl SpawnedProcess {
         signal: Option<Unknown>,
     ) -> napi::Result<PromiseRaw<'env, ()>> {
         let signal = read_signal(signal)?;
-        let handle = self.handle.clone();
-        if handle.is_some() {
-            self.killed.set(true);
-        }
+        let Some(handle) = self.handle.clone() else {
+            return spawn(env, async { Ok(()) });
+        };
+        self.killed.set(true);
+        // The signal goes out now, on this thread (a non-blocking system call); only the wait
+        // for the reap runs on the runtime.
+        let reaped = match signal {
+            Some(signal) => {
+                if let Err(error) = handle.signal_group(signal) {
+                    tracing::debug!("{error}");
+                }
+                None
+            }
+            None => Some(handle.kill_tree(process::DEFAULT_KILL_GRACE)),
+        };
         spawn(env, async move {
-            match (handle, signal) {
-                (None, _) => {}
-                (Some(handle), Some(signal)) => {
-                    if let Err(error) = handle.signal_group(signal) {
-                        tracing::debug!("{error}");
-                    }
-                }
-                (Some(handle), None) => {
-                    handle.kill_tree(process::DEFAULT_KILL_GRACE).await;
-                }
+            if let Some(reaped) = reaped {
+                reaped.await;
             }
             Ok(())
         })

@@ -440,6 +440,11 @@ impl LocalProcessRunner {
         server: Option<Unknown>,
     ) -> napi::Result<PromiseRaw<'env, ResourceUsage>> {
         let id = server_id(server.as_ref());
+        if let Ok(id) = &id
+            && let Some(usage) = self.runner.resource_usage_now(id)
+        {
+            return PromiseRaw::resolve(env, ResourceUsage::from(usage));
+        }
         let runner = Arc::clone(&self.runner);
         spawn(env, async move {
             let usage = runner.resource_usage(&id?).await;
