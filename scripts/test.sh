@@ -47,7 +47,7 @@ check "cargo clippy (binding and core)" cargo clippy --release --target "$TARGET
 check "cargo clippy (core and its tests)" cargo clippy --release --target "$TARGET" --all-targets --no-default-features -- -D warnings
 
 echo "=== cargo test (core, no napi)"
-if cargo test --release --target "$TARGET" --no-default-features 2>&1 | tee "$LOGS/cargo.log"; then
+if cargo test --release --target "$TARGET" --no-default-features --no-fail-fast 2>&1 | tee "$LOGS/cargo.log"; then
   count_cargo "$LOGS/cargo.log"
 else
   count_cargo "$LOGS/cargo.log"

@@ -18,9 +18,10 @@ async fn a_busy_child_shows_near_one_core_of_cpu() {
     let usage = monitor.sample(child.pid() as i32).expect("second sample");
     child.kill_tree(Duration::from_secs(1)).await;
     assert!(usage.processes >= 2, "{usage:?}");
-    // Two cores shared with other tests: the loop should still get most of one.
+    // Two cores shared with other tests and builds: the loop gets anything from a quarter of
+    // one (both cores busy elsewhere) to one whole core; an idle tree shows about 0.
     assert!(
-        usage.cpu_percent > 50.0 && usage.cpu_percent < 210.0,
+        usage.cpu_percent > 25.0 && usage.cpu_percent < 210.0,
         "{usage:?}"
     );
 }

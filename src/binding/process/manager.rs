@@ -11,11 +11,11 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
+use napi::ValueType;
 use napi::bindgen_prelude::{
     ClassInstance, Either, Env, FnArgs, FromNapiValue, Function, JavaScriptClassExt, JsObjectValue,
     JsValue, Object, ObjectFinalize, ToNapiValue, Unknown,
 };
-use napi::{UnknownRef, ValueType};
 use napi_derive::napi;
 
 use crate::binding::args;
@@ -79,7 +79,7 @@ impl ProcessManager {
         let log_collector = match log_collector {
             Some(log) if !matches!(log.get_type()?, ValueType::Undefined | ValueType::Null) => {
                 args::object(Some(&log), "logCollector")?;
-                Some(log.create_ref()?)
+                Some(log)
             }
             _ => None,
         };
@@ -261,7 +261,7 @@ impl ProcessManager {
         deployment_id: String,
         object: Object,
         port: Option<u16>,
-        log_collector: Option<UnknownRef>,
+        log_collector: Option<Unknown>,
     ) -> Result<()> {
         self.check_free(env, &server_id)?;
         let handle = if SpawnedProcess::instance_of(env, &object)? {
@@ -298,7 +298,9 @@ impl ProcessManager {
             port,
             started_at: SystemTime::now(),
             process: object.to_unknown().create_ref()?,
-            log_collector,
+            // Referenced only now that nothing can fail: a reference dropped without `unref`
+            // leaks its object.
+            log_collector: log_collector.map(|log| log.create_ref()).transpose()?,
             handle,
             generation,
         };
