@@ -641,7 +641,10 @@ export declare class LocalProcessRunner {
   streamLogs(server: RunningServer, callback: (line: string) => void): () => void
   /**
    * Memory (RSS, MB) and CPU (% of one core since the previous sample) of the server's
-   * whole process tree, found by server id; `null`s once it is gone.
+   * whole process tree, found by server id; `null`s once it is gone. The sample reads the
+   * tree's own `/proc` files on this thread (tens of microseconds, as
+   * `process.memoryUsage()` does) and returns a settled Promise; at most every 5 s a call
+   * also looks for the server's processes that left its tree, off this thread.
    */
   getResourceUsage(server: RunningServer): Promise<ResourceUsage>
   /**
@@ -992,8 +995,8 @@ export declare class SpawnedProcess {
   /**
    * Without `signal`: stops the whole tree (SIGTERM, 10 s grace, SIGKILL) and resolves when
    * nothing of it is left. With `signal` (`'SIGTERM'`, `'SIGINT'`, `'SIGKILL'`, …): sends
-   * just that signal to the process group. Throws for an unknown signal name; the Promise
-   * itself never rejects.
+   * just that signal to the process group. Either way the signal is sent before `kill`
+   * returns. Throws for an unknown signal name; the Promise itself never rejects.
    */
   kill(signal?: string): Promise<void>
   /** Everything the process wrote so far (the last 10000 lines; stderr lines prefixed). */
@@ -1131,7 +1134,10 @@ export declare function getBuildArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun'): strin
  */
 export declare function getInstallArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun', options?: { frozen?: boolean }): string[]
 
-/** Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`. */
+/**
+ * Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`: read on this
+ * thread (the tree's own `stat` and `children` files), the Promise settled at once.
+ */
 export declare function getProcessResourceUsage(pid: number): Promise<ResourceUsage>
 
 /**

@@ -224,6 +224,14 @@ describe('running servers', () => {
     const usage = await runner.getResourceUsage({ ...server, processId: 1 })
     expect(usage.memoryUsageMb!).toBeGreaterThan(10)
     expect(usage.cpuPercent!).toBeGreaterThanOrEqual(0)
+    // Later samples (the tree's /proc files only, read at the call) see the same server...
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const again = await runner.getResourceUsage(server)
+    expect(again.memoryUsageMb!).toBeGreaterThan(10)
+    expect(again.cpuPercent!).toBeGreaterThanOrEqual(0)
+    // ...and nothing once it is stopped.
+    await runner.stop(server)
+    expect(await runner.getResourceUsage(server)).toEqual({ memoryUsageMb: null, cpuPercent: null })
   })
 })
 

@@ -32,7 +32,8 @@ use crate::validate;
 /// The monitor behind `getProcessResourceUsage`.
 static MONITOR: LazyLock<ResourceMonitor> = LazyLock::new(ResourceMonitor::new);
 
-/// Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`.
+/// Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`: read on this
+/// thread (the tree's own `stat` and `children` files), the Promise settled at once.
 #[napi(
     ts_args_type = "pid: number",
     ts_return_type = "Promise<ResourceUsage>"
