@@ -101,6 +101,13 @@ async function deployOverhead(runner, buildId, envVars) {
 }
 
 /**
+ * Where plain Node's time goes on the fixture, one entry per counted deploy (ms): listen → the
+ * message arrives, the message → the server accepts the GET's connection, accepted → the
+ * request begins, the request → its status line is in.
+ */
+const floorSplit = []
+
+/**
  * Plain Node: forks `entry` (in its directory) on `port` with `env`, and sends one GET /health
  * the moment `server-ready` arrives; resolved as soon as the status line is in.
  */
@@ -115,14 +122,25 @@ async function plainNodeOverhead(entry, port, env) {
   child.stdout.on('data', (chunk) => (out += chunk))
   const exited = new Promise((resolve) => child.once('exit', resolve))
   await new Promise((resolve) => child.on('message', (m) => m?.type === 'server-ready' && resolve()))
+  const messaged = epochNow()
   const status = await get(port)
   const answered = epochNow()
   if (status !== 200) throw new Error(`plain Node: GET /health answered ${status}`)
   // The line is written before the message is sent, but the two travel on different pipes.
   while (!/^listening on/m.test(out)) await new Promise((resolve) => setTimeout(resolve, 1))
+  const listened = listenedAt(out)
+  if (entry === fixture) {
+    const pattern = /^first connection at ([\d.]+), request at ([\d.]+)/m
+    const deadline = Date.now() + 5000
+    while (!pattern.test(out) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 1))
+    const [, connection, request] = (pattern.exec(out) ?? []).map(Number)
+    if (connection && request) {
+      floorSplit.push([messaged - listened, connection - messaged, request - connection, answered - request])
+    }
+  }
   child.kill('SIGTERM')
   await exited
-  return answered - listenedAt(out)
+  return answered - listened
 }
 
 /** The systems in turn, `rounds` + 1 times (the first round is not counted). */
@@ -144,11 +162,21 @@ async function fixtureOverhead() {
   const polled = makeRunner(buildDir, { portRange: { start: 9670, end: 9689 }, healthCheck: { retryIntervalMs: 1000, readySignal: false } })
   const [nodePort] = await freePorts(1, 9690, 9699)
   try {
-    return await alternate(deploys, {
+    const figures = await alternate(deploys, {
       signalled: () => deployOverhead(signalled, 'b1', ready),
       polled: () => deployOverhead(polled, 'b1', ready),
       plainNode: () => plainNodeOverhead(fixture, nodePort, ready),
     })
+    // The first (warm-up) round's split is not counted, as its overheads are not.
+    const counted = floorSplit.slice(1)
+    const part = (index) => Math.round(median(counted.map((split) => split[index])) * 100) / 100
+    figures.plainNodeSplitMedianMs = {
+      listenToMessage: part(0),
+      messageToConnectionAccepted: part(1),
+      acceptedToRequestBegun: part(2),
+      requestToStatusLine: part(3),
+    }
+    return figures
   } finally {
     await Promise.all([signalled.shutdown(), polled.shutdown()])
   }
