@@ -1,6 +1,7 @@
 // Issue 3 and issue 7's log throughput: the fixture writes numbered lines as fast as its stdout
 // takes them for a few seconds. Measured with the same file, the same Node, in the same run:
 //   ceiling   stdout is /dev/null: the lines/s the child can produce at all
+//   cat       stdout is a default pipe that `cat` drains into /dev/null: the simplest pipe reader
 //   Node      stdout is a pipe read by child_process + readline in this process (lines to JS)
 //   runner    a deployed server, stored by the runner, one streamLogs subscriber in its host
 //   PM2       the same server under PM2, which writes its stdout to a log file
@@ -40,12 +41,16 @@ function peakRss(pid) {
   }
 }
 
-/** The fixture in flood-only mode with `stdout` as given; resolves `{ n, ms }` from stderr. */
+/**
+ * The fixture in flood-only mode with `stdout` as given (`'cat'`: a default pipe that `cat`
+ * drains into /dev/null, the simplest reader of a pipe); resolves `{ n, ms }` from stderr.
+ */
 function floodOnly(ms, stdout, onLine) {
-  const child = spawn(process.execPath, [fixture], {
-    env: { PATH: process.env.PATH, BENCH_FLOOD_ONLY_MS: String(ms) },
-    stdio: ['ignore', stdout, 'pipe'],
-  })
+  const env = { PATH: process.env.PATH, BENCH_FLOOD_ONLY_MS: String(ms) }
+  const child =
+    stdout === 'cat'
+      ? spawn('sh', ['-c', '"$0" "$1" | cat > /dev/null', process.execPath, fixture], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(process.execPath, [fixture], { env, stdio: ['ignore', stdout, 'pipe'] })
   let err = ''
   child.stderr.on('data', (d) => {
     err += d
@@ -64,6 +69,7 @@ function floodOnly(ms, stdout, onLine) {
 export async function logs({ results, runs, tmp, marker, ports, pm2 }) {
   const ms = runs.floodMs
   const ceiling = []
+  const catRate = []
   const nodeRate = []
   const nodeLost = []
   const runnerStored = []
@@ -84,6 +90,11 @@ export async function logs({ results, runs, tmp, marker, ports, pm2 }) {
       {
         const { n, ms: took } = await floodOnly(ms, devNull)
         ceiling.push(n / (took / 1000))
+      }
+      // `cat`: the same child writing into a default pipe that `cat` empties.
+      {
+        const { n, ms: took } = await floodOnly(ms, 'cat')
+        catRate.push(n / (took / 1000))
       }
       // Node: a pipe read line by line by this process.
       {
@@ -171,11 +182,14 @@ export async function logs({ results, runs, tmp, marker, ports, pm2 }) {
   }
   const fig = `short numbered lines for ${ms / 1000} s`
   results.add({ id: 'logs-ceiling', section: SECTION, figure: `${fig}: lines/s produced`, system: 'ceiling: the child writing to /dev/null', unit: 'lines/s', better: 'higher', values: ceiling })
+  results.add({ id: 'logs-cat', section: SECTION, figure: `${fig}: lines/s produced`, system: '`cat`: the child writing into a default (64 KiB) pipe that `cat` drains to /dev/null', unit: 'lines/s', better: 'higher', values: catRate, baseline: 'logs-ceiling' })
   results.add({ id: 'logs-node', section: SECTION, figure: `${fig}: lines/s delivered to JS`, system: 'plain Node: child_process pipe + readline', unit: 'lines/s', better: 'higher', values: nodeRate, baseline: 'logs-ceiling' })
   results.add({ id: 'logs-runner-stored', section: SECTION, figure: `${fig}: lines/s stored`, system: 'runner: deployed server, log store', unit: 'lines/s', better: 'higher', values: runnerStored, baseline: 'logs-ceiling', note: 'issue 3 target ≥ 1 M/s' })
   results.add({ id: 'logs-runner-delivered', section: SECTION, figure: `${fig}: lines/s delivered to JS`, system: 'runner: one `streamLogs` subscriber', unit: 'lines/s', better: 'higher', values: runnerDelivered, baseline: 'logs-ceiling', note: 'issue 3 target: within 2× of stored' })
   results.add({ id: 'logs-runner-delivered-vs-node', section: SECTION, figure: `${fig}: lines/s delivered to JS`, system: 'runner: one `streamLogs` subscriber (as above)', unit: 'lines/s', better: 'higher', values: runnerDelivered, baseline: 'logs-node', note: 'goal (issue 18): ≥ 1.0× plain Node' })
   if (pm2) results.add({ id: 'logs-pm2', section: SECTION, figure: `${fig}: lines/s captured`, system: 'PM2: lines in its out log file', unit: 'lines/s', better: 'higher', values: pm2Rate, baseline: 'logs-ceiling' })
+  results.add({ id: 'logs-runner-vs-cat', section: SECTION, figure: `${fig}: lines/s captured`, system: 'runner: stored (as above)', unit: 'lines/s', better: 'higher', values: runnerStored, baseline: 'logs-cat', note: 'beside the simplest reader of a pipe' })
+  if (pm2) results.add({ id: 'logs-pm2-vs-cat', section: SECTION, figure: `${fig}: lines/s captured`, system: 'PM2: lines in its out log file (as above)', unit: 'lines/s', better: 'higher', values: pm2Rate, baseline: 'logs-cat', note: 'beside the simplest reader of a pipe' })
   if (pm2) results.add({ id: 'logs-runner-vs-pm2', section: SECTION, figure: `${fig}: lines/s captured`, system: 'runner: stored (as above)', unit: 'lines/s', better: 'higher', values: runnerStored, baseline: 'logs-pm2' })
   results.add({ id: 'logs-lost-node', section: SECTION, figure: 'lines lost or out of order', system: 'plain Node', unit: 'lines', values: nodeLost, note: 'checked line by line' })
   results.add({ id: 'logs-lost-runner', section: SECTION, figure: 'lines lost or out of order', system: 'runner `streamLogs` subscriber', unit: 'lines', values: runnerLost, note: `checked line by line; lag markers received: ${runnerMarkers.join(', ')} (a subscriber that falls behind skips the oldest lines, by design)` })
