@@ -641,10 +641,12 @@ export declare class LocalProcessRunner {
   streamLogs(server: RunningServer, callback: (line: string) => void): () => void
   /**
    * Memory (RSS, MB) and CPU (% of one core since the previous sample) of the server's
-   * whole process tree, found by server id; `null`s once it is gone. The sample reads the
-   * tree's own `/proc` files on this thread (tens of microseconds, as
-   * `process.memoryUsage()` does) and returns a settled Promise; at most every 5 s a call
-   * also looks for the server's processes that left its tree, off this thread.
+   * whole process tree, found by server id; `null`s once it is gone. Usually read on this
+   * thread, the Promise settled at once: the `stat` and `children` files of the server's
+   * processes (tens of microseconds, as `process.memoryUsage()` reads `/proc`). Off this
+   * thread: a tree of more than 64 processes, and the look for processes that left the tree
+   * (every process's environment), which the first call and then a call every 5 s at most
+   * make.
    */
   getResourceUsage(server: RunningServer): Promise<ResourceUsage>
   /**
@@ -995,8 +997,9 @@ export declare class SpawnedProcess {
   /**
    * Without `signal`: stops the whole tree (SIGTERM, 10 s grace, SIGKILL) and resolves when
    * nothing of it is left. With `signal` (`'SIGTERM'`, `'SIGINT'`, `'SIGKILL'`, …): sends
-   * just that signal to the process group. Either way the signal is sent before `kill`
-   * returns. Throws for an unknown signal name; the Promise itself never rejects.
+   * just that signal to the process group. Either way a running process gets its signal
+   * before `kill` returns. Throws for an unknown signal name; the Promise itself never
+   * rejects.
    */
   kill(signal?: string): Promise<void>
   /** Everything the process wrote so far (the last 10000 lines; stderr lines prefixed). */
@@ -1135,8 +1138,9 @@ export declare function getBuildArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun'): strin
 export declare function getInstallArgs(pm: 'npm' | 'pnpm' | 'yarn' | 'bun', options?: { frozen?: boolean }): string[]
 
 /**
- * Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`: read on this
- * thread (the tree's own `stat` and `children` files), the Promise settled at once.
+ * Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`. A tree of up to
+ * 64 processes is read on this thread (their `stat` and `children` files) and the Promise is
+ * settled at once; a larger one is read off it.
  */
 export declare function getProcessResourceUsage(pid: number): Promise<ResourceUsage>
 

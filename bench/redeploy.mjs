@@ -134,9 +134,8 @@ async function plainNodeOverhead(entry, port, env) {
     const deadline = Date.now() + 5000
     while (!pattern.test(out) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 1))
     const [, connection, request] = (pattern.exec(out) ?? []).map(Number)
-    if (connection && request) {
-      floorSplit.push([messaged - listened, connection - messaged, request - connection, answered - request])
-    }
+    // One entry per deploy (null when the line did not come), so that rounds stay aligned.
+    floorSplit.push(connection && request ? [messaged - listened, connection - messaged, request - connection, answered - request] : null)
   }
   child.kill('SIGTERM')
   await exited
@@ -168,7 +167,7 @@ async function fixtureOverhead() {
       plainNode: () => plainNodeOverhead(fixture, nodePort, ready),
     })
     // The first (warm-up) round's split is not counted, as its overheads are not.
-    const counted = floorSplit.slice(1)
+    const counted = floorSplit.slice(1).filter(Boolean)
     const part = (index) => Math.round(median(counted.map((split) => split[index])) * 100) / 100
     figures.plainNodeSplitMedianMs = {
       listenToMessage: part(0),

@@ -52,3 +52,28 @@ async fn a_dead_process_has_no_usage() {
     child.wait().await;
     assert_eq!(ResourceMonitor::new().sample(child.pid() as i32), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_sample_reads_small_trees_and_leaves_large_ones_to_a_full_sample() {
+    use mastra_runner_local::process::QUICK_SAMPLE_PROCESSES;
+    let monitor = ResourceMonitor::new();
+    let small = sh("sleep 30 & sleep 30 & echo ready; wait").await;
+    line_after(&small, "ready").await;
+    let quick = monitor
+        .quick_sample(small.pid() as i32)
+        .expect("a small tree is quick");
+    assert_eq!(quick.map(|u| u.processes), Some(3));
+    small.kill_tree(Duration::from_secs(1)).await;
+    assert_eq!(monitor.quick_sample(small.pid() as i32), Some(None));
+
+    let many = QUICK_SAMPLE_PROCESSES + 5;
+    let large = sh(&format!(
+        "i=0; while [ $i -lt {many} ]; do sleep 30 & i=$((i+1)); done; echo ready; wait"
+    ))
+    .await;
+    line_after(&large, "ready").await;
+    assert_eq!(monitor.quick_sample(large.pid() as i32), None);
+    let full = monitor.sample(large.pid() as i32).expect("full sample");
+    assert_eq!(full.processes, many + 1);
+    large.kill_tree(Duration::from_secs(5)).await;
+}

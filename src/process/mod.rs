@@ -24,7 +24,7 @@ pub use handle::{DEFAULT_KILL_GRACE, ExitInfo, ProcessHandle};
 pub use journal::{Journal, reap_leftovers};
 pub use manager::{ManagedProcess, ProcessManager};
 pub use spawn::{Lifetime, SpawnSpec, spawn, spawn_with};
-pub use usage::{ResourceMonitor, Usage};
+pub use usage::{QUICK_SAMPLE_PROCESSES, ResourceMonitor, Usage};
 
 /// Registers a descriptor this process owns with tokio's reactor, for `interest`.
 pub(crate) fn async_fd(

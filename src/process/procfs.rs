@@ -59,7 +59,11 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
 
 /// The stat of one process, if it exists.
 pub fn read_stat(pid: i32) -> Option<ProcStat> {
-    parse_stat(ProcText::new().read(&format!("/proc/{pid}/stat"))?)
+    read_stat_with(&mut ProcText::new(), pid)
+}
+
+fn read_stat_with(text: &mut ProcText, pid: i32) -> Option<ProcStat> {
+    parse_stat(&text.read(&format!("/proc/{pid}/stat"))?)
 }
 
 /// Reads small `/proc` files into one reused buffer: an open, reads until the end, a close.
@@ -79,8 +83,9 @@ impl ProcText {
         }
     }
 
-    /// The text of `path`; `None` when it cannot be read (the process is gone) or is not UTF-8.
-    fn read(&mut self, path: &str) -> Option<&str> {
+    /// The text of `path`; `None` when it cannot be read (the process is gone). Bytes that are
+    /// not UTF-8 (a `comm` the kernel cut inside a character) become U+FFFD.
+    fn read(&mut self, path: &str) -> Option<std::borrow::Cow<'_, str>> {
         let mut file = fs::File::open(path).ok()?;
         let mut filled = 0;
         loop {
@@ -94,7 +99,7 @@ impl ProcText {
                 Err(_) => return None,
             }
         }
-        std::str::from_utf8(&self.buffer[..filled]).ok()
+        Some(String::from_utf8_lossy(&self.buffer[..filled]))
     }
 }
 
@@ -122,9 +127,10 @@ pub fn all_processes() -> Vec<ProcStat> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let mut text = ProcText::new();
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(read_stat)
+        .filter_map(|pid| read_stat_with(&mut text, pid))
         .collect()
 }
 
@@ -154,10 +160,19 @@ pub fn group_is_empty(pgid: i32) -> bool {
 /// has no such file, scans every process instead.
 pub fn live_tree(root: i32) -> Vec<ProcStat> {
     if children_files_exist() {
-        walk_tree(root)
+        walk_tree(root, usize::MAX).unwrap_or_default()
     } else {
         scan_tree(root)
     }
+}
+
+/// [`live_tree`] when it is quick: walked through the `children` files and at most `limit`
+/// processes; `None` on a kernel without those files or for a larger tree.
+pub fn small_live_tree(root: i32, limit: usize) -> Option<Vec<ProcStat>> {
+    if !children_files_exist() {
+        return None;
+    }
+    walk_tree(root, limit)
 }
 
 /// Whether this kernel has `/proc/<pid>/task/<tid>/children` (`CONFIG_PROC_CHILDREN`).
@@ -166,7 +181,8 @@ fn children_files_exist() -> bool {
     *EXIST.get_or_init(|| std::path::Path::new("/proc/thread-self/children").exists())
 }
 
-fn walk_tree(root: i32) -> Vec<ProcStat> {
+/// The walk behind [`live_tree`]; `None` once it finds more than `limit` processes.
+fn walk_tree(root: i32, limit: usize) -> Option<Vec<ProcStat>> {
     let mut text = ProcText::new();
     let mut tree = Vec::new();
     let mut threads = Vec::new();
@@ -180,6 +196,9 @@ fn walk_tree(root: i32) -> Vec<ProcStat> {
         // A zombie runs nothing and has no children left (they were reparented).
         if !stat.is_alive() {
             continue;
+        }
+        if tree.len() == limit {
+            return None;
         }
         tree.push(stat);
         threads.clear();
@@ -199,13 +218,13 @@ fn walk_tree(root: i32) -> Vec<ProcStat> {
             }
         }
     }
-    tree
+    Some(tree)
 }
 
 /// The stat of one process and its thread count (field 20 of proc(5)).
 fn read_stat_and_threads(reader: &mut ProcText, pid: i32) -> Option<(ProcStat, u64)> {
     let text = reader.read(&format!("/proc/{pid}/stat"))?;
-    let stat = parse_stat(text)?;
+    let stat = parse_stat(&text)?;
     let threads = text[text.rfind(')')? + 1..]
         .split_ascii_whitespace()
         .nth(17)?
@@ -300,20 +319,27 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        let mut walked: Vec<i32> = walk_tree(root).iter().map(|p| p.pid).collect();
+        let mut walked: Vec<i32> = walk_tree(root, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|p| p.pid)
+            .collect();
         let mut scanned: Vec<i32> = scan_tree(root).iter().map(|p| p.pid).collect();
         assert_eq!(walked[0], root);
         walked.sort_unstable();
         scanned.sort_unstable();
         assert_eq!(walked, scanned);
         assert_eq!(walked.len(), 3);
+        // A bounded walk gives up on a tree larger than its bound.
+        assert_eq!(walk_tree(root, 2), None);
+        assert_eq!(walk_tree(root, 3).map(|tree| tree.len()), Some(3));
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(root),
             nix::sys::signal::Signal::SIGKILL,
         );
         let _ = child.wait();
-        assert!(walk_tree(root).is_empty());
-        assert!(walk_tree(i32::MAX).is_empty());
+        assert_eq!(walk_tree(root, usize::MAX), Some(Vec::new()));
+        assert_eq!(walk_tree(i32::MAX, usize::MAX), Some(Vec::new()));
     }
 
     #[test]
@@ -324,7 +350,10 @@ mod tests {
             .collect();
         fs::write(&path, &content).unwrap();
         let mut text = ProcText::new();
-        assert_eq!(text.read(path.to_str().unwrap()), Some(content.as_str()));
+        assert_eq!(
+            text.read(path.to_str().unwrap()).as_deref(),
+            Some(content.as_str())
+        );
         // The same buffer, reused for a short file, holds only that file's text.
         assert!(
             text.read("/proc/self/stat")
@@ -332,6 +361,14 @@ mod tests {
                 .starts_with(&format!("{} (", std::process::id()))
         );
         assert_eq!(text.read("/proc/no-such-file"), None);
+        // A name cut inside a character still parses (U+FFFD in its place).
+        fs::write(
+            &path,
+            b"77 (caf\xc3) S 1 77 77 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 9 0 3",
+        )
+        .unwrap();
+        let stat = parse_stat(&text.read(path.to_str().unwrap()).unwrap()).unwrap();
+        assert_eq!((stat.pid, stat.utime, stat.start_ticks), (77, 5, 9));
         fs::remove_file(&path).unwrap();
     }
 

@@ -29,6 +29,31 @@ struct Sample {
     at: Instant,
 }
 
+/// The most processes a quick sample reads (see [`ResourceMonitor::quick_sample_with`]).
+pub const QUICK_SAMPLE_PROCESSES: usize = 64;
+
+/// `root`'s tree, then the processes of `others`' trees not already in it; `None` as soon as
+/// `tree_of` gives up on one of them.
+fn combined_tree(
+    root: i32,
+    others: &[i32],
+    mut tree_of: impl FnMut(i32) -> Option<Vec<procfs::ProcStat>>,
+) -> Option<Vec<procfs::ProcStat>> {
+    let mut tree = tree_of(root)?;
+    let mut seen: std::collections::HashSet<i32> = tree.iter().map(|p| p.pid).collect();
+    for other in others {
+        if seen.contains(other) {
+            continue;
+        }
+        for process in tree_of(*other)? {
+            if seen.insert(process.pid) {
+                tree.push(process);
+            }
+        }
+    }
+    Some(tree)
+}
+
 /// Remembers the previous sample of each root so that CPU % covers the time between samples.
 #[derive(Debug, Default)]
 pub struct ResourceMonitor {
@@ -49,18 +74,30 @@ impl ResourceMonitor {
     /// Like [`sample`](Self::sample), also counting `others` and their descendants (processes
     /// of the same server that left `root`'s tree); each process is counted once.
     pub fn sample_with(&self, root: i32, others: &[i32]) -> Option<Usage> {
-        let mut tree = procfs::live_tree(root);
-        let mut seen: std::collections::HashSet<i32> = tree.iter().map(|p| p.pid).collect();
-        for other in others {
-            if seen.contains(other) {
-                continue;
-            }
-            for process in procfs::live_tree(*other) {
-                if seen.insert(process.pid) {
-                    tree.push(process);
-                }
-            }
+        let tree = combined_tree(root, others, |pid| Some(procfs::live_tree(pid)))?;
+        self.usage_of(root, &tree)
+    }
+
+    /// [`sample`](Self::sample) when it is quick enough for a thread that must not block: see
+    /// [`quick_sample_with`](Self::quick_sample_with).
+    pub fn quick_sample(&self, root: i32) -> Option<Option<Usage>> {
+        self.quick_sample_with(root, &[])
+    }
+
+    /// [`sample_with`](Self::sample_with) when it reads only the `stat` and `children` files of
+    /// at most [`QUICK_SAMPLE_PROCESSES`] processes (tens of microseconds); `None`, with nothing
+    /// recorded, for a larger tree or a kernel without `children` files.
+    pub fn quick_sample_with(&self, root: i32, others: &[i32]) -> Option<Option<Usage>> {
+        let limit = QUICK_SAMPLE_PROCESSES;
+        let tree = combined_tree(root, others, |pid| procfs::small_live_tree(pid, limit))?;
+        if tree.len() > limit {
+            return None;
         }
+        Some(self.usage_of(root, &tree))
+    }
+
+    /// The usage of `tree` (`root`'s first), remembered for `root`'s next sample.
+    fn usage_of(&self, root: i32, tree: &[procfs::ProcStat]) -> Option<Usage> {
         let root_stat = tree.first()?;
         let now = Instant::now();
         let ticks: u64 = tree.iter().map(|p| p.utime + p.stime).sum();

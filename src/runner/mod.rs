@@ -539,13 +539,17 @@ impl Runner {
         }
         let info = self.server(server_id)?;
         let pid = info.pid? as i32;
+        let known = self.known_escapees(server_id);
         let shared = Arc::clone(&self.shared);
         let escapees = Arc::clone(&self.escapees);
         let id = server_id.to_owned();
-        // Looking for escapees reads every process's environment: a blocking pass.
+        // A large tree, or the look for escapees (every process's environment): blocking.
         tokio::task::spawn_blocking(move || {
-            let others = process::ownership::processes_with_token(&info.token);
-            lock(&escapees).insert(id, (std::time::Instant::now(), others.clone()));
+            let others = known.unwrap_or_else(|| {
+                let found = process::ownership::processes_with_token(&info.token);
+                lock(&escapees).insert(id, (std::time::Instant::now(), found.clone()));
+                found
+            });
             shared.monitor.sample_with(pid, &others)
         })
         .await
@@ -553,10 +557,10 @@ impl Runner {
         .flatten()
     }
 
-    /// [`Self::resource_usage`] on the calling thread, when that costs only the `stat` and
-    /// `children` files of the tree's own processes (tens of microseconds, the kind of read
-    /// Node's `process.memoryUsage()` does on its JS thread): `None` when the server's
-    /// escapees are due to be looked for, which only `resource_usage` does.
+    /// [`Self::resource_usage`] on the calling thread when that is quick: the server's escapees
+    /// were looked for less than [`ESCAPEE_SCAN_EVERY`] ago and the sample reads only the
+    /// `stat` and `children` files of a few processes (tens of microseconds, the kind of read
+    /// Node's `process.memoryUsage()` does on its JS thread); `None` otherwise.
     pub fn resource_usage_now(&self, server_id: &str) -> Option<Option<Usage>> {
         let Some(info) = self.server(server_id) else {
             return Some(None);
@@ -564,11 +568,16 @@ impl Runner {
         let Some(pid) = info.pid else {
             return Some(None);
         };
-        let others = lock(&self.escapees)
+        let others = self.known_escapees(server_id)?;
+        self.shared.monitor.quick_sample_with(pid as i32, &others)
+    }
+
+    /// The processes of server `server_id` that left its tree, if looked for recently.
+    fn known_escapees(&self, server_id: &str) -> Option<Vec<i32>> {
+        lock(&self.escapees)
             .get(server_id)
             .filter(|(at, _)| at.elapsed() < ESCAPEE_SCAN_EVERY)
-            .map(|(_, pids)| pids.clone())?;
-        Some(self.shared.monitor.sample_with(pid as i32, &others))
+            .map(|(_, pids)| pids.clone())
     }
 
     /// Current counts of processes, ports and restarts.

@@ -293,14 +293,24 @@ impl ProcessManager {
             let on = unsafe { on.cast::<ProcessOn>() }?;
             on.apply(object, FnArgs::from(("exit".to_owned(), untrack)))?;
         }
+        // Referenced only after every check: a reference dropped without `unref` leaks its
+        // object.
+        let process = object.to_unknown().create_ref()?;
+        let log_collector = match log_collector.map(|log| log.create_ref()).transpose() {
+            Ok(log_collector) => log_collector,
+            Err(error) => {
+                if let Err(unref) = process.unref(env) {
+                    tracing::debug!("releasing a process reference failed: {unref}");
+                }
+                return Err(error.into());
+            }
+        };
         let entry = Tracked {
             deployment_id,
             port,
             started_at: SystemTime::now(),
-            process: object.to_unknown().create_ref()?,
-            // Referenced only now that nothing can fail: a reference dropped without `unref`
-            // leaks its object.
-            log_collector: log_collector.map(|log| log.create_ref()).transpose()?,
+            process,
+            log_collector,
             handle,
             generation,
         };

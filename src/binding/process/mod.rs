@@ -32,8 +32,9 @@ use crate::validate;
 /// The monitor behind `getProcessResourceUsage`.
 static MONITOR: LazyLock<ResourceMonitor> = LazyLock::new(ResourceMonitor::new);
 
-/// Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`: read on this
-/// thread (the tree's own `stat` and `children` files), the Promise settled at once.
+/// Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`. A tree of up to
+/// 64 processes is read on this thread (their `stat` and `children` files) and the Promise is
+/// settled at once; a larger one is read off it.
 #[napi(
     ts_args_type = "pid: number",
     ts_return_type = "Promise<ResourceUsage>"
@@ -45,12 +46,17 @@ pub fn get_process_resource_usage<'env>(
     let pid = args::options(pid, "pid").and_then(|value| {
         validate::integer("pid", &value, 1, i32::MAX as u64).map_err(to_js_error)
     });
-    match pid {
-        // A sample reads the `stat` and `children` files of the tree's own processes: tens of
-        // microseconds, the kind of read Node's `process.memoryUsage()` does on this thread.
-        Ok(pid) => PromiseRaw::resolve(env, ResourceUsage::from(MONITOR.sample(pid as i32))),
-        Err(failure) => spawn(env, async move { Err(failure) }),
+    if let Ok(pid) = pid
+        && let Some(usage) = MONITOR.quick_sample(pid as i32)
+    {
+        return PromiseRaw::resolve(env, ResourceUsage::from(usage));
     }
+    spawn(env, async move {
+        let pid = pid? as i32;
+        tokio::task::spawn_blocking(move || ResourceUsage::from(MONITOR.sample(pid)))
+            .await
+            .map_err(|e| to_js_error(crate::error::Error::internal("sampling a process tree", e)))
+    })
 }
 
 /// Forgets every previous sample of `getProcessResourceUsage`.

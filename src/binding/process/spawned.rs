@@ -262,8 +262,9 @@ impl SpawnedProcess {
 
     /// Without `signal`: stops the whole tree (SIGTERM, 10 s grace, SIGKILL) and resolves when
     /// nothing of it is left. With `signal` (`'SIGTERM'`, `'SIGINT'`, `'SIGKILL'`, …): sends
-    /// just that signal to the process group. Either way the signal is sent before `kill`
-    /// returns. Throws for an unknown signal name; the Promise itself never rejects.
+    /// just that signal to the process group. Either way a running process gets its signal
+    /// before `kill` returns. Throws for an unknown signal name; the Promise itself never
+    /// rejects.
     #[napi(ts_args_type = "signal?: string", ts_return_type = "Promise<void>")]
     pub fn kill<'env>(
         &self,

@@ -429,10 +429,12 @@ impl LocalProcessRunner {
     }
 
     /// Memory (RSS, MB) and CPU (% of one core since the previous sample) of the server's
-    /// whole process tree, found by server id; `null`s once it is gone. The sample reads the
-    /// tree's own `/proc` files on this thread (tens of microseconds, as
-    /// `process.memoryUsage()` does) and returns a settled Promise; at most every 5 s a call
-    /// also looks for the server's processes that left its tree, off this thread.
+    /// whole process tree, found by server id; `null`s once it is gone. Usually read on this
+    /// thread, the Promise settled at once: the `stat` and `children` files of the server's
+    /// processes (tens of microseconds, as `process.memoryUsage()` reads `/proc`). Off this
+    /// thread: a tree of more than 64 processes, and the look for processes that left the tree
+    /// (every process's environment), which the first call and then a call every 5 s at most
+    /// make.
     #[napi(
         ts_args_type = "server: RunningServer",
         ts_return_type = "Promise<ResourceUsage>"
