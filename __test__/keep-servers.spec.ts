@@ -82,6 +82,15 @@ async function deployedBy(out: () => string): Promise<{ id: string; port: number
   return { id: match[1], port: Number(match[2]), pid: Number(match[3]) }
 }
 
+/** A host deploys, detaches and exits; then its server is SIGKILLed while no host runs. */
+async function detachedThenKilled(s: ReturnType<typeof setting>) {
+  const { out, exited } = startHost(s, `await runner.detach(); process.exit(0)`)
+  const kept = await deployedBy(out)
+  await exited
+  process.kill(kept.pid, 'SIGKILL')
+  return kept
+}
+
 async function healthOf(port: number): Promise<number | string> {
   return fetch(`http://127.0.0.1:${port}/health`).then(
     (r) => r.status,
@@ -196,10 +205,7 @@ describe('keepServersOnExit: true', () => {
 
   it('a server that died while no host ran is reported, not adopted, and its port is free', async () => {
     const s = setting()
-    const { out, exited } = startHost(s, `await runner.detach(); process.exit(0)`)
-    const kept = await deployedBy(out)
-    await exited
-    process.kill(kept.pid, 'SIGKILL')
+    const kept = await detachedThenKilled(s)
     await waitFor(() => !alive(kept.pid), 5_000, 'the server to die')
 
     const runner = runnerOf(s.config)
@@ -221,10 +227,7 @@ describe('keepServersOnExit: true', () => {
 
   it('a recorded pid now used by an unrelated process is not adopted, and that process is left alone', async () => {
     const s = setting()
-    const { out, exited } = startHost(s, `await runner.detach(); process.exit(0)`)
-    const kept = await deployedBy(out)
-    await exited
-    process.kill(kept.pid, 'SIGKILL')
+    const kept = await detachedThenKilled(s)
     const unrelated = spawn('sleep', ['30'], { stdio: 'ignore' })
     cleanups.push(() => void unrelated.kill('SIGKILL'))
     const recordPath = path.join(keptDir(s), `${kept.id}.json`)

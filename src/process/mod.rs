@@ -26,12 +26,16 @@ pub use manager::{ManagedProcess, ProcessManager};
 pub use spawn::{Lifetime, SpawnSpec, spawn, spawn_with};
 pub use usage::{QUICK_SAMPLE_PROCESSES, ResourceMonitor, Usage};
 
-/// Registers a descriptor this process owns with tokio's reactor, for `interest`.
-pub(crate) fn async_fd(
-    fd: std::os::fd::OwnedFd,
+/// Registers a descriptor this process owns (an `OwnedFd`, a `File`) with tokio's reactor,
+/// for `interest`.
+pub(crate) fn async_fd<T>(
+    fd: T,
     interest: tokio::io::Interest,
-) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
-    // SAFETY: an `OwnedFd` stays open, and always returns the same descriptor, until the
-    // `AsyncFd` that now owns it is dropped.
+) -> std::io::Result<tokio::io::unix::AsyncFd<T>>
+where
+    T: std::os::fd::AsRawFd + Into<std::os::fd::OwnedFd>,
+{
+    // SAFETY: a type that converts into an `OwnedFd` owns its descriptor: it stays open, and
+    // is the one `as_raw_fd` returns, until the `AsyncFd` that now owns it is dropped.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }.map_err(Into::into)
 }

@@ -205,10 +205,7 @@ async fn ready_now(fd: &AsyncFd<File>) -> Option<io::Result<AsyncFdReadyGuard<'_
 
 /// Puts `file` in the reactor, watched for reads.
 fn register(file: File) -> io::Result<AsyncFd<File>> {
-    // SAFETY: a `File` owns its descriptor: it stays open, and is the one `as_raw_fd` returns,
-    // until the `File` is dropped, which `AsyncFd` does only after deregistering it.
-    unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }
-        .map_err(|error| error.into_parts().1)
+    super::async_fd(file, Interest::READABLE)
 }
 
 /// Makes reads of `file` fail with `WouldBlock` instead of waiting.

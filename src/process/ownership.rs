@@ -45,6 +45,16 @@ pub fn processes_with_token(token: &str) -> Vec<i32> {
         .collect()
 }
 
+/// SIGKILLs every live process carrying `token` at once; returns those signalled. Reads every
+/// process's environment: call it off Node's main thread.
+pub fn kill_token_processes_now(token: &str) -> Vec<i32> {
+    use nix::sys::signal::{Signal, kill};
+    processes_with_token(token)
+        .into_iter()
+        .filter(|pid| kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL).is_ok())
+        .collect()
+}
+
 /// Stops the processes carrying `token` (those that left the server's group): SIGTERM, up to
 /// `grace` for them to exit, then SIGKILL. Returns how many there were.
 pub async fn kill_token_processes(token: &str, grace: std::time::Duration) -> usize {

@@ -54,10 +54,9 @@ pub fn kill_all_now() -> usize {
         .filter(|pgid| killpg(Pid::from_raw(**pgid), Signal::SIGKILL).is_ok())
         .count();
     let tokens = std::mem::take(&mut *crate::sync::lock(&TOKENS));
-    let escaped = tokens
+    let escaped: usize = tokens
         .iter()
-        .flat_map(|token| super::ownership::processes_with_token(token))
-        .filter(|pid| nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL).is_ok())
-        .count();
+        .map(|token| super::ownership::kill_token_processes_now(token).len())
+        .sum();
     groups + escaped
 }

@@ -385,16 +385,7 @@ impl KeptServers {
         } else {
             process::journal::kill_recorded_group(record.pid as i32, record.start_ticks)
         };
-        for pid in ownership::processes_with_token(&record.token) {
-            if nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .is_ok()
-            {
-                killed.push(pid);
-            }
-        }
+        killed.extend(ownership::kill_token_processes_now(&record.token));
         if !killed.is_empty() {
             tracing::warn!(
                 "killed what was left of kept server '{}': {killed:?}",

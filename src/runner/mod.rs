@@ -532,18 +532,16 @@ impl Runner {
 
     /// Memory and CPU of server `server_id`'s whole tree, and of its processes that left the
     /// tree (found by its token, looked for at most every [`ESCAPEE_SCAN_EVERY`]); `None` once it
-    /// is gone.
+    /// is gone. Read on the blocking pool; a caller that must stay quick tries
+    /// [`Self::resource_usage_now`] first.
     pub async fn resource_usage(&self, server_id: &str) -> Option<Usage> {
-        if let Some(usage) = self.resource_usage_now(server_id) {
-            return usage;
-        }
         let info = self.server(server_id)?;
         let pid = info.pid? as i32;
         let known = self.known_escapees(server_id);
         let shared = Arc::clone(&self.shared);
         let escapees = Arc::clone(&self.escapees);
         let id = server_id.to_owned();
-        // A large tree, or the look for escapees (every process's environment): blocking.
+        // A large tree, or the look for escapees (every process's environment), may block.
         tokio::task::spawn_blocking(move || {
             let others = known.unwrap_or_else(|| {
                 let found = process::ownership::processes_with_token(&info.token);
@@ -557,7 +555,7 @@ impl Runner {
         .flatten()
     }
 
-    /// [`Self::resource_usage`] on the calling thread when that is quick: the server's escapees
+    /// [`Self::resource_usage`] on the calling thread, when that is quick: the server's escapees
     /// were looked for less than [`ESCAPEE_SCAN_EVERY`] ago and the sample reads only the
     /// `stat` and `children` files of a few processes (tens of microseconds, the kind of read
     /// Node's `process.memoryUsage()` does on its JS thread); `None` otherwise.
