@@ -77,7 +77,8 @@ export interface LocalProcessRunnerConfig {
   defaultSource?: 'local'
   /**
    * What `deploy()` of a deployment that already has a live server does: `'replace'` starts the
-   * new server, switches the route once it is healthy, then stops the old one (no downtime);
+   * new server, switches the route once it is healthy, then stops the old one 250 ms later (no
+   * downtime);
    * `'keep'` leaves both running (the TypeScript package's behaviour).
    * @default 'replace'
    */

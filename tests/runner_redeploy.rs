@@ -121,6 +121,41 @@ async fn replace_keeps_serving_through_every_redeploy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_looked_up_the_old_address_before_the_switch_is_still_answered() {
+    let (runner, _dir) = runner("replace-drain", 12600, json!({ "shutdownTimeoutMs": 2000 }));
+    let router = Arc::new(TestRouter::default());
+    runner.set_router(Arc::clone(&router) as Arc<dyn Router>);
+    let first = runner
+        .deploy(request("dep-1", &[]))
+        .await
+        .expect("first deploy");
+    let redeploy = {
+        let runner = Arc::clone(&runner);
+        tokio::spawn(async move { runner.deploy(request("dep-1", &[])).await })
+    };
+    common::wait_until(
+        "the new server to take the traffic",
+        Duration::from_secs(30),
+        || router.target("dep-1") != Some(first.port),
+    )
+    .await;
+    // A proxy that resolved the address a moment before the switch connects now.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stale = tokio::task::spawn_blocking(move || health_status(first.port))
+        .await
+        .expect("request");
+    assert_eq!(
+        stale,
+        Some(200),
+        "the replaced server stopped answering at once"
+    );
+    let next = redeploy.await.expect("task").expect("redeploy");
+    assert!(runner.server(&first.id).is_none());
+    assert_eq!(health_status(next.port), Some(200));
+    runner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_new_server_leaves_the_old_one_serving() {
     let (runner, dir) = runner("replace-fails", 12220, json!({}));
     let router = Arc::new(TestRouter::default());

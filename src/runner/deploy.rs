@@ -23,6 +23,11 @@ use crate::process::{self, SpawnSpec};
 use crate::sync::lock;
 use crate::validate;
 
+/// How long a server a redeploy replaced keeps serving after the new server took its traffic
+/// (the new route is registered, the old one removed): a client or proxy that looked the old
+/// address up just before the switch still gets its answer.
+pub const REPLACED_SERVER_DRAIN: Duration = Duration::from_millis(250);
+
 /// What a deploy needs.
 #[derive(Debug, Clone)]
 pub struct DeployRequest {
@@ -298,8 +303,8 @@ impl Runner {
     }
 
     /// Takes down a server a redeploy replaced: its route first (unless the router reused the
-    /// same route for the new server), then its tree; its id stays a stale record of the
-    /// deployment.
+    /// same route for the new server), then, after [`REPLACED_SERVER_DRAIN`], its tree; its id
+    /// stays a stale record of the deployment.
     async fn retire_replaced(&self, old: &str, deployment_id: &str, new_route: Option<&str>) {
         if let Some(entry) = lock(&self.servers).get_mut(old)
             && entry.route_id.as_deref() == new_route
@@ -310,7 +315,8 @@ impl Runner {
         if let Some(server) = self.server(old) {
             self.log_replacement(old, &server);
         }
-        self.stop_by(old, "a redeploy").await;
+        self.stop_after_drain(old, "a redeploy", REPLACED_SERVER_DRAIN)
+            .await;
     }
 
     fn log_replacement(&self, old: &str, server: &ServerInfo) {

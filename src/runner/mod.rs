@@ -23,6 +23,7 @@ pub mod supervisor;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::sync::lock;
 
@@ -463,6 +464,17 @@ impl Runner {
     }
 
     async fn stop_by(&self, server_id: &str, by: &'static str) -> Option<ServerInfo> {
+        self.stop_after_drain(server_id, by, Duration::ZERO).await
+    }
+
+    /// [`Self::stop_by`], with `drain` between the removal of the server's route and its stop:
+    /// a client that looked its address up just before keeps getting answers meanwhile.
+    async fn stop_after_drain(
+        &self,
+        server_id: &str,
+        by: &'static str,
+        drain: Duration,
+    ) -> Option<ServerInfo> {
         let (handle, route_id) = {
             let mut servers = lock(&self.servers);
             let entry = servers.get_mut(server_id)?;
@@ -486,6 +498,9 @@ impl Runner {
                     "router failed to remove route '{route_id}' of server '{server_id}': {why}"
                 );
             }
+        }
+        if !drain.is_zero() {
+            tokio::time::sleep(drain).await;
         }
         handle.stop(by).await;
         self.forget_server(server_id).await;
