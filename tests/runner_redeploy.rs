@@ -4,12 +4,13 @@
 mod common;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::servers::{health_status, log_text, processes_under, request, runner};
-use mastra_runner_local::runner::{BoxFuture, RouteRequest, Router};
+use mastra_runner_local::runner::{BoxFuture, RouteRequest, Router, Runner, ServerInfo};
 use serde_json::json;
 
 /// Routes by deployment: the latest registered route's port is the deployment's target.
@@ -54,15 +55,24 @@ impl Router for TestRouter {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replace_keeps_serving_through_every_redeploy() {
-    let (runner, dir) = runner("replace", 12200, json!({ "shutdownTimeoutMs": 2000 }));
+/// A runner (ports from `base`) behind a [`TestRouter`], serving deployment `dep-1`.
+async fn serving_through_a_router(
+    name: &str,
+    base: u16,
+) -> (Arc<Runner>, PathBuf, Arc<TestRouter>, ServerInfo) {
+    let (runner, dir) = runner(name, base, json!({ "shutdownTimeoutMs": 2000 }));
     let router = Arc::new(TestRouter::default());
     runner.set_router(Arc::clone(&router) as Arc<dyn Router>);
     let first = runner
         .deploy(request("dep-1", &[]))
         .await
         .expect("first deploy");
+    (runner, dir, router, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_keeps_serving_through_every_redeploy() {
+    let (runner, dir, router, first) = serving_through_a_router("replace", 12200).await;
 
     let done = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -122,13 +132,7 @@ async fn replace_keeps_serving_through_every_redeploy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_looked_up_the_old_address_before_the_switch_is_still_answered() {
-    let (runner, _dir) = runner("replace-drain", 12600, json!({ "shutdownTimeoutMs": 2000 }));
-    let router = Arc::new(TestRouter::default());
-    runner.set_router(Arc::clone(&router) as Arc<dyn Router>);
-    let first = runner
-        .deploy(request("dep-1", &[]))
-        .await
-        .expect("first deploy");
+    let (runner, _dir, router, first) = serving_through_a_router("replace-drain", 12600).await;
     let redeploy = {
         let runner = Arc::clone(&runner);
         tokio::spawn(async move { runner.deploy(request("dep-1", &[])).await })
