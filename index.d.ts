@@ -77,12 +77,31 @@ export interface LocalProcessRunnerConfig {
   defaultSource?: 'local'
   /**
    * What `deploy()` of a deployment that already has a live server does: `'replace'` starts the
-   * new server, switches the route once it is healthy, then stops the old one 250 ms later (no
-   * downtime);
-   * `'keep'` leaves both running (the TypeScript package's behaviour).
+   * new server and resolves once it is healthy (with a router set on the runner, once the
+   * deployment's route points at it); the old server drains: it keeps answering until the
+   * caller has had time to switch its own route (1 s) and its connections have ended, at most
+   * `redeployDrainMs`, then stops (no downtime, whoever routes). `'keep'` leaves both running
+   * (the TypeScript package's behaviour).
    * @default 'replace'
    */
   redeploy?: 'replace' | 'keep'
+  /**
+   * The longest a server replaced by a redeploy keeps answering, in ms (Dokku's wait-to-retire):
+   * it stops earlier once it has had no open connection for 250 ms after the first second. If
+   * the new server exits meanwhile, the old one serves the deployment again. 0 stops it as soon
+   * as the new one is healthy.
+   * @default 60000
+   */
+  redeployDrainMs?: number
+  /**
+   * Where deployed servers send their AI traces: an `http://` or `https://` URL, such as
+   * MastraAdmin's `http://localhost:3001/api/spans/publish`. Every server then gets
+   * `MASTRA_CLOUD_ACCESS_TOKEN` (its deployment's id, which the admin reads as the deployment)
+   * and the URL as `MASTRA_CLOUD_AI_TRACES_ENDPOINT` (read by `@mastra/core` 0.x's cloud
+   * exporter) and `MASTRA_CLOUD_TRACES_ENDPOINT` (read by `@mastra/observability` 1.x); these
+   * win over `envVars` and `globalEnvVars`.
+   */
+  tracesEndpoint?: string
   /**
    * Build directories kept per deployment: after a successful deploy, the directories of the
    * deployment's older builds are removed, never one that a live server or a build in progress
@@ -157,6 +176,8 @@ export interface ResolvedRunnerConfig {
   logMemoryLimitMb: number
   keepServersOnExit: boolean
   logFileMaxMb: number
+  tracesEndpoint: string | null
+  redeployDrainMs: number
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,6 +265,8 @@ export interface Build {
   startedAt: Date | null
   completedAt: Date | null
   errorMessage: string | null
+  /** Where MastraAdmin stored the build's log; the runner preserves it as given. */
+  logPath?: string | null
 }
 
 export type HealthStatus = 'starting' | 'healthy' | 'unhealthy' | 'stopping'
@@ -614,14 +637,17 @@ export declare class LocalProcessRunner {
   /**
    * Removes the server's route, stops its whole process tree (SIGTERM, grace, SIGKILL) and
    * releases its port; resolves when no process of it is left. Unknown or already stopped
-   * servers resolve at once. A server that a redeploy replaced is a stale record of its
-   * deployment: stopping it stops the deployment's current server (what MastraAdmin's
-   * `stopDeployment()` means by it); its own logs stay readable with `getLogs`.
+   * servers resolve at once. Under `redeploy: 'replace'` a server stands for its deployment:
+   * stopping any record of it (current, replaced by a redeploy, or still draining) stops
+   * every server of the deployment, including one a deploy in flight is starting (that
+   * deploy rejects), so nothing of it runs afterwards (what MastraAdmin's `stopDeployment()`
+   * means, whichever record its storage holds); each record's own logs stay readable.
    */
   stop(server: RunningServer): Promise<void>
   /**
    * `{ healthy: false, message: 'Process is not running' }` once the process is gone;
-   * otherwise one HTTP check of its endpoint.
+   * otherwise one HTTP check of its endpoint. A record a redeploy replaced is answered for
+   * by its deployment's current server, as long as the deployment has one.
    */
   healthCheck(server: RunningServer): Promise<{ healthy: boolean; message?: string }>
   /**
@@ -642,7 +668,8 @@ export declare class LocalProcessRunner {
   streamLogs(server: RunningServer, callback: (line: string) => void): () => void
   /**
    * Memory (RSS, MB) and CPU (% of one core since the previous sample) of the server's
-   * whole process tree, found by server id; `null`s once it is gone. Usually read on this
+   * whole process tree, found by server id (a record a redeploy replaced: its deployment's
+   * current server); `null`s once it is gone. Usually read on this
    * thread, the Promise settled at once: the `stat` and `children` files of the server's
    * processes (tens of microseconds, as `process.memoryUsage()` reads `/proc`). Off this
    * thread: a tree of more than 64 processes, and the look for processes that left the tree
@@ -1241,8 +1268,13 @@ export declare function runCommand(command: string, args?: string[], options?: {
 
 /** Counts of processes and ports, as `getStats()` returns them. */
 export interface RunnerStats {
-  /** Server processes currently alive. */
+  /** Server processes currently alive, not counting servers that drain. */
   runningProcesses: number
+  /**
+   * Servers a redeploy replaced that still answer the requests that reach them until
+   * their connections end (at most `redeployDrainMs`); `listServers()` leaves them out.
+   */
+  drainingServers: number
   /** Ports handed out to servers, ascending. */
   allocatedPorts: Array<number>
   /** Ports of `portRange` not handed out. */
@@ -1267,7 +1299,7 @@ export interface RunnerStats {
 
 /** A server the runner started (MastraAdmin's `RunningServer`). */
 export interface RunningServer {
-  /** The server's id (unique on this host). */
+  /** The server's id: a random UUID (v4), new for every deploy and kept across restarts. */
   id: string
   /** The deployment it serves. */
   deploymentId: string

@@ -194,6 +194,12 @@ pub struct RunnerConfig {
     pub keep_servers_on_exit: bool,
     /// The size at which a kept server's log file is cut back, in bytes (`logFileMaxMb`).
     pub log_file_max_bytes: u64,
+    /// Where servers send their AI traces (`tracesEndpoint`): an `http(s)` URL given to every
+    /// server with its deployment id as the access token.
+    pub traces_endpoint: Option<String>,
+    /// The longest a server a redeploy replaced keeps serving after the new one is healthy
+    /// (`redeployDrainMs`).
+    pub redeploy_drain: Duration,
 }
 
 impl RunnerConfig {
@@ -218,6 +224,8 @@ impl RunnerConfig {
             observability: crate::observability::ObservabilitySettings::default(),
             keep_servers_on_exit: false,
             log_file_max_bytes: 16 * 1024 * 1024,
+            traces_endpoint: None,
+            redeploy_drain: Duration::from_millis(60_000),
         }
     }
 
@@ -298,6 +306,12 @@ impl RunnerConfig {
         if let Some(mb) = fields.integer("logFileMaxMb", 1, 1024 * 1024)? {
             config.log_file_max_bytes = mb * 1024 * 1024;
         }
+        if let Some(url) = fields.string("tracesEndpoint")? {
+            config.traces_endpoint = Some(traces_endpoint(url)?);
+        }
+        if let Some(ms) = fields.integer("redeployDrainMs", 0, MAX_SAFE_INTEGER)? {
+            config.redeploy_drain = Duration::from_millis(ms);
+        }
         if let Some(observability) = fields.object("observability")? {
             let settings = &mut config.observability;
             if let Some(n) = observability.integer("batchSize", 1, 100_000)? {
@@ -345,12 +359,38 @@ impl RunnerConfig {
             "logMemoryLimitMb": self.log_memory_limit / (1024 * 1024),
             "keepServersOnExit": self.keep_servers_on_exit,
             "logFileMaxMb": self.log_file_max_bytes / (1024 * 1024),
+            "tracesEndpoint": self.traces_endpoint,
+            "redeployDrainMs": millis(self.redeploy_drain),
         })
     }
 }
 
 fn millis(duration: Duration) -> u64 {
     duration.as_millis() as u64
+}
+
+/// `tracesEndpoint`: an absolute `http://` or `https://` URL with a host, at most 2048
+/// characters, without spaces or control characters (it goes into every server's environment).
+fn traces_endpoint(url: &str) -> Result<String> {
+    let invalid = |why: &str| Error::invalid("tracesEndpoint", format!("{why} (got '{url}')"));
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| invalid("must be an http:// or https:// URL"))?;
+    if url.len() > 2048 {
+        return Err(invalid("must be at most 2048 characters"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("must not contain spaces or control characters"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.is_empty() || host.starts_with(':') {
+        return Err(invalid("must name a host"));
+    }
+    Ok(url.to_owned())
 }
 
 fn port_range(range: &Fields<'_>) -> Result<PortRange> {
@@ -806,5 +846,36 @@ mod tests {
             parse(json!({ "restartPolicy": { "maxRestarts": 1 }, "defaultSource": "local" }))
                 .unwrap();
         assert_eq!(parse(config.to_json()).unwrap(), config);
+    }
+
+    #[test]
+    fn traces_endpoint_and_drain_are_read_and_checked() {
+        let config = parse(json!({
+            "tracesEndpoint": "http://127.0.0.1:3001/api/spans/publish",
+            "redeployDrainMs": 0,
+        }))
+        .unwrap();
+        assert_eq!(
+            config.traces_endpoint.as_deref(),
+            Some("http://127.0.0.1:3001/api/spans/publish")
+        );
+        assert_eq!(config.redeploy_drain, Duration::ZERO);
+        assert_eq!(parse(config.to_json()).unwrap(), config);
+        assert_eq!(
+            parse(Value::Null).unwrap().redeploy_drain,
+            Duration::from_secs(60)
+        );
+        for bad in [
+            "ftp://host/x",
+            "127.0.0.1:3001/spans",
+            "http://",
+            "https://:80/x",
+            "http://host/a b",
+            "http://host/\nX=1",
+        ] {
+            let message = error_of(json!({ "tracesEndpoint": bad }));
+            assert!(message.starts_with("Invalid tracesEndpoint: "), "{message}");
+        }
+        assert!(error_of(json!({ "redeployDrainMs": -1 })).contains("redeployDrainMs"));
     }
 }

@@ -40,6 +40,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod error;
 pub mod health;
+pub mod ids;
 pub mod logs;
 pub mod observability;
 pub mod ports;

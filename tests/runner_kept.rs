@@ -243,6 +243,12 @@ async fn a_redeploy_replaces_an_adopted_server() {
     assert_ne!(replacement.port, server.port);
     let listed: Vec<String> = second.list_servers().into_iter().map(|s| s.id).collect();
     assert_eq!(listed, vec![replacement.id.clone()]);
+    common::wait_until(
+        "the adopted server to drain",
+        Duration::from_secs(30),
+        || second.server(&server.id).is_none(),
+    )
+    .await;
     assert!(port_is_free(server.port), "the adopted server is gone");
     assert!(!procfs::is_alive(server.pid.expect("pid") as i32));
     second.shutdown().await;

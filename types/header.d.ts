@@ -77,12 +77,31 @@ export interface LocalProcessRunnerConfig {
   defaultSource?: 'local'
   /**
    * What `deploy()` of a deployment that already has a live server does: `'replace'` starts the
-   * new server, switches the route once it is healthy, then stops the old one 250 ms later (no
-   * downtime);
-   * `'keep'` leaves both running (the TypeScript package's behaviour).
+   * new server and resolves once it is healthy (with a router set on the runner, once the
+   * deployment's route points at it); the old server drains: it keeps answering until the
+   * caller has had time to switch its own route (1 s) and its connections have ended, at most
+   * `redeployDrainMs`, then stops (no downtime, whoever routes). `'keep'` leaves both running
+   * (the TypeScript package's behaviour).
    * @default 'replace'
    */
   redeploy?: 'replace' | 'keep'
+  /**
+   * The longest a server replaced by a redeploy keeps answering, in ms (Dokku's wait-to-retire):
+   * it stops earlier once it has had no open connection for 250 ms after the first second. If
+   * the new server exits meanwhile, the old one serves the deployment again. 0 stops it as soon
+   * as the new one is healthy.
+   * @default 60000
+   */
+  redeployDrainMs?: number
+  /**
+   * Where deployed servers send their AI traces: an `http://` or `https://` URL, such as
+   * MastraAdmin's `http://localhost:3001/api/spans/publish`. Every server then gets
+   * `MASTRA_CLOUD_ACCESS_TOKEN` (its deployment's id, which the admin reads as the deployment)
+   * and the URL as `MASTRA_CLOUD_AI_TRACES_ENDPOINT` (read by `@mastra/core` 0.x's cloud
+   * exporter) and `MASTRA_CLOUD_TRACES_ENDPOINT` (read by `@mastra/observability` 1.x); these
+   * win over `envVars` and `globalEnvVars`.
+   */
+  tracesEndpoint?: string
   /**
    * Build directories kept per deployment: after a successful deploy, the directories of the
    * deployment's older builds are removed, never one that a live server or a build in progress
@@ -157,6 +176,8 @@ export interface ResolvedRunnerConfig {
   logMemoryLimitMb: number
   keepServersOnExit: boolean
   logFileMaxMb: number
+  tracesEndpoint: string | null
+  redeployDrainMs: number
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,6 +265,8 @@ export interface Build {
   startedAt: Date | null
   completedAt: Date | null
   errorMessage: string | null
+  /** Where MastraAdmin stored the build's log; the runner preserves it as given. */
+  logPath?: string | null
 }
 
 export type HealthStatus = 'starting' | 'healthy' | 'unhealthy' | 'stopping'

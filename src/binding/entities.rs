@@ -21,7 +21,7 @@ pub(crate) fn js_date(time: SystemTime) -> DateTime<Utc> {
 /// A server the runner started (MastraAdmin's `RunningServer`).
 #[napi(object, use_nullable = true)]
 pub struct RunningServer {
-    /// The server's id (unique on this host).
+    /// The server's id: a random UUID (v4), new for every deploy and kept across restarts.
     pub id: String,
     /// The deployment it serves.
     pub deployment_id: String,
@@ -73,8 +73,11 @@ impl From<ServerInfo> for RunningServer {
 /// Counts of processes and ports, as `getStats()` returns them.
 #[napi(object)]
 pub struct RunnerStats {
-    /// Server processes currently alive.
+    /// Server processes currently alive, not counting servers that drain.
     pub running_processes: u32,
+    /// Servers a redeploy replaced that still answer the requests that reach them until
+    /// their connections end (at most `redeployDrainMs`); `listServers()` leaves them out.
+    pub draining_servers: u32,
     /// Ports handed out to servers, ascending.
     pub allocated_ports: Vec<u32>,
     /// Ports of `portRange` not handed out.
@@ -188,6 +191,7 @@ impl From<CoreStats> for RunnerStats {
     fn from(stats: CoreStats) -> Self {
         RunnerStats {
             running_processes: stats.running_processes as u32,
+            draining_servers: stats.draining_servers as u32,
             allocated_ports: stats.allocated_ports.into_iter().map(u32::from).collect(),
             available_ports: stats.available_ports as u32,
             restarts: stats.restarts,

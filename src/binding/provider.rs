@@ -143,20 +143,49 @@ impl SourceProvider for JsSource {
     }
 }
 
-/// A JS `EdgeRouterProvider`: `registerRoute(config)` and `removeRoute(routeId)`.
+/// A JS `EdgeRouterProvider`: `registerRoute(config)` and `removeRoute(routeId)`, and, when it
+/// has both, `getRoute(deploymentId)` and `updateRoute(routeId, { targetHost, targetPort })`.
 pub(crate) struct JsRouter {
     register_route: AsyncMethod<Value>,
     remove_route: AsyncMethod<Value, UnknownReturnValue>,
+    lookup: Option<RouteLookup>,
+}
+
+/// A router's `getRoute` and `updateRoute`.
+struct RouteLookup {
+    get_route: AsyncMethod<Value>,
+    update_route: AsyncMethod<FnArgs<(String, Value)>>,
 }
 
 impl JsRouter {
     /// Reads the router's methods off `object`.
     pub(crate) fn new(object: &Object) -> Result<Self> {
+        let has = |name: &str| -> Result<bool> {
+            Ok(object.get_named_property::<Unknown>(name)?.get_type()? == ValueType::Function)
+        };
+        let lookup = if has("getRoute")? && has("updateRoute")? {
+            Some(RouteLookup {
+                get_route: async_method(object, "router", "getRoute")?,
+                update_route: async_method(object, "router", "updateRoute")?,
+            })
+        } else {
+            None
+        };
         Ok(JsRouter {
             register_route: async_method(object, "router", "registerRoute")?,
             remove_route: async_method(object, "router", "removeRoute")?,
+            lookup,
         })
     }
+}
+
+/// The `routeId` of a `RouteInfo` a router resolved.
+fn route_id_of(info: &Value) -> std::result::Result<String, String> {
+    info.get("routeId")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| "it resolved without a routeId".to_owned())
 }
 
 impl Router for JsRouter {
@@ -172,11 +201,7 @@ impl Router for JsRouter {
                 "targetHost": route.target_host,
                 "targetPort": route.target_port,
             });
-            let info = call(&self.register_route, config).await?;
-            info.get("routeId")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| "it resolved without a routeId".to_owned())
+            route_id_of(&call(&self.register_route, config).await?)
         })
     }
 
@@ -188,6 +213,45 @@ impl Router for JsRouter {
             call(&self.remove_route, Value::String(route_id.to_owned()))
                 .await
                 .map(|_| ())
+        })
+    }
+
+    fn can_update(&self) -> bool {
+        self.lookup.is_some()
+    }
+
+    fn get_route<'a>(
+        &'a self,
+        deployment_id: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<Option<String>, String>> {
+        Box::pin(async move {
+            let Some(lookup) = &self.lookup else {
+                return Ok(None);
+            };
+            match call(&lookup.get_route, Value::String(deployment_id.to_owned())).await? {
+                Value::Null => Ok(None),
+                info => route_id_of(&info).map(Some),
+            }
+        })
+    }
+
+    fn update_route<'a>(
+        &'a self,
+        route_id: &'a str,
+        target_host: &'a str,
+        target_port: u16,
+    ) -> BoxFuture<'a, std::result::Result<(), String>> {
+        Box::pin(async move {
+            let Some(lookup) = &self.lookup else {
+                return Err("the router has no updateRoute".to_owned());
+            };
+            let target = json!({ "targetHost": target_host, "targetPort": target_port });
+            call(
+                &lookup.update_route,
+                FnArgs::from((route_id.to_owned(), target)),
+            )
+            .await
+            .map(|_| ())
         })
     }
 }

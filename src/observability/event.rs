@@ -222,17 +222,8 @@ impl Ids {
 
     /// A new event id: `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`.
     pub fn event_id(&self) -> String {
-        let high = self.next_u64();
-        let low = self.next_u64();
-        let high = (high & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
-        let low = (low & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-        format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            high >> 32,
-            (high >> 16) & 0xffff,
-            high & 0xffff,
-            low >> 48,
-            low & 0xffff_ffff_ffff
+        crate::ids::format_uuid_v4(
+            (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64()),
         )
     }
 

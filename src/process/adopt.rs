@@ -48,8 +48,12 @@ pub fn is_same_process(pid: u32, start_ticks: u64) -> bool {
 }
 
 /// Takes over `orphan`: watches it for exit and tails its log file into `log`, from what the
-/// file retained. `None` when it is no longer the recorded process.
-pub fn adopt(orphan: &Orphan, log: Arc<LogStore>) -> Option<ProcessHandle> {
+/// file retained. `None` when it is no longer the recorded process. With the handle comes a
+/// receiver that turns `true` once what the file held is in `log`.
+pub fn adopt(
+    orphan: &Orphan,
+    log: Arc<LogStore>,
+) -> Option<(ProcessHandle, watch::Receiver<bool>)> {
     let pidfd = open_pidfd(orphan.pid);
     // Checked after the pidfd is open: from now on it refers to this very process.
     if !is_same_process(orphan.pid, orphan.start_ticks) {
@@ -74,6 +78,7 @@ pub fn adopt(orphan: &Orphan, log: Arc<LogStore>) -> Option<ProcessHandle> {
         let _ = exit_sender.send(Some(ExitInfo::unknown()));
     });
     let (closed_sender, closed) = watch::channel(0u8);
+    let (caught_up, backlog_read) = watch::channel(false);
     let tailer = super::spawn::tail_output(
         Tail {
             path: orphan.log_file.clone(),
@@ -81,10 +86,11 @@ pub fn adopt(orphan: &Orphan, log: Arc<LogStore>) -> Option<ProcessHandle> {
             log: Arc::clone(&log),
             exit: exit.clone(),
             max_bytes: orphan.max_log_bytes,
+            caught_up: Some(caught_up),
         },
         closed_sender,
     );
-    Some(ProcessHandle::new(
+    let handle = ProcessHandle::new(
         Started {
             pid,
             start_ticks,
@@ -93,7 +99,8 @@ pub fn adopt(orphan: &Orphan, log: Arc<LogStore>) -> Option<ProcessHandle> {
         log,
         Output { exit, closed },
         Cleanup::Kept(Some(tailer)),
-    ))
+    );
+    Some((handle, backlog_read))
 }
 
 fn open_pidfd(pid: u32) -> io::Result<AsyncFd<OwnedFd>> {

@@ -79,6 +79,9 @@ pub struct Tail {
     pub exit: watch::Receiver<Option<ExitInfo>>,
     /// `logFileMaxMb` in bytes.
     pub max_bytes: u64,
+    /// Set to `true` once the tailer has read the file to the end it had when the tailer
+    /// started (or gave up on it): the log then holds what the file held.
+    pub caught_up: Option<watch::Sender<bool>>,
 }
 
 /// Reads `tail.path` into `tail.log` until the process has exited and the file is read to its
@@ -126,6 +129,9 @@ pub async fn run(tail: Tail) -> io::Result<()> {
         };
         if !at_end {
             continue;
+        }
+        if let Some(caught_up) = &tail.caught_up {
+            caught_up.send_replace(true);
         }
         if exited {
             // Read once more after the exit was seen: everything it wrote is in the file now.
@@ -322,6 +328,7 @@ mod tests {
             log: Arc::clone(&log),
             exit,
             max_bytes,
+            caught_up: None,
         })
         .await
         .unwrap();
@@ -342,6 +349,7 @@ mod tests {
             log: Arc::clone(&log),
             exit,
             max_bytes: 1024 * 1024,
+            caught_up: None,
         }));
         writer.write_all(b"one\ntwo\nunfinished").unwrap();
         exit_sender.send_replace(Some(ExitInfo::unknown()));

@@ -22,10 +22,7 @@ pub const SERVER_TOKEN_VAR: &str = "MASTRA_RUNNER_SERVER_TOKEN";
 
 /// A token unique to one server on this host.
 pub fn new_server_token(server_id: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{server_id}-{:x}-{nanos:x}", std::process::id())
+    format!("{server_id}-{:032x}", crate::ids::random_u128())
 }
 
 /// Live processes whose environment carries `token` as [`SERVER_TOKEN_VAR`].
@@ -96,8 +93,33 @@ pub fn listening_inodes(port: u16) -> BTreeSet<u64> {
     }
 }
 
+/// How many TCP connections a server on `port` has open (accepted and not yet closed by it):
+/// asked of the kernel over `sock_diag`, or read from the `/proc/net` tables when that fails.
+pub fn open_connections(port: u16) -> usize {
+    match sock_diag::connection_inodes(port) {
+        Ok(inodes) => inodes.len(),
+        Err(error) => {
+            tracing::debug!("sock_diag failed ({error}); reading /proc/net/tcp instead");
+            inodes_from_tables(port, &OPEN_CONNECTION_STATES).len()
+        }
+    }
+}
+
+/// The `/proc/net/tcp` state of a listener.
+const LISTEN_STATE: [&str; 1] = ["0A"];
+
+/// The `/proc/net/tcp` states of a connection a server may still answer on: established, and
+/// half-closed by the client.
+const OPEN_CONNECTION_STATES: [&str; 2] = ["01", "08"];
+
 /// [`listening_inodes`] from `/proc/net/tcp` and `tcp6`, which list every socket.
 fn listening_inodes_from_tables(port: u16) -> BTreeSet<u64> {
+    inodes_from_tables(port, &LISTEN_STATE)
+}
+
+/// The inodes of the sockets of `/proc/net/tcp` and `tcp6` with local port `port` in one of
+/// `states`.
+fn inodes_from_tables(port: u16, states: &[&str]) -> BTreeSet<u64> {
     let mut inodes = BTreeSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = fs::read_to_string(table) else {
@@ -106,19 +128,19 @@ fn listening_inodes_from_tables(port: u16) -> BTreeSet<u64> {
         inodes.extend(
             text.lines()
                 .skip(1)
-                .filter_map(|line| listener_inode(line, port)),
+                .filter_map(|line| socket_inode(line, port, states)),
         );
     }
     inodes
 }
 
-/// The inode of a `/proc/net/tcp` row that listens on `port`.
-fn listener_inode(row: &str, port: u16) -> Option<u64> {
+/// The inode of a `/proc/net/tcp` row with local port `port` in one of `states`.
+fn socket_inode(row: &str, port: u16, states: &[&str]) -> Option<u64> {
     let fields: Vec<&str> = row.split_whitespace().collect();
     let local = fields.get(1)?;
     let state = fields.get(3)?;
     let (_, hex_port) = local.rsplit_once(':')?;
-    if *state != "0A" || u16::from_str_radix(hex_port, 16).ok()? != port {
+    if !states.contains(state) || u16::from_str_radix(hex_port, 16).ok()? != port {
         return None;
     }
     fields.get(9)?.parse().ok().filter(|inode| *inode != 0)
@@ -163,12 +185,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_listeners_of_a_port_from_a_tcp_table_row() {
+    fn reads_sockets_of_a_port_from_a_tcp_table_row() {
         let header_less = "   2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 41234 1 0000000000000000 100 0 0 10 0";
-        assert_eq!(listener_inode(header_less, 8080), Some(41234));
-        assert_eq!(listener_inode(header_less, 8081), None);
+        assert_eq!(socket_inode(header_less, 8080, &LISTEN_STATE), Some(41234));
+        assert_eq!(socket_inode(header_less, 8081, &LISTEN_STATE), None);
         let established = "   3: 0100007F:1F90 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000  1000        0 41299 1";
-        assert_eq!(listener_inode(established, 8080), None);
+        assert_eq!(socket_inode(established, 8080, &LISTEN_STATE), None);
+        assert_eq!(
+            socket_inode(established, 8080, &OPEN_CONNECTION_STATES),
+            Some(41299)
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The TCP listeners on one port, asked of the kernel over netlink `sock_diag` (`INET_DIAG`).
+//! The TCP listeners on one port, and the connections they accepted, asked of the kernel over
+//! netlink `sock_diag` (`INET_DIAG`).
 //!
 //! `/proc/net/tcp` lists every socket, and the kernel builds it by walking its whole
 //! connection hash table: milliseconds per read on a machine with much memory, however few
@@ -32,6 +33,9 @@ const MESSAGE_ERROR: u16 = 2;
 const MESSAGE_DONE: u16 = 3;
 /// `TCP_LISTEN` (10) as a state bit.
 const LISTEN_STATE_BIT: u32 = 1 << 10;
+/// `TCP_ESTABLISHED` (1) and `TCP_CLOSE_WAIT` (8) as state bits: connections a server may still
+/// answer on (a client that half-closed after its request still reads the answer).
+const OPEN_CONNECTION_STATE_BITS: u32 = (1 << 1) | (1 << 8);
 /// `struct nlmsghdr`.
 const HEADER_LEN: usize = 16;
 /// `struct inet_diag_req_v2`: family, protocol, extensions, pad, states, then the socket id.
@@ -48,6 +52,17 @@ const RECEIVE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The inodes of the TCP sockets listening on `port`, IPv4 and IPv6 (a dual-stack `[::]`
 /// listener is an IPv6 socket).
 pub fn listening_inodes(port: u16) -> io::Result<BTreeSet<u64>> {
+    sockets_in_states(port, LISTEN_STATE_BIT)
+}
+
+/// The inodes of the open TCP connections whose local port is `port` (IPv4 and IPv6): those a
+/// server listening on `port` accepted and has not closed.
+pub fn connection_inodes(port: u16) -> io::Result<BTreeSet<u64>> {
+    sockets_in_states(port, OPEN_CONNECTION_STATE_BITS)
+}
+
+/// The inodes of the TCP sockets with local port `port` in one of the states of `state_bits`.
+fn sockets_in_states(port: u16, state_bits: u32) -> io::Result<BTreeSet<u64>> {
     let socket = socket(
         AddressFamily::Netlink,
         SockType::Raw,
@@ -60,7 +75,7 @@ pub fn listening_inodes(port: u16) -> io::Result<BTreeSet<u64>> {
     for (sequence, family) in [(1, AddressFamily::Inet), (2, AddressFamily::Inet6)] {
         send(
             socket.as_raw_fd(),
-            &request(family as u8, port, sequence),
+            &request(family as u8, port, state_bits, sequence),
             MsgFlags::empty(),
         )?;
         receive_dump(&socket, port, &mut inodes)?;
@@ -68,8 +83,9 @@ pub fn listening_inodes(port: u16) -> io::Result<BTreeSet<u64>> {
     Ok(inodes)
 }
 
-/// A dump request for the TCP listeners of `family` on source port `port`.
-fn request(family: u8, port: u16, sequence: u32) -> Vec<u8> {
+/// A dump request for the TCP sockets of `family` on source port `port` in the states of
+/// `state_bits`.
+fn request(family: u8, port: u16, state_bits: u32, sequence: u32) -> Vec<u8> {
     let mut message = Vec::with_capacity(HEADER_LEN + REQUEST_LEN);
     message.extend_from_slice(&((HEADER_LEN + REQUEST_LEN) as u32).to_ne_bytes());
     message.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
@@ -80,15 +96,15 @@ fn request(family: u8, port: u16, sequence: u32) -> Vec<u8> {
     let mut body = [0u8; REQUEST_LEN];
     body[0] = family;
     body[1] = nix::libc::IPPROTO_TCP as u8;
-    body[4..8].copy_from_slice(&LISTEN_STATE_BIT.to_ne_bytes());
-    // The kernel skips listeners on other ports when the source port is set.
+    body[4..8].copy_from_slice(&state_bits.to_ne_bytes());
+    // The kernel skips sockets on other ports when the source port is set.
     body[SPORT_OFFSET..SPORT_OFFSET + 2].copy_from_slice(&port.to_be_bytes());
     message.extend_from_slice(&body);
     message
 }
 
 /// Reads the answers to one dump until the kernel says it is done, adding the inode of each
-/// listener on `port` to `inodes`.
+/// socket on `port` to `inodes`.
 fn receive_dump(socket: &OwnedFd, port: u16, inodes: &mut BTreeSet<u64>) -> io::Result<()> {
     let mut buffer = vec![0u8; 32 * 1024];
     loop {
@@ -168,6 +184,22 @@ mod tests {
         assert_eq!(listening_inodes(port).expect("sock_diag"), found);
         drop(v4);
         assert!(listening_inodes(port).expect("sock_diag").is_empty());
+    }
+
+    #[test]
+    fn counts_the_connections_a_listener_accepted_until_they_close() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert!(connection_inodes(port).expect("sock_diag").is_empty());
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        // The accepted side has the server's port; the client's side does not count.
+        assert_eq!(connection_inodes(port).expect("sock_diag").len(), 1);
+        drop(client);
+        // Half-closed by the client: the server may still answer on it.
+        assert_eq!(connection_inodes(port).expect("sock_diag").len(), 1);
+        drop(accepted);
+        assert!(connection_inodes(port).expect("sock_diag").is_empty());
     }
 
     #[test]

@@ -262,6 +262,7 @@ async fn spawn_process(
                 log: Arc::clone(&log),
                 exit: exit.clone(),
                 max_bytes,
+                caught_up: None,
             },
             output_sender,
         )),

@@ -94,7 +94,7 @@ impl Runner {
                 record.log_file.display()
             )),
         );
-        let Some(handle) = process::adopt::adopt(&orphan, Arc::clone(&log)) else {
+        let Some((handle, backlog_read)) = process::adopt::adopt(&orphan, Arc::clone(&log)) else {
             self.retire_server_log(&record.server_id);
             return false;
         };
@@ -132,11 +132,10 @@ impl Runner {
         lock(&self.servers).insert(
             record.server_id.clone(),
             ServerEntry {
-                handle,
-                task: Some(task),
                 route_id: record.route_id.clone(),
-                deploy_order: order,
                 serving: true,
+                backlog_read: Some(backlog_read),
+                ..ServerEntry::new(handle, task, order)
             },
         );
         self.file_build(&record.deployment_id, &record.build_id);
@@ -167,9 +166,15 @@ impl Runner {
     }
 
     async fn detach_one(&self, server_id: &str) {
-        let Some(handle) = self.handle(server_id) else {
-            return;
+        let (handle, draining) = match lock(&self.servers).get(server_id) {
+            Some(entry) => (entry.handle.clone(), entry.draining.is_some()),
+            None => return,
         };
+        if draining {
+            // A replaced server would be adopted as its deployment's: it stops here instead.
+            self.stop_by(server_id, "detach()").await;
+            return;
+        }
         if handle.detach().await {
             self.forget_server(server_id).await;
             return;

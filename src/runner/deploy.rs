@@ -10,12 +10,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use super::kept::KeptRecord;
 use super::supervisor::{self, NewServer, ServerInfo, ServerState, SupervisorHandle};
-use super::{LogOwner, RouteRequest, Runner, ServerEntry, interrupted};
+use super::{LogOwner, RouteRequest, Router, Runner, ServerEntry, interrupted};
 use crate::config::RedeployMode;
 use crate::error::{Error, Result};
 use crate::logs::{LogLimits, LogStore};
@@ -23,10 +23,54 @@ use crate::process::{self, SpawnSpec};
 use crate::sync::lock;
 use crate::validate;
 
-/// How long a server a redeploy replaced keeps serving after the new server took its traffic
-/// (the new route is registered, the old one removed): a client or proxy that looked the old
-/// address up just before the switch still gets its answer.
-pub const REPLACED_SERVER_DRAIN: Duration = Duration::from_millis(250);
+/// The shortest time a server a redeploy replaced keeps serving after `deploy()` resolved: a
+/// caller that routes traffic itself (MastraAdmin's orchestrator moves its route right after
+/// `deploy()` resolves) switches within it, and a client or proxy that looked the old address
+/// up just before the switch still gets its answer.
+pub const SWITCH_WINDOW: Duration = Duration::from_secs(1);
+
+/// After [`SWITCH_WINDOW`], a replaced server with no open connection for this long has
+/// answered everything that reached it, and stops.
+pub const QUIET_BEFORE_RETIRING: Duration = Duration::from_millis(250);
+
+/// How often a draining server's connections are counted.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// A replaced server's drain. Cancelled when something else takes the server down (`stop()` of
+/// its deployment, `shutdown()`, `detach()`): the drain then neither stops it nor gives it its
+/// deployment back.
+#[derive(Debug, Default)]
+pub struct Drain {
+    cancelled: std::sync::atomic::AtomicBool,
+}
+
+impl Drain {
+    /// Ends the drain without stopping its server.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+/// What [`Runner::claim_deployment`] decided for a healthy server.
+enum Claim {
+    /// It serves its deployment; these servers of earlier deploys are replaced.
+    Serves(Vec<String>),
+    /// A later deploy of the deployment already serves it.
+    Superseded,
+    /// `stop()` took the deployment down after this deploy began.
+    Stopped,
+}
+
+/// The variables that carry `tracesEndpoint` to a server: the name Mastra's cloud exporter read
+/// first, and the one newer versions read.
+const TRACES_VARS: [&str; 2] = [
+    "MASTRA_CLOUD_AI_TRACES_ENDPOINT",
+    "MASTRA_CLOUD_TRACES_ENDPOINT",
+];
 
 /// What a deploy needs.
 #[derive(Debug, Clone)]
@@ -52,7 +96,11 @@ pub struct DeployRequest {
 impl Runner {
     /// Starts build `request.build_id` as a server, resolves once it is healthy and (with a
     /// router) routed. On any failure nothing is left running and the port is released.
-    pub async fn deploy(&self, request: DeployRequest) -> Result<ServerInfo> {
+    ///
+    /// Under `redeploy: 'replace'` the deployment's earlier servers drain in the background
+    /// ([`Runner::drain`]): they keep answering until their connections end, at most
+    /// `redeployDrainMs`, then stop.
+    pub async fn deploy(self: &Arc<Self>, request: DeployRequest) -> Result<ServerInfo> {
         validate::id("project.id", &request.project_id)?;
         validate::id("deployment.id", &request.deployment_id)?;
         validate::id("build.id", &request.build_id)?;
@@ -68,6 +116,7 @@ impl Runner {
             });
         }
         let call = self.begin_call();
+        let stops_before = self.stops_of(&request.deployment_id);
         let order = self.deploy_order.fetch_add(1, Ordering::SeqCst);
         self.reap_leftovers().await;
         // Another program that takes the allocated port (it answered the health check, or the
@@ -83,20 +132,29 @@ impl Runner {
                 }
                 outcome => outcome?,
             };
-        let replaced = match self.claim_deployment(&server_id, &request.deployment_id, order) {
-            Some(replaced) => replaced,
-            None => {
+        let claim = self.claim_deployment(&server_id, &request.deployment_id, order, stops_before);
+        let replaced = match claim {
+            Claim::Serves(replaced) => replaced,
+            Claim::Superseded => {
                 self.stop_by(&server_id, "a later deploy").await;
                 return Err(Error::DeploySuperseded {
                     deployment_id: request.deployment_id.clone(),
                     port,
                 });
             }
+            Claim::Stopped => {
+                self.stop_by(&server_id, STOPPED_BY).await;
+                return Err(stopped_meanwhile(port));
+            }
         };
         let route_id = self.route(&server_id, &request).await?;
         for old in replaced {
-            self.retire_replaced(&old, &request.deployment_id, route_id.as_deref())
-                .await;
+            self.begin_drain(
+                &old,
+                &server_id,
+                &request.deployment_id,
+                route_id.as_deref(),
+            );
         }
         if let Some(kept) = &self.shared.kept {
             kept.update(&server_id, |record| {
@@ -123,7 +181,7 @@ impl Runner {
             self.shared.ports.release(port);
             return Err(interrupted(port));
         }
-        let server_id = new_server_id(&request.deployment_id);
+        let server_id = crate::ids::uuid_v4();
         let token = process::ownership::new_server_token(&server_id);
         let spec = SpawnSpec {
             program: request.node.to_string_lossy().into_owned(),
@@ -243,13 +301,7 @@ impl Runner {
             if registered {
                 servers.insert(
                     server_id.clone(),
-                    ServerEntry {
-                        handle: handle.clone(),
-                        task: Some(task),
-                        route_id: None,
-                        deploy_order: order,
-                        serving: false,
-                    },
+                    ServerEntry::new(handle.clone(), task, order),
                 );
             }
             registered
@@ -273,15 +325,20 @@ impl Runner {
     }
 
     /// Marks a healthy server as the one serving its deployment. Under `redeploy: 'replace'`
-    /// returns the deployment's other servers of earlier deploys (to be stopped once the route
-    /// points at the new one), or `None` when a later deploy already serves it (this one lost).
+    /// the deployment's other servers of earlier deploys are replaced (they drain once the
+    /// route points at the new one); a later deploy that already serves the deployment, or a
+    /// `stop()` of the deployment since this deploy began (`stops_before`), wins over it.
     fn claim_deployment(
         &self,
         server_id: &str,
         deployment_id: &str,
         order: u64,
-    ) -> Option<Vec<String>> {
+        stops_before: u64,
+    ) -> Claim {
         let mut servers = lock(&self.servers);
+        if self.stops_of(deployment_id) != stops_before {
+            return Claim::Stopped;
+        }
         let mut replaced = Vec::new();
         if self.config().redeploy == RedeployMode::Replace {
             for (id, entry) in servers.iter() {
@@ -289,51 +346,200 @@ impl Runner {
                     continue;
                 }
                 if entry.deploy_order > order && entry.serving {
-                    return None;
+                    return Claim::Superseded;
                 }
-                if entry.deploy_order < order {
+                if entry.deploy_order < order && entry.draining.is_none() {
                     replaced.push(id.clone());
                 }
             }
         }
-        if let Some(entry) = servers.get_mut(server_id) {
-            entry.serving = true;
+        match servers.get_mut(server_id) {
+            Some(entry) => entry.serving = true,
+            None => return Claim::Stopped,
         }
-        Some(replaced)
+        Claim::Serves(replaced)
     }
 
-    /// Takes down a server a redeploy replaced: its route first (unless the router reused the
-    /// same route for the new server), then, after [`REPLACED_SERVER_DRAIN`], its tree; its id
-    /// stays a stale record of the deployment.
-    async fn retire_replaced(&self, old: &str, deployment_id: &str, new_route: Option<&str>) {
-        if let Some(entry) = lock(&self.servers).get_mut(old)
-            && entry.route_id.as_deref() == new_route
+    /// Starts the drain of server `old`, which `new` replaced: from now on `listServers()`
+    /// leaves it out, its id answers for the deployment's current server, and it stops once
+    /// its connections have ended ([`Runner::drain`]). Its route goes with it unless the
+    /// router moved that same route to `new`.
+    fn begin_drain(
+        self: &Arc<Self>,
+        old: &str,
+        new: &str,
+        deployment_id: &str,
+        new_route: Option<&str>,
+    ) {
+        let drain = Arc::new(Drain::default());
         {
-            entry.route_id = None;
+            let mut servers = lock(&self.servers);
+            let Some(entry) = servers.get_mut(old) else {
+                return;
+            };
+            entry.serving = false;
+            entry.draining = Some(Arc::clone(&drain));
+            if entry.route_id.is_some() && entry.route_id.as_deref() == new_route {
+                entry.route_id = None;
+            }
         }
-        lock(&self.replaced).record(old, deployment_id);
-        if let Some(server) = self.server(old) {
-            self.log_replacement(old, &server);
-        }
-        self.stop_after_drain(old, "a redeploy", REPLACED_SERVER_DRAIN)
-            .await;
+        lock(&self.replaced).insert(old.to_owned(), deployment_id.to_owned());
+        self.note_in_log(
+            old,
+            format!(
+                "replaced by server {new} (a newer deploy of deployment '{deployment_id}'); it answers until its connections end, at most {} ms",
+                self.config().redeploy_drain.as_millis()
+            ),
+        );
+        let runner = Arc::clone(self);
+        let old = old.to_owned();
+        tokio::spawn(async move { runner.drain(&old, &drain).await });
     }
 
-    fn log_replacement(&self, old: &str, server: &ServerInfo) {
-        if let Some(log) = self.server_log(old) {
+    /// Keeps server `old` answering after a redeploy replaced it, then stops it: once
+    /// [`SWITCH_WINDOW`] has passed and it has had no open connection for
+    /// [`QUIET_BEFORE_RETIRING`] (an in-flight request, such as a streamed answer, holds its
+    /// connection open), or after `redeployDrainMs` at the latest. If the deployment's current
+    /// server exits meanwhile, `old` takes its deployment back instead ([`Runner::take_back`]).
+    async fn drain(&self, old: &str, drain: &Drain) {
+        let started = std::time::Instant::now();
+        let limit = self.config().redeploy_drain;
+        let mut quiet_since: Option<std::time::Instant> = None;
+        loop {
+            if drain.is_cancelled() {
+                return;
+            }
+            let Some(info) = self.server(old) else {
+                return;
+            };
+            if !info.is_live() || started.elapsed() >= limit {
+                break;
+            }
+            let current = self
+                .current_server(&info.deployment_id)
+                .and_then(|id| self.server(&id));
+            match current {
+                Some(current)
+                    if matches!(
+                        current.state,
+                        ServerState::Backoff { .. } | ServerState::Stopped { .. }
+                    ) =>
+                {
+                    if self.take_back(old, &current.id, drain).await {
+                        return;
+                    }
+                }
+                None => break,
+                Some(_) => {}
+            }
+            let port = info.port;
+            let open =
+                tokio::task::spawn_blocking(move || process::ownership::open_connections(port))
+                    .await
+                    .unwrap_or(0);
+            if open > 0 {
+                quiet_since = None;
+            } else {
+                let quiet = *quiet_since.get_or_insert_with(std::time::Instant::now);
+                if started.elapsed() >= SWITCH_WINDOW && quiet.elapsed() >= QUIET_BEFORE_RETIRING {
+                    break;
+                }
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        if !drain.is_cancelled() {
+            self.stop_by(old, "a redeploy").await;
+        }
+    }
+
+    /// The server `new` that serves `old`'s deployment exited while `old` drained: `old`
+    /// serves the deployment again (its route back, with a router on the runner) and `new` is
+    /// stopped. Returns whether the drain is over: false when a newer draining server of the
+    /// deployment takes it back instead, or `new` no longer serves.
+    async fn take_back(&self, old: &str, new: &str, drain: &Drain) -> bool {
+        let (deployment_id, shared_route, old_port) = {
+            let mut servers = lock(&self.servers);
+            if drain.is_cancelled() {
+                return true;
+            }
+            let Some(order) = servers.get(old).map(|entry| entry.deploy_order) else {
+                return true;
+            };
+            let deployment_id = servers.get(old).map(|e| e.handle.info().deployment_id);
+            let newer_drains = servers.values().any(|other| {
+                other.draining.is_some()
+                    && other.deploy_order > order
+                    && other.handle.info().is_live()
+                    && Some(other.handle.info().deployment_id) == deployment_id
+            });
+            if newer_drains || !servers.get(new).is_some_and(|entry| entry.serving) {
+                return false;
+            }
+            let Some(entry) = servers.get_mut(old) else {
+                return true;
+            };
+            entry.draining = None;
+            entry.serving = true;
+            let info = entry.handle.info();
+            let keeps_own_route = entry.route_id.is_some();
+            let new_route = servers.get_mut(new).and_then(|entry| {
+                entry.serving = false;
+                if keeps_own_route {
+                    None
+                } else {
+                    entry.route_id.take()
+                }
+            });
+            (info.deployment_id, new_route, info.port)
+        };
+        {
+            let mut replaced = lock(&self.replaced);
+            replaced.remove(old);
+            replaced.insert(new.to_owned(), deployment_id.clone());
+        }
+        let router = lock(&self.router).clone();
+        if let (Some(route_id), Some(router)) = (shared_route, router) {
+            let limit = self.config().provider_timeout;
+            let moved =
+                tokio::time::timeout(limit, router.update_route(&route_id, "127.0.0.1", old_port))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())));
+            if let Err(why) = moved {
+                tracing::warn!(
+                    "router failed to move route '{route_id}' back to server '{old}': {why}"
+                );
+            }
+            if let Some(entry) = lock(&self.servers).get_mut(old) {
+                entry.route_id = Some(route_id.clone());
+            }
+            if let Some(kept) = &self.shared.kept {
+                kept.update(old, |record| record.route_id = Some(route_id.clone()));
+            }
+        }
+        self.note_in_log(
+            old,
+            format!("server {new}, which replaced it, exited: this server serves deployment '{deployment_id}' again"),
+        );
+        self.stop_by(new, "its replaced server taking the deployment back")
+            .await;
+        true
+    }
+
+    /// Appends a runner line to server `server_id`'s log.
+    fn note_in_log(&self, server_id: &str, line: String) {
+        if let Some(log) = self.server_log(server_id) {
             log.append_lines(
                 crate::logs::Stream::Stderr,
-                std::iter::once(format!(
-                    "{}replaced by a newer deploy of deployment '{}'",
-                    crate::build::RUNNER_PREFIX,
-                    server.deployment_id
-                )),
+                std::iter::once(format!("{}{line}", crate::build::RUNNER_PREFIX)),
             );
         }
     }
 
-    /// Registers the route of a healthy server and returns its id; a failing router stops
-    /// it.
+    /// Points deployment `request.deployment_id`'s route at a healthy server and returns the
+    /// route's id: a router that can look routes up and update them has the deployment's
+    /// existing route moved (one route per deployment, as MastraAdmin's `LocalEdgeRouter`
+    /// requires), any other router gets a new route registered. A failing router stops the
+    /// server; a `stop()` of the deployment meanwhile removes the route again.
     async fn route(&self, server_id: &str, request: &DeployRequest) -> Result<Option<String>> {
         let Some(router) = lock(&self.router).clone() else {
             return Ok(None);
@@ -349,18 +555,29 @@ impl Runner {
             target_port: port,
         };
         let limit = self.config().provider_timeout;
-        let registered = tokio::time::timeout(limit, router.register_route(&route))
+        let routed = tokio::time::timeout(limit, upsert_route(router.as_ref(), &route))
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())));
-        match registered {
+        match routed {
             Ok(route_id) => {
-                if let Some(entry) = lock(&self.servers).get_mut(server_id) {
-                    entry.route_id = Some(route_id.clone());
+                let recorded = match lock(&self.servers).get_mut(server_id) {
+                    Some(entry) => {
+                        entry.route_id = Some(route_id.clone());
+                        true
+                    }
+                    None => false,
+                };
+                if !recorded {
+                    // Stopped while the router answered: its route must not outlive it.
+                    if let Err(why) = router.remove_route(&route_id).await {
+                        tracing::warn!("router failed to remove route '{route_id}': {why}");
+                    }
+                    return Err(stopped_meanwhile(port));
                 }
                 Ok(Some(route_id))
             }
             Err(reason) => {
-                self.stop(server_id).await;
+                self.stop_by(server_id, "a failed route registration").await;
                 Err(Error::RouteRegistrationFailed {
                     deployment_id: request.deployment_id.clone(),
                     reason,
@@ -377,14 +594,14 @@ impl Runner {
     }
 
     /// The SPEC's server environment: allow-list, `globalEnvVars`, `envVars`, then the
-    /// runner's own keys.
+    /// runner's own keys (with `tracesEndpoint`, the endpoint and the deployment's token).
     fn server_env(
         &self,
         request: &DeployRequest,
         port: u16,
         token: &str,
     ) -> BTreeMap<String, String> {
-        let own = BTreeMap::from([
+        let mut own = BTreeMap::from([
             (
                 process::ownership::SERVER_TOKEN_VAR.to_owned(),
                 token.to_owned(),
@@ -397,8 +614,44 @@ impl Runner {
             ),
             ("MASTRA_PROJECT_ID".to_owned(), request.project_id.clone()),
         ]);
+        // Spans reach the admin's publish endpoint, which takes the token as the deployment.
+        if let Some(endpoint) = &self.config().traces_endpoint {
+            own.extend(TRACES_VARS.map(|name| (name.to_owned(), endpoint.clone())));
+            own.insert(
+                "MASTRA_CLOUD_ACCESS_TOKEN".to_owned(),
+                request.deployment_id.clone(),
+            );
+        }
         process::env::compose([&self.config().global_env_vars, &request.env, &own])
     }
+}
+
+/// Who stopped a deploy's server when `stop()` of its deployment came first.
+const STOPPED_BY: &str = "stop() of its deployment";
+
+/// The error of a deploy whose deployment `stop()` took down while it was in flight.
+fn stopped_meanwhile(port: u16) -> Error {
+    Error::DeployInterrupted {
+        port,
+        by: STOPPED_BY.to_owned(),
+    }
+}
+
+/// Points `route.deployment_id`'s route at `route`'s target: moves the deployment's route when
+/// the router can, registers one otherwise. Resolves the route's id.
+async fn upsert_route(
+    router: &dyn Router,
+    route: &RouteRequest,
+) -> std::result::Result<String, String> {
+    if router.can_update()
+        && let Some(route_id) = router.get_route(&route.deployment_id).await?
+    {
+        router
+            .update_route(&route_id, &route.target_host, route.target_port)
+            .await?;
+        return Ok(route_id);
+    }
+    router.register_route(route).await
 }
 
 /// Whether a deploy attempt failed because another program holds its port.
@@ -408,16 +661,4 @@ fn lost_port_race(error: &Error) -> bool {
         Error::ServerExited { output, .. } => output.contains("EADDRINUSE"),
         _ => false,
     }
-}
-
-/// A server id unique within this host: the deployment id, a time stamp and a sequence number.
-fn new_server_id(deployment_id: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let stamp = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    format!(
-        "{deployment_id}-{stamp:x}-{}",
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }

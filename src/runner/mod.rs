@@ -31,7 +31,7 @@ use tokio::sync::{Notify, OnceCell};
 use tokio::task::JoinHandle;
 
 use crate::build::{BuilderConfig, ProjectBuilder};
-use crate::config::{DefaultSource, RunnerConfig};
+use crate::config::{DefaultSource, RedeployMode, RunnerConfig};
 use crate::error::{Error, Result};
 use crate::health::{HealthChecker, HealthReport};
 use crate::logs::LogStore;
@@ -52,6 +52,9 @@ pub const ESCAPEE_SCAN_EVERY: std::time::Duration = std::time::Duration::from_se
 
 /// When a server's token was last scanned for, and the processes found.
 type EscapeeScan = (std::time::Instant, Vec<i32>);
+
+/// The longest `getLogs` of a server just adopted waits for what its log file held.
+const BACKLOG_READ_WAIT: Duration = Duration::from_secs(5);
 
 /// Logs of this many stopped servers stay readable.
 const RETIRED_SERVERS_KEPT: usize = 100;
@@ -117,6 +120,9 @@ pub struct RunnerStats {
     pub allocated_ports: Vec<u16>,
     /// Ports of the range not handed out.
     pub available_ports: usize,
+    /// Servers a redeploy replaced that still answer requests until their drain ends (not
+    /// among `running_processes`).
+    pub draining_servers: usize,
     /// Restarts made by the restart policy, all servers together.
     pub restarts: u32,
     /// Every server the runner supervises.
@@ -153,25 +159,25 @@ struct ServerEntry {
     deploy_order: u64,
     /// Its deploy finished: it serves its deployment (under `'replace'`, the one that does).
     serving: bool,
+    /// A redeploy replaced it and it still answers the requests that reach it until its
+    /// drain ends ([`deploy::Drain`]).
+    draining: Option<Arc<deploy::Drain>>,
+    /// An adopted server's log file is being read into its log: becomes `true` once what the
+    /// file held at adoption is in it.
+    backlog_read: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
-/// Servers replaced by a redeploy, and the deployment each served: a `stop()` of such a stale
-/// record stops the deployment's current server.
-#[derive(Default)]
-struct Replaced {
-    deployments: HashMap<String, String>,
-    order: VecDeque<String>,
-}
-
-impl Replaced {
-    fn record(&mut self, server_id: &str, deployment_id: &str) {
-        self.deployments
-            .insert(server_id.to_owned(), deployment_id.to_owned());
-        self.order.push_back(server_id.to_owned());
-        while self.order.len() > RETIRED_SERVERS_KEPT {
-            if let Some(oldest) = self.order.pop_front() {
-                self.deployments.remove(&oldest);
-            }
+impl ServerEntry {
+    /// A server this runner is starting, not yet serving.
+    fn new(handle: SupervisorHandle, task: JoinHandle<()>, deploy_order: u64) -> Self {
+        ServerEntry {
+            handle,
+            task: Some(task),
+            route_id: None,
+            deploy_order,
+            serving: false,
+            draining: None,
+            backlog_read: None,
         }
     }
 }
@@ -218,7 +224,13 @@ pub struct Runner {
     shared: Arc<Shared>,
     leftovers_reaped: OnceCell<()>,
     servers: Mutex<BTreeMap<String, ServerEntry>>,
-    replaced: Mutex<Replaced>,
+    /// Servers a redeploy replaced, and the deployment each served: such a stale record
+    /// answers `stop`, `healthCheck` and `getResourceUsage` for its deployment's current
+    /// server, as long as the deployment has a server.
+    replaced: Mutex<HashMap<String, String>>,
+    /// Per deployment, how many times `stop()` took it down: a deploy that began before a stop
+    /// of its deployment never serves (a stop wins over a pending start).
+    deployment_stops: Mutex<HashMap<String, u64>>,
     deploy_order: std::sync::atomic::AtomicU64,
     generation: Mutex<Arc<Generation>>,
     logs: Mutex<LogRegistry>,
@@ -265,7 +277,8 @@ impl Runner {
             }),
             leftovers_reaped: OnceCell::new(),
             servers: Mutex::new(BTreeMap::new()),
-            replaced: Mutex::new(Replaced::default()),
+            replaced: Mutex::new(HashMap::new()),
+            deployment_stops: Mutex::new(HashMap::new()),
             deploy_order: std::sync::atomic::AtomicU64::new(0),
             generation: Mutex::new(Arc::new(Generation::default())),
             logs: Mutex::new(LogRegistry::default()),
@@ -428,16 +441,72 @@ impl Runner {
     /// Resolves when no process of it is left. Unknown or stopped servers: a no-op. Returns the
     /// server as it ended.
     ///
-    /// A server that a redeploy replaced is a stale record of its deployment: stopping it stops
-    /// the deployment's current server (what MastraAdmin's `stopDeployment()` means by it).
+    /// Under `redeploy: 'replace'` a server stands for its deployment: stopping any record of
+    /// it (the current server, one a redeploy replaced, one still draining) stops every server
+    /// of the deployment, including one a deploy in flight is starting (that deploy rejects),
+    /// so that afterwards nothing of it runs (what MastraAdmin's `stopDeployment()` means by it,
+    /// whichever record its storage hands over).
     pub async fn stop(&self, server_id: &str) -> Option<ServerInfo> {
-        let stale_of = lock(&self.replaced).deployments.get(server_id).cloned();
+        if self.config().redeploy == RedeployMode::Keep {
+            return self.stop_by(server_id, "stop()").await;
+        }
+        let deployment_id = lock(&self.replaced).get(server_id).cloned().or_else(|| {
+            lock(&self.servers)
+                .get(server_id)
+                .map(|entry| entry.handle.info().deployment_id)
+        })?;
+        self.stop_deployment(&deployment_id, server_id).await
+    }
+
+    /// Stops every server of `deployment_id` at once; returns how `server_id` ended, or the
+    /// deployment's current server when `server_id` was a stale record.
+    async fn stop_deployment(&self, deployment_id: &str, server_id: &str) -> Option<ServerInfo> {
+        let ids: Vec<String> = {
+            let servers = lock(&self.servers);
+            *lock(&self.deployment_stops)
+                .entry(deployment_id.to_owned())
+                .or_default() += 1;
+            servers
+                .iter()
+                .filter(|(_, entry)| entry.handle.info().deployment_id == deployment_id)
+                .map(|(id, entry)| {
+                    if let Some(drain) = &entry.draining {
+                        drain.cancel();
+                    }
+                    id.clone()
+                })
+                .collect()
+        };
+        let current = self.current_server(deployment_id);
+        let stops = ids.iter().map(|id| self.stop_by(id, "stop()"));
+        let ended = futures_collect(stops).await;
+        lock(&self.replaced).retain(|_, deployment| deployment != deployment_id);
+        let wanted = if ids.iter().any(|id| id == server_id) {
+            server_id.to_owned()
+        } else {
+            current?
+        };
+        ids.iter()
+            .zip(ended)
+            .find(|(id, _)| **id == wanted)
+            .and_then(|(_, info)| info)
+    }
+
+    /// How many times `stop()` took deployment `deployment_id` down so far.
+    fn stops_of(&self, deployment_id: &str) -> u64 {
+        lock(&self.deployment_stops)
+            .get(deployment_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The server that answers for `server_id`: itself, or, for a record a redeploy replaced,
+    /// its deployment's current server (`None` once the deployment has none).
+    fn answering_server(&self, server_id: &str) -> Option<String> {
+        let stale_of = lock(&self.replaced).get(server_id).cloned();
         match stale_of {
-            Some(deployment_id) => {
-                let current = self.current_server(&deployment_id)?;
-                self.stop_by(&current, "stop()").await
-            }
-            None => self.stop_by(server_id, "stop()").await,
+            Some(deployment_id) => self.current_server(&deployment_id),
+            None => Some(server_id.to_owned()),
         }
     }
 
@@ -463,18 +532,9 @@ impl Runner {
             .collect()
     }
 
+    /// Stops server `server_id` alone: removes its route (a failing router is reported, not
+    /// fatal), takes its tree down, and forgets it; `by` names who asked, for its log.
     async fn stop_by(&self, server_id: &str, by: &'static str) -> Option<ServerInfo> {
-        self.stop_after_drain(server_id, by, Duration::ZERO).await
-    }
-
-    /// [`Self::stop_by`], with `drain` between the removal of the server's route and its stop:
-    /// a client that looked its address up just before keeps getting answers meanwhile.
-    async fn stop_after_drain(
-        &self,
-        server_id: &str,
-        by: &'static str,
-        drain: Duration,
-    ) -> Option<ServerInfo> {
         let (handle, route_id) = {
             let mut servers = lock(&self.servers);
             let entry = servers.get_mut(server_id)?;
@@ -499,20 +559,29 @@ impl Runner {
                 );
             }
         }
-        if !drain.is_zero() {
-            tokio::time::sleep(drain).await;
-        }
         handle.stop(by).await;
         self.forget_server(server_id).await;
         Some(handle.info())
     }
 
-    /// Drops a server that is down for good from the live set and joins its task.
+    /// Drops a server that is down for good from the live set and joins its task. Once its
+    /// deployment has no server left, the records a redeploy replaced stop answering for it.
     async fn forget_server(&self, server_id: &str) {
         lock(&self.escapees).remove(server_id);
-        let task = lock(&self.servers)
-            .remove(server_id)
-            .and_then(|mut entry| entry.task.take());
+        let task = {
+            let mut servers = lock(&self.servers);
+            let entry = servers.remove(server_id);
+            if let Some(entry) = &entry {
+                let deployment_id = entry.handle.info().deployment_id;
+                if !servers
+                    .values()
+                    .any(|other| other.handle.info().deployment_id == deployment_id)
+                {
+                    lock(&self.replaced).retain(|_, deployment| *deployment != deployment_id);
+                }
+            }
+            entry.and_then(|mut entry| entry.task.take())
+        };
         if let Some(task) = task
             && let Err(error) = task.await
         {
@@ -521,15 +590,30 @@ impl Runner {
         self.retire_server_log(server_id);
     }
 
-    /// One health check of server `server_id` (`Process is not running` once it is gone).
+    /// One health check of server `server_id` (`Process is not running` once it is gone); a
+    /// record a redeploy replaced is answered for by its deployment's current server.
     pub async fn health_check(&self, server_id: &str) -> HealthReport {
-        match self.handle(server_id) {
+        let answering = self.answering_server(server_id);
+        match answering.and_then(|id| self.handle(&id)) {
             Some(handle) => handle.check_health().await,
             None => HealthReport {
                 healthy: false,
                 message: Some("Process is not running".to_owned()),
             },
         }
+    }
+
+    /// The log of server `server_id` once it holds every line known of it: for a server just
+    /// adopted, what its log file held at adoption (waited for up to
+    /// [`BACKLOG_READ_WAIT`]).
+    pub async fn settled_server_log(&self, server_id: &str) -> Option<Arc<LogStore>> {
+        let backlog = lock(&self.servers)
+            .get(server_id)
+            .and_then(|entry| entry.backlog_read.clone());
+        if let Some(mut read) = backlog {
+            let _ = tokio::time::timeout(BACKLOG_READ_WAIT, read.wait_for(|done| *done)).await;
+        }
+        self.server_log(server_id)
     }
 
     /// The log of server `server_id`, running or among the last stopped ones.
@@ -550,6 +634,7 @@ impl Runner {
     /// is gone. Read on the blocking pool; a caller that must stay quick tries
     /// [`Self::resource_usage_now`] first.
     pub async fn resource_usage(&self, server_id: &str) -> Option<Usage> {
+        let server_id = &self.answering_server(server_id)?;
         let info = self.server(server_id)?;
         let pid = info.pid? as i32;
         let known = self.known_escapees(server_id);
@@ -575,6 +660,10 @@ impl Runner {
     /// `stat` and `children` files of a few processes (tens of microseconds, the kind of read
     /// Node's `process.memoryUsage()` does on its JS thread); `None` otherwise.
     pub fn resource_usage_now(&self, server_id: &str) -> Option<Option<Usage>> {
+        let Some(server_id) = self.answering_server(server_id) else {
+            return Some(None);
+        };
+        let server_id = &server_id;
         let Some(info) = self.server(server_id) else {
             return Some(None);
         };
@@ -593,14 +682,23 @@ impl Runner {
             .map(|(_, pids)| pids.clone())
     }
 
-    /// Current counts of processes, ports and restarts.
+    /// Current counts of processes, ports and restarts; servers that a redeploy replaced and
+    /// that still drain are counted apart from the running ones.
     pub fn stats(&self) -> RunnerStats {
-        let servers: Vec<ServerInfo> = lock(&self.servers)
+        let (servers, draining): (Vec<ServerInfo>, Vec<bool>) = lock(&self.servers)
             .values()
-            .map(|s| s.handle.info())
-            .collect();
+            .map(|s| (s.handle.info(), s.draining.is_some()))
+            .unzip();
+        let with_process = |drains: bool| {
+            servers
+                .iter()
+                .zip(&draining)
+                .filter(|(s, d)| s.pid.is_some() && **d == drains)
+                .count()
+        };
         RunnerStats {
-            running_processes: servers.iter().filter(|s| s.pid.is_some()).count(),
+            running_processes: with_process(false),
+            draining_servers: with_process(true),
             allocated_ports: self.shared.ports.allocated_ports(),
             available_ports: self.shared.ports.available_count(),
             restarts: servers.iter().map(|s| s.restarts).sum(),
@@ -627,6 +725,7 @@ impl Runner {
         self.flush_log_observers().await;
         Self::wait_idle(&generation).await;
         self.free_retired_logs();
+        lock(&self.replaced).clear();
         tracing::debug!("runner shut down");
     }
 
@@ -636,8 +735,11 @@ impl Runner {
         let generation = {
             // Under the servers lock: a deploy registers its server under the same lock after
             // checking its generation, so each one is either stopped by the caller or stops
-            // itself.
-            let _servers = lock(&self.servers);
+            // itself. Drains end too: the caller takes their servers down.
+            let servers = lock(&self.servers);
+            for drain in servers.values().filter_map(|entry| entry.draining.as_ref()) {
+                drain.cancel();
+            }
             let mut current = lock(&self.generation);
             let old = std::mem::take(&mut *current);
             old.cancelled.store(true, Ordering::SeqCst);
@@ -661,18 +763,19 @@ impl Runner {
     }
 }
 
-/// Awaits every future of `futures` concurrently.
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) {
-    let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+/// Awaits every future of `futures` concurrently and returns their outputs in order.
+async fn futures_collect<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut pending = false;
-        for slot in &mut futures {
-            if let Some(future) = slot {
-                if future.as_mut().poll(cx).is_ready() {
-                    *slot = None;
-                } else {
-                    pending = true;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
                 }
             }
         }
@@ -683,6 +786,12 @@ async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Ite
         }
     })
     .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// Awaits every future of `futures` concurrently.
+async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) {
+    futures_collect(futures).await;
 }
 
 impl std::fmt::Debug for Runner {

@@ -71,6 +71,33 @@ pub trait Router: Send + Sync {
         &'a self,
         route_id: &'a str,
     ) -> BoxFuture<'a, std::result::Result<(), String>>;
+
+    /// Whether the router can look a deployment's route up and point it elsewhere
+    /// ([`Router::get_route`], [`Router::update_route`]); the runner then moves one route per
+    /// deployment instead of registering a second one.
+    fn can_update(&self) -> bool {
+        false
+    }
+
+    /// The id of deployment `deployment_id`'s route, when it has one.
+    fn get_route<'a>(
+        &'a self,
+        _deployment_id: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<Option<String>, String>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Points route `route_id` at `target_host:target_port`.
+    fn update_route<'a>(
+        &'a self,
+        _route_id: &'a str,
+        _target_host: &'a str,
+        _target_port: u16,
+    ) -> BoxFuture<'a, std::result::Result<(), String>> {
+        Box::pin(std::future::ready(Err(
+            "this router cannot update routes".to_owned()
+        )))
+    }
 }
 
 /// The built-in source: copies `sourceConfig.path` with the usual excludes, the project's

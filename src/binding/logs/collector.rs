@@ -9,7 +9,7 @@ use napi::bindgen_prelude::{Env, Function, Unknown};
 use napi_derive::napi;
 use serde_json::Value;
 
-use super::paginate;
+use super::PageRequest;
 use crate::binding::args::{self, LineCallback};
 use crate::binding::delivery::report_callback_error;
 use crate::binding::entities::PaginatedLogsResult;
@@ -197,6 +197,6 @@ impl LogCollectorImpl {
         limit: Option<Unknown>,
         before: Option<Unknown>,
     ) -> Result<PaginatedLogsResult> {
-        paginate(&self.store, limit.as_ref(), before.as_ref())
+        Ok(PageRequest::read(limit.as_ref(), before.as_ref())?.page(&self.store))
     }
 }

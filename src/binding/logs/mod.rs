@@ -22,26 +22,35 @@ use crate::binding::delivery::{TextBatch, batch_sink, js_reporter, pump, report_
 use crate::logs::LogStore;
 use crate::logs::store::SubscriptionCloser;
 
-/// Reads `limit` (default 100) and `before` (a cursor) and returns the page in the shape of
-/// `PaginatedLogsResult`, for every paginated log query.
-pub(crate) fn paginate(
-    store: &LogStore,
-    limit: Option<&Unknown<'_>>,
-    before: Option<&Unknown<'_>>,
-) -> Result<PaginatedLogsResult> {
-    let limit = args::optional_integer(limit, "limit", 1, u64::from(u32::MAX))?.unwrap_or(100);
-    let before = match args::optional_string(before, "before")? {
-        None => None,
-        Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| {
-            to_js_error(crate::error::Error::invalid(
-                "before",
-                format!("expected a cursor from a previous page (got '{cursor}')"),
-            ))
-        })?),
-    };
-    Ok(PaginatedLogsResult::from(
-        store.page(limit as usize, before),
-    ))
+/// A paginated log query: `limit` (default 100) entries older than the cursor `before`.
+pub(crate) struct PageRequest {
+    limit: usize,
+    before: Option<u64>,
+}
+
+impl PageRequest {
+    /// Reads `limit` and `before` (a cursor of an earlier page).
+    pub(crate) fn read(limit: Option<&Unknown<'_>>, before: Option<&Unknown<'_>>) -> Result<Self> {
+        let limit = args::optional_integer(limit, "limit", 1, u64::from(u32::MAX))?.unwrap_or(100);
+        let before = match args::optional_string(before, "before")? {
+            None => None,
+            Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| {
+                to_js_error(crate::error::Error::invalid(
+                    "before",
+                    format!("expected a cursor from a previous page (got '{cursor}')"),
+                ))
+            })?),
+        };
+        Ok(PageRequest {
+            limit: limit as usize,
+            before,
+        })
+    }
+
+    /// The page of `store`, in the shape of `PaginatedLogsResult`.
+    pub(crate) fn page(&self, store: &LogStore) -> PaginatedLogsResult {
+        PaginatedLogsResult::from(store.page(self.limit, self.before))
+    }
 }
 
 /// Subscribes `callback` to new lines of `store` in text form; returns the unsubscribe
@@ -51,30 +60,36 @@ pub(crate) fn stream_text<'env>(
     store: &LogStore,
     callback: LineCallback,
 ) -> Result<Function<'env, (), ()>> {
-    let (_, _, unsubscribe) = subscribe_text(env, store, callback, "a log stream callback")?;
+    let (_, _, unsubscribe) = subscribe_text(env, store, callback, "a log stream callback", false)?;
     Ok(unsubscribe)
 }
 
 /// Hands every new line of `store` to `callback` in text form (stderr prefixed), in order,
 /// with a `[log] N lines skipped` line where the subscriber fell behind; nothing more once
-/// unsubscribed. The handle ends when the subscription closes and its last line was delivered.
+/// unsubscribed. Blank lines (package managers print some between steps) are left out, as a
+/// build's `onLog` gets them. The handle ends when the subscription closes and its last line
+/// was delivered.
 pub(crate) fn deliver_text(
     env: &Env,
     store: &LogStore,
     callback: LineCallback,
     what: &'static str,
 ) -> Result<(SubscriptionCloser, tokio::task::JoinHandle<()>)> {
-    let (closer, handle, _) = subscribe_text(env, store, callback, what)?;
+    let (closer, handle, _) = subscribe_text(env, store, callback, what, true)?;
     Ok((closer, handle))
 }
 
 /// JS that hands a batch's lines to a line callback one by one: a batch is one string of lines
 /// joined by `\n` (cut with `indexOf`, which outruns `split` by not building an array), or an
-/// array of lines. Its `unsubscribe` stops delivery at once, even in the middle of a batch; a
-/// throwing callback is reported and still gets the next line.
-const FAN_OUT: &str = r"(function (callback, close, report) {
+/// array of lines; with `skipBlank`, lines of only white space are not handed over. Its
+/// `unsubscribe` stops delivery at once, even in the middle of a batch; a throwing callback is
+/// reported and still gets the next line.
+const FAN_OUT: &str = r"(function (callback, close, report, skipBlank) {
   let stopped = false
-  const call = (line) => { try { callback(line) } catch (error) { report(error) } }
+  const call = (line) => {
+    if (skipBlank && line.trim() === '') return
+    try { callback(line) } catch (error) { report(error) }
+  }
   return {
     deliver(batch) {
       if (typeof batch !== 'string') {
@@ -99,13 +114,15 @@ const FAN_OUT: &str = r"(function (callback, close, report) {
 /// a flood of long lines cannot make it pin more than that.
 const MIN_QUEUE_LINES: usize = 256 * 1024;
 
-/// [`FAN_OUT`] once compiled: `(callback, close, report) => { deliver, unsubscribe }`.
+/// [`FAN_OUT`] once compiled: `(callback, close, report, skipBlank) => { deliver,
+/// unsubscribe }`.
 type FanOutFactory<'env> = Function<
     'env,
     FnArgs<(
         Function<'env, String, UnknownReturnValue>,
         Function<'env, (), ()>,
         Function<'env, Unknown<'env>, ()>,
+        bool,
     )>,
     Object<'env>,
 >;
@@ -120,6 +137,7 @@ fn subscribe_text<'env>(
     store: &LogStore,
     callback: LineCallback,
     what: &'static str,
+    skip_blank: bool,
 ) -> Result<(
     SubscriptionCloser,
     tokio::task::JoinHandle<()>,
@@ -134,7 +152,12 @@ fn subscribe_text<'env>(
     })?;
     let report = js_reporter(env, what)?;
     let factory: FanOutFactory = env.run_script(FAN_OUT)?;
-    let fan_out = factory.call(FnArgs::from((callback.borrow_back(env)?, close, report)))?;
+    let fan_out = factory.call(FnArgs::from((
+        callback.borrow_back(env)?,
+        close,
+        report,
+        skip_blank,
+    )))?;
     let deliver: Function<Either<String, Vec<String>>, ()> =
         fan_out.get_named_property("deliver")?;
     let deliver: Deliver = deliver.create_ref()?;

@@ -21,7 +21,7 @@ use super::entities::{
 };
 use super::error::{Result, spawn, spawn_then};
 use super::json;
-use super::logs::{deliver_text, paginate, stream_text};
+use super::logs::{PageRequest, deliver_text, stream_text};
 use super::observability::ObservabilitySlot;
 use super::provider::{JsRouter, JsSource, ServerLogListener, provider_object};
 use crate::config::RunnerConfig;
@@ -301,9 +301,11 @@ impl LocalProcessRunner {
 
     /// Removes the server's route, stops its whole process tree (SIGTERM, grace, SIGKILL) and
     /// releases its port; resolves when no process of it is left. Unknown or already stopped
-    /// servers resolve at once. A server that a redeploy replaced is a stale record of its
-    /// deployment: stopping it stops the deployment's current server (what MastraAdmin's
-    /// `stopDeployment()` means by it); its own logs stay readable with `getLogs`.
+    /// servers resolve at once. Under `redeploy: 'replace'` a server stands for its deployment:
+    /// stopping any record of it (current, replaced by a redeploy, or still draining) stops
+    /// every server of the deployment, including one a deploy in flight is starting (that
+    /// deploy rejects), so nothing of it runs afterwards (what MastraAdmin's `stopDeployment()`
+    /// means, whichever record its storage holds); each record's own logs stay readable.
     #[napi(
         ts_args_type = "server: RunningServer",
         ts_return_type = "Promise<void>"
@@ -322,7 +324,8 @@ impl LocalProcessRunner {
     }
 
     /// `{ healthy: false, message: 'Process is not running' }` once the process is gone;
-    /// otherwise one HTTP check of its endpoint.
+    /// otherwise one HTTP check of its endpoint. A record a redeploy replaced is answered for
+    /// by its deployment's current server, as long as the deployment has one.
     #[napi(
         ts_args_type = "server: RunningServer",
         ts_return_type = "Promise<{ healthy: boolean; message?: string }>"
@@ -369,7 +372,7 @@ impl LocalProcessRunner {
         let runner = Arc::clone(&self.runner);
         spawn(env, async move {
             let (id, tail, since) = read?;
-            let Some(log) = runner.server_log(&id) else {
+            let Some(log) = runner.settled_server_log(&id).await else {
                 return Ok(String::new());
             };
             let entries = match (since, tail) {
@@ -393,19 +396,19 @@ impl LocalProcessRunner {
         server: Option<Unknown>,
         options: Option<Unknown>,
     ) -> napi::Result<PromiseRaw<'env, PaginatedLogsResult>> {
-        let page = (|| -> Result<PaginatedLogsResult> {
+        let request = (|| -> Result<(String, PageRequest)> {
             let id = server_id(server.as_ref())?;
-            let log = self.runner.server_log(&id);
-            let empty = LogStore::new(LogLimits::with_lines(1));
             let limit = args::field(options.as_ref(), "options", "limit")?;
             let before = args::field(options.as_ref(), "options", "before")?;
-            paginate(
-                log.as_deref().unwrap_or(&empty),
-                limit.as_ref(),
-                before.as_ref(),
-            )
+            Ok((id, PageRequest::read(limit.as_ref(), before.as_ref())?))
         })();
-        spawn(env, async move { page })
+        let runner = Arc::clone(&self.runner);
+        spawn(env, async move {
+            let (id, request) = request?;
+            let log = runner.settled_server_log(&id).await;
+            let empty = LogStore::new(LogLimits::with_lines(1));
+            Ok(request.page(log.as_deref().unwrap_or(&empty)))
+        })
     }
 
     /// Calls `callback(line)` for every new line of the server (stderr lines prefixed
@@ -429,7 +432,8 @@ impl LocalProcessRunner {
     }
 
     /// Memory (RSS, MB) and CPU (% of one core since the previous sample) of the server's
-    /// whole process tree, found by server id; `null`s once it is gone. Usually read on this
+    /// whole process tree, found by server id (a record a redeploy replaced: its deployment's
+    /// current server); `null`s once it is gone. Usually read on this
     /// thread, the Promise settled at once: the `stat` and `children` files of the server's
     /// processes (tens of microseconds, as `process.memoryUsage()` reads `/proc`). Off this
     /// thread: a tree of more than 64 processes, and the look for processes that left the tree
