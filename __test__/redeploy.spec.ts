@@ -1,11 +1,13 @@
 // Redeploy (README, "Redeploy and readiness"): under redeploy 'replace' (the default) a new
 // deploy of a served deployment starts beside the old server, takes its route once healthy,
-// then stops the old one; 'keep' leaves both. Readiness: a server's own IPC 'server-ready'
-// message makes the health gate probe at once.
+// and the old one drains, then stops; 'keep' leaves both. Readiness: a server's own IPC
+// 'server-ready' message makes the health gate probe at once. MastraAdmin's own wiring (it
+// routes itself) is played in admin-orchestrator.spec.ts.
 import { afterEach, describe, expect, it } from 'vitest'
 
 import type { RouteConfig } from '../index'
 import { entities, installBuild, listening, makeRunner, shutdownRunners } from './helpers/runner'
+import { waitFor } from './helpers/wait'
 
 afterEach(shutdownRunners)
 
@@ -67,7 +69,8 @@ describe("redeploy 'replace'", () => {
     for (let i = 0; i < 5; i++) {
       const next = await runner.deploy(project, deployment, build)
       expect(next.port).not.toBe(current.port)
-      expect(await listening(current.port)).toBe(false)
+      expect(runner.listServers().map((s) => s.id)).toEqual([next.id])
+      expect(runner.getStats().drainingServers).toBeGreaterThanOrEqual(1)
       current = next
     }
     running = false
@@ -75,9 +78,11 @@ describe("redeploy 'replace'", () => {
     expect(failed).toBe(0)
     expect(ok).toBeGreaterThan(5)
     expect(runner.listServers().map((s) => s.id)).toEqual([current.id])
+    await waitFor(() => runner.getStats().servers.length === 1, 30_000, 'the replaced servers to drain')
+    expect(runner.getStats().drainingServers).toBe(0)
+    expect(await listening(first.port)).toBe(false)
     expect(router.routes.size).toBe(1)
-    expect(await runner.getLogs(first)).toMatch(/replaced by a newer deploy/)
-    expect(runner.getStats().servers).toHaveLength(1)
+    expect(await runner.getLogs(first)).toMatch(/replaced by server [0-9a-f-]{36}/)
 
     // MastraAdmin's stopDeployment() passes the record it stored first: the current server stops.
     await runner.stop(first)
@@ -111,6 +116,7 @@ describe("redeploy 'replace'", () => {
     }
     const live = runner.listServers()
     expect(live).toHaveLength(1)
+    await waitFor(() => runner.getStats().drainingServers === 0, 30_000, 'the replaced servers to drain')
     expect(runner.getStats()).toMatchObject({ runningProcesses: 1, allocatedPorts: [live[0].port] })
     expect(await answers(live[0].port)).toBe(true)
   })

@@ -336,6 +336,33 @@ async fn a_drain_ends_at_redeploy_drain_ms_however_long_a_request_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_that_needs_a_draining_servers_port_ends_that_drain_early() {
+    let range = json!({ "portRange": { "start": 12760, "end": 12761 } });
+    let (runner, dir) = runner("replace-ports", 12760, range);
+    let first = runner.deploy(request("dep-1", &[])).await.expect("deploy");
+    let port = first.port;
+    let answer = tokio::task::spawn_blocking(move || streamed(port, 20_000));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = runner
+        .deploy(request("dep-1", &[]))
+        .await
+        .expect("redeploy");
+    assert_eq!(runner.stats().draining_servers, 1);
+    // Both ports are taken (one serves, one drains): the drain gives its port up.
+    let third = runner
+        .deploy(request("dep-1", &[]))
+        .await
+        .expect("a redeploy with every port taken by the deployment's own servers");
+    assert_eq!(third.port, first.port);
+    assert!(runner.server(&first.id).is_none());
+    assert!(log_text(&runner, &first.id).contains("stops before its drain ends"));
+    assert!(!answer.await.expect("client").ends_with("done\n"));
+    until_gone(&runner, &second.id).await;
+    runner.shutdown().await;
+    assert!(processes_under(&dir).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replaced_server_takes_its_deployment_back_when_the_new_one_exits() {
     let (runner, dir) = runner("replace-takeback", 12680, json!({}));
     let router = Arc::new(TestRouter::keyed_by_deployment());
@@ -507,6 +534,10 @@ async fn concurrent_deploys_of_one_deployment_leave_one_server() {
     assert!(!resolved.is_empty());
     let live = runner.list_servers();
     assert_eq!(live.len(), 1, "{live:?}");
+    common::wait_until("every drain to end", Duration::from_secs(30), || {
+        runner.stats().draining_servers == 0
+    })
+    .await;
     assert_eq!(runner.stats().servers.len(), 1);
     assert_eq!(runner.stats().allocated_ports, vec![live[0].port]);
     assert_eq!(health_status(live[0].port), Some(200));

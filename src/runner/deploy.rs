@@ -586,11 +586,44 @@ impl Runner {
         }
     }
 
+    /// A free port of the range (`preferred` when it is free). When every port is taken and
+    /// servers that a redeploy replaced still drain, the oldest of them stops early to free
+    /// its port: a drain never makes a deploy fail.
     async fn allocate_port(&self, preferred: Option<u16>) -> Result<u16> {
-        let shared = Arc::clone(&self.shared);
-        tokio::task::spawn_blocking(move || shared.ports.allocate(preferred))
-            .await
-            .map_err(|e| Error::internal("allocating a port", e))?
+        loop {
+            let shared = Arc::clone(&self.shared);
+            let allocated = tokio::task::spawn_blocking(move || shared.ports.allocate(preferred))
+                .await
+                .map_err(|e| Error::internal("allocating a port", e))?;
+            match allocated {
+                Err(Error::NoFreePort { .. }) => {
+                    let Some(oldest) = self.take_oldest_drain() else {
+                        return allocated;
+                    };
+                    self.note_in_log(
+                        &oldest,
+                        "every port of the range is taken: this replaced server stops before its drain ends".to_owned(),
+                    );
+                    self.stop_by(&oldest, "a deploy that needs its port").await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Ends the drain of the earliest deploy's draining server (cancelled, so it neither stops
+    /// it nor gives it its deployment back) and returns that server, for the caller to stop.
+    fn take_oldest_drain(&self) -> Option<String> {
+        let servers = lock(&self.servers);
+        let (_, id, drain) = servers
+            .iter()
+            .filter_map(|(id, entry)| {
+                let drain = entry.draining.as_ref()?;
+                (!drain.is_cancelled()).then_some((entry.deploy_order, id, drain))
+            })
+            .min_by_key(|(order, _, _)| *order)?;
+        drain.cancel();
+        Some(id.clone())
     }
 
     /// The SPEC's server environment: allow-list, `globalEnvVars`, `envVars`, then the
