@@ -186,6 +186,27 @@ describe('keepServersOnExit: true', () => {
     expect(runner.getStats().allocatedPorts).toEqual([])
   })
 
+  it('getLogs and getLogsPaginated of a just-adopted server hold every line its file held, without waiting', async () => {
+    const s = setting({ logRetentionLines: 1_000_000 })
+    const { out, exited } = startHost(s, `await runner.detach(); process.exit(0)`)
+    const kept = await deployedBy(out)
+    killLater(kept.pid)
+    await exited
+    // Output that piled up while no host ran: the file holds 200 000 lines more.
+    const filler = Array.from({ length: 200_000 }, (_, i) => `filler ${i + 1}\n`).join('')
+    fs.appendFileSync(logFileOf(s, kept.id), filler)
+
+    const runner = runnerOf(s.config)
+    const [server] = runner.listServers()
+    expect(server.id).toBe(kept.id)
+    const logs = await runner.getLogs(server)
+    expect(logs).toContain('\nfiller 1\n')
+    expect(logs).toContain('\nfiller 200000')
+    const page = await runner.getLogsPaginated(server, { limit: 1_000_000 })
+    expect(page.entries.filter((entry) => entry.line.startsWith('filler '))).toHaveLength(200_000)
+    await runner.stop(server)
+  })
+
   for (const [how, after] of [
     ['ends by SIGTERM (its signal hook runs)', `process.kill(process.pid, 'SIGTERM')`],
     ['exits without detach()', `process.exit(0)`],

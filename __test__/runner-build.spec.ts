@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { ProjectSource } from '../index'
 import { addon } from './helpers/addon'
 import { rejectionOf } from './helpers/errors'
-import { entities, makeRunner, shutdownRunners } from './helpers/runner'
+import { entities, makeRunner, shutdownRunners, withoutBlankLines } from './helpers/runner'
 import { waitFor } from './helpers/wait'
 
 const fixture = path.join(__dirname, 'fixtures', 'app')
@@ -69,7 +69,8 @@ describe('build', () => {
     expect(calls[0].source).toMatchObject({ id: project.id, name: project.name, type: 'local', path: project.sourceConfig.path })
     expect(lines.some((line) => line.startsWith('building with NODE_ENV=production'))).toBe(true)
     expect(lines.some((line) => line.startsWith('[runner]'))).toBe(true)
-    expect(result.logs).toBe(lines.join('\n'))
+    expect(lines.filter((line) => line.trim() === '')).toEqual([])
+    expect(lines.join('\n')).toBe(withoutBlankLines(result.logs))
     // Deploy runs what was built.
     const server = await runner.deploy(project, deployment, result)
     expect((await fetch(`http://127.0.0.1:${server.port}/health`)).status).toBe(200)

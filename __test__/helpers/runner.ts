@@ -132,3 +132,11 @@ export function alive(pid: number): boolean {
     return false
   }
 }
+
+/** `text` without its blank lines: what a build's `onLog` gets of its `logs`. */
+export function withoutBlankLines(text: string): string {
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .join('\n')
+}

@@ -24,6 +24,13 @@ declare const theirSource: ProjectSourceProvider
 declare const theirFiles: FileStorageProvider
 declare const theirLog: ServerLogCallback
 
+// A configuration written for the TypeScript runner (with tracesEndpoint) is accepted as is.
+declare const upstreamConfig: admin.LocalRunnerConfig
+const configured = new LocalProcessRunner(upstreamConfig)
+const withTraces = new LocalProcessRunner({ tracesEndpoint: 'http://localhost:3001/api/spans/publish', redeployDrainMs: 5000 })
+const resolvedTraces: string | null = withTraces.getConfig().tracesEndpoint
+const logPath: string | null | undefined = ({} as ours.Build).logPath
+
 // The runner is a ProjectRunner in the older and the newer shape.
 const runner = new LocalProcessRunner({ buildDir: '/tmp/builds' })
 const asNew: ProjectRunner = runner
@@ -132,12 +139,15 @@ runner.setRouter({ type: 'x', async removeRoute() {}, async getRoute() { return 
 const badFiles: ours.FileStorageProvider = { type: 'local', async write() {} }
 // @ts-expect-error a change event's type is add, change or unlink
 const badChange: admin.ChangeEvent = { ...ourChange, type: 'rename' }
+// @ts-expect-error tracesEndpoint is a URL string
+new LocalProcessRunner({ tracesEndpoint: 3001 })
 // @ts-expect-error maxDepth is a number
 new LocalProjectSource({ basePaths: ['/p'], maxDepth: '2' })
 // @ts-expect-error watchChanges needs a callback
 local.watchChanges({ id: 'p', name: 'p', type: 'local', path: '/p' })
 
 export {
+  configured, resolvedTraces, logPath,
   asNew, asOld, asNewLiteral, ourRouter, ourSource, backToTheirFiles, theirView, stopWatching, p1, d1, b1, s1, r1, rc1,
   ps1, e1, c1, f1, p2, d2, b2, s2, r2, rc2, ps2, e2, c2, f2, pg2, entry2, roundTrip, orchestrator, orchestratorWithOld,
   badConfig, badRoute, badEnv, badFiles, badChange,

@@ -70,6 +70,20 @@ export interface Build {
   startedAt: Date | null
   completedAt: Date | null
   errorMessage: string | null
+  /** Set by newer MastraAdmin once the build's log is stored. */
+  logPath?: string | null
+}
+
+/** The TypeScript runner's configuration, as MastraAdmin's server writes it. */
+export interface LocalRunnerConfig {
+  portRange?: { start: number; end: number }
+  maxConcurrentBuilds?: number
+  defaultBuildTimeoutMs?: number
+  logRetentionLines?: number
+  buildBaseDir?: string
+  globalEnvVars?: Record<string, string>
+  /** The admin's span publish endpoint. */
+  tracesEndpoint?: string
 }
 
 export interface RunningServer {
