@@ -2,7 +2,14 @@
 // 1. Redeploy gap: a client sends GET /health every 5 ms to the deployment's current target (a
 //    test router that forwards to the newest route's targetPort) during 20 redeploys under
 //    redeploy 'replace'; failed requests should be 0.
-// 2. Deploy overhead: deploy() resolved minus the server's own listen time, median over N
+// 2. The same with the caller routing (issue 26): no router on the runner; the caller's own
+//    route map, which the client reads for every request, moves to the new server after
+//    deploy() resolves and a 20 ms storage write (MastraAdmin's orchestrator); failed requests
+//    should be 0.
+// 3. Redeploy against first deploy (issue 26): deploy() call to resolved for a redeploy of a
+//    served deployment (its old server then drains in the background) and for a first deploy of
+//    a fresh deployment, taking turns; the median ratio should be at most 1.1.
+// 4. Deploy overhead: deploy() resolved minus the server's own listen time, median over N
 //    deploys, for a server that sends process.send({ type: 'server-ready' }):
 //    - the bench fixture (bench/fixtures/server.mjs with BENCH_SEND_READY=1), which logs its
 //      listen time itself: readySignal on, beside the same server found by polling alone
@@ -71,23 +78,83 @@ async function redeployGap() {
   const { project, deployment } = entities('b1')
   const build = { id: 'b1' }
   await runner.deploy(project, deployment, build, { envVars: ready })
+  const figures = await underClient(
+    () => targets.get(deployment.id),
+    () => runner.deploy(project, deployment, build, { envVars: ready }),
+  )
+  const live = runner.listServers().length
+  await runner.shutdown()
+  return { ...figures, liveServersAfter: live }
+}
+
+/** Requests every 5 ms to the port `target()` names during `redeploys` redeploys made by
+ * `redeploy()`; the failures. */
+async function underClient(target, redeploy) {
   let running = true
   let ok = 0
   let failed = 0
   const client = (async () => {
     while (running) {
-      ;(await get(targets.get(deployment.id))) === 200 ? ok++ : failed++
+      ;(await get(target())) === 200 ? ok++ : failed++
       await new Promise((resolve) => setTimeout(resolve, 5))
     }
   })()
   const started = Date.now()
-  for (let i = 0; i < redeploys; i++) await runner.deploy(project, deployment, build, { envVars: ready })
+  for (let i = 0; i < redeploys; i++) await redeploy()
   const seconds = (Date.now() - started) / 1000
   running = false
   await client
+  return { redeploys, seconds, requests: ok + failed, failed }
+}
+
+async function callerRoutedGap() {
+  const buildDir = path.join(tmp, 'caller')
+  installBuild(buildDir, 'b1')
+  const runner = makeRunner(buildDir, { portRange: { start: 9750, end: 9789 }, healthCheck: { retryIntervalMs: 100 } })
+  const { project, deployment } = entities('b1')
+  const build = { id: 'b1' }
+  let routed = (await runner.deploy(project, deployment, build, { envVars: ready })).port
+  const figures = await underClient(
+    () => routed,
+    async () => {
+      const server = await runner.deploy(project, deployment, build, { envVars: ready })
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      routed = server.port
+    },
+  )
   const live = runner.listServers().length
   await runner.shutdown()
-  return { redeploys, seconds, requests: ok + failed, failed, liveServersAfter: live }
+  return { ...figures, liveServersAfter: live }
+}
+
+/** deploy() call to resolved, in ms. */
+async function timedDeploy(runner, project, deployment, build) {
+  const started = performance.now()
+  const server = await runner.deploy(project, deployment, build, { envVars: ready })
+  return { ms: performance.now() - started, server }
+}
+
+async function redeployAgainstFirst() {
+  const buildDir = path.join(tmp, 'versus')
+  installBuild(buildDir, 'b1')
+  const runner = makeRunner(buildDir, { portRange: { start: 9800, end: 9859 }, healthCheck: { retryIntervalMs: 100 } })
+  const build = { id: 'b1' }
+  const served = entities('b1')
+  await runner.deploy(served.project, served.deployment, build, { envVars: ready })
+  try {
+    const figures = await alternate(deploys, {
+      firstDeploy: async () => {
+        const fresh = entities('b1')
+        const { ms, server } = await timedDeploy(runner, fresh.project, fresh.deployment, build)
+        await runner.stop(server)
+        return ms
+      },
+      redeploy: async () => (await timedDeploy(runner, served.project, served.deployment, build)).ms,
+    })
+    return { ...figures, ratioRedeployToFirst: Math.round((figures.redeploy.medianMs / figures.firstDeploy.medianMs) * 100) / 100 }
+  } finally {
+    await runner.shutdown()
+  }
 }
 
 /** One deploy of `buildId` by `runner`: resolved − listened, in ms; the server is stopped after. */
@@ -215,6 +282,8 @@ async function mastraOverhead() {
 const loadBefore = load()
 try {
   const gap = await redeployGap()
+  const callerRouted = await callerRoutedGap()
+  const versusFirst = await redeployAgainstFirst()
   const fixtureFigures = await fixtureOverhead()
   const mastra = mastraDeploys > 0 ? await mastraOverhead() : null
   const ratio = (figures) => Math.round((figures.signalled.medianMs / figures.polled.medianMs) * 100) / 100
@@ -223,6 +292,8 @@ try {
       {
         load: { before: loadBefore, after: load(), cores: os.availableParallelism() },
         gap,
+        callerRouted,
+        versusFirst,
         overhead: {
           fixture: { ...fixtureFigures, ratioSignalledToPolled: ratio(fixtureFigures) },
           helloMastra: mastra && { ...mastra, ratioSignalledToPolled: ratio(mastra) },

@@ -127,14 +127,10 @@ async fn stop_during_backoff_starts_nothing_more() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_during_the_health_wait_fails_the_deploy() {
     let (runner, dir) = runner("health-stop", 12080, json!({}));
-    let deploy = {
-        let runner = Arc::clone(&runner);
-        tokio::spawn(async move {
-            runner
-                .deploy(request("dep-1", &[("FIXTURE_HEALTH_STATUS", "503")]))
-                .await
-        })
-    };
+    let deploy = common::servers::deploy_in_background(
+        &runner,
+        request("dep-1", &[("FIXTURE_HEALTH_STATUS", "503")]),
+    );
     common::wait_until("the server to be starting", Duration::from_secs(10), || {
         runner
             .stats()
@@ -312,14 +308,10 @@ async fn deploy_against_a_foreign_listener(
     Result<mastra_runner_local::runner::ServerInfo, mastra_runner_local::error::Error>,
     u16,
 ) {
-    let deploy = {
-        let runner = Arc::clone(runner);
-        tokio::spawn(async move {
-            runner
-                .deploy(request("dep-1", &[("FIXTURE_LISTEN_AFTER_MS", "600")]))
-                .await
-        })
-    };
+    let deploy = common::servers::deploy_in_background(
+        runner,
+        request("dep-1", &[("FIXTURE_LISTEN_AFTER_MS", "600")]),
+    );
     common::wait_until("the first server to start", Duration::from_secs(10), || {
         !runner.stats().servers.is_empty()
     })
@@ -380,23 +372,19 @@ async fn a_foreign_listener_never_passes_for_a_server_that_says_it_is_ready() {
     );
     let marker = dir.join("said-ready");
     let marker_var = marker.to_string_lossy().into_owned();
-    let deploy = {
-        let runner = Arc::clone(&runner);
-        tokio::spawn(async move {
-            runner
-                .deploy(DeployRequest {
-                    health_timeout: Some(Duration::from_secs(10)),
-                    ..request(
-                        "dep-1",
-                        &[
-                            ("FIXTURE_LISTEN_AFTER_MS", "600"),
-                            ("FIXTURE_FALSE_READY", &marker_var),
-                        ],
-                    )
-                })
-                .await
-        })
-    };
+    let deploy = common::servers::deploy_in_background(
+        &runner,
+        DeployRequest {
+            health_timeout: Some(Duration::from_secs(10)),
+            ..request(
+                "dep-1",
+                &[
+                    ("FIXTURE_LISTEN_AFTER_MS", "600"),
+                    ("FIXTURE_FALSE_READY", &marker_var),
+                ],
+            )
+        },
+    );
     common::wait_until("the server to start", Duration::from_secs(10), || {
         !runner.stats().servers.is_empty()
     })

@@ -143,14 +143,20 @@ fn streamed(port: u16, ms: u64) -> String {
     answer
 }
 
+/// A runner (ports from `base`) with `router` set on it.
+fn routed(name: &str, base: u16, router: TestRouter) -> (Arc<Runner>, PathBuf, Arc<TestRouter>) {
+    let (runner, dir) = runner(name, base, json!({}));
+    let router = Arc::new(router);
+    runner.set_router(Arc::clone(&router) as Arc<dyn Router>);
+    (runner, dir, router)
+}
+
 /// A runner (ports from `base`) behind a [`TestRouter`], serving deployment `dep-1`.
 async fn serving_through_a_router(
     name: &str,
     base: u16,
 ) -> (Arc<Runner>, PathBuf, Arc<TestRouter>, ServerInfo) {
-    let (runner, dir) = runner(name, base, json!({ "shutdownTimeoutMs": 2000 }));
-    let router = Arc::new(TestRouter::default());
-    runner.set_router(Arc::clone(&router) as Arc<dyn Router>);
+    let (runner, dir, router) = routed(name, base, TestRouter::default());
     let first = runner
         .deploy(request("dep-1", &[]))
         .await
@@ -233,10 +239,7 @@ async fn replace_keeps_serving_through_every_redeploy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_looked_up_the_old_address_before_the_switch_is_still_answered() {
     let (runner, _dir, router, first) = serving_through_a_router("replace-drain", 12600).await;
-    let redeploy = {
-        let runner = Arc::clone(&runner);
-        tokio::spawn(async move { runner.deploy(request("dep-1", &[])).await })
-    };
+    let redeploy = common::servers::deploy_in_background(&runner, request("dep-1", &[]));
     common::wait_until(
         "the new server to take the traffic",
         Duration::from_secs(30),
@@ -263,9 +266,7 @@ async fn a_client_that_looked_up_the_old_address_before_the_switch_is_still_answ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_keyed_by_deployment_has_its_one_route_moved() {
-    let (runner, dir) = runner("replace-upsert", 12620, json!({}));
-    let router = Arc::new(TestRouter::keyed_by_deployment());
-    runner.set_router(Arc::clone(&router) as Arc<dyn Router>);
+    let (runner, dir, router) = routed("replace-upsert", 12620, TestRouter::keyed_by_deployment());
     let mut servers = vec![runner.deploy(request("dep-1", &[])).await.expect("deploy")];
     for _ in 0..3 {
         let next = runner
@@ -364,9 +365,8 @@ async fn a_deploy_that_needs_a_draining_servers_port_ends_that_drain_early() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replaced_server_takes_its_deployment_back_when_the_new_one_exits() {
-    let (runner, dir) = runner("replace-takeback", 12680, json!({}));
-    let router = Arc::new(TestRouter::keyed_by_deployment());
-    runner.set_router(Arc::clone(&router) as Arc<dyn Router>);
+    let (runner, dir, router) =
+        routed("replace-takeback", 12680, TestRouter::keyed_by_deployment());
     let old = runner.deploy(request("dep-1", &[])).await.expect("deploy");
     let new = runner
         .deploy(request("dep-1", &[("FIXTURE_CRASH_AFTER_MS", "200")]))
@@ -471,14 +471,10 @@ async fn a_replaced_record_answers_for_its_deployment_and_keeps_its_own_log() {
 async fn a_stop_during_a_redeploy_wins_over_its_new_server() {
     let (runner, dir) = runner("replace-stop-wins", 12740, json!({}));
     let old = runner.deploy(request("dep-1", &[])).await.expect("deploy");
-    let redeploy = {
-        let runner = Arc::clone(&runner);
-        tokio::spawn(async move {
-            runner
-                .deploy(request("dep-1", &[("FIXTURE_LISTEN_AFTER_MS", "800")]))
-                .await
-        })
-    };
+    let redeploy = common::servers::deploy_in_background(
+        &runner,
+        request("dep-1", &[("FIXTURE_LISTEN_AFTER_MS", "800")]),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     runner.stop(&old.id).await;
     let error = redeploy
@@ -494,9 +490,7 @@ async fn a_stop_during_a_redeploy_wins_over_its_new_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_new_server_leaves_the_old_one_serving() {
-    let (runner, dir) = runner("replace-fails", 12220, json!({}));
-    let router = Arc::new(TestRouter::default());
-    runner.set_router(Arc::clone(&router) as Arc<dyn Router>);
+    let (runner, dir, router) = routed("replace-fails", 12220, TestRouter::default());
     let old = runner.deploy(request("dep-1", &[])).await.expect("deploy");
     let error = runner
         .deploy(request("dep-1", &[("FIXTURE_CRASH_ON_START", "1")]))
@@ -519,10 +513,7 @@ async fn a_failing_new_server_leaves_the_old_one_serving() {
 async fn concurrent_deploys_of_one_deployment_leave_one_server() {
     let (runner, dir) = runner("replace-race", 12240, json!({}));
     let deploys: Vec<_> = (0..4)
-        .map(|_| {
-            let runner = Arc::clone(&runner);
-            tokio::spawn(async move { runner.deploy(request("dep-1", &[])).await })
-        })
+        .map(|_| common::servers::deploy_in_background(&runner, request("dep-1", &[])))
         .collect();
     let mut resolved = Vec::new();
     for deploy in deploys {

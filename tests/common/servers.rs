@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mastra_runner_local::config::RunnerConfig;
 use mastra_runner_local::process::procfs;
-use mastra_runner_local::runner::{DeployRequest, Runner};
+use mastra_runner_local::runner::{DeployRequest, Runner, ServerInfo};
 use serde_json::json;
 
 /// A runner on a fresh build directory holding one build, `build-1`, whose output is the
@@ -53,6 +53,15 @@ pub fn request(deployment: &str, vars: &[(&str, &str)]) -> DeployRequest {
         health_timeout: None,
         node: PathBuf::from("node"),
     }
+}
+
+/// Starts a deploy of `request` on a task of its own, so the test can act while it runs.
+pub fn deploy_in_background(
+    runner: &Arc<Runner>,
+    request: DeployRequest,
+) -> tokio::task::JoinHandle<mastra_runner_local::error::Result<ServerInfo>> {
+    let runner = Arc::clone(runner);
+    tokio::spawn(async move { runner.deploy(request).await })
 }
 
 /// The status code of `GET /health` on loopback `port`, or `None` when nothing answers.
