@@ -41,6 +41,8 @@ describe('defaults', () => {
       logMemoryLimitMb: 256,
       keepServersOnExit: false,
       logFileMaxMb: 16,
+      tracesEndpoint: null,
+      redeployDrainMs: 60000,
     })
   })
 
@@ -50,7 +52,7 @@ describe('defaults', () => {
   })
 
   it('reports an idle runner with the whole port range available', () => {
-    expect(make().getStats()).toEqual({ runningProcesses: 0, allocatedPorts: [], availablePorts: 90, restarts: 0, servers: [], buildDiskUsageMb: 0 })
+    expect(make().getStats()).toEqual({ runningProcesses: 0, drainingServers: 0, allocatedPorts: [], availablePorts: 90, restarts: 0, servers: [], buildDiskUsageMb: 0 })
     expect(make({ portRange: { start: 5000, end: 5000 } }).getStats().availablePorts).toBe(1)
   })
 
@@ -119,6 +121,8 @@ describe('validation', () => {
     ['unknown redeploy', { redeploy: 'swap' }, "Invalid redeploy: must be 'replace' or 'keep' (got 'swap')"],
     ['keepServersOnExit a string', { keepServersOnExit: 'yes' }, "Invalid keepServersOnExit: expected a boolean, got string 'yes'"],
     ['zero log file size', { logFileMaxMb: 0 }, 'Invalid logFileMaxMb: must be an integer from 1 to 1048576 (got 0)'],
+    ['a negative drain', { redeployDrainMs: -1 }, 'Invalid redeployDrainMs: must be an integer of at least 0 (got -1)'],
+    ['a traces endpoint that is not a URL', { tracesEndpoint: 'localhost:3001' }, "Invalid tracesEndpoint: must be an http:// or https:// URL (got 'localhost:3001')"],
     ['zero retained builds', { retainBuilds: 0 }, 'Invalid retainBuilds: must be an integer from 1 to 4294967295 (got 0)'],
     ['endpoint a symbol', { healthCheck: { endpoint: Symbol('x') } }, 'Invalid healthCheck.endpoint: expected a string, number, boolean, object or array, got a symbol'],
     ['empty buildDir', { buildDir: '' }, 'Invalid buildDir: must not be empty'],

@@ -151,9 +151,10 @@ describe('setObservabilityStorage', () => {
         return targetDir
       },
     } as never)
-    const lines: string[] = []
-    const result = await runner.build(project, build, { skipInstall: true }, (line) => lines.push(line))
+    const result = await runner.build(project, build, { skipInstall: true })
     expect(result.status).toBe('succeeded')
+    // Every line of the build's log, blank ones too (a build's onLog leaves those out).
+    const lines = result.logs.split('\n')
     await waitFor(() => observability(runner).written === lines.length, 5_000, 'the build log written when it ended')
     const events = files.events()
     expect(events.map((e) => e.data.message)).toEqual(lines.map((l) => l.replace(/^\[stderr\] /, '')))

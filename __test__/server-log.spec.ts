@@ -43,7 +43,8 @@ describe('setOnServerLog', () => {
     await waitFor(() => seen.some((s) => s.line.includes('fatal: cannot connect')), 10_000, 'the failed output')
     const line = seen.find((s) => s.line.includes('fatal: cannot connect'))
     expect(line).toMatchObject({ stream: 'stderr' })
-    expect(line?.serverId.startsWith(`${deployment.id}-`)).toBe(true)
+    expect(line?.serverId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    expect(runner.getStats().servers.map((server) => server.id)).not.toContain(line?.serverId)
   })
 
   it('gets a burst of lines in batches, each with its own stream and id, as getLogsPaginated has them', async () => {

@@ -20,7 +20,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,16 +42,10 @@ const PASS_BYTES: u64 = 16 * 1024 * 1024;
 /// How often the file is looked at when inotify cannot say that it grew.
 const FALLBACK_POLL: Duration = Duration::from_millis(100);
 
-/// Opens (creating, mode 0600) the file a server's stdout and stderr append to.
+/// Opens (creating, mode 0600) the file a server's stdout and stderr append to; a link or
+/// anything else planted under its name is replaced, never written through.
 pub fn open_for_server(path: &Path) -> io::Result<File> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+    super::state_files::open_private_log(path)
 }
 
 /// Where a tailer starts reading.
@@ -87,7 +80,10 @@ pub struct Tail {
 /// Reads `tail.path` into `tail.log` until the process has exited and the file is read to its
 /// end. Fails only when the file cannot be opened.
 pub async fn run(tail: Tail) -> io::Result<()> {
-    let file = OpenOptions::new().read(true).write(true).open(&tail.path)?;
+    let file = super::state_files::open_private_file(
+        &tail.path,
+        OpenOptions::new().read(true).write(true),
+    )?;
     let (start, kept_from) = match tail.from {
         TailFrom::Offset(offset) => (offset, offset),
         TailFrom::Retained => retained_range(&file, tail.max_bytes)?,

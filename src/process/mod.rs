@@ -17,6 +17,7 @@ pub mod procfs;
 pub mod registry;
 pub mod sock_diag;
 pub mod spawn;
+pub mod state_files;
 pub mod usage;
 pub mod watchdog;
 
@@ -24,6 +25,7 @@ pub use handle::{DEFAULT_KILL_GRACE, ExitInfo, ProcessHandle};
 pub use journal::{Journal, reap_leftovers};
 pub use manager::{ManagedProcess, ProcessManager};
 pub use spawn::{Lifetime, SpawnSpec, spawn, spawn_with};
+pub use state_files::read_private_file;
 pub use usage::{QUICK_SAMPLE_PROCESSES, ResourceMonitor, Usage};
 
 /// Registers a descriptor this process owns (an `OwnedFd`, a `File`) with tokio's reactor,

@@ -27,10 +27,17 @@ pub fn new_server_token(server_id: &str) -> String {
 
 /// Live processes whose environment carries `token` as [`SERVER_TOKEN_VAR`].
 pub fn processes_with_token(token: &str) -> Vec<i32> {
+    processes_with_token_since(token, 0)
+}
+
+/// [`processes_with_token`] that started at `min_start_ticks` or later; never this process,
+/// PID 1 or a kernel thread.
+fn processes_with_token_since(token: &str, min_start_ticks: u64) -> Vec<i32> {
     let needle = format!("{SERVER_TOKEN_VAR}={token}");
+    let me = std::process::id() as i32;
     procfs::all_processes()
         .into_iter()
-        .filter(|p| p.is_alive())
+        .filter(|p| p.is_alive() && p.pid > 1 && p.pid != me && p.start_ticks >= min_start_ticks)
         .filter(|p| {
             fs::read(format!("/proc/{}/environ", p.pid)).is_ok_and(|environ| {
                 environ
@@ -42,11 +49,12 @@ pub fn processes_with_token(token: &str) -> Vec<i32> {
         .collect()
 }
 
-/// SIGKILLs every live process carrying `token` at once; returns those signalled. Reads every
-/// process's environment: call it off Node's main thread.
-pub fn kill_token_processes_now(token: &str) -> Vec<i32> {
+/// SIGKILLs every live process carrying `token` that started at `min_start_ticks` or later, at
+/// once; returns those signalled. Reads every process's environment: call it off Node's main
+/// thread.
+pub fn kill_token_processes_now(token: &str, min_start_ticks: u64) -> Vec<i32> {
     use nix::sys::signal::{Signal, kill};
-    processes_with_token(token)
+    processes_with_token_since(token, min_start_ticks)
         .into_iter()
         .filter(|pid| kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL).is_ok())
         .collect()

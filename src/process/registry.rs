@@ -56,7 +56,7 @@ pub fn kill_all_now() -> usize {
     let tokens = std::mem::take(&mut *crate::sync::lock(&TOKENS));
     let escaped: usize = tokens
         .iter()
-        .map(|token| super::ownership::kill_token_processes_now(token).len())
+        .map(|token| super::ownership::kill_token_processes_now(token, 0).len())
         .sum();
     groups + escaped
 }

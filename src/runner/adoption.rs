@@ -3,8 +3,10 @@
 //!
 //! An adopted server is supervised like any other (stop, health, logs, usage, the restart
 //! policy): its supervisor starts with [`Origin::Adopted`], its port is reserved, its log is
-//! read from what its log file retained, and its command (for restarts) is read from `/proc`,
-//! so no variable of its environment is ever written to disk.
+//! read from what its log file retained, and its environment (for restarts) is read from
+//! `/proc`, so no variable of it is ever written to disk. A restart runs the Node binary the
+//! server's process runs on the build's `index.mjs`: nothing of the command comes from the
+//! record.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,10 +47,9 @@ impl Runner {
             if !self.adopt(&record) {
                 kept.forget(&record.server_id);
                 report.adopted.retain(|id| *id != record.server_id);
-                report.died.push(kept::dead_server(
-                    &record,
-                    "it stopped while it was being adopted",
-                ));
+                report
+                    .died
+                    .push(kept.dead_server(&record, "it stopped while it was being adopted"));
                 dead.push(record);
             }
         }
@@ -69,11 +70,15 @@ impl Runner {
         let log = Arc::new(LogStore::new(LogLimits::with_lines(
             self.config().log_retention_lines as usize,
         )));
+        let Some(kept) = &self.shared.kept else {
+            return false;
+        };
+        let log_file = kept.log_file(&record.server_id);
         let orphan = Orphan {
             pid: record.pid,
             start_ticks: record.start_ticks,
             started_at: record.started_at,
-            log_file: record.log_file.clone(),
+            log_file: log_file.clone(),
             max_log_bytes: self.config().log_file_max_bytes,
         };
         self.open_server_log(
@@ -91,7 +96,7 @@ impl Runner {
                 crate::build::RUNNER_PREFIX,
                 record.pid,
                 record.port,
-                record.log_file.display()
+                log_file.display()
             )),
         );
         let Some((handle, backlog_read)) = process::adopt::adopt(&orphan, Arc::clone(&log)) else {
@@ -120,7 +125,7 @@ impl Runner {
             NewServer {
                 info,
                 origin: Origin::Adopted,
-                spec: command_of(record),
+                spec: command_of(record, &self.config().build_dir),
                 log,
                 child: ServerProcess::adopted(handle),
                 health_timeout: self.config().health_check.retry_interval
@@ -185,19 +190,38 @@ impl Runner {
     }
 }
 
-/// The command of an adopted server, for restarts: its program, arguments and directory from
-/// its record, its environment from `/proc` (never written to disk); `None` when the
-/// environment cannot be read.
-fn command_of(record: &KeptRecord) -> Option<SpawnSpec> {
-    let (program, args) = record.command.split_first()?;
+/// The command of an adopted server, for restarts: the Node binary its process runs (read from
+/// `/proc/<pid>/exe`) on `index.mjs` in the record's directory, once that is checked to be a build's
+/// `.mastra/output` inside `build_dir/<buildId>` (links resolved) holding `index.mjs`; its
+/// environment from `/proc` (never written to disk). `None` (not restarted) when any of that
+/// fails.
+fn command_of(record: &KeptRecord, build_dir: &std::path::Path) -> Option<SpawnSpec> {
+    let build = std::fs::canonicalize(build_dir.join(&record.build_id)).ok()?;
+    let cwd = std::fs::canonicalize(&record.cwd).ok()?;
+    let is_build_output = cwd.starts_with(&build)
+        && cwd.ends_with(".mastra/output")
+        && std::fs::symlink_metadata(cwd.join("index.mjs")).is_ok_and(|m| m.is_file());
+    if !is_build_output {
+        tracing::warn!(
+            "kept server '{}' will not be restarted: {} is not the output of build '{}'",
+            record.server_id,
+            record.cwd.display(),
+            record.build_id
+        );
+        return None;
+    }
+    // The program the identified process runs, as the kernel has it (not the record).
+    let program = std::fs::read_link(format!("/proc/{}/exe", record.pid))
+        .ok()
+        .filter(|exe| !exe.to_string_lossy().ends_with(" (deleted)"))?;
     let env: BTreeMap<String, String> = procfs::environ(record.pid as i32)?
         .into_iter()
         .filter(|(key, _)| !CHANNEL_VARS.contains(&key.as_str()))
         .collect();
     Some(SpawnSpec {
-        program: program.clone(),
-        args: args.to_vec(),
-        cwd: record.cwd.clone(),
+        program: program.to_string_lossy().into_owned(),
+        args: vec!["index.mjs".to_owned()],
+        cwd,
         env,
     })
 }

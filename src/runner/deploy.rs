@@ -213,16 +213,13 @@ impl Runner {
                 pid: 0,
                 start_ticks: 0,
                 token: token.clone(),
-                log_file: kept.log_file(&server_id),
-                command: std::iter::once(spec.program.clone())
-                    .chain(spec.args.iter().cloned())
-                    .collect(),
                 cwd: spec.cwd.clone(),
                 started_at: now,
                 restarts: 0,
                 route_id: None,
                 deployed: false,
                 owner: None,
+                draining: false,
             };
             if let Err(error) = kept.record(record) {
                 self.shared.ports.release(port);
@@ -384,6 +381,11 @@ impl Runner {
             }
         }
         lock(&self.replaced).insert(old.to_owned(), deployment_id.to_owned());
+        // A host that dies during the drain leaves the next runner the routed server, and this
+        // one to stop.
+        if let Some(kept) = &self.shared.kept {
+            kept.update(old, |record| record.draining = true);
+        }
         self.note_in_log(
             old,
             format!(
@@ -447,8 +449,11 @@ impl Runner {
             }
             tokio::time::sleep(DRAIN_POLL).await;
         }
-        if !drain.is_cancelled() {
-            self.stop_by(old, "a redeploy").await;
+        if !drain.is_cancelled()
+            && let Some(stopped) = self.stop_by(old, "a redeploy").await
+        {
+            // Its build directory was kept while it ran.
+            self.prune_builds(&stopped.deployment_id).await;
         }
     }
 
@@ -512,9 +517,15 @@ impl Runner {
             if let Some(entry) = lock(&self.servers).get_mut(old) {
                 entry.route_id = Some(route_id.clone());
             }
-            if let Some(kept) = &self.shared.kept {
-                kept.update(old, |record| record.route_id = Some(route_id.clone()));
-            }
+        }
+        if let Some(kept) = &self.shared.kept {
+            let route_id = lock(&self.servers)
+                .get(old)
+                .and_then(|e| e.route_id.clone());
+            kept.update(old, |record| {
+                record.draining = false;
+                record.route_id = route_id;
+            });
         }
         self.note_in_log(
             old,

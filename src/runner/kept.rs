@@ -12,7 +12,18 @@
 //! A record whose owner still runs is left alone; a record whose process is still the recorded
 //! one (pid, start ticks, and its token in its environment) is claimed (its owner becomes this
 //! runner); any other record is of a server that died while no host watched: whatever is left of
-//! its group is killed, it is reported, and its files are removed.
+//! it is killed, it is reported, and its files are removed.
+//!
+//! # Records are untrusted
+//! Every deployed server runs as the host's user with its working directory inside `buildDir`,
+//! so it can write here. A record is therefore read as data from an untrusted writer
+//! ([`read_record`]): at most [`MAX_RECORD_BYTES`], opened without following a link, every id
+//! checked like a caller's id and the server id equal to the file's name, the token tied to that
+//! id, the port inside `portRange`; its log file is always `<serverId>.log` beside it (never a
+//! path from the file) and its command is never read (a restart runs the host's Node on the
+//! build's `index.mjs`). Of records that claim one port, route or deployment, none is adopted. A
+//! process is signalled only when it carries the record's token and started no earlier than the
+//! recorded process ([`kill_positively_identified`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -37,6 +48,15 @@ const LOCK_FILE: &str = "kept.lock";
 /// The record format's version.
 const VERSION: u64 = 1;
 
+/// The largest record file read; a record is a few hundred bytes.
+pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
+/// The most record files one claim reads.
+const MAX_RECORDS: usize = 4096;
+
+/// The longest token or route id accepted from a record.
+const MAX_FIELD_CHARS: usize = 256;
+
 /// Runners of this host that are alive, by number (records name their owner by it).
 static LIVE_RUNNERS: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
 
@@ -57,14 +77,10 @@ pub struct KeptRecord {
     pub pid: u32,
     /// That process's start time after boot, in clock ticks.
     pub start_ticks: u64,
-    /// The token in the environment of each of its processes.
+    /// The token in the environment of each of its processes (`<serverId>-<random hex>`).
     pub token: String,
-    /// The file its output is appended to.
-    pub log_file: PathBuf,
-    /// Its program and arguments, for restarts (read from here, not from `/proc`, where a
-    /// process may rewrite its title).
-    pub command: Vec<String>,
-    /// Its working directory.
+    /// Its working directory (a build's `.mastra/output`; checked to lie inside that build's
+    /// directory before a restart uses it).
     pub cwd: PathBuf,
     /// When it was deployed.
     pub started_at: SystemTime,
@@ -76,6 +92,9 @@ pub struct KeptRecord {
     pub deployed: bool,
     /// The runner supervising it; `None` once a runner let go of it with `detach()`.
     pub owner: Option<String>,
+    /// A redeploy replaced it and it was draining: a later runner stops it instead of
+    /// adopting it (the deployment's routed server is the other one).
+    pub draining: bool,
 }
 
 impl KeptRecord {
@@ -91,14 +110,13 @@ impl KeptRecord {
             "pgid": self.pid,
             "startTicks": self.start_ticks,
             "token": self.token,
-            "logFile": self.log_file.to_string_lossy(),
-            "command": self.command,
             "cwd": self.cwd.to_string_lossy(),
             "startedAtMs": millis_since_epoch(self.started_at),
             "restarts": self.restarts,
             "routeId": self.route_id,
             "deployed": self.deployed,
             "owner": self.owner,
+            "draining": self.draining,
         })
     }
 
@@ -117,21 +135,87 @@ impl KeptRecord {
             pid: u32::try_from(number("pid")?).ok()?,
             start_ticks: number("startTicks")?,
             token: text("token")?,
-            log_file: PathBuf::from(text("logFile")?),
-            command: value
-                .get("command")?
-                .as_array()?
-                .iter()
-                .map(|arg| arg.as_str().map(str::to_owned))
-                .collect::<Option<Vec<String>>>()?,
             cwd: PathBuf::from(text("cwd")?),
             started_at: UNIX_EPOCH + Duration::from_millis(number("startedAtMs")?),
             restarts: u32::try_from(number("restarts")?).ok()?,
             route_id: text("routeId"),
             deployed: value.get("deployed")?.as_bool()?,
             owner: text("owner"),
+            draining: value
+                .get("draining")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         })
     }
+
+    /// Checks what [`KeptRecord::from_json`] cannot: the ids are ids (the server's is the
+    /// record file's name `file_stem`), the token is this server's, the route id is short text,
+    /// the port lies in `ports`, and the pid is a process that can lead a group.
+    fn validate(&self, file_stem: &str, ports: crate::config::PortRange) -> Result<(), String> {
+        for (name, value) in [
+            ("serverId", &self.server_id),
+            ("deploymentId", &self.deployment_id),
+            ("projectId", &self.project_id),
+            ("buildId", &self.build_id),
+        ] {
+            crate::validate::id(name, value).map_err(|error| error.to_string())?;
+        }
+        if self.server_id != file_stem {
+            return Err(format!(
+                "it names server '{}' but is the record of '{file_stem}'",
+                self.server_id
+            ));
+        }
+        let token_is_its_own = self
+            .token
+            .strip_prefix(&format!("{}-", self.server_id))
+            .is_some_and(|rest| !rest.is_empty())
+            && self.token.len() <= MAX_FIELD_CHARS
+            && self.token.bytes().all(|b| b.is_ascii_graphic());
+        if !token_is_its_own {
+            return Err("its token is not one this runner gives that server".to_owned());
+        }
+        if let Some(route) = &self.route_id
+            && (route.is_empty()
+                || route.chars().count() > MAX_FIELD_CHARS
+                || route.chars().any(char::is_control))
+        {
+            return Err("its route id is not a route id".to_owned());
+        }
+        if self.port < ports.start || self.port > ports.end {
+            return Err(format!(
+                "its port {} is outside portRange {}-{}",
+                self.port, ports.start, ports.end
+            ));
+        }
+        let pid_is_plausible = match self.pid {
+            0 => !self.deployed,
+            pid => pid > 1 && i32::try_from(pid).is_ok() && self.start_ticks > 0,
+        };
+        if !pid_is_plausible {
+            return Err(format!(
+                "pid {} with start time {} cannot be a server's",
+                self.pid, self.start_ticks
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks the record at `path` (a file of `dir`): at most [`MAX_RECORD_BYTES`],
+/// opened without following a link and only when it is a regular file.
+pub fn read_record(path: &Path, ports: crate::config::PortRange) -> Result<KeptRecord, String> {
+    let file_stem = path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .ok_or("its file name is not text")?;
+    let text = crate::process::read_private_file(path, MAX_RECORD_BYTES)
+        .map_err(|error| error.to_string())?;
+    let value: Value =
+        serde_json::from_slice(&text).map_err(|error| format!("not JSON: {error}"))?;
+    let record = KeptRecord::from_json(&value).ok_or("not a record of this version")?;
+    record.validate(file_stem, ports)?;
+    Ok(record)
 }
 
 fn millis_since_epoch(at: SystemTime) -> u64 {
@@ -157,6 +241,9 @@ pub struct DeadServer {
 /// What a runner found when it looked for kept servers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdoptionReport {
+    /// Record files that were not adopted because they cannot be trusted (malformed, or
+    /// claiming what another record claims), each with why; nothing they name was signalled.
+    pub refused: Vec<String>,
     /// Servers now supervised by this runner, by id.
     pub adopted: Vec<String>,
     /// Recorded servers that died meanwhile.
@@ -172,20 +259,23 @@ pub struct AdoptionReport {
 #[derive(Debug)]
 pub struct KeptServers {
     dir: PathBuf,
+    ports: crate::config::PortRange,
     owner: String,
     number: u64,
     records: Mutex<BTreeMap<String, KeptRecord>>,
 }
 
 impl KeptServers {
-    /// The kept servers of a runner on `build_dir`. The runner counts as alive (its records
-    /// are not claimed by others) until this is dropped or [`KeptServers::let_go`] is called.
-    pub fn new(build_dir: &Path) -> Self {
+    /// The kept servers of a runner on `build_dir` whose servers listen on `ports`. The runner
+    /// counts as alive (its records are not claimed by others) until this is dropped or
+    /// [`KeptServers::let_go`] is called.
+    pub fn new(build_dir: &Path, ports: crate::config::PortRange) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let number = NEXT.fetch_add(1, Ordering::Relaxed);
         lock(&LIVE_RUNNERS).insert(number);
         KeptServers {
             dir: build_dir.join(JOURNAL_DIR).join(KEPT_DIR),
+            ports,
             owner: format!("{}/{number}", process::watchdog::host_id()),
             number,
             records: Mutex::new(BTreeMap::new()),
@@ -232,6 +322,11 @@ impl KeptServers {
     /// Forgets a server that is down for good: its record and its log file go.
     pub fn remove(&self, server_id: &str) {
         lock(&self.records).remove(server_id);
+        self.remove_files(server_id);
+    }
+
+    /// Removes server `server_id`'s record and log file (both named by the runner from the id).
+    fn remove_files(&self, server_id: &str) {
         remove_files(&self.record_path(server_id), &self.log_file(server_id));
     }
 
@@ -252,18 +347,23 @@ impl KeptServers {
     }
 
     fn write(&self, record: &KeptRecord) -> io::Result<()> {
-        fs::create_dir_all(&self.dir)?;
+        process::state_files::create_private_dir(&self.dir)?;
         let path = self.record_path(&record.server_id);
         let temporary = path.with_extension("json.tmp");
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)
-            .and_then(|mut file| {
-                io::Write::write_all(&mut file, record.to_json().to_string().as_bytes())
-            });
+        // Whatever was planted under the temporary name goes: the record is written into a
+        // file this runner creates.
+        if let Err(error) = fs::remove_file(&temporary)
+            && error.kind() != io::ErrorKind::NotFound
+        {
+            return Err(error);
+        }
+        let written = process::state_files::open_private_file(
+            &temporary,
+            fs::OpenOptions::new().write(true).create_new(true),
+        )
+        .and_then(|mut file| {
+            io::Write::write_all(&mut file, record.to_json().to_string().as_bytes())
+        });
         if let Err(error) = written {
             let _ = fs::remove_file(&temporary);
             return Err(error);
@@ -307,60 +407,93 @@ impl KeptServers {
                 return claim;
             }
         };
+        let mut records = Vec::new();
         for path in self.record_files() {
-            let Some(record) = fs::read_to_string(&path)
-                .ok()
-                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-                .and_then(|value| KeptRecord::from_json(&value))
-            else {
-                tracing::warn!("unreadable kept-server record {}: skipped", path.display());
-                continue;
-            };
-            if let Some(owner) = record.owner.as_deref().filter(|o| owner_is_alive(o)) {
-                tracing::debug!(
-                    server = record.server_id,
-                    owner,
-                    "kept server supervised by a live runner"
-                );
-                claim
-                    .report
-                    .left_to_other_runner
-                    .push(record.server_id.clone());
-                continue;
-            }
-            let reason = match (record.deployed, identify(&record)) {
-                (_, Identity::NotOurs) => {
-                    // The recorded pid and start time are this process's, yet it carries
-                    // another token: the record does not describe it, so it is not touched.
-                    tracing::warn!(
-                        "kept-server record {} names process {}, which is not that server: record removed",
-                        path.display(),
-                        record.pid
-                    );
+            match read_record(&path, self.ports) {
+                Ok(record) => records.push(record),
+                Err(why) => {
+                    // Nothing it names is touched: only the file itself goes.
+                    tracing::warn!("kept-server record {} refused: {why}", path.display());
+                    claim
+                        .report
+                        .refused
+                        .push(format!("{}: {why}", path.display()));
                     remove_files(&path, Path::new(""));
-                    continue;
                 }
-                (false, _) => Some("its host ended before its deploy finished"),
-                (true, Identity::Gone) => Some("it stopped while no runner supervised it"),
-                (true, Identity::Same) => None,
-            };
-            if let Some(reason) = reason {
-                claim.report.died.push(dead_server(&record, reason));
-                claim.dead.push(record);
-                continue;
-            }
-            let server_id = record.server_id.clone();
-            match self.record(record) {
-                Ok(()) => {
-                    if let Some(record) = lock(&self.records).get(&server_id) {
-                        claim.claimed.push(record.clone());
-                    }
-                    claim.report.adopted.push(server_id);
-                }
-                Err(error) => tracing::warn!("cannot claim kept server '{server_id}': {error}"),
             }
         }
+        let conflicts = conflicts(&records);
+        for record in records {
+            if let Some(why) = conflicts.get(&record.server_id) {
+                tracing::warn!(
+                    "kept-server record of '{}' refused: {why}",
+                    record.server_id
+                );
+                claim.report.refused.push(format!(
+                    "{}: {why}",
+                    self.record_path(&record.server_id).display()
+                ));
+                continue;
+            }
+            self.claim_one(record, &mut claim);
+        }
         claim
+    }
+
+    /// Sorts one valid record, free of conflicts, into `claim`.
+    fn claim_one(&self, record: KeptRecord, claim: &mut Claim) {
+        if let Some(owner) = record.owner.as_deref().filter(|o| owner_is_alive(o)) {
+            tracing::debug!(
+                server = record.server_id,
+                owner,
+                "kept server supervised by a live runner"
+            );
+            claim
+                .report
+                .left_to_other_runner
+                .push(record.server_id.clone());
+            return;
+        }
+        let reason = match (record.deployed, identify(&record)) {
+            (_, Identity::NotOurs(why)) => {
+                // The recorded pid and start time name a live process that is not that
+                // server's leader: the record does not describe it, so it is not touched.
+                let path = self.record_path(&record.server_id);
+                tracing::warn!(
+                    "kept-server record {} names process {}, which {why}: record removed",
+                    path.display(),
+                    record.pid
+                );
+                claim.report.refused.push(format!(
+                    "{}: process {} {why}",
+                    path.display(),
+                    record.pid
+                ));
+                remove_files(&path, Path::new(""));
+                return;
+            }
+            (false, _) => Some("its host ended before its deploy finished"),
+            (true, Identity::Gone) => Some("it stopped while no runner supervised it"),
+            (true, Identity::Same) if record.draining => {
+                Some("a redeploy had replaced it and it was draining when its host ended")
+            }
+            (true, Identity::Same) => None,
+        };
+        if let Some(reason) = reason {
+            claim.report.died.push(self.dead_server(&record, reason));
+            claim.dead.push(record);
+            return;
+        }
+        let server_id = record.server_id.clone();
+        match self.record(record) {
+            Ok(()) => {
+                if let Some(record) = lock(&self.records).get(&server_id) {
+                    claim.claimed.push(record.clone());
+                }
+                claim.report.adopted.push(server_id);
+            }
+            Err(error) => tracing::warn!("cannot claim kept server '{server_id}': {error}"),
+        }
     }
 
     fn record_files(&self) -> Vec<PathBuf> {
@@ -371,28 +504,50 @@ impl KeptServers {
             .flatten()
             .map(|entry| entry.path())
             .filter(|path| path.extension().is_some_and(|e| e == "json"))
+            .take(MAX_RECORDS)
             .collect();
         paths.sort();
         paths
     }
 
-    /// Kills what is left of a dead server's processes (its group, when it had a process, and
-    /// every process carrying its token) and removes its files. Reads every process's
-    /// environment: call it off Node's main thread.
+    /// Kills what is left of a dead server's processes and removes its files. Only processes
+    /// positively identified as the server's are signalled: they carry its token and started
+    /// no earlier than its recorded process. Reads every process's environment: call it off
+    /// Node's main thread.
     pub fn clean_up(&self, record: &KeptRecord) {
-        let mut killed = if record.pid == 0 {
-            Vec::new()
-        } else {
-            process::journal::kill_recorded_group(record.pid as i32, record.start_ticks)
-        };
-        killed.extend(ownership::kill_token_processes_now(&record.token));
+        let killed = ownership::kill_token_processes_now(&record.token, record.start_ticks);
         if !killed.is_empty() {
             tracing::warn!(
                 "killed what was left of kept server '{}': {killed:?}",
                 record.server_id
             );
         }
-        remove_files(&self.record_path(&record.server_id), &record.log_file);
+        self.remove_files(&record.server_id);
+    }
+
+    /// Reports a recorded server that is not running any more (with a warning line), saying
+    /// when its log ended.
+    pub fn dead_server(&self, record: &KeptRecord, reason: &str) -> DeadServer {
+        let log_ended_at = fs::symlink_metadata(self.log_file(&record.server_id))
+            .and_then(|m| m.modified())
+            .ok();
+        let ended = log_ended_at.map_or_else(
+            || "unknown".to_owned(),
+            |at| crate::logs::store::iso8601_utc(millis_since_epoch(at)),
+        );
+        tracing::warn!(
+            "kept server '{}' (deployment '{}', port {}) was not adopted: {reason}; its log ended at {ended}",
+            record.server_id,
+            record.deployment_id,
+            record.port,
+        );
+        DeadServer {
+            server_id: record.server_id.clone(),
+            deployment_id: record.deployment_id.clone(),
+            port: record.port,
+            log_ended_at,
+            reason: reason.to_owned(),
+        }
     }
 }
 
@@ -407,29 +562,39 @@ pub struct Claim {
     pub report: AdoptionReport,
 }
 
-/// Reports a recorded server that is not running any more (with a warning line), saying when
-/// its log ended.
-pub fn dead_server(record: &KeptRecord, reason: &str) -> DeadServer {
-    let log_ended_at = fs::metadata(&record.log_file)
-        .and_then(|m| m.modified())
-        .ok();
-    let ended = log_ended_at.map_or_else(
-        || "unknown".to_owned(),
-        |at| crate::logs::store::iso8601_utc(millis_since_epoch(at)),
-    );
-    tracing::warn!(
-        "kept server '{}' (deployment '{}', port {}) was not adopted: {reason}; its log ended at {ended}",
-        record.server_id,
-        record.deployment_id,
-        record.port,
-    );
-    DeadServer {
-        server_id: record.server_id.clone(),
-        deployment_id: record.deployment_id.clone(),
-        port: record.port,
-        log_ended_at,
-        reason: reason.to_owned(),
+/// Why records must not be adopted because another record claims the same port, route or
+/// deployment (a draining server shares its deployment with the one that replaced it), by
+/// server id. Which of them is genuine cannot be told from the files, so none is adopted.
+fn conflicts(records: &[KeptRecord]) -> BTreeMap<String, String> {
+    let mut claims: BTreeMap<(&str, String), Vec<&str>> = BTreeMap::new();
+    for record in records {
+        let mut claim = |what: &'static str, value: String| {
+            claims
+                .entry((what, value))
+                .or_default()
+                .push(&record.server_id);
+        };
+        claim("port", record.port.to_string());
+        if let Some(route) = &record.route_id {
+            claim("route", route.clone());
+        }
+        if !record.draining {
+            claim("deployment", record.deployment_id.clone());
+        }
     }
+    let mut refused = BTreeMap::new();
+    for ((what, value), ids) in claims.into_iter().filter(|(_, ids)| ids.len() > 1) {
+        for id in &ids {
+            refused.entry((*id).to_owned()).or_insert_with(|| {
+                format!(
+                    "{what} {value} is claimed by {} records ({})",
+                    ids.len(),
+                    ids.join(", ")
+                )
+            });
+        }
+    }
+    refused
 }
 
 impl Drop for KeptServers {
@@ -472,24 +637,28 @@ fn owner_is_alive(owner: &str) -> bool {
 
 /// Whether a record's process still runs.
 enum Identity {
-    /// The same pid and start time (so not a reused pid), and the server's token in its
-    /// environment, or an environment that cannot be read.
+    /// The same pid and start time (so not a reused pid), leading its own process group, and
+    /// the server's token in its environment.
     Same,
     /// No live process has that pid and start time.
     Gone,
-    /// The pid and start time match, but the process carries another token.
-    NotOurs,
+    /// The pid and start time match a process that is not the server's leader; says why.
+    NotOurs(&'static str),
 }
 
 fn identify(record: &KeptRecord) -> Identity {
-    if record.pid == 0 || !process::adopt::is_same_process(record.pid, record.start_ticks) {
+    let Some(stat) = procfs::read_stat(record.pid as i32).filter(|stat| {
+        record.pid != 0 && stat.is_alive() && stat.start_ticks == record.start_ticks
+    }) else {
         return Identity::Gone;
+    };
+    if stat.pgrp != stat.pid {
+        return Identity::NotOurs("does not lead its process group");
     }
-    match procfs::environ(record.pid as i32) {
-        Some(env) if env.get(ownership::SERVER_TOKEN_VAR) != Some(&record.token) => {
-            Identity::NotOurs
-        }
-        _ => Identity::Same,
+    match procfs::environ(stat.pid) {
+        Some(env) if env.get(ownership::SERVER_TOKEN_VAR) == Some(&record.token) => Identity::Same,
+        Some(_) => Identity::NotOurs("carries another token"),
+        None => Identity::NotOurs("has an environment this runner cannot read"),
     }
 }
 
@@ -504,18 +673,109 @@ mod tests {
             project_id: "p".to_owned(),
             build_id: "b".to_owned(),
             port: 4111,
-            pid: 1,
+            pid: 1234,
             start_ticks: 7,
-            token: "t".to_owned(),
-            log_file: PathBuf::from("/x/s.log"),
-            command: vec!["node".to_owned(), "index.mjs".to_owned()],
+            token: format!("{server_id}-{:032x}", 7),
             cwd: PathBuf::from("/x"),
             started_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
             restarts: 2,
             route_id: Some("r".to_owned()),
             deployed: true,
             owner: Some("1-2/3".to_owned()),
+            draining: false,
         }
+    }
+
+    const PORTS: crate::config::PortRange = crate::config::PortRange {
+        start: 4111,
+        end: 4200,
+    };
+
+    /// A fresh directory for record files.
+    fn records_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kept-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    /// Why `value`, written as `<file_stem>.json`, is refused.
+    fn refusal(file_stem: &str, value: &Value) -> String {
+        let dir = records_dir(&format!("refuse-{file_stem}"));
+        let path = dir.join(format!("{file_stem}.json"));
+        fs::write(&path, value.to_string()).expect("write");
+        read_record(&path, PORTS).expect_err("refused")
+    }
+
+    #[test]
+    fn records_that_no_runner_writes_are_refused() {
+        // K06: an id that leaves the state directory.
+        let mut escape = record("s").to_json();
+        escape["serverId"] = json!("../../x/config");
+        assert!(
+            refusal("s", &escape).contains("path separator"),
+            "{}",
+            refusal("s", &escape)
+        );
+        // A record under another server's name.
+        assert!(refusal("other", &record("s").to_json()).contains("record of 'other'"));
+        // K07: another server's token.
+        let mut token = record("s").to_json();
+        token["token"] = json!(format!("victim-{:032x}", 1));
+        assert!(refusal("s", &token).contains("token"));
+        // K12: a port outside the range.
+        let mut port = record("s").to_json();
+        port["port"] = json!(80);
+        assert!(refusal("s", &port).contains("outside portRange"));
+        // K04b: no start time, so nothing could be identified by it.
+        let mut ticks = record("s").to_json();
+        ticks["startTicks"] = json!(0);
+        assert!(refusal("s", &ticks).contains("cannot be a server's"));
+        let mut init = record("s").to_json();
+        init["pid"] = json!(1);
+        assert!(refusal("s", &init).contains("cannot be a server's"));
+        // K17: a huge record is not read.
+        let dir = records_dir("huge");
+        let huge = dir.join("s.json");
+        fs::write(&huge, vec![b' '; (MAX_RECORD_BYTES + 1) as usize]).expect("write");
+        assert!(
+            read_record(&huge, PORTS)
+                .expect_err("refused")
+                .contains("more than")
+        );
+        // A link planted as a record is not followed.
+        let target = dir.join("target");
+        fs::write(&target, record("s").to_json().to_string()).expect("write");
+        let link = dir.join("t.json");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        assert!(read_record(&link, PORTS).is_err());
+        // What a runner writes reads back.
+        let path = dir.join("s.json");
+        fs::write(&path, record("s").to_json().to_string()).expect("write");
+        assert_eq!(read_record(&path, PORTS), Ok(record("s")));
+    }
+
+    #[test]
+    fn records_claiming_one_port_route_or_deployment_are_none_adopted() {
+        // K13: two records on one port; K14: one route; K15: one deployment.
+        let mut same_port = vec![record("a"), record("b")];
+        same_port[1].deployment_id = "other".to_owned();
+        same_port[1].route_id = None;
+        let refused = conflicts(&same_port);
+        assert!(refused["a"].starts_with("port 4111"), "{refused:?}");
+        assert!(refused.contains_key("b"));
+        let mut same_route = vec![record("a"), record("b")];
+        same_route[1].port = 4112;
+        same_route[1].deployment_id = "other".to_owned();
+        assert!(conflicts(&same_route)["b"].starts_with("route r"));
+        let mut same_deployment = vec![record("a"), record("b")];
+        same_deployment[1].port = 4112;
+        same_deployment[1].route_id = None;
+        assert!(conflicts(&same_deployment)["a"].starts_with("deployment d"));
+        // K21: a draining server shares its deployment with the one that replaced it.
+        same_deployment[0].draining = true;
+        same_deployment[0].route_id = None;
+        assert!(conflicts(&same_deployment).is_empty());
     }
 
     #[test]
@@ -530,7 +790,7 @@ mod tests {
     #[test]
     fn a_runner_of_this_host_is_alive_until_dropped() {
         let dir = std::env::temp_dir().join(format!("kept-owner-{}", std::process::id()));
-        let kept = KeptServers::new(&dir);
+        let kept = KeptServers::new(&dir, PORTS);
         let owner = kept.owner.clone();
         assert!(owner_is_alive(&owner));
         drop(kept);

@@ -270,9 +270,9 @@ impl Runner {
                 health: Arc::new(HealthChecker::new(config.health_check.clone())?),
                 journal,
                 monitor: ResourceMonitor::new(),
-                kept: config
-                    .keep_servers_on_exit
-                    .then(|| Arc::new(kept::KeptServers::new(&config.build_dir))),
+                kept: config.keep_servers_on_exit.then(|| {
+                    Arc::new(kept::KeptServers::new(&config.build_dir, config.port_range))
+                }),
                 config,
             }),
             leftovers_reaped: OnceCell::new(),
