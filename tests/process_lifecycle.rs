@@ -198,7 +198,12 @@ async fn the_journal_records_live_groups_and_forgets_finished_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_runner_reaps_groups_recorded_by_a_dead_host() {
     let dir = temp_dir("dead-host");
-    let child = common::sh("echo ready; exec sleep 1000").await;
+    // A child of that host carries its id (the runner's spawner gives each child this host's).
+    let child = common::sh(&format!(
+        "echo ready; exec env {}=4194000-1 sleep 1000",
+        process::watchdog::HOST_VAR
+    ))
+    .await;
     line_after(&child, "ready").await;
     let pid = child.pid() as i32;
     // A record as a host that is gone would have left it: its pid names no live process.

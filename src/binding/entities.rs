@@ -107,6 +107,10 @@ pub struct AdoptionStats {
     pub died: Vec<DeadServerReport>,
     /// Ids of recorded servers left alone because a live runner supervises them.
     pub left_to_other_runner: Vec<String>,
+    /// Record files not adopted because they cannot be trusted (malformed, naming a process
+    /// that is not the server's, or claiming a port, route or deployment another record
+    /// claims), each as `<file>: <why>`; nothing they name was signalled.
+    pub refused: Vec<String>,
     /// Why nothing was adopted, when this runner did not look (another runner was adopting on
     /// the same `buildDir` at that moment) or could not.
     pub not_adopted: Option<String>,
@@ -143,6 +147,7 @@ impl From<crate::runner::AdoptionReport> for AdoptionStats {
                 })
                 .collect(),
             left_to_other_runner: report.left_to_other_runner,
+            refused: report.refused,
             not_adopted: report.not_adopted,
         }
     }

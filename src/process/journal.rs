@@ -4,14 +4,14 @@
 //! Each runner writes its own file, `<buildDir>/.runner/processes-<hostPid>-<n>.json`, holding
 //! the host's pid and start time and each live group's leader pid and start time. A new runner
 //! reads the other files: a file whose host is still alive belongs to a live runner and is left
-//! alone; otherwise every recorded group that still has live members is SIGKILLed and the file
-//! removed.
+//! alone; otherwise the live members of every recorded group that carry the dead host's id are
+//! SIGKILLed and the file removed.
 //!
 //! # Caveats
-//! A group is recognised by its id and its leader's start time (`/proc/<pid>/stat`), so a
-//! reused pid is never hit. When the leader itself is gone (the parent-death signal killed it),
-//! the members still carrying its group id are killed if they started after the leader did;
-//! Linux does not hand out a pid that is still some group's id, so those are the orphans.
+//! Journals are untrusted input ([`reap_leftovers`] says how they are bounded). A process is
+//! recognised by its group id, a start time no earlier than the recorded leader's, and the dead
+//! host's id in its environment (every child carries [`super::watchdog::HOST_VAR`]), so neither
+//! a reused pid nor a group that a forged journal names is ever hit.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -102,7 +102,7 @@ impl Journal {
             };
         }
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir)?;
+        super::state_files::create_private_dir(dir)?;
         let host = std::process::id() as i32;
         let record = json!({
             "hostPid": host,
@@ -110,11 +110,7 @@ impl Journal {
             "groups": groups.iter().map(|(pgid, ticks)| json!({ "pgid": pgid, "startTicks": ticks })).collect::<Vec<_>>(),
         });
         let temporary = self.path.with_extension("json.tmp");
-        if let Err(error) = fs::write(&temporary, record.to_string()) {
-            // A partial file (a full disk) must not stay behind.
-            let _ = fs::remove_file(&temporary);
-            return Err(error);
-        }
+        super::state_files::write_private_file(&temporary, record.to_string().as_bytes())?;
         fs::rename(&temporary, &self.path)
     }
 }
@@ -128,44 +124,80 @@ pub struct Leftovers {
     pub records_removed: usize,
 }
 
+/// The largest journal file read; a runner's own holds one short entry per live group.
+const MAX_JOURNAL_BYTES: u64 = 1024 * 1024;
+
+/// The most groups read from one journal.
+const MAX_GROUPS: usize = 4096;
+
+/// The most journal files read by one reap.
+const MAX_JOURNALS: usize = 1024;
+
+/// The highest pid Linux hands out (`PID_MAX_LIMIT` on 64-bit).
+const PID_MAX: i64 = 4 * 1024 * 1024;
+
+/// A journal of a runner whose host is dead, as read from its file.
+struct DeadHostJournal {
+    /// `<hostPid>-<hostStartTicks>`: what that host's children carry in
+    /// [`super::watchdog::HOST_VAR`].
+    host_id: String,
+    /// Recorded groups: leader pid and the leader's start time.
+    groups: Vec<(i32, u64)>,
+}
+
 /// Kills what runners of dead hosts on `build_dir` left alive and removes their records.
+///
+/// A journal file is data from an untrusted writer (any server or build could write there): it
+/// is read only when it is a regular file of at most [`MAX_JOURNAL_BYTES`], at most
+/// [`MAX_GROUPS`] of its groups count, and a group id outside 2..=[`PID_MAX`], this host's own
+/// pid or process group is ignored. A process is killed only when it is positively identified as
+/// a child of that dead host: a live member of a recorded group, started no earlier than the
+/// group's leader, whose environment carries the dead host's id. `/proc` is scanned once,
+/// whatever the journals hold.
 pub fn reap_leftovers(build_dir: &Path) -> Leftovers {
     let mut report = Leftovers::default();
     let Ok(entries) = fs::read_dir(build_dir.join(JOURNAL_DIR)) else {
         return report;
     };
-    let me = std::process::id() as i32;
-    for entry in entries.flatten() {
+    let mut journals = Vec::new();
+    for entry in entries.flatten().take(MAX_JOURNALS) {
         let path = entry.path();
-        if path.extension().is_none_or(|e| e != "json") {
+        let is_journal = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("processes-") && name.ends_with(".json"));
+        if !is_journal {
             continue;
         }
-        let Some(record) = fs::read_to_string(&path)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        else {
-            continue;
-        };
-        let host = record["hostPid"].as_i64().unwrap_or(0) as i32;
-        let host_ticks = record["hostStartTicks"].as_u64().unwrap_or(0);
-        let host_alive = host == me
-            || procfs::read_stat(host).is_some_and(|s| s.is_alive() && s.start_ticks == host_ticks);
-        if host_alive {
-            tracing::debug!(record = %path.display(), host, "leftover record of a live runner: kept");
-            continue;
-        }
-        let groups = record["groups"].as_array().cloned().unwrap_or_default();
-        for group in groups {
-            let (Some(pgid), Some(ticks)) = (group["pgid"].as_i64(), group["startTicks"].as_u64())
-            else {
+        match read_journal(&path) {
+            Ok(Some(journal)) => journals.push(journal),
+            Ok(None) => {
+                tracing::debug!(record = %path.display(), "leftover record of a live runner: kept");
                 continue;
-            };
-            report
-                .killed
-                .extend(kill_recorded_group(pgid as i32, ticks));
+            }
+            Err(why) => tracing::warn!("process journal {} ignored: {why}", path.display()),
         }
         if fs::remove_file(&path).is_ok() {
             report.records_removed += 1;
+        }
+    }
+    if journals.iter().all(|journal| journal.groups.is_empty()) {
+        return report;
+    }
+    let processes = procfs::all_processes();
+    for journal in &journals {
+        let needle = format!("{}={}", super::watchdog::HOST_VAR, journal.host_id);
+        for (pgid, leader_ticks) in &journal.groups {
+            for member in processes
+                .iter()
+                .filter(|p| p.pgrp == *pgid && p.is_alive() && p.start_ticks >= *leader_ticks)
+            {
+                if carries(member.pid, &needle)
+                    && kill(Pid::from_raw(member.pid), Signal::SIGKILL).is_ok()
+                {
+                    report.killed.push(member.pid);
+                }
+            }
         }
     }
     if !report.killed.is_empty() {
@@ -178,21 +210,54 @@ pub fn reap_leftovers(build_dir: &Path) -> Leftovers {
     report
 }
 
-/// SIGKILLs the live members of a recorded group that are provably ours.
-pub(crate) fn kill_recorded_group(pgid: i32, leader_ticks: u64) -> Vec<i32> {
-    let leader = procfs::read_stat(pgid);
-    let leader_is_ours = leader.is_some_and(|l| l.start_ticks == leader_ticks);
-    if leader.is_some() && !leader_is_ours {
-        // The pid now belongs to another process, so the recorded group is long gone.
-        return Vec::new();
+/// Reads the journal at `path`: `None` when its host is alive (the file is a live runner's),
+/// an error when it cannot be trusted enough to act on.
+fn read_journal(path: &Path) -> Result<Option<DeadHostJournal>, String> {
+    let text = super::read_private_file(path, MAX_JOURNAL_BYTES).map_err(|e| e.to_string())?;
+    let record: Value = serde_json::from_slice(&text).map_err(|e| format!("not JSON: {e}"))?;
+    let host = record["hostPid"]
+        .as_i64()
+        .filter(|pid| (2..=PID_MAX).contains(pid))
+        .ok_or("its hostPid is not a pid")? as i32;
+    let host_ticks = record["hostStartTicks"]
+        .as_u64()
+        .filter(|ticks| *ticks > 0)
+        .ok_or("its hostStartTicks is not a start time")?;
+    let me = std::process::id() as i32;
+    let host_alive = host == me
+        || procfs::read_stat(host).is_some_and(|s| s.is_alive() && s.start_ticks == host_ticks);
+    if host_alive {
+        return Ok(None);
     }
-    let members: Vec<i32> = procfs::live_group_members(pgid)
-        .into_iter()
-        .filter(|member| member.start_ticks >= leader_ticks)
-        .map(|member| member.pid)
-        .collect();
-    for pid in &members {
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-    }
-    members
+    let own_group = nix::unistd::getpgrp().as_raw();
+    let groups = record["groups"]
+        .as_array()
+        .map(|groups| {
+            groups
+                .iter()
+                .take(MAX_GROUPS)
+                .filter_map(|group| {
+                    let pgid = group["pgid"]
+                        .as_i64()
+                        .filter(|p| (2..=PID_MAX).contains(p))?;
+                    let ticks = group["startTicks"].as_u64().filter(|t| *t > 0)?;
+                    let pgid = pgid as i32;
+                    (pgid != me && pgid != own_group).then_some((pgid, ticks))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(DeadHostJournal {
+        host_id: format!("{host}-{host_ticks}"),
+        groups,
+    }))
+}
+
+/// Whether process `pid`'s environment holds the entry `needle` (`NAME=value`).
+fn carries(pid: i32, needle: &str) -> bool {
+    fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+        environ
+            .split(|byte| *byte == 0)
+            .any(|entry| entry == needle.as_bytes())
+    })
 }

@@ -85,6 +85,23 @@ pub fn open_private_file(path: &Path, options: &mut OpenOptions) -> io::Result<F
     Ok(file)
 }
 
+/// Writes `content` into a new state file at `path` (mode 0600): whatever was planted under that
+/// name before (a link, a FIFO) is removed, never written through. A partial file (a full disk)
+/// is removed again.
+pub fn write_private_file(path: &Path, content: &[u8]) -> io::Result<()> {
+    if let Err(error) = fs::remove_file(path)
+        && error.kind() != io::ErrorKind::NotFound
+    {
+        return Err(error);
+    }
+    let written = open_private_file(path, OpenOptions::new().write(true).create_new(true))
+        .and_then(|mut file| io::Write::write_all(&mut file, content));
+    if written.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    written
+}
+
 /// Opens the state file `path` to append to it, creating it (mode 0600) when it is missing;
 /// something else planted under its name (a link, a FIFO, a hard link) is removed first, so the
 /// file written is always the runner's own.

@@ -350,24 +350,10 @@ impl KeptServers {
         process::state_files::create_private_dir(&self.dir)?;
         let path = self.record_path(&record.server_id);
         let temporary = path.with_extension("json.tmp");
-        // Whatever was planted under the temporary name goes: the record is written into a
-        // file this runner creates.
-        if let Err(error) = fs::remove_file(&temporary)
-            && error.kind() != io::ErrorKind::NotFound
-        {
-            return Err(error);
-        }
-        let written = process::state_files::open_private_file(
+        process::state_files::write_private_file(
             &temporary,
-            fs::OpenOptions::new().write(true).create_new(true),
-        )
-        .and_then(|mut file| {
-            io::Write::write_all(&mut file, record.to_json().to_string().as_bytes())
-        });
-        if let Err(error) = written {
-            let _ = fs::remove_file(&temporary);
-            return Err(error);
-        }
+            record.to_json().to_string().as_bytes(),
+        )?;
         fs::rename(&temporary, &path)
     }
 
