@@ -553,3 +553,25 @@ async fn keep_leaves_both_servers_running() {
     runner.shutdown().await;
     assert!(processes_under(&dir).is_empty());
 }
+
+/// Issue 27: concurrent deploys of one deployment are ordered by call. The later call's future
+/// runs first here (as a runtime may schedule it), and still the later call serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_later_deploy_call_wins_whichever_runs_first() {
+    let (runner, dir) = runner("replace-call-order", 12780, json!({}));
+    runner.deploy(request("dep-1", &[])).await.expect("deploy");
+    let earlier = runner.deploy(request("dep-1", &[]));
+    let later = runner.deploy(request("dep-1", &[]));
+    let later = tokio::spawn(later);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let earlier = tokio::spawn(earlier);
+    let later = later.await.expect("task").expect("the later call serves");
+    match earlier.await.expect("task") {
+        Ok(_) => {}
+        Err(error) => assert_eq!(error.code(), "ERR_DEPLOY_INTERRUPTED", "{error}"),
+    }
+    let serving: Vec<String> = runner.list_servers().into_iter().map(|s| s.id).collect();
+    assert_eq!(serving, vec![later.id]);
+    runner.shutdown().await;
+    assert!(processes_under(&dir).is_empty());
+}

@@ -100,7 +100,33 @@ impl Runner {
     /// Under `redeploy: 'replace'` the deployment's earlier servers drain in the background
     /// ([`Runner::drain`]): they keep answering until their connections end, at most
     /// `redeployDrainMs`, then stop.
-    pub async fn deploy(self: &Arc<Self>, request: DeployRequest) -> Result<ServerInfo> {
+    ///
+    /// Concurrent deploys of one deployment are ordered by call: the order is taken when this
+    /// is called, not when the returned future first runs, so the latest call serves the
+    /// deployment whichever server becomes healthy first.
+    pub fn deploy(
+        self: &Arc<Self>,
+        request: DeployRequest,
+    ) -> impl std::future::Future<Output = Result<ServerInfo>> + Send + 'static {
+        let call = self.begin_call();
+        let stops_before = self.stops_of(&request.deployment_id);
+        let order = self.deploy_order.fetch_add(1, Ordering::SeqCst);
+        let runner = Arc::clone(self);
+        async move {
+            runner
+                .deploy_in_order(request, call, stops_before, order)
+                .await
+        }
+    }
+
+    /// [`Runner::deploy`] with its place among the calls taken.
+    async fn deploy_in_order(
+        self: &Arc<Self>,
+        request: DeployRequest,
+        call: super::InFlight,
+        stops_before: u64,
+        order: u64,
+    ) -> Result<ServerInfo> {
         validate::id("project.id", &request.project_id)?;
         validate::id("deployment.id", &request.deployment_id)?;
         validate::id("build.id", &request.build_id)?;
@@ -115,9 +141,6 @@ impl Runner {
                 path: entry,
             });
         }
-        let call = self.begin_call();
-        let stops_before = self.stops_of(&request.deployment_id);
-        let order = self.deploy_order.fetch_add(1, Ordering::SeqCst);
         self.reap_leftovers().await;
         // Another program that takes the allocated port (it answered the health check, or the
         // server died of EADDRINUSE) costs one more attempt on the next free port.

@@ -293,10 +293,12 @@ impl LocalProcessRunner {
             build.as_ref(),
             options.as_ref(),
         );
-        let runner = Arc::clone(&self.runner);
-        spawn(env, async move {
-            Ok(RunningServer::from(runner.deploy(request?).await?))
-        })
+        // The deploy takes its place among the calls now, on the JS thread, in call order.
+        let deploying = request.map(|request| self.runner.deploy(request));
+        spawn(
+            env,
+            async move { Ok(RunningServer::from(deploying?.await?)) },
+        )
     }
 
     /// Removes the server's route, stops its whole process tree (SIGTERM, grace, SIGKILL) and
