@@ -1067,6 +1067,12 @@ export interface AdoptionStats {
   /** Ids of recorded servers left alone because a live runner supervises them. */
   leftToOtherRunner: Array<string>
   /**
+   * Record files not adopted because they cannot be trusted (malformed, naming a process
+   * that is not the server's, or claiming a port, route or deployment another record
+   * claims), each as `<file>: <why>`; nothing they name was signalled.
+   */
+  refused: Array<string>
+  /**
    * Why nothing was adopted, when this runner did not look (another runner was adopting on
    * the same `buildDir` at that moment) or could not.
    */

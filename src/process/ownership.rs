@@ -27,34 +27,38 @@ pub fn new_server_token(server_id: &str) -> String {
 
 /// Live processes whose environment carries `token` as [`SERVER_TOKEN_VAR`].
 pub fn processes_with_token(token: &str) -> Vec<i32> {
-    processes_with_token_since(token, 0)
+    processes_with_tokens(&[(token, 0)])
 }
 
-/// [`processes_with_token`] that started at `min_start_ticks` or later; never this process,
-/// PID 1 or a kernel thread.
-fn processes_with_token_since(token: &str, min_start_ticks: u64) -> Vec<i32> {
-    let needle = format!("{SERVER_TOKEN_VAR}={token}");
+/// The live processes carrying one of `tokens` that started no earlier than that token's start
+/// time; never this process or PID 1. Each process's environment is read once.
+fn processes_with_tokens(tokens: &[(&str, u64)]) -> Vec<i32> {
+    let wanted: std::collections::HashMap<Vec<u8>, u64> = tokens
+        .iter()
+        .map(|(token, since)| (format!("{SERVER_TOKEN_VAR}={token}").into_bytes(), *since))
+        .collect();
     let me = std::process::id() as i32;
     procfs::all_processes()
         .into_iter()
-        .filter(|p| p.is_alive() && p.pid > 1 && p.pid != me && p.start_ticks >= min_start_ticks)
+        .filter(|p| p.is_alive() && p.pid > 1 && p.pid != me)
         .filter(|p| {
             fs::read(format!("/proc/{}/environ", p.pid)).is_ok_and(|environ| {
                 environ
                     .split(|byte| *byte == 0)
-                    .any(|entry| entry == needle.as_bytes())
+                    .filter_map(|entry| wanted.get(entry))
+                    .any(|since| p.start_ticks >= *since)
             })
         })
         .map(|p| p.pid)
         .collect()
 }
 
-/// SIGKILLs every live process carrying `token` that started at `min_start_ticks` or later, at
-/// once; returns those signalled. Reads every process's environment: call it off Node's main
-/// thread.
-pub fn kill_token_processes_now(token: &str, min_start_ticks: u64) -> Vec<i32> {
+/// SIGKILLs at once every live process carrying one of `tokens` that started no earlier than
+/// that token's start time (ticks after boot); returns those signalled. Reads every process's
+/// environment once: call it off Node's main thread.
+pub fn kill_token_processes_now(tokens: &[(&str, u64)]) -> Vec<i32> {
     use nix::sys::signal::{Signal, kill};
-    processes_with_token_since(token, min_start_ticks)
+    processes_with_tokens(tokens)
         .into_iter()
         .filter(|pid| kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL).is_ok())
         .collect()

@@ -54,9 +54,7 @@ pub fn kill_all_now() -> usize {
         .filter(|pgid| killpg(Pid::from_raw(**pgid), Signal::SIGKILL).is_ok())
         .count();
     let tokens = std::mem::take(&mut *crate::sync::lock(&TOKENS));
-    let escaped: usize = tokens
-        .iter()
-        .map(|token| super::ownership::kill_token_processes_now(token, 0).len())
-        .sum();
+    let tokens: Vec<(&str, u64)> = tokens.iter().map(|token| (token.as_str(), 0)).collect();
+    let escaped = super::ownership::kill_token_processes_now(&tokens).len();
     groups + escaped
 }

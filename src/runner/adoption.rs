@@ -38,6 +38,7 @@ impl Runner {
         let kept::Claim {
             claimed,
             mut dead,
+            unusable,
             mut report,
         } = kept.claim();
         if let Some(why) = &report.not_adopted {
@@ -53,13 +54,9 @@ impl Runner {
                 dead.push(record);
             }
         }
-        if !dead.is_empty() {
+        if !dead.is_empty() || !unusable.is_empty() {
             // Killing leftovers reads every process's environment: not on Node's thread.
-            tokio::task::spawn_blocking(move || {
-                for record in &dead {
-                    kept.clean_up(record);
-                }
-            });
+            tokio::task::spawn_blocking(move || kept.clean_up(&dead, &unusable));
         }
         *lock(&self.adoption) = report.clone();
         report

@@ -398,13 +398,13 @@ impl KeptServers {
             match read_record(&path, self.ports) {
                 Ok(record) => records.push(record),
                 Err(why) => {
-                    // Nothing it names is touched: only the file itself goes.
+                    // Nothing it names is touched: only the file itself goes, later.
                     tracing::warn!("kept-server record {} refused: {why}", path.display());
                     claim
                         .report
                         .refused
                         .push(format!("{}: {why}", path.display()));
-                    remove_files(&path, Path::new(""));
+                    claim.unusable.push(path);
                 }
             }
         }
@@ -455,7 +455,7 @@ impl KeptServers {
                     path.display(),
                     record.pid
                 ));
-                remove_files(&path, Path::new(""));
+                claim.unusable.push(path);
                 return;
             }
             (false, _) => Some("its host ended before its deploy finished"),
@@ -496,19 +496,25 @@ impl KeptServers {
         paths
     }
 
-    /// Kills what is left of a dead server's processes and removes its files. Only processes
-    /// positively identified as the server's are signalled: they carry its token and started
-    /// no earlier than its recorded process. Reads every process's environment: call it off
-    /// Node's main thread.
-    pub fn clean_up(&self, record: &KeptRecord) {
-        let killed = ownership::kill_token_processes_now(&record.token, record.start_ticks);
-        if !killed.is_empty() {
-            tracing::warn!(
-                "killed what was left of kept server '{}': {killed:?}",
-                record.server_id
-            );
+    /// Kills what is left of dead servers' processes and removes their files. Only processes
+    /// positively identified as a server's are signalled: they carry its token and started no
+    /// earlier than its recorded process. Reads every process's environment once, however
+    /// many records: call it off Node's main thread.
+    pub fn clean_up(&self, records: &[KeptRecord], unusable: &[PathBuf]) {
+        for path in unusable {
+            remove_files(path, Path::new(""));
         }
-        self.remove_files(&record.server_id);
+        let tokens: Vec<(&str, u64)> = records
+            .iter()
+            .map(|record| (record.token.as_str(), record.start_ticks))
+            .collect();
+        let killed = ownership::kill_token_processes_now(&tokens);
+        if !killed.is_empty() {
+            tracing::warn!("killed what was left of kept servers that died: {killed:?}");
+        }
+        for record in records {
+            self.remove_files(&record.server_id);
+        }
     }
 
     /// Reports a recorded server that is not running any more (with a warning line), saying
@@ -544,6 +550,8 @@ pub struct Claim {
     pub claimed: Vec<KeptRecord>,
     /// Records of servers that died, for [`KeptServers::clean_up`].
     pub dead: Vec<KeptRecord>,
+    /// Record files that cannot be trusted, to be removed (by [`KeptServers::clean_up`]).
+    pub unusable: Vec<PathBuf>,
     /// The report for `getStats().adoption`.
     pub report: AdoptionReport,
 }
