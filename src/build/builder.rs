@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use super::layout::{self, Caches};
 use super::package_manager::PackageManager;
 use super::pipeline;
+use super::provision::KnownIntegrities;
 use super::queue::Queue;
 use crate::config::RunnerConfig;
 use crate::error::{Error, Result};
@@ -278,6 +279,7 @@ struct Shared {
     caches: Caches,
     queue: Arc<Queue>,
     active: Mutex<HashMap<String, Arc<Control>>>,
+    integrities: KnownIntegrities,
 }
 
 impl ProjectBuilder {
@@ -288,6 +290,7 @@ impl ProjectBuilder {
                 caches: Caches::for_build_dir(&config.build_dir),
                 queue: Queue::new(config.max_concurrent_builds),
                 active: Mutex::new(HashMap::new()),
+                integrities: KnownIntegrities::default(),
                 config,
             }),
         }
@@ -366,6 +369,7 @@ impl ProjectBuilder {
                 kill_grace: builder.shared.config.kill_grace,
                 journal: builder.shared.config.journal.clone(),
                 queue_limit: builder.shared.queue.limit(),
+                integrities: builder.shared.integrities.clone(),
             };
             let outcome = pipeline::run(&settings, request, admission, cancel).await;
             drop(guard);

@@ -8,7 +8,8 @@
 //!   .cache/yarn/         YARN_CACHE_FOLDER (yarn 1 and berry)
 //!   .cache/yarn-berry/   YARN_GLOBAL_FOLDER (berry's global cache)
 //!   .cache/bun/          BUN_INSTALL_CACHE_DIR
-//!   .cache/pm/           package managers at the versions projects name (`pnpm@9.15.0/`)
+//!   .cache/pm/           0700: package-manager tarballs and the builds' private copies (see
+//!                        `pm_cache`)
 //!   .runner/             the process journal (see `process::journal`)
 //! ```
 //!
@@ -139,7 +140,7 @@ impl Caches {
     }
 
     /// Where package managers fetched at the version a project names are kept
-    /// (`<root>/pm/<name>@<version>/`).
+    /// (`<root>/pm/<name>@<version>/package.tgz`; see `pm_cache`).
     pub fn package_managers(&self) -> PathBuf {
         self.root.join("pm")
     }

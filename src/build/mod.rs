@@ -5,7 +5,9 @@
 //! - [`layout`]: id rules, the per-build directories under `buildDir` and the shared caches;
 //! - [`queue`]: the FIFO queue that caps how many builds run at once;
 //! - [`builder`]: [`ProjectBuilder`], which queues, runs and cancels builds;
-//! - [`provision`]: the package manager at the version the project names, fetched once;
+//! - [`provision`]: the package manager at the version the project names: what to fetch and
+//!   the digest it must have;
+//! - [`pm_cache`]: its cached tarballs and the private copy each build runs it from;
 //! - `pipeline`: the steps of one build (detect, install, build script, verify).
 //!
 //! A build's failure (install, build script, missing output, timeout) is an outcome, not an
@@ -16,6 +18,7 @@ pub mod builder;
 pub mod layout;
 pub mod package_manager;
 mod pipeline;
+pub mod pm_cache;
 pub mod provision;
 pub mod queue;
 

@@ -10,6 +10,9 @@
 //! queue. On expiry or cancel, the running step's whole process tree is killed (SIGTERM, a short
 //! grace, SIGKILL) before the outcome is returned; after a step exits normally, whatever it left
 //! running in its process group is killed too, so a finished build leaves no process behind.
+//!
+//! The package manager a project names by version is made ready in `provide`: verified
+//! against a digest from outside the cache and run from the build's own unpacked copy.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,11 +28,14 @@ use super::package_manager::{
     self, Detection, PackageManager, build_args, build_script_in, exec_args, find_in_path,
     install_args, mastra_build_args,
 };
-use super::provision::{self, Plan, Wanted};
+use super::pm_cache::PrivateCopy;
+use super::provision::KnownIntegrities;
 use super::queue::{Admission, Slot};
 use crate::logs::{LogEntry, LogLimits, LogStore, Stream, join_text};
 use crate::process::{self, ExitInfo, Journal, SpawnSpec};
 use crate::source::workspace::{self, Member, Workspace};
+
+mod provide;
 
 /// Where a Mastra build leaves the server's entry point, relative to the working directory.
 pub const OUTPUT_ENTRY: &str = ".mastra/output/index.mjs";
@@ -65,6 +71,8 @@ pub(crate) struct Settings {
     pub journal: Option<Arc<Journal>>,
     /// The queue's number of slots, for the "waiting" line.
     pub queue_limit: usize,
+    /// The registry's digests of package managers, as this runner learned them.
+    pub integrities: KnownIntegrities,
 }
 
 /// Why a run stopped early.
@@ -125,6 +133,7 @@ pub(crate) async fn run(
         deadline: Instant::now() + timeout,
         package_manager: None,
         root: request.workdir.clone(),
+        pm_copy: None,
     };
     let result = run.steps(timeout).await;
     let elapsed = secs(run.start.elapsed());
@@ -155,6 +164,10 @@ pub(crate) async fn run(
     };
     say(&log, last_line);
     let package_manager = run.package_manager;
+    if let Some(copy) = run.pm_copy.take() {
+        // Removing a few MB of files: off the async threads, and before the slot goes.
+        let _ = tokio::task::spawn_blocking(move || drop(copy)).await;
+    }
     drop(slot);
     outcome(&request, status, message, Some(started_at), package_manager)
 }
@@ -214,6 +227,9 @@ struct Run<'a> {
     /// Where the install runs: the workspace root when the project is a workspace package,
     /// else the working directory.
     root: PathBuf,
+    /// The verified package manager this build runs, if it runs one from the cache; removed
+    /// when the run is dropped, that is when the build ends.
+    pm_copy: Option<PrivateCopy>,
 }
 
 impl Run<'_> {
@@ -453,202 +469,6 @@ impl Run<'_> {
             workspace.marker
         ));
         dependencies
-    }
-
-    /// The package manager at the version the project names, when it names one: the `bin`
-    /// directory of its cached copy (fetched now if need be). `None`: the one on `PATH` runs
-    /// (the project names no version, or it cannot be had; a warning says why).
-    async fn provide(
-        &mut self,
-        detection: &Detection,
-        env: &BTreeMap<String, String>,
-    ) -> Result<Option<PathBuf>, Stop> {
-        let command = detection.package_manager.command();
-        let wanted = match provision::plan(detection).map_err(Stop::Failed)? {
-            Plan::Absent => return Ok(None),
-            Plan::Unavailable(reason) => {
-                self.say(format!("Warning: {reason}; using {command} from PATH"));
-                return Ok(None);
-            }
-            Plan::Fetch(wanted) => wanted,
-        };
-        let root = self.settings.caches.package_managers();
-        let dir = wanted.dir(&root);
-        let key = wanted.key();
-        if provision::is_complete(&dir) {
-            self.check_hash(&wanted, &dir.join(provision::TARBALL), env)
-                .await?;
-            self.say(format!(
-                "Package manager {key}: using the copy cached in {}",
-                dir.display()
-            ));
-            return Ok(Some(provision::bin_dir(&dir)));
-        }
-        let staging = root.join(format!(".staging-{key}-{}", self.request.build_id));
-        let fetched = self.fetch(&wanted, &staging, &dir, env).await;
-        if staging.exists() {
-            let _ = std::fs::remove_dir_all(&staging);
-        }
-        match fetched {
-            Ok(()) => {
-                let verified = match &wanted.hash {
-                    Some((algorithm, _)) => format!(", its {algorithm} hash checked"),
-                    None => String::new(),
-                };
-                self.say(format!(
-                    "Package manager {key}: fetched {} from the npm registry into {}{verified}",
-                    wanted.spec(),
-                    dir.display()
-                ));
-                Ok(Some(provision::bin_dir(&dir)))
-            }
-            Err(Fetch::Stop(stop)) => Err(stop),
-            Err(Fetch::Unavailable(reason)) => {
-                self.say(format!(
-                    "Warning: cannot fetch {}: {reason}; using {command} from PATH",
-                    wanted.spec()
-                ));
-                Ok(None)
-            }
-        }
-    }
-
-    /// `npm pack`s the package into `staging`, checks its hash, unpacks it, links its bins and
-    /// moves it to `dir`.
-    async fn fetch(
-        &mut self,
-        wanted: &Wanted,
-        staging: &Path,
-        dir: &Path,
-        env: &BTreeMap<String, String>,
-    ) -> Result<(), Fetch> {
-        let path = env.get("PATH").map(String::as_str);
-        let npm = find_in_path("npm", path, &self.request.workdir)
-            .ok_or_else(|| Fetch::Unavailable("npm is not on PATH".to_owned()))?;
-        let tar = find_in_path("tar", path, &self.request.workdir)
-            .ok_or_else(|| Fetch::Unavailable("tar is not on PATH".to_owned()))?;
-        if staging.exists() {
-            let _ = std::fs::remove_dir_all(staging);
-        }
-        std::fs::create_dir_all(staging)
-            .map_err(|e| Fetch::Unavailable(format!("cannot create {}: {e}", staging.display())))?;
-        let mut npm_env = env.clone();
-        npm_env.extend(self.settings.caches.env(PackageManager::Npm, None));
-        npm_env.remove("NODE_ENV");
-        let destination = staging.to_string_lossy().into_owned();
-        let args = [
-            "pack",
-            &wanted.spec(),
-            "--pack-destination",
-            &destination,
-            "--loglevel=error",
-        ];
-        let (exit, output) = self
-            .quiet(
-                &npm,
-                &args,
-                staging,
-                &npm_env,
-                "fetching the package manager",
-            )
-            .await?;
-        if !exit.success() {
-            let why = error_excerpt(&output).unwrap_or_default();
-            let why = why.lines().next().unwrap_or_default();
-            return Err(Fetch::Unavailable(format!(
-                "npm pack {} {}{}",
-                wanted.spec(),
-                how(&exit),
-                if why.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {why}")
-                }
-            )));
-        }
-        let tarball = std::fs::read_dir(staging)
-            .ok()
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path())
-            .find(|p| p.extension().is_some_and(|ext| ext == "tgz"))
-            .ok_or_else(|| Fetch::Unavailable("npm pack wrote no tarball".to_owned()))?;
-        let kept = staging.join(provision::TARBALL);
-        std::fs::rename(&tarball, &kept)
-            .map_err(|e| Fetch::Unavailable(format!("cannot rename {}: {e}", tarball.display())))?;
-        self.check_hash(wanted, &kept, env)
-            .await
-            .map_err(Fetch::Stop)?;
-        let (exit, output) = self
-            .quiet(
-                &tar,
-                &["-xzf", provision::TARBALL, "--no-same-owner"],
-                staging,
-                env,
-                "unpacking the package manager",
-            )
-            .await?;
-        if !exit.success() {
-            return Err(Fetch::Unavailable(format!(
-                "tar {}: {}",
-                how(&exit),
-                error_excerpt(&output).unwrap_or_default()
-            )));
-        }
-        provision::link_bins(staging, wanted.package).map_err(Fetch::Unavailable)?;
-        provision::finish(staging, dir).map_err(Fetch::Unavailable)
-    }
-
-    /// Checks `tarball` against the hash the `packageManager` field carries, if any: a
-    /// mismatch, or no way to compute it, fails the build.
-    async fn check_hash(
-        &mut self,
-        wanted: &Wanted,
-        tarball: &Path,
-        env: &BTreeMap<String, String>,
-    ) -> Result<(), Stop> {
-        let Some((algorithm, expected)) = &wanted.hash else {
-            return Ok(());
-        };
-        let path = env.get("PATH").map(String::as_str);
-        let node = find_in_path("node", path, &self.request.workdir).ok_or_else(|| {
-            Stop::Failed(format!(
-                "Cannot check the {algorithm} hash of {}: node is not on PATH",
-                wanted.spec()
-            ))
-        })?;
-        let file = tarball.to_string_lossy().into_owned();
-        let cwd = tarball.parent().unwrap_or(tarball).to_path_buf();
-        let (exit, output) = self
-            .quiet(
-                &node,
-                &["-e", provision::HASH_SCRIPT, algorithm, &file],
-                &cwd,
-                env,
-                "checking the package manager's hash",
-            )
-            .await?;
-        let digest = output
-            .iter()
-            .find(|e| e.stream() == Stream::Stdout)
-            .map(|e| e.line().trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        if !exit.success() || digest.is_empty() {
-            return Err(Stop::Failed(format!(
-                "Cannot check the {algorithm} hash of {}: node {}",
-                wanted.spec(),
-                how(&exit)
-            )));
-        }
-        if &digest != expected {
-            return Err(Stop::Failed(format!(
-                "{} does not match the hash in package.json's packageManager field: {algorithm} \
-                 {digest} instead of {expected}",
-                wanted.spec()
-            )));
-        }
-        Ok(())
     }
 
     /// Runs a helper command (not a step of the project) into a scratch log; its exit and lines.
@@ -908,23 +728,6 @@ impl Run<'_> {
         match stop {
             Some(stop) => Err(stop),
             None => Ok(exit),
-        }
-    }
-}
-
-/// Why a package manager could not be fetched.
-enum Fetch {
-    /// The build stops (timeout, cancel, a hash that does not match).
-    Stop(Stop),
-    /// It cannot be had; the one on `PATH` runs instead.
-    Unavailable(String),
-}
-
-impl From<Stop> for Fetch {
-    fn from(stop: Stop) -> Self {
-        match stop {
-            Stop::Failed(reason) => Fetch::Unavailable(reason),
-            other => Fetch::Stop(other),
         }
     }
 }

@@ -1,38 +1,37 @@
-//! Package managers at the version a project names (`"packageManager": "pnpm@9.15.0"`).
+//! Package managers at the version a project names (`"packageManager": "pnpm@9.15.0"`): the
+//! rules (what to fetch, which digest it must have, who vouches for that digest).
 //!
 //! As Heroku and Railpack do, a build runs the version the project asks for, not whatever is on
 //! `PATH`: the package manager's own npm package (`pnpm`, `yarn`, `@yarnpkg/cli-dist` for yarn
-//! 2+, `npm`) is fetched once with the host's `npm pack`, its tarball checked against the hash
-//! corepack's form carries (`pnpm@9.1.0+sha512.<hex>`), unpacked into
-//! `<buildDir>/.cache/pm/<name>@<version>/` and run with the host's Node through links in its
-//! `bin/` directory, which goes first on the build's `PATH`. Later builds use that copy without
-//! the registry.
+//! 2+, `npm`) is fetched with the host's `npm pack`, and its tarball kept in
+//! `<buildDir>/.cache/pm/<name>@<version>/` (see [`super::pm_cache`]) so that later builds do not
+//! download it again.
 //!
-//! This module holds the rules and the file work; the pipeline runs `npm pack`, `node` and
-//! `tar` through the one spawner, under the build's budget.
+//! Every build script and server runs as the runner's uid with its working directory inside
+//! `buildDir`, so that cache is untrusted input: what runs is what was verified. Before each use
+//! the tarball is hashed and compared with an [`Expected`] digest that comes from outside the
+//! cache — the hash corepack's form carries in the project's own package.json
+//! (`pnpm@9.1.0+sha512.<hex>`), or else the `dist.integrity` the npm registry gives for that
+//! version (asked once per runner and then kept in memory, [`KnownIntegrities`]) — and then
+//! unpacked afresh into a directory of that build's own, from which it runs.
 //!
-//! ```text
-//! .cache/pm/pnpm@9.15.0/
-//!   package.tgz          the tarball as fetched (its hash is checked on every build)
-//!   package/             the unpacked package
-//!   bin/pnpm -> ../package/bin/pnpm.cjs
-//!   .complete            written last: the copy is whole
-//! ```
+//! This module holds the rules; [`super::pm_cache`] the file work; the pipeline runs `npm`,
+//! `node` and `tar` through the one spawner, under the build's budget.
 
-use std::path::{Component, Path, PathBuf};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use super::package_manager::{Detection, DetectionSource, PackageManager};
 
-/// The file that marks a cached package manager as whole.
-const COMPLETE: &str = ".complete";
-
-/// The tarball's name inside a cached copy.
-pub const TARBALL: &str = "package.tgz";
-
 /// The hash algorithms a `packageManager` field may name (those Node's `crypto` computes).
 const ALGORITHMS: [&str; 5] = ["sha1", "sha224", "sha256", "sha384", "sha512"];
+
+/// The algorithms of a registry's `dist.integrity`, strongest first.
+const INTEGRITY_ALGORITHMS: [&str; 4] = ["sha512", "sha384", "sha256", "sha1"];
 
 /// A package manager version to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +42,8 @@ pub struct Wanted {
     pub package: &'static str,
     /// The exact version.
     pub version: String,
-    /// The tarball's expected hash: algorithm and lower-case hex digest.
-    pub hash: Option<(String, String)>,
+    /// The tarball's digest as the `packageManager` field pins it, if it does.
+    pub hash: Option<Integrity>,
 }
 
 impl Wanted {
@@ -53,7 +52,7 @@ impl Wanted {
         format!("{}@{}", self.name, self.version)
     }
 
-    /// `@yarnpkg/cli-dist@4.5.0`: what `npm pack` is asked for.
+    /// `@yarnpkg/cli-dist@4.5.0`: what `npm pack` and `npm view` are asked for.
     pub fn spec(&self) -> String {
         format!("{}@{}", self.package, self.version)
     }
@@ -61,6 +60,152 @@ impl Wanted {
     /// Its directory under `root` (`<buildDir>/.cache/pm`).
     pub fn dir(&self, root: &Path) -> PathBuf {
         root.join(self.key())
+    }
+}
+
+/// A digest a tarball must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Integrity {
+    /// A hash algorithm Node's `crypto` knows (`sha512`).
+    pub algorithm: String,
+    /// The digest, lower-case hex.
+    pub hex: String,
+}
+
+impl fmt::Display for Integrity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.algorithm, self.hex)
+    }
+}
+
+impl Integrity {
+    /// `sha512.<hex>`, corepack's form, into the algorithm and the lower-case digest.
+    fn from_pin(hash: &str) -> Option<Self> {
+        let (algorithm, hex) = hash.split_once('.')?;
+        let algorithm = algorithm.to_ascii_lowercase();
+        (ALGORITHMS.contains(&algorithm.as_str())
+            && !hex.is_empty()
+            && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| Integrity {
+            algorithm,
+            hex: hex.to_ascii_lowercase(),
+        })
+    }
+
+    /// The digest in what `npm view <spec> dist.integrity dist.shasum --json` prints: the
+    /// strongest hash of the Subresource Integrity string `dist.integrity`
+    /// (`sha512-<base64>`), else the sha1 `dist.shasum` of packages published before npm
+    /// recorded integrity.
+    pub fn from_registry(output: &str) -> Result<Self, String> {
+        let dist: Value = serde_json::from_str(output.trim())
+            .map_err(|e| format!("npm view printed something other than JSON: {e}"))?;
+        let sri = dist.get("dist.integrity").and_then(Value::as_str);
+        let strongest = sri.and_then(|sri| {
+            INTEGRITY_ALGORITHMS.iter().find_map(|wanted| {
+                sri.split_whitespace().find_map(|entry| {
+                    let (algorithm, rest) = entry.split_once('-')?;
+                    let encoded = rest.split('?').next()?;
+                    (algorithm.eq_ignore_ascii_case(wanted)).then_some(())?;
+                    Some(Integrity {
+                        algorithm: (*wanted).to_owned(),
+                        hex: base64_to_hex(encoded)?,
+                    })
+                })
+            })
+        });
+        if let Some(integrity) = strongest {
+            return Ok(integrity);
+        }
+        match dist.get("dist.shasum").and_then(Value::as_str) {
+            Some(hex) if hex.len() == 40 && hex.chars().all(|c| c.is_ascii_hexdigit()) => {
+                Ok(Integrity {
+                    algorithm: "sha1".to_owned(),
+                    hex: hex.to_ascii_lowercase(),
+                })
+            }
+            _ => Err(format!(
+                "the registry gives no usable integrity for it (dist.integrity {})",
+                sri.unwrap_or("missing")
+            )),
+        }
+    }
+}
+
+/// Standard base64 (with or without padding) into lower-case hex; `None` for anything else.
+fn base64_to_hex(encoded: &str) -> Option<String> {
+    let value = |c: u8| -> Option<u32> {
+        let sextet = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        Some(u32::from(sextet))
+    };
+    let digits = encoded.trim_end_matches('=').as_bytes();
+    if digits.is_empty() || digits.len() % 4 == 1 {
+        return None;
+    }
+    let mut hex = String::with_capacity(digits.len() * 3 / 2);
+    for chunk in digits.chunks(4) {
+        let mut bits = 0u32;
+        for &c in chunk {
+            bits = (bits << 6) | value(c)?;
+        }
+        bits <<= 6 * (4 - chunk.len() as u32);
+        for byte in &bits.to_be_bytes()[1..chunk.len()] {
+            hex.push_str(&format!("{byte:02x}"));
+        }
+    }
+    Some(hex)
+}
+
+/// Who vouches for an [`Expected`] digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    /// The hash in the project's `packageManager` field.
+    PackageJson,
+    /// The npm registry's `dist.integrity` for the version.
+    Registry,
+}
+
+impl fmt::Display for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Authority::PackageJson => "the hash in package.json's packageManager field",
+            Authority::Registry => "the npm registry's integrity",
+        })
+    }
+}
+
+/// The digest a package manager's tarball must have before it runs, and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    /// The digest.
+    pub integrity: Integrity,
+    /// Who vouches for it.
+    pub authority: Authority,
+}
+
+/// The registry's digests this runner has already asked for, by package spec. They live in the
+/// runner's memory only: nothing under `buildDir` can vouch for a tarball there. Cheap to
+/// clone; clones share the record.
+#[derive(Debug, Clone, Default)]
+pub struct KnownIntegrities {
+    by_spec: Arc<Mutex<HashMap<String, Integrity>>>,
+}
+
+impl KnownIntegrities {
+    /// The registry's digest for `spec` (`pnpm@9.15.0`), if this runner has it.
+    pub fn get(&self, spec: &str) -> Option<Integrity> {
+        crate::sync::lock(&self.by_spec).get(spec).cloned()
+    }
+
+    /// Records what the registry said about `spec`.
+    pub fn remember(&self, spec: String, integrity: Integrity) {
+        crate::sync::lock(&self.by_spec).insert(spec, integrity);
     }
 }
 
@@ -102,7 +247,7 @@ pub fn plan(detection: &Detection) -> Result<Plan, String> {
     }
     let hash = match &detection.requested_hash {
         None => None,
-        Some(hash) => Some(parse_hash(hash).ok_or_else(|| {
+        Some(hash) => Some(Integrity::from_pin(hash).ok_or_else(|| {
             format!(
                 "The packageManager field \"{field}\" carries a hash that cannot be checked: \
                  expected <algorithm>.<hex digest> with one of {}",
@@ -136,111 +281,6 @@ fn is_exact_version(version: &str) -> bool {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
         })
-}
-
-/// `sha512.<hex>` into the algorithm and the lower-case digest.
-fn parse_hash(hash: &str) -> Option<(String, String)> {
-    let (algorithm, hex) = hash.split_once('.')?;
-    let algorithm = algorithm.to_ascii_lowercase();
-    (ALGORITHMS.contains(&algorithm.as_str())
-        && !hex.is_empty()
-        && hex.chars().all(|c| c.is_ascii_hexdigit()))
-    .then(|| (algorithm, hex.to_ascii_lowercase()))
-}
-
-/// Whether `dir` holds a whole copy.
-pub fn is_complete(dir: &Path) -> bool {
-    dir.join(COMPLETE).is_file() && dir.join(TARBALL).is_file()
-}
-
-/// The directory whose links go first on the build's `PATH`.
-pub fn bin_dir(dir: &Path) -> PathBuf {
-    dir.join("bin")
-}
-
-/// The `bin` entries of the unpacked package in `staging/package`: name and path inside the
-/// package. A name with a path separator, or a path leaving the package, is an error.
-fn bins(staging: &Path, package: &str) -> Result<Vec<(String, PathBuf)>, String> {
-    let manifest_path = staging.join("package").join("package.json");
-    let text = std::fs::read_to_string(&manifest_path)
-        .map_err(|e| format!("cannot read {}: {e}", manifest_path.display()))?;
-    let manifest: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not valid JSON: {e}", manifest_path.display()))?;
-    let own_name = package.rsplit('/').next().unwrap_or(package).to_owned();
-    let entries: Vec<(String, String)> = match manifest.get("bin") {
-        Some(Value::String(path)) => vec![(own_name, path.clone())],
-        Some(Value::Object(map)) => map
-            .iter()
-            .filter_map(|(name, path)| Some((name.clone(), path.as_str()?.to_owned())))
-            .collect(),
-        _ => Vec::new(),
-    };
-    if entries.is_empty() {
-        return Err(format!("{package} declares no bin in its package.json"));
-    }
-    entries
-        .into_iter()
-        .map(|(name, path)| {
-            let relative = PathBuf::from(&path);
-            let inside = relative
-                .components()
-                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-            if name.is_empty() || name.contains('/') || name.starts_with('.') || !inside {
-                return Err(format!("{package} declares an unusable bin {name}: {path}"));
-            }
-            Ok((name, relative))
-        })
-        .collect()
-}
-
-/// Links each of the package's bins from `staging/bin` (relative links, so the directory can
-/// be renamed) and makes their targets executable.
-pub fn link_bins(staging: &Path, package: &str) -> Result<Vec<String>, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = bin_dir(staging);
-    std::fs::create_dir_all(&bin).map_err(|e| format!("cannot create {}: {e}", bin.display()))?;
-    let mut names = Vec::new();
-    for (name, relative) in bins(staging, package)? {
-        let target = staging.join("package").join(&relative);
-        let meta = std::fs::metadata(&target)
-            .map_err(|e| format!("{package}'s bin {name} ({}): {e}", target.display()))?;
-        let mut permissions = meta.permissions();
-        permissions.set_mode(permissions.mode() | 0o755);
-        std::fs::set_permissions(&target, permissions)
-            .map_err(|e| format!("cannot make {} executable: {e}", target.display()))?;
-        let link = bin.join(&name);
-        std::os::unix::fs::symlink(Path::new("../package").join(&relative), &link)
-            .map_err(|e| format!("cannot link {}: {e}", link.display()))?;
-        names.push(name);
-    }
-    Ok(names)
-}
-
-/// Marks `staging` whole and moves it to `dir`. When another build got there first, its copy
-/// is kept and `staging` removed.
-pub fn finish(staging: &Path, dir: &Path) -> Result<(), String> {
-    std::fs::write(staging.join(COMPLETE), "")
-        .map_err(|e| format!("cannot write {}: {e}", staging.join(COMPLETE).display()))?;
-    if is_complete(dir) {
-        let _ = std::fs::remove_dir_all(staging);
-        return Ok(());
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)
-            .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
-    }
-    match std::fs::rename(staging, dir) {
-        Ok(()) => Ok(()),
-        Err(_) if is_complete(dir) => {
-            let _ = std::fs::remove_dir_all(staging);
-            Ok(())
-        }
-        Err(e) => Err(format!(
-            "cannot move {} to {}: {e}",
-            staging.display(),
-            dir.display()
-        )),
-    }
 }
 
 /// The Node program that prints the hex digest of a file: `node -e <this> <algorithm> <file>`.
@@ -290,7 +330,10 @@ mod tests {
         };
         assert_eq!(
             wanted.hash,
-            Some(("sha512".to_owned(), "abcdef01".to_owned()))
+            Some(Integrity {
+                algorithm: "sha512".to_owned(),
+                hex: "abcdef01".to_owned()
+            })
         );
         for bad in [
             "pnpm@9.1.0+md5.abcd",
@@ -325,51 +368,62 @@ mod tests {
     }
 
     #[test]
-    fn bins_are_linked_and_a_copy_is_finished_once() {
-        let root = std::env::temp_dir().join(format!("runner-provision-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let staging = root.join(".staging");
-        std::fs::create_dir_all(staging.join("package/bin")).unwrap();
-        std::fs::write(
-            staging.join("package/package.json"),
-            r#"{"bin":{"pnpm":"bin/pnpm.cjs","pnpx":"./bin/pnpx.cjs"}}"#,
-        )
-        .unwrap();
-        std::fs::write(staging.join("package/bin/pnpm.cjs"), "").unwrap();
-        std::fs::write(staging.join("package/bin/pnpx.cjs"), "").unwrap();
-        std::fs::write(staging.join(TARBALL), "").unwrap();
-        assert_eq!(link_bins(&staging, "pnpm").unwrap(), ["pnpm", "pnpx"]);
-        let dir = root.join("pnpm@9.15.0");
-        finish(&staging, &dir).unwrap();
-        assert!(is_complete(&dir));
-        assert!(!staging.exists());
-        assert!(
-            bin_dir(&dir).join("pnpm").is_file(),
-            "the link resolves after the move"
+    fn the_registry_integrity_is_read_strongest_first() {
+        let pnpm = r#"{
+          "dist.integrity": "sha512-duI3l2CkMo7EQVgVvNZije5yevN3mqpMkU45RBVsQpmSGon5djge4QfUHxLPpLZmgcqccY8GaPoIMe1MbYulbA==",
+          "dist.shasum": "8bfdb6d72b4d5fdf87d21d27f2bfbe2b21dd2629"
+        }"#;
+        // The sha512 corepack pins for pnpm@9.15.0: the same digest in hex.
+        assert_eq!(
+            Integrity::from_registry(pnpm).unwrap(),
+            Integrity {
+                algorithm: "sha512".to_owned(),
+                hex: "76e2379760a4328ec4415815bcd6628dee727af3779aaa4c914e3944156c4299921a89f9\
+                      76381ee107d41f12cfa4b66681ca9c718f0668fa0831ed4c6d8ba56c"
+                    .to_owned(),
+            }
         );
+        // sha1 ("abc") next to sha256 ("abc"): the stronger wins, whatever the order.
+        let both = r#"{"dist.integrity": "sha1-qZk+NkcGgWq6PiVxeFDCbJzQ2J0= sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="}"#;
+        assert_eq!(
+            Integrity::from_registry(both).unwrap().to_string(),
+            "sha256 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let old = r#"{"dist.shasum": "A9993E364706816ABA3E25717850C26C9CD0D89D"}"#;
+        assert_eq!(
+            Integrity::from_registry(old).unwrap().to_string(),
+            "sha1 a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        for bad in [
+            "",
+            "{}",
+            r#"{"dist.integrity": "md5-AAAA"}"#,
+            r#"{"dist.integrity": "sha512-not*base64"}"#,
+        ] {
+            assert!(Integrity::from_registry(bad).is_err(), "{bad:?}");
+        }
+    }
 
-        std::fs::create_dir_all(staging.join("package")).unwrap();
-        std::fs::write(
-            staging.join("package/package.json"),
-            r#"{"bin":{"x":"../outside.js"}}"#,
-        )
-        .unwrap();
-        assert!(
-            link_bins(&staging, "x")
-                .unwrap_err()
-                .contains("unusable bin")
-        );
-        std::fs::write(staging.join("package/package.json"), "{}").unwrap();
-        assert!(
-            link_bins(&staging, "x")
-                .unwrap_err()
-                .contains("declares no bin")
-        );
-        // A second finisher keeps the first copy.
-        std::fs::write(staging.join(TARBALL), "").unwrap();
-        finish(&staging, &dir).unwrap();
-        assert!(!staging.exists());
-        assert!(bin_dir(&dir).join("pnpm").is_file());
-        std::fs::remove_dir_all(&root).unwrap();
+    #[test]
+    fn base64_decodes_with_and_without_padding() {
+        assert_eq!(base64_to_hex("TWFu").as_deref(), Some("4d616e"));
+        assert_eq!(base64_to_hex("TWE=").as_deref(), Some("4d61"));
+        assert_eq!(base64_to_hex("TQ==").as_deref(), Some("4d"));
+        assert_eq!(base64_to_hex("TQ").as_deref(), Some("4d"));
+        assert_eq!(base64_to_hex("T"), None);
+        assert_eq!(base64_to_hex(""), None);
+    }
+
+    #[test]
+    fn known_integrities_are_shared_by_clones() {
+        let known = KnownIntegrities::default();
+        let clone = known.clone();
+        let integrity = Integrity {
+            algorithm: "sha512".to_owned(),
+            hex: "ab".to_owned(),
+        };
+        clone.remember("pnpm@9.15.0".to_owned(), integrity.clone());
+        assert_eq!(known.get("pnpm@9.15.0"), Some(integrity));
+        assert_eq!(known.get("pnpm@9.14.0"), None);
     }
 }
