@@ -362,7 +362,8 @@ export interface ProjectSource {
 /**
  * Copies a project's source into a build directory. The runner calls only `getProjectPath`;
  * the other methods are optional here so that a minimal provider is accepted, and a full one
- * (such as MastraAdmin's) is too.
+ * (such as MastraAdmin's) is too. Like every provider method the runner calls, it may also
+ * answer synchronously: what it returns is awaited as `await` would, and a throw fails that call.
  */
 export interface ProjectSourceProvider {
   readonly type: 'local' | 'github' | string
@@ -484,7 +485,9 @@ export interface RouteInfo {
 /**
  * Exposes deployed servers under public URLs. The runner calls `registerRoute` and
  * `removeRoute`; the other methods are optional here so that a minimal router is accepted,
- * and a full one (such as MastraAdmin's) is too.
+ * and a full one (such as MastraAdmin's) is too. A method may also answer synchronously (a
+ * `removeRoute` returning `undefined`): what it returns is awaited as `await` would, and a
+ * throw fails that call.
  */
 export interface EdgeRouterProvider {
   readonly type: 'local' | 'cloudflare' | string
@@ -512,7 +515,11 @@ export interface FileInfo {
 /** Where newer MastraAdmin versions keep observability files (server logs as JSONL). */
 export interface FileStorageProvider {
   readonly type: 'local' | 's3' | 'gcs' | string
-  /** Writes `content` at `path`, creating parent directories. */
+  /**
+   * Writes `content` at `path`, creating parent directories. The runner calls only this; a
+   * synchronous `write` (returning `undefined`) counts as written once it returns, and a throw
+   * or rejection as a failed attempt.
+   */
   write(path: string, content: Buffer | string): Promise<void>
   /** The content at `path`; rejects when there is none. */
   read(path: string): Promise<Buffer>
@@ -598,6 +605,10 @@ export declare class LocalProcessRunner {
    * of `log` events (`observability/log/{projectId}/{YYYYMMDDTHHMMSSZ}_{12 hex}.jsonl`,
    * batched by the `observability` config). A failing or hanging storage never slows a
    * server: its batches are retried, then counted as dropped in `getStats().observability`.
+   * `write` may return a Promise or, synchronously, anything else (awaited as `await`
+   * would). Called again with another storage, the earlier one is given what it had
+   * pending at once (what it has not taken within `providerTimeoutMs` is counted as
+   * dropped) and nothing later; the counts cover every storage set.
    */
   setObservabilityStorage(storage: FileStorageProvider): void
   /**
@@ -708,7 +719,8 @@ export declare class LocalProcessRunner {
  * below `basePaths` (and those added with `addProject`), copied for a build with
  * `node_modules`, `.git`, `.mastra`, `dist`, `.next`, `.turbo` and the `exclude` names
  * skipped at every depth. Only paths that resolve (symlinks and `..` included) inside a base
- * path, or to an added project, are ever read.
+ * path, or to an added project, are ever read: a project's workspace root is looked for no
+ * higher than its base path.
  */
 export declare class LocalProjectSource {
   /**
@@ -761,9 +773,10 @@ export declare class LocalProjectSource {
    * paths (`Access denied to …`) or the copy fails (the message names the path).
    *
    * A package of a workspace (a `pnpm-workspace.yaml` or package.json `workspaces` at or
-   * above it, inside its base path) brings the whole workspace; the Promise then resolves
-   * the package's folder inside `targetDir`. A workspace root that is not an app stands for
-   * its one Mastra app (rejected, with their list, when it has several).
+   * above it whose globs list it, no higher than its base path, which may be the root
+   * itself) brings the whole workspace; the Promise then resolves the package's folder
+   * inside `targetDir`. A workspace root that is not an app stands for its one Mastra app
+   * (rejected, with their list, when it has several).
    */
   getProjectPath(source: ProjectSource, targetDir?: string, onLog?: (line: string) => void): Promise<string>
   /**

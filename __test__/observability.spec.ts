@@ -1,13 +1,14 @@
 // setObservabilityStorage: server and build logs written as MastraAdmin's ingestion reads them
 // (JSONL `log` events under observability/log/{projectId}/), batched, flushed by stop() and
 // shutdown(), and a storage that rejects, throws or hangs costs the servers nothing.
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 
 import type { FileStorageProvider } from '../index'
-import { addon } from './helpers/addon'
+import { addon, packageRoot } from './helpers/addon'
 import { entities, installBuild, makeRunner, shutdownRunners } from './helpers/runner'
 import { waitFor } from './helpers/wait'
 
@@ -58,6 +59,11 @@ function observability(runner: ReturnType<typeof makeRunner>['runner']) {
   const stats = runner.getStats().observability
   if (!stats) throw new Error('getStats().observability is missing')
   return stats
+}
+
+/** A line of `getLogs` as its event's `message`: without the `[stderr] ` tag. */
+function withoutStderrTag(line: string): string {
+  return line.replace(/^\[stderr\] /, '')
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
@@ -197,6 +203,134 @@ describe('setObservabilityStorage', () => {
       expect(runner.getStats().runningProcesses).toBe(0)
     })
   }
+
+  // Issue 27, O09: a second setObservabilityStorage hands what the first storage had pending
+  // to it (or counts it dropped); nothing is lost without getStats() saying so.
+  it('O09: a new storage: what the old one had pending is written to it at once and counted; later lines go to the new one', async () => {
+    const { runner, buildDir } = makeRunner({ observability: { batchSize: 100_000, flushIntervalMs: 600_000 } })
+    const first = fileStorage()
+    runner.setObservabilityStorage(first.storage)
+    const { project, deployment, build } = entities()
+    installBuild(buildDir, build.id)
+    const server = await runner.deploy(project, deployment, build)
+    await waitFor(async () => (await runner.getLogs(server)).includes('a warning on stderr'), 10_000, 'the banner')
+    const before = (await runner.getLogs(server)).split('\n').map(withoutStderrTag)
+    await waitFor(() => observability(runner).pending === before.length, 10_000, 'the banner pending')
+    expect(first.writes).toEqual([])
+
+    const second = fileStorage()
+    runner.setObservabilityStorage(second.storage)
+    // Not after flushIntervalMs (10 minutes): the swap writes the old storage's events.
+    await waitFor(() => observability(runner).written === before.length, 5_000, 'the hand-over to the first storage')
+    expect(first.events().map((e) => e.data.message).sort()).toEqual([...before].sort())
+    expect(observability(runner)).toEqual({ written: before.length, pending: 0, dropped: 0 })
+    expect(second.writes).toEqual([])
+
+    await runner.stop(server)
+    const all = (await runner.getLogs(server)).split('\n').map(withoutStderrTag)
+    await waitFor(() => observability(runner).written === all.length, 5_000, 'the flush of stop()')
+    expect(second.events().map((e) => e.data.message)).toEqual(all.slice(before.length))
+    expect(first.events()).toHaveLength(before.length)
+    expect(observability(runner)).toEqual({ written: all.length, pending: 0, dropped: 0 })
+  })
+
+  it('O09: a new storage while the old one hangs: its pending events are counted dropped within providerTimeoutMs', async () => {
+    const { runner, buildDir } = makeRunner({ providerTimeoutMs: 300, observability: { batchSize: 100_000, flushIntervalMs: 600_000 } })
+    let calls = 0
+    const hanging = {
+      type: 'hangs',
+      write() {
+        calls += 1
+        return new Promise<void>(() => {})
+      },
+    }
+    runner.setObservabilityStorage(hanging as unknown as FileStorageProvider)
+    const { project, deployment, build } = entities()
+    installBuild(buildDir, build.id)
+    const server = await runner.deploy(project, deployment, build)
+    await waitFor(async () => (await runner.getLogs(server)).includes('a warning on stderr'), 10_000, 'the banner')
+    const before = (await runner.getLogs(server)).split('\n')
+    await waitFor(() => observability(runner).pending === before.length, 10_000, 'the banner pending')
+
+    const second = fileStorage()
+    runner.setObservabilityStorage(second.storage)
+    const swapped = Date.now()
+    await waitFor(() => observability(runner).dropped === before.length, 5_000, 'the hand-over given up and counted')
+    expect(Date.now() - swapped).toBeLessThan(2_000)
+    expect(observability(runner)).toEqual({ written: 0, pending: 0, dropped: before.length })
+    // One attempt, cut off by providerTimeoutMs; no retry once the hand-over's time is up.
+    expect(calls).toBe(1)
+    await runner.stop(server)
+    const all = (await runner.getLogs(server)).split('\n')
+    await waitFor(() => observability(runner).written === all.length - before.length, 5_000, 'the flush of stop()')
+    expect(observability(runner)).toEqual({ written: all.length - before.length, pending: 0, dropped: before.length })
+  })
+
+  // Issue 27, O10: provider methods that answer synchronously (a value, not a Promise) are
+  // awaited as `await` would; nothing is thrown out of an N-API callback, which under the strict
+  // uncaught-exceptions policy would end the host.
+  it('O10: synchronous write, getProjectPath, registerRoute and removeRoute work in a host with --force-node-api-uncaught-exceptions-policy=true', async () => {
+    // The child host gets this runner's build directory and ports; this one never deploys.
+    const { runner: idle, buildDir } = makeRunner()
+    const { portRange } = idle.getConfig()
+    const { project, deployment, build } = entities()
+    const app = fs.mkdtempSync(path.join(os.tmpdir(), 'observability-project-'))
+    temps.push(app)
+    fs.cpSync(path.join(__dirname, 'fixtures', 'app'), app, { recursive: true })
+    project.sourceConfig = { path: app }
+    const script = `
+      const fs = require('node:fs')
+      const { LocalProcessRunner } = require(${JSON.stringify(packageRoot)})
+      const runner = new LocalProcessRunner({ buildDir: ${JSON.stringify(buildDir)}, portRange: ${JSON.stringify(portRange)},
+        shutdownTimeoutMs: 2000, observability: { flushIntervalMs: 50 } })
+      const files = []
+      const routes = new Map()
+      // Each method answers synchronously: a value or undefined, never a Promise.
+      runner.setObservabilityStorage({ type: 'memory', write(path, content) { files.push(content) } })
+      runner.setSource({ type: 'local', getProjectPath(source, targetDir) { fs.cpSync(source.path, targetDir, { recursive: true }); return targetDir } })
+      runner.setRouter({
+        type: 'memory',
+        registerRoute(config) {
+          const info = { routeId: 'route-' + config.deploymentId, deploymentId: config.deploymentId, publicUrl: 'http://x.local', status: 'active', createdAt: new Date() }
+          routes.set(info.routeId, info)
+          return info
+        },
+        removeRoute(routeId) { routes.delete(routeId) },
+      })
+      const stats = () => runner.getStats().observability
+      ;(async () => {
+        const built = await runner.build(${JSON.stringify(project)}, ${JSON.stringify(build)}, { skipInstall: true })
+        const server = await runner.deploy(${JSON.stringify(project)}, ${JSON.stringify(deployment)}, built)
+        const routed = routes.size
+        await runner.stop(server)
+        // Every line of the build's log (blank ones too) and of the server's.
+        const lines = built.logs.split('\\n').length + (await runner.getLogs(server)).split('\\n').length
+        const deadline = Date.now() + 20000
+        while (stats().written + stats().dropped < lines && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+        await runner.shutdown()
+        const stored = files.join('').split('\\n').filter(Boolean).length
+        console.log('result ' + JSON.stringify({ status: built.status, routed, routes: routes.size, lines, stored, stats: stats() }))
+      })().catch((error) => { console.log('failed ' + error.message); process.exit(2) })`
+    const host = spawn(process.execPath, ['--force-node-api-uncaught-exceptions-policy=true', '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    let err = ''
+    host.stdout.on('data', (chunk) => (out += chunk))
+    host.stderr.on('data', (chunk) => (err += chunk))
+    const code = await new Promise<number | null>((resolve) => host.once('exit', (c) => resolve(c)))
+    expect({ code, err }).toEqual({ code: 0, err: '' })
+    const result = JSON.parse(/^result (.*)$/m.exec(out)![1])
+    expect(result).toEqual({
+      status: 'succeeded',
+      routed: 1,
+      routes: 0,
+      lines: result.lines,
+      stored: result.lines,
+      stats: { written: result.lines, pending: 0, dropped: 0 },
+    })
+    expect(result.lines).toBeGreaterThan(3)
+  })
 
   it('names the wrong field of the observability config, and a storage without write', () => {
     const make = (observability: unknown) => () => new addon.LocalProcessRunner({ observability } as never)

@@ -358,6 +358,63 @@ describe('discovery depth, include and exclude', () => {
     expect(await source.getProjectPath(rootSource, target)).toBe(path.join(target, 'apps', 'agent'))
   })
 
+  // Issue 27, W06: a workspace above the base path is never read, so it can neither claim the
+  // project (its metadata, its package manager) nor widen what a copy takes.
+  it('W06: a pnpm-workspace.yaml above the base path is not read: the project is listed and copied on its own', async () => {
+    const { dir, base } = tempBase()
+    write(path.join(dir, 'package.json'), JSON.stringify({ name: 'outer', private: true, packageManager: 'pnpm@9.15.0' }))
+    write(path.join(dir, 'pnpm-workspace.yaml'), "packages:\n  - 'base/*'\n")
+    write(path.join(dir, 'pnpm-lock.yaml'), "lockfileVersion: '9.0'\n")
+    write(path.join(dir, 'secret.txt'), 'outside every base path')
+    const app = project(path.join(base, 'app'))
+    write(path.join(app, 'index.ts'), 'export {}')
+    const source = new LocalProjectSource({ basePaths: [base] })
+    const [found] = await source.listProjects('t')
+    expect(found.path).toBe(app)
+    expect(found.metadata.workspace).toBeNull()
+    expect(found.metadata.packageManager).toBe('npm')
+
+    const target = path.join(dir, 'copy')
+    const lines: string[] = []
+    expect(await source.getProjectPath(found, target, (line) => lines.push(line))).toBe(target)
+    expect(listing(target)).toEqual(['index.ts', 'package.json'])
+    expect(lines).toEqual(['copied 2 files (64 bytes)'])
+  })
+
+  it('W06: a base path that is itself a workspace root is as far as the search goes, and its packages build with it', async () => {
+    const { dir, base } = tempBase()
+    write(path.join(dir, 'pnpm-workspace.yaml'), "packages:\n  - '**'\n")
+    write(path.join(base, 'package.json'), JSON.stringify({ name: 'mono', private: true, workspaces: ['apps/*', 'packages/**'] }))
+    write(path.join(base, 'package-lock.json'), '{}')
+    project(path.join(base, 'apps', 'agent'))
+    write(path.join(base, 'packages', 'libs', 'deep', 'worker', 'package.json'), JSON.stringify({ name: 'worker', devDependencies: { mastra: '1' } }))
+    const source = new LocalProjectSource({ basePaths: [base] })
+    const projects = await source.listProjects('t')
+    // The base path's workspace finds its apps however deep they sit; nothing above it counts.
+    expect(projects.map((p) => [p.name, p.metadata.workspace, p.metadata.packageManager])).toEqual([
+      ['agent', { root: base, path: 'apps/agent', marker: 'package.json workspaces' }, 'npm'],
+      ['worker', { root: base, path: 'packages/libs/deep/worker', marker: 'package.json workspaces' }, 'npm'],
+    ])
+    const target = path.join(dir, 'copy')
+    expect(await source.getProjectPath(projects[0], target)).toBe(path.join(target, 'apps', 'agent'))
+    expect(listing(target)).toContain('packages/libs/deep/worker/package.json')
+    expect(fs.existsSync(path.join(target, 'pnpm-workspace.yaml'))).toBe(false)
+  })
+
+  it('W06: a workspace root whose packages do not include the project is not its workspace', async () => {
+    const { dir, base } = tempBase()
+    write(path.join(base, 'group', 'package.json'), JSON.stringify({ name: 'group', workspaces: ['libs/*'] }))
+    write(path.join(base, 'group', 'libs', 'util', 'package.json'), JSON.stringify({ name: 'util' }))
+    const app = project(path.join(base, 'group', 'app'))
+    const source = new LocalProjectSource({ basePaths: [base] })
+    const [found] = await source.listProjects('t')
+    expect(found.path).toBe(app)
+    expect(found.metadata.workspace).toBeNull()
+    const target = path.join(dir, 'copy')
+    expect(await source.getProjectPath(found, target)).toBe(target)
+    expect(listing(target)).toEqual(['package.json'])
+  })
+
   it('names wrong options', () => {
     const { base } = tempBase()
     const make = (config: Record<string, unknown>) => () => new LocalProjectSource({ basePaths: [base], ...config })

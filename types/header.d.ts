@@ -362,7 +362,8 @@ export interface ProjectSource {
 /**
  * Copies a project's source into a build directory. The runner calls only `getProjectPath`;
  * the other methods are optional here so that a minimal provider is accepted, and a full one
- * (such as MastraAdmin's) is too.
+ * (such as MastraAdmin's) is too. Like every provider method the runner calls, it may also
+ * answer synchronously: what it returns is awaited as `await` would, and a throw fails that call.
  */
 export interface ProjectSourceProvider {
   readonly type: 'local' | 'github' | string
@@ -484,7 +485,9 @@ export interface RouteInfo {
 /**
  * Exposes deployed servers under public URLs. The runner calls `registerRoute` and
  * `removeRoute`; the other methods are optional here so that a minimal router is accepted,
- * and a full one (such as MastraAdmin's) is too.
+ * and a full one (such as MastraAdmin's) is too. A method may also answer synchronously (a
+ * `removeRoute` returning `undefined`): what it returns is awaited as `await` would, and a
+ * throw fails that call.
  */
 export interface EdgeRouterProvider {
   readonly type: 'local' | 'cloudflare' | string
@@ -512,7 +515,11 @@ export interface FileInfo {
 /** Where newer MastraAdmin versions keep observability files (server logs as JSONL). */
 export interface FileStorageProvider {
   readonly type: 'local' | 's3' | 'gcs' | string
-  /** Writes `content` at `path`, creating parent directories. */
+  /**
+   * Writes `content` at `path`, creating parent directories. The runner calls only this; a
+   * synchronous `write` (returning `undefined`) counts as written once it returns, and a throw
+   * or rejection as a failed attempt.
+   */
   write(path: string, content: Buffer | string): Promise<void>
   /** The content at `path`; rejects when there is none. */
   read(path: string): Promise<Buffer>

@@ -2,11 +2,12 @@
 //! observability persister as `setObservabilityStorage` installs it.
 //!
 //! Only `write(path, content)` is called: read off the object once, bound to it, wrapped in a
-//! weak threadsafe function (a stored storage never keeps Node alive). A throw, a rejection or
-//! a value that is not a Promise comes back as a message; time limits and retries are the
-//! core's.
+//! weak threadsafe function (a stored storage never keeps Node alive). What it returns is
+//! awaited as `await` would (a synchronous `write` returning `undefined` has written); a throw
+//! or a rejection comes back as a message. Time limits and retries are the core's.
 
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::Arc;
 
 use napi::bindgen_prelude::{FnArgs, Object};
 use napi::threadsafe_function::UnknownReturnValue;
@@ -14,9 +15,8 @@ use napi::threadsafe_function::UnknownReturnValue;
 use super::entities::ObservabilityStats;
 use super::error::{JsFailure, Result};
 use super::provider::{AsyncMethod, async_method, call};
-use crate::observability::{FileStorage, Persister};
+use crate::observability::{FileStorage, Persister, PersisterSlot};
 use crate::runner::{BoxFuture, Runner};
-use crate::sync::lock;
 
 /// The name the persister is kept under among the runner's log observers.
 const OBSERVER: &str = "observabilityStorage";
@@ -40,38 +40,41 @@ impl FileStorage for JsFileStorage {
     }
 }
 
-/// The persister a runner writes its logs through, once a storage was set.
+/// The persister a runner writes its logs through, once a storage was set, and the ones it
+/// replaced while they hand over.
 #[derive(Default)]
 pub(crate) struct ObservabilitySlot {
-    persister: Mutex<Option<Arc<Persister>>>,
+    persisters: PersisterSlot,
 }
 
 impl ObservabilitySlot {
-    /// Writes every server's and build's log lines to `storage` from now on (a storage set
-    /// earlier keeps what it was given and gets nothing more).
+    /// Writes every server's and build's log lines to `storage` from now on. A storage set
+    /// earlier gets what it had pending at once (within `providerTimeoutMs`, the rest counted
+    /// as dropped) and nothing later.
     pub(crate) fn set(&self, runner: &Runner, storage: &Object) -> Result<()> {
         let write = async_method(storage, "storage", "write")?;
         let config = runner.config();
-        let persister = napi::bindgen_prelude::within_runtime_if_available(|| {
-            Persister::new(
+        napi::bindgen_prelude::within_runtime_if_available(|| {
+            let persister = Arc::new(Persister::new(
                 Arc::new(JsFileStorage { write }),
                 config.observability,
                 config.provider_timeout,
-            )
+            )?);
+            // The new one subscribes before the old one stops reading: no line falls between.
+            runner.set_log_observer(OBSERVER, Arc::clone(&persister) as _);
+            self.persisters.replace(persister, config.provider_timeout)
         })
-        .map_err(JsFailure::from)?;
-        let persister = Arc::new(persister);
-        runner.set_log_observer(OBSERVER, Arc::clone(&persister) as _);
-        if let Some(previous) = lock(&self.persister).replace(persister) {
-            previous.detach();
-        }
-        Ok(())
+        .map_err(JsFailure::from)
     }
 
-    /// `getStats().observability`: absent until a storage is set.
+    /// `getStats().observability`: absent until a storage is set; counts every storage set.
     pub(crate) fn stats(&self) -> Option<ObservabilityStats> {
-        lock(&self.persister)
-            .as_ref()
-            .map(|persister| ObservabilityStats::from(persister.stats()))
+        self.persisters.stats().map(ObservabilityStats::from)
+    }
+
+    /// Resolves once every replaced storage got (or gave up on) what it had pending.
+    pub(crate) fn settled(&self) -> impl Future<Output = ()> + Send + 'static {
+        let persisters = self.persisters.clone();
+        async move { persisters.settled().await }
     }
 }

@@ -3,9 +3,12 @@
 //!
 //! A provider's method is read off the object once, bound to it (so `this` works inside), and
 //! wrapped in a weak threadsafe function (so a stored provider never keeps Node alive). Calling
-//! it catches a synchronous throw, then awaits the Promise it returned; anything that goes wrong
-//! — a throw, a rejection, a value that is not a Promise — comes back as a message, never as a
-//! crash of the host. Time limits are the core's.
+//! it catches a synchronous throw, then takes what it returned as `await` would ([`Awaited`]):
+//! a Promise (or thenable) is awaited, any other value (`undefined` from a synchronous
+//! `removeRoute` or `write`) is the result. A throw or a rejection comes back as a message;
+//! nothing is ever thrown out of the N-API callback, which under
+//! `--force-node-api-uncaught-exceptions-policy=true` would end the host. Time limits are the
+//! core's.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,7 +18,7 @@ use napi::bindgen_prelude::{
     Unknown,
 };
 use napi::threadsafe_function::{ThreadsafeFunction, UnknownReturnValue};
-use napi::{Status, ValueType};
+use napi::{Status, ValueType, check_status, sys};
 use serde_json::{Value, json};
 
 use super::delivery::{BatchSink, ServerLogBatch, pump};
@@ -28,9 +31,70 @@ use crate::runner::{
 };
 use crate::sync::lock;
 
-/// A provider method returning a Promise of `R`, callable from any thread.
+/// A provider method whose result (a Promise of `R`, or `R` itself) is awaited, callable from
+/// any thread.
 pub(crate) type AsyncMethod<Args, R = Value> =
-    ThreadsafeFunction<Args, Promise<R>, Args, Status, false, true>;
+    ThreadsafeFunction<Args, Awaited<R>, Args, Status, false, true>;
+
+/// What a provider method returned, taken as `await` takes it: its Promise, or a Promise
+/// resolved with whatever else it returned (a thenable is followed, a plain value or
+/// `undefined` is the result).
+pub(crate) struct Awaited<R: 'static + FromNapiValue>(Promise<R>);
+
+impl<R: 'static + FromNapiValue> FromNapiValue for Awaited<R> {
+    /// Runs on the JS thread inside the threadsafe function's callback, right after the call
+    /// returned: a failure here must come back as this call's error, never as an exception
+    /// left pending on `env` (Node would throw it out of the callback).
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+        // SAFETY: `env` and `value` are the live handles napi passes to this conversion.
+        let promise = unsafe { promise_of(env, value) }
+            // SAFETY: as above; `promise` is a native Promise created or checked just now.
+            .and_then(|promise| unsafe { Promise::<R>::from_napi_value(env, promise) });
+        if promise.is_err() {
+            // SAFETY: `env` is the live environment of the callback we are in.
+            unsafe { clear_pending_exception(env) };
+        }
+        promise.map(Awaited)
+    }
+}
+
+/// `value` when it is a native Promise, else a new Promise resolved with it (which follows a
+/// thenable, as `await` does).
+///
+/// # Safety
+/// `env` and `value` must be live handles of the current callback scope.
+unsafe fn promise_of(env: sys::napi_env, value: sys::napi_value) -> napi::Result<sys::napi_value> {
+    let mut is_promise = false;
+    // SAFETY: per this function's contract; `is_promise` outlives the call.
+    check_status!(unsafe { sys::napi_is_promise(env, value, &mut is_promise) })?;
+    if is_promise {
+        return Ok(value);
+    }
+    let mut deferred = std::ptr::null_mut();
+    let mut promise = std::ptr::null_mut();
+    // SAFETY: per this function's contract; both out-pointers outlive the call, and the
+    // deferred is consumed by the resolve right after.
+    check_status!(unsafe { sys::napi_create_promise(env, &mut deferred, &mut promise) })?;
+    // SAFETY: `deferred` was just created and is resolved exactly once.
+    check_status!(unsafe { sys::napi_resolve_deferred(env, deferred, value) })?;
+    Ok(promise)
+}
+
+/// Takes the exception a failed conversion left pending on `env`, if any: the failure is
+/// reported as the call's error instead.
+///
+/// # Safety
+/// `env` must be the live environment of the current callback.
+unsafe fn clear_pending_exception(env: sys::napi_env) {
+    let mut pending = false;
+    // SAFETY: per this function's contract; the out-pointers outlive the calls.
+    unsafe {
+        if sys::napi_is_exception_pending(env, &mut pending) == sys::Status::napi_ok && pending {
+            let mut exception = std::ptr::null_mut();
+            sys::napi_get_and_clear_last_exception(env, &mut exception);
+        }
+    }
+}
 
 /// A provider argument: an object (not null, not an array).
 pub(crate) fn provider_object<'env>(
@@ -66,7 +130,7 @@ where
         )));
     }
     // SAFETY: the type was just checked.
-    let method = unsafe { property.cast::<Function<Args, Promise<R>>>() }?;
+    let method = unsafe { property.cast::<Function<Args, Awaited<R>>>() }?;
     Ok(method
         .bind(object)?
         .build_threadsafe_function()
@@ -75,8 +139,8 @@ where
         .build()?)
 }
 
-/// Calls `method` and awaits its Promise; the error says what went wrong (a throw, a
-/// rejection, or a value that is not a Promise).
+/// Calls `method` and awaits what it returned ([`Awaited`]); the error says what went wrong
+/// (a throw, a rejection, or a result of the wrong shape).
 pub(crate) async fn call<Args, R>(
     method: &AsyncMethod<Args, R>,
     args: Args,
@@ -85,7 +149,7 @@ where
     Args: 'static + JsValuesTupleIntoVec,
     R: 'static + FromNapiValue,
 {
-    let promise = method.call_async_catch(args).await.map_err(describe)?;
+    let Awaited(promise) = method.call_async_catch(args).await.map_err(describe)?;
     promise.await.map_err(describe)
 }
 

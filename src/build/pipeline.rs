@@ -433,7 +433,8 @@ impl Run<'_> {
         let build_dir = self.settings.caches.root().parent()?;
         let first = workdir.strip_prefix(build_dir).ok()?.components().next()?;
         let copy = build_dir.join(first);
-        let root = workspace::find_root(workdir, Some(&copy)).filter(|root| root != workdir)?;
+        let root = workspace::find_root(workdir, workspace::SearchBound::Within(&copy))
+            .filter(|root| root != workdir)?;
         workspace::load(&root).filter(|workspace| workspace.member(workdir).is_some())
     }
 

@@ -11,13 +11,20 @@
 //! log's subscription into bounded pending batches, a failed write is retried a few times with
 //! backoff and then counted as dropped, and lines beyond the pending bound are dropped and
 //! counted too ([`ObservabilityStats`]).
+//!
+//! A later `setObservabilityStorage` replaces the persister ([`PersisterSlot`]): the replaced
+//! one writes what it holds to its own storage, within `providerTimeoutMs`, and counts the rest
+//! as dropped; the counts cover every storage set so far.
 
 pub mod event;
 mod persister;
+mod slot;
 
+use std::ops::Add;
 use std::time::Duration;
 
 pub use persister::Persister;
+pub use slot::PersisterSlot;
 
 use crate::runner::BoxFuture;
 
@@ -64,4 +71,17 @@ pub struct ObservabilityStats {
     /// Events given up on: their write failed every attempt, or they arrived while the
     /// pending bound was full, or the log's subscription skipped them.
     pub dropped: u64,
+}
+
+impl Add for ObservabilityStats {
+    type Output = ObservabilityStats;
+
+    /// The counts of two persisters together.
+    fn add(self, other: ObservabilityStats) -> ObservabilityStats {
+        ObservabilityStats {
+            written: self.written + other.written,
+            pending: self.pending + other.pending,
+            dropped: self.dropped + other.dropped,
+        }
+    }
 }

@@ -8,6 +8,10 @@
 //! While a batch is being written and a full one waits behind it, new events of that project
 //! join the waiting one (up to `maxFileSize`): a storage slower than the lines gets fewer,
 //! larger files rather than a backlog of small ones.
+//!
+//! A persister whose storage is replaced [retires](Persister::retire): it stops reading,
+//! writes what it holds, and after a time limit counts what is left as dropped, so that no
+//! event ever leaves without being counted written or dropped.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,6 +127,8 @@ struct State {
     draining: usize,
     /// A batch is being written.
     writing: bool,
+    /// A retiring persister ran out of time: nothing more is taken, written or retried.
+    abandoned: bool,
 }
 
 impl State {
@@ -208,6 +214,22 @@ impl Persister {
             written: state.written,
             pending: state.pending_events,
             dropped: state.dropped,
+        }
+    }
+
+    /// Hands over to a newer storage: stops reading the logs (taking what they hold now),
+    /// writes everything pending to this storage at once, and resolves once all of it was
+    /// written or dropped. What is not written within `limit` is counted as dropped: a write
+    /// attempt then in progress ends as its storage answers (within the write timeout) and
+    /// is not retried.
+    pub async fn retire(&self, limit: Duration) {
+        self.detach();
+        if tokio::time::timeout(limit, self.inner.flush())
+            .await
+            .is_err()
+        {
+            self.inner.abandon(limit);
+            self.inner.settled().await;
         }
     }
 
@@ -348,7 +370,8 @@ impl Inner {
         let mut state = lock(&self.state);
         for (event, size) in events {
             let memory = EVENT_MEMORY + event.entry.line().len() as u64;
-            if state.pending_events >= self.max_pending_events
+            if state.abandoned
+                || state.pending_events >= self.max_pending_events
                 || state.pending_bytes + memory > self.max_pending_bytes
             {
                 dropped += 1;
@@ -428,12 +451,58 @@ impl Inner {
         }
     }
 
-    /// Writes `batch` to a new file, retrying with backoff; whether it was written.
+    /// Gives up, for a retiring persister out of time, on every event not yet handed to the
+    /// storage (counted as dropped) and on retrying the write in progress.
+    fn abandon(&self, waited: Duration) {
+        let mut state = lock(&self.state);
+        state.abandoned = true;
+        let open: Vec<Batch> = std::mem::take(&mut state.open).into_values().collect();
+        let ready: Vec<Batch> = state.ready.drain(..).collect();
+        state.done += ready.len() as u64;
+        let mut given_up = 0;
+        for batch in open.iter().chain(&ready) {
+            let events = batch.events.len() as u64;
+            state.pending_events -= events;
+            state.pending_bytes -= batch.memory;
+            given_up += events;
+        }
+        state.dropped += given_up;
+        drop(state);
+        self.changed.notify_waiters();
+        if given_up > 0 {
+            tracing::warn!(
+                "observability: a replaced storage did not take its last {given_up} log events within {} ms; they are counted in getStats().observability.dropped",
+                waited.as_millis()
+            );
+        }
+    }
+
+    /// Resolves once no event is pending and no reader is still taking lines.
+    async fn settled(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let state = lock(&self.state);
+                if state.pending_events == 0 && state.draining == 0 {
+                    return;
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// Writes `batch` to a new file, retrying with backoff (unless the persister was
+    /// abandoned meanwhile); whether it was written.
     async fn write(&self, batch: &Batch) -> bool {
         let path = self.ids.file_path(&batch.project_id, now_ms());
         let content = batch.content(&self.ids);
         let mut backoff = RETRY_BACKOFF;
         for attempt in 1..=WRITE_ATTEMPTS {
+            if attempt > 1 && lock(&self.state).abandoned {
+                break;
+            }
             let result = tokio::time::timeout(
                 self.write_timeout,
                 self.storage.write(&path, content.clone()),

@@ -14,6 +14,7 @@ use crate::build::RUNNER_PREFIX;
 use crate::error::{Error, Result};
 use crate::logs::{LogStore, Stream};
 use crate::source::LocalSource;
+use crate::source::workspace::{self, SearchBound};
 
 /// A boxed future, as the provider traits return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -100,10 +101,42 @@ pub trait Router: Send + Sync {
     }
 }
 
-/// The built-in source: copies `sourceConfig.path` with the usual excludes, the project's
-/// parent directory being the only base path.
+/// The built-in source of `defaultSource: 'local'`: copies `sourceConfig.path` (an absolute
+/// path) with the usual excludes. It has no base paths of its own: its one base path is the
+/// project's parent directory or, for a package of a workspace, the workspace root's parent
+/// ([`copy_base`]), and a [`LocalSource`] over it copies the project or its workspace.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LocalCopySource;
+
+/// The base path [`LocalCopySource`] copies the project at `project_dir` (canonical) from:
+/// the parent of the workspace root that lists the project as a package (the nearest one at
+/// or above it, looked for up to the nearest repository root, a directory holding `.git`),
+/// else the project's own parent. A workspace marker that does not list the project (a stray
+/// `package.json` with `workspaces` in a home directory) never widens the copy.
+fn copy_base(project_dir: &Path) -> Result<PathBuf> {
+    let top = workspace::owning_root(project_dir, SearchBound::Repository)
+        .unwrap_or_else(|| project_dir.to_path_buf());
+    top.parent().map(Path::to_path_buf).ok_or_else(|| {
+        Error::invalid(
+            "project.sourceConfig.path",
+            format!("'{}' has no parent directory", top.display()),
+        )
+    })
+}
+
+/// `sourceConfig.path` resolved: absolute, with symlinks and `..` resolved.
+fn resolve_project(path: &str) -> Result<PathBuf> {
+    let given = Path::new(path);
+    if !given.is_absolute() {
+        return Err(Error::invalid(
+            "project.sourceConfig.path",
+            format!("must be an absolute path (got '{path}')"),
+        ));
+    }
+    given
+        .canonicalize()
+        .map_err(|e| Error::io("resolve project path", given, &e))
+}
 
 impl SourceProvider for LocalCopySource {
     fn get_project_path<'a>(
@@ -119,18 +152,10 @@ impl SourceProvider for LocalCopySource {
                     "is required for the local source",
                 )
             })?;
-            let project_dir = PathBuf::from(&path);
-            // A package of a workspace brings the workspace: its root's parent is the base.
-            let top = crate::source::workspace::find_root(&project_dir, None)
-                .unwrap_or_else(|| project_dir.clone());
-            let base = top.parent().map(Path::to_path_buf).ok_or_else(|| {
-                Error::invalid(
-                    "project.sourceConfig.path",
-                    format!("'{path}' has no parent directory"),
-                )
-            })?;
             let target = target.to_path_buf();
             let (workdir, report) = tokio::task::spawn_blocking(move || {
+                let project_dir = resolve_project(&path)?;
+                let base = copy_base(&project_dir)?;
                 let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
                 let source = LocalSource::new(&[base], &[], &cwd)?;
                 let copy = source.copy_for_build(&project_dir, &target)?;
@@ -147,5 +172,53 @@ impl SourceProvider for LocalCopySource {
             );
             Ok(workdir)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("providers-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir.canonicalize().unwrap()
+    }
+
+    fn write(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn the_local_copy_takes_the_workspace_that_lists_the_project_within_its_repository() {
+        let dir = temp("copy-base");
+        // dir/ holds a stray workspace of tools/* only; repo/ is a repository whose root is a
+        // workspace of apps/*; loose/ is a project outside both.
+        write(&dir.join("package.json"), r#"{"workspaces":["tools/*"]}"#);
+        fs::create_dir_all(dir.join("repo/.git")).unwrap();
+        write(
+            &dir.join("repo/pnpm-workspace.yaml"),
+            "packages: ['apps/*']\n",
+        );
+        let app = dir.join("repo/apps/agent");
+        write(&app.join("package.json"), "{}");
+        let loose = dir.join("loose/app");
+        write(&loose.join("package.json"), "{}");
+        let unlisted = dir.join("repo/scripts/tool");
+        write(&unlisted.join("package.json"), "{}");
+
+        assert_eq!(copy_base(&app).unwrap(), dir.clone());
+        // The stray root above does not list loose/app: the project is copied on its own.
+        assert_eq!(copy_base(&loose).unwrap(), dir.join("loose"));
+        // repo/ does not list scripts/tool, and the search ends at the repository root.
+        assert_eq!(copy_base(&unlisted).unwrap(), dir.join("repo/scripts"));
+        assert_eq!(
+            resolve_project("repo/apps/agent").unwrap_err().to_string(),
+            "Invalid project.sourceConfig.path: must be an absolute path (got 'repo/apps/agent')"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,7 +7,9 @@
 //! or the configured excludes, and keeps the directories whose relative path matches an
 //! `include` pattern ([`include_matches`]). An entry that is a symlink counts when it resolves
 //! to a directory inside a base path (the rule of [`super::check_access`]) and is never
-//! entered; its project is reported under its canonical path.
+//! entered; its project is reported under its canonical path. The Mastra apps of a workspace
+//! whose root is a base path or a directory the search meets are found however deep they sit;
+//! a project's own workspace is looked for no higher than its base path ([`search_top`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use serde_json::Value;
 
 use super::access::check_access;
 use super::copy::DEFAULT_EXCLUDES;
+use super::workspace::{self, SearchBound, Workspace};
 use crate::error::{Error, Result};
 
 /// A Mastra project found under a base path (or added by hand).
@@ -230,17 +233,30 @@ fn text_field(package: Option<&Value>, field: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The project at canonical path `dir`, with its id, name and metadata.
-pub fn project_info(dir: &Path) -> ProjectInfo {
+/// The highest directory a workspace search from `project` may look at: the deepest of
+/// `base_paths` (canonical) that holds it, else the project itself (one added from outside
+/// them). Nothing above a base path is ever read.
+pub fn search_top<'a>(project: &'a Path, base_paths: &'a [PathBuf]) -> &'a Path {
+    base_paths
+        .iter()
+        .filter(|base| project.starts_with(base))
+        .max_by_key(|base| base.components().count())
+        .map_or(project, PathBuf::as_path)
+}
+
+/// The project at canonical path `dir`, with its id, name and metadata; its workspace is
+/// looked for no higher than [`search_top`] of `base_paths`.
+pub fn project_info(dir: &Path, base_paths: &[PathBuf]) -> ProjectInfo {
     let package = read_package_json(dir);
     let name = text_field(package.as_ref(), "name").unwrap_or_else(|| {
         dir.file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default()
     });
-    let workspace = super::workspace::find_root(dir, None)
+    let bound = SearchBound::Within(search_top(dir, base_paths));
+    let workspace = workspace::owning_root(dir, bound)
         .filter(|root| root != dir)
-        .and_then(|root| super::workspace::load(&root))
+        .and_then(|root| workspace::load(&root))
         .and_then(|workspace| {
             let member = workspace.member(dir)?;
             Some(WorkspaceOf {
@@ -349,8 +365,28 @@ fn scan_skips(name: &str, rules: &ScanRules) -> bool {
 /// a deeper directory that cannot be read, or an entry that cannot be resolved, is skipped.
 pub fn discover_projects(base_paths: &[PathBuf], rules: &ScanRules) -> Result<Vec<ProjectInfo>> {
     let mut found: Vec<PathBuf> = Vec::new();
+    // The Mastra apps of a workspace are found however deep they are.
+    let add_apps = |workspace: &Workspace, prefix: &str, found: &mut Vec<PathBuf>| {
+        for member in &workspace.members {
+            let relative = if prefix.is_empty() {
+                member.relative.clone()
+            } else {
+                format!("{prefix}/{}", member.relative)
+            };
+            if rules.include.iter().any(|p| include_matches(p, &relative))
+                && let Ok(path) = check_access(&member.dir, base_paths)
+                && is_mastra_project(&path)
+                && !found.contains(&path)
+            {
+                found.push(path);
+            }
+        }
+    };
     for base in base_paths {
         let entries = fs::read_dir(base).map_err(|e| Error::io("read directory", base, &e))?;
+        if let Some(workspace) = workspace::load(base) {
+            add_apps(&workspace, "", &mut found);
+        }
         let mut pending: Vec<(fs::ReadDir, String, usize)> = vec![(entries, String::new(), 1)];
         while let Some((entries, prefix, depth)) = pending.pop() {
             for entry in entries {
@@ -381,20 +417,10 @@ pub fn discover_projects(base_paths: &[PathBuf], rules: &ScanRules) -> Result<Ve
                 {
                     found.push(path);
                 }
-                // The Mastra apps of a workspace are found however deep they are.
                 if kind.is_dir()
-                    && let Some(workspace) = super::workspace::load(&entry.path())
+                    && let Some(workspace) = workspace::load(&entry.path())
                 {
-                    for member in &workspace.members {
-                        let relative = format!("{relative}/{}", member.relative);
-                        if rules.include.iter().any(|p| include_matches(p, &relative))
-                            && let Ok(path) = check_access(&member.dir, base_paths)
-                            && is_mastra_project(&path)
-                            && !found.contains(&path)
-                        {
-                            found.push(path);
-                        }
-                    }
+                    add_apps(&workspace, &relative, &mut found);
                 }
                 if kind.is_dir()
                     && depth < rules.max_depth
@@ -406,7 +432,10 @@ pub fn discover_projects(base_paths: &[PathBuf], rules: &ScanRules) -> Result<Ve
         }
     }
     found.sort();
-    Ok(found.iter().map(|path| project_info(path)).collect())
+    Ok(found
+        .iter()
+        .map(|path| project_info(path, base_paths))
+        .collect())
 }
 
 #[cfg(test)]

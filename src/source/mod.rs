@@ -104,7 +104,7 @@ pub fn workspace_app(root: &Path) -> Result<Option<String>> {
     }
 }
 
-/// How long a scan's result answers/// How long a scan's result answers `listProjects` (as in the TypeScript source).
+/// How long a scan's result answers `listProjects` (as in the TypeScript source).
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
 
 /// Debounce of `watchChanges` unless configured, in ms.
@@ -379,7 +379,7 @@ impl LocalSource {
                 ),
             });
         }
-        let project = discover::project_info(&resolved);
+        let project = discover::project_info(&resolved, &self.base_paths);
         {
             let mut added = self.added();
             added.retain(|p| p.path != resolved);
@@ -425,6 +425,12 @@ impl LocalSource {
     /// a base path or holds one is refused.
     pub fn copy_to(&self, path: &Path, target: &Path) -> Result<CopyReport> {
         let project = self.check_access(path)?;
+        self.copy_readable(&project, target)
+    }
+
+    /// [`LocalSource::copy_to`] of `source`, a canonical directory this source may read: a
+    /// project, or the workspace root (up to a base path itself) that holds one.
+    fn copy_readable(&self, source: &Path, target: &Path) -> Result<CopyReport> {
         let resolved = copy::resolve_target(target)?;
         if let Some(base) = self.base_paths.iter().find(|b| b.starts_with(&resolved)) {
             return Err(Error::UnsafeCopyTarget {
@@ -432,26 +438,23 @@ impl LocalSource {
                 reason: format!("it is or holds the base path {}", base.display()),
             });
         }
-        copy_project(&project, target, &self.options.rules.exclude)
+        copy_project(source, target, &self.options.rules.exclude)
     }
 
     /// Copies the project at `path` into `target` for a build and returns the directory the
     /// build works in, with lines for the log. A package of a workspace (a root with
-    /// `pnpm-workspace.yaml` or package.json `workspaces` at or above it, inside its base
-    /// path) brings the whole workspace, and the build works in the package's folder of the
-    /// copy. A workspace root that is not itself a Mastra app stands for its one Mastra app;
-    /// with several, the copy is refused with their list.
+    /// `pnpm-workspace.yaml` or package.json `workspaces` at or above it whose globs list
+    /// it, no higher than its base path, which may be the root itself) brings the whole
+    /// workspace, and the build works in the package's folder of the copy. Nothing above the
+    /// base path is read; an added project outside the base paths is only its own workspace.
+    /// A workspace root that is not itself a Mastra app stands for its one Mastra app; with
+    /// several, the copy is refused with their list.
     pub fn copy_for_build(&self, path: &Path, target: &Path) -> Result<BuildCopy> {
         let project = self.check_access(path)?;
-        let limit = self
-            .base_paths
-            .iter()
-            .filter(|base| project.starts_with(base))
-            .max_by_key(|base| base.components().count())
-            .cloned()
-            .unwrap_or_else(|| project.clone());
-        let Some(root) = workspace::find_root(&project, Some(&limit)) else {
-            let report = self.copy_to(&project, target)?;
+        let top = discover::search_top(&project, &self.base_paths);
+        let Some(root) = workspace::owning_root(&project, workspace::SearchBound::Within(top))
+        else {
+            let report = self.copy_readable(&project, target)?;
             return Ok(BuildCopy::plain(target, report));
         };
         let mut notes = Vec::new();
@@ -479,7 +482,8 @@ impl LocalSource {
             ));
             relative
         };
-        let report = self.copy_to(&root, target)?;
+        // The root is the project or one of its ancestors no higher than its base path.
+        let report = self.copy_readable(&root, target)?;
         Ok(BuildCopy {
             workdir: target.join(relative),
             report,

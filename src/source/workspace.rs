@@ -6,6 +6,10 @@
 //! depends on are built before it. This module finds the root above a package, lists the
 //! packages and orders the app's workspace dependencies so that each comes after those it
 //! needs.
+//!
+//! A search upwards never passes its [`SearchBound`]: a `LocalProjectSource` looks no higher
+//! than the base path that holds the project, a build no higher than its copy; only the
+//! runner's built-in local source, which has no base paths, looks up to a repository root.
 
 use std::collections::HashSet;
 use std::fs;
@@ -101,40 +105,110 @@ fn yaml_packages(text: &str) -> Vec<String> {
     globs
 }
 
-/// The nearest workspace root at or above `start`. With `limit`, directories above it are not
-/// looked at; without, the search also stops at a repository root (a directory holding
-/// `.git`).
-pub fn find_root(start: &Path, limit: Option<&Path>) -> Option<PathBuf> {
-    for dir in start.ancestors() {
-        if let Some(limit) = limit
-            && !dir.starts_with(limit)
-        {
-            return None;
+/// How far up from a project a workspace root is looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchBound<'a> {
+    /// Up to and including this directory (a source's base path, a build copy, or the
+    /// project itself): nothing above it is read.
+    Within(&'a Path),
+    /// Up to the nearest repository root (a directory holding `.git`), that one included, or
+    /// the filesystem root: for a project given without base paths.
+    Repository,
+}
+
+/// The directories a search from `start` looks at, nearest first, as `bound` allows.
+fn searched<'a>(start: &'a Path, bound: SearchBound<'a>) -> impl Iterator<Item = &'a Path> {
+    let mut ended = false;
+    start.ancestors().take_while(move |dir| {
+        if ended {
+            return false;
         }
-        if patterns(dir).is_some() {
-            return Some(dir.to_path_buf());
+        match bound {
+            SearchBound::Within(top) => {
+                ended = *dir == top;
+                dir.starts_with(top)
+            }
+            SearchBound::Repository => {
+                ended = dir.join(".git").exists();
+                true
+            }
         }
-        if limit.is_none() && dir.join(".git").exists() {
-            return None;
+    })
+}
+
+/// The nearest workspace root at or above `start`, within `bound`.
+pub fn find_root(start: &Path, bound: SearchBound<'_>) -> Option<PathBuf> {
+    searched(start, bound)
+        .find(|dir| patterns(dir).is_some())
+        .map(Path::to_path_buf)
+}
+
+/// The workspace root `project` belongs to: the nearest directory at or above it, within
+/// `bound`, that is a workspace root and either is `project` or lists it among its packages
+/// (its globs match the project's folder relative to it). A root whose globs leave the
+/// project out is passed over, as npm does.
+pub fn owning_root(project: &Path, bound: SearchBound<'_>) -> Option<PathBuf> {
+    searched(project, bound)
+        .find(|dir| {
+            if *dir == project {
+                patterns(dir).is_some()
+            } else {
+                lists(dir, project)
+            }
+        })
+        .map(Path::to_path_buf)
+}
+
+/// Whether `root` is a workspace root whose globs match `dir` (below it) as a package.
+fn lists(root: &Path, dir: &Path) -> bool {
+    let Some((_, globs)) = patterns(root) else {
+        return false;
+    };
+    let Ok(relative) = dir.strip_prefix(root) else {
+        return false;
+    };
+    let relative: Vec<String> = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    !relative.is_empty() && Globs::new(&globs).matches(&relative.join("/"))
+}
+
+/// A workspace's package globs: the ones that include and the `!` ones that exclude.
+struct Globs {
+    include: Vec<String>,
+    exclude: Vec<String>,
+}
+
+impl Globs {
+    /// The globs of a root's `packages` / `workspaces` list, `./` and trailing `/` trimmed.
+    fn new(globs: &[String]) -> Self {
+        let clean = |g: &str| g.trim_start_matches("./").trim_end_matches('/').to_owned();
+        Globs {
+            include: globs
+                .iter()
+                .filter(|g| !g.starts_with('!'))
+                .map(|g| clean(g))
+                .collect(),
+            exclude: globs
+                .iter()
+                .filter_map(|g| g.strip_prefix('!'))
+                .map(clean)
+                .collect(),
         }
     }
-    None
+
+    /// Whether a folder at `relative` (`/`-separated, below the root) is a package.
+    fn matches(&self, relative: &str) -> bool {
+        self.include.iter().any(|g| glob_matches(g, relative))
+            && !self.exclude.iter().any(|g| glob_matches(g, relative))
+    }
 }
 
 /// The workspace rooted at `root`, when it is one.
 pub fn load(root: &Path) -> Option<Workspace> {
     let (marker, globs) = patterns(root)?;
-    let clean = |g: &str| g.trim_start_matches("./").trim_end_matches('/').to_owned();
-    let include: Vec<String> = globs
-        .iter()
-        .filter(|g| !g.starts_with('!'))
-        .map(|g| clean(g))
-        .collect();
-    let exclude: Vec<String> = globs
-        .iter()
-        .filter_map(|g| g.strip_prefix('!'))
-        .map(clean)
-        .collect();
+    let globs = Globs::new(&globs);
     let mut members = Vec::new();
     let mut pending = vec![(root.to_path_buf(), String::new(), 0usize)];
     while let Some((dir, relative, depth)) = pending.pop() {
@@ -155,9 +229,7 @@ pub fn load(root: &Path) -> Option<Workspace> {
             } else {
                 format!("{relative}/{name}")
             };
-            let included = include.iter().any(|g| glob_matches(g, &rel))
-                && !exclude.iter().any(|g| glob_matches(g, &rel));
-            if included
+            if globs.matches(&rel)
                 && let Ok(bytes) = fs::read(path.join("package.json"))
                 && let Ok(manifest) = serde_json::from_slice::<Value>(&bytes)
             {
@@ -293,17 +365,24 @@ mod tests {
         fs::create_dir_all(root.join("apps/mastra/src")).unwrap();
 
         assert_eq!(
-            find_root(&root.join("apps/mastra/src"), Some(&root)),
+            find_root(&root.join("apps/mastra/src"), SearchBound::Within(&root)),
             Some(root.clone())
         );
         assert_eq!(
-            find_root(&root.join("apps/mastra"), Some(&root.join("apps"))),
+            find_root(
+                &root.join("apps/mastra"),
+                SearchBound::Within(&root.join("apps"))
+            ),
             None
         );
         assert_eq!(
-            find_root(&root.join("apps/mastra"), None),
+            find_root(&root.join("apps/mastra"), SearchBound::Repository),
             Some(root.clone())
         );
+        assert!(lists(&root, &root.join("apps/mastra")));
+        assert!(!lists(&root, &root.join("packages/skip")));
+        assert!(!lists(&root, &root.join("apps/mastra/src")));
+        assert!(!lists(&root, &root));
         let workspace = load(&root).unwrap();
         assert_eq!(workspace.marker, "package.json workspaces");
         let names: Vec<&str> = workspace.members.iter().map(|m| m.name.as_str()).collect();
@@ -327,11 +406,51 @@ mod tests {
         write(&root.join("package.json"), r#"{"workspaces":["repo/*"]}"#);
         fs::create_dir_all(root.join("repo/.git")).unwrap();
         write(&root.join("repo/app/package.json"), "{}");
-        assert_eq!(find_root(&root.join("repo/app"), None), None);
         assert_eq!(
-            find_root(&root.join("repo/app"), Some(&root)),
+            find_root(&root.join("repo/app"), SearchBound::Repository),
+            None
+        );
+        assert_eq!(
+            find_root(&root.join("repo/app"), SearchBound::Within(&root)),
             Some(root.clone())
         );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn nothing_above_the_bound_is_read_and_a_root_must_list_the_project() {
+        let root = temp("bound");
+        // The temporary root lists base/**, above the base path; base/group/ is a workspace
+        // of libs/* only.
+        write(&root.join("pnpm-workspace.yaml"), "packages: ['base/**']\n");
+        write(
+            &root.join("base/group/package.json"),
+            r#"{"workspaces":["libs/*"]}"#,
+        );
+        let base = root.join("base");
+        let app = base.join("group/app");
+        write(&app.join("package.json"), "{}");
+        let lib = base.join("group/libs/util");
+        write(&lib.join("package.json"), "{}");
+        let within = SearchBound::Within(&base);
+        // The nearest root, whatever it lists; the temporary root is above the bound.
+        assert_eq!(find_root(&app, within), Some(base.join("group")));
+        assert_eq!(owning_root(&lib, within), Some(base.join("group")));
+        // group/ leaves app/ out, and the root above the base path is never looked at.
+        assert_eq!(owning_root(&app, within), None);
+        assert_eq!(owning_root(&app, SearchBound::Within(&app)), None);
+        // Without a bound (no .git here), the outer root lists it.
+        assert_eq!(
+            owning_root(&app, SearchBound::Repository),
+            Some(root.clone())
+        );
+        // A project that is a root is its own.
+        assert_eq!(
+            owning_root(&base.join("group"), within),
+            Some(base.join("group"))
+        );
+        // A start outside the bound looks at nothing.
+        assert_eq!(find_root(&root, within), None);
         fs::remove_dir_all(&root).unwrap();
     }
 }

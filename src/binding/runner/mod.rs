@@ -145,6 +145,10 @@ impl LocalProcessRunner {
     /// of `log` events (`observability/log/{projectId}/{YYYYMMDDTHHMMSSZ}_{12 hex}.jsonl`,
     /// batched by the `observability` config). A failing or hanging storage never slows a
     /// server: its batches are retried, then counted as dropped in `getStats().observability`.
+    /// `write` may return a Promise or, synchronously, anything else (awaited as `await`
+    /// would). Called again with another storage, the earlier one is given what it had
+    /// pending at once (what it has not taken within `providerTimeoutMs` is counted as
+    /// dropped) and nothing later; the counts cover every storage set.
     #[napi(ts_args_type = "storage: FileStorageProvider")]
     pub fn set_observability_storage(&self, storage: Option<Unknown>) -> Result<()> {
         let object = provider_object(storage.as_ref(), "storage")?;
@@ -493,9 +497,11 @@ impl LocalProcessRunner {
     pub fn detach<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
         let runner = Arc::clone(&self.runner);
         let listener = Arc::clone(&self.listener);
+        let replaced_storages = self.observability.settled();
         spawn(env, async move {
             runner.detach().await?;
             drop_listener(&runner, &listener);
+            replaced_storages.await;
             Ok(())
         })
     }
@@ -507,9 +513,11 @@ impl LocalProcessRunner {
     pub fn shutdown<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
         let runner = Arc::clone(&self.runner);
         let listener = Arc::clone(&self.listener);
+        let replaced_storages = self.observability.settled();
         spawn(env, async move {
             runner.shutdown().await;
             drop_listener(&runner, &listener);
+            replaced_storages.await;
             Ok(())
         })
     }

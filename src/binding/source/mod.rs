@@ -34,7 +34,8 @@ use values::{
 /// below `basePaths` (and those added with `addProject`), copied for a build with
 /// `node_modules`, `.git`, `.mastra`, `dist`, `.next`, `.turbo` and the `exclude` names
 /// skipped at every depth. Only paths that resolve (symlinks and `..` included) inside a base
-/// path, or to an added project, are ever read.
+/// path, or to an added project, are ever read: a project's workspace root is looked for no
+/// higher than its base path.
 #[napi]
 pub struct LocalProjectSource {
     inner: Arc<LocalSource>,
@@ -164,9 +165,10 @@ impl LocalProjectSource {
     /// paths (`Access denied to …`) or the copy fails (the message names the path).
     ///
     /// A package of a workspace (a `pnpm-workspace.yaml` or package.json `workspaces` at or
-    /// above it, inside its base path) brings the whole workspace; the Promise then resolves
-    /// the package's folder inside `targetDir`. A workspace root that is not an app stands for
-    /// its one Mastra app (rejected, with their list, when it has several).
+    /// above it whose globs list it, no higher than its base path, which may be the root
+    /// itself) brings the whole workspace; the Promise then resolves the package's folder
+    /// inside `targetDir`. A workspace root that is not an app stands for its one Mastra app
+    /// (rejected, with their list, when it has several).
     #[napi(
         ts_args_type = "source: ProjectSource, targetDir?: string, onLog?: (line: string) => void",
         ts_return_type = "Promise<string>"
