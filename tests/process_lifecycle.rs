@@ -206,6 +206,14 @@ async fn the_next_runner_reaps_groups_recorded_by_a_dead_host() {
     .await;
     line_after(&child, "ready").await;
     let pid = child.pid() as i32;
+    wait_until("sleep to run with that id", Duration::from_secs(5), || {
+        std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+            environ.split(|b| *b == 0).any(|entry| {
+                entry == format!("{}=4194000-1", process::watchdog::HOST_VAR).as_bytes()
+            })
+        })
+    })
+    .await;
     // A record as a host that is gone would have left it: its pid names no live process.
     let journal_dir = dir.join(process::journal::JOURNAL_DIR);
     std::fs::create_dir_all(&journal_dir).unwrap();

@@ -448,10 +448,13 @@ async fn a_deploy_whose_group_cannot_be_recorded_fails_and_leaves_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_the_deploy_naming_it() {
     let (runner, dir) = runner("full-disk", 12360, json!({}));
-    std::fs::create_dir_all(dir.join(".runner-mount")).expect("mount point");
+    // The journal's directory is a small tmpfs, which is then filled up. (A link to it would
+    // be refused: the state directory must be a directory of its own.)
+    let state = dir.join(".runner");
+    std::fs::create_dir_all(&state).expect("mount point");
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(dir.join(".runner-mount"))
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
+        .arg(&state)
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
@@ -459,17 +462,13 @@ async fn a_full_disk_fails_the_deploy_naming_it() {
         eprintln!("skipped: mounting a tmpfs is not permitted on this machine");
         return;
     }
-    // The journal lives on the tmpfs, which is then filled up.
-    std::os::unix::fs::symlink(dir.join(".runner-mount"), dir.join(".runner")).expect("link");
-    let filler = dir.join(".runner-mount").join("filler");
+    let filler = state.join("filler");
     let _ = std::fs::write(&filler, vec![0u8; 512 * 1024]);
     let error = runner
         .deploy(request("dep-1", &[]))
         .await
         .expect_err("a full disk fails the deploy");
-    let _ = std::process::Command::new("umount")
-        .arg(dir.join(".runner-mount"))
-        .status();
+    let _ = std::process::Command::new("umount").arg(&state).status();
     assert_eq!(error.code(), "ERR_IO", "{error}");
     assert!(
         error.to_string().contains("No space left on device"),
