@@ -289,6 +289,7 @@ export type RunnerErrorCode =
   | 'ERR_UNSAFE_PATH'
   | 'ERR_BUILD_IN_PROGRESS'
   | 'ERR_BUILD_IN_USE'
+  | 'ERR_DATA_IN_USE'
   | 'ERR_ACCESS_DENIED'
   | 'ERR_PROJECT_NOT_FOUND'
   | 'ERR_PROVIDER_FAILED'
@@ -632,6 +633,12 @@ export declare class LocalProcessRunner {
    * queued or running; an unknown build resolves at once).
    */
   removeBuild(buildId: string): Promise<void>
+  /**
+   * Deletes the data directory of deployment `deploymentId` (`<buildDir>/.data/<id>`: what
+   * its servers wrote relative to their working directory); rejects with
+   * `ERR_DATA_IN_USE` while a server of the deployment runs. Resolves whether there was one.
+   */
+  removeDeploymentData(deploymentId: string): Promise<boolean>
   /**
    * Calls `callback(serverId, line, stream, id)` for every line of every server, from the
    * first line of a server's first process on (the startup banner, and the output of a
@@ -1307,6 +1314,11 @@ export interface RunnerStats {
    * removal; builds beyond `retainBuilds` per deployment are removed after a deploy).
    */
   buildDiskUsageMb: number
+  /**
+   * Megabytes the deployments' data directories (`<buildDir>/.data/<deploymentId>`) take
+   * on disk, measured with the build directories.
+   */
+  dataDiskUsageMb: number
   /** Log events written to the observability storage; present once one is set. */
   observability?: ObservabilityStats
   /**

@@ -52,7 +52,7 @@ describe('defaults', () => {
   })
 
   it('reports an idle runner with the whole port range available', () => {
-    expect(make().getStats()).toEqual({ runningProcesses: 0, drainingServers: 0, allocatedPorts: [], availablePorts: 90, restarts: 0, servers: [], buildDiskUsageMb: 0 })
+    expect(make().getStats()).toEqual({ runningProcesses: 0, drainingServers: 0, allocatedPorts: [], availablePorts: 90, restarts: 0, servers: [], buildDiskUsageMb: 0, dataDiskUsageMb: 0 })
     expect(make({ portRange: { start: 5000, end: 5000 } }).getStats().availablePorts).toBe(1)
   })
 

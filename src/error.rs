@@ -80,6 +80,11 @@ pub enum Error {
     ForeignListener { port: u16, holder: Option<i32> },
     /// A build whose directory a live server runs from cannot be removed.
     BuildInUse { build_id: String, server_id: String },
+    /// `removeDeploymentData()` of a deployment that a live server still serves.
+    DataInUse {
+        deployment_id: String,
+        server_id: String,
+    },
     /// A build's task ended without an outcome (it panicked: a bug in the runner).
     BuildAborted { build_id: String, reason: String },
     /// The source provider (a JS object, or the built-in local copy) failed to copy project
@@ -141,6 +146,7 @@ impl Error {
             Error::PathOutsideBuildDir { .. } | Error::UnsafeCopyTarget { .. } => "ERR_UNSAFE_PATH",
             Error::BuildInProgress { .. } => "ERR_BUILD_IN_PROGRESS",
             Error::BuildInUse { .. } => "ERR_BUILD_IN_USE",
+            Error::DataInUse { .. } => "ERR_DATA_IN_USE",
             Error::ForeignListener { .. } => "ERR_FOREIGN_LISTENER",
             Error::AccessDenied { .. } => "ERR_ACCESS_DENIED",
             Error::ProjectNotFound { .. } => "ERR_PROJECT_NOT_FOUND",
@@ -307,6 +313,13 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "Build '{build_id}' is in use by running server '{server_id}'; stop it first"
+            ),
+            Error::DataInUse {
+                deployment_id,
+                server_id,
+            } => write!(
+                f,
+                "The data of deployment '{deployment_id}' is in use by running server '{server_id}'; stop the deployment first"
             ),
             Error::BuildAborted { build_id, reason } => {
                 write!(f, "Build '{build_id}' ended without an outcome: {reason}")
@@ -517,6 +530,13 @@ mod tests {
                     server_id: "s".into(),
                 },
                 "ERR_BUILD_IN_USE",
+            ),
+            (
+                Error::DataInUse {
+                    deployment_id: "d".into(),
+                    server_id: "s".into(),
+                },
+                "ERR_DATA_IN_USE",
             ),
             (
                 Error::InvalidState {

@@ -68,11 +68,12 @@ impl Router for TestRouter {
     fn remove_route<'a>(&'a self, route_id: &'a str) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let mut routes = self.routes.lock().map_err(|e| e.to_string())?;
-            if let Some((deployment, _)) = routes.remove(route_id) {
-                self.targets
-                    .lock()
-                    .map_err(|e| e.to_string())?
-                    .remove(&deployment);
+            if let Some((deployment, port)) = routes.remove(route_id) {
+                let mut targets = self.targets.lock().map_err(|e| e.to_string())?;
+                // Traffic goes to the newest route's port: only that route's removal ends it.
+                if targets.get(&deployment) == Some(&port) {
+                    targets.remove(&deployment);
+                }
             }
             Ok(())
         })

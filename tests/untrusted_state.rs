@@ -176,14 +176,7 @@ fn a_journal_that_is_a_link_is_not_followed() {
 
 /// A kept-server record as a runner writes it, for server `server_id` of `deployment` on `port`,
 /// naming `pid` (0: none) with start time `ticks`.
-fn kept_record(
-    dir: &Path,
-    server_id: &str,
-    deployment: &str,
-    port: u16,
-    pid: i32,
-    ticks: u64,
-) -> Value {
+fn kept_record(server_id: &str, deployment: &str, port: u16, pid: i32, ticks: u64) -> Value {
     json!({
         "version": 1,
         "serverId": server_id,
@@ -195,7 +188,6 @@ fn kept_record(
         "pgid": pid,
         "startTicks": ticks,
         "token": token_of(server_id),
-        "cwd": dir.join("build-1/.mastra/output"),
         "startedAtMs": 1_700_000_000_000_u64,
         "restarts": 0,
         "routeId": null,
@@ -243,7 +235,7 @@ async fn k05_a_dead_record_never_names_the_file_removed() {
     let (_, dir) = common::servers::runner("state-k05", 13000, json!({}));
     let victim = dir.join("victim.env");
     std::fs::write(&victim, "SECRET=1\n").expect("victim");
-    let mut record = kept_record(&dir, "dead-1", "dep-1", 13000, 4_194_001, 5);
+    let mut record = kept_record("dead-1", "dep-1", 13000, 4_194_001, 5);
     record["logFile"] = json!(victim);
     let path = plant_record(&dir, &record);
     let runner = kept_runner(&dir, 13000, json!({}));
@@ -272,24 +264,10 @@ async fn k08_k09_k10_a_records_log_file_is_never_read_from_it() {
     std::fs::write(&victim, &secret).expect("victim");
     let reader = kept_process("live-1");
     let zero = kept_process("live-2");
-    let mut record = kept_record(
-        &dir,
-        "live-1",
-        "dep-1",
-        13020,
-        reader.pid(),
-        reader.start_ticks(),
-    );
+    let mut record = kept_record("live-1", "dep-1", 13020, reader.pid(), reader.start_ticks());
     record["logFile"] = json!(victim);
     plant_record(&dir, &record);
-    let mut record = kept_record(
-        &dir,
-        "live-2",
-        "dep-2",
-        13021,
-        zero.pid(),
-        zero.start_ticks(),
-    );
+    let mut record = kept_record("live-2", "dep-2", 13021, zero.pid(), zero.start_ticks());
     record["logFile"] = json!("/dev/zero");
     plant_record(&dir, &record);
     let runner = kept_runner(&dir, 13020, json!({ "logFileMaxMb": 1 }));
@@ -321,7 +299,6 @@ async fn k26_a_process_that_does_not_lead_its_group_is_not_adopted() {
     plant_record(
         &dir,
         &kept_record(
-            &dir,
             "follower",
             "dep-1",
             13040,
@@ -355,10 +332,10 @@ async fn k21_after_a_crash_during_a_drain_the_routed_server_is_kept() {
     let (_, dir) = common::servers::runner("state-k21", 13060, json!({}));
     let old = kept_process("old");
     let new = kept_process("new");
-    let mut draining = kept_record(&dir, "old", "dep-1", 13060, old.pid(), old.start_ticks());
+    let mut draining = kept_record("old", "dep-1", 13060, old.pid(), old.start_ticks());
     draining["draining"] = json!(true);
     plant_record(&dir, &draining);
-    let mut routed = kept_record(&dir, "new", "dep-1", 13061, new.pid(), new.start_ticks());
+    let mut routed = kept_record("new", "dep-1", 13061, new.pid(), new.start_ticks());
     routed["routeId"] = json!("route-1");
     plant_record(&dir, &routed);
     let runner = kept_runner(&dir, 13060, json!({}));
@@ -385,7 +362,6 @@ async fn k13_k14_k15_records_that_claim_the_same_thing_are_refused() {
     plant_record(
         &dir,
         &kept_record(
-            &dir,
             "genuine",
             "dep-1",
             13080,
@@ -395,14 +371,7 @@ async fn k13_k14_k15_records_that_claim_the_same_thing_are_refused() {
     );
     plant_record(
         &dir,
-        &kept_record(
-            &dir,
-            "forged",
-            "dep-1",
-            13081,
-            forged.pid(),
-            forged.start_ticks(),
-        ),
+        &kept_record("forged", "dep-1", 13081, forged.pid(), forged.start_ticks()),
     );
     let runner = kept_runner(&dir, 13080, json!({}));
     let report = runner.adopt_kept_servers();
@@ -420,16 +389,15 @@ async fn k25_a_records_command_never_runs() {
     let (_, dir) = common::servers::runner("state-k25", 13100, json!({}));
     let marker = dir.join("pwned");
     let server = kept_process("cmd");
-    let mut record = kept_record(
-        &dir,
-        "cmd",
-        "dep-1",
-        13100,
-        server.pid(),
-        server.start_ticks(),
-    );
+    let mut record = kept_record("cmd", "dep-1", 13100, server.pid(), server.start_ticks());
     record["command"] = json!(["/bin/sh", "-c", format!("touch {}", marker.display())]);
     plant_record(&dir, &record);
+    // The deployment's data view, as the host that deployed it left it.
+    mastra_runner_local::runner::data::prepare(
+        &mastra_runner_local::runner::data::data_dir(&dir, "dep-1"),
+        &dir.join("build-1/.mastra/output"),
+    )
+    .expect("data view");
     let runner = kept_runner(&dir, 13100, json!({ "restartPolicy": { "backoffMs": 10 } }));
     let report = runner.adopt_kept_servers();
     assert_eq!(report.adopted, vec!["cmd".to_owned()], "{report:?}");

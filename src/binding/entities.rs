@@ -89,6 +89,9 @@ pub struct RunnerStats {
     /// Megabytes the build directories take on disk (measured after each build, deploy and
     /// removal; builds beyond `retainBuilds` per deployment are removed after a deploy).
     pub build_disk_usage_mb: f64,
+    /// Megabytes the deployments' data directories (`<buildDir>/.data/<deploymentId>`) take
+    /// on disk, measured with the build directories.
+    pub data_disk_usage_mb: f64,
     /// Log events written to the observability storage; present once one is set.
     pub observability: Option<ObservabilityStats>,
     /// What this runner found of an earlier runner's servers; present with
@@ -202,6 +205,7 @@ impl From<CoreStats> for RunnerStats {
             restarts: stats.restarts,
             build_disk_usage_mb: (stats.build_disk_bytes as f64 / 1_048_576.0 * 10.0).round()
                 / 10.0,
+            data_disk_usage_mb: (stats.data_disk_bytes as f64 / 1_048_576.0 * 10.0).round() / 10.0,
             servers: stats
                 .servers
                 .into_iter()

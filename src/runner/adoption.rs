@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
+use super::data;
 use super::kept::{self, AdoptionReport, KeptRecord};
 use super::supervisor::{self, NewServer, Origin, ServerInfo, ServerProcess, ServerState};
 use super::{LogOwner, Runner, ServerEntry};
@@ -188,21 +189,19 @@ impl Runner {
 }
 
 /// The command of an adopted server, for restarts: the Node binary its process runs (read from
-/// `/proc/<pid>/exe`) on `index.mjs` in the record's directory, once that is checked to be a build's
-/// `.mastra/output` inside `build_dir/<buildId>` (links resolved) holding `index.mjs`; its
-/// environment from `/proc` (never written to disk). `None` (not restarted) when any of that
-/// fails.
+/// `/proc/<pid>/exe`) on `index.mjs` in its deployment's data directory (derived from the
+/// deployment id, never read from the record), once that `index.mjs` is checked to be a file
+/// of build `<buildId>` (links resolved); its environment from `/proc` (never written to disk).
+/// `None` (not restarted) when any of that fails.
 fn command_of(record: &KeptRecord, build_dir: &std::path::Path) -> Option<SpawnSpec> {
+    let cwd = data::working_dir(&data::data_dir(build_dir, &record.deployment_id));
     let build = std::fs::canonicalize(build_dir.join(&record.build_id)).ok()?;
-    let cwd = std::fs::canonicalize(&record.cwd).ok()?;
-    let is_build_output = cwd.starts_with(&build)
-        && cwd.ends_with(".mastra/output")
-        && std::fs::symlink_metadata(cwd.join("index.mjs")).is_ok_and(|m| m.is_file());
-    if !is_build_output {
+    let entry = std::fs::canonicalize(cwd.join("index.mjs")).ok();
+    if !entry.is_some_and(|entry| entry.starts_with(&build) && entry.is_file()) {
         tracing::warn!(
-            "kept server '{}' will not be restarted: {} is not the output of build '{}'",
+            "kept server '{}' will not be restarted: {} is not build '{}''s output",
             record.server_id,
-            record.cwd.display(),
+            cwd.join("index.mjs").display(),
             record.build_id
         );
         return None;

@@ -303,7 +303,7 @@ fn refuse_copy_into_project(project: &ProjectSource, target: &std::path::Path) -
 }
 
 /// Bytes of the regular files under `dir` (symlinks not followed; unreadable entries skipped).
-fn disk_usage(dir: &std::path::Path) -> u64 {
+pub(super) fn disk_usage(dir: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let mut pending = vec![dir.to_path_buf()];

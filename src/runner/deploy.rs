@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use super::data;
 use super::kept::KeptRecord;
 use super::supervisor::{self, NewServer, ServerInfo, ServerState, SupervisorHandle};
 use super::{LogOwner, RouteRequest, Router, Runner, ServerEntry, interrupted};
@@ -141,20 +142,36 @@ impl Runner {
                 path: entry,
             });
         }
+        let working_dir = self
+            .point_data_at(&request.deployment_id, &output_dir)
+            .await?;
         self.reap_leftovers().await;
-        // Another program that takes the allocated port (it answered the health check, or the
-        // server died of EADDRINUSE) costs one more attempt on the next free port.
-        let (server_id, handle, port) =
-            match self.start_server(&request, &output_dir, &call, order).await {
-                Err(error) if lost_port_race(&error) => {
-                    tracing::warn!("{error}; trying another port");
-                    match self.start_server(&request, &output_dir, &call, order).await {
-                        Err(Error::NoFreePort { .. }) => return Err(error),
-                        outcome => outcome?,
-                    }
+        let started = match self
+            .start_server(&request, &working_dir, &call, order)
+            .await
+        {
+            // Another program that takes the allocated port (it answered the health check, or
+            // the server died of EADDRINUSE) costs one more attempt on the next free port.
+            Err(error) if lost_port_race(&error) => {
+                tracing::warn!("{error}; trying another port");
+                match self
+                    .start_server(&request, &working_dir, &call, order)
+                    .await
+                {
+                    Err(Error::NoFreePort { .. }) => Err(error),
+                    outcome => outcome,
                 }
-                outcome => outcome?,
-            };
+            }
+            outcome => outcome,
+        };
+        let (server_id, handle, port) = match started {
+            Ok(started) => started,
+            Err(error) => {
+                // The data view points at this build: back to the build that serves, if any.
+                self.point_data_at_current(&request.deployment_id).await;
+                return Err(error);
+            }
+        };
         let claim = self.claim_deployment(&server_id, &request.deployment_id, order, stops_before);
         let replaced = match claim {
             Claim::Serves(replaced) => replaced,
@@ -187,6 +204,7 @@ impl Runner {
         }
         self.file_build(&request.deployment_id, &request.build_id);
         self.prune_builds(&request.deployment_id).await;
+        self.measure_data_disk();
         Ok(handle.info())
     }
 
@@ -236,7 +254,6 @@ impl Runner {
                 pid: 0,
                 start_ticks: 0,
                 token: token.clone(),
-                cwd: spec.cwd.clone(),
                 started_at: now,
                 restarts: 0,
                 route_id: None,
@@ -342,6 +359,40 @@ impl Runner {
             return Err(error);
         }
         Ok((server_id, handle, port))
+    }
+
+    /// Lays deployment `deployment_id`'s data view over the build output `output_dir`
+    /// ([`data::prepare`]) and returns the working directory its servers run in.
+    async fn point_data_at(
+        &self,
+        deployment_id: &str,
+        output_dir: &std::path::Path,
+    ) -> Result<std::path::PathBuf> {
+        let data = data::data_dir(&self.config().build_dir, deployment_id);
+        let output = output_dir.to_path_buf();
+        let at = data.clone();
+        tokio::task::spawn_blocking(move || data::prepare(&at, &output))
+            .await
+            .map_err(|e| Error::internal("preparing the deployment's data directory", e))?
+            .map_err(|e| Error::io("prepare the deployment's data directory", &data, &e))
+    }
+
+    /// Points deployment `deployment_id`'s data view back at the build of the server that
+    /// serves it (after a deploy that failed, or a new server that exited during the drain).
+    async fn point_data_at_current(&self, deployment_id: &str) {
+        let Some(build_id) = self
+            .current_server(deployment_id)
+            .and_then(|id| self.server(&id))
+            .map(|info| info.build_id)
+        else {
+            return;
+        };
+        let output = self.build_workdir(&build_id).join(".mastra").join("output");
+        if let Err(error) = self.point_data_at(deployment_id, &output).await {
+            tracing::warn!(
+                "cannot point the data of deployment '{deployment_id}' back at build '{build_id}': {error}"
+            );
+        }
     }
 
     /// Marks a healthy server as the one serving its deployment. Under `redeploy: 'replace'`
@@ -556,6 +607,7 @@ impl Runner {
         );
         self.stop_by(new, "its replaced server taking the deployment back")
             .await;
+        self.point_data_at_current(&deployment_id).await;
         true
     }
 
@@ -680,6 +732,12 @@ impl Runner {
                 request.deployment_id.clone(),
             ),
             ("MASTRA_PROJECT_ID".to_owned(), request.project_id.clone()),
+            (
+                "MASTRA_DATA_DIR".to_owned(),
+                data::data_dir(&self.config().build_dir, &request.deployment_id)
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
         ]);
         // Spans reach the admin's publish endpoint, which takes the token as the deployment.
         if let Some(endpoint) = &self.config().traces_endpoint {

@@ -79,9 +79,6 @@ pub struct KeptRecord {
     pub start_ticks: u64,
     /// The token in the environment of each of its processes (`<serverId>-<random hex>`).
     pub token: String,
-    /// Its working directory (a build's `.mastra/output`; checked to lie inside that build's
-    /// directory before a restart uses it).
-    pub cwd: PathBuf,
     /// When it was deployed.
     pub started_at: SystemTime,
     /// Restarts the restart policy made.
@@ -110,7 +107,6 @@ impl KeptRecord {
             "pgid": self.pid,
             "startTicks": self.start_ticks,
             "token": self.token,
-            "cwd": self.cwd.to_string_lossy(),
             "startedAtMs": millis_since_epoch(self.started_at),
             "restarts": self.restarts,
             "routeId": self.route_id,
@@ -135,7 +131,6 @@ impl KeptRecord {
             pid: u32::try_from(number("pid")?).ok()?,
             start_ticks: number("startTicks")?,
             token: text("token")?,
-            cwd: PathBuf::from(text("cwd")?),
             started_at: UNIX_EPOCH + Duration::from_millis(number("startedAtMs")?),
             restarts: u32::try_from(number("restarts")?).ok()?,
             route_id: text("routeId"),
@@ -670,7 +665,6 @@ mod tests {
             pid: 1234,
             start_ticks: 7,
             token: format!("{server_id}-{:032x}", 7),
-            cwd: PathBuf::from("/x"),
             started_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
             restarts: 2,
             route_id: Some("r".to_owned()),

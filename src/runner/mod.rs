@@ -15,6 +15,7 @@
 
 mod adoption;
 pub mod builds;
+pub mod data;
 pub mod deploy;
 pub mod kept;
 pub mod providers;
@@ -129,6 +130,8 @@ pub struct RunnerStats {
     pub servers: Vec<ServerInfo>,
     /// Bytes the build directories take (measured after each build, deploy and removal).
     pub build_disk_bytes: u64,
+    /// Bytes the deployments' data directories take (measured with them).
+    pub data_disk_bytes: u64,
     /// What the runner found of an earlier runner's kept servers; `None` without
     /// `keepServersOnExit`.
     pub adoption: Option<AdoptionReport>,
@@ -243,8 +246,12 @@ pub struct Runner {
     build_dirs: Mutex<HashMap<String, std::path::PathBuf>>,
     /// The builds of each deployment, oldest first, for `retainBuilds`.
     deployment_builds: Mutex<HashMap<String, Vec<String>>>,
-    /// Bytes under `buildDir`, measured after each build, deploy and removal.
+    /// Bytes under `buildDir` (the deployments' data included), measured after each build
+    /// and removal.
     build_disk_bytes: Arc<AtomicU64>,
+    /// Bytes of every deployment's data (`<buildDir>/.data`), measured after each deploy and
+    /// removal of data.
+    data_disk_bytes: Arc<AtomicU64>,
     /// Per server: when its token was last scanned for, and the processes found.
     escapees: Arc<Mutex<HashMap<String, EscapeeScan>>>,
     /// What [`Runner::adopt_kept_servers`] found.
@@ -289,6 +296,7 @@ impl Runner {
             build_dirs: Mutex::new(HashMap::new()),
             deployment_builds: Mutex::new(HashMap::new()),
             build_disk_bytes: Arc::new(AtomicU64::new(0)),
+            data_disk_bytes: Arc::new(AtomicU64::new(0)),
             escapees: Arc::new(Mutex::new(HashMap::new())),
             adoption: Mutex::new(AdoptionReport::default()),
         })
@@ -704,6 +712,7 @@ impl Runner {
             restarts: servers.iter().map(|s| s.restarts).sum(),
             servers,
             build_disk_bytes: self.build_disk_bytes.load(Ordering::Relaxed),
+            data_disk_bytes: self.data_disk_bytes.load(Ordering::Relaxed),
             adoption: self
                 .shared
                 .kept

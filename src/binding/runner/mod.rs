@@ -245,6 +245,25 @@ impl LocalProcessRunner {
         })
     }
 
+    /// Deletes the data directory of deployment `deploymentId` (`<buildDir>/.data/<id>`: what
+    /// its servers wrote relative to their working directory); rejects with
+    /// `ERR_DATA_IN_USE` while a server of the deployment runs. Resolves whether there was one.
+    #[napi(
+        ts_args_type = "deploymentId: string",
+        ts_return_type = "Promise<boolean>"
+    )]
+    pub fn remove_deployment_data<'env>(
+        &self,
+        env: &'env Env,
+        deployment_id: Option<Unknown>,
+    ) -> napi::Result<PromiseRaw<'env, bool>> {
+        let deployment_id = args::required_string(deployment_id, "deploymentId");
+        let runner = Arc::clone(&self.runner);
+        spawn(env, async move {
+            Ok(runner.remove_deployment_data(&deployment_id?).await?)
+        })
+    }
+
     /// Calls `callback(serverId, line, stream, id)` for every line of every server, from the
     /// first line of a server's first process on (the startup banner, and the output of a
     /// deploy that fails, included), in order per server. Replaces an earlier listener. A
