@@ -4,24 +4,14 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import { addon, packageRoot } from './helpers/addon'
-import { alive, entities, listening } from './helpers/runner'
+import { alive, entities, exampleRunner, listening } from './helpers/runner'
 import { waitFor } from './helpers/wait'
 
 const example = path.join(packageRoot, 'examples', 'hello-mastra')
-const buildDir = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-e2e-'))
-const runner = new addon.LocalProcessRunner({
-  buildDir,
-  portRange: { start: 9400, end: 9410 },
-  globalEnvVars: { MASTRA_TELEMETRY_DISABLED: '1' },
-})
-
-afterAll(async () => {
-  await runner.shutdown()
-  fs.rmSync(buildDir, { recursive: true, force: true })
-})
+const { runner } = exampleRunner('runner-e2e-', { start: 9400, end: 9410 })
 
 describe('examples/hello-mastra', () => {
   it('builds with the real mastra CLI, serves its tool and workflow, and stops cleanly', async () => {

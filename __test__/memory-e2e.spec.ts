@@ -4,34 +4,21 @@
 // Mastra's HTTP API (no model call, no API key) must still be there after the deployment is
 // redeployed from the same build, twice, and after it is deployed from a new build of the
 // project. A deployment's data lives in a directory of its own (<buildDir>/.data/<deploymentId>/,
-// given to the server as MASTRA_DATA_DIR), not in the copy of a build. Until the runner gives
-// deployments that directory (issue 28) a server runs in its build's .mastra/output, so the
-// database is one per build: the same-build redeploys pass and the new build loses the thread.
-import fs from 'node:fs'
-import os from 'node:os'
+// given to the server as MASTRA_DATA_DIR), not in the copy of a build (README, "Data"); during
+// each redeploy's drain two servers have the database open (LibSQL in WAL mode).
 import path from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import type { Build, Project, RunningServer } from '../index'
 import { addon, packageRoot } from './helpers/addon'
-import { alive, entities, listening } from './helpers/runner'
+import { alive, entities, exampleRunner, listening } from './helpers/runner'
 
 const example = path.join(packageRoot, 'examples', 'memory-mastra')
 const agentId = 'notes-agent'
 const resourceId = 'user-ada'
-const buildDir = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-memory-e2e-'))
-const runner = new addon.LocalProcessRunner({
-  buildDir,
-  portRange: { start: 9420, end: 9430 },
-  globalEnvVars: { MASTRA_TELEMETRY_DISABLED: '1' },
-})
-
 // Two builds (their node_modules, their output's node_modules and npm's cache) take a while to
 // remove from a busy disk: over the default minute on a loaded CI machine.
-afterAll(async () => {
-  await runner.shutdown()
-  fs.rmSync(buildDir, { recursive: true, force: true })
-}, 180_000)
+const { runner } = exampleRunner('runner-memory-e2e-', { start: 9420, end: 9430 }, 180_000)
 
 interface Thread {
   id: string

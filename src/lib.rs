@@ -49,6 +49,8 @@ pub mod runner;
 pub mod source;
 pub mod subdomain;
 pub mod sync;
+#[cfg(test)]
+mod test_support;
 pub mod validate;
 
 #[cfg(feature = "node")]

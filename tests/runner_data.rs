@@ -115,9 +115,11 @@ async fn a_deployments_data_survives_redeploys_retention_and_a_new_runner() {
         Some(1),
         "another deployment starts afresh"
     );
-    common::wait_until("the data's disk use to be measured", Duration::from_secs(10), || {
-        second_runner.stats().data_disk_bytes > 0
-    })
+    common::wait_until(
+        "the data's disk use to be measured",
+        Duration::from_secs(10),
+        || second_runner.stats().data_disk_bytes > 0,
+    )
     .await;
 
     let refused = second_runner

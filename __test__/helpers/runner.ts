@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import { afterAll } from 'vitest'
 
 import type { Build, Deployment, LocalProcessRunnerConfig, Project } from '../../index'
 import { addon } from './addon'
@@ -139,4 +140,23 @@ export function withoutBlankLines(text: string): string {
     .split('\n')
     .filter((line) => line.trim() !== '')
     .join('\n')
+}
+
+/**
+ * The runner of an end-to-end spec of a bundled example: a build directory of its own and the
+ * ports `portRange`; shut down and removed after the file's tests (within `cleanupMs`: removing
+ * builds with their node_modules takes a while on a busy disk).
+ */
+export function exampleRunner(
+  prefix: string,
+  portRange: { start: number; end: number },
+  cleanupMs = 60_000,
+): { runner: Runner; buildDir: string } {
+  const buildDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  const runner = new addon.LocalProcessRunner({ buildDir, portRange, globalEnvVars: { MASTRA_TELEMETRY_DISABLED: '1' } })
+  afterAll(async () => {
+    await runner.shutdown()
+    fs.rmSync(buildDir, { recursive: true, force: true })
+  }, cleanupMs)
+  return { runner, buildDir }
 }

@@ -181,16 +181,10 @@ mod tests {
     use std::fs;
 
     fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("providers-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir.canonicalize().unwrap()
+        crate::test_support::temp_dir("providers", name)
     }
 
-    fn write(path: &Path, text: &str) {
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, text).unwrap();
-    }
+    use crate::test_support::write;
 
     #[test]
     fn the_local_copy_takes_the_workspace_that_lists_the_project_within_its_repository() {

@@ -444,17 +444,10 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn temp(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("source-discover-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir.canonicalize().unwrap()
+        crate::test_support::temp_dir("source-discover", name)
     }
 
-    fn write(path: &Path, text: &str) {
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, text).unwrap();
-    }
+    use crate::test_support::write;
 
     #[test]
     fn sha256_matches_the_standard_vectors() {

@@ -563,10 +563,7 @@ mod tests {
     use std::fs;
 
     fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("source-mod-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::test_support::temp_dir("source-mod", name)
     }
 
     #[test]
