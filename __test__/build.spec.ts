@@ -236,6 +236,34 @@ describe.each(managers)('a $pm project', ({ pm, frozen, cache, outOfSync }) => {
   })
 })
 
+describe('dependency build scripts under pnpm 12', () => {
+  it('a lockfile project with a dependency postinstall builds with pnpm 12 on PATH', async () => {
+    // No packageManager and no policy (onlyBuiltDependencies, allowBuilds, ...): pnpm 12 would stop
+    // with ERR_PNPM_IGNORED_BUILDS; the build skips the script as pnpm 10 does, and says so.
+    const b = builder()
+    const workdir = copyFixture('build-pnpm-scripts')
+    const { result } = await build(b, 'pnpm-scripts', workdir)
+    expect(result.status, result.logs).toBe('succeeded')
+    expect(result.logs).toContain(' using pnpm v12.')
+    expect(result.logs).toContain(
+      '\n[runner] Build scripts of dependencies not run: dep-with-postinstall@file:dep (skipped as pnpm 10 skips them: ' +
+        'the project sets no policy such as onlyBuiltDependencies or allowBuilds)\n',
+    )
+    expect(fs.existsSync(path.join(workdir, 'postinstall-ran'))).toBe(false)
+    expect(result.logs).toContain('build: wrote .mastra/output/index.mjs (from the dependency)')
+  })
+
+  it('keeps the policy a project sets', async () => {
+    const b = builder()
+    const workdir = copyFixture('build-pnpm-scripts')
+    fs.writeFileSync(path.join(workdir, 'pnpm-workspace.yaml'), 'strictDepBuilds: true\n')
+    const { result } = await build(b, 'pnpm-policy', workdir)
+    expect(result.status).toBe('failed')
+    expect(result.errorMessage).toContain('ERR_PNPM_IGNORED_BUILDS')
+    expect(result.logs).not.toContain('[runner] Build scripts of dependencies not run')
+  })
+})
+
 describe('ProjectBuilder.build(project, build, sourceDir, options?, onLog?)', () => {
   const projectEntity = { id: 'proj-1', slug: 'shop' } as never
   /** A dependency-free npm project with a lockfile, whose output already exists unless `withOutput` is false. */

@@ -8,6 +8,8 @@
 //! - [`provision`]: the package manager at the version the project names: what to fetch and
 //!   the digest it must have;
 //! - [`pm_cache`]: its cached tarballs and the private copy each build runs it from;
+//! - `dependency_scripts`: pnpm's policy for dependencies' build scripts, and the packages
+//!   whose scripts an install skipped;
 //! - `pipeline`: the steps of one build (detect, install, build script, verify).
 //!
 //! A build's failure (install, build script, missing output, timeout) is an outcome, not an
@@ -15,6 +17,7 @@
 //! build id already in flight, a path outside `buildDir`).
 
 pub mod builder;
+mod dependency_scripts;
 pub mod layout;
 pub mod package_manager;
 mod pipeline;

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::builder::{BuildOutcome, BuildRequest, BuildStatus};
+use super::dependency_scripts;
 use super::layout::Caches;
 use super::package_manager::{
     self, Detection, PackageManager, build_args, build_script_in, exec_args, find_in_path,
@@ -322,6 +323,17 @@ impl Run<'_> {
                 install_env.insert("HUSKY".to_owned(), "0".to_owned());
                 let frozen = detection.lockfile().is_some();
                 let root = self.root.clone();
+                // pnpm 11+ would stop at dependencies' build scripts that no policy allows;
+                // without a policy the project expects pnpm 10's skipping (the user's own
+                // setting, in envVars, still wins).
+                let skip_scripts =
+                    pm == PackageManager::Pnpm && !dependency_scripts::sets_policy(&root);
+                if skip_scripts {
+                    install_env
+                        .entry(dependency_scripts::STRICT_DEP_BUILDS_VAR.to_owned())
+                        .or_insert_with(|| "false".to_owned());
+                }
+                let before = self.log.tail(1).first().map_or(0, LogEntry::id);
                 self.step(
                     &INSTALL,
                     program,
@@ -331,6 +343,23 @@ impl Run<'_> {
                     &root,
                 )
                 .await?;
+                if skip_scripts {
+                    let output = self.log.all();
+                    let skipped = dependency_scripts::ignored_builds(
+                        output
+                            .iter()
+                            .filter(|e| e.id() > before)
+                            .map(LogEntry::line),
+                    );
+                    if !skipped.is_empty() {
+                        self.say(format!(
+                            "Build scripts of dependencies not run: {} (skipped as pnpm 10 skips \
+                             them: the project sets no policy such as onlyBuiltDependencies or \
+                             allowBuilds)",
+                            skipped.join(", ")
+                        ));
+                    }
+                }
             }
             let mut build_env = env.clone();
             build_env.extend(caches);
@@ -810,9 +839,10 @@ fn major(version: &str) -> Option<u64> {
         .ok()
 }
 
-/// The lines of a failed step that say why: its first error line and what follows on that
-/// stream (npm, pnpm, yarn and bun all start theirs with "error" or an `ERR_` code), else its last stderr lines, else
-/// its last lines; a few lines and bytes at most, colour codes removed.
+/// The lines of a failed step that say why: for a turbo run, the failed task's own lines (see
+/// [`turbo_task_lines`]); else its first error line and what follows on that stream (npm, pnpm,
+/// yarn and bun all start theirs with "error" or an `ERR_` code), else its last stderr lines,
+/// else its last lines; a few lines and bytes at most, colour codes removed.
 fn error_excerpt(output: &[LogEntry]) -> Option<String> {
     let lines: Vec<(Stream, String)> = output
         .iter()
@@ -820,7 +850,32 @@ fn error_excerpt(output: &[LogEntry]) -> Option<String> {
         .map(|e| (e.stream(), strip_ansi(e.line()).trim_end().to_owned()))
         .filter(|(_, line)| !line.trim().is_empty() && !is_bare_prefix(line.trim()))
         .collect();
-    let chosen: Vec<&str> = match lines
+    let chosen = turbo_task_lines(&lines).unwrap_or_else(|| step_lines(&lines));
+    let mut excerpt = String::new();
+    for line in chosen {
+        if excerpt.len() + line.len() > EXCERPT_BYTES {
+            if excerpt.is_empty() {
+                let cut = (0..=EXCERPT_BYTES)
+                    .rev()
+                    .find(|i| line.is_char_boundary(*i))
+                    .unwrap_or(0);
+                excerpt.push_str(&line[..cut]);
+                excerpt.push('…');
+            }
+            break;
+        }
+        if !excerpt.is_empty() {
+            excerpt.push('\n');
+        }
+        excerpt.push_str(line);
+    }
+    (!excerpt.is_empty()).then_some(excerpt)
+}
+
+/// A step's first error line and what follows on that stream, else its last stderr lines, else
+/// its last lines (see [`error_excerpt`]).
+fn step_lines(lines: &[(Stream, String)]) -> Vec<&str> {
+    match lines
         .iter()
         .position(|(_, line)| is_error_line(line.trim_start()))
     {
@@ -845,26 +900,39 @@ fn error_excerpt(output: &[LogEntry]) -> Option<String> {
             };
             pool[pool.len().saturating_sub(EXCERPT_LINES)..].to_vec()
         }
-    };
-    let mut excerpt = String::new();
-    for line in chosen {
-        if excerpt.len() + line.len() > EXCERPT_BYTES {
-            if excerpt.is_empty() {
-                let cut = (0..=EXCERPT_BYTES)
-                    .rev()
-                    .find(|i| line.is_char_boundary(*i))
-                    .unwrap_or(0);
-                excerpt.push_str(&line[..cut]);
-                excerpt.push('…');
-            }
-            break;
-        }
-        if !excerpt.is_empty() {
-            excerpt.push('\n');
-        }
-        excerpt.push_str(line);
     }
-    (!excerpt.is_empty()).then_some(excerpt)
+}
+
+/// What turbo prints, after the task's prefix (`@ws/app:build: ERROR: command finished with
+/// error: …`), when a task's command fails.
+const TURBO_TASK_FAILED: &str = "ERROR: command finished with error";
+
+/// The lines of the task a turbo run names as failed, kept with their `<pkg>:<task>: ` prefix:
+/// from the task's first error line (`@ws/app:build: Error: …`), else its last lines. turbo's
+/// own error (`ERROR run failed: command exited (1)`, on stderr) says nothing of the cause,
+/// which the task printed on turbo's stdout. `None` when no turbo task failed.
+fn turbo_task_lines(lines: &[(Stream, String)]) -> Option<Vec<&str>> {
+    let prefix = lines.iter().find_map(|(_, line)| {
+        let at = line.find(&format!(": {TURBO_TASK_FAILED}"))?;
+        Some(format!("{}: ", &line[..at]))
+    })?;
+    let own: Vec<&str> = lines
+        .iter()
+        .map(|(_, line)| line.as_str())
+        .filter(|line| {
+            line.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+                !rest.trim().is_empty()
+                    && !is_bare_prefix(rest.trim())
+                    && !rest.starts_with(TURBO_TASK_FAILED)
+            })
+        })
+        .collect();
+    let first = own
+        .iter()
+        .position(|line| is_error_line(line[prefix.len()..].trim_start()))
+        .unwrap_or(own.len().saturating_sub(EXCERPT_LINES));
+    let task: Vec<&str> = own[first..].iter().take(EXCERPT_LINES).copied().collect();
+    (!task.is_empty()).then_some(task)
 }
 
 /// The paths inside `root` (the build copy) that `text` names, each once, relative to the
@@ -1048,6 +1116,79 @@ mod tests {
         assert_eq!(
             error_excerpt(&indented).unwrap(),
             "   error TS2304: Cannot find name 'x'."
+        );
+    }
+
+    #[test]
+    fn a_failed_turbo_task_is_quoted_by_its_own_lines() {
+        use Stream::*;
+        // What turbo 2.5.8 prints when @ws/app's build fails (the task's output is on turbo's
+        // stdout, turbo's own errors on its stderr).
+        let output = entries(&[
+            (Stdout, "• Packages in scope: @ws/app, @ws/lib"),
+            (
+                Stdout,
+                "@ws/lib:build: cache miss, executing e0a38b2b71c2df5c",
+            ),
+            (Stdout, "@ws/lib:build: lib: wrote dist/index.js"),
+            (
+                Stdout,
+                "@ws/app:build: cache miss, executing c7df962d540a3b1b",
+            ),
+            (Stdout, "@ws/app:build: "),
+            (Stdout, "@ws/app:build: > @ws/app@1.0.0 build"),
+            (Stdout, "@ws/app:build: [mastra] building"),
+            (
+                Stdout,
+                "@ws/app:build: Error: \"ObservabilityStorage\" is not exported by \"node_modules/@mastra/core/dist/storage/index.js\"",
+            ),
+            (
+                Stdout,
+                "@ws/app:build:     at getRollupError (file:///x/rollup.js:1:1)",
+            ),
+            (
+                Stdout,
+                "@ws/app:build: npm error Lifecycle script `build` failed with error:",
+            ),
+            (Stdout, "@ws/app:build: npm error code 1"),
+            (
+                Stderr,
+                "@ws/app:build: ERROR: command finished with error: command (/b/1/apps/mastra) /usr/bin/npm run build exited (1)",
+            ),
+            (Stdout, "@ws/app:build: npm error path /b/1/apps/mastra"),
+            (Stdout, "@ws/app:build: npm error workspace @ws/app@1.0.0"),
+            (Stdout, "@ws/app:build: npm error location /b/1/apps/mastra"),
+            (
+                Stderr,
+                "@ws/app#build: command (/b/1/apps/mastra) /usr/bin/npm run build exited (1)",
+            ),
+            (Stdout, " Tasks:    1 successful, 2 total"),
+            (Stdout, "Failed:    @ws/app#build"),
+            (Stderr, " ERROR  run failed: command  exited (1)"),
+        ]);
+        assert_eq!(
+            error_excerpt(&output).unwrap(),
+            "@ws/app:build: Error: \"ObservabilityStorage\" is not exported by \"node_modules/@mastra/core/dist/storage/index.js\"\n\
+             @ws/app:build:     at getRollupError (file:///x/rollup.js:1:1)\n\
+             @ws/app:build: npm error Lifecycle script `build` failed with error:\n\
+             @ws/app:build: npm error code 1\n\
+             @ws/app:build: npm error path /b/1/apps/mastra\n\
+             @ws/app:build: npm error workspace @ws/app@1.0.0"
+        );
+        // A task that printed no error line: its last lines.
+        let quiet = entries(&[
+            (Stdout, "app:build: step 1"),
+            (Stdout, "app:build: it broke"),
+            (Stdout, "lib:build: fine"),
+            (
+                Stderr,
+                "app:build: ERROR: command finished with error: command (.) exited (2)",
+            ),
+            (Stderr, " ERROR  run failed: command  exited (2)"),
+        ]);
+        assert_eq!(
+            error_excerpt(&quiet).unwrap(),
+            "app:build: step 1\napp:build: it broke"
         );
     }
 
