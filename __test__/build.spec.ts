@@ -264,6 +264,46 @@ describe('dependency build scripts under pnpm 12', () => {
   })
 })
 
+// Issue 28: an app folder below a pnpm workspace root (`packages: ['.']`, packageManager
+// pnpm@10.11.0) that does not list it; the app names pnpm@10.27.0 and has a file: dependency on
+// a sibling folder. Built in place, so the workspace above it is there for pnpm to find.
+describe('a project below a workspace that does not list it', () => {
+  it('installs alone (pnpm --ignore-workspace) with the version it names, and builds', async () => {
+    const root = copyFixture('ws-not-member')
+    const app = path.join(root, 'examples', 'app')
+    const { result } = await build(builder(), 'not-member', app)
+    expect(result.status, result.logs).toBe('succeeded')
+    expect(result.logs).toContain(
+      `[runner] Workspace: ${root} is a workspace root whose packages do not include the project: installing the project alone (pnpm with --ignore-workspace)`,
+    )
+    expect(result.logs).toMatch(/running pnpm 10\.27\.0 from \S+ \(the version package\.json names\)/)
+    expect(result.logs).toContain('[runner] Installing dependencies... (pnpm install --frozen-lockfile --ignore-workspace)')
+    expect(result.logs).toContain('[runner] The install ran pnpm 10.27.0 (as node_modules/.modules.yaml reports)')
+    expect(result.logs).not.toContain('Warning: package.json names')
+    // Built alone too, so the build script runs under the same pnpm.
+    expect(result.logs).toContain('[runner] Running build script... (pnpm --ignore-workspace run build)')
+    expect(result.logs).toContain('build: wrote .mastra/output/index.mjs from the sibling library with pnpm/10.27.0')
+    // The root project was left alone.
+    expect(fs.existsSync(path.join(root, 'node_modules'))).toBe(false)
+  })
+
+  it('reports the version that ran, and warns, when pnpm hands over to the one the workspace names', async () => {
+    const root = copyFixture('ws-not-member')
+    const app = path.join(root, 'examples', 'app')
+    // Listed now: the app is a package of the workspace, whose root names pnpm 10.11.0.
+    fs.writeFileSync(path.join(root, 'pnpm-workspace.yaml'), "packages: ['.', 'examples/*']\n")
+    fs.rmSync(path.join(app, 'pnpm-lock.yaml'))
+    const { result } = await build(builder(), 'member', app)
+    expect(result.status, result.logs).toBe('succeeded')
+    expect(result.logs).not.toContain('installing the project alone')
+    expect(result.logs).toMatch(
+      /running pnpm 10\.11\.0 from \S+ \(fetched as pnpm@10\.27\.0, the version package\.json names\)/,
+    )
+    expect(result.logs).toMatch(/\n\[runner\] The install ran pnpm 10\.11\.0 \(as pnpm --version reports\)\n/)
+    expect(result.logs).toContain('\n[runner] Warning: package.json names pnpm@10.27.0 but pnpm 10.11.0 ran the install\n')
+  })
+})
+
 describe('ProjectBuilder.build(project, build, sourceDir, options?, onLog?)', () => {
   const projectEntity = { id: 'proj-1', slug: 'shop' } as never
   /** A dependency-free npm project with a lockfile, whose output already exists unless `withOutput` is false. */

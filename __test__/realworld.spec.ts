@@ -198,6 +198,23 @@ describe('monorepos', () => {
     expect(fs.existsSync(path.join(copy, 'apps', 'mastra', '.mastra', 'output', 'index.mjs'))).toBe(true)
   })
 
+  it("builds and serves an app below a workspace that does not list it alone, with its file: dependency's folder", async () => {
+    // Issue 28: pnpm-workspace.yaml `packages: ['.']` at the root (which names pnpm 10.11.0);
+    // examples/app names pnpm 10.27.0 and depends on file:../lib.
+    const { runner } = makeRunner({ defaultSource: 'local', globalEnvVars: { PATH } })
+    const root = checkout('ws-not-member')
+    const app = path.join(root, 'examples', 'app')
+    const result = await buildAndServe(runner, app)
+    expect(result.logs).toContain(
+      `[runner] ${app} is in no workspace; copying it with the local directories its file:/link: dependencies name (lib), at their places relative to ${path.join(root, 'examples')}`,
+    )
+    expect(result.logs).toMatch(/running pnpm 10\.27\.0 from \S+ \(the version package\.json names\)/)
+    expect(result.logs).toContain('[runner] Installing dependencies... (pnpm install --frozen-lockfile)\n')
+    expect(result.logs).toContain('[runner] The install ran pnpm 10.27.0 (as node_modules/.modules.yaml reports)')
+    expect(result.logs).toContain('build: wrote .mastra/output/index.mjs from the sibling library with pnpm/10.27.0')
+    expect(result.logs).not.toContain('Warning')
+  })
+
   it('builds the one Mastra app of a workspace it is pointed at, and refuses a choice of several', async () => {
     const { runner } = makeRunner({ defaultSource: 'local', globalEnvVars: { PATH } })
     const root = checkout('ws-pnpm')

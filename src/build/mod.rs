@@ -31,7 +31,7 @@ pub use builder::{
 };
 pub use layout::{Caches, clean_build_dir, remove_build_dir};
 pub use package_manager::{
-    Detection, DetectionSource, PackageManager, build_args, detect, has_build_script, install_args,
-    mastra_build_args, quiet_install_args,
+    Detection, DetectionSource, PackageManager, alone_args, build_args, detect, has_build_script,
+    install_args, mastra_build_args, quiet_install_args,
 };
 pub use pipeline::{OUTPUT_ENTRY, RUNNER_PREFIX, output_entry};

@@ -106,6 +106,20 @@ pub fn install_args(pm: PackageManager, frozen: bool) -> Vec<String> {
     args.iter().map(|a| (*a).to_owned()).collect()
 }
 
+/// The arguments that keep an install in the project's own folder when a workspace above it
+/// does not list it as a package: pnpm 10 would otherwise install that workspace's root
+/// (`--ignore-workspace`); npm 11 already stays in a folder no workspace lists, and is told so
+/// explicitly (`--workspaces=false`). Yarn 1 and bun stay in an unlisted folder on their own
+/// and have no such flag; yarn berry has none either (it wants the folder to hold its own
+/// `yarn.lock`).
+pub fn alone_args(pm: PackageManager) -> &'static [&'static str] {
+    match pm {
+        PackageManager::Pnpm => &["--ignore-workspace"],
+        PackageManager::Npm => &["--workspaces=false"],
+        PackageManager::Yarn | PackageManager::YarnBerry | PackageManager::Bun => &[],
+    }
+}
+
 /// The install arguments of the TypeScript package's `getInstallArgs`: quiet, non-interactive
 /// installs (npm without audit, funding and progress; pnpm outside any enclosing workspace;
 /// yarn 1 and bun silent; yarn berry, which has no `--silent`, plain).
@@ -616,6 +630,13 @@ mod tests {
         for (pm, args) in quiet {
             assert_eq!(quiet_install_args(pm).join(" "), args, "{pm}");
         }
+        assert_eq!(alone_args(Pnpm), ["--ignore-workspace"]);
+        assert_eq!(alone_args(Npm), ["--workspaces=false"]);
+        assert!(
+            [Yarn, YarnBerry, Bun]
+                .iter()
+                .all(|pm| alone_args(*pm).is_empty())
+        );
     }
 
     #[test]

@@ -26,8 +26,8 @@ use super::builder::{BuildOutcome, BuildRequest, BuildStatus};
 use super::dependency_scripts;
 use super::layout::Caches;
 use super::package_manager::{
-    self, Detection, PackageManager, build_args, build_script_in, exec_args, find_in_path,
-    install_args, mastra_build_args,
+    self, Detection, PackageManager, alone_args, build_args, build_script_in, exec_args,
+    find_in_path, install_args, mastra_build_args,
 };
 use super::pm_cache::PrivateCopy;
 use super::provision::KnownIntegrities;
@@ -198,6 +198,19 @@ fn say(log: &LogStore, line: String) -> u64 {
         .unwrap_or(0)
 }
 
+/// The version in the `packageManager: pnpm@<version>` line pnpm writes into
+/// `<node_modules>/.modules.yaml` after an install, if that file is there and says so.
+fn modules_yaml_version(node_modules: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(node_modules.join(".modules.yaml")).ok()?;
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix("packageManager:")?.trim();
+        let (_, version) = value
+            .trim_matches(|c| c == '\'' || c == '"')
+            .rsplit_once('@')?;
+        Some(version.to_owned()).filter(|v| !v.is_empty())
+    })
+}
+
 /// Resolves once the build is cancelled (never, if the canceller is gone).
 async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     if cancel.wait_for(|c| *c).await.is_err() {
@@ -271,6 +284,7 @@ impl Run<'_> {
             Some(workspace) => self.enter_workspace(workspace, &workdir),
             None => Vec::new(),
         };
+        let alone = workspace.is_none() && self.alone(&workdir, detection.package_manager);
         self.package_manager = Some(detection.package_manager);
         for warning in &detection.warnings {
             self.say(format!("Warning: {warning}"));
@@ -294,7 +308,7 @@ impl Run<'_> {
                 prepend_path(&mut env, bin);
             }
             let (program, version) = self
-                .resolve_tool(&detection, &env, fetched.is_some())
+                .resolve_tool(&detection, &env, fetched.is_some(), alone)
                 .await?;
             Some((program, version, env))
         } else {
@@ -334,15 +348,12 @@ impl Run<'_> {
                         .or_insert_with(|| "false".to_owned());
                 }
                 let before = self.log.tail(1).first().map_or(0, LogEntry::id);
-                self.step(
-                    &INSTALL,
-                    program,
-                    pm,
-                    install_args(pm, frozen),
-                    install_env,
-                    &root,
-                )
-                .await?;
+                let mut args = install_args(pm, frozen);
+                if alone {
+                    args.extend(alone_args(pm).iter().map(|a| (*a).to_owned()));
+                }
+                self.step(&INSTALL, program, pm, args, install_env.clone(), &root)
+                    .await?;
                 if skip_scripts {
                     let output = self.log.all();
                     let skipped = dependency_scripts::ignored_builds(
@@ -360,6 +371,8 @@ impl Run<'_> {
                         ));
                     }
                 }
+                self.report_version(program, pm, &install_env, &detection, alone)
+                    .await?;
             }
             let mut build_env = env.clone();
             build_env.extend(caches);
@@ -408,20 +421,26 @@ impl Run<'_> {
                 }
                 false
             };
+            // A project installed alone is built alone too: pnpm 10 run in it would otherwise
+            // hand over to the version the workspace above names.
+            let prefix = if alone { alone_args(pm) } else { &[] };
+            let alone_first = |args: Vec<String>| -> Vec<String> {
+                prefix.iter().map(|a| (*a).to_owned()).chain(args).collect()
+            };
             if has_build_script {
                 if !app_built {
                     self.step(
                         &BUILD_SCRIPT,
                         program,
                         pm,
-                        build_args(pm),
+                        alone_first(build_args(pm)),
                         build_env,
                         &workdir,
                     )
                     .await?;
                 }
             } else if mastra {
-                let args = mastra_build_args(pm);
+                let args = alone_first(mastra_build_args(pm));
                 self.say(format!(
                     "No build script in package.json; the project depends on mastra, so its own \
                      mastra build runs ({} {})",
@@ -456,15 +475,45 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The build copy (`<buildDir>/<build.id>`) holding `workdir`, if it is in one.
+    fn copy_of(&self, workdir: &Path) -> Option<PathBuf> {
+        let build_dir = self.settings.caches.root().parent()?;
+        let first = workdir.strip_prefix(build_dir).ok()?.components().next()?;
+        Some(build_dir.join(first))
+    }
+
     /// The workspace the working directory is a package of, looked for inside the build copy
     /// (`<buildDir>/<build.id>`) only: a directory elsewhere is built on its own.
     fn workspace(&self, workdir: &Path) -> Option<Workspace> {
-        let build_dir = self.settings.caches.root().parent()?;
-        let first = workdir.strip_prefix(build_dir).ok()?.components().next()?;
-        let copy = build_dir.join(first);
+        let copy = self.copy_of(workdir)?;
         let root = workspace::find_root(workdir, workspace::SearchBound::Within(&copy))
             .filter(|root| root != workdir)?;
         workspace::load(&root).filter(|workspace| workspace.member(workdir).is_some())
+    }
+
+    /// Whether the install must stay in `workdir`, which no workspace takes as a package
+    /// (membership is decided in the build copy, as the copy decided it, or, for a directory
+    /// built in place, up to the filesystem root), because a workspace root above it (in the
+    /// copy or above the copy) leaves it out: `pm` walking up would install that root
+    /// instead. Says so.
+    fn alone(&self, workdir: &Path, pm: PackageManager) -> bool {
+        let top = PathBuf::from("/");
+        let copy = self.copy_of(workdir);
+        let bound = workspace::SearchBound::Within(copy.as_deref().unwrap_or(&top));
+        let Some(root) = workspace::unlisting_root(workdir, bound) else {
+            return false;
+        };
+        let how = match alone_args(pm) {
+            [] => "as it does on its own".to_owned(),
+            args => format!("with {}", args.join(" ")),
+        };
+        self.say(format!(
+            "Workspace: {} is a workspace root whose packages do not include the project: \
+             installing the project alone ({} {how})",
+            root.display(),
+            pm.command()
+        ));
+        true
     }
 
     /// Makes the workspace's root the place of the install, says so, and returns the workspace
@@ -579,6 +628,7 @@ impl Run<'_> {
         detection: &Detection,
         env: &BTreeMap<String, String>,
         fetched: bool,
+        alone: bool,
     ) -> Result<(PathBuf, Option<String>), Stop> {
         let command = detection.package_manager.command();
         let path = env.get("PATH").map(String::as_str);
@@ -588,7 +638,12 @@ impl Run<'_> {
                 path.unwrap_or("PATH is not set")
             ))
         })?;
-        let version = self.version(&program, env).await?;
+        let prefix = if alone {
+            alone_args(detection.package_manager)
+        } else {
+            &[]
+        };
+        let version = self.version(&program, prefix, env).await?;
         let mut pm = detection.package_manager;
         let found = match &version {
             Some(version) => {
@@ -598,10 +653,14 @@ impl Run<'_> {
             None => format!("{command} (version unknown)"),
         };
         self.package_manager = Some(pm);
-        let origin = if fetched {
-            "the version package.json names"
-        } else {
-            "found on PATH"
+        // A fetched pnpm 10 may hand over to the version a workspace root above names
+        // (manage-package-manager-versions): say what it reports, not what was fetched.
+        let origin = match (&detection.requested_version, &version) {
+            (Some(wanted), Some(found)) if fetched && wanted != found => {
+                format!("fetched as {command}@{wanted}, the version package.json names")
+            }
+            _ if fetched => "the version package.json names".to_owned(),
+            _ => "found on PATH".to_owned(),
         };
         self.say(format!(
             "Detected package manager: {}; running {found} from {} ({origin})",
@@ -619,20 +678,24 @@ impl Run<'_> {
         Ok((program, version))
     }
 
-    /// `<program> --version`, first line; `None` (with a warning) when it fails.
+    /// `<program> <prefix> --version` in the install's folder, first line; `None` (with a
+    /// warning) when it fails.
     async fn version(
         &mut self,
         program: &Path,
+        prefix: &[&str],
         env: &BTreeMap<String, String>,
     ) -> Result<Option<String>, Stop> {
         let scratch = Arc::new(LogStore::new(LogLimits::with_lines(50)));
+        let mut args: Vec<String> = prefix.iter().map(|a| (*a).to_owned()).collect();
+        args.push("--version".to_owned());
         let spec = SpawnSpec {
             program: program.to_string_lossy().into_owned(),
-            args: vec!["--version".to_owned()],
+            args,
             cwd: self.root.clone(),
             env: env.clone(),
         };
-        let shown = format!("{} --version", program.display());
+        let shown = format!("{} {}", program.display(), spec.args.join(" "));
         let exit = self
             .supervise(spec, Arc::clone(&scratch), "detection", &shown)
             .await?;
@@ -652,6 +715,51 @@ impl Run<'_> {
                 Ok(None)
             }
         }
+    }
+
+    /// Says which version of the package manager ran the install, from its own report: for
+    /// pnpm the `packageManager` it wrote into `node_modules/.modules.yaml`, else (and when
+    /// that file is elsewhere, as in a workspace) `<program> --version` with the install's
+    /// folder, flags and environment; warns when it is not the version package.json names.
+    async fn report_version(
+        &mut self,
+        program: &Path,
+        pm: PackageManager,
+        env: &BTreeMap<String, String>,
+        detection: &Detection,
+        alone: bool,
+    ) -> Result<(), Stop> {
+        let command = pm.command();
+        let written = match pm {
+            PackageManager::Pnpm => modules_yaml_version(&self.root.join("node_modules")),
+            _ => None,
+        };
+        let (ran, source) = match written {
+            Some(version) => (Some(version), "node_modules/.modules.yaml".to_owned()),
+            None => {
+                let prefix = if alone { alone_args(pm) } else { &[] };
+                let version = self.version(program, prefix, env).await?;
+                let mut shown = vec![command];
+                shown.extend(prefix);
+                shown.push("--version");
+                (version, shown.join(" "))
+            }
+        };
+        let Some(ran) = ran else {
+            return Ok(());
+        };
+        self.say(format!(
+            "The install ran {command} {ran} (as {source} reports)"
+        ));
+        if let Some(wanted) = &detection.requested_version
+            && *wanted != ran
+        {
+            self.say(format!(
+                "Warning: package.json names {command}@{wanted} but {command} {ran} ran the \
+                 install"
+            ));
+        }
+        Ok(())
     }
 
     /// Runs one step and fails it on a non-zero exit, quoting the package manager's own error

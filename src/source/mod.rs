@@ -454,8 +454,7 @@ impl LocalSource {
         let top = discover::search_top(&project, &self.base_paths);
         let Some(root) = workspace::owning_root(&project, workspace::SearchBound::Within(top))
         else {
-            let report = self.copy_readable(&project, target)?;
-            return Ok(BuildCopy::plain(target, report));
+            return self.copy_alone(&project, top, target);
         };
         let mut notes = Vec::new();
         let relative = if root == project {
@@ -491,6 +490,51 @@ impl LocalSource {
         })
     }
 
+    /// Copies `project`, which no workspace lists, for a build: alone, or, when its
+    /// `file:`/`link:` dependencies name directories outside it that this source may read
+    /// (within `top`, its base path: `file:../lib`), with those directories, each at its place
+    /// relative to their nearest common folder, so the relative paths still resolve; the
+    /// build then works in the project's folder of the copy.
+    fn copy_alone(&self, project: &Path, top: &Path, target: &Path) -> Result<BuildCopy> {
+        let locals: Vec<PathBuf> = local_dependencies(project)
+            .into_iter()
+            .filter(|dir| dir.starts_with(top) && self.check_access(dir).is_ok())
+            .collect();
+        let Some(common) = project
+            .ancestors()
+            .find(|dir| locals.iter().all(|local| local.starts_with(dir)))
+            .filter(|_| !locals.is_empty())
+        else {
+            let report = self.copy_readable(project, target)?;
+            return Ok(BuildCopy::plain(target, report));
+        };
+        let relative = |dir: &Path| dir.strip_prefix(common).unwrap_or(dir).to_path_buf();
+        let mut report = CopyReport::default();
+        for dir in std::iter::once(project).chain(locals.iter().map(PathBuf::as_path)) {
+            let part = self.copy_readable(dir, &target.join(relative(dir)))?;
+            report.files += part.files;
+            report.bytes += part.bytes;
+            report.symlinks += part.symlinks;
+            report.skipped_symlinks.extend(part.skipped_symlinks);
+            report.skipped_special.extend(part.skipped_special);
+        }
+        let named: Vec<String> = locals
+            .iter()
+            .map(|dir| relative(dir).display().to_string())
+            .collect();
+        Ok(BuildCopy {
+            workdir: target.join(relative(project)),
+            report,
+            notes: vec![format!(
+                "{} is in no workspace; copying it with the local directories its file:/link: \
+                 dependencies name ({}), at their places relative to {}",
+                project.display(),
+                named.join(", "),
+                common.display()
+            )],
+        })
+    }
+
     /// Starts watching the project at `path` (which must pass [`LocalSource::check_access`])
     /// with this source's excludes and debounce; must be called within a tokio runtime. See
     /// [`watch::watch`].
@@ -506,6 +550,36 @@ impl LocalSource {
         };
         Ok(watch::watch(options, deliver))
     }
+}
+
+/// The directories outside `project` that the `file:` and `link:` dependencies of its
+/// package.json (`dependencies`, `devDependencies`, `optionalDependencies`) name, canonical,
+/// without repeats; tarballs and missing paths are left out.
+fn local_dependencies(project: &Path) -> Vec<PathBuf> {
+    let Some(manifest) = discover::read_package_json(project) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = Vec::new();
+    for field in ["dependencies", "devDependencies", "optionalDependencies"] {
+        let Some(Value::Object(entries)) = manifest.get(field) else {
+            continue;
+        };
+        for spec in entries.values().filter_map(Value::as_str) {
+            let Some(path) = spec
+                .strip_prefix("file:")
+                .or_else(|| spec.strip_prefix("link:"))
+            else {
+                continue;
+            };
+            let Ok(dir) = project.join(path).canonicalize() else {
+                continue;
+            };
+            if dir.is_dir() && !dir.starts_with(project) && !found.contains(&dir) {
+                found.push(dir);
+            }
+        }
+    }
+    found
 }
 
 /// An include is a `/`-separated glob pattern.

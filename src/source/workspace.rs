@@ -159,6 +159,16 @@ pub fn owning_root(project: &Path, bound: SearchBound<'_>) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
+/// The nearest workspace root strictly above `project` (looked for up to the filesystem root,
+/// as package managers walk up) when `project` is neither a root itself nor listed by a root
+/// within `bound`: a package manager started in `project` would take that workspace for its
+/// own, so the install has to be told to stay in `project`.
+pub fn unlisting_root(project: &Path, bound: SearchBound<'_>) -> Option<PathBuf> {
+    let above =
+        find_root(project, SearchBound::Within(Path::new("/"))).filter(|root| root != project)?;
+    owning_root(project, bound).is_none().then_some(above)
+}
+
 /// Whether `root` is a workspace root whose globs match `dir` (below it) as a package.
 fn lists(root: &Path, dir: &Path) -> bool {
     let Some((_, globs)) = patterns(root) else {
@@ -445,6 +455,11 @@ mod tests {
         );
         // A start outside the bound looks at nothing.
         assert_eq!(find_root(&root, within), None);
+        // app/ is left out within the base path, yet group/ is above it: it must stay alone.
+        assert_eq!(unlisting_root(&app, within), Some(base.join("group")));
+        // Listed (lib/), or a root itself (group/): nothing to stay out of.
+        assert_eq!(unlisting_root(&lib, within), None);
+        assert_eq!(unlisting_root(&base.join("group"), within), None);
         fs::remove_dir_all(&root).unwrap();
     }
 }
