@@ -7,7 +7,7 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 import { addon, packageRoot } from './helpers/addon'
-import { alive, entities, exampleRunner, listening } from './helpers/runner'
+import { alive, buildExample, entities, exampleRunner, listening } from './helpers/runner'
 import { waitFor } from './helpers/wait'
 
 const example = path.join(packageRoot, 'examples', 'hello-mastra')
@@ -20,12 +20,7 @@ describe('examples/hello-mastra', () => {
     project.name = 'hello-mastra'
     project.slug = 'hello-mastra'
     project.sourceConfig = { path: example }
-    const lines: string[] = []
-    const built = await runner.build(project, build, {}, (line) => lines.push(line))
-    expect(built.errorMessage).toBeNull()
-    expect(built.status).toBe('succeeded')
-    expect(lines.join('\n')).toMatch(/npm ci/)
-    expect(lines.join('\n')).toMatch(/Build successful/)
+    const built = await buildExample(runner, project, build)
 
     const server = await runner.deploy(project, deployment, built)
     const base = `http://127.0.0.1:${server.port}`

@@ -9,9 +9,9 @@
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 
-import type { Build, Project, RunningServer } from '../index'
+import type { Build, RunningServer } from '../index'
 import { addon, packageRoot } from './helpers/addon'
-import { alive, entities, exampleRunner, listening } from './helpers/runner'
+import { alive, buildExample, entities, exampleRunner, listening } from './helpers/runner'
 
 const example = path.join(packageRoot, 'examples', 'memory-mastra')
 const agentId = 'notes-agent'
@@ -50,17 +50,6 @@ async function threadIds(server: RunningServer): Promise<string[]> {
   return ((await response.json()) as { threads: Thread[] }).threads.map((thread) => thread.id)
 }
 
-/** Builds `build` of the example with the real npm and mastra CLI, and checks it succeeded. */
-async function buildExample(project: Project, build: Build): Promise<Build> {
-  const lines: string[] = []
-  const built = await runner.build(project, build, {}, (line) => lines.push(line))
-  expect(built.errorMessage).toBeNull()
-  expect(built.status).toBe('succeeded')
-  expect(lines.join('\n')).toMatch(/npm ci/)
-  expect(lines.join('\n')).toMatch(/Build successful/)
-  return built
-}
-
 describe('examples/memory-mastra', () => {
   runner.setSource(new addon.LocalProjectSource({ basePaths: [path.dirname(example)] }))
   const { project, deployment, build } = entities()
@@ -73,7 +62,7 @@ describe('examples/memory-mastra', () => {
   let thread: Thread | undefined
 
   it('builds with the real mastra CLI, creates a memory thread over HTTP and reads it back', async () => {
-    built = await buildExample(project, build)
+    built = await buildExample(runner, project, build)
     server = await runner.deploy(project, deployment, built)
     expect((await fetch(`http://127.0.0.1:${server.port}/health`)).status).toBe(200)
 
@@ -109,7 +98,7 @@ describe('examples/memory-mastra', () => {
     expect(built && server && thread).toBeTruthy()
     const now = new Date()
     const rebuild: Build = { ...build, id: `${build.id}-rebuilt`, queuedAt: now, startedAt: now, completedAt: now, logs: '' }
-    const rebuilt = await buildExample(project, rebuild)
+    const rebuilt = await buildExample(runner, project, rebuild)
     expect(rebuilt.id).not.toBe(built!.id)
     const previous = server!
     server = await runner.deploy(project, deployment, rebuilt)
@@ -121,6 +110,11 @@ describe('examples/memory-mastra', () => {
       body: expect.objectContaining({ id: thread!.id, resourceId, title: 'Shopping list' }),
     })
     expect(await threadIds(server)).toEqual([thread!.id])
+    // The build's own files are read through the data view: the studio's page and assets,
+    // which the server finds from its working directory.
+    const studio = await fetch(`http://127.0.0.1:${server.port}/`)
+    expect(studio.status).toBe(200)
+    expect(await studio.text()).toMatch(/<html/i)
   }, 480_000)
 
   it('stops every server of the deployment, leaving no process and no port', async () => {

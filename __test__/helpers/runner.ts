@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { afterAll } from 'vitest'
+import { afterAll, expect } from 'vitest'
 
 import type { Build, Deployment, LocalProcessRunnerConfig, Project } from '../../index'
 import { addon } from './addon'
@@ -159,4 +159,15 @@ export function exampleRunner(
     fs.rmSync(buildDir, { recursive: true, force: true })
   }, cleanupMs)
   return { runner, buildDir }
+}
+
+/** Builds `build` of a bundled example with the real npm and mastra CLI and checks it succeeded. */
+export async function buildExample(runner: Runner, project: Project, build: Build): Promise<Build> {
+  const lines: string[] = []
+  const built = await runner.build(project, build, {}, (line) => lines.push(line))
+  expect(built.errorMessage).toBeNull()
+  expect(built.status).toBe('succeeded')
+  expect(lines.join('\n')).toMatch(/npm ci/)
+  expect(lines.join('\n')).toMatch(/Build successful/)
+  return built
 }
