@@ -266,4 +266,26 @@ describe('monorepos', () => {
     expect(result.logs).toContain('app: wrote .mastra/output/index.mjs using "built library"')
     expect(result.logs).not.toContain('(npm run build in packages/lib)')
   })
+
+  it("quotes a failed turbo task's own error lines in errorMessage", async () => {
+    const { runner } = makeRunner({
+      defaultSource: 'local',
+      globalEnvVars: { PATH, TURBO_TELEMETRY_DISABLED: '1', DO_NOT_TRACK: '1' },
+    })
+    const root = checkout('ws-turbo')
+    // The app's build fails the way a Mastra bundle does, its cause on stdout.
+    fs.writeFileSync(
+      path.join(root, 'apps', 'mastra', 'build.mjs'),
+      "console.log('Error: \"ObservabilityStorage\" is not exported by @mastra/core')\nprocess.exit(1)\n",
+    )
+    const { project, build } = entities()
+    project.sourceConfig = { path: path.join(root, 'apps', 'mastra') }
+    const result = await runner.build(project, { ...build, status: 'queued' })
+    expect(result.status).toBe('failed')
+    expect(result.errorMessage).toMatch(/app:build: .*"ObservabilityStorage" is not exported by @mastra\/core/)
+    // The task's lines, first among them its error, within the six-line excerpt budget.
+    const taskLines = result.errorMessage!.split('\n').filter((line) => line.startsWith('@ws/app:build: '))
+    expect(taskLines[0]).toContain('"ObservabilityStorage" is not exported')
+    expect(taskLines.length).toBeLessThanOrEqual(6)
+  })
 })

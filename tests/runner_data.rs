@@ -27,16 +27,21 @@ fn starts(port: u16) -> Value {
     serde_json::from_str(body).expect("JSON")
 }
 
-/// Build `build_id`: the fixture server with a `version.txt` naming the build.
+/// Build `build_id`: the fixture server with files of the build's own that a server reads from
+/// its working directory: a `version.txt` naming the build, a `.env` and a static asset.
 fn add_build(dir: &Path, build_id: &str) {
     let output = dir.join(build_id).join(".mastra/output");
-    std::fs::create_dir_all(&output).expect("output");
-    std::fs::copy(
-        dir.join("build-1/.mastra/output/index.mjs"),
-        output.join("index.mjs"),
-    )
-    .expect("fixture");
+    std::fs::create_dir_all(output.join("public")).expect("output");
+    if build_id != "build-1" {
+        std::fs::copy(
+            dir.join("build-1/.mastra/output/index.mjs"),
+            output.join("index.mjs"),
+        )
+        .expect("fixture");
+    }
     std::fs::write(output.join("version.txt"), build_id).expect("version");
+    std::fs::write(output.join(".env"), format!("BUILT_BY={build_id}\n")).expect(".env");
+    std::fs::write(output.join("public/asset.txt"), build_id).expect("asset");
 }
 
 fn counting(deployment: &str, build_id: &str) -> DeployRequest {
@@ -49,7 +54,7 @@ fn counting(deployment: &str, build_id: &str) -> DeployRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployments_data_survives_redeploys_retention_and_a_new_runner() {
     let (first_runner, dir) = runner("data-survives", 13200, json!({ "retainBuilds": 1 }));
-    std::fs::write(dir.join("build-1/.mastra/output/version.txt"), "build-1").expect("version");
+    add_build(&dir, "build-1");
     let server = first_runner
         .deploy(counting("dep-1", "build-1"))
         .await
@@ -87,6 +92,9 @@ async fn a_deployments_data_survives_redeploys_retention_and_a_new_runner() {
             json!(build),
             "the build's own files are read"
         );
+        // As under `node index.mjs` in the build's output: its `.env` and its static files.
+        assert_eq!(seen["dotenv"], json!(format!("BUILT_BY={build}\n")));
+        assert_eq!(seen["asset"], json!(build));
     }
     common::wait_until(
         "retention to remove the older builds",
