@@ -148,8 +148,8 @@ struct DeadHostJournal {
 /// Kills what runners of dead hosts on `build_dir` left alive and removes their records.
 ///
 /// A journal file is data from an untrusted writer (any server or build could write there): it
-/// is read only when it is a regular file of at most [`MAX_JOURNAL_BYTES`], at most
-/// [`MAX_GROUPS`] of its groups count, and a group id outside 2..=[`PID_MAX`], this host's own
+/// is read only when it is a regular file of at most `MAX_JOURNAL_BYTES`, at most
+/// `MAX_GROUPS` of its groups count, and a group id outside 2..=`PID_MAX`, this host's own
 /// pid or process group is ignored. A process is killed only when it is positively identified as
 /// a child of that dead host: a live member of a recorded group, started no earlier than the
 /// group's leader, whose environment carries the dead host's id. `/proc` is scanned once,
@@ -192,7 +192,7 @@ pub fn reap_leftovers(build_dir: &Path) -> Leftovers {
                 .iter()
                 .filter(|p| p.pgrp == *pgid && p.is_alive() && p.start_ticks >= *leader_ticks)
             {
-                if carries(member.pid, &needle)
+                if procfs::environ_has(member.pid, |entry| entry == needle.as_bytes())
                     && kill(Pid::from_raw(member.pid), Signal::SIGKILL).is_ok()
                 {
                     report.killed.push(member.pid);
@@ -251,13 +251,4 @@ fn read_journal(path: &Path) -> Result<Option<DeadHostJournal>, String> {
         host_id: format!("{host}-{host_ticks}"),
         groups,
     }))
-}
-
-/// Whether process `pid`'s environment holds the entry `needle` (`NAME=value`).
-fn carries(pid: i32, needle: &str) -> bool {
-    fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-        environ
-            .split(|byte| *byte == 0)
-            .any(|entry| entry == needle.as_bytes())
-    })
 }

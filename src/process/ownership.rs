@@ -42,11 +42,10 @@ fn processes_with_tokens(tokens: &[(&str, u64)]) -> Vec<i32> {
         .into_iter()
         .filter(|p| p.is_alive() && p.pid > 1 && p.pid != me)
         .filter(|p| {
-            fs::read(format!("/proc/{}/environ", p.pid)).is_ok_and(|environ| {
-                environ
-                    .split(|byte| *byte == 0)
-                    .filter_map(|entry| wanted.get(entry))
-                    .any(|since| p.start_ticks >= *since)
+            procfs::environ_has(p.pid, |entry| {
+                wanted
+                    .get(entry)
+                    .is_some_and(|since| p.start_ticks >= *since)
             })
         })
         .map(|p| p.pid)

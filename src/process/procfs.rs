@@ -103,6 +103,13 @@ impl ProcText {
     }
 }
 
+/// Whether an entry (`NAME=value`, as bytes) of the environment `pid` was started with
+/// satisfies `wanted`; false when it cannot be read.
+pub fn environ_has(pid: i32, wanted: impl FnMut(&[u8]) -> bool) -> bool {
+    fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|environ| environ.split(|byte| *byte == 0).any(wanted))
+}
+
 /// The environment `pid` was started with (`/proc/<pid>/environ`), if it can be read.
 pub fn environ(pid: i32) -> Option<std::collections::BTreeMap<String, String>> {
     let bytes = fs::read(format!("/proc/{pid}/environ")).ok()?;

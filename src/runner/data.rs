@@ -43,10 +43,15 @@ pub fn working_dir(data: &Path) -> PathBuf {
 
 /// Lays the view of the build whose output is `output_dir` (`<project>/.mastra/output`) over
 /// `data`, and returns the working directory a server of it runs in. Views are laid one at a
-/// time in a host (concurrent deploys of one deployment would race for its links).
+/// time in a host (concurrent deploys of one deployment would race for its links). The
+/// directory holding every deployment's data is the runner's own (0700, never a link), so a
+/// link planted in its place cannot turn a view into writes elsewhere.
 pub fn prepare(data: &Path, output_dir: &Path) -> io::Result<PathBuf> {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _laying = lock(&ONE_AT_A_TIME);
+    if let Some(all_data) = data.parent() {
+        crate::process::state_files::create_private_dir(all_data)?;
+    }
     let mastra_dir = output_dir
         .parent()
         .ok_or_else(|| io::Error::other("a build output has no parent directory"))?;
@@ -143,6 +148,40 @@ impl Runner {
         .map_err(|e| Error::io("remove the deployment's data directory", &dir, &e))?;
         self.measure_data_disk();
         Ok(removed)
+    }
+
+    /// Lays deployment `deployment_id`'s data view over the build output `output_dir`
+    /// ([`data::prepare`]) and returns the working directory its servers run in.
+    pub(super) async fn point_data_at(
+        &self,
+        deployment_id: &str,
+        output_dir: &std::path::Path,
+    ) -> Result<PathBuf> {
+        let data = data_dir(&self.config().build_dir, deployment_id);
+        let output = output_dir.to_path_buf();
+        let at = data.clone();
+        tokio::task::spawn_blocking(move || prepare(&at, &output))
+            .await
+            .map_err(|e| Error::internal("preparing the deployment's data directory", e))?
+            .map_err(|e| Error::io("prepare the deployment's data directory", &data, &e))
+    }
+
+    /// Points deployment `deployment_id`'s data view back at the build of the server that
+    /// serves it (after a deploy that failed, or a new server that exited during the drain).
+    pub(super) async fn point_data_at_current(&self, deployment_id: &str) {
+        let Some(build_id) = self
+            .current_server(deployment_id)
+            .and_then(|id| self.server(&id))
+            .map(|info| info.build_id)
+        else {
+            return;
+        };
+        let output = self.build_workdir(&build_id).join(".mastra").join("output");
+        if let Err(error) = self.point_data_at(deployment_id, &output).await {
+            tracing::warn!(
+                "cannot point the data of deployment '{deployment_id}' back at build '{build_id}': {error}"
+            );
+        }
     }
 
     /// Measures the bytes of every deployment's data in the background, for `getStats()`

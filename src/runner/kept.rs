@@ -23,7 +23,7 @@
 //! path from the file) and its command is never read (a restart runs the host's Node on the
 //! build's `index.mjs`). Of records that claim one port, route or deployment, none is adopted. A
 //! process is signalled only when it carries the record's token and started no earlier than the
-//! recorded process ([`kill_positively_identified`]).
+//! recorded process ([`ownership::kill_token_processes_now`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

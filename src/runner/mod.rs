@@ -4,19 +4,26 @@
 //!
 //! - [`builds`]: `build` as one call (source copy, queue, install, build), cancel and remove;
 //! - [`deploy`]: port, spawn, health gate, route — a deploy hands its server to a supervisor;
+//! - `drain`: a server a redeploy replaced keeps answering until its connections end, then
+//!   stops (or serves again when the new one exits);
+//! - `deployments`: any record of a deployment stands for it (`stop`, `healthCheck`, usage);
+//! - [`data`]: each deployment's data directory and the view of its build servers run in;
 //! - [`supervisor`]: one task per server that alone owns its state ([`ServerState`]);
 //! - [`providers`]: the source and router traits the binding implements over JS objects;
 //! - [`kept`]: under `keepServersOnExit`, the records of servers that outlive the host, which
 //!   the next runner adopts ([`Runner::adopt_kept_servers`]) and [`Runner::detach`] hands over.
 //!
-//! `stop` and `shutdown` live here: `stop` removes the route, asks the server's supervisor to
-//! take the tree down, and resolves once nothing of it is left; `shutdown` does that for every
-//! server, cancels every build, and waits for deploys and builds that were in flight.
+//! Stopping one server and `shutdown` live here: a stop removes the route, asks the server's
+//! supervisor to take the tree down, and resolves once nothing of it is left; `shutdown` does
+//! that for every server, cancels every build, and waits for deploys and builds that were in
+//! flight.
 
 mod adoption;
 pub mod builds;
 pub mod data;
 pub mod deploy;
+mod deployments;
+mod drain;
 pub mod kept;
 pub mod providers;
 pub mod supervisor;
@@ -32,7 +39,7 @@ use tokio::sync::{Notify, OnceCell};
 use tokio::task::JoinHandle;
 
 use crate::build::{BuilderConfig, ProjectBuilder};
-use crate::config::{DefaultSource, RedeployMode, RunnerConfig};
+use crate::config::{DefaultSource, RunnerConfig};
 use crate::error::{Error, Result};
 use crate::health::{HealthChecker, HealthReport};
 use crate::logs::LogStore;
@@ -164,7 +171,7 @@ struct ServerEntry {
     serving: bool,
     /// A redeploy replaced it and it still answers the requests that reach it until its
     /// drain ends ([`deploy::Drain`]).
-    draining: Option<Arc<deploy::Drain>>,
+    draining: Option<Arc<drain::Drain>>,
     /// An adopted server's log file is being read into its log: becomes `true` once what the
     /// file held at adoption is in it.
     backlog_read: Option<tokio::sync::watch::Receiver<bool>>,
@@ -444,91 +451,6 @@ impl Runner {
         lock(&self.servers).get(server_id).map(|s| s.handle.clone())
     }
 
-    /// Stops server `server_id`: removes its route (a failing router is reported, not fatal),
-    /// takes the whole tree down (SIGTERM, grace, SIGKILL, reap), then releases its port.
-    /// Resolves when no process of it is left. Unknown or stopped servers: a no-op. Returns the
-    /// server as it ended.
-    ///
-    /// Under `redeploy: 'replace'` a server stands for its deployment: stopping any record of
-    /// it (the current server, one a redeploy replaced, one still draining) stops every server
-    /// of the deployment, including one a deploy in flight is starting (that deploy rejects),
-    /// so that afterwards nothing of it runs (what MastraAdmin's `stopDeployment()` means by it,
-    /// whichever record its storage hands over).
-    pub async fn stop(&self, server_id: &str) -> Option<ServerInfo> {
-        if self.config().redeploy == RedeployMode::Keep {
-            return self.stop_by(server_id, "stop()").await;
-        }
-        let deployment_id = lock(&self.replaced).get(server_id).cloned().or_else(|| {
-            lock(&self.servers)
-                .get(server_id)
-                .map(|entry| entry.handle.info().deployment_id)
-        })?;
-        self.stop_deployment(&deployment_id, server_id).await
-    }
-
-    /// Stops every server of `deployment_id` at once; returns how `server_id` ended, or the
-    /// deployment's current server when `server_id` was a stale record.
-    async fn stop_deployment(&self, deployment_id: &str, server_id: &str) -> Option<ServerInfo> {
-        let ids: Vec<String> = {
-            let servers = lock(&self.servers);
-            *lock(&self.deployment_stops)
-                .entry(deployment_id.to_owned())
-                .or_default() += 1;
-            servers
-                .iter()
-                .filter(|(_, entry)| entry.handle.info().deployment_id == deployment_id)
-                .map(|(id, entry)| {
-                    if let Some(drain) = &entry.draining {
-                        drain.cancel();
-                    }
-                    id.clone()
-                })
-                .collect()
-        };
-        let current = self.current_server(deployment_id);
-        let stops = ids.iter().map(|id| self.stop_by(id, "stop()"));
-        let ended = futures_collect(stops).await;
-        lock(&self.replaced).retain(|_, deployment| deployment != deployment_id);
-        let wanted = if ids.iter().any(|id| id == server_id) {
-            server_id.to_owned()
-        } else {
-            current?
-        };
-        ids.iter()
-            .zip(ended)
-            .find(|(id, _)| **id == wanted)
-            .and_then(|(_, info)| info)
-    }
-
-    /// How many times `stop()` took deployment `deployment_id` down so far.
-    fn stops_of(&self, deployment_id: &str) -> u64 {
-        lock(&self.deployment_stops)
-            .get(deployment_id)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// The server that answers for `server_id`: itself, or, for a record a redeploy replaced,
-    /// its deployment's current server (`None` once the deployment has none).
-    fn answering_server(&self, server_id: &str) -> Option<String> {
-        let stale_of = lock(&self.replaced).get(server_id).cloned();
-        match stale_of {
-            Some(deployment_id) => self.current_server(&deployment_id),
-            None => Some(server_id.to_owned()),
-        }
-    }
-
-    /// The server serving `deployment_id` now: the latest finished deploy's.
-    fn current_server(&self, deployment_id: &str) -> Option<String> {
-        lock(&self.servers)
-            .iter()
-            .filter(|(_, entry)| {
-                entry.serving && entry.handle.info().deployment_id == deployment_id
-            })
-            .max_by_key(|(_, entry)| entry.deploy_order)
-            .map(|(id, _)| id.clone())
-    }
-
     /// The live servers whose deploy finished, with their current health (one per deployment
     /// under `redeploy: 'replace'`).
     pub fn list_servers(&self) -> Vec<ServerInfo> {
@@ -612,8 +534,7 @@ impl Runner {
     }
 
     /// The log of server `server_id` once it holds every line known of it: for a server just
-    /// adopted, what its log file held at adoption (waited for up to
-    /// [`BACKLOG_READ_WAIT`]).
+    /// adopted, what its log file held at adoption (waited for up to `BACKLOG_READ_WAIT`).
     pub async fn settled_server_log(&self, server_id: &str) -> Option<Arc<LogStore>> {
         let backlog = lock(&self.servers)
             .get(server_id)

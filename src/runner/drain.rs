@@ -1,0 +1,241 @@
+//! The drain of a server a redeploy replaced: it keeps answering what reaches it until its
+//! connections end (or `redeployDrainMs`), then stops; if the deployment's new server exits
+//! meanwhile, it serves the deployment again (README, "Redeploy and readiness").
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::Runner;
+use super::supervisor::ServerState;
+use crate::process;
+use crate::sync::lock;
+
+/// The shortest time a server a redeploy replaced keeps serving after `deploy()` resolved: a
+/// caller that routes traffic itself (MastraAdmin's orchestrator moves its route right after
+/// `deploy()` resolves) switches within it, and a client or proxy that looked the old address
+/// up just before the switch still gets its answer.
+pub const SWITCH_WINDOW: Duration = Duration::from_secs(1);
+
+/// After [`SWITCH_WINDOW`], a replaced server with no open connection for this long has
+/// answered everything that reached it, and stops.
+pub const QUIET_BEFORE_RETIRING: Duration = Duration::from_millis(250);
+
+/// How often a draining server's connections are counted.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// A replaced server's drain. Cancelled when something else takes the server down (`stop()` of
+/// its deployment, `shutdown()`, `detach()`): the drain then neither stops it nor gives it its
+/// deployment back.
+#[derive(Debug, Default)]
+pub struct Drain {
+    cancelled: std::sync::atomic::AtomicBool,
+}
+
+impl Drain {
+    /// Ends the drain without stopping its server.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+impl Runner {
+    /// Starts the drain of server `old`, which `new` replaced: from now on `listServers()`
+    /// leaves it out, its id answers for the deployment's current server, and it stops once
+    /// its connections have ended ([`Runner::drain`]). Its route goes with it unless the
+    /// router moved that same route to `new`.
+    pub(super) fn begin_drain(
+        self: &Arc<Self>,
+        old: &str,
+        new: &str,
+        deployment_id: &str,
+        new_route: Option<&str>,
+    ) {
+        let drain = Arc::new(Drain::default());
+        {
+            let mut servers = lock(&self.servers);
+            let Some(entry) = servers.get_mut(old) else {
+                return;
+            };
+            entry.serving = false;
+            entry.draining = Some(Arc::clone(&drain));
+            if entry.route_id.is_some() && entry.route_id.as_deref() == new_route {
+                entry.route_id = None;
+            }
+        }
+        lock(&self.replaced).insert(old.to_owned(), deployment_id.to_owned());
+        // A host that dies during the drain leaves the next runner the routed server, and this
+        // one to stop.
+        if let Some(kept) = &self.shared.kept {
+            kept.update(old, |record| record.draining = true);
+        }
+        self.note_in_log(
+            old,
+            format!(
+                "replaced by server {new} (a newer deploy of deployment '{deployment_id}'); it answers until its connections end, at most {} ms",
+                self.config().redeploy_drain.as_millis()
+            ),
+        );
+        let runner = Arc::clone(self);
+        let old = old.to_owned();
+        tokio::spawn(async move { runner.drain(&old, &drain).await });
+    }
+
+    /// Keeps server `old` answering after a redeploy replaced it, then stops it: once
+    /// [`SWITCH_WINDOW`] has passed and it has had no open connection for
+    /// [`QUIET_BEFORE_RETIRING`] (an in-flight request, such as a streamed answer, holds its
+    /// connection open), or after `redeployDrainMs` at the latest. If the deployment's current
+    /// server exits meanwhile, `old` takes its deployment back instead ([`Runner::take_back`]).
+    async fn drain(&self, old: &str, drain: &Drain) {
+        let started = std::time::Instant::now();
+        let limit = self.config().redeploy_drain;
+        let mut quiet_since: Option<std::time::Instant> = None;
+        loop {
+            if drain.is_cancelled() {
+                return;
+            }
+            let Some(info) = self.server(old) else {
+                return;
+            };
+            if !info.is_live() || started.elapsed() >= limit {
+                break;
+            }
+            let current = self
+                .current_server(&info.deployment_id)
+                .and_then(|id| self.server(&id));
+            match current {
+                Some(current)
+                    if matches!(
+                        current.state,
+                        ServerState::Backoff { .. } | ServerState::Stopped { .. }
+                    ) =>
+                {
+                    if self.take_back(old, &current.id, drain).await {
+                        return;
+                    }
+                }
+                None => break,
+                Some(_) => {}
+            }
+            let port = info.port;
+            let open =
+                tokio::task::spawn_blocking(move || process::ownership::open_connections(port))
+                    .await
+                    .unwrap_or(0);
+            if open > 0 {
+                quiet_since = None;
+            } else {
+                let quiet = *quiet_since.get_or_insert_with(std::time::Instant::now);
+                if started.elapsed() >= SWITCH_WINDOW && quiet.elapsed() >= QUIET_BEFORE_RETIRING {
+                    break;
+                }
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        if !drain.is_cancelled()
+            && let Some(stopped) = self.stop_by(old, "a redeploy").await
+        {
+            // Its build directory was kept while it ran.
+            self.prune_builds(&stopped.deployment_id).await;
+        }
+    }
+
+    /// The server `new` that serves `old`'s deployment exited while `old` drained: `old`
+    /// serves the deployment again (its route back, with a router on the runner) and `new` is
+    /// stopped. Returns whether the drain is over: false when a newer draining server of the
+    /// deployment takes it back instead, or `new` no longer serves.
+    async fn take_back(&self, old: &str, new: &str, drain: &Drain) -> bool {
+        let (deployment_id, shared_route, old_port) = {
+            let mut servers = lock(&self.servers);
+            if drain.is_cancelled() {
+                return true;
+            }
+            let Some(order) = servers.get(old).map(|entry| entry.deploy_order) else {
+                return true;
+            };
+            let deployment_id = servers.get(old).map(|e| e.handle.info().deployment_id);
+            let newer_drains = servers.values().any(|other| {
+                other.draining.is_some()
+                    && other.deploy_order > order
+                    && other.handle.info().is_live()
+                    && Some(other.handle.info().deployment_id) == deployment_id
+            });
+            if newer_drains || !servers.get(new).is_some_and(|entry| entry.serving) {
+                return false;
+            }
+            let Some(entry) = servers.get_mut(old) else {
+                return true;
+            };
+            entry.draining = None;
+            entry.serving = true;
+            let info = entry.handle.info();
+            let keeps_own_route = entry.route_id.is_some();
+            let new_route = servers.get_mut(new).and_then(|entry| {
+                entry.serving = false;
+                if keeps_own_route {
+                    None
+                } else {
+                    entry.route_id.take()
+                }
+            });
+            (info.deployment_id, new_route, info.port)
+        };
+        {
+            let mut replaced = lock(&self.replaced);
+            replaced.remove(old);
+            replaced.insert(new.to_owned(), deployment_id.clone());
+        }
+        let router = lock(&self.router).clone();
+        if let (Some(route_id), Some(router)) = (shared_route, router) {
+            let limit = self.config().provider_timeout;
+            let moved =
+                tokio::time::timeout(limit, router.update_route(&route_id, "127.0.0.1", old_port))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())));
+            if let Err(why) = moved {
+                tracing::warn!(
+                    "router failed to move route '{route_id}' back to server '{old}': {why}"
+                );
+            }
+            if let Some(entry) = lock(&self.servers).get_mut(old) {
+                entry.route_id = Some(route_id.clone());
+            }
+        }
+        if let Some(kept) = &self.shared.kept {
+            let route_id = lock(&self.servers)
+                .get(old)
+                .and_then(|e| e.route_id.clone());
+            kept.update(old, |record| {
+                record.draining = false;
+                record.route_id = route_id;
+            });
+        }
+        self.note_in_log(
+            old,
+            format!("server {new}, which replaced it, exited: this server serves deployment '{deployment_id}' again"),
+        );
+        self.stop_by(new, "its replaced server taking the deployment back")
+            .await;
+        self.point_data_at_current(&deployment_id).await;
+        true
+    }
+
+    /// Ends the drain of the earliest deploy's draining server (cancelled, so it neither stops
+    /// it nor gives it its deployment back) and returns that server, for the caller to stop.
+    pub(super) fn take_oldest_drain(&self) -> Option<String> {
+        let servers = lock(&self.servers);
+        let (_, id, drain) = servers
+            .iter()
+            .filter_map(|(id, entry)| {
+                let drain = entry.draining.as_ref()?;
+                (!drain.is_cancelled()).then_some((entry.deploy_order, id, drain))
+            })
+            .min_by_key(|(order, _, _)| *order)?;
+        drain.cancel();
+        Some(id.clone())
+    }
+}
