@@ -11,61 +11,19 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
+use crate::ports::PortRange;
 use crate::validate::{self, MAX_SAFE_INTEGER, expected};
 
-/// An inclusive range of TCP ports servers may listen on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortRange {
-    /// First port of the range.
-    pub start: u16,
-    /// Last port of the range (inclusive).
-    pub end: u16,
-}
-
-impl PortRange {
-    /// How many ports the range holds.
-    pub fn len(&self) -> usize {
-        usize::from(self.end - self.start) + 1
-    }
-
-    /// Always false: a valid range holds at least one port.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// Whether `port` lies in the range.
-    pub fn contains(&self, port: u16) -> bool {
-        (self.start..=self.end).contains(&port)
-    }
-
-    /// Validates a caller's `{ start, end }` object; errors call it `name` (for example
-    /// `range`, or `portRange` inside a runner config).
-    pub fn from_json(value: &Value, name: &str) -> Result<Self> {
-        match value {
-            Value::Null => Err(Error::invalid(name, "is required")),
-            Value::Object(fields) => port_range(&Fields {
-                prefix: format!("{name}."),
-                fields,
-            }),
-            other => Err(Error::invalid(name, expected("an object", other))),
-        }
-    }
-}
-
-impl Default for PortRange {
-    /// `{ start: 4111, end: 4200 }` (SPEC §2).
-    fn default() -> Self {
-        PortRange {
-            start: 4111,
-            end: 4200,
-        }
-    }
-}
-
-impl std::fmt::Display for PortRange {
-    /// `4111-4200`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.start, self.end)
+/// Validates a caller's `{ start, end }` object; errors call it `name` (for example
+/// `range`, or `portRange` inside a runner config).
+pub fn port_range_from_json(value: &Value, name: &str) -> Result<PortRange> {
+    match value {
+        Value::Null => Err(Error::invalid(name, "is required")),
+        Value::Object(fields) => port_range(&Fields {
+            prefix: format!("{name}."),
+            fields,
+        }),
+        other => Err(Error::invalid(name, expected("an object", other))),
     }
 }
 
@@ -243,7 +201,7 @@ impl RunnerConfig {
         };
 
         if let Some(range) = fields.get("portRange") {
-            config.port_range = PortRange::from_json(range, "portRange")?;
+            config.port_range = port_range_from_json(range, "portRange")?;
         }
         if let Some(n) = fields.integer("maxConcurrentBuilds", 1, u64::from(u32::MAX))? {
             config.max_concurrent_builds = n as u32;
@@ -782,14 +740,14 @@ mod tests {
 
     #[test]
     fn standalone_port_range_is_named_by_its_argument() {
-        let range = PortRange::from_json(&json!({ "start": 5000, "end": 5009 }), "range").unwrap();
+        let range = port_range_from_json(&json!({ "start": 5000, "end": 5009 }), "range").unwrap();
         assert_eq!(
             (range.len(), range.to_string()),
             (10, "5000-5009".to_owned())
         );
         assert!(range.contains(5000) && range.contains(5009) && !range.contains(5010));
         let error = |input: Value| {
-            PortRange::from_json(&input, "range")
+            port_range_from_json(&input, "range")
                 .unwrap_err()
                 .to_string()
         };

@@ -8,8 +8,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::PortRange;
-use crate::process::ExitInfo;
+use crate::ports::range::PortRange;
+use crate::process::exit::ExitInfo;
 
 /// Something the core could not do, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -385,7 +385,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PortRange;
+    use crate::ports::PortRange;
 
     #[test]
     fn every_error_has_a_stable_code() {

@@ -4,7 +4,7 @@
 //! 1. A project's source is copied into a per-build directory by a source provider
 //!    ([`runner::SourceProvider`]: a JS object, or the built-in local copy);
 //! 2. its dependencies are installed and its `build` script run, in a FIFO queue
-//!    ([`build`]);
+//!    ([`builder`]);
 //! 3. a build is deployed as a `node` child process on a free port ([`ports`],
 //!    [`process::spawn`]) and resolves once it answers its health check ([`health`]) and, with a
 //!    router ([`runner::Router`]), once its route is registered;
@@ -19,7 +19,7 @@
 //! converts between JS values and core types.
 //!
 //! Core modules:
-//! - [`build`]: package-manager detection, the build queue, install / build / verify;
+//! - [`builder`]: package-manager detection, the build queue, install / build / verify;
 //! - [`config`]: defaults and validation of the runner configuration;
 //! - [`logs`]: line framing, bounded log stores and live subscriptions;
 //! - [`observability`]: server and build logs written as JSONL files to a file storage;
@@ -35,7 +35,7 @@
 //! - [`error`]: the one error type, with the stable `code` JS sees;
 //! - [`sync`]: the one lock helper.
 
-pub mod build;
+pub mod builder;
 pub mod config;
 pub mod diagnostics;
 pub mod error;

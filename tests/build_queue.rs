@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{FakeBuilds, WITH_BUILD, temp_dir, wait_until};
-use mastra_runner_local::build::BuildStatus;
+use mastra_runner_local::builder::BuildStatus;
 
 /// An install that appends "start <id>" and "end <id>" to `$MARKS` around a short pause.
 const MARKED: &str =

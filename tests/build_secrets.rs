@@ -4,7 +4,7 @@
 mod common;
 
 use common::{FakeBuilds, WITH_BUILD, recorded_env};
-use mastra_runner_local::build::BuildStatus;
+use mastra_runner_local::builder::BuildStatus;
 
 #[test]
 fn a_secret_of_the_host_reaches_neither_install_nor_build() {

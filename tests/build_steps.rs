@@ -5,7 +5,7 @@
 mod common;
 
 use common::{FakeBuilds, WITH_BUILD, recorded_env};
-use mastra_runner_local::build::BuildStatus;
+use mastra_runner_local::builder::BuildStatus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_successful_build_logs_each_step_in_order_and_live() {

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{FakeBuilds, WITH_BUILD, wait_until};
-use mastra_runner_local::build::{BuildRequest, BuildStatus};
+use mastra_runner_local::builder::{BuildRequest, BuildStatus};
 use mastra_runner_local::process::procfs;
 
 /// An install that starts a grandchild ignoring SIGTERM, records its pid, and hangs.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{path_with, project, temp_dir};
-use mastra_runner_local::build::{BuildOutcome, BuildRequest, BuilderConfig, ProjectBuilder};
+use mastra_runner_local::builder::{BuildOutcome, BuildRequest, BuilderConfig, ProjectBuilder};
 
 /// A fake `npm`: `view` prints the sha512 integrity of `$FAKE_PM_TARBALL` as the registry
 /// would, `pack` copies that tarball to `--pack-destination` and appends the npm cache it was
@@ -195,7 +195,7 @@ fn assert_genuine_ran(outcome: &BuildOutcome) {
     );
     assert_eq!(
         outcome.status,
-        mastra_runner_local::build::BuildStatus::Succeeded,
+        mastra_runner_local::builder::BuildStatus::Succeeded,
         "{}",
         outcome.logs
     );

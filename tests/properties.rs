@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use mastra_runner_local::build::package_manager;
+use mastra_runner_local::builder::package_manager;
 use mastra_runner_local::config::RunnerConfig;
 use mastra_runner_local::logs::{LineFramer, LogLimits, LogStore, Stream, join_text};
 use mastra_runner_local::subdomain::{self, DeploymentType};

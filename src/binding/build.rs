@@ -1,6 +1,6 @@
 //! The build utilities of SPEC §2 as JS sees them: `detectPackageManager`, `getInstallArgs`,
 //! `getBuildArgs`, `hasBuildScript`, and `ProjectBuilder` over the core's
-//! [`crate::build::ProjectBuilder`].
+//! [`crate::builder::ProjectBuilder`].
 //!
 //! A build's live lines reach `onLog` through a subscription to the build's log store,
 //! delivered in order by a weak threadsafe function (so a build never keeps Node alive on its
@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::args::{self, LineCallback};
 use super::json;
 use super::logs::deliver_text;
-use crate::build::{self as core, BuildOptions, BuildOutcome, BuildRequest, PackageManager};
+use crate::builder::{self as core, BuildOptions, BuildOutcome, BuildRequest, PackageManager};
 use crate::error::Error;
 use crate::validate;
 

@@ -9,7 +9,7 @@ use napi_derive::napi;
 use napi::bindgen_prelude::Object;
 
 use super::error::Result;
-use crate::build::{BuildOutcome, PackageManager};
+use crate::builder::{BuildOutcome, PackageManager};
 use crate::health::HealthReport;
 use crate::runner::{RunnerStats as CoreStats, ServerInfo};
 

@@ -11,8 +11,8 @@ use napi::bindgen_prelude::{PromiseRaw, Unknown};
 use napi_derive::napi;
 use serde_json::Value;
 
-use crate::config::PortRange;
 use crate::ports;
+use crate::ports::PortRange;
 
 use super::args;
 
@@ -35,7 +35,7 @@ impl PortAllocator {
     pub fn new(range: Option<Unknown>) -> Result<Self> {
         let range = match args::options(range, "range")? {
             Value::Null => PortRange::default(),
-            given => PortRange::from_json(&given, "range").map_err(to_js_error)?,
+            given => crate::config::port_range_from_json(&given, "range").map_err(to_js_error)?,
         };
         Ok(PortAllocator {
             inner: Arc::new(ports::PortAllocator::new(range)),

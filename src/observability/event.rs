@@ -6,9 +6,9 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::logs::LogOwner;
 use crate::logs::store::iso8601_utc;
 use crate::logs::{LogEntry, Stream};
-use crate::runner::LogOwner;
 
 /// The directory under which every event type has its own (`observability/log/...`).
 pub const BASE_PATH: &str = "observability";

@@ -26,7 +26,7 @@ use std::time::Duration;
 pub use persister::Persister;
 pub use slot::PersisterSlot;
 
-use crate::runner::BoxFuture;
+use crate::sync::BoxFuture;
 
 /// A place files are written to: MastraAdmin's `FileStorageProvider` (only `write` is used).
 pub trait FileStorage: Send + Sync {

@@ -26,7 +26,8 @@ use super::event::{EventTemplate, Ids, level};
 use super::{FileStorage, ObservabilitySettings, ObservabilityStats};
 use crate::error::{Error, Result};
 use crate::logs::{LogBatch, LogEntry, LogStore, Subscription};
-use crate::runner::{BoxFuture, LogObserver, LogOwner};
+use crate::logs::{LogObserver, LogOwner};
+use crate::sync::BoxFuture;
 use crate::sync::lock;
 
 /// Entries a log's subscription holds for its reader before it skips (and counts) some.

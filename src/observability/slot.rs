@@ -103,8 +103,9 @@ impl PersisterSlot {
 mod tests {
     use super::*;
     use crate::logs::{LogLimits, LogStore, Stream};
+    use crate::logs::{LogObserver, LogOwner};
     use crate::observability::{FileStorage, ObservabilitySettings};
-    use crate::runner::{BoxFuture, LogObserver, LogOwner};
+    use crate::sync::BoxFuture;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// A storage that keeps what it is given, or never answers.

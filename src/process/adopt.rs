@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-use super::handle::{Cleanup, ExitInfo, Output, ProcessHandle, Started};
+use super::exit::ExitInfo;
+use super::handle::{Cleanup, Output, ProcessHandle, Started};
 use super::logfile::{Tail, TailFrom};
 use super::procfs;
 use crate::logs::LogStore;

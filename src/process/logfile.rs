@@ -28,7 +28,7 @@ use nix::fcntl::FallocateFlags;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-use super::handle::ExitInfo;
+use super::exit::ExitInfo;
 use crate::logs::{LineFramer, LogStore, Stream};
 
 /// Bytes read at once.

@@ -7,6 +7,7 @@
 
 pub mod adopt;
 pub mod env;
+pub mod exit;
 pub mod handle;
 pub mod journal;
 pub mod logfile;
@@ -21,7 +22,8 @@ pub mod state_files;
 pub mod usage;
 pub mod watchdog;
 
-pub use handle::{DEFAULT_KILL_GRACE, ExitInfo, ProcessHandle};
+pub use exit::ExitInfo;
+pub use handle::{DEFAULT_KILL_GRACE, ProcessHandle};
 pub use journal::{Journal, reap_leftovers};
 pub use manager::{ManagedProcess, ProcessManager};
 pub use spawn::{Lifetime, SpawnSpec, spawn, spawn_with};

@@ -28,7 +28,8 @@ use tokio::process::{ChildStderr, ChildStdout};
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 
-use super::handle::{Cleanup, ExitInfo, Output, ProcessHandle, Started};
+use super::exit::ExitInfo;
+use super::handle::{Cleanup, Output, ProcessHandle, Started};
 use super::journal::Journal;
 use super::output;
 use super::procfs;

@@ -91,7 +91,7 @@ impl Runner {
             Stream::Stderr,
             std::iter::once(format!(
                 "{}adopted by a new runner (pid {}, port {}); its output follows, from {}",
-                crate::build::RUNNER_PREFIX,
+                crate::logs::RUNNER_PREFIX,
                 record.pid,
                 record.port,
                 log_file.display()

@@ -16,8 +16,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{InFlight, LogOwner, ProjectSource, Runner, SourceProvider};
-use crate::build::{BuildOutcome, BuildRequest, BuildStatus, RUNNER_PREFIX};
+use crate::builder::{BuildOutcome, BuildRequest, BuildStatus};
 use crate::error::{Error, Result};
+use crate::logs::RUNNER_PREFIX;
 use crate::logs::{Stream, join_text};
 use crate::sync::lock;
 use crate::validate;

@@ -371,7 +371,7 @@ impl Runner {
         if let Some(log) = self.server_log(server_id) {
             log.append_lines(
                 crate::logs::Stream::Stderr,
-                std::iter::once(format!("{}{line}", crate::build::RUNNER_PREFIX)),
+                std::iter::once(format!("{}{line}", crate::logs::RUNNER_PREFIX)),
             );
         }
     }

@@ -146,7 +146,7 @@ impl KeptRecord {
     /// Checks what [`KeptRecord::from_json`] cannot: the ids are ids (the server's is the
     /// record file's name `file_stem`), the token is this server's, the route id is short text,
     /// the port lies in `ports`, and the pid is a process that can lead a group.
-    fn validate(&self, file_stem: &str, ports: crate::config::PortRange) -> Result<(), String> {
+    fn validate(&self, file_stem: &str, ports: crate::ports::PortRange) -> Result<(), String> {
         for (name, value) in [
             ("serverId", &self.server_id),
             ("deploymentId", &self.deployment_id),
@@ -199,7 +199,7 @@ impl KeptRecord {
 
 /// Reads and checks the record at `path` (a file of `dir`): at most [`MAX_RECORD_BYTES`],
 /// opened without following a link and only when it is a regular file.
-pub fn read_record(path: &Path, ports: crate::config::PortRange) -> Result<KeptRecord, String> {
+pub fn read_record(path: &Path, ports: crate::ports::PortRange) -> Result<KeptRecord, String> {
     let file_stem = path
         .file_stem()
         .and_then(|stem| stem.to_str())
@@ -254,7 +254,7 @@ pub struct AdoptionReport {
 #[derive(Debug)]
 pub struct KeptServers {
     dir: PathBuf,
-    ports: crate::config::PortRange,
+    ports: crate::ports::PortRange,
     owner: String,
     number: u64,
     records: Mutex<BTreeMap<String, KeptRecord>>,
@@ -264,7 +264,7 @@ impl KeptServers {
     /// The kept servers of a runner on `build_dir` whose servers listen on `ports`. The runner
     /// counts as alive (its records are not claimed by others) until this is dropped or
     /// [`KeptServers::let_go`] is called.
-    pub fn new(build_dir: &Path, ports: crate::config::PortRange) -> Self {
+    pub fn new(build_dir: &Path, ports: crate::ports::PortRange) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let number = NEXT.fetch_add(1, Ordering::Relaxed);
         lock(&LIVE_RUNNERS).insert(number);
@@ -674,7 +674,7 @@ mod tests {
         }
     }
 
-    const PORTS: crate::config::PortRange = crate::config::PortRange {
+    const PORTS: crate::ports::PortRange = crate::ports::PortRange {
         start: 4111,
         end: 4200,
     };

@@ -38,7 +38,7 @@ use crate::sync::lock;
 use tokio::sync::{Notify, OnceCell};
 use tokio::task::JoinHandle;
 
-use crate::build::{BuilderConfig, ProjectBuilder};
+use crate::builder::{BuilderConfig, ProjectBuilder};
 use crate::config::{DefaultSource, RunnerConfig};
 use crate::error::{Error, Result};
 use crate::health::{HealthChecker, HealthReport};
@@ -46,12 +46,12 @@ use crate::logs::LogStore;
 use crate::ports::PortAllocator;
 use crate::process::{self, Journal, ResourceMonitor, Usage};
 
+pub use crate::logs::{LogObserver, LogOwner};
+pub use crate::sync::BoxFuture;
 pub use builds::BuildTicket;
 pub use deploy::DeployRequest;
 pub use kept::{AdoptionReport, DeadServer};
-pub use providers::{
-    BoxFuture, LocalCopySource, ProjectSource, RouteRequest, Router, SourceProvider,
-};
+pub use providers::{LocalCopySource, ProjectSource, RouteRequest, Router, SourceProvider};
 pub use supervisor::{HealthStatus, ServerInfo, ServerState, SupervisorHandle};
 
 /// How long the processes found by a server's token are reused by `resource_usage` before the
@@ -77,45 +77,6 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim only walks glibc's own free lists; it takes no pointers.
     unsafe {
         nix::libc::malloc_trim(0);
-    }
-}
-
-/// Whose log a [`LogObserver`] is told about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogOwner {
-    /// A server's output (and the runner's lines about it).
-    Server {
-        /// The server's id.
-        server_id: String,
-        /// The deployment it serves.
-        deployment_id: String,
-        /// Its project.
-        project_id: String,
-    },
-    /// A build's log (install, build script, and the runner's lines).
-    Build {
-        /// The build's id.
-        build_id: String,
-        /// Its project.
-        project_id: String,
-    },
-}
-
-/// Told when a server's or a build's log opens (before its first process starts, so every
-/// line from the first one on can be seen) and when it closes (the server is down for good, the
-/// build ended). Observers are kept by name: `setOnServerLog`'s listener is one, others (such as
-/// a log persister) sit beside it.
-pub trait LogObserver: Send + Sync {
-    /// `owner` writes into `log` from now on.
-    fn log_opened(&self, owner: &LogOwner, log: &Arc<LogStore>);
-
-    /// `owner`'s log gets no more lines.
-    fn log_closed(&self, _owner: &LogOwner) {}
-
-    /// Finishes what the observer still has to do with lines it was given (for example a
-    /// pending write); `shutdown()` awaits it, bounded by `providerTimeoutMs`.
-    fn flush(&self) -> BoxFuture<'_, ()> {
-        Box::pin(std::future::ready(()))
     }
 }
 

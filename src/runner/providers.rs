@@ -6,18 +6,13 @@
 //! 'local'`. Route policy (register after health, stop the server when that fails, remove before
 //! stopping) lives in the runner, not in the providers.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 
-use crate::build::RUNNER_PREFIX;
 use crate::error::{Error, Result};
-use crate::logs::{LogStore, Stream};
+use crate::logs::{LogStore, RUNNER_PREFIX, Stream};
 use crate::source::LocalSource;
 use crate::source::workspace::{self, SearchBound};
-
-/// A boxed future, as the provider traits return them.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::sync::BoxFuture;
 
 /// The project a source provider is asked for (MastraAdmin's `ProjectSource`).
 #[derive(Debug, Clone, PartialEq, Eq)]

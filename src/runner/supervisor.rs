@@ -22,12 +22,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::Shared;
-use super::providers::BoxFuture;
-use crate::build::RUNNER_PREFIX;
 use crate::error::{Error, Result};
 use crate::health::HealthReport;
+use crate::logs::RUNNER_PREFIX;
 use crate::logs::{LogStore, Stream, join_text};
 use crate::process::{self, ExitInfo, ProcessHandle, SpawnSpec};
+use crate::sync::BoxFuture;
 
 /// Output lines quoted when a server fails to start.
 const FAILURE_OUTPUT_LINES: usize = 20;

@@ -267,7 +267,7 @@ pub fn project_info(dir: &Path, base_paths: &[PathBuf]) -> ProjectInfo {
         });
     // A workspace package installs with its workspace's package manager.
     let detect_in = workspace.as_ref().map_or(dir, |w| w.root.as_path());
-    let package_manager = crate::build::package_manager::detect(detect_in)
+    let package_manager = crate::builder::package_manager::detect(detect_in)
         .map(|detection| detection.package_manager.command())
         .unwrap_or("npm");
     let metadata = ProjectMetadata {

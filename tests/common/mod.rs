@@ -142,7 +142,7 @@ pub fn recorded_env(file: &std::path::Path) -> std::collections::BTreeMap<String
 /// A builder on a fresh build directory whose builds find the fake `npm` first on PATH.
 pub struct FakeBuilds {
     /// The builder under test.
-    pub builder: mastra_runner_local::build::ProjectBuilder,
+    pub builder: mastra_runner_local::builder::ProjectBuilder,
     /// `PATH` with the fake npm first.
     pub path: String,
     name: String,
@@ -151,7 +151,7 @@ pub struct FakeBuilds {
 impl FakeBuilds {
     /// `max` builds at once, a short kill grace.
     pub fn new(name: &str, max: usize) -> Self {
-        use mastra_runner_local::build::{BuilderConfig, ProjectBuilder};
+        use mastra_runner_local::builder::{BuilderConfig, ProjectBuilder};
         let mut config = BuilderConfig::new(temp_dir(&format!("{name}-builds")));
         config.max_concurrent_builds = max;
         config.kill_grace = Duration::from_millis(300);
@@ -168,9 +168,9 @@ impl FakeBuilds {
         id: &str,
         manifest: &str,
         vars: &[(&str, &str)],
-    ) -> mastra_runner_local::build::BuildRequest {
+    ) -> mastra_runner_local::builder::BuildRequest {
         let workdir = project(&format!("{}-{id}", self.name), manifest);
-        let mut request = mastra_runner_local::build::BuildRequest::new(id, workdir);
+        let mut request = mastra_runner_local::builder::BuildRequest::new(id, workdir);
         request
             .env_vars
             .insert("PATH".to_owned(), self.path.clone());

@@ -11,7 +11,7 @@ use crate::binding::args;
 use crate::binding::error::{JsFailure, Result};
 use crate::binding::json;
 use crate::binding::provider::provider_object;
-use crate::build::{BuildOptions, BuildRequest};
+use crate::builder::{BuildOptions, BuildRequest};
 use crate::runner::{DeployRequest, ProjectSource, Runner};
 use crate::subdomain::{self, DeploymentType};
 use crate::validate;

@@ -14,13 +14,15 @@
 //! - Probing binds sockets, which blocks for microseconds per port; async callers should run
 //!   [`PortAllocator::allocate`] on a blocking thread.
 
+pub mod range;
+
 use std::collections::BTreeSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::config::PortRange;
 use crate::error::{Error, Result};
+pub use range::PortRange;
 
 /// The IPv4 addresses a port must be bindable on to count as free.
 const IPV4_PROBES: [IpAddr; 2] = [

@@ -290,7 +290,7 @@ pub const HASH_SCRIPT: &str = "process.stdout.write(require('crypto').createHash
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::package_manager::detect_with;
+    use crate::builder::package_manager::detect_with;
 
     fn plan_of(field: &str) -> Result<Plan, String> {
         let manifest = serde_json::json!({ "packageManager": field });

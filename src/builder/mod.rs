@@ -34,4 +34,4 @@ pub use package_manager::{
     Detection, DetectionSource, PackageManager, alone_args, build_args, detect, has_build_script,
     install_args, mastra_build_args, quiet_install_args,
 };
-pub use pipeline::{OUTPUT_ENTRY, RUNNER_PREFIX, output_entry};
+pub use pipeline::{OUTPUT_ENTRY, output_entry};

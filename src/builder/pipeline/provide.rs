@@ -21,9 +21,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{Run, Stop, error_excerpt, how};
-use crate::build::package_manager::{Detection, find_in_path};
-use crate::build::pm_cache::{self, Cached, PmCache};
-use crate::build::provision::{self, Authority, Expected, Integrity, Plan, Wanted};
+use crate::builder::package_manager::{Detection, find_in_path};
+use crate::builder::pm_cache::{self, Cached, PmCache};
+use crate::builder::provision::{self, Authority, Expected, Integrity, Plan, Wanted};
 use crate::logs::Stream;
 
 /// Why a package manager could not be made ready.

@@ -32,7 +32,7 @@ use super::package_manager::{
 use super::pm_cache::PrivateCopy;
 use super::provision::KnownIntegrities;
 use super::queue::{Admission, Slot};
-use crate::logs::{LogEntry, LogLimits, LogStore, Stream, join_text};
+use crate::logs::{LogEntry, LogLimits, LogStore, RUNNER_PREFIX, Stream, join_text};
 use crate::process::{self, ExitInfo, Journal, SpawnSpec};
 use crate::source::workspace::{self, Member, Workspace};
 
@@ -40,9 +40,6 @@ mod provide;
 
 /// Where a Mastra build leaves the server's entry point, relative to the working directory.
 pub const OUTPUT_ENTRY: &str = ".mastra/output/index.mjs";
-
-/// Prefix of the runner's own lines in a build log.
-pub const RUNNER_PREFIX: &str = "[runner] ";
 
 /// How long to wait for a finished step's output pipes to drain into the log.
 const OUTPUT_SETTLE: Duration = Duration::from_secs(2);
