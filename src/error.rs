@@ -16,7 +16,11 @@ use crate::process::exit::ExitInfo;
 pub enum Error {
     /// A caller passed a value that breaks the contract. `name` is the argument or config field
     /// as the caller spelled it (for example `healthCheck.endpoint`).
-    InvalidArgument { name: String, reason: String },
+    InvalidArgument {
+        name: String,
+        reason: String,
+        fault: ArgumentFault,
+    },
     /// A process could not be started.
     SpawnFailed { program: String, reason: String },
     /// A signal could not be sent to a process group.
@@ -122,16 +126,91 @@ pub enum Error {
     UnsafeCopyTarget { target: PathBuf, reason: String },
 }
 
+/// What was wrong with an argument: its type (`ERR_INVALID_ARG_TYPE`) or its value
+/// (`ERR_INVALID_ARG_VALUE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgumentFault {
+    /// A value of the wrong type: "expected a string, got number 5".
+    WrongType,
+    /// A value of the right type that breaks a rule: "must be an integer from 1 to 10".
+    WrongValue,
+}
+
+/// Why an argument was refused, with its fault: plain text is a wrong value, a [`Mismatch`] a
+/// wrong type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgumentReason {
+    text: String,
+    fault: ArgumentFault,
+}
+
+impl ArgumentReason {
+    /// A wrong type said in words of its own ("registerRoute must be a function").
+    pub fn wrong_type(text: impl Into<String>) -> Self {
+        ArgumentReason {
+            text: text.into(),
+            fault: ArgumentFault::WrongType,
+        }
+    }
+}
+
+impl From<String> for ArgumentReason {
+    fn from(text: String) -> Self {
+        ArgumentReason {
+            text,
+            fault: ArgumentFault::WrongValue,
+        }
+    }
+}
+
+impl From<&str> for ArgumentReason {
+    fn from(text: &str) -> Self {
+        ArgumentReason::from(text.to_owned())
+    }
+}
+
+impl From<&String> for ArgumentReason {
+    fn from(text: &String) -> Self {
+        ArgumentReason::from(text.clone())
+    }
+}
+
+/// "expected X, got Y": a value of the wrong type, described the way a JS user thinks of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch(String);
+
+impl Mismatch {
+    /// `expected {what}, got {got}`, where `got` already describes the value (`number 5`,
+    /// `undefined`, `an array`).
+    pub fn new(what: &str, got: &str) -> Self {
+        Mismatch(format!("expected {what}, got {got}"))
+    }
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<Mismatch> for ArgumentReason {
+    fn from(mismatch: Mismatch) -> Self {
+        ArgumentReason {
+            text: mismatch.0,
+            fault: ArgumentFault::WrongType,
+        }
+    }
+}
+
 impl Error {
     /// The stable `code` JS sees on the `Error` (`err.code`): Node's own codes for bad
     /// arguments, the package's `ERR_*` codes otherwise. README lists them.
     pub fn code(&self) -> &'static str {
         match self {
-            // `validate::expected` is the one producer of "expected X, got Y": a value of the
-            // wrong type; every other argument fault is a wrong value.
-            Error::InvalidArgument { reason, .. } if reason.starts_with("expected ") => {
-                "ERR_INVALID_ARG_TYPE"
-            }
+            Error::InvalidArgument {
+                fault: ArgumentFault::WrongType,
+                ..
+            } => "ERR_INVALID_ARG_TYPE",
             Error::InvalidArgument { .. } | Error::UnknownPackageManager { .. } => {
                 "ERR_INVALID_ARG_VALUE"
             }
@@ -181,11 +260,14 @@ impl Error {
         }
     }
 
-    /// Shorthand for [`Error::InvalidArgument`].
-    pub fn invalid(name: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// The one constructor of [`Error::InvalidArgument`]: `reason` carries its fault, so a
+    /// [`Mismatch`] ("expected X, got Y") is a wrong type and any other text a wrong value.
+    pub fn invalid(name: impl Into<String>, reason: impl Into<ArgumentReason>) -> Self {
+        let ArgumentReason { text, fault } = reason.into();
         Error::InvalidArgument {
             name: name.into(),
-            reason: reason.into(),
+            reason: text,
+            fault,
         }
     }
 }
@@ -202,7 +284,7 @@ fn attempts(n: u32) -> String {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidArgument { name, reason } => write!(f, "Invalid {name}: {reason}"),
+            Error::InvalidArgument { name, reason, .. } => write!(f, "Invalid {name}: {reason}"),
             Error::BuildOutputMissing { build_id, path } => write!(
                 f,
                 "Build output not found for build '{build_id}': {} does not exist (did the build succeed?)",

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Mismatch, Result};
 
 /// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
-/// "expected X, got Y", with Y described the way a JS user thinks of it.
-pub fn expected(what: &str, got: &Value) -> String {
+/// "expected X, got Y" (a wrong type), with Y described the way a JS user thinks of it.
+pub fn expected(what: &str, got: &Value) -> Mismatch {
     let got = match got {
         Value::Null => "null".to_owned(),
         Value::Bool(b) => format!("boolean {b}"),
@@ -24,7 +24,7 @@ pub fn expected(what: &str, got: &Value) -> String {
         Value::Array(_) => "an array".to_owned(),
         Value::Object(_) => "an object".to_owned(),
     };
-    format!("expected {what}, got {got}")
+    Mismatch::new(what, &got)
 }
 
 /// An integer from `min` to `max` (inclusive).

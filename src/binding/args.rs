@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::error::{JsFailure, Result, to_js_error};
 use super::json;
+use crate::error::Mismatch;
 use crate::logs::Stream;
 use crate::validate;
 
@@ -47,7 +48,7 @@ pub(crate) fn string(argument: &Unknown<'_>, name: &str) -> Result<String> {
         // SAFETY: the type was just checked.
         return Ok(unsafe { argument.cast::<String>() }?);
     }
-    Err(invalid(name, &expected("a string", argument)?))
+    Err(JsFailure::invalid(name, expected("a string", argument)?))
 }
 
 /// An optional string (`undefined` / `null` give `None`).
@@ -81,11 +82,11 @@ pub(crate) fn date_ms(argument: &Unknown<'_>, name: &str) -> Result<u64> {
         let date = unsafe { argument.cast::<JsDate>() }?;
         let ms = date.value_of()?;
         if ms.is_nan() {
-            return Err(invalid(name, "is an invalid Date"));
+            return Err(JsFailure::invalid(name, "is an invalid Date"));
         }
         return Ok(ms.max(0.0) as u64);
     }
-    Err(invalid(name, &expected("a Date", argument)?))
+    Err(JsFailure::invalid(name, expected("a Date", argument)?))
 }
 
 /// A plain object (not an array, not a function) the caller must pass.
@@ -99,9 +100,9 @@ pub(crate) fn object<'env>(
             Ok(unsafe { value.cast::<napi::bindgen_prelude::Object>() }?)
         }
         Some(value) if value.get_type()? != ValueType::Undefined => {
-            Err(invalid(name, &expected("an object", value)?))
+            Err(JsFailure::invalid(name, expected("an object", value)?))
         }
-        _ => Err(invalid(name, "is required")),
+        _ => Err(JsFailure::invalid(name, "is required")),
     }
 }
 
@@ -114,7 +115,7 @@ where
     Args: napi::bindgen_prelude::JsValuesTupleIntoVec,
 {
     if argument.get_type()? != ValueType::Function {
-        return Err(invalid(name, &expected("a function", argument)?));
+        return Err(JsFailure::invalid(name, expected("a function", argument)?));
     }
     // SAFETY: the type was just checked.
     Ok(unsafe { argument.cast::<FunctionRef<Args, Return>>() }?)
@@ -146,12 +147,15 @@ where
 {
     match argument {
         Some(value) => callback(value, name),
-        None => Err(invalid(name, "expected a function, got undefined")),
+        None => Err(JsFailure::invalid(
+            name,
+            Mismatch::new("a function", "undefined"),
+        )),
     }
 }
 
 /// "expected X, got Y" for any JS value, including those JSON cannot hold.
-fn expected(what: &str, argument: &Unknown<'_>) -> Result<String> {
+fn expected(what: &str, argument: &Unknown<'_>) -> Result<Mismatch> {
     let got = match argument.get_type()? {
         ValueType::Undefined => "undefined".to_owned(),
         ValueType::Function => "a function".to_owned(),
@@ -165,11 +169,7 @@ fn expected(what: &str, argument: &Unknown<'_>) -> Result<String> {
             return Ok(validate::expected(what, &primitive));
         }
     };
-    Ok(format!("expected {what}, got {got}"))
-}
-
-fn invalid(name: &str, reason: &str) -> JsFailure {
-    to_js_error(crate::error::Error::invalid(name, reason))
+    Ok(Mismatch::new(what, &got))
 }
 
 /// A port (1–65535) the caller must pass.
@@ -191,7 +191,7 @@ pub(crate) fn optional_port(argument: Option<Unknown<'_>>, name: &str) -> Result
 pub(crate) fn required_string(argument: Option<Unknown<'_>>, name: &str) -> Result<String> {
     match argument {
         Some(argument) if argument.get_type()? != ValueType::Undefined => string(&argument, name),
-        _ => Err(invalid(name, "is required")),
+        _ => Err(JsFailure::invalid(name, "is required")),
     }
 }
 
@@ -217,7 +217,7 @@ pub(crate) fn field<'env>(
             let object = unsafe { options.cast::<napi::bindgen_prelude::Object>() }?;
             Ok(object.get::<Unknown>(field)?)
         }
-        _ => Err(invalid(name, &expected("an object", options)?)),
+        _ => Err(JsFailure::invalid(name, expected("an object", options)?)),
     }
 }
 

@@ -10,6 +10,8 @@ use std::future::Future;
 
 use napi::bindgen_prelude::{Env, JsError, PromiseRaw, ToNapiValue};
 
+use crate::error::ArgumentReason;
+
 /// The `code` of a JS `Error` thrown or rejected by the package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ErrorCode(pub(crate) &'static str);
@@ -33,20 +35,10 @@ pub struct JsFailure {
 pub(crate) type Result<T, E = JsFailure> = std::result::Result<T, E>;
 
 impl JsFailure {
-    /// A wrong argument value (`ERR_INVALID_ARG_VALUE`), with the message as given.
-    pub(crate) fn invalid_value(message: impl Into<String>) -> Self {
-        JsFailure {
-            code: "ERR_INVALID_ARG_VALUE",
-            message: message.into(),
-        }
-    }
-
-    /// An argument of the wrong type (`ERR_INVALID_ARG_TYPE`), with the message as given.
-    pub(crate) fn invalid_type(message: impl Into<String>) -> Self {
-        JsFailure {
-            code: "ERR_INVALID_ARG_TYPE",
-            message: message.into(),
-        }
+    /// A refused argument, made by the core's one constructor ([`crate::error::Error::invalid`]):
+    /// `Invalid {name}: {reason}`, coded by the reason's fault.
+    pub(crate) fn invalid(name: &str, reason: impl Into<ArgumentReason>) -> Self {
+        JsFailure::from(crate::error::Error::invalid(name, reason))
     }
 
     /// The napi error napi-derive throws for a sync method, carrying our code.

@@ -17,10 +17,6 @@ pub(crate) fn to_json(value: &Unknown<'_>, path: &str) -> Result<Value> {
     convert(value, path, 0)
 }
 
-fn invalid(path: &str, reason: impl std::fmt::Display) -> JsFailure {
-    JsFailure::invalid_value(format!("Invalid {path}: {reason}"))
-}
-
 /// A JS number that holds an integer exactly, as a JSON integer (so `42` is not shown as `42.0`).
 fn whole_number(number: f64) -> Option<Number> {
     const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
@@ -44,11 +40,11 @@ fn convert(value: &Unknown<'_>, path: &str, depth: usize) -> Result<Value> {
                 } else {
                     "-Infinity"
                 };
-                invalid(path, format!("must be a finite number (got {shown})"))
+                JsFailure::invalid(path, format!("must be a finite number (got {shown})"))
             })
         }
         ValueType::Object if depth >= MAX_DEPTH => {
-            Err(invalid(path, "is nested too deeply (a cycle?)"))
+            Err(JsFailure::invalid(path, "is nested too deeply (a cycle?)"))
         }
         ValueType::Object => {
             let object = unsafe { value.cast::<Object>() }?;
@@ -73,7 +69,7 @@ fn convert(value: &Unknown<'_>, path: &str, depth: usize) -> Result<Value> {
             }
             Ok(Value::Object(fields))
         }
-        other => Err(invalid(
+        other => Err(JsFailure::invalid(
             path,
             format!(
                 "expected a string, number, boolean, object or array, got a {}",

@@ -5,6 +5,7 @@
 
 mod args;
 mod build;
+mod convert;
 mod delivery;
 mod entities;
 mod error;

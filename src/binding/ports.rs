@@ -7,14 +7,20 @@ use super::error::{Result, spawn, to_js_error};
 use std::sync::Arc;
 
 use napi::Env;
-use napi::bindgen_prelude::{PromiseRaw, Unknown};
+use napi::bindgen_prelude::PromiseRaw;
 use napi_derive::napi;
 use serde_json::Value;
 
 use crate::ports;
 use crate::ports::PortRange;
 
-use super::args;
+use super::convert::{Arg, Json, Port, PromisedArg, arg_names};
+
+arg_names! {
+    RangeArg = "range";
+    PreferredArg = "preferred";
+    PortArg = "port";
+}
 
 /// Hands out free TCP ports of an inclusive range, one caller per port.
 ///
@@ -31,11 +37,15 @@ impl PortAllocator {
     /// An allocator over `range` (integers from 1 to 65535, `start <= end`; without it,
     /// 4111-4200). Throws an `Error` naming the field that is wrong, e.g.
     /// `Invalid range: start (5000) is greater than end (4000)`.
-    #[napi(constructor, ts_args_type = "range?: { start: number; end: number }")]
-    pub fn new(range: Option<Unknown>) -> Result<Self> {
-        let range = match args::options(range, "range")? {
-            Value::Null => PortRange::default(),
-            given => crate::config::port_range_from_json(&given, "range").map_err(to_js_error)?,
+    #[napi(constructor)]
+    pub fn new(
+        #[napi(ts_arg_type = "{ start: number; end: number }")] range: Option<Arg<Json, RangeArg>>,
+    ) -> Result<Self> {
+        let range = match range.map(|range| range.into_inner().0) {
+            None | Some(Value::Null) => PortRange::default(),
+            Some(given) => {
+                crate::config::port_range_from_json(&given, "range").map_err(to_js_error)?
+            }
         };
         Ok(PortAllocator {
             inner: Arc::new(ports::PortAllocator::new(range)),
@@ -45,16 +55,15 @@ impl PortAllocator {
     /// Resolves with `preferred` when it lies in the range and is free, otherwise with the
     /// lowest free port. Rejects when every port is taken (the message says how many by this
     /// allocator and how many by other programs) or when `preferred` is not a port number.
-    #[napi(
-        ts_args_type = "preferred?: number",
-        ts_return_type = "Promise<number>"
-    )]
+    #[napi(ts_return_type = "Promise<number>")]
     pub fn allocate<'env>(
         &self,
         env: &'env Env,
-        preferred: Option<Unknown>,
+        #[napi(ts_arg_type = "number")] preferred: Option<PromisedArg<Port, PreferredArg>>,
     ) -> napi::Result<PromiseRaw<'env, u32>> {
-        let preferred = args::optional_port(preferred, "preferred");
+        let preferred = preferred
+            .map(|port| port.into_result().map(|port| port.0))
+            .transpose();
         let allocator = Arc::clone(&self.inner);
         spawn(env, async move {
             let preferred = preferred?;
@@ -68,16 +77,19 @@ impl PortAllocator {
 
     /// Gives `port` back so it can be handed out again; releasing a port that is not
     /// allocated does nothing.
-    #[napi(ts_args_type = "port: number")]
-    pub fn release(&self, port: Option<Unknown>) -> Result<()> {
-        self.inner.release(args::port(port, "port")?);
+    #[napi]
+    pub fn release(&self, #[napi(ts_arg_type = "number")] port: Arg<Port, PortArg>) -> Result<()> {
+        self.inner.release(port.into_inner().0);
         Ok(())
     }
 
     /// Whether this allocator has handed out `port`.
-    #[napi(ts_args_type = "port: number")]
-    pub fn is_allocated(&self, port: Option<Unknown>) -> Result<bool> {
-        Ok(self.inner.is_allocated(args::port(port, "port")?))
+    #[napi]
+    pub fn is_allocated(
+        &self,
+        #[napi(ts_arg_type = "number")] port: Arg<Port, PortArg>,
+    ) -> Result<bool> {
+        Ok(self.inner.is_allocated(port.into_inner().0))
     }
 
     /// The ports handed out, ascending.

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use super::delivery::{BatchSink, ServerLogBatch, pump};
 use super::error::{JsFailure, Result};
+use crate::error::ArgumentReason;
 use crate::error::Error;
 use crate::logs::LogStore;
 use crate::logs::store::SubscriptionCloser;
@@ -106,9 +107,10 @@ pub(crate) fn provider_object<'env>(
             // SAFETY: the type was just checked.
             Ok(unsafe { value.cast::<Object>() }?)
         }
-        _ => Err(JsFailure::invalid_type(format!(
-            "Invalid {name}: expected an object with its methods"
-        ))),
+        _ => Err(JsFailure::invalid(
+            name,
+            ArgumentReason::wrong_type("expected an object with its methods"),
+        )),
     }
 }
 
@@ -125,9 +127,10 @@ where
 {
     let property = object.get_named_property::<Unknown>(name)?;
     if property.get_type()? != ValueType::Function {
-        return Err(JsFailure::invalid_type(format!(
-            "Invalid {owner}: {name} must be a function"
-        )));
+        return Err(JsFailure::invalid(
+            owner,
+            ArgumentReason::wrong_type(format!("{name} must be a function")),
+        ));
     }
     // SAFETY: the type was just checked.
     let method = unsafe { property.cast::<Function<Args, Awaited<R>>>() }?;

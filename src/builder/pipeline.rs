@@ -22,7 +22,6 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::builder::{BuildOutcome, BuildRequest, BuildStatus};
 use super::dependency_scripts;
 use super::layout::Caches;
 use super::package_manager::{
@@ -30,6 +29,7 @@ use super::package_manager::{
     find_in_path, install_args, mastra_build_args,
 };
 use super::pm_cache::PrivateCopy;
+use super::project::{BuildOutcome, BuildRequest, BuildStatus};
 use super::provision::KnownIntegrities;
 use super::queue::{Admission, Slot};
 use crate::logs::{LogEntry, LogLimits, LogStore, RUNNER_PREFIX, Stream, join_text};

@@ -11,6 +11,12 @@ use serde_json::Value;
 
 use super::PageRequest;
 use crate::binding::args::{self, LineCallback};
+use crate::binding::convert::{Arg, DateMs, Int, arg_names};
+
+arg_names! {
+    MaxLinesArg = "maxLines";
+    SinceArg = "since";
+}
 use crate::binding::delivery::report_callback_error;
 use crate::binding::entities::PaginatedLogsResult;
 use crate::logs::{LogBatch, LogEntry, LogLimits, LogStore, Stream, join_text};
@@ -48,11 +54,13 @@ pub struct LogCollectorImpl {
 impl LogCollectorImpl {
     /// A collector keeping the newest `maxLines` lines (default 10000), at most 32 MiB of
     /// text, each line at most 64 KiB (longer ones are cut with a marker).
-    #[napi(constructor, ts_args_type = "maxLines?: number")]
-    pub fn new(max_lines: Option<Unknown>) -> Result<Self> {
-        let max_lines =
-            args::optional_integer(max_lines.as_ref(), "maxLines", 1, u64::from(u32::MAX))?
-                .unwrap_or(DEFAULT_COLLECTOR_LINES);
+    #[napi(constructor)]
+    pub fn new(
+        #[napi(ts_arg_type = "number")] max_lines: Option<
+            Arg<Int<1, { u32::MAX as u64 }>, MaxLinesArg>,
+        >,
+    ) -> Result<Self> {
+        let max_lines = max_lines.map_or(DEFAULT_COLLECTOR_LINES, |lines| lines.into_inner().0);
         Ok(LogCollectorImpl {
             store: Arc::new(LogStore::new(LogLimits::with_lines(max_lines as usize))),
             listeners: Rc::default(),
@@ -141,10 +149,12 @@ impl LogCollectorImpl {
     }
 
     /// Lines stored at or after `since`, as text.
-    #[napi(ts_args_type = "since: Date")]
-    pub fn get_since(&self, since: Unknown) -> Result<String> {
-        let since = args::date_ms(&since, "since")?;
-        Ok(join_text(&self.store.since(since)))
+    #[napi]
+    pub fn get_since(
+        &self,
+        #[napi(ts_arg_type = "Date")] since: Arg<DateMs, SinceArg>,
+    ) -> Result<String> {
+        Ok(join_text(&self.store.since(since.into_inner().0)))
     }
 
     /// Calls `callback` with each line appended from now on (text form), during the `append`

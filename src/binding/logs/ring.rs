@@ -7,7 +7,12 @@ use napi::UnknownRef;
 use napi::bindgen_prelude::{Env, JsObjectValue, JsValue, Object, ObjectFinalize, Unknown};
 use napi_derive::napi;
 
-use crate::binding::args::{self};
+use crate::binding::convert::{Arg, Int, arg_names};
+
+arg_names! {
+    CapacityArg = "capacity";
+    CountArg = "n";
+}
 
 /// A fixed-capacity list of any JS values: pushing onto a full buffer drops the oldest.
 ///
@@ -22,12 +27,13 @@ pub struct RingBuffer {
 #[napi]
 impl RingBuffer {
     /// A buffer holding at most `capacity` items (a positive integer).
-    #[napi(constructor, ts_args_type = "capacity: number")]
-    pub fn new(capacity: Unknown) -> Result<Self> {
-        let capacity = args::integer(&capacity, "capacity", 1, u64::from(u32::MAX))? as usize;
+    #[napi(constructor)]
+    pub fn new(
+        #[napi(ts_arg_type = "number")] capacity: Arg<Int<1, { u32::MAX as u64 }>, CapacityArg>,
+    ) -> Result<Self> {
         Ok(RingBuffer {
             items: VecDeque::new(),
-            capacity,
+            capacity: capacity.into_inner().0 as usize,
         })
     }
 
@@ -55,9 +61,13 @@ impl RingBuffer {
     }
 
     /// The newest `n` items (a non-negative integer), oldest first.
-    #[napi(ts_args_type = "n: number", ts_return_type = "unknown[]")]
-    pub fn get_tail<'env>(&self, env: &'env Env, n: Unknown) -> Result<Vec<Unknown<'env>>> {
-        let n = args::integer(&n, "n", 0, u64::from(u32::MAX))? as usize;
+    #[napi(ts_return_type = "unknown[]")]
+    pub fn get_tail<'env>(
+        &self,
+        env: &'env Env,
+        #[napi(ts_arg_type = "number")] n: Arg<Int<0, { u32::MAX as u64 }>, CountArg>,
+    ) -> Result<Vec<Unknown<'env>>> {
+        let n = n.into_inner().0 as usize;
         let start = self.items.len().saturating_sub(n);
         self.items
             .range(start..)

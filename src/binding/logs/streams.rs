@@ -37,7 +37,7 @@ impl BuildLogStreamConfig {
             None => Value::Null,
         };
         if !options.is_null() && !options.is_object() {
-            return Err(invalid(
+            return Err(JsFailure::invalid(
                 name,
                 crate::validate::expected("an object", &options),
             ));
@@ -47,7 +47,7 @@ impl BuildLogStreamConfig {
             match options.get(field) {
                 None | Some(Value::Null) => Ok(default),
                 Some(Value::Bool(b)) => Ok(*b),
-                Some(other) => Err(invalid(
+                Some(other) => Err(JsFailure::invalid(
                     &format!("{name}.{field}"),
                     crate::validate::expected("a boolean", other),
                 )),
@@ -101,10 +101,6 @@ impl BuildLogStreamConfig {
         out.push_str(line);
         out
     }
-}
-
-pub(super) fn invalid(name: &str, reason: String) -> JsFailure {
-    to_js_error(crate::error::Error::invalid(name, reason))
 }
 
 /// `line` as a build log writes it: `[ISO time]` (unless `includeTimestamp: false`), then

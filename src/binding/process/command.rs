@@ -42,7 +42,10 @@ pub(super) fn read_command(
 ) -> Result<Command> {
     let program = args::required_string(command, "command")?;
     if program.is_empty() || program.contains('\0') {
-        return Err(invalid("command", "must be a non-empty string without NUL"));
+        return Err(JsFailure::invalid(
+            "command",
+            "must be a non-empty string without NUL",
+        ));
     }
     let argv = match args::options(arguments, "args")? {
         Value::Null => Vec::new(),
@@ -56,9 +59,9 @@ pub(super) fn read_command(
             })
             .collect::<Result<Vec<_>>>()?,
         other => {
-            return Err(invalid(
+            return Err(JsFailure::invalid(
                 "args",
-                &validate::expected("an array of strings", &other),
+                validate::expected("an array of strings", &other),
             ));
         }
     };
@@ -98,10 +101,6 @@ pub(super) fn read_command(
     })
 }
 
-pub(super) fn invalid(name: &str, reason: &str) -> JsFailure {
-    to_js_error(crate::error::Error::invalid(name, reason))
-}
-
 /// A log store for one command, with its lines forwarded to `on_output` when given; the handle
 /// ends once the store's subscriptions are closed and every line reached `on_output`.
 pub(super) fn output_store(
@@ -138,7 +137,7 @@ pub(super) fn read_signal(signal: Option<Unknown>) -> Result<Option<Signal>> {
     };
     full.parse::<Signal>()
         .map(Some)
-        .map_err(|_| invalid("signal", &format!("'{name}' is not a signal name")))
+        .map_err(|_| JsFailure::invalid("signal", format!("'{name}' is not a signal name")))
 }
 
 /// Starts `command` with `args` (no shell) in `options.cwd` (default: the current directory)

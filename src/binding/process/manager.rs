@@ -1,10 +1,11 @@
 //! `ProcessManager`: server processes by server id.
 use super::ProcessOn;
-use super::command::{invalid, read_command};
+use super::command::read_command;
 use super::spawned::SpawnedProcess;
 use super::tracked::{
     Tracked, TrackedMap, TrackedProcess, rejected, release, resolved, status, tracked_info,
 };
+use crate::binding::error::JsFailure;
 use crate::binding::error::{Result, spawn};
 use crate::process;
 use std::cell::Cell;
@@ -237,7 +238,7 @@ impl ProcessManager {
         let tracked = self.tracked.borrow();
         match tracked.get(&server_id) {
             Some(entry) => tracked_info(env, &server_id, entry),
-            None => Err(invalid("serverId", "its process exited at once")),
+            None => Err(JsFailure::invalid("serverId", "its process exited at once")),
         }
     }
 
@@ -246,9 +247,9 @@ impl ProcessManager {
         if let Some(entry) = self.tracked.borrow().get(server_id)
             && status(env, entry)?.0
         {
-            return Err(invalid(
+            return Err(JsFailure::invalid(
                 "serverId",
-                &format!("a process for server '{server_id}' is already running"),
+                format!("a process for server '{server_id}' is already running"),
             ));
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! `SpawnedProcess`: a started command shaped like Node's `ChildProcess` (events, kill).
-use super::command::{Command, OUTPUT_SETTLE, invalid, output_store, read_signal};
+use super::command::{Command, OUTPUT_SETTLE, output_store, read_signal};
+use crate::binding::error::JsFailure;
 use crate::binding::error::{Result, rejection, spawn, to_js_error};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -46,9 +47,9 @@ impl EventName {
             "exit" => Ok(EventName::Exit),
             "close" => Ok(EventName::Close),
             "error" => Ok(EventName::Error),
-            other => Err(invalid(
+            other => Err(JsFailure::invalid(
                 "event",
-                &format!("must be 'exit', 'close' or 'error' (got '{other}')"),
+                format!("must be 'exit', 'close' or 'error' (got '{other}')"),
             )),
         }
     }
@@ -235,7 +236,7 @@ impl SpawnedProcess {
     ) -> Result<Object<'env>> {
         let event = EventName::read(event.as_ref())?;
         let listener = args::required_callback::<(), ()>(listener.as_ref(), "listener")
-            .and(listener.ok_or_else(|| invalid("listener", "is required")))?;
+            .and(listener.ok_or_else(|| JsFailure::invalid("listener", "is required")))?;
         let mut listeners = self.listeners.borrow_mut();
         if let Some(index) = listeners
             .iter()

@@ -12,6 +12,7 @@ use crate::binding::error::{JsFailure, Result};
 use crate::binding::json;
 use crate::binding::provider::provider_object;
 use crate::builder::{BuildOptions, BuildRequest};
+use crate::error::Mismatch;
 use crate::runner::{DeployRequest, ProjectSource, Runner};
 use crate::subdomain::{self, DeploymentType};
 use crate::validate;
@@ -36,12 +37,13 @@ pub(super) fn entity_id(entity: Option<&Unknown>, name: &str) -> Result<String> 
         ),
     };
     if missing {
-        return Err(JsFailure::invalid_type(format!(
-            "Invalid {name}: expected an object, got undefined"
-        )));
+        return Err(JsFailure::invalid(
+            name,
+            Mismatch::new("an object", "undefined"),
+        ));
     }
     let id = entity_field(entity, name, "id")?
-        .ok_or_else(|| JsFailure::invalid_value(format!("Invalid {name}.id: is required")))?;
+        .ok_or_else(|| JsFailure::invalid(&format!("{name}.id"), "is required"))?;
     validate::id(&format!("{name}.id"), &id)?;
     Ok(id)
 }
@@ -49,7 +51,7 @@ pub(super) fn entity_id(entity: Option<&Unknown>, name: &str) -> Result<String> 
 /// The `id` of a `RunningServer` argument.
 pub(super) fn server_id(server: Option<&Unknown>) -> Result<String> {
     entity_field(server, "server", "id")?
-        .ok_or_else(|| JsFailure::invalid_value("Invalid server.id: is required"))
+        .ok_or_else(|| JsFailure::invalid("server.id", "is required"))
 }
 
 pub(super) fn read_deploy_request(
@@ -66,9 +68,10 @@ pub(super) fn read_deploy_request(
     let kind = match entity_field(deployment, "deployment", "type")?.as_deref() {
         None => DeploymentType::Production,
         Some(name) => DeploymentType::from_name(name).ok_or_else(|| {
-            JsFailure::invalid_value(format!(
-                "Invalid deployment.type: must be 'production', 'staging' or 'preview' (got '{name}')"
-            ))
+            JsFailure::invalid(
+                "deployment.type",
+                format!("must be 'production', 'staging' or 'preview' (got '{name}')"),
+            )
         })?,
     };
     let branch = entity_field(deployment, "deployment", "branch")?.unwrap_or_default();
