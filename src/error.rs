@@ -474,7 +474,7 @@ mod tests {
         let exit = ExitInfo::unknown();
         let cases = [
             (
-                Error::invalid("x", "expected a string, got number 1"),
+                Error::invalid("x", Mismatch::new("a string", "number 1")),
                 "ERR_INVALID_ARG_TYPE",
             ),
             (
