@@ -45,6 +45,7 @@ fi
 check "cargo fmt --check" cargo fmt --all -- --check
 check "cargo clippy (binding and core)" cargo clippy --release --target "$TARGET" -- -D warnings
 check "cargo clippy (core and its tests)" cargo clippy --release --target "$TARGET" --all-targets --no-default-features -- -D warnings
+check "house rules (file length, import cycles, typed binding arguments)" "$NODE_HOST" scripts/house-rules.mjs
 
 echo "=== cargo test (core, no napi)"
 if cargo test --release --target "$TARGET" --no-default-features --no-fail-fast 2>&1 | tee "$LOGS/cargo.log"; then
