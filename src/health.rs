@@ -7,6 +7,10 @@
 //! overall timeout passes. Loopback probes go to `127.0.0.1` and, when nothing listens there, to
 //! `[::1]`, never to `localhost` (whose resolution varies between machines).
 //!
+//! An answer counts only when it can come from the server: [`ListenerCheck`] tells whether the
+//! sockets listening on a server's port belong to it or to another program
+//! ([`Error::ForeignListener`]).
+//!
 //! # Caveats
 //! - Requests are plain HTTP/1.1 without TLS, proxies or redirects: a health endpoint answers
 //!   itself, and a 3xx counts as unhealthy.
@@ -356,6 +360,61 @@ impl HealthChecker {
             .collect::<Vec<_>>()
             .join(": ");
         Failure::other(format!("GET {url} failed: {cause}"))
+    }
+}
+
+/// Who listens on a server's port, as far as [`ListenerCheck`] could see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// A process of the server holds a socket listening on the port.
+    Server,
+    /// No socket listening on the port could be read.
+    Unseen,
+}
+
+/// The check that the sockets listening on a server's port belong to the server: its tree
+/// from `leader`, or a process carrying `token`.
+#[derive(Debug, Clone)]
+pub struct ListenerCheck {
+    /// The server's port.
+    pub port: u16,
+    /// The server's process (the root of its tree).
+    pub leader: i32,
+    /// The token every process of the server carries.
+    pub token: String,
+}
+
+impl ListenerCheck {
+    /// Runs the check on the blocking pool (it reads `/proc`). Fails with
+    /// [`Error::ForeignListener`] when the sockets listening on the port are held by none of the
+    /// server's processes.
+    pub async fn run(&self) -> Result<Listener> {
+        let check = self.clone();
+        tokio::task::spawn_blocking(move || check.run_blocking())
+            .await
+            .map_err(|e| Error::internal("checking who listens on the port", e))?
+    }
+
+    fn run_blocking(&self) -> Result<Listener> {
+        use crate::process::{ownership, procfs};
+        let inodes = ownership::listening_inodes(self.port);
+        if inodes.is_empty() {
+            return Ok(Listener::Unseen);
+        }
+        let tree: Vec<i32> = procfs::live_tree(self.leader)
+            .iter()
+            .map(|p| p.pid)
+            .collect();
+        // The tree is cheap to read; every process's environment (for the token) only if needed.
+        if ownership::holds_any(&tree, &inodes)
+            || ownership::holds_any(&ownership::processes_with_token(&self.token), &inodes)
+        {
+            return Ok(Listener::Server);
+        }
+        Err(Error::ForeignListener {
+            port: self.port,
+            holder: ownership::holder_of(&inodes),
+        })
     }
 }
 
