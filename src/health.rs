@@ -463,12 +463,11 @@ fn url_host(host: &str) -> Result<String> {
     Ok(host.to_owned())
 }
 
+/// A health endpoint for unit tests, here and in the supervisor's.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-    use std::sync::Mutex;
+pub(crate) mod test_endpoint {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -476,10 +475,12 @@ mod tests {
 
     /// A tiny HTTP/1.1 server: answers request number `n` (from 0) with status line
     /// `answer(n)`, or never answers when it returns `None`. Stops when dropped.
-    struct TestServer {
-        port: u16,
+    pub(crate) struct TestServer {
+        /// The loopback port it listens on.
+        pub(crate) port: u16,
         requests: Arc<AtomicUsize>,
-        request_lines: Arc<Mutex<Vec<String>>>,
+        /// The first line of each request, in order.
+        pub(crate) request_lines: Arc<Mutex<Vec<String>>>,
         task: JoinHandle<()>,
     }
 
@@ -490,12 +491,14 @@ mod tests {
     }
 
     impl TestServer {
-        fn requests(&self) -> usize {
+        /// How many requests it received.
+        pub(crate) fn requests(&self) -> usize {
             self.requests.load(Ordering::SeqCst)
         }
     }
 
-    async fn serve(
+    /// Starts a [`TestServer`] on `address` (`127.0.0.1:0` for any free port).
+    pub(crate) async fn serve(
         address: &str,
         answer: impl Fn(usize) -> Option<&'static str> + Send + Sync + 'static,
     ) -> std::io::Result<TestServer> {
@@ -541,6 +544,18 @@ mod tests {
         })
     }
 
+    /// A loopback port nothing listens on (it was just free; nothing in these tests takes it).
+    pub(crate) fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_endpoint::{closed_port, serve};
+    use super::*;
+
     fn checker(settings: HealthCheckSettings) -> HealthChecker {
         HealthChecker::new(settings).unwrap()
     }
@@ -552,12 +567,6 @@ mod tests {
             max_retries: 3,
             endpoint: "/health".to_owned(),
         }
-    }
-
-    /// A loopback port nothing listens on (it was just free; nothing in these tests takes it).
-    fn closed_port() -> u16 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
     }
 
     #[tokio::test]
