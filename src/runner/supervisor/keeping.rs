@@ -5,6 +5,8 @@
 //! ([`KeptForNextRunner`], which keeps their records in [`KeptServers`] up to date). The supervisor asks the strategy how to
 //! spawn a process, tells it of restarts and of the server going down for good, and asks it
 //! whether `detach()` may leave a running server running; it never asks which mode is on.
+//! A trait rather than a flag for that reason: each mode's rules live in one `impl`, and a
+//! third (say, servers handed to a system service manager) would not touch the task.
 
 use std::sync::Arc;
 

@@ -2,23 +2,23 @@
 //!
 //! A deploy spawns the server's first process and hands it to [`start`], which starts the task
 //! and returns a [`SupervisorHandle`]. The task owns the process, the port and a
-//! [`ServerState`]; callers send it [`Control`] messages through the handle and await the
+//! [`ServerState`]; callers send it `Control` messages through the handle and await the
 //! answer, and read the latest [`ServerInfo`] it published (a `watch` channel, so a read never
 //! waits for the task).
 //!
-//! - [`state`]: the server's state, health status and published snapshot;
-//! - [`task`]: the task itself, its `select!` and every transition;
-//! - [`gate`]: the health gate of a starting process; [`ready`]: the IPC ready channel it
+//! - `state.rs`: the server's state, health status and published snapshot;
+//! - `task.rs`: the task itself, its `select!` and every transition;
+//! - `gate.rs`: the health gate of a starting process; `ready.rs`: the IPC ready channel it
 //!   listens to;
-//! - [`child`]: what the task asks of a process and of what spawns a restart (the seam its unit
+//! - `child.rs`: what the task asks of a process and of what spawns a restart (the seam its unit
 //!   tests fill with fakes);
-//! - [`keeping`]: whether the server outlives its runner (`keepServersOnExit`), the strategy a
+//! - `keeping.rs`: whether the server outlives its runner (`keepServersOnExit`), the strategy a
 //!   supervisor is given when it is spawned.
 //!
 //! # Caveats
 //! The port is released only once the process tree is gone, and a stop that arrives while the
 //! first process is starting ends the deploy with [`crate::error::Error::DeployInterrupted`]
-//! (see [`task`]).
+//! (see `task.rs`).
 
 mod child;
 mod gate;
