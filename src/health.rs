@@ -7,6 +7,10 @@
 //! overall timeout passes. Loopback probes go to `127.0.0.1` and, when nothing listens there, to
 //! `[::1]`, never to `localhost` (whose resolution varies between machines).
 //!
+//! An answer counts only when it can come from the server: [`ListenerCheck`] tells whether the
+//! sockets listening on a server's port belong to it or to another program
+//! ([`Error::ForeignListener`]).
+//!
 //! # Caveats
 //! - Requests are plain HTTP/1.1 without TLS, proxies or redirects: a health endpoint answers
 //!   itself, and a 3xx counts as unhealthy.
@@ -359,6 +363,61 @@ impl HealthChecker {
     }
 }
 
+/// Who listens on a server's port, as far as [`ListenerCheck`] could see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// A process of the server holds a socket listening on the port.
+    Server,
+    /// No socket listening on the port could be read.
+    Unseen,
+}
+
+/// The check that the sockets listening on a server's port belong to the server: its tree
+/// from `leader`, or a process carrying `token`.
+#[derive(Debug, Clone)]
+pub struct ListenerCheck {
+    /// The server's port.
+    pub port: u16,
+    /// The server's process (the root of its tree).
+    pub leader: i32,
+    /// The token every process of the server carries.
+    pub token: String,
+}
+
+impl ListenerCheck {
+    /// Runs the check on the blocking pool (it reads `/proc`). Fails with
+    /// [`Error::ForeignListener`] when the sockets listening on the port are held by none of the
+    /// server's processes.
+    pub async fn run(&self) -> Result<Listener> {
+        let check = self.clone();
+        tokio::task::spawn_blocking(move || check.run_blocking())
+            .await
+            .map_err(|e| Error::internal("checking who listens on the port", e))?
+    }
+
+    fn run_blocking(&self) -> Result<Listener> {
+        use crate::process::{ownership, procfs};
+        let inodes = ownership::listening_inodes(self.port);
+        if inodes.is_empty() {
+            return Ok(Listener::Unseen);
+        }
+        let tree: Vec<i32> = procfs::live_tree(self.leader)
+            .iter()
+            .map(|p| p.pid)
+            .collect();
+        // The tree is cheap to read; every process's environment (for the token) only if needed.
+        if ownership::holds_any(&tree, &inodes)
+            || ownership::holds_any(&ownership::processes_with_token(&self.token), &inodes)
+        {
+            return Ok(Listener::Server);
+        }
+        Err(Error::ForeignListener {
+            port: self.port,
+            holder: ownership::holder_of(&inodes),
+        })
+    }
+}
+
 /// `error` followed by its sources, outermost first.
 fn sources<'a>(
     error: &'a (dyn std::error::Error + 'static),
@@ -404,12 +463,11 @@ fn url_host(host: &str) -> Result<String> {
     Ok(host.to_owned())
 }
 
+/// A health endpoint for unit tests, here and in the supervisor's.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-    use std::sync::Mutex;
+pub(crate) mod test_endpoint {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -417,10 +475,12 @@ mod tests {
 
     /// A tiny HTTP/1.1 server: answers request number `n` (from 0) with status line
     /// `answer(n)`, or never answers when it returns `None`. Stops when dropped.
-    struct TestServer {
-        port: u16,
+    pub(crate) struct TestServer {
+        /// The loopback port it listens on.
+        pub(crate) port: u16,
         requests: Arc<AtomicUsize>,
-        request_lines: Arc<Mutex<Vec<String>>>,
+        /// The first line of each request, in order.
+        pub(crate) request_lines: Arc<Mutex<Vec<String>>>,
         task: JoinHandle<()>,
     }
 
@@ -431,12 +491,14 @@ mod tests {
     }
 
     impl TestServer {
-        fn requests(&self) -> usize {
+        /// How many requests it received.
+        pub(crate) fn requests(&self) -> usize {
             self.requests.load(Ordering::SeqCst)
         }
     }
 
-    async fn serve(
+    /// Starts a [`TestServer`] on `address` (`127.0.0.1:0` for any free port).
+    pub(crate) async fn serve(
         address: &str,
         answer: impl Fn(usize) -> Option<&'static str> + Send + Sync + 'static,
     ) -> std::io::Result<TestServer> {
@@ -482,6 +544,18 @@ mod tests {
         })
     }
 
+    /// A loopback port nothing listens on (it was just free; nothing in these tests takes it).
+    pub(crate) fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_endpoint::{closed_port, serve};
+    use super::*;
+
     fn checker(settings: HealthCheckSettings) -> HealthChecker {
         HealthChecker::new(settings).unwrap()
     }
@@ -493,12 +567,6 @@ mod tests {
             max_retries: 3,
             endpoint: "/health".to_owned(),
         }
-    }
-
-    /// A loopback port nothing listens on (it was just free; nothing in these tests takes it).
-    fn closed_port() -> u16 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
     }
 
     #[tokio::test]

@@ -129,6 +129,7 @@ impl Runner {
                 health_timeout: self.config().health_check.retry_interval
                     * self.config().health_check.max_retries,
                 token: record.token.clone(),
+                keeping: supervisor::keeping_of(&self.shared),
             },
         );
         let order = self.deploy_order.fetch_add(1, Ordering::SeqCst);

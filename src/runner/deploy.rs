@@ -299,6 +299,7 @@ impl Runner {
                 child,
                 health_timeout,
                 token,
+                keeping: supervisor::keeping_of(&self.shared),
             },
         );
         let registered = {
