@@ -25,7 +25,7 @@ use super::delivery::{BatchSink, ServerLogBatch, pump};
 use super::error::{JsFailure, Result};
 use crate::error::Error;
 use crate::logs::LogStore;
-use crate::logs::store::SubscriptionCloser;
+use crate::logs::SubscriptionCloser;
 use crate::runner::{
     BoxFuture, LogObserver, LogOwner, ProjectSource, RouteRequest, Router, SourceProvider,
 };
