@@ -26,7 +26,7 @@ use super::error::{JsFailure, Result};
 use crate::error::ArgumentReason;
 use crate::error::Error;
 use crate::logs::LogStore;
-use crate::logs::store::SubscriptionCloser;
+use crate::logs::SubscriptionCloser;
 use crate::runner::{
     BoxFuture, LogObserver, LogOwner, ProjectSource, RouteRequest, Router, SourceProvider,
 };

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::logs::LogOwner;
-use crate::logs::store::iso8601_utc;
+use crate::logs::iso8601_utc;
 use crate::logs::{LogEntry, Stream};
 
 /// The directory under which every event type has its own (`observability/log/...`).

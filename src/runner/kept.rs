@@ -520,7 +520,7 @@ impl KeptServers {
             .ok();
         let ended = log_ended_at.map_or_else(
             || "unknown".to_owned(),
-            |at| crate::logs::store::iso8601_utc(millis_since_epoch(at)),
+            |at| crate::logs::iso8601_utc(millis_since_epoch(at)),
         );
         tracing::warn!(
             "kept server '{}' (deployment '{}', port {}) was not adopted: {reason}; its log ended at {ended}",

@@ -20,7 +20,7 @@ use napi::threadsafe_function::UnknownReturnValue;
 use crate::binding::args::{self, LineCallback};
 use crate::binding::delivery::{TextBatch, batch_sink, js_reporter, pump, report_callback_error};
 use crate::logs::LogStore;
-use crate::logs::store::SubscriptionCloser;
+use crate::logs::SubscriptionCloser;
 
 /// A paginated log query: `limit` (default 100) entries older than the cursor `before`.
 pub(crate) struct PageRequest {

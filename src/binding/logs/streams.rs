@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::collector::DEFAULT_COLLECTOR_LINES;
 use crate::binding::args::{self, LineCallback};
 use crate::binding::delivery::{report_callback_error, spawn_delivery};
-use crate::logs::{LogBatch, LogLimits, LogStore, Stream, store::iso8601_utc};
+use crate::logs::{LogBatch, LogLimits, LogStore, Stream, iso8601_utc};
 
 /// How long a buffered build log stream collects lines by default, in ms.
 pub(super) const DEFAULT_FLUSH_MS: u64 = 100;
