@@ -2,13 +2,13 @@
 //! owner has its own lock(s) and a small surface; the facade's methods, here and in the files
 //! of each verb, compose them:
 //!
-//! - `servers` ([`servers::Servers`]): the registry of supervised servers by id, the ports they
-//!   hold (`lease`: one [`lease::PortLease`] per port, given back in one place), their escaped
-//!   processes' cache;
-//! - `deployments` ([`deployments::Deployments`]): which server serves each deployment, routes,
+//! - `servers` (`Servers`): the registry of supervised servers by id, the ports they hold
+//!   (`lease`: one `PortLease` per port, given back in one place), and the cache of their
+//!   escaped processes;
+//! - `deployments` (`Deployments`): which server serves each deployment, routes,
 //!   the records a redeploy replaced, drains, and `stop()` counts; any record of a deployment
 //!   stands for it (`stop`, `healthCheck`, usage);
-//! - [`builds`] ([`builds::Builds`]): `build` as one call (source copy, queue, install,
+//! - [`builds`] ([`Builds`](builds::Builds)): `build` as one call (source copy, queue, install,
 //!   build), cancel and remove, build directories and `retainBuilds`;
 //! - `log_registry`: live and retired server logs, and the log observers;
 //! - `calls`: deploys and builds in flight, which `shutdown()` cancels and waits for.

@@ -187,3 +187,104 @@ impl Drop for StartGuard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RunnerConfig;
+    use crate::logs::LogLimits;
+    use crate::process::SpawnSpec;
+
+    fn runner(name: &str) -> Runner {
+        let build_dir = crate::test_support::temp_dir("start-guard", name);
+        let base = 45_000 + (std::process::id() % 300) as u16 * 12;
+        let offset = match name {
+            "dropped" => 0,
+            "undone" => 4,
+            _ => 8,
+        };
+        let config = serde_json::json!({
+            "buildDir": build_dir,
+            "portRange": { "start": base + offset, "end": base + offset + 3 },
+        });
+        let config = RunnerConfig::from_json(&config, std::path::Path::new("/")).expect("config");
+        Runner::new(config).expect("runner")
+    }
+
+    fn server_log(server_id: &str) -> (LogOwner, Arc<LogStore>) {
+        let owner = LogOwner::Server {
+            server_id: server_id.to_owned(),
+            deployment_id: "dep-1".to_owned(),
+            project_id: "project-1".to_owned(),
+        };
+        (owner, Arc::new(LogStore::new(LogLimits::with_lines(100))))
+    }
+
+    #[test]
+    fn a_start_dropped_uncommitted_gives_its_port_back_once_and_retires_its_log() {
+        let runner = runner("dropped");
+        let lease = runner.servers.ports().lease(None).expect("a port");
+        let port = lease.port();
+        let mut start = StartGuard::new(&runner, "server-1".to_owned(), lease);
+        let (owner, log) = server_log("server-1");
+        start.open_log(owner, &log);
+        assert_eq!(runner.stats().allocated_ports, vec![port]);
+        drop(start);
+        assert!(runner.stats().allocated_ports.is_empty());
+        assert!(
+            runner.server_log("server-1").is_some(),
+            "retired, still readable"
+        );
+        // The port's next holder keeps it: nothing of the first start gives it back again.
+        let next = runner
+            .servers
+            .ports()
+            .lease(Some(port))
+            .expect("the port again");
+        runner.servers.ports().release(port);
+        assert_eq!(runner.stats().allocated_ports, vec![port]);
+        drop(next);
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_kills_what_it_spawned_then_gives_the_port_back() {
+        let runner = runner("undone");
+        let lease = runner.servers.ports().lease(None).expect("a port");
+        let port = lease.port();
+        let mut start = StartGuard::new(&runner, "server-2".to_owned(), lease);
+        let spec = SpawnSpec {
+            program: "sleep".to_owned(),
+            args: vec!["30".to_owned()],
+            cwd: std::env::temp_dir(),
+            env: Default::default(),
+        };
+        let (_, log) = server_log("server-2");
+        let child = crate::process::spawn(spec, log, None).await.expect("spawn");
+        start.spawned(&child);
+        start.undo().await;
+        assert!(!child.is_running(), "the spawned tree is gone");
+        assert!(runner.stats().allocated_ports.is_empty());
+        let next = runner
+            .servers
+            .ports()
+            .lease(Some(port))
+            .expect("the port again");
+        assert_eq!(next.port(), port);
+    }
+
+    #[test]
+    fn a_committed_start_leaves_its_port_to_the_supervisor() {
+        let runner = runner("committed");
+        let lease = runner.servers.ports().lease(None).expect("a port");
+        let port = lease.port();
+        let mut start = StartGuard::new(&runner, "server-3".to_owned(), lease);
+        start.hand_to_supervisor();
+        start.commit();
+        assert_eq!(runner.stats().allocated_ports, vec![port]);
+        // The supervisor's "the tree is gone", twice: the port goes back once.
+        runner.servers.ports().release(port);
+        assert!(runner.stats().allocated_ports.is_empty());
+        runner.servers.ports().release(port);
+        assert_eq!(runner.stats().available_ports, 4);
+    }
+}
