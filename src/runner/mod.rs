@@ -8,7 +8,7 @@
 //! - `deployments` (`Deployments`): which server serves each deployment, routes,
 //!   the records a redeploy replaced, drains, and `stop()` counts; any record of a deployment
 //!   stands for it (`stop`, `healthCheck`, usage);
-//! - [`builds`] ([`Builds`](builds::Builds)): `build` as one call (source copy, queue, install,
+//! - [`builds`] ([`Builds`]): `build` as one call (source copy, queue, install,
 //!   build), cancel and remove, build directories and `retainBuilds`;
 //! - `log_registry`: live and retired server logs, and the log observers;
 //! - `calls`: deploys and builds in flight, which `shutdown()` cancels and waits for.
