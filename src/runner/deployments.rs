@@ -455,3 +455,94 @@ impl Runner {
             .and_then(|(_, info)| info)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serves(claim: Claim) -> Vec<String> {
+        match claim {
+            Claim::Serves(replaced) => replaced,
+            Claim::Superseded => panic!("superseded"),
+            Claim::Stopped => panic!("stopped"),
+        }
+    }
+
+    #[test]
+    fn a_later_deploy_replaces_the_earlier_one_and_an_earlier_one_is_superseded() {
+        let deployments = Deployments::default();
+        for (id, order) in [("a", 0), ("b", 1), ("c", 2)] {
+            deployments.enroll(id, "dep", order);
+        }
+        assert!(serves(deployments.claim("a", "dep", 0, 0, RedeployMode::Replace)).is_empty());
+        let replaced = serves(deployments.claim("c", "dep", 2, 0, RedeployMode::Replace));
+        assert_eq!(replaced, vec!["a".to_owned(), "b".to_owned()]);
+        assert!(matches!(
+            deployments.claim("b", "dep", 1, 0, RedeployMode::Replace),
+            Claim::Superseded
+        ));
+        assert_eq!(deployments.current("dep").as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn a_stop_since_the_deploy_began_wins_over_it() {
+        let deployments = Deployments::default();
+        deployments.enroll("a", "dep", 0);
+        let stops_before = deployments.stops_of("dep");
+        assert_eq!(deployments.begin_stop("dep"), vec!["a".to_owned()]);
+        assert!(matches!(
+            deployments.claim("a", "dep", 0, stops_before, RedeployMode::Replace),
+            Claim::Stopped
+        ));
+    }
+
+    #[test]
+    fn a_replaced_record_answers_for_the_current_server_until_the_deployment_has_none() {
+        let deployments = Deployments::default();
+        deployments.enroll("old", "dep", 0);
+        deployments.enroll("new", "dep", 1);
+        serves(deployments.claim("old", "dep", 0, 0, RedeployMode::Replace));
+        serves(deployments.claim("new", "dep", 1, 0, RedeployMode::Replace));
+        let drain = deployments
+            .begin_drain("old", "dep", None)
+            .expect("old drains");
+        assert_eq!(deployments.answering("old").as_deref(), Some("new"));
+        assert_eq!(deployments.deployment_of("old").as_deref(), Some("dep"));
+        assert_eq!(deployments.take_oldest_drain().as_deref(), Some("old"));
+        assert!(drain.is_cancelled());
+        deployments.forget("old");
+        assert_eq!(deployments.answering("old").as_deref(), Some("new"));
+        deployments.forget("new");
+        // No longer a record of the deployment: it answers for itself (and nothing runs).
+        assert_eq!(deployments.answering("old").as_deref(), Some("old"));
+        assert_eq!(deployments.deployment_of("old"), None);
+    }
+
+    #[test]
+    fn a_drained_server_takes_its_deployment_and_shared_route_back() {
+        let deployments = Deployments::default();
+        deployments.enroll("old", "dep", 0);
+        deployments.enroll("new", "dep", 1);
+        serves(deployments.claim("old", "dep", 0, 0, RedeployMode::Replace));
+        serves(deployments.claim("new", "dep", 1, 0, RedeployMode::Replace));
+        assert!(deployments.set_route("old", "route-1"));
+        assert!(deployments.set_route("new", "route-1"));
+        let drain = deployments
+            .begin_drain("old", "dep", Some("route-1"))
+            .expect("old drains");
+        assert_eq!(deployments.route_of("old"), None, "the route moved to new");
+        let live = HashSet::from(["old".to_owned(), "new".to_owned()]);
+        let TakeBack::Serves {
+            deployment_id,
+            shared_route,
+        } = deployments.take_back("old", "new", &drain, &live)
+        else {
+            panic!("old serves again");
+        };
+        assert_eq!(deployment_id, "dep");
+        assert_eq!(shared_route.as_deref(), Some("route-1"));
+        assert_eq!(deployments.current("dep").as_deref(), Some("old"));
+        assert_eq!(deployments.answering("new").as_deref(), Some("old"));
+        assert!(deployments.draining_ids().is_empty());
+    }
+}
