@@ -468,6 +468,16 @@ mod tests {
         }
     }
 
+    /// Deployment `dep` served by `old`, then by `new` (a redeploy).
+    fn redeployed() -> Deployments {
+        let deployments = Deployments::default();
+        deployments.enroll("old", "dep", 0);
+        deployments.enroll("new", "dep", 1);
+        serves(deployments.claim("old", "dep", 0, 0, RedeployMode::Replace));
+        serves(deployments.claim("new", "dep", 1, 0, RedeployMode::Replace));
+        deployments
+    }
+
     #[test]
     fn a_later_deploy_replaces_the_earlier_one_and_an_earlier_one_is_superseded() {
         let deployments = Deployments::default();
@@ -498,11 +508,7 @@ mod tests {
 
     #[test]
     fn a_replaced_record_answers_for_the_current_server_until_the_deployment_has_none() {
-        let deployments = Deployments::default();
-        deployments.enroll("old", "dep", 0);
-        deployments.enroll("new", "dep", 1);
-        serves(deployments.claim("old", "dep", 0, 0, RedeployMode::Replace));
-        serves(deployments.claim("new", "dep", 1, 0, RedeployMode::Replace));
+        let deployments = redeployed();
         let drain = deployments
             .begin_drain("old", "dep", None)
             .expect("old drains");
@@ -520,11 +526,7 @@ mod tests {
 
     #[test]
     fn a_drained_server_takes_its_deployment_and_shared_route_back() {
-        let deployments = Deployments::default();
-        deployments.enroll("old", "dep", 0);
-        deployments.enroll("new", "dep", 1);
-        serves(deployments.claim("old", "dep", 0, 0, RedeployMode::Replace));
-        serves(deployments.claim("new", "dep", 1, 0, RedeployMode::Replace));
+        let deployments = redeployed();
         assert!(deployments.set_route("old", "route-1"));
         assert!(deployments.set_route("new", "route-1"));
         let drain = deployments
