@@ -10,17 +10,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use super::data;
 use super::kept::{self, AdoptionReport, KeptRecord};
+use super::servers::ServerEntry;
 use super::supervisor::{self, NewServer, Origin, ServerInfo, ServerProcess, ServerState};
-use super::{LogOwner, Runner, ServerEntry};
+use super::{LogOwner, Runner};
 use crate::error::{Error, Result};
 use crate::logs::{LogLimits, LogStore, Stream};
 use crate::process::{self, SpawnSpec, adopt::Orphan, procfs};
-use crate::sync::lock;
 
 /// Variables of a server's environment that belong to one process's IPC channel, not to the
 /// server: a restart sets them again when it opens a channel.
@@ -59,7 +58,7 @@ impl Runner {
             // Killing leftovers reads every process's environment: not on Node's thread.
             tokio::task::spawn_blocking(move || kept.clean_up(&dead, &unusable));
         }
-        *lock(&self.adoption) = report.clone();
+        self.servers.set_adoption(report.clone());
         report
     }
 
@@ -79,7 +78,7 @@ impl Runner {
             log_file: log_file.clone(),
             max_log_bytes: self.config().log_file_max_bytes,
         };
-        self.open_server_log(
+        self.logs.open_server(
             LogOwner::Server {
                 server_id: record.server_id.clone(),
                 deployment_id: record.deployment_id.clone(),
@@ -98,10 +97,10 @@ impl Runner {
             )),
         );
         let Some((handle, backlog_read)) = process::adopt::adopt(&orphan, Arc::clone(&log)) else {
-            self.retire_server_log(&record.server_id);
+            self.logs.retire_server(&record.server_id);
             return false;
         };
-        self.shared.ports.reserve(record.port);
+        self.servers.ports().hold_adopted(record.port);
         let info = ServerInfo {
             id: record.server_id.clone(),
             deployment_id: record.deployment_id.clone(),
@@ -132,17 +131,18 @@ impl Runner {
                 keeping: supervisor::keeping_of(&self.shared),
             },
         );
-        let order = self.deploy_order.fetch_add(1, Ordering::SeqCst);
-        lock(&self.servers).insert(
-            record.server_id.clone(),
-            ServerEntry {
-                route_id: record.route_id.clone(),
-                serving: true,
-                backlog_read: Some(backlog_read),
-                ..ServerEntry::new(handle, task, order)
-            },
-        );
-        self.file_build(&record.deployment_id, &record.build_id);
+        let order = self.deployments.next_order();
+        let entry = ServerEntry::new(handle, task, Some(backlog_read));
+        self.servers.register(&record.server_id, entry, || {
+            self.deployments.enroll_adopted(
+                &record.server_id,
+                &record.deployment_id,
+                order,
+                record.route_id.clone(),
+            );
+            true
+        });
+        self.builds.file(&record.deployment_id, &record.build_id);
         true
     }
 
@@ -159,22 +159,21 @@ impl Runner {
             });
         };
         let generation = self.cancel_calls_in_flight();
-        let ids: Vec<String> = lock(&self.servers).keys().cloned().collect();
+        let ids = self.servers.ids();
         let lets_go = ids.iter().map(|id| self.detach_one(id));
-        tokio::join!(super::futures_join_all(lets_go), self.builder.cancel_all());
+        tokio::join!(super::futures_join_all(lets_go), self.builds.cancel_all());
         kept.let_go();
         self.flush_log_observers().await;
-        Self::wait_idle(&generation).await;
+        generation.wait_idle().await;
         tracing::debug!("runner detached");
         Ok(())
     }
 
     async fn detach_one(&self, server_id: &str) {
-        let (handle, draining) = match lock(&self.servers).get(server_id) {
-            Some(entry) => (entry.handle.clone(), entry.draining.is_some()),
-            None => return,
+        let Some(handle) = self.servers.handle(server_id) else {
+            return;
         };
-        if draining {
+        if self.deployments.draining_ids().contains(server_id) {
             // A replaced server would be adopted as its deployment's: it stops here instead.
             self.stop_by(server_id, "detach()").await;
             return;

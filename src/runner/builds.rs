@@ -6,22 +6,26 @@
 //! queues the build behind at most `maxConcurrentBuilds` others. A cancel that arrives while the
 //! source is copied ends the build `cancelled` once the copy is done.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::SystemTime;
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use super::{InFlight, LogOwner, ProjectSource, Runner, SourceProvider};
-use crate::builder::{BuildOutcome, BuildRequest, BuildStatus};
+use super::calls::InFlight;
+use super::{LogOwner, ProjectSource, Runner, SourceProvider};
+use crate::builder::{BuildOutcome, BuildRequest, BuildStatus, ProjectBuilder};
 use crate::error::{Error, Result};
 use crate::logs::RUNNER_PREFIX;
 use crate::logs::{Stream, join_text};
 use crate::sync::lock;
 use crate::validate;
+
+/// Builds between `build()` and the builder's queue (their source is being copied), with
+/// whether a cancel arrived meanwhile.
+type Preparing = Arc<Mutex<HashMap<String, bool>>>;
 
 /// A build made known by [`Runner::prepare_build`]: `cancel_build` reaches it from then on.
 /// Dropping it (however the build ends) forgets the "copying its source" mark.
@@ -30,7 +34,7 @@ pub struct BuildTicket {
     build_id: String,
     deployment_id: Option<String>,
     source: Arc<dyn SourceProvider>,
-    preparing: Arc<Mutex<HashMap<String, bool>>>,
+    preparing: Preparing,
     call: InFlight,
 }
 
@@ -51,6 +55,99 @@ impl Drop for BuildTicket {
     }
 }
 
+/// The builds owner: the source provider, the builder and its queue, the builds being
+/// prepared, each build's directory, the builds of each deployment (for `retainBuilds`), and
+/// the bytes they take.
+pub struct Builds {
+    builder: ProjectBuilder,
+    source: Mutex<Option<Arc<dyn SourceProvider>>>,
+    preparing: Preparing,
+    dirs: Mutex<HashMap<String, PathBuf>>,
+    /// The builds of each deployment, oldest first, for `retainBuilds`.
+    of_deployment: Mutex<HashMap<String, Vec<String>>>,
+    /// Bytes under `buildDir` (the deployments' data included), measured after each build
+    /// and removal.
+    disk_bytes: Arc<AtomicU64>,
+}
+
+impl Builds {
+    /// Builds run by `builder`, their source copied by `source` when one is set.
+    pub fn new(builder: ProjectBuilder, source: Option<Arc<dyn SourceProvider>>) -> Self {
+        Builds {
+            builder,
+            source: Mutex::new(source),
+            preparing: Arc::new(Mutex::new(HashMap::new())),
+            dirs: Mutex::new(HashMap::new()),
+            of_deployment: Mutex::new(HashMap::new()),
+            disk_bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Copies projects for builds with `source` from now on.
+    pub fn set_source(&self, source: Arc<dyn SourceProvider>) {
+        *lock(&self.source) = Some(source);
+    }
+
+    /// Cancels every build, queued or running; resolves once their processes are gone.
+    pub async fn cancel_all(&self) {
+        self.builder.cancel_all().await;
+    }
+
+    /// Marks every build whose source is being copied as cancelled.
+    pub fn cancel_preparing(&self) {
+        for cancelled in lock(&self.preparing).values_mut() {
+            *cancelled = true;
+        }
+    }
+
+    /// Whether build `build_id` is being prepared, queued or running.
+    fn in_progress(&self, build_id: &str) -> bool {
+        lock(&self.preparing).contains_key(build_id) || self.builder.is_active(build_id)
+    }
+
+    /// Files build `build_id` as the newest of `deployment_id`.
+    pub fn file(&self, deployment_id: &str, build_id: &str) {
+        let mut all = lock(&self.of_deployment);
+        let builds = all.entry(deployment_id.to_owned()).or_default();
+        builds.retain(|b| b != build_id);
+        builds.push(build_id.to_owned());
+    }
+
+    /// Forgets build `build_id`'s directory; `deployment_id` narrows where it was filed.
+    fn forget(&self, build_id: &str, deployment_id: Option<&str>) {
+        lock(&self.dirs).remove(build_id);
+        let mut all = lock(&self.of_deployment);
+        let filed = all
+            .iter_mut()
+            .filter(|(deployment, _)| deployment_id.is_none_or(|id| id == deployment.as_str()));
+        for (_, builds) in filed {
+            builds.retain(|b| b != build_id);
+        }
+    }
+
+    /// The directory build `build_id` worked in (by default `<build_dir>/<build_id>`).
+    pub fn workdir(&self, build_id: &str, build_dir: &Path) -> PathBuf {
+        lock(&self.dirs)
+            .get(build_id)
+            .cloned()
+            .unwrap_or_else(|| build_dir.join(build_id))
+    }
+
+    /// The figure `getStats().buildDiskBytes` reads.
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Measures the bytes under `build_dir` in the background.
+    pub fn measure_disk(&self, build_dir: &Path) {
+        let dir = build_dir.to_path_buf();
+        let bytes = Arc::clone(&self.disk_bytes);
+        tokio::task::spawn_blocking(move || {
+            bytes.store(disk_usage(&dir), Ordering::Relaxed);
+        });
+    }
+}
+
 impl Runner {
     /// Makes build `build_id` of `project` known, synchronously, the moment `build()` is
     /// called: checks the ids (before anything touches the disk) and that a source is set.
@@ -64,11 +161,12 @@ impl Runner {
     ) -> Result<BuildTicket> {
         validate::id("project.id", &project.id)?;
         validate::id("build.id", build_id)?;
-        let source = lock(&self.source)
+        let builds = &self.builds;
+        let source = lock(&builds.source)
             .clone()
             .ok_or(Error::SourceNotConfigured)?;
-        let mut preparing = lock(&self.preparing);
-        if preparing.contains_key(build_id) || self.builder.is_active(build_id) {
+        let mut preparing = lock(&builds.preparing);
+        if preparing.contains_key(build_id) || builds.builder.is_active(build_id) {
             return Err(Error::BuildInProgress {
                 build_id: build_id.to_owned(),
             });
@@ -79,8 +177,8 @@ impl Runner {
             build_id: build_id.to_owned(),
             deployment_id,
             source,
-            preparing: Arc::clone(&self.preparing),
-            call: self.begin_call(),
+            preparing: Arc::clone(&builds.preparing),
+            call: self.calls.begin(),
         })
     }
 
@@ -94,13 +192,13 @@ impl Runner {
             build_id: ticket.build_id.clone(),
             project_id: ticket.project.id.clone(),
         };
-        self.open_build_log(&owner, &request.log);
+        self.logs.open_build(&owner, &request.log);
         let deployment_id = ticket.deployment_id.clone();
         let build_id = ticket.build_id.clone();
         let outcome = self.run_build(ticket, request).await;
-        self.close_build_log(&owner);
+        self.logs.close_build(&owner);
         if let Some(deployment_id) = deployment_id {
-            self.file_build(&deployment_id, &build_id);
+            self.builds.file(&deployment_id, &build_id);
         }
         self.measure_build_disk();
         outcome
@@ -108,9 +206,10 @@ impl Runner {
 
     async fn run_build(&self, ticket: BuildTicket, request: BuildRequest) -> Result<BuildOutcome> {
         let build_id = ticket.build_id.clone();
+        let builder = &self.builds.builder;
         refuse_copy_into_project(&ticket.project, &self.config().build_dir.join(&build_id))?;
         self.reap_leftovers().await;
-        let dir = self.builder.clean_build_dir(&build_id).await?;
+        let dir = builder.clean_build_dir(&build_id).await?;
         let limit = request
             .timeout
             .unwrap_or(self.config().default_build_timeout);
@@ -135,8 +234,8 @@ impl Runner {
             workdir: copied,
             ..request
         };
-        lock(&self.build_dirs).insert(build_id.clone(), request.workdir.clone());
-        let build = self.builder.build(request);
+        lock(&self.builds.dirs).insert(build_id.clone(), request.workdir.clone());
+        let build = builder.build(request);
         tokio::pin!(build);
         // The first poll registers the build with the builder (before its first await), so
         // from then on `cancel_build` reaches it there. A cancel that came in between is passed
@@ -148,7 +247,7 @@ impl Runner {
             return outcome;
         }
         if cancelled {
-            self.builder.cancel(&build_id).await;
+            builder.cancel(&build_id).await;
         }
         build.await
     }
@@ -157,17 +256,17 @@ impl Runner {
     /// is done; a queued one never starts; a running one has its tree killed. Resolves once its
     /// processes are gone. Unknown or finished builds: a no-op.
     pub async fn cancel_build(&self, build_id: &str) {
-        if let Some(cancelled) = lock(&self.preparing).get_mut(build_id) {
+        if let Some(cancelled) = lock(&self.builds.preparing).get_mut(build_id) {
             *cancelled = true;
         }
-        self.builder.cancel(build_id).await;
+        self.builds.builder.cancel(build_id).await;
     }
 
     /// Deletes build `build_id`'s directory (refused while the build is queued or running).
     /// Returns whether there was one.
     pub async fn remove_build(&self, build_id: &str) -> Result<bool> {
         validate::id("build.id", build_id)?;
-        if lock(&self.preparing).contains_key(build_id) {
+        if lock(&self.builds.preparing).contains_key(build_id) {
             return Err(Error::BuildInProgress {
                 build_id: build_id.to_owned(),
             });
@@ -178,21 +277,10 @@ impl Runner {
                 server_id: server,
             });
         }
-        let removed = self.builder.remove_build_dir(build_id).await?;
-        lock(&self.build_dirs).remove(build_id);
-        for builds in lock(&self.deployment_builds).values_mut() {
-            builds.retain(|b| b != build_id);
-        }
+        let removed = self.builds.builder.remove_build_dir(build_id).await?;
+        self.builds.forget(build_id, None);
         self.measure_build_disk();
         Ok(removed)
-    }
-
-    /// Files build `build_id` as the newest of `deployment_id`.
-    pub(super) fn file_build(&self, deployment_id: &str, build_id: &str) {
-        let mut all = lock(&self.deployment_builds);
-        let builds = all.entry(deployment_id.to_owned()).or_default();
-        builds.retain(|b| b != build_id);
-        builds.push(build_id.to_owned());
     }
 
     /// After a successful deploy of `deployment_id`: removes the directories of its builds
@@ -201,7 +289,7 @@ impl Runner {
     pub(super) async fn prune_builds(&self, deployment_id: &str) {
         let keep = self.config().retain_builds as usize;
         let candidates: Vec<String> = {
-            let all = lock(&self.deployment_builds);
+            let all = lock(&self.builds.of_deployment);
             let builds = all
                 .get(deployment_id)
                 .map(Vec::as_slice)
@@ -211,22 +299,18 @@ impl Runner {
         let mut removed_any = false;
         for build_id in candidates {
             let in_use = self.live_server_of_build(&build_id).is_some()
-                || lock(&self.preparing).contains_key(&build_id)
-                || self.builder.is_active(&build_id);
+                || self.builds.in_progress(&build_id);
             if in_use {
                 continue;
             }
-            match self.builder.remove_build_dir(&build_id).await {
+            match self.builds.builder.remove_build_dir(&build_id).await {
                 Ok(_) => {
                     removed_any = true;
                     tracing::debug!(
                         build = build_id,
                         "removed an old build directory (retainBuilds)"
                     );
-                    lock(&self.build_dirs).remove(&build_id);
-                    if let Some(builds) = lock(&self.deployment_builds).get_mut(deployment_id) {
-                        builds.retain(|b| b != &build_id);
-                    }
+                    self.builds.forget(&build_id, Some(deployment_id));
                 }
                 Err(error) => tracing::warn!("cannot remove old build {build_id}: {error}"),
             }
@@ -239,35 +323,25 @@ impl Runner {
     }
 
     /// Measures the bytes under `buildDir` in the background, for `getStats()`.
-    pub(super) fn measure_build_disk(&self) {
-        let dir = self.config().build_dir.clone();
-        let bytes = Arc::clone(&self.build_disk_bytes);
-        tokio::task::spawn_blocking(move || {
-            bytes.store(disk_usage(&dir), std::sync::atomic::Ordering::Relaxed);
-        });
+    fn measure_build_disk(&self) {
+        self.builds.measure_disk(&self.config().build_dir);
     }
 
     /// A live server (not down for good) that runs build `build_id`.
     fn live_server_of_build(&self, build_id: &str) -> Option<String> {
-        lock(&self.servers)
-            .values()
-            .map(|entry| entry.handle.info())
-            .find(|info| info.build_id == build_id && info.is_live())
-            .map(|info| info.id)
+        self.servers
+            .live_server_where(|info| info.build_id == build_id)
     }
 
     /// The directory build `build_id` worked in (by default `<buildDir>/<build_id>`).
     pub fn build_workdir(&self, build_id: &str) -> PathBuf {
-        lock(&self.build_dirs)
-            .get(build_id)
-            .cloned()
-            .unwrap_or_else(|| self.config().build_dir.join(build_id))
+        self.builds.workdir(build_id, &self.config().build_dir)
     }
 }
 
 /// Refuses, before anything is created, a build directory that lies inside the project it would
 /// copy (the relative default `.mastra/builds` does when the host runs from the project).
-fn refuse_copy_into_project(project: &ProjectSource, target: &std::path::Path) -> Result<()> {
+fn refuse_copy_into_project(project: &ProjectSource, target: &Path) -> Result<()> {
     let Some(path) = &project.path else {
         return Ok(());
     };
@@ -304,7 +378,7 @@ fn refuse_copy_into_project(project: &ProjectSource, target: &std::path::Path) -
 }
 
 /// Bytes of the regular files under `dir` (symlinks not followed; unreadable entries skipped).
-pub(super) fn disk_usage(dir: &std::path::Path) -> u64 {
+pub(super) fn disk_usage(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let mut pending = vec![dir.to_path_buf()];

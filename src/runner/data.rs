@@ -125,11 +125,9 @@ impl Runner {
     /// draining). Resolves whether there was one.
     pub async fn remove_deployment_data(&self, deployment_id: &str) -> Result<bool> {
         validate::id("deploymentId", deployment_id)?;
-        let in_use = lock(&self.servers)
-            .iter()
-            .map(|(id, entry)| (id, entry.handle.info()))
-            .find(|(_, info)| info.deployment_id == deployment_id && info.is_live())
-            .map(|(id, _)| id.clone());
+        let in_use = self
+            .servers
+            .live_server_where(|info| info.deployment_id == deployment_id);
         if let Some(server_id) = in_use {
             return Err(Error::DataInUse {
                 deployment_id: deployment_id.to_owned(),
@@ -170,7 +168,8 @@ impl Runner {
     /// serves it (after a deploy that failed, or a new server that exited during the drain).
     pub(super) async fn point_data_at_current(&self, deployment_id: &str) {
         let Some(build_id) = self
-            .current_server(deployment_id)
+            .deployments
+            .current(deployment_id)
             .and_then(|id| self.server(&id))
             .map(|info| info.build_id)
         else {
@@ -188,7 +187,7 @@ impl Runner {
     /// (after each deploy and each removal: servers write there all the time).
     pub(super) fn measure_data_disk(&self) {
         let dir = self.config().build_dir.clone();
-        let bytes = std::sync::Arc::clone(&self.data_disk_bytes);
+        let bytes = std::sync::Arc::clone(self.deployments.data_disk_bytes());
         tokio::task::spawn_blocking(move || {
             bytes.store(disk_usage(&dir), std::sync::atomic::Ordering::Relaxed);
         });

@@ -11,29 +11,21 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use super::calls::InFlight;
 use super::data;
+use super::deployments::Claim;
 use super::kept::KeptRecord;
+use super::lease::PortLease;
+use super::servers::ServerEntry;
+use super::start::StartGuard;
 use super::supervisor::{self, NewServer, ServerInfo, ServerState, SupervisorHandle};
-use super::{LogOwner, RouteRequest, Router, Runner, ServerEntry, interrupted};
-use crate::config::RedeployMode;
+use super::{LogOwner, RouteRequest, Router, Runner, interrupted};
 use crate::error::{Error, Result};
 use crate::logs::{LogLimits, LogStore};
 use crate::process::{self, SpawnSpec};
-use crate::sync::lock;
 use crate::validate;
-
-/// What [`Runner::claim_deployment`] decided for a healthy server.
-enum Claim {
-    /// It serves its deployment; these servers of earlier deploys are replaced.
-    Serves(Vec<String>),
-    /// A later deploy of the deployment already serves it.
-    Superseded,
-    /// `stop()` took the deployment down after this deploy began.
-    Stopped,
-}
 
 /// The variables that carry `tracesEndpoint` to a server: the name Mastra's cloud exporter read
 /// first, and the one newer versions read.
@@ -78,9 +70,9 @@ impl Runner {
         self: &Arc<Self>,
         request: DeployRequest,
     ) -> impl std::future::Future<Output = Result<ServerInfo>> + Send + 'static {
-        let call = self.begin_call();
-        let stops_before = self.stops_of(&request.deployment_id);
-        let order = self.deploy_order.fetch_add(1, Ordering::SeqCst);
+        let call = self.calls.begin();
+        let stops_before = self.deployments.stops_of(&request.deployment_id);
+        let order = self.deployments.next_order();
         let runner = Arc::clone(self);
         async move {
             runner
@@ -93,7 +85,7 @@ impl Runner {
     async fn deploy_in_order(
         self: &Arc<Self>,
         request: DeployRequest,
-        call: super::InFlight,
+        call: InFlight,
         stops_before: u64,
         order: u64,
     ) -> Result<ServerInfo> {
@@ -141,7 +133,13 @@ impl Runner {
                 return Err(error);
             }
         };
-        let claim = self.claim_deployment(&server_id, &request.deployment_id, order, stops_before);
+        let claim = self.deployments.claim(
+            &server_id,
+            &request.deployment_id,
+            order,
+            stops_before,
+            self.config().redeploy,
+        );
         let replaced = match claim {
             Claim::Serves(replaced) => replaced,
             Claim::Superseded => {
@@ -171,27 +169,53 @@ impl Runner {
                 record.route_id = route_id.clone();
             });
         }
-        self.file_build(&request.deployment_id, &request.build_id);
+        self.builds.file(&request.deployment_id, &request.build_id);
         self.prune_builds(&request.deployment_id).await;
         self.measure_data_disk();
         Ok(handle.info())
     }
 
     /// One attempt of a deploy: a port, the process, its supervisor, and its health gate.
-    /// Resolves the healthy server's id, handle and port; on failure nothing is left running.
+    /// Resolves the healthy server's id, handle and port; on failure nothing is left running
+    /// (the [`StartGuard`] undoes what was done).
     async fn start_server(
         &self,
         request: &DeployRequest,
         output_dir: &std::path::Path,
-        call: &super::InFlight,
+        call: &InFlight,
         order: u64,
     ) -> Result<(String, SupervisorHandle, u16)> {
-        let port = self.allocate_port(request.port).await?;
+        let lease = self.lease_port(request.port).await?;
+        let mut start = StartGuard::new(self, crate::ids::uuid_v4(), lease);
+        match self
+            .start_steps(&mut start, request, output_dir, call, order)
+            .await
+        {
+            Ok(started) => {
+                start.commit();
+                Ok(started)
+            }
+            Err(error) => {
+                start.undo().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// The steps of [`Self::start_server`], each recorded in `start`.
+    async fn start_steps(
+        &self,
+        start: &mut StartGuard<'_>,
+        request: &DeployRequest,
+        output_dir: &std::path::Path,
+        call: &InFlight,
+        order: u64,
+    ) -> Result<(String, SupervisorHandle, u16)> {
+        let port = start.port();
         if call.cancelled() {
-            self.shared.ports.release(port);
             return Err(interrupted(port));
         }
-        let server_id = crate::ids::uuid_v4();
+        let server_id = start.server_id().to_owned();
         let token = process::ownership::new_server_token(&server_id);
         let spec = SpawnSpec {
             program: request.node.to_string_lossy().into_owned(),
@@ -202,7 +226,7 @@ impl Runner {
         let log = Arc::new(LogStore::new(LogLimits::with_lines(
             self.config().log_retention_lines as usize,
         )));
-        self.open_server_log(
+        start.open_log(
             LogOwner::Server {
                 server_id: server_id.clone(),
                 deployment_id: request.deployment_id.clone(),
@@ -213,45 +237,24 @@ impl Runner {
         let now = SystemTime::now();
         // A kept server is recorded before it starts (with its token, pid 0): were the host to
         // die right after the spawn, the next runner still finds it by the token and kills it.
-        if let Some(kept) = &self.shared.kept {
-            let record = KeptRecord {
-                server_id: server_id.clone(),
-                deployment_id: request.deployment_id.clone(),
-                project_id: request.project_id.clone(),
-                build_id: request.build_id.clone(),
-                port,
-                pid: 0,
-                start_ticks: 0,
-                token: token.clone(),
-                started_at: now,
-                restarts: 0,
-                route_id: None,
-                deployed: false,
-                owner: None,
-                draining: false,
-            };
-            if let Err(error) = kept.record(record) {
-                self.shared.ports.release(port);
-                self.retire_server_log(&server_id);
-                return Err(Error::io(
-                    "record the kept server (so a later runner can adopt it) in",
-                    kept.record_path(&server_id),
-                    &error,
-                ));
-            }
-        }
-        let spawned = supervisor::start_process(&self.shared, &spec, &log, &server_id).await;
-        let child = match spawned {
-            Ok(child) => child,
-            Err(error) => {
-                if let Some(kept) = &self.shared.kept {
-                    kept.remove(&server_id);
-                }
-                self.shared.ports.release(port);
-                self.retire_server_log(&server_id);
-                return Err(error);
-            }
-        };
+        start.record_kept(KeptRecord {
+            server_id: server_id.clone(),
+            deployment_id: request.deployment_id.clone(),
+            project_id: request.project_id.clone(),
+            build_id: request.build_id.clone(),
+            port,
+            pid: 0,
+            start_ticks: 0,
+            token: token.clone(),
+            started_at: now,
+            restarts: 0,
+            route_id: None,
+            deployed: false,
+            owner: None,
+            draining: false,
+        })?;
+        let child = supervisor::start_process(&self.shared, &spec, &log, &server_id).await?;
+        start.spawned(&child.handle);
         if let Some(kept) = &self.shared.kept {
             let (pid, ticks) = (child.handle.pid(), child.handle.start_ticks());
             kept.update(&server_id, |record| {
@@ -267,9 +270,6 @@ impl Runner {
             None => self.shared.journal.take_write_error(),
         };
         if let Some(error) = unrecorded {
-            child.handle.kill_tree(self.config().shutdown_timeout).await;
-            self.shared.ports.release(port);
-            self.retire_server_log(&server_id);
             return Err(error);
         }
         let info = ServerInfo {
@@ -289,6 +289,7 @@ impl Runner {
         let health_timeout = request.health_timeout.unwrap_or(
             self.config().health_check.retry_interval * self.config().health_check.max_retries,
         );
+        start.hand_to_supervisor();
         let (handle, task, ready) = supervisor::start(
             Arc::clone(&self.shared),
             NewServer {
@@ -302,20 +303,9 @@ impl Runner {
                 keeping: supervisor::keeping_of(&self.shared),
             },
         );
-        let registered = {
-            let mut servers = lock(&self.servers);
-            let registered = !call.cancelled();
-            if registered {
-                servers.insert(
-                    server_id.clone(),
-                    ServerEntry::new(handle.clone(), task, order),
-                );
-            }
-            registered
-        };
-        if !registered {
-            handle.stop("shutdown()").await;
-            self.retire_server_log(&server_id);
+        start.supervised(&handle);
+        let entry = ServerEntry::new(handle.clone(), task, None);
+        if !start.register(entry, &request.deployment_id, order, || call.cancelled()) {
             return Err(interrupted(port));
         }
         let healthy = ready.await.unwrap_or_else(|_| {
@@ -324,47 +314,8 @@ impl Runner {
                 "the supervisor ended without an answer",
             ))
         });
-        if let Err(error) = healthy {
-            self.forget_server(&server_id).await;
-            return Err(error);
-        }
+        healthy?;
         Ok((server_id, handle, port))
-    }
-
-    /// Marks a healthy server as the one serving its deployment. Under `redeploy: 'replace'`
-    /// the deployment's other servers of earlier deploys are replaced (they drain once the
-    /// route points at the new one); a later deploy that already serves the deployment, or a
-    /// `stop()` of the deployment since this deploy began (`stops_before`), wins over it.
-    fn claim_deployment(
-        &self,
-        server_id: &str,
-        deployment_id: &str,
-        order: u64,
-        stops_before: u64,
-    ) -> Claim {
-        let mut servers = lock(&self.servers);
-        if self.stops_of(deployment_id) != stops_before {
-            return Claim::Stopped;
-        }
-        let mut replaced = Vec::new();
-        if self.config().redeploy == RedeployMode::Replace {
-            for (id, entry) in servers.iter() {
-                if id == server_id || entry.handle.info().deployment_id != deployment_id {
-                    continue;
-                }
-                if entry.deploy_order > order && entry.serving {
-                    return Claim::Superseded;
-                }
-                if entry.deploy_order < order && entry.draining.is_none() {
-                    replaced.push(id.clone());
-                }
-            }
-        }
-        match servers.get_mut(server_id) {
-            Some(entry) => entry.serving = true,
-            None => return Claim::Stopped,
-        }
-        Claim::Serves(replaced)
     }
 
     /// Appends a runner line to server `server_id`'s log.
@@ -383,7 +334,7 @@ impl Runner {
     /// requires), any other router gets a new route registered. A failing router stops the
     /// server; a `stop()` of the deployment meanwhile removes the route again.
     async fn route(&self, server_id: &str, request: &DeployRequest) -> Result<Option<String>> {
-        let Some(router) = lock(&self.router).clone() else {
+        let Some(router) = self.deployments.router() else {
             return Ok(None);
         };
         let Some(port) = self.server(server_id).map(|s| s.port) else {
@@ -402,14 +353,7 @@ impl Runner {
             .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())));
         match routed {
             Ok(route_id) => {
-                let recorded = match lock(&self.servers).get_mut(server_id) {
-                    Some(entry) => {
-                        entry.route_id = Some(route_id.clone());
-                        true
-                    }
-                    None => false,
-                };
-                if !recorded {
+                if !self.deployments.set_route(server_id, &route_id) {
                     // Stopped while the router answered: its route must not outlive it.
                     if let Err(why) = router.remove_route(&route_id).await {
                         tracing::warn!("router failed to remove route '{route_id}': {why}");
@@ -428,19 +372,19 @@ impl Runner {
         }
     }
 
-    /// A free port of the range (`preferred` when it is free). When every port is taken and
-    /// servers that a redeploy replaced still drain, the oldest of them stops early to free
-    /// its port: a drain never makes a deploy fail.
-    async fn allocate_port(&self, preferred: Option<u16>) -> Result<u16> {
+    /// A lease of a free port of the range (`preferred` when it is free). When every port is
+    /// taken and servers that a redeploy replaced still drain, the oldest of them stops early
+    /// to free its port: a drain never makes a deploy fail.
+    async fn lease_port(&self, preferred: Option<u16>) -> Result<PortLease> {
         loop {
-            let shared = Arc::clone(&self.shared);
-            let allocated = tokio::task::spawn_blocking(move || shared.ports.allocate(preferred))
+            let ports = Arc::clone(self.servers.ports());
+            let leased = tokio::task::spawn_blocking(move || ports.lease(preferred))
                 .await
                 .map_err(|e| Error::internal("allocating a port", e))?;
-            match allocated {
+            match leased {
                 Err(Error::NoFreePort { .. }) => {
-                    let Some(oldest) = self.take_oldest_drain() else {
-                        return allocated;
+                    let Some(oldest) = self.deployments.take_oldest_drain() else {
+                        return leased;
                     };
                     self.note_in_log(
                         &oldest,

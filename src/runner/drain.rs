@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Runner;
+use super::deployments::TakeBack;
 use super::supervisor::ServerState;
 use crate::process;
-use crate::sync::lock;
 
 /// The shortest time a server a redeploy replaced keeps serving after `deploy()` resolved: a
 /// caller that routes traffic itself (MastraAdmin's orchestrator moves its route right after
@@ -38,7 +38,8 @@ impl Drain {
         self.cancelled.store(true, Ordering::SeqCst);
     }
 
-    fn is_cancelled(&self) -> bool {
+    /// Whether the drain was cancelled.
+    pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }
 }
@@ -55,19 +56,9 @@ impl Runner {
         deployment_id: &str,
         new_route: Option<&str>,
     ) {
-        let drain = Arc::new(Drain::default());
-        {
-            let mut servers = lock(&self.servers);
-            let Some(entry) = servers.get_mut(old) else {
-                return;
-            };
-            entry.serving = false;
-            entry.draining = Some(Arc::clone(&drain));
-            if entry.route_id.is_some() && entry.route_id.as_deref() == new_route {
-                entry.route_id = None;
-            }
-        }
-        lock(&self.replaced).insert(old.to_owned(), deployment_id.to_owned());
+        let Some(drain) = self.deployments.begin_drain(old, deployment_id, new_route) else {
+            return;
+        };
         // A host that dies during the drain leaves the next runner the routed server, and this
         // one to stop.
         if let Some(kept) = &self.shared.kept {
@@ -105,7 +96,8 @@ impl Runner {
                 break;
             }
             let current = self
-                .current_server(&info.deployment_id)
+                .deployments
+                .current(&info.deployment_id)
                 .and_then(|id| self.server(&id));
             match current {
                 Some(current)
@@ -149,48 +141,19 @@ impl Runner {
     /// stopped. Returns whether the drain is over: false when a newer draining server of the
     /// deployment takes it back instead, or `new` no longer serves.
     async fn take_back(&self, old: &str, new: &str, drain: &Drain) -> bool {
-        let (deployment_id, shared_route, old_port) = {
-            let mut servers = lock(&self.servers);
-            if drain.is_cancelled() {
-                return true;
-            }
-            let Some(order) = servers.get(old).map(|entry| entry.deploy_order) else {
-                return true;
-            };
-            let deployment_id = servers.get(old).map(|e| e.handle.info().deployment_id);
-            let newer_drains = servers.values().any(|other| {
-                other.draining.is_some()
-                    && other.deploy_order > order
-                    && other.handle.info().is_live()
-                    && Some(other.handle.info().deployment_id) == deployment_id
-            });
-            if newer_drains || !servers.get(new).is_some_and(|entry| entry.serving) {
-                return false;
-            }
-            let Some(entry) = servers.get_mut(old) else {
-                return true;
-            };
-            entry.draining = None;
-            entry.serving = true;
-            let info = entry.handle.info();
-            let keeps_own_route = entry.route_id.is_some();
-            let new_route = servers.get_mut(new).and_then(|entry| {
-                entry.serving = false;
-                if keeps_own_route {
-                    None
-                } else {
-                    entry.route_id.take()
-                }
-            });
-            (info.deployment_id, new_route, info.port)
-        };
+        let live = self.servers.live_ids();
+        let (deployment_id, shared_route) = match self.deployments.take_back(old, new, drain, &live)
         {
-            let mut replaced = lock(&self.replaced);
-            replaced.remove(old);
-            replaced.insert(new.to_owned(), deployment_id.clone());
-        }
-        let router = lock(&self.router).clone();
-        if let (Some(route_id), Some(router)) = (shared_route, router) {
+            TakeBack::Over => return true,
+            TakeBack::NotNow => return false,
+            TakeBack::Serves {
+                deployment_id,
+                shared_route,
+            } => (deployment_id, shared_route),
+        };
+        let old_port = self.server(old).map(|info| info.port);
+        let router = self.deployments.router();
+        if let (Some(route_id), Some(router), Some(old_port)) = (shared_route, router, old_port) {
             let limit = self.config().provider_timeout;
             let moved =
                 tokio::time::timeout(limit, router.update_route(&route_id, "127.0.0.1", old_port))
@@ -201,14 +164,10 @@ impl Runner {
                     "router failed to move route '{route_id}' back to server '{old}': {why}"
                 );
             }
-            if let Some(entry) = lock(&self.servers).get_mut(old) {
-                entry.route_id = Some(route_id.clone());
-            }
+            self.deployments.set_route(old, &route_id);
         }
         if let Some(kept) = &self.shared.kept {
-            let route_id = lock(&self.servers)
-                .get(old)
-                .and_then(|e| e.route_id.clone());
+            let route_id = self.deployments.route_of(old);
             kept.update(old, |record| {
                 record.draining = false;
                 record.route_id = route_id;
@@ -222,20 +181,5 @@ impl Runner {
             .await;
         self.point_data_at_current(&deployment_id).await;
         true
-    }
-
-    /// Ends the drain of the earliest deploy's draining server (cancelled, so it neither stops
-    /// it nor gives it its deployment back) and returns that server, for the caller to stop.
-    pub(super) fn take_oldest_drain(&self) -> Option<String> {
-        let servers = lock(&self.servers);
-        let (_, id, drain) = servers
-            .iter()
-            .filter_map(|(id, entry)| {
-                let drain = entry.draining.as_ref()?;
-                (!drain.is_cancelled()).then_some((entry.deploy_order, id, drain))
-            })
-            .min_by_key(|(order, _, _)| *order)?;
-        drain.cancel();
-        Some(id.clone())
     }
 }

@@ -1,17 +1,26 @@
-//! The runner: the one object that owns what a `LocalProcessRunner` manages — builds, servers,
-//! ports, logs, and the record of process groups that lets the next runner clean up after a host
-//! that died.
+//! The runner: a thin facade over the owners of what a `LocalProcessRunner` manages. Each
+//! owner has its own lock(s) and a small surface; the facade's methods, here and in the files
+//! of each verb, compose them:
 //!
-//! - [`builds`]: `build` as one call (source copy, queue, install, build), cancel and remove;
-//! - [`deploy`]: port, spawn, health gate, route — a deploy hands its server to a supervisor;
-//! - `drain`: a server a redeploy replaced keeps answering until its connections end, then
-//!   stops (or serves again when the new one exits);
-//! - `deployments`: any record of a deployment stands for it (`stop`, `healthCheck`, usage);
-//! - [`data`]: each deployment's data directory and the view of its build servers run in;
-//! - [`supervisor`]: one task per server that alone owns its state ([`ServerState`]);
-//! - [`providers`]: the source and router traits the binding implements over JS objects;
-//! - [`kept`]: under `keepServersOnExit`, the records of servers that outlive the host, which
-//!   the next runner adopts ([`Runner::adopt_kept_servers`]) and [`Runner::detach`] hands over.
+//! - `servers` (`Servers`): the registry of supervised servers by id, the ports they hold
+//!   (`lease`: one `PortLease` per port, given back in one place), and the cache of their
+//!   escaped processes;
+//! - `deployments` (`Deployments`): which server serves each deployment, routes,
+//!   the records a redeploy replaced, drains, and `stop()` counts; any record of a deployment
+//!   stands for it (`stop`, `healthCheck`, usage);
+//! - [`builds`] ([`Builds`]): `build` as one call (source copy, queue, install,
+//!   build), cancel and remove, build directories and `retainBuilds`;
+//! - `log_registry`: live and retired server logs, and the log observers;
+//! - `calls`: deploys and builds in flight, which `shutdown()` cancels and waits for.
+//!
+//! The verbs: [`deploy`] (port, spawn, health gate, route; a deploy hands its server to a
+//! supervisor, and `start` undoes a failed start), `drain` (a server a redeploy replaced keeps
+//! answering until its connections end, then stops, or serves again when the new one exits),
+//! [`data`] (each deployment's data directory and the view of its build servers run in),
+//! `adoption` (`keepServersOnExit`: [`Runner::adopt_kept_servers`], [`Runner::detach`]).
+//! Beside them: [`supervisor`], one task per server that alone owns its state
+//! ([`ServerState`]); [`providers`], the source and router traits the binding implements over
+//! JS objects; [`kept`], the records of servers that outlive the host.
 //!
 //! Stopping one server and `shutdown` live here: a stop removes the route, asks the server's
 //! supervisor to take the tree down, and resolves once nothing of it is left; `shutdown` does
@@ -20,31 +29,36 @@
 
 mod adoption;
 pub mod builds;
+mod calls;
 pub mod data;
 pub mod deploy;
 mod deployments;
 mod drain;
 pub mod kept;
+mod lease;
+mod log_registry;
 pub mod providers;
+mod servers;
+mod start;
 pub mod supervisor;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use crate::sync::lock;
-
-use tokio::sync::{Notify, OnceCell};
-use tokio::task::JoinHandle;
+use tokio::sync::OnceCell;
 
 use crate::builder::{BuilderConfig, ProjectBuilder};
 use crate::config::{DefaultSource, RunnerConfig};
 use crate::error::{Error, Result};
 use crate::health::{HealthChecker, HealthReport};
 use crate::logs::LogStore;
-use crate::ports::PortAllocator;
 use crate::process::{self, Journal, ResourceMonitor, Usage};
+
+use builds::Builds;
+use calls::Calls;
+use deployments::Deployments;
+use lease::PortLeases;
+use log_registry::LogRegistry;
+use servers::Servers;
 
 pub use crate::logs::{LogObserver, LogOwner};
 pub use crate::sync::BoxFuture;
@@ -52,33 +66,8 @@ pub use builds::BuildTicket;
 pub use deploy::DeployRequest;
 pub use kept::{AdoptionReport, DeadServer};
 pub use providers::{LocalCopySource, ProjectSource, RouteRequest, Router, SourceProvider};
+pub use servers::ESCAPEE_SCAN_EVERY;
 pub use supervisor::{HealthStatus, ServerInfo, ServerState, SupervisorHandle};
-
-/// How long the processes found by a server's token are reused by `resource_usage` before the
-/// (costly: every process's environment) scan runs again.
-pub const ESCAPEE_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// When a server's token was last scanned for, and the processes found.
-type EscapeeScan = (std::time::Instant, Vec<i32>);
-
-/// The longest `getLogs` of a server just adopted waits for what its log file held.
-const BACKLOG_READ_WAIT: Duration = Duration::from_secs(5);
-
-/// Logs of this many stopped servers stay readable.
-const RETIRED_SERVERS_KEPT: usize = 100;
-
-/// The tail of a stopped server's log that stays readable (its ring shrinks to it).
-const STOPPED_LOG_BYTES: usize = 1024 * 1024;
-
-/// Returns memory the allocator keeps after frees to the operating system, so that the host's
-/// RSS comes down when logs are dropped (glibc holds freed heap pages otherwise).
-fn release_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only walks glibc's own free lists; it takes no pointers.
-    unsafe {
-        nix::libc::malloc_trim(0);
-    }
-}
 
 /// Counts a caller can poll cheaply.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,8 +98,8 @@ pub struct RunnerStats {
 pub struct Shared {
     /// The configuration in force.
     pub config: RunnerConfig,
-    /// Ports of the range.
-    pub ports: PortAllocator,
+    /// Ports of the range, each leased to one server.
+    pub ports: Arc<PortLeases>,
     /// The health checker built from the configuration.
     pub health: Arc<HealthChecker>,
     /// The record of live process groups for the next runner.
@@ -121,109 +110,15 @@ pub struct Shared {
     pub kept: Option<Arc<kept::KeptServers>>,
 }
 
-/// One supervised server, as the runner keeps it.
-struct ServerEntry {
-    handle: SupervisorHandle,
-    task: Option<JoinHandle<()>>,
-    route_id: Option<String>,
-    /// The order of the `deploy()` call that started it (later calls have higher numbers).
-    deploy_order: u64,
-    /// Its deploy finished: it serves its deployment (under `'replace'`, the one that does).
-    serving: bool,
-    /// A redeploy replaced it and it still answers the requests that reach it until its
-    /// drain ends ([`deploy::Drain`]).
-    draining: Option<Arc<drain::Drain>>,
-    /// An adopted server's log file is being read into its log: becomes `true` once what the
-    /// file held at adoption is in it.
-    backlog_read: Option<tokio::sync::watch::Receiver<bool>>,
-}
-
-impl ServerEntry {
-    /// A server this runner is starting, not yet serving.
-    fn new(handle: SupervisorHandle, task: JoinHandle<()>, deploy_order: u64) -> Self {
-        ServerEntry {
-            handle,
-            task: Some(task),
-            route_id: None,
-            deploy_order,
-            serving: false,
-            draining: None,
-            backlog_read: None,
-        }
-    }
-}
-
-/// Calls in flight (deploys, builds) of one generation; `shutdown` cancels a generation and
-/// waits for its calls to end, and later calls belong to a fresh one.
-#[derive(Default)]
-struct Generation {
-    cancelled: AtomicBool,
-    active: AtomicUsize,
-    idle: Notify,
-}
-
-/// A call in flight; ends its generation's count when dropped.
-struct InFlight {
-    generation: Arc<Generation>,
-}
-
-impl InFlight {
-    fn cancelled(&self) -> bool {
-        self.generation.cancelled.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if self.generation.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.generation.idle.notify_waiters();
-        }
-    }
-}
-
-/// Live server logs and the observers told about new ones, under one lock so that an observer
-/// set while servers start sees each log exactly once.
-#[derive(Default)]
-struct LogRegistry {
-    observers: BTreeMap<&'static str, Arc<dyn LogObserver>>,
-    live: BTreeMap<String, (LogOwner, Arc<LogStore>)>,
-    retired: VecDeque<(String, Arc<LogStore>)>,
-}
-
-/// Builds Mastra projects and supervises their servers.
+/// Builds Mastra projects and supervises their servers: a facade over the owners.
 pub struct Runner {
     shared: Arc<Shared>,
     leftovers_reaped: OnceCell<()>,
-    servers: Mutex<BTreeMap<String, ServerEntry>>,
-    /// Servers a redeploy replaced, and the deployment each served: such a stale record
-    /// answers `stop`, `healthCheck` and `getResourceUsage` for its deployment's current
-    /// server, as long as the deployment has a server.
-    replaced: Mutex<HashMap<String, String>>,
-    /// Per deployment, how many times `stop()` took it down: a deploy that began before a stop
-    /// of its deployment never serves (a stop wins over a pending start).
-    deployment_stops: Mutex<HashMap<String, u64>>,
-    deploy_order: std::sync::atomic::AtomicU64,
-    generation: Mutex<Arc<Generation>>,
-    logs: Mutex<LogRegistry>,
-    source: Mutex<Option<Arc<dyn SourceProvider>>>,
-    router: Mutex<Option<Arc<dyn Router>>>,
-    builder: ProjectBuilder,
-    /// Builds between `build()` and the builder's queue (their source is being copied), with
-    /// whether a cancel arrived meanwhile.
-    preparing: Arc<Mutex<HashMap<String, bool>>>,
-    build_dirs: Mutex<HashMap<String, std::path::PathBuf>>,
-    /// The builds of each deployment, oldest first, for `retainBuilds`.
-    deployment_builds: Mutex<HashMap<String, Vec<String>>>,
-    /// Bytes under `buildDir` (the deployments' data included), measured after each build
-    /// and removal.
-    build_disk_bytes: Arc<AtomicU64>,
-    /// Bytes of every deployment's data (`<buildDir>/.data`), measured after each deploy and
-    /// removal of data.
-    data_disk_bytes: Arc<AtomicU64>,
-    /// Per server: when its token was last scanned for, and the processes found.
-    escapees: Arc<Mutex<HashMap<String, EscapeeScan>>>,
-    /// What [`Runner::adopt_kept_servers`] found.
-    adoption: Mutex<AdoptionReport>,
+    servers: Servers,
+    deployments: Deployments,
+    builds: Builds,
+    logs: LogRegistry,
+    calls: Calls,
 }
 
 impl Runner {
@@ -239,9 +134,16 @@ impl Runner {
             Some(DefaultSource::Local) => Some(Arc::new(LocalCopySource)),
             None => None,
         };
+        let ports = Arc::new(PortLeases::new(config.port_range));
         Ok(Runner {
+            servers: Servers::new(Arc::clone(&ports)),
+            deployments: Deployments::default(),
+            builds: Builds::new(builder, source),
+            logs: LogRegistry::new(config.log_memory_limit),
+            calls: Calls::default(),
+            leftovers_reaped: OnceCell::new(),
             shared: Arc::new(Shared {
-                ports: PortAllocator::new(config.port_range),
+                ports,
                 health: Arc::new(HealthChecker::new(config.health_check.clone())?),
                 journal,
                 monitor: ResourceMonitor::new(),
@@ -250,23 +152,6 @@ impl Runner {
                 }),
                 config,
             }),
-            leftovers_reaped: OnceCell::new(),
-            servers: Mutex::new(BTreeMap::new()),
-            replaced: Mutex::new(HashMap::new()),
-            deployment_stops: Mutex::new(HashMap::new()),
-            deploy_order: std::sync::atomic::AtomicU64::new(0),
-            generation: Mutex::new(Arc::new(Generation::default())),
-            logs: Mutex::new(LogRegistry::default()),
-            source: Mutex::new(source),
-            router: Mutex::new(None),
-            builder,
-            preparing: Arc::new(Mutex::new(HashMap::new())),
-            build_dirs: Mutex::new(HashMap::new()),
-            deployment_builds: Mutex::new(HashMap::new()),
-            build_disk_bytes: Arc::new(AtomicU64::new(0)),
-            data_disk_bytes: Arc::new(AtomicU64::new(0)),
-            escapees: Arc::new(Mutex::new(HashMap::new())),
-            adoption: Mutex::new(AdoptionReport::default()),
         })
     }
 
@@ -277,55 +162,30 @@ impl Runner {
 
     /// Copies projects for builds with `source` from now on.
     pub fn set_source(&self, source: Arc<dyn SourceProvider>) {
-        *lock(&self.source) = Some(source);
+        self.builds.set_source(source);
     }
 
     /// Routes deployed servers through `router` from now on.
     pub fn set_router(&self, router: Arc<dyn Router>) {
-        *lock(&self.router) = Some(router);
+        self.deployments.set_router(router);
     }
 
     /// Tells `observer` about every live server's log now, and about each new server's and
     /// build's log from the moment it opens. Replaces an earlier observer of the same `name`.
     pub fn set_log_observer(&self, name: &'static str, observer: Arc<dyn LogObserver>) {
-        let mut logs = lock(&self.logs);
-        for (owner, log) in logs.live.values() {
-            observer.log_opened(owner, log);
-        }
-        logs.observers.insert(name, observer);
+        self.logs.set_observer(name, observer);
     }
 
     /// Stops telling the observer `name` about new logs.
     pub fn clear_log_observer(&self, name: &'static str) {
-        lock(&self.logs).observers.remove(name);
-    }
-
-    /// Tells the observers that a build's log opened.
-    fn open_build_log(&self, owner: &LogOwner, log: &Arc<LogStore>) {
-        for observer in lock(&self.logs).observers.values() {
-            observer.log_opened(owner, log);
-        }
-    }
-
-    /// Tells the observers that a build's log closed.
-    fn close_build_log(&self, owner: &LogOwner) {
-        for observer in lock(&self.logs).observers.values() {
-            observer.log_closed(owner);
-        }
+        self.logs.clear_observer(name);
     }
 
     /// Awaits every observer's flush, each bounded by `providerTimeoutMs`.
     async fn flush_log_observers(&self) {
-        let observers: Vec<_> = lock(&self.logs).observers.values().cloned().collect();
-        let limit = self.config().provider_timeout;
-        for observer in observers {
-            if tokio::time::timeout(limit, observer.flush()).await.is_err() {
-                tracing::warn!(
-                    "a log observer did not flush within {} ms",
-                    limit.as_millis()
-                );
-            }
-        }
+        self.logs
+            .flush_observers(self.config().provider_timeout)
+            .await;
     }
 
     /// Kills, once per runner and before any port is handed out, what runners of dead hosts
@@ -343,95 +203,28 @@ impl Runner {
             .await;
     }
 
-    /// Counts a call in flight, so that `shutdown` can cancel it and wait for it.
-    fn begin_call(&self) -> InFlight {
-        let generation = Arc::clone(&lock(&self.generation));
-        generation.active.fetch_add(1, Ordering::SeqCst);
-        InFlight { generation }
-    }
-
-    /// Opens the log of a new server and tells the observers.
-    fn open_server_log(&self, owner: LogOwner, log: &Arc<LogStore>) {
-        let LogOwner::Server { server_id, .. } = &owner else {
-            return;
-        };
-        let mut logs = lock(&self.logs);
-        for observer in logs.observers.values() {
-            observer.log_opened(&owner, log);
-        }
-        logs.live
-            .insert(server_id.clone(), (owner.clone(), Arc::clone(log)));
-    }
-
-    /// Moves a server's log among the retired ones (still readable, no more subscribers),
-    /// tells the observers it closed, and keeps all logs within `logMemoryLimitMb`.
-    fn retire_server_log(&self, server_id: &str) {
-        let mut logs = lock(&self.logs);
-        let Some((owner, log)) = logs.live.remove(server_id) else {
-            return;
-        };
-        log.close_subscriptions();
-        for observer in logs.observers.values() {
-            observer.log_closed(&owner);
-        }
-        // A stopped server keeps the tail of its log; the rest goes back to the allocator.
-        log.shrink_to(STOPPED_LOG_BYTES);
-        logs.retired.push_back((server_id.to_owned(), log));
-        while logs.retired.len() > RETIRED_SERVERS_KEPT {
-            logs.retired.pop_front();
-        }
-        let limit = self.config().log_memory_limit;
-        let mut total: usize = logs.live.values().map(|(_, l)| l.bytes()).sum::<usize>()
-            + logs.retired.iter().map(|(_, l)| l.bytes()).sum::<usize>();
-        let mut evicted = false;
-        while total > limit {
-            let Some((_, oldest)) = logs.retired.pop_front() else {
-                break;
-            };
-            total -= oldest.bytes();
-            evicted = true;
-        }
-        drop(logs);
-        if evicted {
-            release_freed_memory();
-        }
-    }
-
-    /// Drops every retained log of stopped servers and gives the memory back to the OS.
-    fn free_retired_logs(&self) {
-        lock(&self.logs).retired.clear();
-        release_freed_memory();
-    }
-
     /// A snapshot of server `server_id`.
     pub fn server(&self, server_id: &str) -> Option<ServerInfo> {
-        lock(&self.servers).get(server_id).map(|s| s.handle.info())
-    }
-
-    fn handle(&self, server_id: &str) -> Option<SupervisorHandle> {
-        lock(&self.servers).get(server_id).map(|s| s.handle.clone())
+        self.servers.info(server_id)
     }
 
     /// The live servers whose deploy finished, with their current health (one per deployment
     /// under `redeploy: 'replace'`).
     pub fn list_servers(&self) -> Vec<ServerInfo> {
-        lock(&self.servers)
-            .values()
-            .filter(|entry| entry.serving)
-            .map(|entry| entry.handle.info())
-            .filter(ServerInfo::is_live)
+        let serving = self.deployments.serving_ids();
+        self.servers
+            .infos()
+            .into_iter()
+            .filter(|info| serving.contains(&info.id) && info.is_live())
             .collect()
     }
 
     /// Stops server `server_id` alone: removes its route (a failing router is reported, not
     /// fatal), takes its tree down, and forgets it; `by` names who asked, for its log.
     async fn stop_by(&self, server_id: &str, by: &'static str) -> Option<ServerInfo> {
-        let (handle, route_id) = {
-            let mut servers = lock(&self.servers);
-            let entry = servers.get_mut(server_id)?;
-            (entry.handle.clone(), entry.route_id.take())
-        };
-        let router = lock(&self.router).clone();
+        let handle = self.servers.handle(server_id)?;
+        let route_id = self.deployments.take_route(server_id);
+        let router = self.deployments.router();
         if let (Some(route_id), Some(router)) = (route_id, router) {
             let removal = tokio::time::timeout(
                 self.config().provider_timeout,
@@ -455,37 +248,24 @@ impl Runner {
         Some(handle.info())
     }
 
-    /// Drops a server that is down for good from the live set and joins its task. Once its
-    /// deployment has no server left, the records a redeploy replaced stop answering for it.
+    /// Drops a server that is down for good from the registry and its deployment, joins its
+    /// task, and retires its log.
     async fn forget_server(&self, server_id: &str) {
-        lock(&self.escapees).remove(server_id);
-        let task = {
-            let mut servers = lock(&self.servers);
-            let entry = servers.remove(server_id);
-            if let Some(entry) = &entry {
-                let deployment_id = entry.handle.info().deployment_id;
-                if !servers
-                    .values()
-                    .any(|other| other.handle.info().deployment_id == deployment_id)
-                {
-                    lock(&self.replaced).retain(|_, deployment| *deployment != deployment_id);
-                }
-            }
-            entry.and_then(|mut entry| entry.task.take())
-        };
+        let task = self.servers.remove(server_id);
+        self.deployments.forget(server_id);
         if let Some(task) = task
             && let Err(error) = task.await
         {
             tracing::warn!(server = server_id, "supervisor task failed: {error}");
         }
-        self.retire_server_log(server_id);
+        self.logs.retire_server(server_id);
     }
 
     /// One health check of server `server_id` (`Process is not running` once it is gone); a
     /// record a redeploy replaced is answered for by its deployment's current server.
     pub async fn health_check(&self, server_id: &str) -> HealthReport {
-        let answering = self.answering_server(server_id);
-        match answering.and_then(|id| self.handle(&id)) {
+        let answering = self.deployments.answering(server_id);
+        match answering.and_then(|id| self.servers.handle(&id)) {
             Some(handle) => handle.check_health().await,
             None => HealthReport {
                 healthy: false,
@@ -495,28 +275,15 @@ impl Runner {
     }
 
     /// The log of server `server_id` once it holds every line known of it: for a server just
-    /// adopted, what its log file held at adoption (waited for up to `BACKLOG_READ_WAIT`).
+    /// adopted, what its log file held at adoption (waited for a few seconds at most).
     pub async fn settled_server_log(&self, server_id: &str) -> Option<Arc<LogStore>> {
-        let backlog = lock(&self.servers)
-            .get(server_id)
-            .and_then(|entry| entry.backlog_read.clone());
-        if let Some(mut read) = backlog {
-            let _ = tokio::time::timeout(BACKLOG_READ_WAIT, read.wait_for(|done| *done)).await;
-        }
+        self.servers.backlog_read(server_id).await;
         self.server_log(server_id)
     }
 
     /// The log of server `server_id`, running or among the last stopped ones.
     pub fn server_log(&self, server_id: &str) -> Option<Arc<LogStore>> {
-        let logs = lock(&self.logs);
-        if let Some((_, log)) = logs.live.get(server_id) {
-            return Some(Arc::clone(log));
-        }
-        logs.retired
-            .iter()
-            .rev()
-            .find(|(id, _)| id == server_id)
-            .map(|(_, log)| Arc::clone(log))
+        self.logs.server_log(server_id)
     }
 
     /// Memory and CPU of server `server_id`'s whole tree, and of its processes that left the
@@ -524,25 +291,8 @@ impl Runner {
     /// is gone. Read on the blocking pool; a caller that must stay quick tries
     /// [`Self::resource_usage_now`] first.
     pub async fn resource_usage(&self, server_id: &str) -> Option<Usage> {
-        let server_id = &self.answering_server(server_id)?;
-        let info = self.server(server_id)?;
-        let pid = info.pid? as i32;
-        let known = self.known_escapees(server_id);
-        let shared = Arc::clone(&self.shared);
-        let escapees = Arc::clone(&self.escapees);
-        let id = server_id.to_owned();
-        // A large tree, or the look for escapees (every process's environment), may block.
-        tokio::task::spawn_blocking(move || {
-            let others = known.unwrap_or_else(|| {
-                let found = process::ownership::processes_with_token(&info.token);
-                lock(&escapees).insert(id, (std::time::Instant::now(), found.clone()));
-                found
-            });
-            shared.monitor.sample_with(pid, &others)
-        })
-        .await
-        .ok()
-        .flatten()
+        let server_id = self.deployments.answering(server_id)?;
+        self.servers.resource_usage(&server_id, &self.shared).await
     }
 
     /// [`Self::resource_usage`] on the calling thread, when that is quick: the server's escapees
@@ -550,56 +300,36 @@ impl Runner {
     /// `stat` and `children` files of a few processes (tens of microseconds, the kind of read
     /// Node's `process.memoryUsage()` does on its JS thread); `None` otherwise.
     pub fn resource_usage_now(&self, server_id: &str) -> Option<Option<Usage>> {
-        let Some(server_id) = self.answering_server(server_id) else {
+        let Some(server_id) = self.deployments.answering(server_id) else {
             return Some(None);
         };
-        let server_id = &server_id;
-        let Some(info) = self.server(server_id) else {
-            return Some(None);
-        };
-        let Some(pid) = info.pid else {
-            return Some(None);
-        };
-        let others = self.known_escapees(server_id)?;
-        self.shared.monitor.quick_sample_with(pid as i32, &others)
-    }
-
-    /// The processes of server `server_id` that left its tree, if looked for recently.
-    fn known_escapees(&self, server_id: &str) -> Option<Vec<i32>> {
-        lock(&self.escapees)
-            .get(server_id)
-            .filter(|(at, _)| at.elapsed() < ESCAPEE_SCAN_EVERY)
-            .map(|(_, pids)| pids.clone())
+        self.servers.resource_usage_now(&server_id, &self.shared)
     }
 
     /// Current counts of processes, ports and restarts; servers that a redeploy replaced and
     /// that still drain are counted apart from the running ones.
     pub fn stats(&self) -> RunnerStats {
-        let (servers, draining): (Vec<ServerInfo>, Vec<bool>) = lock(&self.servers)
-            .values()
-            .map(|s| (s.handle.info(), s.draining.is_some()))
-            .unzip();
+        let servers = self.servers.infos();
+        let draining = self.deployments.draining_ids();
         let with_process = |drains: bool| {
             servers
                 .iter()
-                .zip(&draining)
-                .filter(|(s, d)| s.pid.is_some() && **d == drains)
+                .filter(|s| s.pid.is_some() && draining.contains(&s.id) == drains)
                 .count()
         };
         RunnerStats {
             running_processes: with_process(false),
             draining_servers: with_process(true),
-            allocated_ports: self.shared.ports.allocated_ports(),
-            available_ports: self.shared.ports.available_count(),
+            allocated_ports: self.servers.ports().allocated_ports(),
+            available_ports: self.servers.ports().available_count(),
             restarts: servers.iter().map(|s| s.restarts).sum(),
             servers,
-            build_disk_bytes: self.build_disk_bytes.load(Ordering::Relaxed),
-            data_disk_bytes: self.data_disk_bytes.load(Ordering::Relaxed),
-            adoption: self
-                .shared
-                .kept
-                .as_ref()
-                .map(|_| lock(&self.adoption).clone()),
+            build_disk_bytes: self.builds.disk_bytes(),
+            data_disk_bytes: self
+                .deployments
+                .data_disk_bytes()
+                .load(std::sync::atomic::Ordering::Relaxed),
+            adoption: self.shared.kept.as_ref().map(|_| self.servers.adoption()),
         }
     }
 
@@ -609,48 +339,28 @@ impl Runner {
     /// made after it start afresh.
     pub async fn shutdown(&self) {
         let generation = self.cancel_calls_in_flight();
-        let ids: Vec<String> = lock(&self.servers).keys().cloned().collect();
+        let ids = self.servers.ids();
         let stops = ids.iter().map(|id| self.stop_by(id, "shutdown()"));
-        let cancels = self.builder.cancel_all();
-        tokio::join!(futures_join_all(stops), cancels);
+        tokio::join!(futures_join_all(stops), self.builds.cancel_all());
         self.flush_log_observers().await;
-        Self::wait_idle(&generation).await;
-        self.free_retired_logs();
-        lock(&self.replaced).clear();
+        generation.wait_idle().await;
+        self.logs.free_retired();
+        self.deployments.forget_all_replaced();
         tracing::debug!("runner shut down");
     }
 
     /// Cancels the calls in flight (deploys, builds being prepared) and returns their
     /// generation; later calls belong to a fresh one.
-    fn cancel_calls_in_flight(&self) -> Arc<Generation> {
-        let generation = {
-            // Under the servers lock: a deploy registers its server under the same lock after
-            // checking its generation, so each one is either stopped by the caller or stops
-            // itself. Drains end too: the caller takes their servers down.
-            let servers = lock(&self.servers);
-            for drain in servers.values().filter_map(|entry| entry.draining.as_ref()) {
-                drain.cancel();
-            }
-            let mut current = lock(&self.generation);
-            let old = std::mem::take(&mut *current);
-            old.cancelled.store(true, Ordering::SeqCst);
-            old
-        };
-        for cancelled in lock(&self.preparing).values_mut() {
-            *cancelled = true;
-        }
+    fn cancel_calls_in_flight(&self) -> Arc<calls::Generation> {
+        // While no server can be registered: a deploy registers its server after checking its
+        // generation, so each one is either stopped by the caller or stops itself. Drains end
+        // too: the caller takes their servers down.
+        let generation = self.servers.exclusive(|| {
+            self.deployments.cancel_drains();
+            self.calls.cancel()
+        });
+        self.builds.cancel_preparing();
         generation
-    }
-
-    /// Waits until every call of `generation` has ended.
-    async fn wait_idle(generation: &Generation) {
-        loop {
-            let idle = generation.idle.notified();
-            if generation.active.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-            idle.await;
-        }
     }
 }
 
@@ -689,7 +399,7 @@ impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner")
             .field("build_dir", &self.config().build_dir)
-            .field("servers", &lock(&self.servers).len())
+            .field("servers", &self.servers.count())
             .finish_non_exhaustive()
     }
 }

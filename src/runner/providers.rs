@@ -99,7 +99,7 @@ pub trait Router: Send + Sync {
 /// The built-in source of `defaultSource: 'local'`: copies `sourceConfig.path` (an absolute
 /// path) with the usual excludes. It has no base paths of its own: its one base path is the
 /// project's parent directory or, for a package of a workspace, the workspace root's parent
-/// ([`copy_base`]), and a [`LocalSource`] over it copies the project or its workspace.
+/// (`copy_base`), and a [`LocalSource`] over it copies the project or its workspace.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LocalCopySource;
 
