@@ -86,6 +86,11 @@ impl PortLeases {
         drop(lease);
     }
 
+    /// Whether `port` is handed out.
+    pub fn is_allocated(&self, port: u16) -> bool {
+        self.allocator.is_allocated(port)
+    }
+
     /// The ports handed out, ascending.
     pub fn allocated_ports(&self) -> Vec<u16> {
         self.allocator.allocated_ports()

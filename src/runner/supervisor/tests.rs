@@ -19,9 +19,10 @@ use crate::error::Error;
 use crate::health::HealthChecker;
 use crate::health::test_endpoint::{TestServer, closed_port, serve};
 use crate::logs::{LogLimits, LogStore};
-use crate::ports::{PortAllocator, PortRange};
+use crate::ports::PortRange;
 use crate::process::{ExitInfo, Journal, ResourceMonitor, SpawnSpec};
 use crate::runner::kept::{KeptRecord, KeptServers};
+use crate::runner::lease::PortLeases;
 use crate::sync::BoxFuture;
 
 /// How long a test waits for a state before it fails.
@@ -211,8 +212,8 @@ fn shared(name: &str, port: u16, policy: Option<RestartPolicy>, kept: bool) -> A
         endpoint: "/health".to_owned(),
     };
     config.keep_servers_on_exit = kept;
-    let ports = PortAllocator::new(config.port_range);
-    ports.reserve(port);
+    let ports = Arc::new(PortLeases::new(config.port_range));
+    ports.hold_adopted(port);
     Arc::new(Shared {
         ports,
         health: Arc::new(HealthChecker::new(config.health_check.clone()).expect("health checker")),
