@@ -163,12 +163,7 @@ impl Runner {
                 route_id.as_deref(),
             );
         }
-        if let Some(kept) = &self.shared.kept {
-            kept.update(&server_id, |record| {
-                record.deployed = true;
-                record.route_id = route_id.clone();
-            });
-        }
+        supervisor::keeping_of(&self.shared).deployed(&server_id, route_id.clone());
         self.builds.file(&request.deployment_id, &request.build_id);
         self.prune_builds(&request.deployment_id).await;
         self.measure_data_disk();
@@ -235,9 +230,7 @@ impl Runner {
             &log,
         );
         let now = SystemTime::now();
-        // A kept server is recorded before it starts (with its token, pid 0): were the host to
-        // die right after the spawn, the next runner still finds it by the token and kills it.
-        start.record_kept(KeptRecord {
+        start.starting(KeptRecord {
             server_id: server_id.clone(),
             deployment_id: request.deployment_id.clone(),
             project_id: request.project_id.clone(),
@@ -254,24 +247,7 @@ impl Runner {
             draining: false,
         })?;
         let child = supervisor::start_process(&self.shared, &spec, &log, &server_id).await?;
-        start.spawned(&child.handle);
-        if let Some(kept) = &self.shared.kept {
-            let (pid, ticks) = (child.handle.pid(), child.handle.start_ticks());
-            kept.update(&server_id, |record| {
-                record.pid = pid;
-                record.start_ticks = ticks;
-            });
-        }
-        // A server whose group is not recorded could not be reaped by the next runner after a
-        // crash of the host: such a deploy fails (a full disk, say) rather than run unrecorded
-        // (a kept server was recorded above).
-        let unrecorded = match self.shared.kept {
-            Some(_) => None,
-            None => self.shared.journal.take_write_error(),
-        };
-        if let Some(error) = unrecorded {
-            return Err(error);
-        }
+        start.spawned(&child.handle)?;
         let info = ServerInfo {
             id: server_id.clone(),
             deployment_id: request.deployment_id.clone(),

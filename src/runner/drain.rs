@@ -59,11 +59,7 @@ impl Runner {
         let Some(drain) = self.deployments.begin_drain(old, deployment_id, new_route) else {
             return;
         };
-        // A host that dies during the drain leaves the next runner the routed server, and this
-        // one to stop.
-        if let Some(kept) = &self.shared.kept {
-            kept.update(old, |record| record.draining = true);
-        }
+        super::supervisor::keeping_of(&self.shared).drain_began(old);
         self.note_in_log(
             old,
             format!(
@@ -166,13 +162,8 @@ impl Runner {
             }
             self.deployments.set_route(old, &route_id);
         }
-        if let Some(kept) = &self.shared.kept {
-            let route_id = self.deployments.route_of(old);
-            kept.update(old, |record| {
-                record.draining = false;
-                record.route_id = route_id;
-            });
-        }
+        super::supervisor::keeping_of(&self.shared)
+            .served_again(old, self.deployments.route_of(old));
         self.note_in_log(
             old,
             format!("server {new}, which replaced it, exited: this server serves deployment '{deployment_id}' again"),

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use super::kept::KeptRecord;
 use super::lease::PortLease;
 use super::servers::ServerEntry;
-use super::supervisor::SupervisorHandle;
+use super::supervisor::{self, Keeping, SupervisorHandle};
 use super::{LogOwner, Runner};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::logs::LogStore;
 use crate::process::ProcessHandle;
 
@@ -35,6 +35,8 @@ pub struct StartGuard<'a> {
     /// Ours until a supervisor owns the server.
     lease: Option<PortLease>,
     log_open: bool,
+    /// The runner's strategy for servers that outlive it.
+    keeping: Arc<dyn Keeping>,
     kept_recorded: bool,
     /// Spawned, not yet owned by a supervisor.
     child: Option<ProcessHandle>,
@@ -53,6 +55,7 @@ impl<'a> StartGuard<'a> {
             port: lease.port(),
             lease: Some(lease),
             log_open: false,
+            keeping: supervisor::keeping_of(&runner.shared),
             kept_recorded: false,
             child: None,
             supervisor: None,
@@ -77,25 +80,19 @@ impl<'a> StartGuard<'a> {
         self.log_open = true;
     }
 
-    /// Writes the kept record of the server (removed on undo).
-    pub fn record_kept(&mut self, record: KeptRecord) -> Result<()> {
-        let Some(kept) = &self.runner.shared.kept else {
-            return Ok(());
-        };
-        kept.record(record).map_err(|error| {
-            Error::io(
-                "record the kept server (so a later runner can adopt it) in",
-                kept.record_path(&self.server_id),
-                &error,
-            )
-        })?;
-        self.kept_recorded = true;
+    /// Tells the runner's [`Keeping`] strategy the server is about to start (what it writes
+    /// is taken back on undo).
+    pub fn starting(&mut self, record: KeptRecord) -> Result<()> {
+        self.kept_recorded = self.keeping.starting(record)?;
         Ok(())
     }
 
-    /// The server's process runs (its tree is killed on undo).
-    pub fn spawned(&mut self, child: &ProcessHandle) {
+    /// The server's process runs (its tree is killed on undo); the strategy is told, and may
+    /// refuse (the deploy then fails and is undone).
+    pub fn spawned(&mut self, child: &ProcessHandle) -> Result<()> {
         self.child = Some(child.clone());
+        self.keeping
+            .spawned(&self.server_id, child.pid(), child.start_ticks())
     }
 
     /// A supervisor is about to own the server: the port lease is parked for it, and its
@@ -176,10 +173,8 @@ impl Drop for StartGuard<'_> {
         if let (Some(child), Some(runtime)) = (self.child.take(), &runtime) {
             runtime.spawn(child.kill_tree(self.runner.config().shutdown_timeout));
         }
-        if self.kept_recorded
-            && let Some(kept) = &self.runner.shared.kept
-        {
-            kept.remove(&self.server_id);
+        if self.kept_recorded {
+            self.keeping.abandoned(&self.server_id);
         }
         drop(self.lease.take());
         if self.log_open {
@@ -260,7 +255,7 @@ mod tests {
         };
         let (_, log) = server_log("server-2");
         let child = crate::process::spawn(spec, log, None).await.expect("spawn");
-        start.spawned(&child);
+        start.spawned(&child).expect("the journal recorded the group");
         start.undo().await;
         assert!(!child.is_running(), "the spawned tree is gone");
         assert!(runner.stats().allocated_ports.is_empty());

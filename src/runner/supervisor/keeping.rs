@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use super::child::ServerChild;
 use super::state::ServerInfo;
+use crate::error::{Error, Result};
 use crate::process::{self, journal::Journal};
 use crate::runner::Shared;
-use crate::runner::kept::KeptServers;
+use crate::runner::kept::{KeptRecord, KeptServers};
 
 /// What becomes of a server beyond its supervisor.
 pub trait Keeping: Send + Sync {
@@ -28,6 +29,20 @@ pub trait Keeping: Send + Sync {
     fn gone(&self, server: &ServerInfo);
     /// Whether `detach()` leaves a running server running; otherwise it stops it.
     fn outlives_runner(&self) -> bool;
+    /// A deploy is about to spawn the server described by `record` (pid 0). Returns whether
+    /// something was written that [`Keeping::abandoned`] must take back.
+    fn starting(&self, record: KeptRecord) -> Result<bool>;
+    /// A start that did not finish: what [`Keeping::starting`] wrote goes.
+    fn abandoned(&self, server_id: &str);
+    /// The deploy spawned the server's first process. An error fails the deploy: the server
+    /// could not be made findable after a crash of the host.
+    fn spawned(&self, server_id: &str, pid: u32, start_ticks: u64) -> Result<()>;
+    /// The deploy finished: the server serves its deployment, routed under `route_id`.
+    fn deployed(&self, server_id: &str, route_id: Option<String>);
+    /// A redeploy replaced the server: it drains.
+    fn drain_began(&self, server_id: &str);
+    /// The server that replaced it exited: it serves again, routed under `route_id`.
+    fn served_again(&self, server_id: &str, route_id: Option<String>);
 }
 
 /// The default: the server dies with the host. Its token is known to the exit hook (which kills
@@ -55,6 +70,27 @@ impl Keeping for DiesWithHost {
     fn outlives_runner(&self) -> bool {
         false
     }
+
+    fn starting(&self, _record: KeptRecord) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn abandoned(&self, _server_id: &str) {}
+
+    /// A group the journal could not record could not be reaped by the next runner after a
+    /// crash of the host: the deploy fails (a full disk, say) rather than run unrecorded.
+    fn spawned(&self, _server_id: &str, _pid: u32, _start_ticks: u64) -> Result<()> {
+        match self.journal.take_write_error() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    fn deployed(&self, _server_id: &str, _route_id: Option<String>) {}
+
+    fn drain_began(&self, _server_id: &str) {}
+
+    fn served_again(&self, _server_id: &str, _route_id: Option<String>) {}
 }
 
 /// `keepServersOnExit`: the server outlives the host in a session of its own, its output in its
@@ -92,6 +128,53 @@ impl Keeping for KeptForNextRunner {
 
     fn outlives_runner(&self) -> bool {
         true
+    }
+
+    /// The record is written before the spawn (with the token, pid 0): were the host to die
+    /// right after it, the next runner still finds the server by its token and kills it.
+    fn starting(&self, record: KeptRecord) -> Result<bool> {
+        let server_id = record.server_id.clone();
+        self.records.record(record).map_err(|error| {
+            Error::io(
+                "record the kept server (so a later runner can adopt it) in",
+                self.records.record_path(&server_id),
+                &error,
+            )
+        })?;
+        Ok(true)
+    }
+
+    fn abandoned(&self, server_id: &str) {
+        self.records.remove(server_id);
+    }
+
+    fn spawned(&self, server_id: &str, pid: u32, start_ticks: u64) -> Result<()> {
+        self.records.update(server_id, |record| {
+            record.pid = pid;
+            record.start_ticks = start_ticks;
+        });
+        Ok(())
+    }
+
+    fn deployed(&self, server_id: &str, route_id: Option<String>) {
+        self.records.update(server_id, |record| {
+            record.deployed = true;
+            record.route_id = route_id;
+        });
+    }
+
+    /// A host that dies during the drain leaves the next runner the routed server, and this
+    /// one to stop.
+    fn drain_began(&self, server_id: &str) {
+        self.records
+            .update(server_id, |record| record.draining = true);
+    }
+
+    fn served_again(&self, server_id: &str, route_id: Option<String>) {
+        self.records.update(server_id, |record| {
+            record.draining = false;
+            record.route_id = route_id;
+        });
     }
 }
 
