@@ -20,7 +20,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{Run, Stop, error_excerpt, how};
+use super::{Run, Stop, how};
+use crate::builder::excerpt::error_excerpt;
 use crate::builder::package_manager::{Detection, find_in_path};
 use crate::builder::pm_cache::{self, Cached, PmCache};
 use crate::builder::provision::{self, Authority, Expected, Integrity, Plan, Wanted};
