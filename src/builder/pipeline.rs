@@ -15,7 +15,7 @@
 //! The package manager a project names by version is made ready in `provide`: verified
 //! against a digest from outside the cache and run from the build's own unpacked copy; `tool`
 //! finds the one that runs and its version; `install_root` decides where the install runs. The
-//! lines quoted when a step fails are chosen in [`super::excerpt`].
+//! lines quoted when a step fails are chosen in `excerpt`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Env, FnArgs, FunctionRef, PromiseRaw, Unknown};
+use napi::bindgen_prelude::{Env, FnArgs, FromNapiValue, FunctionRef, PromiseRaw, Unknown};
+use napi::sys;
 use napi::threadsafe_function::UnknownReturnValue;
 use napi_derive::napi;
 use nix::sys::signal::Signal;
@@ -22,7 +23,7 @@ use crate::validate;
 pub(super) const OUTPUT_LINES: usize = 10_000;
 
 /// How long `close` waits for output pipes held open by descendants after the exit.
-pub(super) const OUTPUT_SETTLE: Duration = Duration::from_secs(2);
+pub(super) use crate::process::run::OUTPUT_SETTLE;
 
 /// A callback receiving one output line (stderr lines prefixed `[stderr] `) and its stream.
 pub(super) type OutputCallback = FunctionRef<FnArgs<(String, String)>, UnknownReturnValue>;
@@ -34,67 +35,128 @@ pub(super) struct Command {
     pub(super) timeout: Option<Duration>,
 }
 
-/// Reads `(command, args?, options?)` with options `{ cwd?, env?, onOutput?, timeoutMs? }`.
-pub(super) fn read_command(
-    command: Option<Unknown>,
-    arguments: Option<Unknown>,
-    options: Option<Unknown>,
-) -> Result<Command> {
-    let program = args::required_string(command, "command")?;
-    if program.is_empty() || program.contains('\0') {
-        return Err(invalid("command", "must be a non-empty string without NUL"));
+/// An argument of a command method, read into `T` by napi when the call starts. A wrong value
+/// is kept, not thrown, so that the method reports it as it reports its other failures (a
+/// throw for `spawnCommand`, a rejection for `runCommand`), with the message that names it and
+/// its `code`; napi's own conversions would throw a message of their own.
+pub struct Argument<T>(Result<T>);
+
+/// How one argument is read from its JS value (`undefined` when the caller left it out).
+trait ReadArgument: Sized {
+    fn read(value: &Unknown<'_>) -> Result<Self>;
+}
+
+impl<T: ReadArgument> FromNapiValue for Argument<T> {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+        // SAFETY: `env` and `value` are the live handles napi passes for this argument.
+        let value = unsafe { Unknown::from_napi_value(env, value) }?;
+        Ok(Argument(T::read(&value)))
     }
-    let argv = match args::options(arguments, "args")? {
-        Value::Null => Vec::new(),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                validate::string(&format!("args[{i}]"), item)
-                    .map(str::to_owned)
-                    .map_err(to_js_error)
-            })
-            .collect::<Result<Vec<_>>>()?,
-        other => {
-            return Err(invalid(
-                "args",
-                &validate::expected("an array of strings", &other),
-            ));
+}
+
+/// `command`: the program to run, a non-empty string without NUL.
+pub struct Program(String);
+
+impl ReadArgument for Program {
+    fn read(value: &Unknown<'_>) -> Result<Self> {
+        let program = args::required_string(Some(*value), "command")?;
+        if program.is_empty() || program.contains('\0') {
+            return Err(invalid("command", "must be a non-empty string without NUL"));
         }
-    };
-    let options = options.as_ref();
-    let cwd = match args::optional_string(
-        args::field(options, "options", "cwd")?.as_ref(),
-        "options.cwd",
-    )? {
-        Some(dir) => PathBuf::from(dir),
-        None => args::cwd("options.cwd")?,
-    };
-    let env = match args::field(options, "options", "env")? {
-        Some(vars) => validate::env_vars("options.env", &args::options(Some(vars), "options.env")?)
-            .map_err(to_js_error)?,
-        None => BTreeMap::new(),
-    };
-    let on_output = match args::field(options, "options", "onOutput")? {
-        Some(callback) => Some(args::callback(&callback, "options.onOutput")?),
-        None => None,
-    };
-    let timeout = args::optional_integer(
-        args::field(options, "options", "timeoutMs")?.as_ref(),
-        "options.timeoutMs",
-        1,
-        validate::MAX_SAFE_INTEGER,
-    )?
-    .map(Duration::from_millis);
+        Ok(Program(program))
+    }
+}
+
+/// `args`: the program's arguments, an array of strings (none when left out).
+pub struct ArgumentList(Vec<String>);
+
+impl ReadArgument for ArgumentList {
+    fn read(value: &Unknown<'_>) -> Result<Self> {
+        let argv = match args::options(Some(*value), "args")? {
+            Value::Null => Vec::new(),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    validate::string(&format!("args[{i}]"), item)
+                        .map(str::to_owned)
+                        .map_err(to_js_error)
+                })
+                .collect::<Result<Vec<_>>>()?,
+            other => {
+                return Err(invalid(
+                    "args",
+                    &validate::expected("an array of strings", &other),
+                ));
+            }
+        };
+        Ok(ArgumentList(argv))
+    }
+}
+
+/// `options`: `{ cwd?, env?, onOutput?, timeoutMs? }`.
+pub struct CommandOptions {
+    cwd: PathBuf,
+    env: BTreeMap<String, String>,
+    on_output: Option<OutputCallback>,
+    timeout: Option<Duration>,
+}
+
+impl ReadArgument for CommandOptions {
+    fn read(value: &Unknown<'_>) -> Result<Self> {
+        let options = Some(value);
+        let cwd = match args::optional_string(
+            args::field(options, "options", "cwd")?.as_ref(),
+            "options.cwd",
+        )? {
+            Some(dir) => PathBuf::from(dir),
+            None => args::cwd("options.cwd")?,
+        };
+        let env = match args::field(options, "options", "env")? {
+            Some(vars) => {
+                validate::env_vars("options.env", &args::options(Some(vars), "options.env")?)
+                    .map_err(to_js_error)?
+            }
+            None => BTreeMap::new(),
+        };
+        let on_output = match args::field(options, "options", "onOutput")? {
+            Some(callback) => Some(args::callback(&callback, "options.onOutput")?),
+            None => None,
+        };
+        let timeout = args::optional_integer(
+            args::field(options, "options", "timeoutMs")?.as_ref(),
+            "options.timeoutMs",
+            1,
+            validate::MAX_SAFE_INTEGER,
+        )?
+        .map(Duration::from_millis);
+        Ok(CommandOptions {
+            cwd,
+            env,
+            on_output,
+            timeout,
+        })
+    }
+}
+
+/// The command of `(command, args?, options?)`; the first wrong argument is the error.
+pub(super) fn read_command(
+    command: Argument<Program>,
+    arguments: Argument<ArgumentList>,
+    options: Argument<CommandOptions>,
+) -> Result<Command> {
+    let Program(program) = command.0?;
+    let ArgumentList(argv) = arguments.0?;
+    let options = options.0?;
     Ok(Command {
         spec: SpawnSpec {
             program,
             args: argv,
-            cwd,
-            env: process::env::compose([&env]),
+            cwd: options.cwd,
+            env: process::env::compose([&options.env]),
         },
-        on_output,
-        timeout,
+        on_output: options.on_output,
+        timeout: options.timeout,
     })
 }
 
@@ -152,9 +214,9 @@ pub(super) fn read_signal(signal: Option<Unknown>) -> Result<Option<Signal>> {
 )]
 pub fn spawn_command(
     env: &Env,
-    command: Option<Unknown>,
-    arguments: Option<Unknown>,
-    options: Option<Unknown>,
+    command: Argument<Program>,
+    arguments: Argument<ArgumentList>,
+    options: Argument<CommandOptions>,
 ) -> Result<SpawnedProcess> {
     SpawnedProcess::start(env, read_command(command, arguments, options)?, true)
 }
@@ -170,9 +232,9 @@ pub fn spawn_command(
 )]
 pub fn run_command<'env>(
     env: &'env Env,
-    command: Option<Unknown>,
-    arguments: Option<Unknown>,
-    options: Option<Unknown>,
+    command: Argument<Program>,
+    arguments: Argument<ArgumentList>,
+    options: Argument<CommandOptions>,
 ) -> napi::Result<PromiseRaw<'env, Value>> {
     let prepared = match read_command(command, arguments, options) {
         Ok(mut command) => {
@@ -183,27 +245,19 @@ pub fn run_command<'env>(
     };
     spawn(env, async move {
         let (command, log, delivery) = prepared?;
-        let handle = process::spawn(command.spec, Arc::clone(&log), None)
+        let end = process::run_command(command.spec, Arc::clone(&log), command.timeout)
             .await
             .map_err(to_js_error)?;
-        let (exit, timed_out) = match command.timeout {
-            Some(limit) => match tokio::time::timeout(limit, handle.wait()).await {
-                Ok(exit) => (exit, false),
-                Err(_) => (handle.kill_tree(Duration::from_secs(2)).await, true),
-            },
-            None => (handle.wait().await, false),
-        };
-        handle.wait_output_closed(OUTPUT_SETTLE).await;
         log.close_subscriptions();
         if let Some(delivery) = delivery {
             let _ = delivery.await;
         }
         let output: Vec<String> = log.all().iter().map(LogEntry::text).collect();
         Ok(serde_json::json!({
-            "exitCode": exit.code,
-            "signal": exit.signal_name(),
+            "exitCode": end.exit.code,
+            "signal": end.exit.signal_name(),
             "output": output,
-            "timedOut": timed_out,
+            "timedOut": end.ending == process::Ending::TimedOut,
         }))
     })
 }

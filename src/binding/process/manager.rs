@@ -1,6 +1,6 @@
 //! `ProcessManager`: server processes by server id.
 use super::ProcessOn;
-use super::command::{invalid, read_command};
+use super::command::{Argument, ArgumentList, CommandOptions, Program, invalid, read_command};
 use super::spawned::SpawnedProcess;
 use super::tracked::{
     Tracked, TrackedMap, TrackedProcess, rejected, release, resolved, status, tracked_info,
@@ -97,9 +97,9 @@ impl ProcessManager {
         env: &'env Env,
         server_id: Option<Unknown>,
         deployment_id: Option<Unknown>,
-        command: Option<Unknown>,
-        arguments: Option<Unknown>,
-        options: Option<Unknown>,
+        command: Argument<Program>,
+        arguments: Argument<ArgumentList>,
+        options: Argument<CommandOptions>,
     ) -> Result<Unknown<'env>> {
         match self.start_now(env, server_id, deployment_id, command, arguments, options) {
             Ok(info) => resolved(env, info.into_unknown(env)?),
@@ -222,9 +222,9 @@ impl ProcessManager {
         env: &'env Env,
         server_id: Option<Unknown>,
         deployment_id: Option<Unknown>,
-        command: Option<Unknown>,
-        arguments: Option<Unknown>,
-        options: Option<Unknown>,
+        command: Argument<Program>,
+        arguments: Argument<ArgumentList>,
+        options: Argument<CommandOptions>,
     ) -> Result<TrackedProcess<'env>> {
         let server_id = args::required_string(server_id, "serverId")?;
         let deployment_id = args::required_string(deployment_id, "deploymentId")?;
