@@ -4,7 +4,7 @@
 //!   the arguments that install it and run its build script;
 //! - [`layout`]: id rules, the per-build directories under `buildDir` and the shared caches;
 //! - [`queue`]: the FIFO queue that caps how many builds run at once;
-//! - [`builder`]: [`ProjectBuilder`], which queues, runs and cancels builds;
+//! - [`project_builder`]: [`ProjectBuilder`], which queues, runs and cancels builds;
 //! - [`provision`]: the package manager at the version the project names: what to fetch and
 //!   the digest it must have;
 //! - [`pm_cache`]: its cached tarballs and the private copy each build runs it from;
@@ -19,23 +19,23 @@
 //! error: [`BuildOutcome`] says what failed and how. Errors are kept for misuse (a bad id, a
 //! build id already in flight, a path outside `buildDir`).
 
-pub mod builder;
 mod dependency_scripts;
 mod excerpt;
 pub mod layout;
 pub mod package_manager;
 mod pipeline;
 pub mod pm_cache;
+pub mod project_builder;
 pub mod provision;
 pub mod queue;
 
-pub use builder::{
-    BuildOptions, BuildOutcome, BuildRequest, BuildStatus, BuilderConfig, DEFAULT_BUILD_LOG_LINES,
-    ProjectBuilder,
-};
 pub use layout::{Caches, clean_build_dir, remove_build_dir};
 pub use package_manager::{
     Detection, DetectionSource, PackageManager, alone_args, build_args, detect, has_build_script,
     install_args, mastra_build_args, quiet_install_args,
 };
 pub use pipeline::{OUTPUT_ENTRY, output_entry};
+pub use project_builder::{
+    BuildOptions, BuildOutcome, BuildRequest, BuildStatus, BuilderConfig, DEFAULT_BUILD_LOG_LINES,
+    ProjectBuilder,
+};

@@ -25,7 +25,6 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::builder::{BuildOutcome, BuildRequest, BuildStatus};
 use super::dependency_scripts;
 use super::excerpt::{error_excerpt, project_paths};
 use super::layout::Caches;
@@ -34,6 +33,7 @@ use super::package_manager::{
     mastra_build_args,
 };
 use super::pm_cache::PrivateCopy;
+use super::project_builder::{BuildOutcome, BuildRequest, BuildStatus};
 use super::provision::KnownIntegrities;
 use super::queue::{Admission, Slot};
 use crate::logs::{LogEntry, LogLimits, LogStore, RUNNER_PREFIX, Stream, join_text};
