@@ -203,6 +203,19 @@ pub(super) fn read_signal(signal: Option<Unknown>) -> Result<Option<Signal>> {
         .map_err(|_| invalid("signal", &format!("'{name}' is not a signal name")))
 }
 
+/// What `runCommand` resolves.
+#[napi(object, use_nullable = true)]
+pub struct CommandResult {
+    /// The exit code, or `null` when a signal ended the command.
+    pub exit_code: Option<i32>,
+    /// The output lines (the last 10000, stderr lines prefixed `[stderr] `).
+    pub output: Vec<String>,
+    /// The signal that ended the command (`'SIGTERM'`, …), or `null` when it exited.
+    pub signal: Option<String>,
+    /// Whether `options.timeoutMs` ran out, so that the whole tree was killed.
+    pub timed_out: bool,
+}
+
 /// Starts `command` with `args` (no shell) in `options.cwd` (default: the current directory)
 /// with the host allow-list of variables plus `options.env`, in its own process group, and
 /// returns it at once. `options.onOutput(line, stream)` receives each output line (stderr
@@ -228,14 +241,14 @@ pub fn spawn_command(
 /// command cannot start.
 #[napi(
     ts_args_type = "command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void; timeoutMs?: number }",
-    ts_return_type = "Promise<{ exitCode: number | null; signal: string | null; output: string[]; timedOut: boolean }>"
+    ts_return_type = "Promise<CommandResult>"
 )]
 pub fn run_command<'env>(
     env: &'env Env,
     command: Argument<Program>,
     arguments: Argument<ArgumentList>,
     options: Argument<CommandOptions>,
-) -> napi::Result<PromiseRaw<'env, Value>> {
+) -> napi::Result<PromiseRaw<'env, CommandResult>> {
     let prepared = match read_command(command, arguments, options) {
         Ok(mut command) => {
             let (log, delivery) = output_store(env, command.on_output.take())?;
@@ -252,12 +265,11 @@ pub fn run_command<'env>(
         if let Some(delivery) = delivery {
             let _ = delivery.await;
         }
-        let output: Vec<String> = log.all().iter().map(LogEntry::text).collect();
-        Ok(serde_json::json!({
-            "exitCode": end.exit.code,
-            "signal": end.exit.signal_name(),
-            "output": output,
-            "timedOut": end.ending == process::Ending::TimedOut,
-        }))
+        Ok(CommandResult {
+            exit_code: end.exit.code,
+            output: log.all().iter().map(LogEntry::text).collect(),
+            signal: end.exit.signal_name(),
+            timed_out: end.ending == process::Ending::TimedOut,
+        })
     })
 }
