@@ -4,7 +4,7 @@
 //!   the arguments that install it and run its build script;
 //! - [`layout`]: id rules, the per-build directories under `buildDir` and the shared caches;
 //! - [`queue`]: the FIFO queue that caps how many builds run at once;
-//! - [`project_builder`]: [`ProjectBuilder`], which queues, runs and cancels builds;
+//! - [`project`]: [`ProjectBuilder`], which queues, runs and cancels builds;
 //! - [`provision`]: the package manager at the version the project names: what to fetch and
 //!   the digest it must have;
 //! - [`pm_cache`]: its cached tarballs and the private copy each build runs it from;
@@ -25,7 +25,7 @@ pub mod layout;
 pub mod package_manager;
 mod pipeline;
 pub mod pm_cache;
-pub mod project_builder;
+pub mod project;
 pub mod provision;
 pub mod queue;
 
@@ -35,7 +35,7 @@ pub use package_manager::{
     install_args, mastra_build_args, quiet_install_args,
 };
 pub use pipeline::{OUTPUT_ENTRY, output_entry};
-pub use project_builder::{
+pub use project::{
     BuildOptions, BuildOutcome, BuildRequest, BuildStatus, BuilderConfig, DEFAULT_BUILD_LOG_LINES,
     ProjectBuilder,
 };

@@ -33,7 +33,7 @@ use super::package_manager::{
     mastra_build_args,
 };
 use super::pm_cache::PrivateCopy;
-use super::project_builder::{BuildOutcome, BuildRequest, BuildStatus};
+use super::project::{BuildOutcome, BuildRequest, BuildStatus};
 use super::provision::KnownIntegrities;
 use super::queue::{Admission, Slot};
 use crate::logs::{LogEntry, LogLimits, LogStore, RUNNER_PREFIX, Stream, join_text};
