@@ -44,6 +44,15 @@ pub(super) fn error_excerpt(output: &[LogEntry]) -> Option<String> {
     (!excerpt.is_empty()).then_some(excerpt)
 }
 
+/// `: <the first error line>` of a failed helper, or nothing.
+pub(super) fn first_error_line(output: &[LogEntry]) -> String {
+    let excerpt = error_excerpt(output).unwrap_or_default();
+    match excerpt.lines().next() {
+        Some(line) if !line.is_empty() => format!(": {line}"),
+        _ => String::new(),
+    }
+}
+
 /// A step's first error line and what follows on that stream, else its last stderr lines, else
 /// its last lines (see [`error_excerpt`]).
 fn step_lines(lines: &[(Stream, String)]) -> Vec<&str> {
@@ -360,6 +369,16 @@ mod tests {
             project_paths(text, root, &root.join("apps/mastra")),
             ["src/index.ts", "packages/lib/x.ts"]
         );
+    }
+
+    #[test]
+    fn a_failed_helper_is_named_by_its_first_error_line() {
+        let output = entries(&[
+            (Stream::Stderr, "npm error code E404"),
+            (Stream::Stderr, "npm error 404 Not Found"),
+        ]);
+        assert_eq!(first_error_line(&output), ": npm error code E404");
+        assert_eq!(first_error_line(&[]), "");
     }
 
     #[test]
