@@ -1124,6 +1124,18 @@ export interface ChangeEvent {
 /** Forgets every previous sample of `getProcessResourceUsage`. */
 export declare function cleanupResourceMonitor(): void
 
+/** What `runCommand` resolves. */
+export interface CommandResult {
+  /** The exit code, or `null` when a signal ended the command. */
+  exitCode: number | null
+  /** The output lines (the last 10000, stderr lines prefixed `[stderr] `). */
+  output: Array<string>
+  /** The signal that ended the command (`'SIGTERM'`, …), or `null` when it exited. */
+  signal: string | null
+  /** Whether `options.timeoutMs` ran out, so that the whole tree was killed. */
+  timedOut: boolean
+}
+
 /**
  * Wraps `callback` as a build-log sink: each line is formatted as by `formatLogLine`
  * (`[ISO time] prefix line`); with `buffered`, lines are collected and handed over, one call
@@ -1290,7 +1302,7 @@ export interface ResourceUsage {
  * 10000, stderr lines prefixed `[stderr] `), and whether the timeout ran out. Rejects when the
  * command cannot start.
  */
-export declare function runCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void; timeoutMs?: number }): Promise<{ exitCode: number | null; signal: string | null; output: string[]; timedOut: boolean }>
+export declare function runCommand(command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void; timeoutMs?: number }): Promise<CommandResult>
 
 /** Counts of processes and ports, as `getStats()` returns them. */
 export interface RunnerStats {

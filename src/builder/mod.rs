@@ -10,13 +10,17 @@
 //! - [`pm_cache`]: its cached tarballs and the private copy each build runs it from;
 //! - `dependency_scripts`: pnpm's policy for dependencies' build scripts, and the packages
 //!   whose scripts an install skipped;
-//! - `pipeline`: the steps of one build (detect, install, build script, verify).
+//! - `pipeline`: the steps of one build (detect, install, build script, verify), with the
+//!   package manager made ready (`pipeline/provide`: fetched and verified; `pipeline/tool`:
+//!   found and asked for its version) and the place of the install (`pipeline/install_root`);
+//! - `excerpt`: the lines of a failed step that explain it, for `errorMessage`.
 //!
 //! A build's failure (install, build script, missing output, timeout) is an outcome, not an
 //! error: [`BuildOutcome`] says what failed and how. Errors are kept for misuse (a bad id, a
 //! build id already in flight, a path outside `buildDir`).
 
 mod dependency_scripts;
+mod excerpt;
 pub mod layout;
 pub mod package_manager;
 mod pipeline;

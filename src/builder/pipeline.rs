@@ -1,10 +1,11 @@
 //! One build, step by step: wait for a slot → detect → install → build script → verify.
 //!
-//! Every child starts through the one spawner (`process::spawn`, no shell) with an explicit
-//! environment, in SPEC §3's order: the host allow-list, the builder's global variables, the
-//! request's variables, then the runner's own keys (cache locations always; `CI=true` and no
-//! `NODE_ENV` for install, so that devDependencies are installed and nothing prompts;
-//! `NODE_ENV=production` for the build script).
+//! Every child starts through the one spawner (`process::spawn`, no shell; run to its end by
+//! `process::run_to_end`) with an explicit environment, in SPEC §3's order: the host
+//! allow-list, the builder's global variables, the request's variables, then the runner's own
+//! keys (cache locations always; `CI=true` and no `NODE_ENV` for install, so that
+//! devDependencies are installed and nothing prompts; `NODE_ENV=production` for the build
+//! script).
 //!
 //! The timeout is one budget for the whole run, measured from the moment the build leaves the
 //! queue. On expiry or cancel, the running step's whole process tree is killed (SIGTERM, a short
@@ -12,7 +13,9 @@
 //! running in its process group is killed too, so a finished build leaves no process behind.
 //!
 //! The package manager a project names by version is made ready in `provide`: verified
-//! against a digest from outside the cache and run from the build's own unpacked copy.
+//! against a digest from outside the cache and run from the build's own unpacked copy; `tool`
+//! finds the one that runs and its version; `install_root` decides where the install runs. The
+//! lines quoted when a step fails are chosen in `excerpt`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,31 +26,26 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::dependency_scripts;
+use super::excerpt::{error_excerpt, project_paths};
 use super::layout::Caches;
 use super::package_manager::{
-    self, Detection, PackageManager, alone_args, build_args, build_script_in, exec_args,
-    find_in_path, install_args, mastra_build_args,
+    self, PackageManager, alone_args, build_args, build_script_in, exec_args, install_args,
+    mastra_build_args,
 };
 use super::pm_cache::PrivateCopy;
 use super::project::{BuildOutcome, BuildRequest, BuildStatus};
 use super::provision::KnownIntegrities;
 use super::queue::{Admission, Slot};
 use crate::logs::{LogEntry, LogLimits, LogStore, RUNNER_PREFIX, Stream, join_text};
-use crate::process::{self, ExitInfo, Journal, SpawnSpec};
-use crate::source::workspace::{self, Member, Workspace};
+use crate::process::{self, Ending, ExitInfo, Journal, SpawnSpec};
+use crate::source::workspace::Member;
 
+mod install_root;
 mod provide;
+mod tool;
 
 /// Where a Mastra build leaves the server's entry point, relative to the working directory.
 pub const OUTPUT_ENTRY: &str = ".mastra/output/index.mjs";
-
-/// How long to wait for a finished step's output pipes to drain into the log.
-const OUTPUT_SETTLE: Duration = Duration::from_secs(2);
-
-/// At most this many of the package manager's own lines are quoted in a failure message…
-const EXCERPT_LINES: usize = 6;
-/// …and at most this many bytes of them.
-const EXCERPT_BYTES: usize = 800;
 
 /// `<workdir>/.mastra/output/index.mjs`.
 pub fn output_entry(workdir: &Path) -> PathBuf {
@@ -193,19 +191,6 @@ fn outcome(
 fn say(log: &LogStore, line: String) -> u64 {
     log.append_lines(Stream::Stdout, [format!("{RUNNER_PREFIX}{line}")])
         .unwrap_or(0)
-}
-
-/// The version in the `packageManager: pnpm@<version>` line pnpm writes into
-/// `<node_modules>/.modules.yaml` after an install, if that file is there and says so.
-fn modules_yaml_version(node_modules: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(node_modules.join(".modules.yaml")).ok()?;
-    text.lines().find_map(|line| {
-        let value = line.strip_prefix("packageManager:")?.trim();
-        let (_, version) = value
-            .trim_matches(|c| c == '\'' || c == '"')
-            .rsplit_once('@')?;
-        Some(version.to_owned()).filter(|v| !v.is_empty())
-    })
 }
 
 /// Resolves once the build is cancelled (never, if the canceller is gone).
@@ -472,81 +457,6 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The build copy (`<buildDir>/<build.id>`) holding `workdir`, if it is in one.
-    fn copy_of(&self, workdir: &Path) -> Option<PathBuf> {
-        let build_dir = self.settings.caches.root().parent()?;
-        let first = workdir.strip_prefix(build_dir).ok()?.components().next()?;
-        Some(build_dir.join(first))
-    }
-
-    /// The workspace the working directory is a package of, looked for inside the build copy
-    /// (`<buildDir>/<build.id>`) only: a directory elsewhere is built on its own.
-    fn workspace(&self, workdir: &Path) -> Option<Workspace> {
-        let copy = self.copy_of(workdir)?;
-        let root = workspace::find_root(workdir, workspace::SearchBound::Within(&copy))
-            .filter(|root| root != workdir)?;
-        workspace::load(&root).filter(|workspace| workspace.member(workdir).is_some())
-    }
-
-    /// Whether the install must stay in `workdir`, which no workspace takes as a package
-    /// (membership is decided in the build copy, as the copy decided it, or, for a directory
-    /// built in place, up to the filesystem root), because a workspace root above it (in the
-    /// copy or above the copy) leaves it out: `pm` walking up would install that root
-    /// instead. Says so.
-    fn alone(&self, workdir: &Path, pm: PackageManager) -> bool {
-        let top = PathBuf::from("/");
-        let copy = self.copy_of(workdir);
-        let bound = workspace::SearchBound::Within(copy.as_deref().unwrap_or(&top));
-        let Some(root) = workspace::unlisting_root(workdir, bound) else {
-            return false;
-        };
-        let how = match alone_args(pm) {
-            [] => "as it does on its own".to_owned(),
-            args => format!("with {}", args.join(" ")),
-        };
-        self.say(format!(
-            "Workspace: {} is a workspace root whose packages do not include the project: \
-             installing the project alone ({} {how})",
-            root.display(),
-            pm.command()
-        ));
-        true
-    }
-
-    /// Makes the workspace's root the place of the install, says so, and returns the workspace
-    /// packages the app (`workdir`) depends on, in build order.
-    fn enter_workspace(&mut self, workspace: &Workspace, workdir: &Path) -> Vec<Member> {
-        self.root = workspace.root.clone();
-        let dependencies: Vec<Member> = workspace
-            .member(workdir)
-            .map(|app| {
-                workspace
-                    .dependencies_of(app)
-                    .into_iter()
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        let relative = workdir.strip_prefix(&workspace.root).unwrap_or(workdir);
-        let needed = if dependencies.is_empty() {
-            "no other workspace package".to_owned()
-        } else {
-            dependencies
-                .iter()
-                .map(|m| m.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        self.say(format!(
-            "Workspace: the project is the package {} of the workspace at {} ({}); installing \
-             at its root; it depends on {needed}",
-            relative.display(),
-            workspace.root.display(),
-            workspace.marker
-        ));
-        dependencies
-    }
-
     /// Runs a helper command (not a step of the project) into a scratch log; its exit and lines.
     async fn quiet(
         &mut self,
@@ -568,195 +478,6 @@ impl Run<'_> {
             .supervise(spec, Arc::clone(&scratch), step, &shown)
             .await?;
         Ok((exit, scratch.all()))
-    }
-
-    /// Makes a build copy (a working directory inside `buildDir`) without a `.git` of its own a
-    /// git work tree, with an empty repository, so that lifecycle scripts that ask git (husky,
-    /// lefthook) work; a directory elsewhere is the caller's and is left alone.
-    async fn git_work_tree(&mut self, env: &BTreeMap<String, String>) -> Result<(), Stop> {
-        let workdir = self.root.clone();
-        let inside = self
-            .settings
-            .caches
-            .root()
-            .parent()
-            .is_some_and(|build_dir| workdir.starts_with(build_dir));
-        if !inside || workdir.join(".git").exists() {
-            return Ok(());
-        }
-        let path = env.get("PATH").map(String::as_str);
-        let Some(git) = find_in_path("git", path, &workdir) else {
-            self.say(
-                "git is not on PATH: the build copy is not a git work tree, so lifecycle scripts \
-                 that need one (husky, lefthook) may fail"
-                    .to_owned(),
-            );
-            return Ok(());
-        };
-        let (exit, output) = self
-            .quiet(
-                &git,
-                &["-c", "init.defaultBranch=main", "init", "--quiet"],
-                &workdir,
-                env,
-                "git init",
-            )
-            .await?;
-        if exit.success() {
-            self.say(
-                "Initialised an empty git repository in the build copy (without the source's \
-                 history), for lifecycle scripts that need a git work tree"
-                    .to_owned(),
-            );
-        } else {
-            self.say(format!(
-                "Warning: git init {}: {}",
-                how(&exit),
-                error_excerpt(&output).unwrap_or_default()
-            ));
-        }
-        Ok(())
-    }
-
-    /// Finds the package manager on the child's PATH (where a fetched copy comes first) and
-    /// asks it for its version; the yarn flavour follows the version actually found.
-    async fn resolve_tool(
-        &mut self,
-        detection: &Detection,
-        env: &BTreeMap<String, String>,
-        fetched: bool,
-        alone: bool,
-    ) -> Result<(PathBuf, Option<String>), Stop> {
-        let command = detection.package_manager.command();
-        let path = env.get("PATH").map(String::as_str);
-        let program = find_in_path(command, path, &self.root).ok_or_else(|| {
-            Stop::Failed(format!(
-                "Package manager {command} not found on PATH ({})",
-                path.unwrap_or("PATH is not set")
-            ))
-        })?;
-        let prefix = if alone {
-            alone_args(detection.package_manager)
-        } else {
-            &[]
-        };
-        let version = self.version(&program, prefix, env).await?;
-        let mut pm = detection.package_manager;
-        let found = match &version {
-            Some(version) => {
-                pm = pm.with_version(version);
-                format!("{command} {version}")
-            }
-            None => format!("{command} (version unknown)"),
-        };
-        self.package_manager = Some(pm);
-        // A fetched pnpm 10 may hand over to the version a workspace root above names
-        // (manage-package-manager-versions): say what it reports, not what was fetched.
-        let origin = match (&detection.requested_version, &version) {
-            (Some(wanted), Some(found)) if fetched && wanted != found => {
-                format!("fetched as {command}@{wanted}, the version package.json names")
-            }
-            _ if fetched => "the version package.json names".to_owned(),
-            _ => "found on PATH".to_owned(),
-        };
-        self.say(format!(
-            "Detected package manager: {}; running {found} from {} ({origin})",
-            detection.describe(),
-            program.display()
-        ));
-        if let (Some(wanted), Some(found)) = (&detection.requested_version, &version)
-            && major(wanted) != major(found)
-        {
-            self.say(format!(
-                "Warning: package.json asks for {command}@{wanted} but {command} {found} is on \
-                 PATH; using it"
-            ));
-        }
-        Ok((program, version))
-    }
-
-    /// `<program> <prefix> --version` in the install's folder, first line; `None` (with a
-    /// warning) when it fails.
-    async fn version(
-        &mut self,
-        program: &Path,
-        prefix: &[&str],
-        env: &BTreeMap<String, String>,
-    ) -> Result<Option<String>, Stop> {
-        let scratch = Arc::new(LogStore::new(LogLimits::with_lines(50)));
-        let mut args: Vec<String> = prefix.iter().map(|a| (*a).to_owned()).collect();
-        args.push("--version".to_owned());
-        let spec = SpawnSpec {
-            program: program.to_string_lossy().into_owned(),
-            args,
-            cwd: self.root.clone(),
-            env: env.clone(),
-        };
-        let shown = format!("{} {}", program.display(), spec.args.join(" "));
-        let exit = self
-            .supervise(spec, Arc::clone(&scratch), "detection", &shown)
-            .await?;
-        let first = scratch
-            .all()
-            .into_iter()
-            .filter(|e| e.stream() == Stream::Stdout)
-            .map(|e| e.line().trim().to_owned())
-            .find(|line| !line.is_empty());
-        match first {
-            Some(line) if exit.success() => Ok(Some(line.trim_start_matches('v').to_owned())),
-            _ => {
-                self.say(format!(
-                    "Warning: {shown} {}; continuing without its version",
-                    how(&exit)
-                ));
-                Ok(None)
-            }
-        }
-    }
-
-    /// Says which version of the package manager ran the install, from its own report: for
-    /// pnpm the `packageManager` it wrote into `node_modules/.modules.yaml`, else (and when
-    /// that file is elsewhere, as in a workspace) `<program> --version` with the install's
-    /// folder, flags and environment; warns when it is not the version package.json names.
-    async fn report_version(
-        &mut self,
-        program: &Path,
-        pm: PackageManager,
-        env: &BTreeMap<String, String>,
-        detection: &Detection,
-        alone: bool,
-    ) -> Result<(), Stop> {
-        let command = pm.command();
-        let written = match pm {
-            PackageManager::Pnpm => modules_yaml_version(&self.root.join("node_modules")),
-            _ => None,
-        };
-        let (ran, source) = match written {
-            Some(version) => (Some(version), "node_modules/.modules.yaml".to_owned()),
-            None => {
-                let prefix = if alone { alone_args(pm) } else { &[] };
-                let version = self.version(program, prefix, env).await?;
-                let mut shown = vec![command];
-                shown.extend(prefix);
-                shown.push("--version");
-                (version, shown.join(" "))
-            }
-        };
-        let Some(ran) = ran else {
-            return Ok(());
-        };
-        self.say(format!(
-            "The install ran {command} {ran} (as {source} reports)"
-        ));
-        if let Some(wanted) = &detection.requested_version
-            && *wanted != ran
-        {
-            self.say(format!(
-                "Warning: package.json names {command}@{wanted} but {command} {ran} ran the \
-                 install"
-            ));
-        }
-        Ok(())
     }
 
     /// Runs one step and fails it on a non-zero exit, quoting the package manager's own error
@@ -838,32 +559,31 @@ impl Run<'_> {
                 step: step.to_owned(),
             });
         }
-        let handle = process::spawn(spec, log, self.settings.journal.clone())
+        let stopping = process::Stopping {
+            deadline: Some(self.deadline),
+            grace: self.settings.kill_grace,
+            // Whatever the step left running in its group goes too.
+            kill_leftovers: true,
+        };
+        let journal = self.settings.journal.clone();
+        let end = process::run_to_end(spec, log, journal, stopping, cancelled(&mut self.cancel))
             .await
             .map_err(|e| Stop::Failed(format!("Cannot run {shown}: {e}")))?;
-        let stop = tokio::select! {
-            biased;
-            () = cancelled(&mut self.cancel) => Some(Stop::Cancelled { step: step.to_owned() }),
-            () = tokio::time::sleep_until(self.deadline) => {
-                Some(Stop::TimedOut { step: step.to_owned() })
-            }
-            _ = handle.wait() => None,
+        let stop = match end.ending {
+            Ending::Exited => return Ok(end.exit),
+            Ending::TimedOut => Stop::TimedOut {
+                step: step.to_owned(),
+            },
+            Ending::Cancelled => Stop::Cancelled {
+                step: step.to_owned(),
+            },
         };
-        // Also after a normal exit: whatever the step left running in its group goes now.
-        let stopping = Instant::now();
-        let exit = handle.kill_tree(self.settings.kill_grace).await;
-        if stop.is_some() {
-            self.say(format!(
-                "Stopped the {step}'s processes in {} s (kill grace {} s: SIGTERM, then SIGKILL)",
-                secs(stopping.elapsed()),
-                secs(self.settings.kill_grace)
-            ));
-        }
-        handle.wait_output_closed(OUTPUT_SETTLE).await;
-        match stop {
-            Some(stop) => Err(stop),
-            None => Ok(exit),
-        }
+        self.say(format!(
+            "Stopped the {step}'s processes in {} s (kill grace {} s: SIGTERM, then SIGKILL)",
+            secs(end.killed_in),
+            secs(self.settings.kill_grace)
+        ));
+        Err(stop)
     }
 }
 
@@ -934,255 +654,9 @@ fn how(exit: &ExitInfo) -> String {
     }
 }
 
-/// The leading number of a version.
-fn major(version: &str) -> Option<u64> {
-    version
-        .trim_start_matches(|c: char| !c.is_ascii_digit())
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// The lines of a failed step that say why: for a turbo run, the failed task's own lines (see
-/// [`turbo_task_lines`]); else its first error line and what follows on that stream (npm, pnpm,
-/// yarn and bun all start theirs with "error" or an `ERR_` code), else its last stderr lines,
-/// else its last lines; a few lines and bytes at most, colour codes removed.
-fn error_excerpt(output: &[LogEntry]) -> Option<String> {
-    let lines: Vec<(Stream, String)> = output
-        .iter()
-        // Leading spaces stay: they align a code frame's `^` under its line.
-        .map(|e| (e.stream(), strip_ansi(e.line()).trim_end().to_owned()))
-        .filter(|(_, line)| !line.trim().is_empty() && !is_bare_prefix(line.trim()))
-        .collect();
-    let chosen = turbo_task_lines(&lines).unwrap_or_else(|| step_lines(&lines));
-    let mut excerpt = String::new();
-    for line in chosen {
-        if excerpt.len() + line.len() > EXCERPT_BYTES {
-            if excerpt.is_empty() {
-                let cut = (0..=EXCERPT_BYTES)
-                    .rev()
-                    .find(|i| line.is_char_boundary(*i))
-                    .unwrap_or(0);
-                excerpt.push_str(&line[..cut]);
-                excerpt.push('…');
-            }
-            break;
-        }
-        if !excerpt.is_empty() {
-            excerpt.push('\n');
-        }
-        excerpt.push_str(line);
-    }
-    (!excerpt.is_empty()).then_some(excerpt)
-}
-
-/// A step's first error line and what follows on that stream, else its last stderr lines, else
-/// its last lines (see [`error_excerpt`]).
-fn step_lines(lines: &[(Stream, String)]) -> Vec<&str> {
-    match lines
-        .iter()
-        .position(|(_, line)| is_error_line(line.trim_start()))
-    {
-        // The error and what follows it on the same stream (the other pipe's lines may land
-        // anywhere in between).
-        Some(first) => lines[first..]
-            .iter()
-            .filter(|(stream, _)| *stream == lines[first].0)
-            .take(EXCERPT_LINES)
-            .map(|(_, l)| l.as_str())
-            .collect(),
-        None => {
-            let stderr: Vec<&str> = lines
-                .iter()
-                .filter(|(s, _)| *s == Stream::Stderr)
-                .map(|(_, l)| l.as_str())
-                .collect();
-            let pool: Vec<&str> = if stderr.is_empty() {
-                lines.iter().map(|(_, l)| l.as_str()).collect()
-            } else {
-                stderr
-            };
-            pool[pool.len().saturating_sub(EXCERPT_LINES)..].to_vec()
-        }
-    }
-}
-
-/// What turbo prints, after the task's prefix (`@ws/app:build: ERROR: command finished with
-/// error: …`), when a task's command fails.
-const TURBO_TASK_FAILED: &str = "ERROR: command finished with error";
-
-/// The lines of the task a turbo run names as failed, kept with their `<pkg>:<task>: ` prefix:
-/// from the task's first error line (`@ws/app:build: Error: …`), else its last lines. turbo's
-/// own error (`ERROR run failed: command exited (1)`, on stderr) says nothing of the cause,
-/// which the task printed on turbo's stdout. `None` when no turbo task failed.
-fn turbo_task_lines(lines: &[(Stream, String)]) -> Option<Vec<&str>> {
-    let prefix = lines.iter().find_map(|(_, line)| {
-        let at = line.find(&format!(": {TURBO_TASK_FAILED}"))?;
-        Some(format!("{}: ", &line[..at]))
-    })?;
-    let own: Vec<&str> = lines
-        .iter()
-        .map(|(_, line)| line.as_str())
-        .filter(|line| {
-            line.strip_prefix(prefix.as_str()).is_some_and(|rest| {
-                !rest.trim().is_empty()
-                    && !is_bare_prefix(rest.trim())
-                    && !rest.starts_with(TURBO_TASK_FAILED)
-            })
-        })
-        .collect();
-    let first = own
-        .iter()
-        .position(|line| is_error_line(line[prefix.len()..].trim_start()))
-        .unwrap_or(own.len().saturating_sub(EXCERPT_LINES));
-    let task: Vec<&str> = own[first..].iter().take(EXCERPT_LINES).copied().collect();
-    (!task.is_empty()).then_some(task)
-}
-
-/// The paths inside `root` (the build copy) that `text` names, each once, relative to the
-/// project `workdir` when inside it (`src/mastra/index.ts` for
-/// `<buildDir>/<id>/src/mastra/index.ts:3:5`), else to `root` (a workspace's
-/// `packages/lib/src/index.ts`).
-fn project_paths(text: &str, root: &Path, workdir: &Path) -> Vec<String> {
-    let app = workdir
-        .strip_prefix(root)
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned())
-        .filter(|p| !p.is_empty())
-        .map(|p| format!("{p}/"));
-    let prefix = format!("{}/", root.to_string_lossy().trim_end_matches('/'));
-    let mut found: Vec<String> = Vec::new();
-    for (at, _) in text.match_indices(&prefix) {
-        let rest = &text[at + prefix.len()..];
-        let end = rest
-            .find(|c: char| c.is_whitespace() || "'\"`()[]<>,;:".contains(c))
-            .unwrap_or(rest.len());
-        let relative = rest[..end].trim_end_matches('.');
-        let relative = app
-            .as_deref()
-            .and_then(|app| relative.strip_prefix(app))
-            .unwrap_or(relative);
-        if !relative.is_empty() && !found.iter().any(|f| f == relative) {
-            found.push(relative.to_owned());
-        }
-    }
-    found
-}
-
-fn is_error_line(line: &str) -> bool {
-    let lower = line.to_ascii_lowercase();
-    lower.starts_with("error")
-        || lower.starts_with("npm error")
-        || lower.starts_with("npm err!")
-        || line.contains("ERR_")
-}
-
-/// npm's empty continuation lines ("npm error" alone).
-fn is_bare_prefix(line: &str) -> bool {
-    matches!(line, "npm error" | "npm ERR!")
-}
-
-/// Removes ANSI escape sequences (colours, cursor moves).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-            continue;
-        }
-        if chars.peek() == Some(&'[') {
-            chars.next();
-            // Parameters and intermediates, up to the final byte (@ to ~).
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) {
-                    break;
-                }
-            }
-        } else {
-            chars.next();
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entries(lines: &[(Stream, &str)]) -> Vec<LogEntry> {
-        lines
-            .iter()
-            .enumerate()
-            .map(|(i, (stream, line))| LogEntry::new(i as u64 + 1, 0, *stream, line))
-            .collect()
-    }
-
-    #[test]
-    fn the_first_error_line_and_what_follows_are_quoted() {
-        use Stream::*;
-        // What npm ci prints for a lockfile out of sync (shortened).
-        let npm = entries(&[
-            (Stderr, "npm error code EUSAGE"),
-            (Stderr, "npm error"),
-            (
-                Stderr,
-                "npm error `npm ci` can only install packages when your package.json and package-lock.json are in sync.",
-            ),
-            (Stderr, "npm error"),
-            (
-                Stderr,
-                "npm error Invalid: lock file's is-number@7.0.0 does not satisfy is-number@6.0.0",
-            ),
-        ]);
-        let excerpt = error_excerpt(&npm).unwrap();
-        assert!(excerpt.starts_with("npm error code EUSAGE\nnpm error `npm ci` can only"));
-        assert!(excerpt.ends_with("does not satisfy is-number@6.0.0"));
-
-        let yarn = entries(&[
-            (Stdout, "yarn install v1.22.22"),
-            (Stdout, "[1/4] Resolving packages..."),
-            (
-                Stderr,
-                "\u{1b}[31merror\u{1b}[39m Your lockfile needs to be updated.",
-            ),
-        ]);
-        assert_eq!(
-            error_excerpt(&yarn).unwrap(),
-            "error Your lockfile needs to be updated."
-        );
-    }
-
-    #[test]
-    fn without_error_lines_the_last_stderr_lines_are_quoted() {
-        use Stream::*;
-        let output = entries(&[
-            (Stdout, "building"),
-            (Stderr, "warning: x"),
-            (Stderr, "it broke"),
-            (Stdout, "done"),
-        ]);
-        assert_eq!(error_excerpt(&output).unwrap(), "warning: x\nit broke");
-        let quiet = entries(&[(Stdout, "a"), (Stdout, "b")]);
-        assert_eq!(error_excerpt(&quiet).unwrap(), "a\nb");
-        assert_eq!(error_excerpt(&[]), None);
-    }
-
-    #[test]
-    fn excerpts_are_bounded() {
-        let long = "error ".to_owned() + &"é".repeat(1000);
-        let output = entries(&[(Stream::Stderr, long.as_str()), (Stream::Stderr, "more")]);
-        let excerpt = error_excerpt(&output).unwrap();
-        assert!(excerpt.len() <= EXCERPT_BYTES + '…'.len_utf8());
-        assert!(excerpt.ends_with('…'));
-        let many: Vec<String> = (0..20).map(|i| format!("error {i}")).collect();
-        let many: Vec<(Stream, &str)> = many.iter().map(|l| (Stream::Stderr, l.as_str())).collect();
-        assert_eq!(
-            error_excerpt(&entries(&many)).unwrap().lines().count(),
-            EXCERPT_LINES
-        );
-    }
 
     #[test]
     fn exits_and_durations_read_naturally() {
@@ -1200,123 +674,5 @@ mod tests {
         assert_eq!(secs(Duration::from_millis(2_000)), "2");
         assert_eq!(secs(Duration::from_millis(2_340)), "2.3");
         assert_eq!(secs(Duration::from_millis(61_600)), "62");
-        assert_eq!(major("v12.21.0"), Some(12));
-        assert_eq!(major("9.1.0"), Some(9));
-    }
-
-    #[test]
-    fn code_frames_keep_their_indentation() {
-        use Stream::*;
-        let output = entries(&[
-            (Stdout, "building"),
-            (Stderr, "Error: Transform failed with 1 error:"),
-            (Stderr, "  3 |   const x = ;"),
-            (Stderr, "    |             ^"),
-        ]);
-        assert_eq!(
-            error_excerpt(&output).unwrap(),
-            "Error: Transform failed with 1 error:\n  3 |   const x = ;\n    |             ^"
-        );
-        let indented = entries(&[(Stderr, "   error TS2304: Cannot find name 'x'.")]);
-        assert_eq!(
-            error_excerpt(&indented).unwrap(),
-            "   error TS2304: Cannot find name 'x'."
-        );
-    }
-
-    #[test]
-    fn a_failed_turbo_task_is_quoted_by_its_own_lines() {
-        use Stream::*;
-        // What turbo 2.5.8 prints when @ws/app's build fails (the task's output is on turbo's
-        // stdout, turbo's own errors on its stderr).
-        let output = entries(&[
-            (Stdout, "• Packages in scope: @ws/app, @ws/lib"),
-            (
-                Stdout,
-                "@ws/lib:build: cache miss, executing e0a38b2b71c2df5c",
-            ),
-            (Stdout, "@ws/lib:build: lib: wrote dist/index.js"),
-            (
-                Stdout,
-                "@ws/app:build: cache miss, executing c7df962d540a3b1b",
-            ),
-            (Stdout, "@ws/app:build: "),
-            (Stdout, "@ws/app:build: > @ws/app@1.0.0 build"),
-            (Stdout, "@ws/app:build: [mastra] building"),
-            (
-                Stdout,
-                "@ws/app:build: Error: \"ObservabilityStorage\" is not exported by \"node_modules/@mastra/core/dist/storage/index.js\"",
-            ),
-            (
-                Stdout,
-                "@ws/app:build:     at getRollupError (file:///x/rollup.js:1:1)",
-            ),
-            (
-                Stdout,
-                "@ws/app:build: npm error Lifecycle script `build` failed with error:",
-            ),
-            (Stdout, "@ws/app:build: npm error code 1"),
-            (
-                Stderr,
-                "@ws/app:build: ERROR: command finished with error: command (/b/1/apps/mastra) /usr/bin/npm run build exited (1)",
-            ),
-            (Stdout, "@ws/app:build: npm error path /b/1/apps/mastra"),
-            (Stdout, "@ws/app:build: npm error workspace @ws/app@1.0.0"),
-            (Stdout, "@ws/app:build: npm error location /b/1/apps/mastra"),
-            (
-                Stderr,
-                "@ws/app#build: command (/b/1/apps/mastra) /usr/bin/npm run build exited (1)",
-            ),
-            (Stdout, " Tasks:    1 successful, 2 total"),
-            (Stdout, "Failed:    @ws/app#build"),
-            (Stderr, " ERROR  run failed: command  exited (1)"),
-        ]);
-        assert_eq!(
-            error_excerpt(&output).unwrap(),
-            "@ws/app:build: Error: \"ObservabilityStorage\" is not exported by \"node_modules/@mastra/core/dist/storage/index.js\"\n\
-             @ws/app:build:     at getRollupError (file:///x/rollup.js:1:1)\n\
-             @ws/app:build: npm error Lifecycle script `build` failed with error:\n\
-             @ws/app:build: npm error code 1\n\
-             @ws/app:build: npm error path /b/1/apps/mastra\n\
-             @ws/app:build: npm error workspace @ws/app@1.0.0"
-        );
-        // A task that printed no error line: its last lines.
-        let quiet = entries(&[
-            (Stdout, "app:build: step 1"),
-            (Stdout, "app:build: it broke"),
-            (Stdout, "lib:build: fine"),
-            (
-                Stderr,
-                "app:build: ERROR: command finished with error: command (.) exited (2)",
-            ),
-            (Stderr, " ERROR  run failed: command  exited (2)"),
-        ]);
-        assert_eq!(
-            error_excerpt(&quiet).unwrap(),
-            "app:build: step 1\napp:build: it broke"
-        );
-    }
-
-    #[test]
-    fn paths_in_the_copy_are_named_relative_to_the_project() {
-        let text = "/b/id1/src/mastra/index.ts:3:5: ERROR: Expected expression\n\
-                    at (/b/id1/src/mastra/index.ts:3:5) and '/b/id1/lib/a.js'.\n/b/id10/x.ts";
-        assert_eq!(
-            project_paths(text, Path::new("/b/id1"), Path::new("/b/id1")),
-            ["src/mastra/index.ts", "lib/a.js"]
-        );
-        let root = Path::new("/b/id1");
-        assert!(project_paths("nothing here", root, root).is_empty());
-        // In a workspace: the app's files relative to the app, the others to the root.
-        let text = "/b/id1/apps/mastra/src/index.ts:1:1 and /b/id1/packages/lib/x.ts";
-        assert_eq!(
-            project_paths(text, root, &root.join("apps/mastra")),
-            ["src/index.ts", "packages/lib/x.ts"]
-        );
-    }
-
-    #[test]
-    fn colour_codes_are_removed() {
-        assert_eq!(strip_ansi("\u{1b}[1;31mred\u{1b}[0m plain"), "red plain");
     }
 }

@@ -1,9 +1,10 @@
 //! Child processes: the one spawner ([`spawn`]) and the reader of their output (`output`),
-//! handles with the one tree killer ([`ProcessHandle::kill_tree`]), the environment allow-list
-//! ([`env`]), `/proc` reading ([`procfs`]), a port's listeners ([`sock_diag`]), CPU and memory
-//! of a tree ([`usage`]), the exit-hook registry ([`registry`]), the leftover journal
-//! ([`journal`]), and for servers that outlive the host their log file ([`logfile`]) and their
-//! adoption by a later host ([`adopt`]).
+//! handles with the one tree killer ([`ProcessHandle::kill_tree`]), a command run to its end
+//! under a deadline ([`run_to_end`]), the environment allow-list ([`env`]), `/proc` reading
+//! ([`procfs`]), a port's listeners ([`sock_diag`]), CPU and memory of a tree ([`usage`]), the
+//! exit-hook registry ([`registry`]), the leftover journal ([`journal`]), and for servers that
+//! outlive the host their log file ([`logfile`]) and their adoption by a later host
+//! ([`adopt`]).
 
 pub mod adopt;
 pub mod env;
@@ -16,6 +17,7 @@ mod output;
 pub mod ownership;
 pub mod procfs;
 pub mod registry;
+pub mod run;
 pub mod sock_diag;
 pub mod spawn;
 pub mod state_files;
@@ -26,6 +28,7 @@ pub use exit::ExitInfo;
 pub use handle::{DEFAULT_KILL_GRACE, ProcessHandle};
 pub use journal::{Journal, reap_leftovers};
 pub use manager::{ManagedProcess, ProcessManager};
+pub use run::{Ending, RunEnd, Stopping, run_command, run_to_end};
 pub use spawn::{Lifetime, SpawnSpec, spawn, spawn_with};
 pub use state_files::read_private_file;
 pub use usage::{QUICK_SAMPLE_PROCESSES, ResourceMonitor, Usage};

@@ -1,10 +1,13 @@
 //! `ProcessManager`: server processes by server id.
 use super::ProcessOn;
-use super::command::read_command;
+use super::command::{
+    ArgsArg, ArgumentList, CommandArg, CommandOptions, OptionsArg, Program, read_promised_command,
+};
 use super::spawned::SpawnedProcess;
 use super::tracked::{
     Tracked, TrackedMap, TrackedProcess, rejected, release, resolved, status, tracked_info,
 };
+use crate::binding::convert::PromisedArg;
 use crate::binding::error::JsFailure;
 use crate::binding::error::{Result, spawn};
 use crate::process;
@@ -98,9 +101,9 @@ impl ProcessManager {
         env: &'env Env,
         server_id: Option<Unknown>,
         deployment_id: Option<Unknown>,
-        command: Option<Unknown>,
-        arguments: Option<Unknown>,
-        options: Option<Unknown>,
+        command: PromisedArg<Program, CommandArg>,
+        arguments: Option<PromisedArg<ArgumentList, ArgsArg>>,
+        options: Option<PromisedArg<CommandOptions, OptionsArg>>,
     ) -> Result<Unknown<'env>> {
         match self.start_now(env, server_id, deployment_id, command, arguments, options) {
             Ok(info) => resolved(env, info.into_unknown(env)?),
@@ -223,14 +226,14 @@ impl ProcessManager {
         env: &'env Env,
         server_id: Option<Unknown>,
         deployment_id: Option<Unknown>,
-        command: Option<Unknown>,
-        arguments: Option<Unknown>,
-        options: Option<Unknown>,
+        command: PromisedArg<Program, CommandArg>,
+        arguments: Option<PromisedArg<ArgumentList, ArgsArg>>,
+        options: Option<PromisedArg<CommandOptions, OptionsArg>>,
     ) -> Result<TrackedProcess<'env>> {
         let server_id = args::required_string(server_id, "serverId")?;
         let deployment_id = args::required_string(deployment_id, "deploymentId")?;
         self.check_free(env, &server_id)?;
-        let command = read_command(command, arguments, options)?;
+        let command = read_promised_command(command, arguments, options)?;
         let spawned = SpawnedProcess::start(env, command, false)?;
         let instance = spawned.into_instance(env)?;
         let object = instance.as_object(env);

@@ -20,7 +20,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{Run, Stop, error_excerpt, how};
+use super::{Run, Stop, how};
+use crate::builder::excerpt::{error_excerpt, first_error_line};
 use crate::builder::package_manager::{Detection, find_in_path};
 use crate::builder::pm_cache::{self, Cached, PmCache};
 use crate::builder::provision::{self, Authority, Expected, Integrity, Plan, Wanted};
@@ -374,13 +375,4 @@ fn npm_env(env: &BTreeMap<String, String>, npm_cache: &Path) -> BTreeMap<String,
     );
     npm_env.remove("NODE_ENV");
     npm_env
-}
-
-/// `: <the first error line>` of a failed helper, or nothing.
-fn first_error_line(output: &[crate::logs::LogEntry]) -> String {
-    let excerpt = error_excerpt(output).unwrap_or_default();
-    match excerpt.lines().next() {
-        Some(line) if !line.is_empty() => format!(": {line}"),
-        _ => String::new(),
-    }
 }
