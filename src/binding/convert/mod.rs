@@ -17,6 +17,7 @@
 //! The TypeScript type of such a parameter is given beside it with `#[napi(ts_arg_type = "…")]`,
 //! since the type generator only sees `Arg`.
 
+pub(crate) mod read;
 mod values;
 
 use std::marker::PhantomData;
@@ -25,7 +26,8 @@ use std::ops::Deref;
 use napi::bindgen_prelude::{Env, FromNapiValue, TypeName, Unknown, ValidateNapiValue};
 use napi::{ValueType, sys};
 
-pub(crate) use values::{DateMs, Int, Json, Port};
+pub(crate) use read::{LineCallback, cwd};
+pub(crate) use values::{AnObject, Callback, DateMs, Int, Json, NonEmptyString, Port, Required};
 
 use super::error::{Result, rejection};
 

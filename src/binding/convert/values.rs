@@ -1,11 +1,12 @@
 //! The values an argument can be read as, each with the wording of the TypeScript package.
 
+use napi::ValueType;
 use napi::bindgen_prelude::{FunctionRef, JsValuesTupleIntoVec, Unknown};
 use serde_json::Value;
 
 use super::FromArg;
-use crate::binding::args;
-use crate::binding::error::Result;
+use super::read as args;
+use crate::binding::error::{JsFailure, Result};
 use crate::logs::Stream;
 
 impl FromArg for String {
@@ -63,5 +64,53 @@ impl<Args: JsValuesTupleIntoVec, Return> FromArg for FunctionRef<Args, Return> {
     /// A function, kept beyond the call; anything else is "expected a function, got …".
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
         args::callback(value, name)
+    }
+}
+
+/// A value the caller must pass: `undefined` and `null` are "is required" (as an argument napi
+/// read as absent always was); anything else must read as `T`.
+pub struct Required<T>(pub T);
+
+impl<T: FromArg> FromArg for Required<T> {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        match value.get_type()? {
+            ValueType::Undefined | ValueType::Null => Err(JsFailure::invalid(name, "is required")),
+            _ => T::from_arg(value, name).map(Required),
+        }
+    }
+}
+
+/// A string that is not empty ("must not be empty").
+pub struct NonEmptyString(pub String);
+
+impl FromArg for NonEmptyString {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        let text = String::from_arg(value, name)?;
+        if text.is_empty() {
+            return Err(JsFailure::invalid(name, "must not be empty"));
+        }
+        Ok(NonEmptyString(text))
+    }
+}
+
+/// A plain object (not an array, not a function) whose contents the method does not read;
+/// `undefined` and `null` are "is required".
+pub struct AnObject;
+
+impl FromArg for AnObject {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        let present = !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null);
+        args::object(present.then_some(value), name).map(|_| AnObject)
+    }
+}
+
+/// A function the caller must pass; `undefined` and `null` both read as left out ("expected a
+/// function, got undefined"), as an argument napi read as absent always did.
+pub struct Callback<Args: JsValuesTupleIntoVec, Return>(pub FunctionRef<Args, Return>);
+
+impl<Args: JsValuesTupleIntoVec, Return> FromArg for Callback<Args, Return> {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        let present = !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null);
+        args::required_callback(present.then_some(value), name).map(Callback)
     }
 }
