@@ -39,9 +39,9 @@ arg_names! {
 /// A directory argument of a Promise-returning function.
 type DirParam = PromisedArg<Required<String>, DirArg>;
 /// The `options` of a build.
-type BuildOptionsParam = Option<PromisedArg<Json, OptionsArg>>;
+type BuildOptionsParam = PromisedArg<Json, OptionsArg>;
 /// The `onLog` of a build.
-type OnLogParam = Option<PromisedArg<LineCallback, OnLogArg>>;
+type OnLogParam = PromisedArg<LineCallback, OnLogArg>;
 
 impl FromArg for PackageManager {
     /// The name of a package manager the builder knows (`'npm'`, `'pnpm'`, `'yarn'`, `'bun'`).
@@ -225,8 +225,8 @@ impl ProjectBuilder {
         #[napi(ts_arg_type = "Project")] project: PromisedArg<AnObject, ProjectArg>,
         #[napi(ts_arg_type = "Build")] build: PromisedArg<BuildTarget, BuildArg>,
         #[napi(ts_arg_type = "string")] source_dir: PromisedArg<Required<String>, SourceDirArg>,
-        #[napi(ts_arg_type = "BuildOptions")] options: BuildOptionsParam,
-        #[napi(ts_arg_type = "(line: string) => void")] on_log: OnLogParam,
+        #[napi(ts_arg_type = "BuildOptions")] options: Option<BuildOptionsParam>,
+        #[napi(ts_arg_type = "(line: string) => void")] on_log: Option<OnLogParam>,
     ) -> napi::Result<PromiseRaw<'env, Object<'env>>> {
         let project = project.into_result();
         // The caller's object, once read, goes to `finish` in every case, which releases it.
@@ -262,8 +262,8 @@ impl ProjectBuilder {
         env: &'env Env,
         #[napi(ts_arg_type = "string")] build_id: PromisedArg<Required<String>, BuildIdArg>,
         #[napi(ts_arg_type = "string")] workdir: PromisedArg<Required<String>, WorkdirArg>,
-        #[napi(ts_arg_type = "BuildOptions")] options: BuildOptionsParam,
-        #[napi(ts_arg_type = "(line: string) => void")] on_log: OnLogParam,
+        #[napi(ts_arg_type = "BuildOptions")] options: Option<BuildOptionsParam>,
+        #[napi(ts_arg_type = "(line: string) => void")] on_log: Option<OnLogParam>,
     ) -> napi::Result<PromiseRaw<'env, ProjectBuildResult>> {
         let prepared = build_id.into_result().and_then(|id| {
             let workdir = workdir.into_result().map(|dir| dir.0);
@@ -354,8 +354,8 @@ fn prepare(
     id_name: &str,
     workdir: Result<String>,
     dir_name: &str,
-    options: BuildOptionsParam,
-    on_log: OnLogParam,
+    options: Option<BuildOptionsParam>,
+    on_log: Option<OnLogParam>,
 ) -> Result<(BuildRequest, Option<LineCallback>)> {
     crate::validate::id(id_name, &build_id).map_err(to_js_error)?;
     let workdir = workdir?;

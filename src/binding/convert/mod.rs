@@ -27,7 +27,9 @@ use napi::bindgen_prelude::{Env, FromNapiValue, TypeName, Unknown, ValidateNapiV
 use napi::{ValueType, sys};
 
 pub(crate) use read::{LineCallback, cwd};
-pub(crate) use values::{AnObject, Callback, DateMs, Int, Json, NonEmptyString, Port, Required};
+pub(crate) use values::{
+    AnObject, Callback, DateMs, Int, Json, NonEmptyString, Port, Required, require,
+};
 
 use super::error::{Result, rejection};
 

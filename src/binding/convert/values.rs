@@ -5,14 +5,14 @@ use napi::bindgen_prelude::{FunctionRef, JsValuesTupleIntoVec, Unknown};
 use serde_json::Value;
 
 use super::FromArg;
-use super::read as args;
+use super::read;
 use crate::binding::error::{JsFailure, Result};
 use crate::logs::Stream;
 
 impl FromArg for String {
     /// A string; anything else (`undefined` too) is "expected a string, got …".
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::string(value, name)
+        read::string(value, name)
     }
 }
 
@@ -21,7 +21,7 @@ pub struct Int<const MIN: u64, const MAX: u64>(pub u64);
 
 impl<const MIN: u64, const MAX: u64> FromArg for Int<MIN, MAX> {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::integer(value, name, MIN, MAX).map(Int)
+        read::integer(value, name, MIN, MAX).map(Int)
     }
 }
 
@@ -30,7 +30,7 @@ pub struct Port(pub u16);
 
 impl FromArg for Port {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::port(Some(*value), name).map(Port)
+        read::port(Some(*value), name).map(Port)
     }
 }
 
@@ -39,14 +39,14 @@ pub struct DateMs(pub u64);
 
 impl FromArg for DateMs {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::date_ms(value, name).map(DateMs)
+        read::date_ms(value, name).map(DateMs)
     }
 }
 
 impl FromArg for Stream {
     /// `'stdout'` (also when left out) or `'stderr'`.
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::stream(Some(value), name)
+        read::stream(Some(value), name)
     }
 }
 
@@ -56,14 +56,14 @@ pub struct Json(pub Value);
 
 impl FromArg for Json {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::options(Some(*value), name).map(Json)
+        read::options(Some(*value), name).map(Json)
     }
 }
 
 impl<Args: JsValuesTupleIntoVec, Return> FromArg for FunctionRef<Args, Return> {
     /// A function, kept beyond the call; anything else is "expected a function, got …".
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::callback(value, name)
+        read::callback(value, name)
     }
 }
 
@@ -73,10 +73,16 @@ pub struct Required<T>(pub T);
 
 impl<T: FromArg> FromArg for Required<T> {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        match value.get_type()? {
-            ValueType::Undefined | ValueType::Null => Err(JsFailure::invalid(name, "is required")),
-            _ => T::from_arg(value, name).map(Required),
-        }
+        require(value, name)?;
+        T::from_arg(value, name).map(Required)
+    }
+}
+
+/// "is required" when `value` is `undefined` or `null`.
+pub(crate) fn require(value: &Unknown<'_>, name: &str) -> Result<()> {
+    match value.get_type()? {
+        ValueType::Undefined | ValueType::Null => Err(JsFailure::invalid(name, "is required")),
+        _ => Ok(()),
     }
 }
 
@@ -100,7 +106,7 @@ pub struct AnObject;
 impl FromArg for AnObject {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
         let present = !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null);
-        args::object(present.then_some(value), name).map(|_| AnObject)
+        read::object(present.then_some(value), name).map(|_| AnObject)
     }
 }
 
@@ -111,6 +117,6 @@ pub struct Callback<Args: JsValuesTupleIntoVec, Return>(pub FunctionRef<Args, Re
 impl<Args: JsValuesTupleIntoVec, Return> FromArg for Callback<Args, Return> {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
         let present = !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null);
-        args::required_callback(present.then_some(value), name).map(Callback)
+        read::required_callback(present.then_some(value), name).map(Callback)
     }
 }
