@@ -41,18 +41,19 @@ impl FromArg for Deployment {
     }
 }
 
-/// A subdomain split back into its parts.
+/// A subdomain split back into its parts. The fields are declared alphabetically, the key order
+/// `parse` has always returned (napi adds the optional `deploymentSlug` last).
 #[napi(object)]
 pub struct ParsedSubdomain {
-    /// The project slug (after the last `--`).
-    pub project_slug: String,
+    /// The branch part of a preview, else `null`.
+    pub branch: Either<String, Null>,
     /// What precedes the project slug (`staging` or the branch part); absent for production.
     pub deployment_slug: Option<String>,
+    /// The project slug (after the last `--`).
+    pub project_slug: String,
     /// The deployment type that generated the name.
     #[napi(js_name = "type", ts_type = "'production' | 'staging' | 'preview'")]
     pub kind: String,
-    /// The branch part of a preview, else `null`.
-    pub branch: Either<String, Null>,
 }
 
 impl From<subdomain::ParsedSubdomain> for ParsedSubdomain {
