@@ -1252,14 +1252,14 @@ export interface PaginatedLogsResult {
 
 /** A subdomain split back into its parts. */
 export interface ParsedSubdomain {
-  /** The project slug (after the last `--`). */
-  projectSlug: string
-  /** What precedes the project slug (`staging` or the branch part); absent for production. */
-  deploymentSlug?: string
-  /** The deployment type that generated the name. */
-  type: 'production' | 'staging' | 'preview'
   /** The branch part of a preview, else `null`. */
   branch: string | null
+  /** What precedes the project slug (`staging` or the branch part); absent for production. */
+  deploymentSlug?: string
+  /** The project slug (after the last `--`). */
+  projectSlug: string
+  /** The deployment type that generated the name. */
+  type: 'production' | 'staging' | 'preview'
 }
 
 /** What `ProjectBuilder.buildById()` resolves with. */

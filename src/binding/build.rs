@@ -7,7 +7,7 @@
 //! own account). The Promise resolves only after every line has been handed to `onLog`.
 
 use super::entities::{ProjectBuildResult, update_build};
-use super::error::{Result, spawn, spawn_then, to_js_error};
+use super::error::{Result, rejection, spawn, spawn_then, to_js_error};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -293,9 +293,8 @@ impl ProjectBuilder {
 
     /// Cancels every queued and running build; resolves once none of their processes is left.
     #[napi]
-    pub async fn cancel_all(&self) -> Result<()> {
+    pub async fn cancel_all(&self) {
         self.inner.cancel_all().await;
-        Ok(())
     }
 }
 
@@ -316,7 +315,9 @@ impl ProjectBuilder {
         let (request, delivery) = match prepared {
             Ok((request, Some(callback))) => {
                 let delivery =
-                    deliver_text(env, &request.log, callback, "a build's onLog callback")?.1;
+                    deliver_text(env, &request.log, callback, "a build's onLog callback")
+                        .map_err(|failure| rejection(env, failure))?
+                        .1;
                 (Ok(request), Some(delivery))
             }
             Ok((request, None)) => (Ok(request), None),

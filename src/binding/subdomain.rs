@@ -41,10 +41,11 @@ impl FromArg for Deployment {
     }
 }
 
-/// A subdomain split back into its parts. The fields are declared alphabetically, the key order
-/// `parse` has always returned (napi adds the optional `deploymentSlug` last).
+/// A subdomain split back into its parts.
 #[napi(object)]
 pub struct ParsedSubdomain {
+    // Declared alphabetically: the key order `parse` has always returned (napi adds the
+    // optional `deploymentSlug` after the others).
     /// The branch part of a preview, else `null`.
     pub branch: Either<String, Null>,
     /// What precedes the project slug (`staging` or the branch part); absent for production.
