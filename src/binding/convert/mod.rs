@@ -16,7 +16,12 @@
 //!
 //! The TypeScript type of such a parameter is given beside it with `#[napi(ts_arg_type = "…")]`,
 //! since the type generator only sees `Arg`.
+//!
+//! Inside: [`values`] holds the value kinds (`String`, [`Int`], [`Port`], [`Required`], …),
+//! [`read`] the readers they are made of (which also read fields of objects), and [`json`] the
+//! JS → JSON conversion behind [`Json`] that names the offending field.
 
+pub(crate) mod json;
 pub(crate) mod read;
 mod values;
 

@@ -9,8 +9,8 @@ use napi::threadsafe_function::UnknownReturnValue;
 use napi::{JsDate, ValueType};
 use serde_json::Value;
 
+use super::json;
 use crate::binding::error::{JsFailure, Result, to_js_error};
-use crate::binding::json;
 use crate::error::Mismatch;
 use crate::logs::Stream;
 use crate::validate;
