@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::convert::{
     AnObject, Arg, FromArg, Json, LineCallback, PromisedArg, Required, arg_names, cwd, read,
+    require,
 };
 use super::logs::deliver_text;
 use crate::builder::{self as core, BuildOptions, BuildOutcome, BuildRequest, PackageManager};
@@ -93,10 +94,10 @@ pub struct BuildTarget {
 
 impl FromArg for BuildTarget {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        AnObject::from_arg(value, name)?;
+        require(value, name)?;
+        let object = read::object(Some(value), name)?;
         let id = read::field(Some(value), name, "id")?;
         let id = read::required_string(id, &format!("{name}.id"))?;
-        let object = read::object(Some(value), name)?;
         Ok(BuildTarget {
             object: object.create_ref()?,
             id,

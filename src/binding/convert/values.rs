@@ -80,10 +80,18 @@ impl<T: FromArg> FromArg for Required<T> {
 
 /// "is required" when `value` is `undefined` or `null`.
 pub(crate) fn require(value: &Unknown<'_>, name: &str) -> Result<()> {
-    match value.get_type()? {
-        ValueType::Undefined | ValueType::Null => Err(JsFailure::invalid(name, "is required")),
-        _ => Ok(()),
+    match given(value)? {
+        Some(_) => Ok(()),
+        None => Err(JsFailure::invalid(name, "is required")),
     }
+}
+
+/// `value`, or `None` when it is `undefined` or `null` (how napi reads a left-out argument).
+fn given<'value, 'env>(value: &'value Unknown<'env>) -> Result<Option<&'value Unknown<'env>>> {
+    Ok(match value.get_type()? {
+        ValueType::Undefined | ValueType::Null => None,
+        _ => Some(value),
+    })
 }
 
 /// A string that is not empty ("must not be empty").
@@ -105,8 +113,7 @@ pub struct AnObject;
 
 impl FromArg for AnObject {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        let present = !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null);
-        read::object(present.then_some(value), name).map(|_| AnObject)
+        read::object(given(value)?, name).map(|_| AnObject)
     }
 }
 
@@ -116,7 +123,6 @@ pub struct Callback<Args: JsValuesTupleIntoVec, Return>(pub FunctionRef<Args, Re
 
 impl<Args: JsValuesTupleIntoVec, Return> FromArg for Callback<Args, Return> {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        let present = !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null);
-        read::required_callback(present.then_some(value), name).map(Callback)
+        read::required_callback(given(value)?, name).map(Callback)
     }
 }
