@@ -1069,7 +1069,7 @@ export declare class SubdomainGenerator {
    * `{ projectSlug: 'c', deploymentSlug: 'a--b' }`; no `--` gives no `deploymentSlug`), plus
    * the deployment `type` that generated it and, for previews, the `branch` part (else `null`).
    */
-  parse(subdomain: string): { projectSlug: string; deploymentSlug?: string; type: 'production' | 'staging' | 'preview'; branch: string | null }
+  parse(subdomain: string): ParsedSubdomain
 }
 
 /**
@@ -1260,6 +1260,18 @@ export interface PaginatedLogsResult {
   oldestCursor: string | null
   /** The id of the page's newest entry. */
   newestCursor: string | null
+}
+
+/** A subdomain split back into its parts. */
+export interface ParsedSubdomain {
+  /** The branch part of a preview, else `null`. */
+  branch: string | null
+  /** What precedes the project slug (`staging` or the branch part); absent for production. */
+  deploymentSlug?: string
+  /** The project slug (after the last `--`). */
+  projectSlug: string
+  /** The deployment type that generated the name. */
+  type: 'production' | 'staging' | 'preview'
 }
 
 /** What `ProjectBuilder.buildById()` resolves with. */

@@ -11,6 +11,8 @@
 //! A preview whose branch normalises to `staging` reads back as the staging deployment; the
 //! format leaves no other choice.
 
+use crate::error::{Error, Result};
+
 /// The longest DNS label.
 pub const MAX_LABEL: usize = 63;
 
@@ -40,6 +42,17 @@ impl DeploymentType {
             "preview" => Some(DeploymentType::Preview),
             _ => None,
         }
+    }
+
+    /// From the `type` field of a MastraAdmin deployment; any other name is refused, e.g.
+    /// `Invalid deployment.type: must be 'production', 'staging' or 'preview' (got 'beta')`.
+    pub fn from_deployment_field(name: &str) -> Result<Self> {
+        DeploymentType::from_name(name).ok_or_else(|| {
+            Error::invalid(
+                "deployment.type",
+                format!("must be 'production', 'staging' or 'preview' (got '{name}')"),
+            )
+        })
     }
 
     /// The name MastraAdmin uses.
@@ -122,6 +135,24 @@ pub fn generate(project_slug: &str, deployment_type: DeploymentType, branch: &st
             format!("{branch_part}--{project}")
         }
     }
+}
+
+/// As [`generate`], for a deployment whose branch may be missing: a preview without a branch
+/// (or with an empty one) is refused (`Invalid deployment.branch: a preview deployment needs
+/// its branch`); other types ignore the branch.
+pub fn generate_checked(
+    project_slug: &str,
+    deployment_type: DeploymentType,
+    branch: Option<&str>,
+) -> Result<String> {
+    let branch = branch.unwrap_or_default();
+    if deployment_type == DeploymentType::Preview && branch.is_empty() {
+        return Err(Error::invalid(
+            "deployment.branch",
+            "a preview deployment needs its branch",
+        ));
+    }
+    Ok(generate(project_slug, deployment_type, branch))
 }
 
 /// Splits a subdomain at its last `--`: the project slug after it, the deployment slug (when
@@ -266,5 +297,29 @@ mod tests {
         assert_eq!(parse("Not.A.Label").project, "Not.A.Label");
         assert_eq!(parse("Not.A.Label").deployment_slug(), None);
         assert_eq!(parse("staging--x").deployment_slug(), Some("staging"));
+    }
+
+    #[test]
+    fn checked_generation_refuses_unknown_types_and_previews_without_branch() {
+        let refused = DeploymentType::from_deployment_field("beta").unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "Invalid deployment.type: must be 'production', 'staging' or 'preview' (got 'beta')"
+        );
+        assert_eq!(
+            DeploymentType::from_deployment_field("preview").ok(),
+            Some(DeploymentType::Preview)
+        );
+        for branch in [None, Some("")] {
+            let refused = generate_checked("shop", DeploymentType::Preview, branch).unwrap_err();
+            assert_eq!(
+                refused.to_string(),
+                "Invalid deployment.branch: a preview deployment needs its branch"
+            );
+        }
+        assert_eq!(
+            generate_checked("shop", DeploymentType::Staging, None).ok(),
+            Some("staging--shop".to_owned())
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! own account). The Promise resolves only after every line has been handed to `onLog`.
 
 use super::entities::{ProjectBuildResult, update_build};
-use super::error::{Result, spawn, spawn_then, to_js_error};
+use super::error::{Result, rejection, spawn, spawn_then, to_js_error};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,29 +16,108 @@ use napi::bindgen_prelude::{Object, ObjectRef, PromiseRaw, ToNapiValue, Unknown}
 use napi_derive::napi;
 use serde_json::Value;
 
-use super::args::{self, LineCallback};
-use super::json;
+use super::convert::{
+    AnObject, Arg, FromArg, Json, LineCallback, PromisedArg, Required, arg_names, cwd, read,
+    require,
+};
 use super::logs::deliver_text;
 use crate::builder::{self as core, BuildOptions, BuildOutcome, BuildRequest, PackageManager};
 use crate::error::Error;
 use crate::validate;
+
+arg_names! {
+    DirArg = "dir";
+    PmArg = "pm";
+    OptionsArg = "options";
+    ProjectArg = "project";
+    BuildArg = "build";
+    SourceDirArg = "sourceDir";
+    BuildIdArg = "buildId";
+    WorkdirArg = "workdir";
+    OnLogArg = "onLog";
+}
+
+/// A directory argument of a Promise-returning function.
+type DirParam = PromisedArg<Required<String>, DirArg>;
+/// The `options` of a build.
+type BuildOptionsParam = PromisedArg<Json, OptionsArg>;
+/// The `onLog` of a build.
+type OnLogParam = PromisedArg<LineCallback, OnLogArg>;
+
+impl FromArg for PackageManager {
+    /// The name of a package manager the builder knows (`'npm'`, `'pnpm'`, `'yarn'`, `'bun'`).
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        let Required(given) = Required::<String>::from_arg(value, name)?;
+        Ok(PackageManager::from_name(
+            &given,
+            &format!("argument {name}"),
+        )?)
+    }
+}
+
+/// `{ frozen?: boolean }`: whether the reproducible install form is wanted.
+pub struct InstallOptions {
+    frozen: bool,
+}
+
+impl FromArg for InstallOptions {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        let frozen = match Json::from_arg(value, name)?.0 {
+            Value::Null => false,
+            Value::Object(fields) => match fields.get("frozen").unwrap_or(&Value::Null) {
+                Value::Null => false,
+                Value::Bool(frozen) => *frozen,
+                other => {
+                    return Err(to_js_error(Error::invalid(
+                        format!("{name}.frozen"),
+                        validate::expected("a boolean", other),
+                    )));
+                }
+            },
+            other => {
+                return Err(to_js_error(Error::invalid(
+                    name,
+                    validate::expected("an object", &other),
+                )));
+            }
+        };
+        Ok(InstallOptions { frozen })
+    }
+}
+
+/// The `build` argument of `ProjectBuilder.build`: the caller's object, kept to be updated,
+/// and its `id`.
+pub struct BuildTarget {
+    object: ObjectRef,
+    id: String,
+}
+
+impl FromArg for BuildTarget {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        require(value, name)?;
+        let object = read::object(Some(value), name)?;
+        let id = read::field(Some(value), name, "id")?;
+        let id = read::required_string(id, &format!("{name}.id"))?;
+        Ok(BuildTarget {
+            object: object.create_ref()?,
+            id,
+        })
+    }
+}
 
 /// Resolves the package manager of the project in `dir`: the `packageManager` field of
 /// package.json (`pnpm@9.1.0`) wins, then lockfiles (`pnpm-lock.yaml` → pnpm, `bun.lock` /
 /// `bun.lockb` → bun, `yarn.lock` → yarn, `package-lock.json` / `npm-shrinkwrap.json` → npm),
 /// else npm. Rejects when package.json is not valid JSON (naming the file and position) or
 /// names an unknown package manager.
-#[napi(
-    ts_args_type = "dir: string",
-    ts_return_type = "Promise<'npm' | 'pnpm' | 'yarn' | 'bun'>"
-)]
+#[napi(ts_return_type = "Promise<'npm' | 'pnpm' | 'yarn' | 'bun'>")]
 pub fn detect_package_manager<'env>(
     env: &'env Env,
-    dir: Option<Unknown>,
+    #[napi(ts_arg_type = "string")] dir: DirParam,
 ) -> napi::Result<PromiseRaw<'env, &'static str>> {
-    let dir = args::required_string(dir, "dir");
+    let dir = dir.into_result();
     spawn(env, async move {
-        let dir = dir?;
+        let dir = dir?.0;
         let detection = off_thread(move || core::detect(Path::new(&dir))).await?;
         Ok(detection.package_manager.command())
     })
@@ -68,65 +147,40 @@ where
 /// `{ frozen: true }`, the reproducible form the builder uses when a lockfile exists
 /// (`ci --audit=false --fund=false` for npm, `install --frozen-lockfile` for pnpm, yarn 1 and
 /// bun). Throws for an unknown package manager.
-#[napi(
-    ts_args_type = "pm: 'npm' | 'pnpm' | 'yarn' | 'bun', options?: { frozen?: boolean }",
-    ts_return_type = "string[]"
-)]
-pub fn get_install_args(pm: Option<Unknown>, options: Option<Unknown>) -> Result<Vec<String>> {
-    let pm = package_manager(pm)?;
-    let frozen = match args::options(options, "options")? {
-        Value::Null => false,
-        Value::Object(fields) => match fields.get("frozen").unwrap_or(&Value::Null) {
-            Value::Null => false,
-            Value::Bool(frozen) => *frozen,
-            other => {
-                return Err(to_js_error(Error::invalid(
-                    "options.frozen",
-                    validate::expected("a boolean", other),
-                )));
-            }
-        },
-        other => {
-            return Err(to_js_error(Error::invalid(
-                "options",
-                validate::expected("an object", &other),
-            )));
-        }
-    };
-    Ok(if frozen {
+#[napi(ts_return_type = "string[]")]
+pub fn get_install_args(
+    #[napi(ts_arg_type = "'npm' | 'pnpm' | 'yarn' | 'bun'")] pm: Arg<PackageManager, PmArg>,
+    #[napi(ts_arg_type = "{ frozen?: boolean }")] options: Option<Arg<InstallOptions, OptionsArg>>,
+) -> Vec<String> {
+    let pm = pm.into_inner();
+    if options.is_some_and(|options| options.frozen) {
         core::install_args(pm, true)
     } else {
         core::quiet_install_args(pm)
-    })
+    }
 }
 
 /// The arguments that run the project's build script with `pm`: `['run', 'build']`.
 /// Throws for an unknown package manager.
-#[napi(
-    ts_args_type = "pm: 'npm' | 'pnpm' | 'yarn' | 'bun'",
-    ts_return_type = "string[]"
-)]
-pub fn get_build_args(pm: Option<Unknown>) -> Result<Vec<String>> {
-    Ok(core::build_args(package_manager(pm)?))
+#[napi(ts_return_type = "string[]")]
+pub fn get_build_args(
+    #[napi(ts_arg_type = "'npm' | 'pnpm' | 'yarn' | 'bun'")] pm: Arg<PackageManager, PmArg>,
+) -> Vec<String> {
+    core::build_args(pm.into_inner())
 }
 
 /// Resolves whether `<dir>/package.json` has a non-empty `scripts.build` (false without a
 /// package.json). Rejects when package.json is not valid JSON.
-#[napi(ts_args_type = "dir: string", ts_return_type = "Promise<boolean>")]
+#[napi(ts_return_type = "Promise<boolean>")]
 pub fn has_build_script<'env>(
     env: &'env Env,
-    dir: Option<Unknown>,
+    #[napi(ts_arg_type = "string")] dir: DirParam,
 ) -> napi::Result<PromiseRaw<'env, bool>> {
-    let dir = args::required_string(dir, "dir");
+    let dir = dir.into_result();
     spawn(env, async move {
-        let dir = dir?;
+        let dir = dir?.0;
         off_thread(move || core::has_build_script(Path::new(&dir))).await
     })
-}
-
-fn package_manager(pm: Option<Unknown>) -> Result<PackageManager> {
-    let name = args::required_string(pm, "pm")?;
-    PackageManager::from_name(&name, "argument pm").map_err(to_js_error)
 }
 
 /// Builds projects in place: detects the package manager, installs dependencies (the frozen
@@ -143,13 +197,14 @@ pub struct ProjectBuilder {
 impl ProjectBuilder {
     /// Validates `options` (every field optional); throws an `Error` naming a wrong field.
     /// `buildDir` is resolved against the current working directory now.
-    #[napi(constructor, ts_args_type = "options?: ProjectBuilderOptions")]
-    pub fn new(options: Option<Unknown>) -> Result<Self> {
-        let cwd = args::cwd("buildDir")?;
-        let options = match options {
-            Some(options) => json::to_json(&options, "options")?,
-            None => Value::Null,
-        };
+    #[napi(constructor)]
+    pub fn new(
+        #[napi(ts_arg_type = "ProjectBuilderOptions")] options: Option<Arg<Json, OptionsArg>>,
+    ) -> Result<Self> {
+        let cwd = cwd("buildDir")?;
+        let options = options
+            .map(|options| options.into_inner().0)
+            .unwrap_or_default();
         let config = core::BuilderConfig::from_json(&options, &cwd).map_err(to_js_error)?;
         Ok(ProjectBuilder {
             inner: core::ProjectBuilder::new(config),
@@ -164,40 +219,27 @@ impl ProjectBuilder {
     /// for bad arguments or a `build.id` already queued or running. Every log line reaches
     /// `onLog` in order, as it happens, before the Promise resolves; stderr lines start with
     /// `[stderr] `, the builder's own with `[runner] `.
-    #[napi(
-        ts_args_type = "project: Project, build: Build, sourceDir: string, options?: BuildOptions, onLog?: (line: string) => void",
-        ts_return_type = "Promise<Build>"
-    )]
+    #[napi(ts_return_type = "Promise<Build>")]
     pub fn build<'env>(
         &self,
         env: &'env Env,
-        project: Option<Unknown>,
-        build: Option<Unknown>,
-        source_dir: Option<Unknown>,
-        options: Option<Unknown>,
-        on_log: Option<Unknown>,
+        #[napi(ts_arg_type = "Project")] project: PromisedArg<AnObject, ProjectArg>,
+        #[napi(ts_arg_type = "Build")] build: PromisedArg<BuildTarget, BuildArg>,
+        #[napi(ts_arg_type = "string")] source_dir: PromisedArg<Required<String>, SourceDirArg>,
+        #[napi(ts_arg_type = "BuildOptions")] options: Option<BuildOptionsParam>,
+        #[napi(ts_arg_type = "(line: string) => void")] on_log: Option<OnLogParam>,
     ) -> napi::Result<PromiseRaw<'env, Object<'env>>> {
-        let target = args::object(project.as_ref(), "project")
-            .and_then(|_| args::object(build.as_ref(), "build"))
-            .and_then(|object| {
-                let id =
-                    args::required_string(args::field(build.as_ref(), "build", "id")?, "build.id")?;
-                let object: ObjectRef = object.create_ref()?;
-                Ok((object, id))
-            });
-        let (build_object, prepared) = match target {
-            Ok((object, id)) => (
+        let project = project.into_result();
+        // The caller's object, once read, goes to `finish` in every case, which releases it.
+        let (build_object, prepared) = match build.into_result() {
+            Ok(BuildTarget { object, id }) => (
                 Some(object),
-                prepare(
-                    id,
-                    "build.id",
-                    source_dir,
-                    "sourceDir",
-                    options,
-                    on_log.as_ref(),
-                ),
+                project.and_then(|_| {
+                    let workdir = source_dir.into_result().map(|dir| dir.0);
+                    prepare(id, "build.id", workdir, "sourceDir", options, on_log)
+                }),
             ),
-            Err(error) => (None, Err(error)),
+            Err(error) => (None, project.and(Err(error))),
         };
         self.start(env, prepared, move |env, outcome| {
             let Some(build_object) = build_object else {
@@ -215,20 +257,19 @@ impl ProjectBuilder {
     /// Builds the project already in `workdir` as build `buildId` and resolves a new
     /// `ProjectBuildResult` (`build` without the `Build` object, with the package manager
     /// used). Otherwise as `build`.
-    #[napi(
-        ts_args_type = "buildId: string, workdir: string, options?: BuildOptions, onLog?: (line: string) => void",
-        ts_return_type = "Promise<ProjectBuildResult>"
-    )]
+    #[napi(ts_return_type = "Promise<ProjectBuildResult>")]
     pub fn build_by_id<'env>(
         &self,
         env: &'env Env,
-        build_id: Option<Unknown>,
-        workdir: Option<Unknown>,
-        options: Option<Unknown>,
-        on_log: Option<Unknown>,
+        #[napi(ts_arg_type = "string")] build_id: PromisedArg<Required<String>, BuildIdArg>,
+        #[napi(ts_arg_type = "string")] workdir: PromisedArg<Required<String>, WorkdirArg>,
+        #[napi(ts_arg_type = "BuildOptions")] options: Option<BuildOptionsParam>,
+        #[napi(ts_arg_type = "(line: string) => void")] on_log: Option<OnLogParam>,
     ) -> napi::Result<PromiseRaw<'env, ProjectBuildResult>> {
-        let prepared = args::required_string(build_id, "buildId")
-            .and_then(|id| prepare(id, "buildId", workdir, "workdir", options, on_log.as_ref()));
+        let prepared = build_id.into_result().and_then(|id| {
+            let workdir = workdir.into_result().map(|dir| dir.0);
+            prepare(id.0, "buildId", workdir, "workdir", options, on_log)
+        });
         self.start(env, prepared, |_, outcome| {
             Ok(ProjectBuildResult::from(outcome?))
         })
@@ -237,25 +278,24 @@ impl ProjectBuilder {
     /// Cancels a queued or running build (a running one has its process tree killed); its
     /// `build()` resolves with `status: 'cancelled'`. Resolves once the build's processes are
     /// gone; an unknown or finished build is a no-op.
-    #[napi(ts_args_type = "buildId: string", ts_return_type = "Promise<void>")]
+    #[napi(ts_return_type = "Promise<void>")]
     pub fn cancel<'env>(
         &self,
         env: &'env Env,
-        build_id: Option<Unknown>,
+        #[napi(ts_arg_type = "string")] build_id: PromisedArg<Required<String>, BuildIdArg>,
     ) -> napi::Result<PromiseRaw<'env, ()>> {
-        let build_id = args::required_string(build_id, "buildId");
+        let build_id = build_id.into_result();
         let builder = self.inner.clone();
         spawn(env, async move {
-            builder.cancel(&build_id?).await;
+            builder.cancel(&build_id?.0).await;
             Ok(())
         })
     }
 
     /// Cancels every queued and running build; resolves once none of their processes is left.
     #[napi]
-    pub async fn cancel_all(&self) -> Result<()> {
+    pub async fn cancel_all(&self) {
         self.inner.cancel_all().await;
-        Ok(())
     }
 }
 
@@ -276,7 +316,9 @@ impl ProjectBuilder {
         let (request, delivery) = match prepared {
             Ok((request, Some(callback))) => {
                 let delivery =
-                    deliver_text(env, &request.log, callback, "a build's onLog callback")?.1;
+                    deliver_text(env, &request.log, callback, "a build's onLog callback")
+                        .map_err(|failure| rejection(env, failure))?
+                        .1;
                 (Ok(request), Some(delivery))
             }
             Ok((request, None)) => (Ok(request), None),
@@ -312,13 +354,13 @@ impl ProjectBuilder {
 fn prepare(
     build_id: String,
     id_name: &str,
-    workdir: Option<Unknown>,
+    workdir: Result<String>,
     dir_name: &str,
-    options: Option<Unknown>,
-    on_log: Option<&Unknown>,
+    options: Option<BuildOptionsParam>,
+    on_log: Option<OnLogParam>,
 ) -> Result<(BuildRequest, Option<LineCallback>)> {
     crate::validate::id(id_name, &build_id).map_err(to_js_error)?;
-    let workdir = args::required_string(workdir, dir_name)?;
+    let workdir = workdir?;
     if workdir.is_empty() || workdir.contains('\0') {
         return Err(to_js_error(Error::invalid(
             dir_name,
@@ -326,9 +368,12 @@ fn prepare(
         )));
     }
     let workdir = absolute(PathBuf::from(workdir), dir_name)?;
-    let options = BuildOptions::from_json(&args::options(options, "options")?, "options")
-        .map_err(to_js_error)?;
-    let callback = args::optional_callback(on_log, "onLog")?;
+    let options = match options {
+        Some(options) => options.into_result()?.0,
+        None => Value::Null,
+    };
+    let options = BuildOptions::from_json(&options, "options").map_err(to_js_error)?;
+    let callback = on_log.map(PromisedArg::into_result).transpose()?;
     Ok((
         BuildRequest::new(build_id, workdir).with_options(options),
         callback,
@@ -339,5 +384,5 @@ fn absolute(path: PathBuf, name: &str) -> Result<PathBuf> {
     if path.is_absolute() {
         return Ok(path);
     }
-    Ok(args::cwd(name)?.join(path))
+    Ok(cwd(name)?.join(path))
 }

@@ -5,13 +5,24 @@
 
 use super::error::{Result, spawn, to_js_error};
 use napi::Env;
-use napi::bindgen_prelude::{PromiseRaw, Unknown};
+use napi::bindgen_prelude::PromiseRaw;
 use napi_derive::napi;
 
 use crate::config::HealthCheckSettings;
 use crate::health::{self, HealthReport};
 
-use super::args;
+use super::convert::{Arg, Json, Port, PromisedArg, Required, arg_names};
+
+arg_names! {
+    ConfigArg = "config";
+    HostArg = "host";
+    PortArg = "port";
+}
+
+/// The `host` parameter of a check.
+type Host = PromisedArg<Required<String>, HostArg>;
+/// The `port` parameter of a check.
+type CheckedPort = PromisedArg<Port, PortArg>;
 
 /// The outcome of one health check.
 #[napi(object)]
@@ -44,10 +55,14 @@ pub struct HealthChecker {
 impl HealthChecker {
     /// A checker with `config` (every field optional, defaults as in `LocalProcessRunnerConfig`'s
     /// `healthCheck`). Throws an `Error` naming the field that is wrong.
-    #[napi(constructor, ts_args_type = "config?: HealthCheckConfig")]
-    pub fn new(config: Option<Unknown>) -> Result<Self> {
-        let settings = HealthCheckSettings::from_json(&args::options(config, "config")?)
-            .map_err(to_js_error)?;
+    #[napi(constructor)]
+    pub fn new(
+        #[napi(ts_arg_type = "HealthCheckConfig")] config: Option<Arg<Json, ConfigArg>>,
+    ) -> Result<Self> {
+        let config = config
+            .map(|config| config.into_inner().0)
+            .unwrap_or_default();
+        let settings = HealthCheckSettings::from_json(&config).map_err(to_js_error)?;
         let inner = health::HealthChecker::new(settings).map_err(to_js_error)?;
         Ok(HealthChecker { inner })
     }
@@ -55,15 +70,12 @@ impl HealthChecker {
     /// One GET of `http://{host}:{port}{endpoint}` (IPv6 addresses may be given bare, `::1`).
     /// Resolves `{ healthy: false, message }` when the server is unhealthy or unreachable;
     /// rejects only for a bad `host` or `port`.
-    #[napi(
-        ts_args_type = "host: string, port: number",
-        ts_return_type = "Promise<HealthCheckResult>"
-    )]
+    #[napi(ts_return_type = "Promise<HealthCheckResult>")]
     pub fn check<'env>(
         &self,
         env: &'env Env,
-        host: Option<Unknown>,
-        port: Option<Unknown>,
+        #[napi(ts_arg_type = "string")] host: Host,
+        #[napi(ts_arg_type = "number")] port: CheckedPort,
     ) -> napi::Result<PromiseRaw<'env, HealthCheckResult>> {
         let target = self.target(host, port);
         let checker = self.inner.clone();
@@ -75,34 +87,28 @@ impl HealthChecker {
 
     /// One check of a server on this machine: `127.0.0.1`, then `[::1]` when nothing listens
     /// on the IPv4 loopback, so servers bound to IPv6 only pass too. Never uses `localhost`.
-    #[napi(
-        ts_args_type = "port: number",
-        ts_return_type = "Promise<HealthCheckResult>"
-    )]
+    #[napi(ts_return_type = "Promise<HealthCheckResult>")]
     pub fn check_loopback<'env>(
         &self,
         env: &'env Env,
-        port: Option<Unknown>,
+        #[napi(ts_arg_type = "number")] port: CheckedPort,
     ) -> napi::Result<PromiseRaw<'env, HealthCheckResult>> {
-        let port = args::port(port, "port");
+        let port = port.into_result();
         let checker = self.inner.clone();
         spawn(env, async move {
-            Ok(checker.check_loopback(port?).await.into())
+            Ok(checker.check_loopback(port?.0).await.into())
         })
     }
 
     /// Checks up to `maxRetries` times, `retryIntervalMs` apart, and resolves at the first
     /// healthy answer. Rejects with `Server failed to become healthy after N attempts. Last
     /// error: …` (the last check's message), followed by the URL that was checked.
-    #[napi(
-        ts_args_type = "host: string, port: number",
-        ts_return_type = "Promise<void>"
-    )]
+    #[napi(ts_return_type = "Promise<void>")]
     pub fn wait_for_healthy<'env>(
         &self,
         env: &'env Env,
-        host: Option<Unknown>,
-        port: Option<Unknown>,
+        #[napi(ts_arg_type = "string")] host: Host,
+        #[napi(ts_arg_type = "number")] port: CheckedPort,
     ) -> napi::Result<PromiseRaw<'env, ()>> {
         let target = self.target(host, port);
         let checker = self.inner.clone();
@@ -115,9 +121,9 @@ impl HealthChecker {
 
 impl HealthChecker {
     /// The host and port arguments, checked (the host must form a valid URL).
-    fn target(&self, host: Option<Unknown>, port: Option<Unknown>) -> Result<(String, u16)> {
-        let host = args::required_string(host, "host")?;
-        let port = args::port(port, "port")?;
+    fn target(&self, host: Host, port: CheckedPort) -> Result<(String, u16)> {
+        let host = host.into_result()?.0;
+        let port = port.into_result()?.0;
         self.inner.endpoint_url(&host, port).map_err(to_js_error)?;
         Ok((host, port))
     }

@@ -1,13 +1,72 @@
-//! `SubdomainGenerator` as JS sees it (SPEC §3 "Subdomains").
+//! `SubdomainGenerator` as JS sees it (SPEC §3 "Subdomains"): reads the project and deployment
+//! objects and hands them to [`crate::subdomain`], which decides.
 
-use super::error::{Result, to_js_error};
-use napi::bindgen_prelude::Unknown;
+use napi::bindgen_prelude::{Either, Null, Unknown};
 use napi_derive::napi;
-use serde_json::{Value, json};
 
-use super::args;
-use crate::error::Error;
+use super::convert::{Arg, FromArg, Required, arg_names, read};
+use super::error::Result;
 use crate::subdomain::{self, DeploymentType};
+
+arg_names! {
+    ProjectArg = "project";
+    DeploymentArg = "deployment";
+    SubdomainArg = "subdomain";
+}
+
+/// The `slug` of a project argument (a project left out reads as one without a slug).
+pub struct ProjectSlug(String);
+
+impl FromArg for ProjectSlug {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        let slug = read::field(Some(value), name, "slug")?;
+        read::required_string(slug, &format!("{name}.slug")).map(ProjectSlug)
+    }
+}
+
+/// The `type` and `branch` of a deployment argument.
+pub struct Deployment {
+    kind: DeploymentType,
+    branch: Option<String>,
+}
+
+impl FromArg for Deployment {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        let kind = read::field(Some(value), name, "type")?;
+        let kind = read::required_string(kind, &format!("{name}.type"))?;
+        let kind = DeploymentType::from_deployment_field(&kind)?;
+        let branch = read::field(Some(value), name, "branch")?;
+        let branch = read::optional_string(branch.as_ref(), &format!("{name}.branch"))?;
+        Ok(Deployment { kind, branch })
+    }
+}
+
+/// A subdomain split back into its parts.
+#[napi(object)]
+pub struct ParsedSubdomain {
+    // Declared alphabetically: the key order `parse` has always returned (napi adds the
+    // optional `deploymentSlug` after the others).
+    /// The branch part of a preview, else `null`.
+    pub branch: Either<String, Null>,
+    /// What precedes the project slug (`staging` or the branch part); absent for production.
+    pub deployment_slug: Option<String>,
+    /// The project slug (after the last `--`).
+    pub project_slug: String,
+    /// The deployment type that generated the name.
+    #[napi(js_name = "type", ts_type = "'production' | 'staging' | 'preview'")]
+    pub kind: String,
+}
+
+impl From<subdomain::ParsedSubdomain> for ParsedSubdomain {
+    fn from(parsed: subdomain::ParsedSubdomain) -> Self {
+        ParsedSubdomain {
+            deployment_slug: parsed.deployment_slug().map(str::to_owned),
+            kind: parsed.deployment_type.as_str().to_owned(),
+            branch: parsed.branch.map_or(Either::B(Null), Either::A),
+            project_slug: parsed.project,
+        }
+    }
+}
 
 /// Turns projects and deployments into DNS-label subdomains, and back.
 #[napi]
@@ -25,63 +84,29 @@ impl SubdomainGenerator {
     /// production → `{slug}`, staging → `staging--{slug}`, preview → `{branch}--{slug}`; each
     /// part lowercased with other characters turned to `-`; at most 63 characters, a stable hash
     /// keeping cut names distinct.
-    #[napi(
-        ts_args_type = "project: { slug: string }, deployment: { type: 'production' | 'staging' | 'preview'; branch?: string }"
-    )]
+    #[napi]
     pub fn generate(
         &self,
-        project: Option<Unknown>,
-        deployment: Option<Unknown>,
+        #[napi(ts_arg_type = "{ slug: string }")] project: Arg<ProjectSlug, ProjectArg>,
+        #[napi(ts_arg_type = "{ type: 'production' | 'staging' | 'preview'; branch?: string }")]
+        deployment: Arg<Deployment, DeploymentArg>,
     ) -> Result<String> {
-        let slug = args::required_string(
-            args::field(project.as_ref(), "project", "slug")?,
-            "project.slug",
-        )?;
-        let kind = args::required_string(
-            args::field(deployment.as_ref(), "deployment", "type")?,
-            "deployment.type",
-        )?;
-        let kind = DeploymentType::from_name(&kind).ok_or_else(|| {
-            to_js_error(Error::invalid(
-                "deployment.type",
-                format!("must be 'production', 'staging' or 'preview' (got '{kind}')"),
-            ))
-        })?;
-        let branch = args::optional_string(
-            args::field(deployment.as_ref(), "deployment", "branch")?.as_ref(),
-            "deployment.branch",
-        )?;
-        if kind == DeploymentType::Preview && branch.as_deref().is_none_or(str::is_empty) {
-            return Err(to_js_error(Error::invalid(
-                "deployment.branch",
-                "a preview deployment needs its branch",
-            )));
-        }
-        Ok(subdomain::generate(
-            &slug,
+        let Deployment { kind, branch } = deployment.into_inner();
+        Ok(subdomain::generate_checked(
+            &project.into_inner().0,
             kind,
-            branch.as_deref().unwrap_or_default(),
-        ))
+            branch.as_deref(),
+        )?)
     }
 
     /// Splits a subdomain at its last `--`: `{ projectSlug, deploymentSlug? }` (`'a--b--c'` gives
     /// `{ projectSlug: 'c', deploymentSlug: 'a--b' }`; no `--` gives no `deploymentSlug`), plus
     /// the deployment `type` that generated it and, for previews, the `branch` part (else `null`).
-    #[napi(
-        ts_args_type = "subdomain: string",
-        ts_return_type = "{ projectSlug: string; deploymentSlug?: string; type: 'production' | 'staging' | 'preview'; branch: string | null }"
-    )]
-    pub fn parse(&self, subdomain: Option<Unknown>) -> Result<Value> {
-        let text = args::required_string(subdomain, "subdomain")?;
-        let parsed = subdomain::parse(&text);
-        let mut value = json!({
-            "projectSlug": parsed.project,
-            "type": parsed.deployment_type.as_str(),
-            "branch": parsed.branch,
-        });
-        if let (Some(slug), Some(object)) = (parsed.deployment_slug(), value.as_object_mut()) {
-            object.insert("deploymentSlug".to_owned(), Value::from(slug));
-        }
-        Ok(value)
+    #[napi]
+    pub fn parse(
+        &self,
+        #[napi(ts_arg_type = "string")] subdomain: Arg<Required<String>, SubdomainArg>,
+    ) -> ParsedSubdomain {
+        subdomain::parse(&subdomain.into_inner().0).into()
     }
 }

@@ -16,7 +16,13 @@
 //!
 //! The TypeScript type of such a parameter is given beside it with `#[napi(ts_arg_type = "…")]`,
 //! since the type generator only sees `Arg`.
+//!
+//! Inside: [`values`] holds the value kinds (`String`, [`Int`], [`Port`], [`Required`], …),
+//! [`read`] the readers they are made of (which also read fields of objects), and [`json`] the
+//! JS → JSON conversion behind [`Json`] that names the offending field.
 
+pub(crate) mod json;
+pub(crate) mod read;
 mod values;
 
 use std::marker::PhantomData;
@@ -25,7 +31,10 @@ use std::ops::Deref;
 use napi::bindgen_prelude::{Env, FromNapiValue, TypeName, Unknown, ValidateNapiValue};
 use napi::{ValueType, sys};
 
-pub(crate) use values::{DateMs, Int, Json, Port};
+pub(crate) use read::{LineCallback, cwd};
+pub(crate) use values::{
+    AnObject, Callback, DateMs, Int, Json, NonEmptyString, Port, Required, require,
+};
 
 use super::error::{Result, rejection};
 

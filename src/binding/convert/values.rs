@@ -1,17 +1,18 @@
 //! The values an argument can be read as, each with the wording of the TypeScript package.
 
+use napi::ValueType;
 use napi::bindgen_prelude::{FunctionRef, JsValuesTupleIntoVec, Unknown};
 use serde_json::Value;
 
 use super::FromArg;
-use crate::binding::args;
-use crate::binding::error::Result;
+use super::read;
+use crate::binding::error::{JsFailure, Result};
 use crate::logs::Stream;
 
 impl FromArg for String {
     /// A string; anything else (`undefined` too) is "expected a string, got …".
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::string(value, name)
+        read::string(value, name)
     }
 }
 
@@ -20,7 +21,7 @@ pub struct Int<const MIN: u64, const MAX: u64>(pub u64);
 
 impl<const MIN: u64, const MAX: u64> FromArg for Int<MIN, MAX> {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::integer(value, name, MIN, MAX).map(Int)
+        read::integer(value, name, MIN, MAX).map(Int)
     }
 }
 
@@ -29,7 +30,7 @@ pub struct Port(pub u16);
 
 impl FromArg for Port {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::port(Some(*value), name).map(Port)
+        read::port(Some(*value), name).map(Port)
     }
 }
 
@@ -38,14 +39,14 @@ pub struct DateMs(pub u64);
 
 impl FromArg for DateMs {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::date_ms(value, name).map(DateMs)
+        read::date_ms(value, name).map(DateMs)
     }
 }
 
 impl FromArg for Stream {
     /// `'stdout'` (also when left out) or `'stderr'`.
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::stream(Some(value), name)
+        read::stream(Some(value), name)
     }
 }
 
@@ -55,13 +56,73 @@ pub struct Json(pub Value);
 
 impl FromArg for Json {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::options(Some(*value), name).map(Json)
+        read::options(Some(*value), name).map(Json)
     }
 }
 
 impl<Args: JsValuesTupleIntoVec, Return> FromArg for FunctionRef<Args, Return> {
     /// A function, kept beyond the call; anything else is "expected a function, got …".
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::callback(value, name)
+        read::callback(value, name)
+    }
+}
+
+/// A value the caller must pass: `undefined` and `null` are "is required" (as an argument napi
+/// read as absent always was); anything else must read as `T`.
+pub struct Required<T>(pub T);
+
+impl<T: FromArg> FromArg for Required<T> {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        require(value, name)?;
+        T::from_arg(value, name).map(Required)
+    }
+}
+
+/// "is required" when `value` is `undefined` or `null`.
+pub(crate) fn require(value: &Unknown<'_>, name: &str) -> Result<()> {
+    match given(value)? {
+        Some(_) => Ok(()),
+        None => Err(JsFailure::invalid(name, "is required")),
+    }
+}
+
+/// `value`, or `None` when it is `undefined` or `null` (how napi reads a left-out argument).
+fn given<'value, 'env>(value: &'value Unknown<'env>) -> Result<Option<&'value Unknown<'env>>> {
+    Ok(match value.get_type()? {
+        ValueType::Undefined | ValueType::Null => None,
+        _ => Some(value),
+    })
+}
+
+/// A string that is not empty ("must not be empty").
+pub struct NonEmptyString(pub String);
+
+impl FromArg for NonEmptyString {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        let text = String::from_arg(value, name)?;
+        if text.is_empty() {
+            return Err(JsFailure::invalid(name, "must not be empty"));
+        }
+        Ok(NonEmptyString(text))
+    }
+}
+
+/// A plain object (not an array, not a function) whose contents the method does not read;
+/// `undefined` and `null` are "is required".
+pub struct AnObject;
+
+impl FromArg for AnObject {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        read::object(given(value)?, name).map(|_| AnObject)
+    }
+}
+
+/// A function the caller must pass; `undefined` and `null` both read as left out ("expected a
+/// function, got undefined"), as an argument napi read as absent always did.
+pub struct Callback<Args: JsValuesTupleIntoVec, Return>(pub FunctionRef<Args, Return>);
+
+impl<Args: JsValuesTupleIntoVec, Return> FromArg for Callback<Args, Return> {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        read::required_callback(given(value)?, name).map(Callback)
     }
 }

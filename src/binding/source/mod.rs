@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use napi::bindgen_prelude::{Function, PromiseRaw, Unknown, within_runtime_if_available};
+use napi::bindgen_prelude::{Function, PromiseRaw, within_runtime_if_available};
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::{Env, Status};
 use napi_derive::napi;
@@ -22,13 +22,25 @@ use serde_json::{Value, json};
 use crate::error::Error;
 use crate::source::{BuildCopy, ChangeEvent as CoreChangeEvent, LocalSource};
 
-use super::args::{self};
+use super::convert::{
+    Arg, Json, LineCallback, NonEmptyString, PromisedArg, Required, arg_names, cwd,
+};
 use super::delivery::report_callback_error;
 use super::error::{Result, spawn, spawn_then, to_js_error};
 use values::{
-    ChangeCallback, ChangeEvent, SourceArg, blocking, console_warn, log_callback, project_json,
-    target_dir_arg,
+    ChangeCallback, ChangeEvent, ProjectSource, TargetDir, blocking, console_warn, project_json,
 };
+
+arg_names! {
+    OptionsArg = "options";
+    TeamIdArg = "teamId";
+    ProjectIdArg = "projectId";
+    SourceArg = "source";
+    TargetDirArg = "targetDir";
+    OnLogArg = "onLog";
+    ProjectPathArg = "projectPath";
+    CallbackArg = "callback";
+}
 
 /// A source provider over local directories: the Mastra projects up to `maxDepth` levels
 /// below `basePaths` (and those added with `addProject`), copied for a build with
@@ -49,11 +61,12 @@ impl LocalProjectSource {
     /// names to skip when scanning and copying; `include`, `maxDepth`, `watchChanges` and
     /// `watchDebounceMs` are as in MastraAdmin's local source. Throws an `Error` naming the
     /// wrong entry, e.g. `Invalid basePaths: must list at least one directory`.
-    #[napi(constructor, ts_args_type = "config: LocalProjectSourceConfig")]
-    pub fn new(options: Option<Unknown>) -> Result<Self> {
-        let cwd = args::cwd("basePaths")?;
-        let options = args::options(options, "options")?;
-        let inner = LocalSource::from_json(&options, &cwd).map_err(to_js_error)?;
+    #[napi(constructor)]
+    pub fn new(
+        #[napi(ts_arg_type = "LocalProjectSourceConfig")] config: Arg<Json, OptionsArg>,
+    ) -> Result<Self> {
+        let cwd = cwd("basePaths")?;
+        let inner = LocalSource::from_json(&config.0, &cwd).map_err(to_js_error)?;
         Ok(LocalProjectSource {
             inner: Arc::new(inner),
         })
@@ -83,16 +96,13 @@ impl LocalProjectSource {
     /// the canonical path (as MastraAdmin's TypeScript source computes it), stable while the
     /// project stays where it is. A scan's result is reused for 30 s (`clearCache()` forgets
     /// it). Every team sees the same projects; `teamId` may be left out.
-    #[napi(
-        ts_args_type = "teamId?: string",
-        ts_return_type = "Promise<LocalProjectSourceEntry[]>"
-    )]
+    #[napi(ts_return_type = "Promise<LocalProjectSourceEntry[]>")]
     pub fn list_projects<'env>(
         &self,
         env: &'env Env,
-        team_id: Option<Unknown>,
+        #[napi(ts_arg_type = "string")] team_id: Option<PromisedArg<String, TeamIdArg>>,
     ) -> napi::Result<PromiseRaw<'env, Value>> {
-        let team_id = args::optional_string(team_id.as_ref(), "teamId");
+        let team_id = team_id.map(PromisedArg::into_result).transpose();
         let inner = Arc::clone(&self.inner);
         spawn(env, async move {
             team_id?;
@@ -104,19 +114,16 @@ impl LocalProjectSource {
     /// The project with `projectId` (the remembered one while its directory exists, else from
     /// a new scan); rejects with `Project not found: no Mastra project with id '…' under …`
     /// when there is none.
-    #[napi(
-        ts_args_type = "projectId: string",
-        ts_return_type = "Promise<LocalProjectSourceEntry>"
-    )]
+    #[napi(ts_return_type = "Promise<LocalProjectSourceEntry>")]
     pub fn get_project<'env>(
         &self,
         env: &'env Env,
-        project_id: Option<Unknown>,
+        #[napi(ts_arg_type = "string")] project_id: PromisedArg<Required<String>, ProjectIdArg>,
     ) -> napi::Result<PromiseRaw<'env, Value>> {
-        let project_id = args::required_string(project_id, "projectId");
+        let project_id = project_id.into_result();
         let inner = Arc::clone(&self.inner);
         spawn(env, async move {
-            let id = project_id?;
+            let id = project_id?.0;
             let project = blocking("Finding the project", move || inner.project(&id)).await?;
             Ok(project_json(&project))
         })
@@ -126,16 +133,13 @@ impl LocalProjectSource {
     /// that, with symlinks and `..` resolved, lies inside a base path (or is an added
     /// project), and `source.type` is `'local'` (or absent). Resolves `false` rather than
     /// rejecting for paths; rejects only for a malformed `source`.
-    #[napi(
-        ts_args_type = "source: ProjectSource",
-        ts_return_type = "Promise<boolean>"
-    )]
+    #[napi(ts_return_type = "Promise<boolean>")]
     pub fn validate_access<'env>(
         &self,
         env: &'env Env,
-        source: Option<Unknown>,
+        #[napi(ts_arg_type = "ProjectSource")] source: PromisedArg<ProjectSource, SourceArg>,
     ) -> napi::Result<PromiseRaw<'env, bool>> {
-        let source = SourceArg::read(source);
+        let source = source.into_result();
         let inner = Arc::clone(&self.inner);
         spawn(env, async move {
             let source = source?;
@@ -169,19 +173,22 @@ impl LocalProjectSource {
     /// itself) brings the whole workspace; the Promise then resolves the package's folder
     /// inside `targetDir`. A workspace root that is not an app stands for its one Mastra app
     /// (rejected, with their list, when it has several).
-    #[napi(
-        ts_args_type = "source: ProjectSource, targetDir?: string, onLog?: (line: string) => void",
-        ts_return_type = "Promise<string>"
-    )]
+    #[napi(ts_return_type = "Promise<string>")]
     pub fn get_project_path<'env>(
         &self,
         env: &'env Env,
-        source: Option<Unknown>,
-        target_dir: Option<Unknown>,
-        on_log: Option<Unknown>,
+        #[napi(ts_arg_type = "ProjectSource")] source: PromisedArg<ProjectSource, SourceArg>,
+        #[napi(ts_arg_type = "string")] target_dir: Option<PromisedArg<TargetDir, TargetDirArg>>,
+        #[napi(ts_arg_type = "(line: string) => void")] on_log: Option<
+            PromisedArg<LineCallback, OnLogArg>,
+        >,
     ) -> napi::Result<PromiseRaw<'env, String>> {
-        let source = SourceArg::read(source).and_then(|s| s.check_local().map(|()| s));
-        let target = target_dir_arg(target_dir);
+        let source = source
+            .into_result()
+            .and_then(|s| s.check_local().map(|()| s));
+        let target = target_dir
+            .map(|target| target.into_result().map(|target| target.0))
+            .transpose();
         let inner = Arc::clone(&self.inner);
         if matches!(target, Ok(None)) {
             return spawn(env, async move {
@@ -191,7 +198,7 @@ impl LocalProjectSource {
                 Ok(resolved.to_string_lossy().into_owned())
             });
         }
-        let (on_log, on_log_error) = match log_callback(on_log) {
+        let (on_log, on_log_error) = match on_log.map(PromisedArg::into_result).transpose() {
             Ok(callback) => (callback, None),
             Err(error) => (None, Some(error)),
         };
@@ -231,26 +238,17 @@ impl LocalProjectSource {
     /// one outside the base paths: it is listed, found by `getProject` and may be copied and
     /// watched until `removeProject`. Rejects with `Invalid projectPath: Not a valid Mastra
     /// project: …` for a directory that is not one, and refuses a path holding a base path.
-    #[napi(
-        ts_args_type = "projectPath: string",
-        ts_return_type = "Promise<LocalProjectSourceEntry>"
-    )]
+    #[napi(ts_return_type = "Promise<LocalProjectSourceEntry>")]
     pub fn add_project<'env>(
         &self,
         env: &'env Env,
-        project_path: Option<Unknown>,
+        #[napi(ts_arg_type = "string")] project_path: PromisedArg<
+            Required<NonEmptyString>,
+            ProjectPathArg,
+        >,
     ) -> napi::Result<PromiseRaw<'env, Value>> {
-        let path = args::required_string(project_path, "projectPath").and_then(|path| {
-            if path.is_empty() {
-                Err(to_js_error(Error::invalid(
-                    "projectPath",
-                    "must not be empty",
-                )))
-            } else {
-                Ok(path)
-            }
-        });
-        let cwd = args::cwd("projectPath");
+        let path = project_path.into_result().map(|path| (path.0).0);
+        let cwd = cwd("projectPath");
         let inner = Arc::clone(&self.inner);
         spawn(env, async move {
             let (path, cwd) = (PathBuf::from(path?), cwd?);
@@ -262,11 +260,12 @@ impl LocalProjectSource {
 
     /// Forgets the project with `projectId` until a later scan finds it again (an added one is
     /// forgotten for good). Its files are not touched.
-    #[napi(ts_args_type = "projectId: string")]
-    pub fn remove_project(&self, project_id: Option<Unknown>) -> Result<()> {
-        let id = args::required_string(project_id, "projectId")?;
-        self.inner.remove_project(&id);
-        Ok(())
+    #[napi]
+    pub fn remove_project(
+        &self,
+        #[napi(ts_arg_type = "string")] project_id: Arg<Required<String>, ProjectIdArg>,
+    ) {
+        self.inner.remove_project(&project_id.into_inner().0);
     }
 
     /// Forgets the last scan, so the next `listProjects()` scans again.
@@ -299,18 +298,18 @@ impl LocalProjectSource {
     /// stops watching; no event arrives after it was called, and the watch does not keep Node
     /// alive. With `watchChanges` off it warns on the console and returns a function that does
     /// nothing. Throws for a path outside the base paths (`Access denied to …`).
-    #[napi(
-        ts_args_type = "source: ProjectSource, callback: (event: ChangeEvent) => void",
-        ts_return_type = "() => void"
-    )]
+    #[napi(ts_return_type = "() => void")]
     pub fn watch_changes<'env>(
         &self,
         env: &'env Env,
-        source: Option<Unknown>,
-        callback: Option<Unknown>,
+        #[napi(ts_arg_type = "ProjectSource")] source: Arg<ProjectSource, SourceArg>,
+        #[napi(ts_arg_type = "(event: ChangeEvent) => void")] callback: Arg<
+            ChangeCallback,
+            CallbackArg,
+        >,
     ) -> Result<Function<'env, (), ()>> {
-        let source = SourceArg::read(source)?;
-        let callback: ChangeCallback = args::required_callback(callback.as_ref(), "callback")?;
+        let source = source.into_inner();
+        let callback = callback.into_inner().0;
         if !self.inner.options().watch_changes {
             console_warn(
                 env,

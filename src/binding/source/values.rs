@@ -1,11 +1,11 @@
 //! The values `LocalProjectSource` reads and returns: project objects, change events, the
-//! source argument, and the optional arguments of `getProjectPath`.
+//! source argument, and the target directory of `getProjectPath`.
 
 use std::path::{Path, PathBuf};
 
-use napi::bindgen_prelude::{Function, FunctionRef, JsObjectValue, Object, Unknown};
+use napi::Env;
+use napi::bindgen_prelude::{Function, JsObjectValue, Object, Unknown};
 use napi::threadsafe_function::UnknownReturnValue;
-use napi::{Env, ValueType};
 use napi_derive::napi;
 use serde_json::{Value, json};
 
@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::source::{ChangeEvent as CoreChangeEvent, ProjectInfo};
 use crate::validate;
 
-use crate::binding::args::{self, LineCallback};
+use crate::binding::convert::{Callback, FromArg, NonEmptyString, read, require};
 use crate::binding::entities::js_date;
 use crate::binding::error::{Result, to_js_error};
 
@@ -81,7 +81,7 @@ impl From<CoreChangeEvent> for ChangeEvent {
 }
 
 /// The callback of `watchChanges`.
-pub(super) type ChangeCallback = FunctionRef<ChangeEvent, UnknownReturnValue>;
+pub(super) type ChangeCallback = Callback<ChangeEvent, UnknownReturnValue>;
 
 /// Node's `console.warn(message)`.
 pub(super) fn console_warn(env: &Env, message: &str) -> Result<()> {
@@ -91,29 +91,26 @@ pub(super) fn console_warn(env: &Env, message: &str) -> Result<()> {
     Ok(())
 }
 
-/// The `path` and `type` of a `ProjectSource` argument.
-pub(super) struct SourceArg {
+/// The `path` and `type` of a `ProjectSource` argument (`undefined` and `null` are "is
+/// required").
+pub struct ProjectSource {
     pub(super) path: String,
     pub(super) kind: Option<String>,
 }
 
-impl SourceArg {
-    pub(super) fn read(source: Option<Unknown>) -> Result<SourceArg> {
-        let present = match &source {
-            Some(value) => !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null),
-            None => false,
-        };
-        if !present {
-            return Err(to_js_error(Error::invalid("source", "is required")));
-        }
-        let path = args::field(source.as_ref(), "source", "path")?;
-        let kind = args::field(source.as_ref(), "source", "type")?;
-        Ok(SourceArg {
-            path: args::required_string(path, "source.path")?,
-            kind: args::optional_string(kind.as_ref(), "source.type")?,
+impl FromArg for ProjectSource {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        require(value, name)?;
+        let path = read::field(Some(value), name, "path")?;
+        let kind = read::field(Some(value), name, "type")?;
+        Ok(ProjectSource {
+            path: read::required_string(path, &format!("{name}.path"))?,
+            kind: read::optional_string(kind.as_ref(), &format!("{name}.type"))?,
         })
     }
+}
 
+impl ProjectSource {
     /// An error unless the source is a local one (`type` `'local'` or left out).
     pub(super) fn check_local(&self) -> Result<()> {
         match &self.kind {
@@ -137,29 +134,14 @@ where
         .map_err(to_js_error)
 }
 
-/// `targetDir`: a non-empty string, made absolute against the current working directory, or
-/// `None` when left out (`undefined` or `null`).
-pub(super) fn target_dir_arg(target_dir: Option<Unknown>) -> Result<Option<PathBuf>> {
-    let Some(target) = args::optional_string(target_dir.as_ref(), "targetDir")? else {
-        return Ok(None);
-    };
-    if target.is_empty() {
-        return Err(to_js_error(Error::invalid(
-            "targetDir",
-            "must not be empty",
-        )));
-    }
-    std::path::absolute(Path::new(&target))
-        .map(Some)
-        .map_err(|e| to_js_error(Error::io("resolve copy target", &target, &e)))
-}
+/// `targetDir`: a non-empty string, made absolute against the current working directory.
+pub struct TargetDir(pub(super) PathBuf);
 
-/// The optional `onLog` callback.
-pub(super) fn log_callback(on_log: Option<Unknown>) -> Result<Option<LineCallback>> {
-    match on_log {
-        Some(value) if !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null) => {
-            Ok(Some(args::callback(&value, "onLog")?))
-        }
-        _ => Ok(None),
+impl FromArg for TargetDir {
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        let NonEmptyString(target) = NonEmptyString::from_arg(value, name)?;
+        std::path::absolute(Path::new(&target))
+            .map(TargetDir)
+            .map_err(|e| to_js_error(Error::io("resolve copy target", &target, &e)))
     }
 }
