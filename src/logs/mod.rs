@@ -2,10 +2,12 @@
 //! live subscribers ([`store`]).
 
 pub mod framer;
+mod line_format;
 pub mod observer;
 pub mod store;
 
 pub use framer::LineFramer;
+pub use line_format::LineFormat;
 pub use observer::{LogObserver, LogOwner};
 pub use store::{
     LogBatch, LogEntry, LogLimits, LogPage, LogRun, LogStore, Stream, Subscription, join_text,
