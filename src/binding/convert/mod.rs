@@ -26,7 +26,10 @@ use std::ops::Deref;
 use napi::bindgen_prelude::{Env, FromNapiValue, TypeName, Unknown, ValidateNapiValue};
 use napi::{ValueType, sys};
 
-pub(crate) use process::{AnyFunction, Deferred, Fields, PlainObject, Required, StringList};
+pub(crate) use process::{
+    AnyFunction, CallbackArg, Deferred, DeploymentIdArg, Fields, LineArg, PlainObject, Required,
+    ServerIdArg, StringList,
+};
 pub(crate) use values::{DateMs, Int, Json, Port};
 
 use super::error::{Result, rejection};

@@ -5,13 +5,20 @@ use napi::bindgen_prelude::{Env, FromNapiValue, JsValue, Object, Unknown};
 use napi::{ValueType, sys};
 use serde_json::{Map, Value};
 
-use super::FromArg;
+use super::{FromArg, arg_names};
 use crate::binding::args;
 use crate::binding::error::{JsFailure, Result};
 use crate::binding::json;
 use crate::error::Mismatch;
 use crate::logs::LineFormat;
 use crate::process::ManagerOptions;
+
+arg_names! {
+    LineArg = "line";
+    CallbackArg = "callback";
+    ServerIdArg = "serverId";
+    DeploymentIdArg = "deploymentId";
+}
 
 /// A value the caller must pass: `undefined` and `null` are "is required" (as an argument napi
 /// read as absent always was); anything else must read as `T`.

@@ -10,22 +10,22 @@ use napi_derive::napi;
 
 use super::PageRequest;
 use crate::binding::args::LineCallback;
-use crate::binding::convert::{Arg, DateMs, Deferred, Int, StringList, arg_names};
+use crate::binding::convert::{
+    Arg, CallbackArg, DateMs, Deferred, Int, LineArg, StringList, arg_names,
+};
+use crate::binding::delivery::report_callback_error;
+use crate::binding::entities::PaginatedLogsResult;
+use crate::logs::{LogBatch, LogEntry, LogLimits, LogStore, Stream, join_text};
 
 arg_names! {
     MaxLinesArg = "maxLines";
     SinceArg = "since";
-    LineArg = "line";
     LinesArg = "lines";
     StreamArg = "stream";
     CountArg = "n";
-    CallbackArg = "callback";
     LimitArg = "limit";
     BeforeArg = "before";
 }
-use crate::binding::delivery::report_callback_error;
-use crate::binding::entities::PaginatedLogsResult;
-use crate::logs::{LogBatch, LogEntry, LogLimits, LogStore, Stream, join_text};
 
 /// Lines a `LogCollectorImpl` keeps when no capacity is given.
 pub(super) const DEFAULT_COLLECTOR_LINES: u64 = 10_000;

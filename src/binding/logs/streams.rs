@@ -8,7 +8,7 @@ use napi_derive::napi;
 
 use super::collector::DEFAULT_COLLECTOR_LINES;
 use crate::binding::args::LineCallback;
-use crate::binding::convert::{Arg, ArgName, arg_names};
+use crate::binding::convert::{Arg, ArgName, CallbackArg, LineArg, arg_names};
 use crate::binding::delivery::{report_callback_error, spawn_delivery};
 use crate::logs::{LineFormat, LogBatch, LogLimits, LogStore, Stream};
 
@@ -29,9 +29,7 @@ pub struct BuildLogStreamConfig {
 }
 
 arg_names! {
-    LineArg = "line";
     ConfigArg = "config";
-    CallbackArg = "callback";
     PredicateArg = "predicate";
 }
 

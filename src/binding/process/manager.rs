@@ -8,7 +8,9 @@ use super::spawned::SpawnedProcess;
 use super::tracked::{
     JsProcess, Manager, TrackedProcess, rejected, release, resolved, tracked_info,
 };
-use crate::binding::convert::{Arg, Fields, PlainObject, Port, PromisedArg, Required, arg_names};
+use crate::binding::convert::{
+    Arg, DeploymentIdArg, Fields, PlainObject, Port, PromisedArg, Required, ServerIdArg, arg_names,
+};
 use crate::binding::error::{JsFailure, Result, spawn};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -26,8 +28,6 @@ use crate::process::{self, Admission, ManagerOptions, Tracked};
 
 arg_names! {
     OptionsArg = "options";
-    ServerIdArg = "serverId";
-    DeploymentIdArg = "deploymentId";
     ProcessArg = "process";
     PortArg = "port";
     LogCollectorArg = "logCollector";
