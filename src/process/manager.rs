@@ -114,6 +114,8 @@ impl Admission {
 #[derive(Debug)]
 pub struct ProcessManager<P> {
     processes: BTreeMap<String, Tracked<P>>,
+    /// The last registration given out. A `Cell` so that [`ProcessManager::admit`] takes
+    /// `&self`: the binding admits under a shared borrow, while JS getters may read the manager.
     generations: Cell<u64>,
     grace: Duration,
 }
