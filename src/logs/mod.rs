@@ -17,6 +17,7 @@
 mod chunk;
 mod entry;
 pub mod framer;
+mod line_format;
 pub mod observer;
 mod ring;
 mod store;
@@ -28,6 +29,7 @@ mod time;
 pub use chunk::Stream;
 pub use entry::{LogEntry, LogRun, join_text};
 pub use framer::LineFramer;
+pub use line_format::LineFormat;
 pub use observer::{LogObserver, LogOwner};
 pub use ring::LogPage;
 pub use store::{LogLimits, LogStore};

@@ -1,205 +1,339 @@
-//! Processes tracked by server id, for the runner and for the `ProcessManager` JS export.
+//! Processes tracked by server id: the state and the rules behind the `ProcessManager` JS export.
+//!
+//! The manager is generic over what it tracks ([`Managed`]): the binding tracks JS process
+//! objects (a `SpawnedProcess` or anything shaped like Node's `ChildProcess`), whose state only
+//! the JS thread can read, so the manager holds no lock of its own and its owner serializes the
+//! calls (the binding keeps it in a `RefCell` on the JS thread).
+//!
+//! # Caveats
+//! Between [`ProcessManager::admit`] and [`ProcessManager::track`] the caller may run other code
+//! (the binding registers the process's `exit` listener, which is JS): the admission says the id
+//! was free when it was given, as the TypeScript package checked it.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
 
-use super::handle::ProcessHandle;
-use super::journal::Journal;
-use super::spawn::{SpawnSpec, spawn};
+use serde_json::Value;
+
+use super::handle::{DEFAULT_KILL_GRACE, ProcessHandle};
 use crate::error::{Error, Result};
-use crate::logs::LogStore;
+use crate::validate;
 
-/// One tracked process.
-#[derive(Debug, Clone)]
-pub struct ManagedProcess {
-    /// The id the process is tracked under (a server id).
-    pub server_id: String,
-    /// The deployment the process serves.
-    pub deployment_id: String,
-    /// The process itself.
-    pub handle: ProcessHandle,
+/// A process a [`ProcessManager`] can track: it can say whether it is still running.
+pub trait Managed {
+    /// What reading its state needs besides the process itself (the JS environment for a JS
+    /// object, nothing for a [`ProcessHandle`]).
+    type Context;
+    /// Why its state could not be read; the manager's own refusals convert into it.
+    type Error: From<Error>;
+
+    /// Whether it is still running.
+    fn is_running(&self, context: &Self::Context) -> std::result::Result<bool, Self::Error>;
 }
 
-/// Processes by server id. Stopping goes through the one tree killer.
-#[derive(Debug, Default)]
-pub struct ProcessManager {
-    processes: Mutex<BTreeMap<String, ManagedProcess>>,
-    /// Server ids whose process is being spawned: reserved before the spawn is awaited, so two
-    /// starts of one id cannot both pass the check.
-    starting: Mutex<BTreeSet<String>>,
+/// How a [`ProcessManager`] stops the trees it started (`{ shutdownTimeoutMs? }` in JS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagerOptions {
+    /// Time between SIGTERM and SIGKILL for each tree (default [`DEFAULT_KILL_GRACE`]).
+    pub grace: Duration,
 }
 
-/// A reserved server id, given back when the start ends (also when it is cancelled).
-struct Reservation<'a> {
-    starting: &'a Mutex<BTreeSet<String>>,
-    server_id: String,
-}
-
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        crate::sync::lock(self.starting).remove(&self.server_id);
+impl Default for ManagerOptions {
+    fn default() -> Self {
+        ManagerOptions {
+            grace: DEFAULT_KILL_GRACE,
+        }
     }
 }
 
-impl ProcessManager {
-    /// An empty manager.
-    pub fn new() -> Self {
-        Self::default()
-    }
+impl ManagerOptions {
+    /// The fields [`ManagerOptions::from_json`] reads.
+    pub const FIELDS: &'static [&'static str] = &["shutdownTimeoutMs"];
 
-    fn processes(&self) -> MutexGuard<'_, BTreeMap<String, ManagedProcess>> {
-        crate::sync::lock(&self.processes)
-    }
-
-    /// Starts `spec` and tracks it as `server_id`. A server id that is tracked and still
-    /// running is an error; a finished one is replaced.
-    pub async fn start(
-        &self,
-        server_id: &str,
-        deployment_id: &str,
-        spec: SpawnSpec,
-        log: Arc<LogStore>,
-        journal: Option<Arc<Journal>>,
-    ) -> Result<ManagedProcess> {
-        let _reservation = self.reserve(server_id)?;
-        let handle = spawn(spec, log, journal).await?;
-        let managed = ManagedProcess {
-            server_id: server_id.to_owned(),
-            deployment_id: deployment_id.to_owned(),
-            handle,
+    /// Reads options object `name` (`null` for none); a wrong field is an error naming it.
+    pub fn from_json(options: &Value, name: &str) -> Result<Self> {
+        let shutdown_timeout = match options {
+            Value::Null => &Value::Null,
+            Value::Object(fields) => fields.get("shutdownTimeoutMs").unwrap_or(&Value::Null),
+            other => {
+                return Err(Error::invalid(name, validate::expected("an object", other)));
+            }
         };
-        self.processes()
-            .insert(server_id.to_owned(), managed.clone());
-        Ok(managed)
+        let grace = match shutdown_timeout {
+            Value::Null => DEFAULT_KILL_GRACE,
+            given => Duration::from_millis(validate::integer(
+                &format!("{name}.shutdownTimeoutMs"),
+                given,
+                0,
+                validate::MAX_SAFE_INTEGER,
+            )?),
+        };
+        Ok(ManagerOptions { grace })
+    }
+}
+
+/// One tracked process with what it was tracked with.
+#[derive(Debug)]
+pub struct Tracked<P> {
+    /// The deployment it serves.
+    pub deployment_id: String,
+    /// The port it listens on, when the caller said.
+    pub port: Option<u16>,
+    /// When it started being tracked.
+    pub started_at: SystemTime,
+    /// The process itself.
+    pub process: P,
+    /// Tells this registration from a later one under the same server id.
+    generation: u64,
+}
+
+/// Permission to track a process under `server_id`, given while no running process had it.
+#[derive(Debug)]
+pub struct Admission {
+    server_id: String,
+    generation: u64,
+}
+
+impl Admission {
+    /// The registration this admission becomes: what [`ProcessManager::untrack`] is given when
+    /// the process exits.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
-    /// Reserves `server_id` for a start; an id that is starting or running is an error.
-    fn reserve(&self, server_id: &str) -> Result<Reservation<'_>> {
-        let mut starting = crate::sync::lock(&self.starting);
-        if starting.contains(server_id) || self.is_running(server_id) {
+    /// The server id admitted.
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+}
+
+/// Processes by server id, one running process per id. Stopping trees goes through the one
+/// tree killer.
+#[derive(Debug)]
+pub struct ProcessManager<P> {
+    processes: BTreeMap<String, Tracked<P>>,
+    /// The last registration given out. A `Cell` so that [`ProcessManager::admit`] takes
+    /// `&self`: the binding admits under a shared borrow, while JS getters may read the manager.
+    generations: Cell<u64>,
+    grace: Duration,
+}
+
+impl<P: Managed> ProcessManager<P> {
+    /// An empty manager stopping trees as `options` say.
+    pub fn new(options: ManagerOptions) -> Self {
+        ProcessManager {
+            processes: BTreeMap::new(),
+            generations: Cell::new(0),
+            grace: options.grace,
+        }
+    }
+
+    /// Admits a process for `server_id`; a process tracked under it that still runs is an
+    /// error. A finished one is replaced by [`ProcessManager::track`].
+    pub fn admit(&self, server_id: &str, context: &P::Context) -> Result<Admission, P::Error> {
+        if self.is_running(server_id, context)? {
             return Err(Error::invalid(
                 "serverId",
                 format!("a process for server '{server_id}' is already running"),
-            ));
+            )
+            .into());
         }
-        starting.insert(server_id.to_owned());
-        Ok(Reservation {
-            starting: &self.starting,
+        let generation = self.generations.get() + 1;
+        self.generations.set(generation);
+        Ok(Admission {
             server_id: server_id.to_owned(),
+            generation,
         })
     }
 
+    /// Tracks `process` under its admission; returns the finished process it replaces.
+    pub fn track(
+        &mut self,
+        admission: Admission,
+        deployment_id: String,
+        port: Option<u16>,
+        process: P,
+    ) -> Option<Tracked<P>> {
+        let tracked = Tracked {
+            deployment_id,
+            port,
+            started_at: SystemTime::now(),
+            process,
+            generation: admission.generation,
+        };
+        self.processes.insert(admission.server_id, tracked)
+    }
+
     /// The process tracked as `server_id`.
-    pub fn get(&self, server_id: &str) -> Option<ManagedProcess> {
-        self.processes().get(server_id).cloned()
+    pub fn get(&self, server_id: &str) -> Option<&Tracked<P>> {
+        self.processes.get(server_id)
     }
 
-    /// The most recently started process serving `deployment_id`.
-    pub fn get_by_deployment(&self, deployment_id: &str) -> Option<ManagedProcess> {
-        self.processes()
-            .values()
-            .filter(|p| p.deployment_id == deployment_id)
-            .max_by_key(|p| p.handle.started_at())
-            .cloned()
+    /// The most recently tracked process serving `deployment_id`, with its server id.
+    pub fn newest_serving(&self, deployment_id: &str) -> Option<(&str, &Tracked<P>)> {
+        self.processes
+            .iter()
+            .filter(|(_, tracked)| tracked.deployment_id == deployment_id)
+            .max_by_key(|(_, tracked)| tracked.generation)
+            .map(|(server_id, tracked)| (server_id.as_str(), tracked))
     }
 
-    /// Every tracked process, by server id.
-    pub fn all(&self) -> Vec<ManagedProcess> {
-        self.processes().values().cloned().collect()
+    /// Every tracked process with its server id, by server id.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tracked<P>)> {
+        self.processes
+            .iter()
+            .map(|(server_id, tracked)| (server_id.as_str(), tracked))
     }
 
-    /// Whether the process tracked as `server_id` is running.
-    pub fn is_running(&self, server_id: &str) -> bool {
-        self.processes()
-            .get(server_id)
-            .is_some_and(|p| p.handle.is_running())
+    /// Whether the process tracked as `server_id` is running (`false` for unknown ids).
+    pub fn is_running(&self, server_id: &str, context: &P::Context) -> Result<bool, P::Error> {
+        match self.processes.get(server_id) {
+            Some(tracked) => tracked.process.is_running(context),
+            None => Ok(false),
+        }
     }
 
     /// How many tracked processes are running.
-    pub fn running_count(&self) -> usize {
-        self.processes()
-            .values()
-            .filter(|p| p.handle.is_running())
-            .count()
-    }
-
-    /// Stops the tree of `server_id` (SIGTERM, `grace`, SIGKILL) and stops tracking it.
-    /// Unknown ids are a no-op. Returns whether a process was tracked.
-    pub async fn kill(&self, server_id: &str, grace: Duration) -> bool {
-        let Some(process) = self.get(server_id) else {
-            return false;
-        };
-        process.handle.kill_tree(grace).await;
-        let mut processes = self.processes();
-        if processes
-            .get(server_id)
-            .is_some_and(|p| p.handle.pid() == process.handle.pid())
-        {
-            processes.remove(server_id);
-        }
-        true
-    }
-
-    /// Stops every tracked tree at once (each with `grace`); resolves when all are gone.
-    pub async fn kill_all(&self, grace: Duration) {
-        let processes = self.all();
-        let mut kills = tokio::task::JoinSet::new();
-        for process in &processes {
-            let handle = process.handle.clone();
-            kills.spawn(async move { handle.kill_tree(grace).await });
-        }
-        while kills.join_next().await.is_some() {}
-        let mut tracked = self.processes();
-        for process in processes {
-            if tracked
-                .get(&process.server_id)
-                .is_some_and(|p| p.handle.pid() == process.handle.pid())
-            {
-                tracked.remove(&process.server_id);
+    pub fn running_count(&self, context: &P::Context) -> Result<usize, P::Error> {
+        let mut count = 0;
+        for tracked in self.processes.values() {
+            if tracked.process.is_running(context)? {
+                count += 1;
             }
+        }
+        Ok(count)
+    }
+
+    /// Forgets the registration `generation` of `server_id` (its process exited); a later
+    /// registration under the same id stays.
+    pub fn untrack(&mut self, server_id: &str, generation: u64) -> Option<Tracked<P>> {
+        if self.processes.get(server_id)?.generation != generation {
+            return None;
+        }
+        self.processes.remove(server_id)
+    }
+
+    /// Forgets the process of `server_id` and returns it, for the caller to stop.
+    pub fn remove(&mut self, server_id: &str) -> Option<Tracked<P>> {
+        self.processes.remove(server_id)
+    }
+
+    /// Forgets every process and returns them, for the caller to stop.
+    pub fn remove_all(&mut self) -> Vec<Tracked<P>> {
+        std::mem::take(&mut self.processes).into_values().collect()
+    }
+
+    /// Stops `trees` at once (each SIGTERM, the manager's grace, SIGKILL); the future ends when
+    /// nothing of any of them is left. The signals go out when the future first runs.
+    pub fn stop_trees(
+        &self,
+        trees: Vec<ProcessHandle>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let grace = self.grace;
+        async move {
+            let mut kills = tokio::task::JoinSet::new();
+            for tree in trees {
+                kills.spawn(tree.kill_tree(grace));
+            }
+            while kills.join_next().await.is_some() {}
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::logs::LogLimits;
+    use std::sync::Arc;
 
-    fn sleeper() -> SpawnSpec {
-        SpawnSpec {
+    use super::*;
+    use crate::logs::{LogLimits, LogStore};
+    use crate::process::SpawnSpec;
+
+    impl Managed for ProcessHandle {
+        type Context = ();
+        type Error = Error;
+
+        fn is_running(&self, _: &()) -> Result<bool> {
+            Ok(ProcessHandle::is_running(self))
+        }
+    }
+
+    async fn sleeper() -> ProcessHandle {
+        let spec = SpawnSpec {
             program: "sleep".to_owned(),
             args: vec!["30".to_owned()],
             cwd: std::env::temp_dir(),
             env: crate::process::env::compose([]),
+        };
+        let log = Arc::new(LogStore::new(LogLimits::with_lines(10)));
+        match crate::process::spawn(spec, log, None).await {
+            Ok(handle) => handle,
+            Err(error) => panic!("sleep did not start: {error}"),
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn two_starts_of_one_id_cannot_both_pass() {
-        let manager = ProcessManager::new();
-        let log = || Arc::new(LogStore::new(LogLimits::with_lines(10)));
-        let (first, second) = tokio::join!(
-            manager.start("server", "dep", sleeper(), log(), None),
-            manager.start("server", "dep", sleeper(), log(), None),
+    fn manager() -> ProcessManager<ProcessHandle> {
+        ProcessManager::new(ManagerOptions {
+            grace: Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn options_default_and_name_the_wrong_field() {
+        let parsed = |json: Value| ManagerOptions::from_json(&json, "options");
+        assert_eq!(parsed(Value::Null).ok(), Some(ManagerOptions::default()));
+        assert_eq!(
+            parsed(serde_json::json!({ "shutdownTimeoutMs": 300 }))
+                .ok()
+                .map(|options| options.grace),
+            Some(Duration::from_millis(300))
+        );
+        let message = |json: Value| parsed(json).err().map(|e| e.to_string());
+        assert_eq!(
+            message(serde_json::json!(5)).as_deref(),
+            Some("Invalid options: expected an object, got number 5")
         );
         assert_eq!(
-            usize::from(first.is_ok()) + usize::from(second.is_ok()),
-            1,
-            "{first:?} {second:?}"
+            message(serde_json::json!({ "shutdownTimeoutMs": -1 })).as_deref(),
+            Some("Invalid options.shutdownTimeoutMs: must be an integer of at least 0 (got -1)")
         );
-        let refused = first.as_ref().err().or(second.as_ref().err());
-        assert!(
-            refused.is_some_and(|e| e.to_string().contains("is already running")),
-            "{refused:?}"
+    }
+
+    #[tokio::test]
+    async fn one_running_process_per_id_and_exits_forget_only_their_registration() {
+        let mut manager = manager();
+        let first = manager.admit("server", &()).ok();
+        let Some(first) = first else {
+            panic!("a free id is admitted");
+        };
+        let first_generation = first.generation();
+        manager.track(first, "dep-1".to_owned(), Some(4111), sleeper().await);
+        let refused = manager.admit("server", &()).err().map(|e| e.to_string());
+        assert_eq!(
+            refused.as_deref(),
+            Some("Invalid serverId: a process for server 'server' is already running")
         );
-        assert_eq!(manager.running_count(), 1);
-        manager.kill_all(Duration::ZERO).await;
-        assert_eq!(manager.running_count(), 0);
-        // The reservation is given back: the id can be started again.
-        let again = manager.start("server", "dep", sleeper(), log(), None).await;
-        assert!(again.is_ok());
-        manager.kill_all(Duration::ZERO).await;
+        assert_eq!(manager.running_count(&()).ok(), Some(1));
+
+        let removed = manager.remove_all();
+        let trees = removed.into_iter().map(|tracked| tracked.process).collect();
+        manager.stop_trees(trees).await;
+        assert!(manager.get("server").is_none());
+
+        // A second registration under the same id: the first one's exit leaves it alone.
+        let Ok(second) = manager.admit("server", &()) else {
+            panic!("a stopped id is admitted again");
+        };
+        let handle = sleeper().await;
+        manager.track(second, "dep-2".to_owned(), None, handle.clone());
+        assert!(manager.untrack("server", first_generation).is_none());
+        assert_eq!(
+            manager.newest_serving("dep-2").map(|(id, _)| id),
+            Some("server")
+        );
+        assert!(manager.newest_serving("dep-1").is_none());
+        manager.stop_trees(vec![handle]).await;
+        assert_eq!(manager.running_count(&()).ok(), Some(0));
     }
 }

@@ -2,9 +2,9 @@
 //! handles with the one tree killer ([`ProcessHandle::kill_tree`]), a command run to its end
 //! under a deadline ([`run_to_end`]), the environment allow-list ([`env`]), `/proc` reading
 //! ([`procfs`]), a port's listeners ([`sock_diag`]), CPU and memory of a tree ([`usage`]), the
-//! exit-hook registry ([`registry`]), the leftover journal ([`journal`]), and for servers that
-//! outlive the host their log file ([`logfile`]) and their adoption by a later host
-//! ([`adopt`]).
+//! exit-hook registry ([`registry`]), the leftover journal ([`journal`]), processes tracked by
+//! server id for the `ProcessManager` export ([`manager`]), and for servers that outlive the
+//! host their log file ([`logfile`]) and their adoption by a later host ([`adopt`]).
 
 pub mod adopt;
 pub mod env;
@@ -27,7 +27,7 @@ pub mod watchdog;
 pub use exit::ExitInfo;
 pub use handle::{DEFAULT_KILL_GRACE, ProcessHandle};
 pub use journal::{Journal, reap_leftovers};
-pub use manager::{ManagedProcess, ProcessManager};
+pub use manager::{Admission, Managed, ManagerOptions, ProcessManager, Tracked};
 pub use run::{Ending, RunEnd, Stopping, run_command, run_to_end};
 pub use spawn::{Lifetime, SpawnSpec, spawn, spawn_with};
 pub use state_files::read_private_file;

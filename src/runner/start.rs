@@ -255,7 +255,9 @@ mod tests {
         };
         let (_, log) = server_log("server-2");
         let child = crate::process::spawn(spec, log, None).await.expect("spawn");
-        start.spawned(&child).expect("the journal recorded the group");
+        start
+            .spawned(&child)
+            .expect("the journal recorded the group");
         start.undo().await;
         assert!(!child.is_running(), "the spawned tree is gone");
         assert!(runner.stats().allocated_ports.is_empty());

@@ -22,6 +22,7 @@
 //! JS → JSON conversion behind [`Json`] that names the offending field.
 
 pub(crate) mod json;
+mod process;
 pub(crate) mod read;
 mod values;
 
@@ -31,6 +32,10 @@ use std::ops::Deref;
 use napi::bindgen_prelude::{Env, FromNapiValue, TypeName, Unknown, ValidateNapiValue};
 use napi::{ValueType, sys};
 
+pub(crate) use process::{
+    AnyFunction, CallbackArg, Deferred, DeploymentIdArg, Fields, LineArg, PlainObject, ServerIdArg,
+    StringList,
+};
 pub(crate) use read::{LineCallback, cwd};
 pub(crate) use values::{
     AnObject, Callback, DateMs, Int, Json, NonEmptyString, Port, Required, require,

@@ -1,25 +1,31 @@
 //! `LogCollectorImpl`: a bounded log fed from JS, with synchronous listeners.
 
-use crate::binding::error::{Result, to_js_error};
+use crate::binding::error::Result;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{Env, Function, Unknown};
+use napi::bindgen_prelude::{Env, Function};
 use napi_derive::napi;
-use serde_json::Value;
 
 use super::PageRequest;
-use crate::binding::args::{self, LineCallback};
-use crate::binding::convert::{Arg, DateMs, Int, arg_names};
+use crate::binding::args::LineCallback;
+use crate::binding::convert::{
+    Arg, CallbackArg, DateMs, Deferred, Int, LineArg, StringList, arg_names,
+};
+use crate::binding::delivery::report_callback_error;
+use crate::binding::entities::PaginatedLogsResult;
+use crate::logs::{LogBatch, LogEntry, LogLimits, LogStore, Stream, join_text};
 
 arg_names! {
     MaxLinesArg = "maxLines";
     SinceArg = "since";
+    LinesArg = "lines";
+    StreamArg = "stream";
+    CountArg = "n";
+    LimitArg = "limit";
+    BeforeArg = "before";
 }
-use crate::binding::delivery::report_callback_error;
-use crate::binding::entities::PaginatedLogsResult;
-use crate::logs::{LogBatch, LogEntry, LogLimits, LogStore, Stream, join_text};
 
 /// Lines a `LogCollectorImpl` keeps when no capacity is given.
 pub(super) const DEFAULT_COLLECTOR_LINES: u64 = 10_000;
@@ -104,33 +110,30 @@ impl LogCollectorImpl {
 #[napi]
 impl LogCollectorImpl {
     /// Appends `line` (text with newlines becomes several lines) from `stream` (default `'stdout'`).
-    #[napi(ts_args_type = "line: string, stream?: 'stdout' | 'stderr'")]
-    pub fn append(&self, env: Env, line: Unknown, stream: Option<Unknown>) -> Result<()> {
-        let text = args::string(&line, "line")?;
-        let stream = args::stream(stream.as_ref(), "stream")?;
-        self.add(&env, stream, split_lines(&text).collect());
+    #[napi]
+    pub fn append(
+        &self,
+        env: Env,
+        #[napi(ts_arg_type = "string")] line: Arg<String, LineArg>,
+        #[napi(ts_arg_type = "'stdout' | 'stderr'")] stream: Option<Arg<Stream, StreamArg>>,
+    ) -> Result<()> {
+        let stream = stream.map_or(Stream::Stdout, Arg::into_inner);
+        self.add(&env, stream, split_lines(&line).collect());
         Ok(())
     }
 
     /// Appends several lines at once from `stream` (default `'stdout'`).
-    #[napi(ts_args_type = "lines: string[], stream?: 'stdout' | 'stderr'")]
-    pub fn append_multiple(&self, env: Env, lines: Unknown, stream: Option<Unknown>) -> Result<()> {
-        let stream = args::stream(stream.as_ref(), "stream")?;
-        let list = match crate::binding::json::to_json(&lines, "lines")? {
-            Value::Array(items) => items,
-            other => {
-                return Err(to_js_error(crate::error::Error::invalid(
-                    "lines",
-                    crate::validate::expected("an array of strings", &other),
-                )));
-            }
-        };
-        let mut texts = Vec::with_capacity(list.len());
-        for (index, item) in list.iter().enumerate() {
-            let text =
-                crate::validate::string(&format!("lines[{index}]"), item).map_err(to_js_error)?;
-            texts.extend(split_lines(text));
-        }
+    #[napi]
+    pub fn append_multiple(
+        &self,
+        env: Env,
+        #[napi(ts_arg_type = "string[]")] lines: Arg<Deferred<StringList>, LinesArg>,
+        #[napi(ts_arg_type = "'stdout' | 'stderr'")] stream: Option<Arg<Stream, StreamArg>>,
+    ) -> Result<()> {
+        // `stream` is checked before `lines`, as it always was.
+        let stream = stream.map_or(Stream::Stdout, Arg::into_inner);
+        let StringList(lines) = lines.into_inner().0?;
+        let texts = lines.iter().flat_map(|text| split_lines(text)).collect();
         self.add(&env, stream, texts);
         Ok(())
     }
@@ -142,10 +145,12 @@ impl LogCollectorImpl {
     }
 
     /// The last `n` lines as text.
-    #[napi(ts_args_type = "n: number")]
-    pub fn get_tail(&self, n: Unknown) -> Result<String> {
-        let n = args::integer(&n, "n", 0, u64::from(u32::MAX))?;
-        Ok(join_text(&self.store.tail(n as usize)))
+    #[napi]
+    pub fn get_tail(
+        &self,
+        #[napi(ts_arg_type = "number")] n: Arg<Int<0, { u32::MAX as u64 }>, CountArg>,
+    ) -> String {
+        join_text(&self.store.tail(n.0 as usize))
     }
 
     /// Lines stored at or after `since`, as text.
@@ -161,17 +166,14 @@ impl LogCollectorImpl {
     /// that adds it, until the returned function is called. A callback that throws is
     /// reported (see `MASTRA_RUNNER_LOG`) and stays subscribed; the other subscribers and the
     /// appender are unaffected.
-    #[napi(
-        ts_args_type = "callback: (line: string) => void",
-        ts_return_type = "() => void"
-    )]
+    #[napi(ts_return_type = "() => void")]
     pub fn stream<'env>(
         &self,
         env: &'env Env,
-        callback: Unknown,
+        #[napi(ts_arg_type = "(line: string) => void")] callback: Arg<LineCallback, CallbackArg>,
     ) -> Result<Function<'env, (), ()>> {
         let listener = Rc::new(Listener {
-            callback: args::callback(&callback, "callback")?,
+            callback: callback.into_inner(),
             active: Cell::new(true),
         });
         self.listeners.borrow_mut().push(Rc::clone(&listener));
@@ -198,15 +200,14 @@ impl LogCollectorImpl {
     }
 
     /// Up to `limit` entries (default 100) older than the cursor `before` (newest when absent).
-    #[napi(
-        ts_args_type = "limit?: number, before?: string",
-        ts_return_type = "PaginatedLogsResult"
-    )]
+    #[napi]
     pub fn get_paginated(
         &self,
-        limit: Option<Unknown>,
-        before: Option<Unknown>,
+        #[napi(ts_arg_type = "number")] limit: Option<Arg<Int<1, { u32::MAX as u64 }>, LimitArg>>,
+        #[napi(ts_arg_type = "string")] before: Option<Arg<String, BeforeArg>>,
     ) -> Result<PaginatedLogsResult> {
-        Ok(PageRequest::read(limit.as_ref(), before.as_ref())?.page(&self.store))
+        let limit = limit.map(|limit| limit.0);
+        let before = before.map(Arg::into_inner);
+        Ok(PageRequest::new(limit, before.as_deref())?.page(&self.store))
     }
 }

@@ -31,8 +31,15 @@ pub(crate) struct PageRequest {
 impl PageRequest {
     /// Reads `limit` and `before` (a cursor of an earlier page).
     pub(crate) fn read(limit: Option<&Unknown<'_>>, before: Option<&Unknown<'_>>) -> Result<Self> {
-        let limit = args::optional_integer(limit, "limit", 1, u64::from(u32::MAX))?.unwrap_or(100);
-        let before = match args::optional_string(before, "before")? {
+        let limit = args::optional_integer(limit, "limit", 1, u64::from(u32::MAX))?;
+        let before = args::optional_string(before, "before")?;
+        PageRequest::new(limit, before.as_deref())
+    }
+
+    /// `limit` entries (default 100) older than the cursor `before` (text of an earlier page's
+    /// cursor).
+    pub(crate) fn new(limit: Option<u64>, before: Option<&str>) -> Result<Self> {
+        let before = match before {
             None => None,
             Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| {
                 to_js_error(crate::error::Error::invalid(
@@ -42,7 +49,7 @@ impl PageRequest {
             })?),
         };
         Ok(PageRequest {
-            limit: limit as usize,
+            limit: limit.unwrap_or(100) as usize,
             before,
         })
     }

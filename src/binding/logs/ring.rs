@@ -38,8 +38,8 @@ impl RingBuffer {
     }
 
     /// Appends `item`; when full, the oldest item is dropped.
-    #[napi(ts_args_type = "item: unknown")]
-    pub fn push(&mut self, env: Env, item: Unknown) -> Result<()> {
+    #[napi]
+    pub fn push(&mut self, env: Env, #[napi(ts_arg_type = "unknown")] item: Unknown) -> Result<()> {
         if self.items.len() == self.capacity
             && let Some(oldest) = self.items.pop_front()
         {

@@ -1,23 +1,22 @@
 //! `formatLogLine` and the `create*LogStream` helpers.
 
-use crate::binding::error::{JsFailure, Result, to_js_error};
+use crate::binding::error::Result;
 use std::sync::Arc;
-use std::time::Duration;
 
 use napi::bindgen_prelude::{Env, Function, FunctionRef, JsValue, Unknown};
 use napi_derive::napi;
-use serde_json::Value;
 
 use super::collector::DEFAULT_COLLECTOR_LINES;
-use crate::binding::args::{self, LineCallback};
+use crate::binding::args::LineCallback;
+use crate::binding::convert::{Arg, ArgName, CallbackArg, LineArg, arg_names};
 use crate::binding::delivery::{report_callback_error, spawn_delivery};
-use crate::logs::{LogBatch, LogLimits, LogStore, Stream, iso8601_utc};
-
-/// How long a buffered build log stream collects lines by default, in ms.
-pub(super) const DEFAULT_FLUSH_MS: u64 = 100;
+use crate::logs::{LineFormat, LogBatch, LogLimits, LogStore, Stream};
 
 /// The formatting options of `createBuildLogStream` and `formatLogLine`.
-#[napi(object)]
+// Only the TypeScript shape: the core's `LineFormat::from_json` reads the value, with the
+// package's messages, so Rust never builds one.
+#[allow(dead_code)]
+#[napi(object, object_to_js = false)]
 pub struct BuildLogStreamConfig {
     /// Start each line with `[ISO time]` (default `true`).
     pub include_timestamp: Option<bool>,
@@ -29,86 +28,24 @@ pub struct BuildLogStreamConfig {
     pub flush_interval_ms: Option<f64>,
 }
 
-impl BuildLogStreamConfig {
-    /// Reads and checks argument `name`; a wrong field is an `Error` naming it.
-    fn read(options: Option<&Unknown<'_>>, name: &str) -> Result<Self> {
-        let options = match options {
-            Some(options) => crate::binding::json::to_json(options, name)?,
-            None => Value::Null,
-        };
-        if !options.is_null() && !options.is_object() {
-            return Err(JsFailure::invalid(
-                name,
-                crate::validate::expected("an object", &options),
-            ));
-        }
-        let field = |field: &str| options.get(field).filter(|v| !v.is_null());
-        let flag = |field: &str, default: bool| -> Result<bool> {
-            match options.get(field) {
-                None | Some(Value::Null) => Ok(default),
-                Some(Value::Bool(b)) => Ok(*b),
-                Some(other) => Err(JsFailure::invalid(
-                    &format!("{name}.{field}"),
-                    crate::validate::expected("a boolean", other),
-                )),
-            }
-        };
-        let prefix = match field("prefix") {
-            None => String::new(),
-            Some(value) => crate::validate::string(&format!("{name}.prefix"), value)
-                .map_err(to_js_error)?
-                .to_owned(),
-        };
-        let flush_interval = match field("flushIntervalMs") {
-            None => DEFAULT_FLUSH_MS,
-            Some(value) => {
-                crate::validate::integer(&format!("{name}.flushIntervalMs"), value, 1, 3_600_000)
-                    .map_err(to_js_error)?
-            }
-        };
-        Ok(BuildLogStreamConfig {
-            include_timestamp: Some(flag("includeTimestamp", true)?),
-            prefix: Some(prefix),
-            buffered: Some(flag("buffered", false)?),
-            flush_interval_ms: Some(flush_interval as f64),
-        })
-    }
+arg_names! {
+    ConfigArg = "config";
+    PredicateArg = "predicate";
+}
 
-    fn flush_interval(&self) -> Duration {
-        Duration::from_millis(
-            self.flush_interval_ms
-                .map_or(DEFAULT_FLUSH_MS, |ms| ms as u64),
-        )
-    }
-
-    /// `[ISO time] prefix line`, the parts present joined by single spaces.
-    fn format(&self, line: &str) -> String {
-        let prefix = self.prefix.as_deref().unwrap_or_default();
-        let mut out = String::with_capacity(line.len() + prefix.len() + 28);
-        if self.include_timestamp != Some(false) {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            out.push('[');
-            out.push_str(&iso8601_utc(now));
-            out.push_str("] ");
-        }
-        if !prefix.is_empty() {
-            out.push_str(prefix);
-            out.push(' ');
-        }
-        out.push_str(line);
-        out
-    }
+/// The format `config` gives, the defaults when left out.
+fn line_format(config: Option<Arg<LineFormat, ConfigArg>>) -> LineFormat {
+    config.map(Arg::into_inner).unwrap_or_default()
 }
 
 /// `line` as a build log writes it: `[ISO time]` (unless `includeTimestamp: false`), then
 /// `prefix` if given, then the line, separated by single spaces.
-#[napi(ts_args_type = "line: string, config?: BuildLogStreamConfig")]
-pub fn format_log_line(line: Unknown, config: Option<Unknown>) -> Result<String> {
-    let line = args::string(&line, "line")?;
-    Ok(BuildLogStreamConfig::read(config.as_ref(), "config")?.format(&line))
+#[napi]
+pub fn format_log_line(
+    #[napi(ts_arg_type = "string")] line: Arg<String, LineArg>,
+    #[napi(ts_arg_type = "BuildLogStreamConfig")] config: Option<Arg<LineFormat, ConfigArg>>,
+) -> String {
+    line_format(config).format(&line)
 }
 
 /// A function that does nothing with the line it is given (the sink for a missing callback).
@@ -121,21 +58,20 @@ pub(super) fn discard<'env>(env: &'env Env) -> Result<Function<'env, String, ()>
 /// per line, at most every `flushIntervalMs` (default 100) instead of at once. Without a
 /// callback the sink discards what it is given. An exception thrown by `callback` is reported
 /// (see `MASTRA_RUNNER_LOG`) and never reaches the writer.
-#[napi(
-    ts_args_type = "callback: ((line: string) => void) | undefined, config?: BuildLogStreamConfig",
-    ts_return_type = "(line: string) => void"
-)]
+#[napi(ts_return_type = "(line: string) => void")]
 pub fn create_build_log_stream<'env>(
     env: &'env Env,
-    callback: Option<Unknown>,
-    config: Option<Unknown>,
+    #[napi(ts_arg_type = "((line: string) => void) | undefined")] callback: Arg<
+        Option<LineCallback>,
+        CallbackArg,
+    >,
+    #[napi(ts_arg_type = "BuildLogStreamConfig")] config: Option<Arg<LineFormat, ConfigArg>>,
 ) -> Result<Function<'env, String, ()>> {
-    let callback: Option<LineCallback> = args::optional_callback(callback.as_ref(), "callback")?;
-    let format = BuildLogStreamConfig::read(config.as_ref(), "config")?;
-    let Some(callback) = callback else {
+    let format = line_format(config);
+    let Some(callback) = callback.into_inner() else {
         return discard(env);
     };
-    if format.buffered != Some(true) {
+    if !format.buffered {
         return Ok(
             env.create_function_from_closure("writeBuildLog", move |ctx| {
                 let line: String = ctx.first_arg()?;
@@ -154,7 +90,7 @@ pub fn create_build_log_stream<'env>(
     spawn_delivery(
         env,
         subscription,
-        Some(format.flush_interval()),
+        Some(format.flush_interval),
         move |env, batch| {
             let Ok(callback) = callback.borrow_back(env) else {
                 return;
@@ -179,8 +115,35 @@ pub fn create_build_log_stream<'env>(
     )
 }
 
-/// The most callbacks `createMultiLogStream` accepts.
-pub(super) const MAX_FANOUT: usize = 16;
+/// The names of `createMultiLogStream`'s callbacks, as its errors say them; it accepts up to 16.
+const FAN_OUT_NAMES: [&str; 16] = [
+    "callbacks[0]",
+    "callbacks[1]",
+    "callbacks[2]",
+    "callbacks[3]",
+    "callbacks[4]",
+    "callbacks[5]",
+    "callbacks[6]",
+    "callbacks[7]",
+    "callbacks[8]",
+    "callbacks[9]",
+    "callbacks[10]",
+    "callbacks[11]",
+    "callbacks[12]",
+    "callbacks[13]",
+    "callbacks[14]",
+    "callbacks[15]",
+];
+
+/// The argument `callbacks[I]` of `createMultiLogStream`.
+pub struct FanOutName<const I: usize>;
+
+impl<const I: usize> ArgName for FanOutName<I> {
+    const NAME: &'static str = FAN_OUT_NAMES[I];
+}
+
+/// Callback `I` of `createMultiLogStream`: `undefined` and `null` are skipped.
+type FanOutCallback<const I: usize> = Option<Arg<LineCallback, FanOutName<I>>>;
 
 /// One sink that forwards every line to each callback in turn (up to 16). A callback that
 /// throws is reported and the others still receive the line.
@@ -191,33 +154,44 @@ pub(super) const MAX_FANOUT: usize = 16;
 #[allow(clippy::too_many_arguments)]
 pub fn create_multi_log_stream<'env>(
     env: &'env Env,
-    c0: Option<Unknown>,
-    c1: Option<Unknown>,
-    c2: Option<Unknown>,
-    c3: Option<Unknown>,
-    c4: Option<Unknown>,
-    c5: Option<Unknown>,
-    c6: Option<Unknown>,
-    c7: Option<Unknown>,
-    c8: Option<Unknown>,
-    c9: Option<Unknown>,
-    c10: Option<Unknown>,
-    c11: Option<Unknown>,
-    c12: Option<Unknown>,
-    c13: Option<Unknown>,
-    c14: Option<Unknown>,
-    c15: Option<Unknown>,
+    c0: FanOutCallback<0>,
+    c1: FanOutCallback<1>,
+    c2: FanOutCallback<2>,
+    c3: FanOutCallback<3>,
+    c4: FanOutCallback<4>,
+    c5: FanOutCallback<5>,
+    c6: FanOutCallback<6>,
+    c7: FanOutCallback<7>,
+    c8: FanOutCallback<8>,
+    c9: FanOutCallback<9>,
+    c10: FanOutCallback<10>,
+    c11: FanOutCallback<11>,
+    c12: FanOutCallback<12>,
+    c13: FanOutCallback<13>,
+    c14: FanOutCallback<14>,
+    c15: FanOutCallback<15>,
 ) -> Result<Function<'env, String, ()>> {
-    let given = [
-        c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15,
-    ];
-    debug_assert_eq!(given.len(), MAX_FANOUT);
-    let mut callbacks: Vec<LineCallback> = Vec::new();
-    for (index, callback) in given.iter().enumerate() {
-        if let Some(callback) = callback {
-            callbacks.push(args::callback(callback, &format!("callbacks[{index}]"))?);
-        }
-    }
+    let callbacks: Vec<LineCallback> = [
+        c0.map(Arg::into_inner),
+        c1.map(Arg::into_inner),
+        c2.map(Arg::into_inner),
+        c3.map(Arg::into_inner),
+        c4.map(Arg::into_inner),
+        c5.map(Arg::into_inner),
+        c6.map(Arg::into_inner),
+        c7.map(Arg::into_inner),
+        c8.map(Arg::into_inner),
+        c9.map(Arg::into_inner),
+        c10.map(Arg::into_inner),
+        c11.map(Arg::into_inner),
+        c12.map(Arg::into_inner),
+        c13.map(Arg::into_inner),
+        c14.map(Arg::into_inner),
+        c15.map(Arg::into_inner),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     Ok(
         env.create_function_from_closure("writeMultiLog", move |ctx| {
             let line: String = ctx.first_arg()?;
@@ -235,18 +209,20 @@ pub fn create_multi_log_stream<'env>(
 /// A sink that forwards only the lines for which `predicate(line)` is truthy (without a
 /// callback, it discards every line). A predicate that throws drops that line (and is
 /// reported).
-#[napi(
-    ts_args_type = "callback: ((line: string) => void) | undefined, predicate: (line: string) => boolean",
-    ts_return_type = "(line: string) => void"
-)]
+#[napi(ts_return_type = "(line: string) => void")]
 pub fn create_filtered_log_stream<'env>(
     env: &'env Env,
-    callback: Option<Unknown>,
-    predicate: Unknown,
+    #[napi(ts_arg_type = "((line: string) => void) | undefined")] callback: Arg<
+        Option<LineCallback>,
+        CallbackArg,
+    >,
+    #[napi(ts_arg_type = "(line: string) => boolean")] predicate: Arg<
+        FunctionRef<String, Unknown<'static>>,
+        PredicateArg,
+    >,
 ) -> Result<Function<'env, String, ()>> {
-    let callback: Option<LineCallback> = args::optional_callback(callback.as_ref(), "callback")?;
-    let predicate: FunctionRef<String, Unknown<'static>> = args::callback(&predicate, "predicate")?;
-    let Some(callback) = callback else {
+    let predicate = predicate.into_inner();
+    let Some(callback) = callback.into_inner() else {
         return discard(env);
     };
     Ok(

@@ -1,19 +1,21 @@
-//! `ProcessManager`: server processes by server id.
+//! `ProcessManager`: server processes by server id, a thin wrapper over the core's
+//! [`crate::process::ProcessManager`], which holds them and decides (one running process per
+//! id, the newest of a deployment, the grace of a stop). This file converts the arguments,
+//! reads the JS process objects and stops the ones it did not start through their own `kill`.
 use super::ProcessOn;
 use super::command::{
     ArgsArg, ArgumentList, CommandArg, CommandOptions, OptionsArg, Program, read_promised_command,
 };
 use super::spawned::SpawnedProcess;
 use super::tracked::{
-    Tracked, TrackedMap, TrackedProcess, rejected, release, resolved, status, tracked_info,
+    JsProcess, Manager, TrackedProcess, rejected, release, resolved, tracked_info,
 };
-use crate::binding::convert::PromisedArg;
-use crate::binding::error::JsFailure;
-use crate::binding::error::{Result, spawn};
-use crate::process;
-use std::cell::Cell;
+use crate::binding::convert::{
+    Arg, DeploymentIdArg, Fields, PlainObject, Port, PromisedArg, Required, ServerIdArg, arg_names,
+};
+use crate::binding::error::{JsFailure, Result, spawn};
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
 
 use napi::ValueType;
 use napi::bindgen_prelude::{
@@ -22,10 +24,21 @@ use napi::bindgen_prelude::{
 };
 use napi_derive::napi;
 
-use crate::binding::args;
 use crate::binding::delivery::report_callback_error;
 use crate::logs::join_text;
-use crate::validate;
+use crate::process::{self, Admission, ManagerOptions, Tracked};
+
+arg_names! {
+    ProcessArg = "process";
+    PortArg = "port";
+    LogCollectorArg = "logCollector";
+}
+
+/// A server id or deployment id argument.
+type Id<N> = Arg<Required<String>, N>;
+
+/// The same, for a Promise-returning method (a wrong one rejects).
+type PromisedId<N> = PromisedArg<Required<String>, N>;
 
 /// Server processes by server id: track (or start), look up, and stop them.
 ///
@@ -35,28 +48,22 @@ use crate::validate;
 /// signals a pid it did not start.
 #[napi(custom_finalize)]
 pub struct ProcessManager {
-    pub(super) tracked: TrackedMap,
-    pub(super) generations: Cell<u64>,
-    pub(super) grace: Duration,
+    inner: Manager,
 }
 
 #[napi]
 impl ProcessManager {
     /// A manager whose `kill` gives each tree `shutdownTimeoutMs` (default 10000) between
     /// SIGTERM and SIGKILL.
-    #[napi(constructor, ts_args_type = "options?: { shutdownTimeoutMs?: number }")]
-    pub fn new(options: Option<Unknown>) -> Result<Self> {
-        let grace = args::optional_integer(
-            args::field(options.as_ref(), "options", "shutdownTimeoutMs")?.as_ref(),
-            "options.shutdownTimeoutMs",
-            0,
-            validate::MAX_SAFE_INTEGER,
-        )?
-        .map_or(process::DEFAULT_KILL_GRACE, Duration::from_millis);
+    #[napi(constructor)]
+    pub fn new(
+        #[napi(ts_arg_type = "{ shutdownTimeoutMs?: number }")] options: Option<
+            Arg<Fields<ManagerOptions>, OptionsArg>,
+        >,
+    ) -> Result<Self> {
+        let options = options.map_or_else(ManagerOptions::default, |given| given.into_inner().0);
         Ok(ProcessManager {
-            tracked: Rc::default(),
-            generations: Cell::new(0),
-            grace,
+            inner: Rc::new(RefCell::new(process::ProcessManager::new(options))),
         })
     }
 
@@ -64,34 +71,36 @@ impl ProcessManager {
     /// as `serverId` of `deploymentId`, listening on `port`, with its `logCollector`; it is
     /// forgotten when its `exit` event fires. Throws when a running process is already
     /// tracked as `serverId`.
-    #[napi(
-        ts_args_type = "serverId: string, deploymentId: string, process: SpawnedProcess | { pid?: number; killed?: boolean; exitCode?: number | null; on(event: 'exit', listener: (...args: any[]) => void): unknown; kill?(signal?: string): unknown }, port?: number, logCollector?: object"
-    )]
+    #[napi]
     pub fn track(
         &self,
         env: &Env,
-        server_id: Option<Unknown>,
-        deployment_id: Option<Unknown>,
-        process: Option<Unknown>,
-        port: Option<Unknown>,
-        log_collector: Option<Unknown>,
+        #[napi(ts_arg_type = "string")] server_id: Id<ServerIdArg>,
+        #[napi(ts_arg_type = "string")] deployment_id: Id<DeploymentIdArg>,
+        #[napi(
+            ts_arg_type = "SpawnedProcess | { pid?: number; killed?: boolean; exitCode?: number | null; on(event: 'exit', listener: (...args: any[]) => void): unknown; kill?(signal?: string): unknown }"
+        )]
+        process: Arg<PlainObject, ProcessArg>,
+        #[napi(ts_arg_type = "number")] port: Option<Arg<Port, PortArg>>,
+        #[napi(ts_arg_type = "object")] log_collector: Option<Arg<PlainObject, LogCollectorArg>>,
     ) -> Result<()> {
-        let server_id = args::required_string(server_id, "serverId")?;
-        let deployment_id = args::required_string(deployment_id, "deploymentId")?;
-        let object = args::object(process.as_ref(), "process")?;
-        let port = args::optional_port(port, "port")?;
-        let log_collector = match log_collector {
-            Some(log) if !matches!(log.get_type()?, ValueType::Undefined | ValueType::Null) => {
-                args::object(Some(&log), "logCollector")?;
-                Some(log)
-            }
-            _ => None,
-        };
-        self.insert(env, server_id, deployment_id, object, port, log_collector)
+        let server_id = server_id.into_inner().0;
+        let admission = self.inner.borrow().admit(&server_id, env)?;
+        let log_collector = log_collector.map(|log| log.unknown(env)).transpose()?;
+        self.insert(
+            env,
+            admission,
+            deployment_id.into_inner().0,
+            process.get(env)?,
+            port.map(|port| port.0),
+            log_collector,
+        )
     }
 
     /// Starts `command` for `serverId` (see `spawnCommand` for the options) and tracks it.
     /// Rejects when a process for `serverId` is already running or the command cannot start.
+    // The whole signature is spelled out because `args` is optional before `options`: the
+    // command's own argument kinds (`command.rs`) are not napi `Option`s.
     #[napi(
         ts_args_type = "serverId: string, deploymentId: string, command: string, args?: string[], options?: { cwd?: string; env?: Record<string, string>; onOutput?: (line: string, stream: 'stdout' | 'stderr') => void }",
         ts_return_type = "Promise<TrackedProcess>"
@@ -99,54 +108,58 @@ impl ProcessManager {
     pub fn start<'env>(
         &self,
         env: &'env Env,
-        server_id: Option<Unknown>,
-        deployment_id: Option<Unknown>,
+        server_id: PromisedId<ServerIdArg>,
+        deployment_id: PromisedId<DeploymentIdArg>,
         command: PromisedArg<Program, CommandArg>,
         arguments: Option<PromisedArg<ArgumentList, ArgsArg>>,
         options: Option<PromisedArg<CommandOptions, OptionsArg>>,
     ) -> Result<Unknown<'env>> {
-        match self.start_now(env, server_id, deployment_id, command, arguments, options) {
+        let started = (|| {
+            let server_id = server_id.into_result()?.0;
+            let deployment_id = deployment_id.into_result()?.0;
+            let admission = self.inner.borrow().admit(&server_id, env)?;
+            let command = read_promised_command(command, arguments, options)?;
+            let spawned = SpawnedProcess::start(env, command, false)?;
+            let instance = spawned.into_instance(env)?;
+            self.insert(
+                env,
+                admission,
+                deployment_id,
+                instance.as_object(env),
+                None,
+                None,
+            )?;
+            match self.info(env, &server_id)? {
+                Either::A(info) => Ok(info),
+                Either::B(()) => Err(JsFailure::invalid("serverId", "its process exited at once")),
+            }
+        })();
+        match started {
             Ok(info) => resolved(env, info.into_unknown(env)?),
             Err(error) => rejected(env, error),
         }
     }
 
     /// The process tracked as `serverId`, or `undefined`.
-    #[napi(
-        ts_args_type = "serverId: string",
-        ts_return_type = "TrackedProcess | undefined"
-    )]
+    #[napi(ts_return_type = "TrackedProcess | undefined")]
     pub fn get<'env>(
         &self,
         env: &'env Env,
-        server_id: Option<Unknown>,
+        #[napi(ts_arg_type = "string")] server_id: Id<ServerIdArg>,
     ) -> Result<Either<TrackedProcess<'env>, ()>> {
-        let server_id = args::required_string(server_id, "serverId")?;
-        let tracked = self.tracked.borrow();
-        Ok(match tracked.get(&server_id) {
-            Some(entry) => Either::A(tracked_info(env, &server_id, entry)?),
-            None => Either::B(()),
-        })
+        self.info(env, &server_id.0)
     }
 
     /// The newest process serving `deploymentId`, or `undefined`.
-    #[napi(
-        ts_args_type = "deploymentId: string",
-        ts_return_type = "TrackedProcess | undefined"
-    )]
+    #[napi(ts_return_type = "TrackedProcess | undefined")]
     pub fn get_by_deployment_id<'env>(
         &self,
         env: &'env Env,
-        deployment_id: Option<Unknown>,
+        #[napi(ts_arg_type = "string")] deployment_id: Id<DeploymentIdArg>,
     ) -> Result<Either<TrackedProcess<'env>, ()>> {
-        let deployment_id = args::required_string(deployment_id, "deploymentId")?;
-        let tracked = self.tracked.borrow();
-        let newest = tracked
-            .iter()
-            .filter(|(_, entry)| entry.deployment_id == deployment_id)
-            .max_by_key(|(_, entry)| entry.generation);
-        Ok(match newest {
-            Some((server_id, entry)) => Either::A(tracked_info(env, server_id, entry)?),
+        let manager = self.inner.borrow();
+        Ok(match manager.newest_serving(&deployment_id.0) {
+            Some((server_id, tracked)) => Either::A(tracked_info(env, server_id, tracked)?),
             None => Either::B(()),
         })
     }
@@ -154,58 +167,54 @@ impl ProcessManager {
     /// Every tracked process.
     #[napi(ts_return_type = "TrackedProcess[]")]
     pub fn get_all<'env>(&self, env: &'env Env) -> Result<Vec<TrackedProcess<'env>>> {
-        self.tracked
+        self.inner
             .borrow()
             .iter()
-            .map(|(server_id, entry)| tracked_info(env, server_id, entry))
+            .map(|(server_id, tracked)| tracked_info(env, server_id, tracked))
             .collect()
     }
 
     /// Whether the process of `serverId` is running (for a `ChildProcess`-like object: not
     /// `killed` and without an `exitCode`).
-    #[napi(ts_args_type = "serverId: string")]
-    pub fn is_running(&self, env: &Env, server_id: Option<Unknown>) -> Result<bool> {
-        let server_id = args::required_string(server_id, "serverId")?;
-        match self.tracked.borrow().get(&server_id) {
-            Some(entry) => Ok(status(env, entry)?.0),
-            None => Ok(false),
-        }
+    #[napi]
+    pub fn is_running(
+        &self,
+        env: &Env,
+        #[napi(ts_arg_type = "string")] server_id: Id<ServerIdArg>,
+    ) -> Result<bool> {
+        self.inner.borrow().is_running(&server_id.0, env)
     }
 
     /// How many tracked processes are running.
     #[napi]
     pub fn get_running_count(&self, env: &Env) -> Result<u32> {
-        let mut count = 0;
-        for entry in self.tracked.borrow().values() {
-            if status(env, entry)?.0 {
-                count += 1;
-            }
-        }
-        Ok(count)
+        Ok(self.inner.borrow().running_count(env)? as u32)
     }
 
     /// Everything the `SpawnedProcess` of `serverId` wrote (last 10000 lines); `''` otherwise.
-    #[napi(ts_args_type = "serverId: string")]
-    pub fn get_output(&self, server_id: Option<Unknown>) -> Result<String> {
-        let server_id = args::required_string(server_id, "serverId")?;
-        Ok(self
-            .tracked
+    #[napi]
+    pub fn get_output(&self, #[napi(ts_arg_type = "string")] server_id: Id<ServerIdArg>) -> String {
+        self.inner
             .borrow()
-            .get(&server_id)
-            .and_then(|entry| entry.handle.as_ref())
+            .get(&server_id.0)
+            .and_then(|tracked| tracked.process.handle.as_ref())
             .map(|handle| join_text(&handle.log().all()))
-            .unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// Forgets the process of `serverId` and stops it; resolves when nothing of a
     /// `SpawnedProcess`'s tree is left. Unknown ids resolve at once.
-    #[napi(ts_args_type = "serverId: string", ts_return_type = "Promise<void>")]
-    pub fn kill<'env>(&self, env: &'env Env, server_id: Option<Unknown>) -> Result<Unknown<'env>> {
-        let server_id = match args::required_string(server_id, "serverId") {
-            Ok(id) => id,
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn kill<'env>(
+        &self,
+        env: &'env Env,
+        #[napi(ts_arg_type = "string")] server_id: PromisedId<ServerIdArg>,
+    ) -> Result<Unknown<'env>> {
+        let server_id = match server_id.into_result() {
+            Ok(id) => id.0,
             Err(error) => return rejected(env, error),
         };
-        let removed = self.tracked.borrow_mut().remove(&server_id);
+        let removed = self.inner.borrow_mut().remove(&server_id);
         self.stop(env, removed.into_iter().collect())
     }
 
@@ -213,61 +222,35 @@ impl ProcessManager {
     /// `SpawnedProcess`'s tree is left.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn kill_all<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
-        let removed: Vec<Tracked> = std::mem::take(&mut *self.tracked.borrow_mut())
-            .into_values()
-            .collect();
+        let removed = self.inner.borrow_mut().remove_all();
         self.stop(env, removed)
     }
 }
 
 impl ProcessManager {
-    fn start_now<'env>(
+    /// The `TrackedProcess` of `server_id`, or `undefined`.
+    fn info<'env>(
         &self,
         env: &'env Env,
-        server_id: Option<Unknown>,
-        deployment_id: Option<Unknown>,
-        command: PromisedArg<Program, CommandArg>,
-        arguments: Option<PromisedArg<ArgumentList, ArgsArg>>,
-        options: Option<PromisedArg<CommandOptions, OptionsArg>>,
-    ) -> Result<TrackedProcess<'env>> {
-        let server_id = args::required_string(server_id, "serverId")?;
-        let deployment_id = args::required_string(deployment_id, "deploymentId")?;
-        self.check_free(env, &server_id)?;
-        let command = read_promised_command(command, arguments, options)?;
-        let spawned = SpawnedProcess::start(env, command, false)?;
-        let instance = spawned.into_instance(env)?;
-        let object = instance.as_object(env);
-        self.insert(env, server_id.clone(), deployment_id, object, None, None)?;
-        let tracked = self.tracked.borrow();
-        match tracked.get(&server_id) {
-            Some(entry) => tracked_info(env, &server_id, entry),
-            None => Err(JsFailure::invalid("serverId", "its process exited at once")),
-        }
+        server_id: &str,
+    ) -> Result<Either<TrackedProcess<'env>, ()>> {
+        Ok(match self.inner.borrow().get(server_id) {
+            Some(tracked) => Either::A(tracked_info(env, server_id, tracked)?),
+            None => Either::B(()),
+        })
     }
 
-    /// A running process already tracked as `server_id` is an error.
-    fn check_free(&self, env: &Env, server_id: &str) -> Result<()> {
-        if let Some(entry) = self.tracked.borrow().get(server_id)
-            && status(env, entry)?.0
-        {
-            return Err(JsFailure::invalid(
-                "serverId",
-                format!("a process for server '{server_id}' is already running"),
-            ));
-        }
-        Ok(())
-    }
-
+    /// Tracks `object` under `admission`: it is forgotten when its `exit` event fires (when it
+    /// has an `on` method).
     fn insert(
         &self,
         env: &Env,
-        server_id: String,
+        admission: Admission,
         deployment_id: String,
         object: Object,
         port: Option<u16>,
         log_collector: Option<Unknown>,
     ) -> Result<()> {
-        self.check_free(env, &server_id)?;
         let handle = if SpawnedProcess::instance_of(env, &object)? {
             // SAFETY: `object` was just checked to be a SpawnedProcess instance.
             let instance = unsafe {
@@ -277,19 +260,15 @@ impl ProcessManager {
         } else {
             None
         };
-        let generation = self.generations.get() + 1;
-        self.generations.set(generation);
         let on: Unknown = object.get_named_property("on")?;
         if on.get_type()? == ValueType::Function {
-            let tracked = Rc::clone(&self.tracked);
-            let id = server_id.clone();
+            let manager = Rc::clone(&self.inner);
+            let id = admission.server_id().to_owned();
+            let generation = admission.generation();
             let untrack = env.create_function_from_closure::<(), (), _>("untrack", move |ctx| {
-                let mut map = tracked.borrow_mut();
-                if map.get(&id).is_some_and(|e| e.generation == generation)
-                    && let Some(entry) = map.remove(&id)
-                {
-                    drop(map);
-                    release(ctx.env, entry);
+                let forgotten = manager.borrow_mut().untrack(&id, generation);
+                if let Some(tracked) = forgotten {
+                    release(ctx.env, tracked);
                 }
                 Ok(())
             })?;
@@ -299,26 +278,26 @@ impl ProcessManager {
         }
         // Referenced only after every check: a reference dropped without `unref` leaks its
         // object.
-        let process = object.to_unknown().create_ref()?;
+        let object = object.to_unknown().create_ref()?;
         let log_collector = match log_collector.map(|log| log.create_ref()).transpose() {
             Ok(log_collector) => log_collector,
             Err(error) => {
-                if let Err(unref) = process.unref(env) {
+                if let Err(unref) = object.unref(env) {
                     tracing::debug!("releasing a process reference failed: {unref}");
                 }
                 return Err(error.into());
             }
         };
-        let entry = Tracked {
-            deployment_id,
-            port,
-            started_at: SystemTime::now(),
-            process,
+        let process = JsProcess {
+            object,
             log_collector,
             handle,
-            generation,
         };
-        if let Some(previous) = self.tracked.borrow_mut().insert(server_id, entry) {
+        let replaced = self
+            .inner
+            .borrow_mut()
+            .track(admission, deployment_id, port, process);
+        if let Some(previous) = replaced {
             release(env, previous);
         }
         Ok(())
@@ -326,13 +305,17 @@ impl ProcessManager {
 
     /// Stops `removed` (already forgotten): whole trees for `SpawnedProcess`es, `kill('SIGTERM')`
     /// for other objects. The Promise resolves when every tree is gone.
-    fn stop<'env>(&self, env: &'env Env, removed: Vec<Tracked>) -> Result<Unknown<'env>> {
+    fn stop<'env>(
+        &self,
+        env: &'env Env,
+        removed: Vec<Tracked<JsProcess>>,
+    ) -> Result<Unknown<'env>> {
         let mut trees = Vec::new();
-        for entry in removed {
-            match &entry.handle {
+        for tracked in removed {
+            match &tracked.process.handle {
                 Some(handle) => trees.push(handle.clone()),
                 None => {
-                    let value = entry.process.get_value(env)?;
+                    let value = tracked.process.object.get_value(env)?;
                     // SAFETY: `track` only accepts objects.
                     let object = unsafe { value.cast::<Object>() }?;
                     let kill: Unknown = object.get_named_property("kill")?;
@@ -345,15 +328,11 @@ impl ProcessManager {
                     }
                 }
             }
-            release(env, entry);
+            release(env, tracked);
         }
-        let grace = self.grace;
+        let stopped = self.inner.borrow().stop_trees(trees);
         let promise = spawn(env, async move {
-            let mut kills = tokio::task::JoinSet::new();
-            for handle in trees {
-                kills.spawn(async move { handle.kill_tree(grace).await });
-            }
-            while kills.join_next().await.is_some() {}
+            stopped.await;
             Ok(())
         })?;
         Ok(promise.to_unknown())
@@ -362,8 +341,8 @@ impl ProcessManager {
 
 impl ObjectFinalize for ProcessManager {
     fn finalize(self, env: Env) -> napi::Result<()> {
-        for (_, entry) in std::mem::take(&mut *self.tracked.borrow_mut()) {
-            release(&env, entry);
+        for tracked in self.inner.borrow_mut().remove_all() {
+            release(&env, tracked);
         }
         Ok(())
     }

@@ -24,10 +24,13 @@ use std::sync::LazyLock;
 use napi::bindgen_prelude::{Env, FnArgs, Function, JsObjectValue, Object, PromiseRaw, Unknown};
 use napi_derive::napi;
 
-use super::args;
+use super::convert::{Int, PromisedArg, arg_names};
 use super::entities::ResourceUsage;
 use crate::process::{self, ResourceMonitor};
-use crate::validate;
+
+arg_names! {
+    PidArg = "pid";
+}
 
 /// The monitor behind `getProcessResourceUsage`.
 static MONITOR: LazyLock<ResourceMonitor> = LazyLock::new(ResourceMonitor::new);
@@ -35,17 +38,12 @@ static MONITOR: LazyLock<ResourceMonitor> = LazyLock::new(ResourceMonitor::new);
 /// Memory (RSS) and CPU of process `pid` and all its descendants, from `/proc`. A tree of up to
 /// 64 processes is read on this thread (their `stat` and `children` files) and the Promise is
 /// settled at once; a larger one is read off it.
-#[napi(
-    ts_args_type = "pid: number",
-    ts_return_type = "Promise<ResourceUsage>"
-)]
+#[napi(ts_return_type = "Promise<ResourceUsage>")]
 pub fn get_process_resource_usage<'env>(
     env: &'env Env,
-    pid: Option<Unknown>,
+    #[napi(ts_arg_type = "number")] pid: PromisedArg<Int<1, { i32::MAX as u64 }>, PidArg>,
 ) -> napi::Result<PromiseRaw<'env, ResourceUsage>> {
-    let pid = args::options(pid, "pid").and_then(|value| {
-        validate::integer("pid", &value, 1, i32::MAX as u64).map_err(to_js_error)
-    });
+    let pid = pid.into_result().map(|pid| pid.0);
     if let Ok(pid) = pid
         && let Some(usage) = MONITOR.quick_sample(pid as i32)
     {

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use napi::bindgen_prelude::{Either, Env, FnArgs, FunctionRef, Object, PromiseRaw, This, Unknown};
 use napi::threadsafe_function::UnknownReturnValue;
 use napi_derive::napi;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::binding::args;
+use crate::binding::convert::{AnyFunction, Arg, ArgName, FromArg, Required, arg_names};
 use crate::binding::delivery::{BatchSink, batch_sink, report_callback_error};
 use crate::logs::join_text;
 use crate::process::{self, ProcessHandle};
@@ -34,26 +36,54 @@ pub(super) enum ProcessEvent {
 
 /// The events `on` / `once` / `off` accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum EventName {
+pub enum EventName {
+    /// `'exit'`: the process exited.
     Exit,
+    /// `'close'`: it exited and its output was delivered.
     Close,
+    /// `'error'`: it could not be started.
     Error,
 }
 
-impl EventName {
-    fn read(argument: Option<&Unknown<'_>>) -> Result<Self> {
-        let name = args::required_string(argument.copied(), "event")?;
-        match name.as_str() {
+impl FromArg for EventName {
+    /// `'exit'`, `'close'` or `'error'`.
+    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
+        let Required(event) = Required::<String>::from_arg(value, name)?;
+        match event.as_str() {
             "exit" => Ok(EventName::Exit),
             "close" => Ok(EventName::Close),
             "error" => Ok(EventName::Error),
             other => Err(JsFailure::invalid(
-                "event",
+                name,
                 format!("must be 'exit', 'close' or 'error' (got '{other}')"),
             )),
         }
     }
 }
+
+/// A signal name (`'SIGTERM'`, or `'TERM'`).
+pub struct SignalName(Signal);
+
+impl FromArg for SignalName {
+    fn from_arg(value: &Unknown<'_>, _: &str) -> Result<Self> {
+        match read_signal(Some(*value))? {
+            Some(signal) => Ok(SignalName(signal)),
+            None => Err(JsFailure::invalid("signal", "is required")),
+        }
+    }
+}
+
+arg_names! {
+    EventArg = "event";
+    ListenerArg = "listener";
+    SignalArg = "signal";
+}
+
+/// The event argument of `on`, `once` and `off`.
+type Event = Arg<EventName, EventArg>;
+
+/// The listener argument of `on`, `once` and `off`.
+type AnyListener = Arg<AnyFunction, ListenerArg>;
 
 /// A listener of `exit` / `close`, called with `(code, signal)`.
 pub(super) type ExitListener =
@@ -193,50 +223,44 @@ impl SpawnedProcess {
     /// Adds `listener` for `'exit'` / `'close'` (called with `(code, signal)`, one of them
     /// `null`) or `'error'` (called with an `Error` when the process could not be started).
     /// `close` comes after `exit`, once every output line reached `onOutput`.
-    #[napi(
-        ts_args_type = "event: 'exit' | 'close', listener: (code: number | null, signal: string | null) => void",
-        ts_return_type = "this"
-    )]
+    #[napi(ts_return_type = "this")]
     pub fn on<'env>(
         &self,
+        env: &Env,
         this: This<'env>,
-        event: Option<Unknown>,
-        listener: Option<Unknown>,
+        #[napi(ts_arg_type = "'exit' | 'close'")] event: Event,
+        #[napi(ts_arg_type = "(code: number | null, signal: string | null) => void")]
+        listener: AnyListener,
     ) -> Result<Object<'env>> {
-        self.listen(event, listener, false)?;
+        self.listen(env, event, listener, false)?;
         Ok(this.object)
     }
 
     /// Like `on`, for the next event only.
-    #[napi(
-        ts_args_type = "event: 'exit' | 'close', listener: (code: number | null, signal: string | null) => void",
-        ts_return_type = "this"
-    )]
+    #[napi(ts_return_type = "this")]
     pub fn once<'env>(
         &self,
+        env: &Env,
         this: This<'env>,
-        event: Option<Unknown>,
-        listener: Option<Unknown>,
+        #[napi(ts_arg_type = "'exit' | 'close'")] event: Event,
+        #[napi(ts_arg_type = "(code: number | null, signal: string | null) => void")]
+        listener: AnyListener,
     ) -> Result<Object<'env>> {
-        self.listen(event, listener, true)?;
+        self.listen(env, event, listener, true)?;
         Ok(this.object)
     }
 
     /// Removes the most recently added registration of `listener` for `event`.
-    #[napi(
-        ts_args_type = "event: 'exit' | 'close' | 'error', listener: (...args: any[]) => void",
-        ts_return_type = "this"
-    )]
+    #[napi(ts_return_type = "this")]
     pub fn off<'env>(
         &self,
         env: &Env,
         this: This<'env>,
-        event: Option<Unknown>,
-        listener: Option<Unknown>,
+        #[napi(ts_arg_type = "'exit' | 'close' | 'error'")] event: Event,
+        #[napi(ts_arg_type = "(...args: any[]) => void")] listener: AnyListener,
     ) -> Result<Object<'env>> {
-        let event = EventName::read(event.as_ref())?;
-        let listener = args::required_callback::<(), ()>(listener.as_ref(), "listener")
-            .and(listener.ok_or_else(|| JsFailure::invalid("listener", "is required")))?;
+        let event = *event;
+        let listener = listener.get(env)?;
         let mut listeners = self.listeners.borrow_mut();
         if let Some(index) = listeners
             .iter()
@@ -266,13 +290,13 @@ impl SpawnedProcess {
     /// just that signal to the process group. Either way a running process gets its signal
     /// before `kill` returns. Throws for an unknown signal name; the Promise itself never
     /// rejects.
-    #[napi(ts_args_type = "signal?: string", ts_return_type = "Promise<void>")]
+    #[napi(ts_return_type = "Promise<void>")]
     pub fn kill<'env>(
         &self,
         env: &'env Env,
-        signal: Option<Unknown>,
+        #[napi(ts_arg_type = "string")] signal: Option<Arg<SignalName, SignalArg>>,
     ) -> napi::Result<PromiseRaw<'env, ()>> {
-        let signal = read_signal(signal)?;
+        let signal = signal.map(|name| name.into_inner().0);
         let Some(handle) = self.handle.clone() else {
             return spawn(env, async { Ok(()) });
         };
@@ -307,13 +331,14 @@ impl SpawnedProcess {
 }
 
 impl SpawnedProcess {
-    fn listen(&self, event: Option<Unknown>, listener: Option<Unknown>, once: bool) -> Result<()> {
-        let event = EventName::read(event.as_ref())?;
+    fn listen(&self, env: &Env, event: Event, listener: AnyListener, once: bool) -> Result<()> {
+        let event = *event;
+        let listener = listener.get(env)?;
         let callback = match event {
             EventName::Exit | EventName::Close => {
-                Either::A(args::required_callback(listener.as_ref(), "listener")?)
+                Either::A(args::callback(&listener, ListenerArg::NAME)?)
             }
-            EventName::Error => Either::B(args::required_callback(listener.as_ref(), "listener")?),
+            EventName::Error => Either::B(args::callback(&listener, ListenerArg::NAME)?),
         };
         self.listeners.borrow_mut().push(Rc::new(Listener {
             event,

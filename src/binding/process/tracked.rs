@@ -2,9 +2,7 @@
 use crate::binding::entities::js_date;
 use crate::binding::error::{JsFailure, Result, rejection};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::SystemTime;
 
 use napi::bindgen_prelude::{
     Either, Env, Function, JsObjectValue, JsValue, Null, Object, ToNapiValue, Unknown,
@@ -12,27 +10,32 @@ use napi::bindgen_prelude::{
 use napi::{UnknownRef, ValueType};
 use napi_derive::napi;
 
-use crate::process::ProcessHandle;
+use crate::process::{Managed, ProcessHandle, ProcessManager, Tracked};
 
-/// One process a `ProcessManager` tracks, with what `track` was given.
-pub(super) struct Tracked {
-    pub(super) deployment_id: String,
-    pub(super) port: Option<u16>,
-    pub(super) started_at: SystemTime,
-    pub(super) process: UnknownRef,
+/// One JS process object a `ProcessManager` tracks, with the log collector it was given.
+pub(super) struct JsProcess {
+    pub(super) object: UnknownRef,
     pub(super) log_collector: Option<UnknownRef>,
     /// The process's handle when it is a `SpawnedProcess`: then its whole tree is stopped.
     pub(super) handle: Option<ProcessHandle>,
-    /// Tells this registration from a later one under the same server id.
-    pub(super) generation: u64,
 }
 
-pub(super) type TrackedMap = Rc<RefCell<BTreeMap<String, Tracked>>>;
+impl Managed for JsProcess {
+    type Context = Env;
+    type Error = JsFailure;
 
-/// Releases the JS references a removed entry holds.
-pub(super) fn release(env: &Env, tracked: Tracked) {
-    let mut refs = vec![tracked.process];
-    refs.extend(tracked.log_collector);
+    fn is_running(&self, env: &Env) -> Result<bool> {
+        Ok(status(env, self)?.0)
+    }
+}
+
+/// The core manager over JS process objects, shared with the `exit` listeners that untrack.
+pub(super) type Manager = Rc<RefCell<ProcessManager<JsProcess>>>;
+
+/// Releases the JS references a forgotten process holds.
+pub(super) fn release(env: &Env, tracked: Tracked<JsProcess>) {
+    let mut refs = vec![tracked.process.object];
+    refs.extend(tracked.process.log_collector);
     for reference in refs {
         if let Err(error) = reference.unref(env) {
             tracing::debug!("releasing a tracked process failed: {error}");
@@ -52,8 +55,11 @@ pub(super) fn has_value<'env>(object: &Object<'env>, name: &str) -> Result<Optio
 /// `(running, exitCode, signal)` of a tracked process: from its handle for a `SpawnedProcess`,
 /// otherwise from the `killed`, `exitCode` and `signalCode` properties Node's `ChildProcess`
 /// has.
-pub(super) fn status(env: &Env, tracked: &Tracked) -> Result<(bool, Option<i32>, Option<String>)> {
-    if let Some(handle) = &tracked.handle {
+pub(super) fn status(
+    env: &Env,
+    process: &JsProcess,
+) -> Result<(bool, Option<i32>, Option<String>)> {
+    if let Some(handle) = &process.handle {
         let exit = handle.exit_info();
         return Ok((
             exit.is_none(),
@@ -61,7 +67,7 @@ pub(super) fn status(env: &Env, tracked: &Tracked) -> Result<(bool, Option<i32>,
             exit.and_then(|e| e.signal_name()),
         ));
     }
-    let value = tracked.process.get_value(env)?;
+    let value = process.object.get_value(env)?;
     // SAFETY: `track` only accepts objects.
     let object = unsafe { value.cast::<Object>() }?;
     let killed = match has_value(&object, "killed")? {
@@ -127,11 +133,11 @@ pub(super) fn or_null<T>(value: Option<T>) -> Either<T, Null> {
 pub(super) fn tracked_info<'env>(
     env: &'env Env,
     server_id: &str,
-    tracked: &Tracked,
+    tracked: &Tracked<JsProcess>,
 ) -> Result<TrackedProcess<'env>> {
-    let process = tracked.process.get_value(env)?;
-    let (running, exit_code, signal) = status(env, tracked)?;
-    let log_collector = match &tracked.log_collector {
+    let process = tracked.process.object.get_value(env)?;
+    let (running, exit_code, signal) = status(env, &tracked.process)?;
+    let log_collector = match &tracked.process.log_collector {
         Some(log) => log.get_value(env)?,
         None => ().into_unknown(env)?,
     };
