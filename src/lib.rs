@@ -24,8 +24,9 @@
 //! - [`logs`]: line framing, bounded log stores and live subscriptions;
 //! - [`observability`]: server and build logs written as JSONL files to a file storage;
 //! - [`process`]: spawning children, killing process trees, leftovers of dead hosts;
-//! - [`runner`]: the object that owns builds, servers and ports (`builds`, `deploy`,
-//!   `supervisor`, `providers`);
+//! - [`runner`]: `Runner`, a facade over the owners of servers (with their port leases),
+//!   deployments, builds and logs; the verbs (`deploy`, drain, data, adoption); one
+//!   [`runner::supervisor`] task per server; the provider traits;
 //! - [`source`]: finding local Mastra projects, access checks, copying a project for a build;
 //! - [`subdomain`]: DNS-label subdomains for deployments, and parsing them back;
 //! - [`validate`]: checks of caller-supplied values, with errors that name the argument;
@@ -33,7 +34,12 @@
 //! - [`health`]: HTTP health checks and the deploy's wait for a healthy server;
 //! - [`diagnostics`]: the runner's own `tracing` output;
 //! - [`error`]: the one error type, with the stable `code` JS sees;
-//! - [`sync`]: the one lock helper.
+//! - [`ids`]: random UUIDs for servers and events;
+//! - [`sync`]: the one lock helper and the boxed future of the crate's traits.
+//!
+//! Shared words live in leaf modules (`ports::range`, `process::exit`, `sync`, `logs::observer`)
+//! so that no core module imports one that imports it back; `scripts/house-rules.mjs` checks
+//! that, and that no file is over 700 lines before its tests.
 
 pub mod builder;
 pub mod config;

@@ -9,7 +9,8 @@
 //! - `subscription`: live subscribers and their bounded queues ([`Subscription`], [`LogBatch`]);
 //! - `store`: [`LogStore`], which ties them together under one lock ([`LogLimits`]);
 //! - `time`: timestamps and their ISO 8601 form ([`iso8601_utc`]);
-//! - [`observer`]: who is told when a log opens and closes.
+//! - [`observer`]: who is told when a log opens and closes;
+//! - `line_format`: the `[ISO time] prefix line` form of build-log streams ([`LineFormat`]).
 //!
 //! Appending is on the hot path of log ingestion; the small helpers it calls across these files
 //! are `#[inline]`, since daily release builds have several codegen units and no LTO.
