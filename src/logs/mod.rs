@@ -3,6 +3,7 @@
 
 pub mod framer;
 pub mod observer;
+pub mod query;
 pub mod store;
 
 pub use framer::LineFramer;

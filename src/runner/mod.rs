@@ -25,7 +25,9 @@ pub mod deploy;
 mod deployments;
 mod drain;
 pub mod kept;
+mod listeners;
 pub mod providers;
+mod request;
 pub mod supervisor;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -51,7 +53,9 @@ pub use crate::sync::BoxFuture;
 pub use builds::BuildTicket;
 pub use deploy::DeployRequest;
 pub use kept::{AdoptionReport, DeadServer};
+pub use listeners::{MAX_BATCH_LINES, ServerLogSink};
 pub use providers::{LocalCopySource, ProjectSource, RouteRequest, Router, SourceProvider};
+pub use request::{DeployTarget, RunOptions};
 pub use supervisor::{HealthStatus, ServerInfo, ServerState, SupervisorHandle};
 
 /// How long the processes found by a server's token are reused by `resource_usage` before the
@@ -224,6 +228,8 @@ pub struct Runner {
     escapees: Arc<Mutex<HashMap<String, EscapeeScan>>>,
     /// What [`Runner::adopt_kept_servers`] found.
     adoption: Mutex<AdoptionReport>,
+    /// The observability storages set so far.
+    listeners: listeners::Listeners,
 }
 
 impl Runner {
@@ -267,6 +273,7 @@ impl Runner {
             data_disk_bytes: Arc::new(AtomicU64::new(0)),
             escapees: Arc::new(Mutex::new(HashMap::new())),
             adoption: Mutex::new(AdoptionReport::default()),
+            listeners: listeners::Listeners::default(),
         })
     }
 
