@@ -667,7 +667,7 @@ export declare class LocalProcessRunner {
    * otherwise one HTTP check of its endpoint. A record a redeploy replaced is answered for
    * by its deployment's current server, as long as the deployment has one.
    */
-  healthCheck(server: RunningServer): Promise<{ healthy: boolean; message?: string }>
+  healthCheck(server: RunningServer): Promise<ServerHealth>
   /**
    * The server's log as text, lines joined with newlines (stderr lines prefixed
    * `[stderr] `): lines since `since` when given (it wins over `tail`), else the last `tail`

@@ -195,8 +195,12 @@ pub struct ServerSummary {
     pub restarts: u32,
 }
 
-impl From<CoreStats> for RunnerStats {
-    fn from(stats: CoreStats) -> Self {
+impl RunnerStats {
+    /// The runner's counts, with those of its observability storages when one was set.
+    pub(crate) fn new(
+        stats: CoreStats,
+        observability: Option<crate::observability::ObservabilityStats>,
+    ) -> Self {
         RunnerStats {
             running_processes: stats.running_processes as u32,
             draining_servers: stats.draining_servers as u32,
@@ -218,7 +222,7 @@ impl From<CoreStats> for RunnerStats {
                     restarts: s.restarts,
                 })
                 .collect(),
-            observability: None,
+            observability: observability.map(ObservabilityStats::from),
             adoption: stats.adoption.map(AdoptionStats::from),
         }
     }

@@ -124,7 +124,6 @@ impl Runner {
 
     /// What `detach` and `shutdown` do last: drops the server-log listener (no more lines reach
     /// it) and resolves once every replaced storage got (or gave up on) what it had pending.
-    /// Taken when called: a storage replaced later is not waited for.
     pub fn release_listeners(&self) -> impl Future<Output = ()> + Send + 'static {
         self.clear_log_observer(SERVER_LOG_LISTENER);
         let persisters = self.listeners.persisters.clone();

@@ -17,6 +17,7 @@
 //! The TypeScript type of such a parameter is given beside it with `#[napi(ts_arg_type = "…")]`,
 //! since the type generator only sees `Arg`.
 
+mod runner;
 mod values;
 
 use std::marker::PhantomData;
@@ -25,6 +26,9 @@ use std::ops::Deref;
 use napi::bindgen_prelude::{Env, FromNapiValue, TypeName, Unknown, ValidateNapiValue};
 use napi::{ValueType, sys};
 
+pub(crate) use runner::{
+    BuiltBuild, BuiltProject, DeployedDeployment, DeployedProject, EntityId, Required, ServerId,
+};
 pub(crate) use values::{DateMs, Int, Json, Port};
 
 use super::error::{Result, rejection};
