@@ -58,7 +58,9 @@ impl LogObserver for ServerLogFeed {
             return;
         };
         let Ok(runtime) = Handle::try_current() else {
-            tracing::warn!("the server log listener was set outside a runtime; {server_id} skipped");
+            tracing::warn!(
+                "the server log listener was set outside a runtime; {server_id} skipped"
+            );
             return;
         };
         let subscription = log.subscribe(log.limits().max_lines);

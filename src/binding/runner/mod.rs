@@ -20,7 +20,8 @@ use super::convert::{
 };
 use super::delivery::JsServerLogSink;
 use super::entities::{
-    PaginatedLogsResult, ResourceUsage, RunnerStats, RunningServer, ServerHealth, update_build,
+    PaginatedLogsResult, ResolvedRunnerConfig, ResourceUsage, RunnerStats, RunningServer,
+    ServerHealth, update_build,
 };
 use super::error::{Result, spawn, spawn_then};
 use super::logs::{PageRequest, stream_text};
@@ -85,9 +86,9 @@ impl LocalProcessRunner {
     }
 
     /// The configuration in force, with every default applied and `buildDir` absolute.
-    #[napi(ts_return_type = "ResolvedRunnerConfig")]
-    pub fn get_config(&self) -> Value {
-        self.runner.config().to_json()
+    #[napi]
+    pub fn get_config(&self) -> ResolvedRunnerConfig {
+        ResolvedRunnerConfig::from(self.runner.config())
     }
 
     /// Copies projects into build directories with `source.getProjectPath(source, targetDir)`
