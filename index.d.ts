@@ -1305,7 +1305,7 @@ export interface ResolvedRunnerConfig {
   /** How crashed servers are restarted; `null`: they are not. */
   restartPolicy: ResolvedRestartPolicy | null
   /** The source used without `setSource`; `null`: none. */
-  defaultSource: 'local' | null | null
+  defaultSource: 'local' | null
   /** What a deploy of a deployment that has a server does. */
   redeploy: 'replace' | 'keep'
   /** Builds kept per deployment. */
