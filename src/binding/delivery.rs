@@ -244,8 +244,11 @@ where
     Ok(Arc::new(BatchSink { tsfn }))
 }
 
+/// What the server-log listener hands [`FAN_OUT`]'s `deliver`: the lines, their runs, the server.
+type ServerLogArgs = FnArgs<(Either<String, Vec<String>>, Vec<f64>, String)>;
+
 /// The JS side of the server-log listener: `deliver(batch, runs, serverId)` of [`FAN_OUT`].
-type ServerLogDeliver = FunctionRef<FnArgs<(Either<String, Vec<String>>, Vec<f64>, String)>, ()>;
+type ServerLogDeliver = FunctionRef<ServerLogArgs, ()>;
 
 /// The `setOnServerLog` callback as the warnings about its exceptions name it.
 const SERVER_LOG_CALLBACK: &str = "the server log listener";
@@ -260,8 +263,7 @@ impl JsServerLogSink {
     /// A sink calling `callback` for every line.
     pub(crate) fn new(env: &Env, callback: Unknown<'_>) -> Result<Self> {
         let fan_out = fan_out(env, callback, None, SERVER_LOG_CALLBACK, false)?;
-        let deliver: Function<FnArgs<(Either<String, Vec<String>>, Vec<f64>, String)>, ()> =
-            fan_out.get_named_property("deliver")?;
+        let deliver: Function<ServerLogArgs, ()> = fan_out.get_named_property("deliver")?;
         let deliver: ServerLogDeliver = deliver.create_ref()?;
         let sink = batch_sink(env, move |env, batch: ServerLogBatch| {
             let args = (batch.text.into_js(), batch.runs, batch.server_id);
