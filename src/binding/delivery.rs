@@ -18,7 +18,7 @@ use napi::Env;
 use napi::bindgen_prelude::{
     Either, FnArgs, Function, FunctionRef, JsObjectValue, JsValue, Object, Result, Unknown,
 };
-use napi::threadsafe_function::ThreadsafeFunction;
+use napi::threadsafe_function::{ThreadsafeFunction, UnknownReturnValue};
 
 use crate::logs::{LogBatch, LogRun, Stream, Subscription};
 use crate::runner::{BoxFuture, MAX_BATCH_LINES, ServerLogSink};
@@ -308,6 +308,62 @@ where
             }
         }
     })
+}
+
+/// How [`deliver_lines`] hands lines to a line callback.
+pub(crate) struct LineDelivery {
+    /// The callback, as the warnings about what it throws name it.
+    pub(crate) what: &'static str,
+    /// Whether stderr lines get `[stderr] ` in front.
+    pub(crate) stderr_prefix: bool,
+    /// Whether lines of only white space are left out.
+    pub(crate) skip_blank: bool,
+    /// How long to wait after each batch (coalescing what arrives meanwhile).
+    pub(crate) pause: Option<Duration>,
+}
+
+/// The JS side of one line subscription: `deliver(batch)` of [`FAN_OUT`].
+type LineDeliver = FunctionRef<Either<String, Vec<String>>, ()>;
+
+/// Delivers `subscription`'s lines to `callback` through [`FAN_OUT`]: many lines cross to the
+/// JS thread at once (one threadsafe call per batch), preceded by a `[log] N lines skipped`
+/// line where the subscriber fell behind. Returns the delivery's handle (see [`pump`]) and the
+/// fan-out's `unsubscribe`, which stops delivery at once and calls `close`.
+pub(crate) fn deliver_lines<'env>(
+    env: &'env Env,
+    subscription: Subscription,
+    callback: &FunctionRef<String, UnknownReturnValue>,
+    close: Option<Function<'env, (), ()>>,
+    how: LineDelivery,
+) -> Result<(tokio::task::JoinHandle<()>, Function<'env, (), ()>)> {
+    let LineDelivery {
+        what,
+        stderr_prefix,
+        skip_blank,
+        pause,
+    } = how;
+    let callback = callback.borrow_back(env)?.to_unknown();
+    let fan_out = fan_out(env, callback, close, what, skip_blank)?;
+    let deliver: Function<Either<String, Vec<String>>, ()> =
+        fan_out.get_named_property("deliver")?;
+    let deliver: LineDeliver = deliver.create_ref()?;
+    let unsubscribe: Function<'env, (), ()> = fan_out.get_named_property("unsubscribe")?;
+    let delivering = subscription.closer();
+    let sink = batch_sink(env, move |env, batch: TextBatch| {
+        if delivering.is_unsubscribed() {
+            return;
+        }
+        let delivered = deliver
+            .borrow_back(env)
+            .and_then(|deliver| deliver.call(batch.into_js()));
+        if let Err(error) = delivered {
+            report_callback_error(what, &error);
+        }
+    })?;
+    let handle = pump(sink, subscription, pause, move |batch| {
+        TextBatch::new(&batch, stderr_prefix)
+    });
+    Ok((handle, unsubscribe))
 }
 
 /// Starts delivering `subscription`'s batches to `deliver`, which runs on the JS thread; see

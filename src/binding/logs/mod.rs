@@ -9,10 +9,10 @@ mod collector;
 mod ring;
 mod streams;
 
-use napi::bindgen_prelude::{Either, Env, Function, FunctionRef, JsObjectValue, JsValue, Unknown};
+use napi::bindgen_prelude::{Env, Function, Unknown};
 
 use crate::binding::args::{self, LineCallback};
-use crate::binding::delivery::{TextBatch, batch_sink, fan_out, pump, report_callback_error};
+use crate::binding::delivery::{LineDelivery, deliver_lines};
 use crate::binding::entities::PaginatedLogsResult;
 use crate::binding::error::Result;
 use crate::logs::LogStore;
@@ -70,12 +70,7 @@ pub(crate) fn deliver_text(
 /// a flood of long lines cannot make it pin more than that.
 const MIN_QUEUE_LINES: usize = 256 * 1024;
 
-/// The JS side of one batched line subscription.
-type Deliver = FunctionRef<Either<String, Vec<String>>, ()>;
-
-/// [`deliver_text`], also returning the JS unsubscribe function. Many lines cross to the JS
-/// thread at once (one threadsafe call per batch); the one fan-out script calls `callback` for
-/// each.
+/// [`deliver_text`], also returning the JS unsubscribe function.
 fn subscribe_text<'env>(
     env: &'env Env,
     store: &LogStore,
@@ -94,31 +89,12 @@ fn subscribe_text<'env>(
         closing.close();
         Ok(())
     })?;
-    let fan_out = fan_out(
-        env,
-        callback.borrow_back(env)?.to_unknown(),
-        Some(close),
+    let how = LineDelivery {
         what,
+        stderr_prefix: true,
         skip_blank,
-    )?;
-    let deliver: Function<Either<String, Vec<String>>, ()> =
-        fan_out.get_named_property("deliver")?;
-    let deliver: Deliver = deliver.create_ref()?;
-    let unsubscribe: Function<'env, (), ()> = fan_out.get_named_property("unsubscribe")?;
-    let delivering = closer.clone();
-    let sink = batch_sink(env, move |env, batch: TextBatch| {
-        if delivering.is_unsubscribed() {
-            return;
-        }
-        let delivered = deliver
-            .borrow_back(env)
-            .and_then(|deliver| deliver.call(batch.into_js()));
-        if let Err(error) = delivered {
-            report_callback_error(what, &error);
-        }
-    })?;
-    let handle = pump(sink, subscription, None, |batch| {
-        TextBatch::new(&batch, true)
-    });
+        pause: None,
+    };
+    let (handle, unsubscribe) = deliver_lines(env, subscription, &callback, Some(close), how)?;
     Ok((closer, handle, unsubscribe))
 }

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::collector::DEFAULT_COLLECTOR_LINES;
 use crate::binding::args::{self, LineCallback};
-use crate::binding::delivery::{report_callback_error, spawn_delivery};
-use crate::logs::{LogBatch, LogLimits, LogStore, Stream, store::iso8601_utc};
+use crate::binding::delivery::{LineDelivery, deliver_lines, report_callback_error};
+use crate::logs::{LogLimits, LogStore, Stream, store::iso8601_utc};
 
 /// How long a buffered build log stream collects lines by default, in ms.
 pub(super) const DEFAULT_FLUSH_MS: u64 = 100;
@@ -151,25 +151,13 @@ pub fn create_build_log_stream<'env>(
         DEFAULT_COLLECTOR_LINES as usize,
     )));
     let subscription = buffer.subscribe(DEFAULT_COLLECTOR_LINES as usize);
-    spawn_delivery(
-        env,
-        subscription,
-        Some(format.flush_interval()),
-        move |env, batch| {
-            let Ok(callback) = callback.borrow_back(env) else {
-                return;
-            };
-            let missed = (batch.missed > 0).then(|| LogBatch::missed_marker(batch.missed));
-            for line in missed
-                .into_iter()
-                .chain(batch.entries().map(|e| e.line().to_owned()))
-            {
-                if let Err(error) = callback.call(line) {
-                    report_callback_error("a build log stream callback", &error);
-                }
-            }
-        },
-    )?;
+    let how = LineDelivery {
+        what: "a build log stream callback",
+        stderr_prefix: false,
+        skip_blank: false,
+        pause: Some(format.flush_interval()),
+    };
+    deliver_lines(env, subscription, &callback, None, how)?;
     Ok(
         env.create_function_from_closure("writeBuildLog", move |ctx| {
             let line: String = ctx.first_arg()?;
