@@ -158,28 +158,6 @@ export interface HealthCheckConfig {
   endpoint?: string
 }
 
-/** The configuration in force: every default applied, `buildDir` absolute. */
-export interface ResolvedRunnerConfig {
-  portRange: { start: number; end: number }
-  maxConcurrentBuilds: number
-  defaultBuildTimeoutMs: number
-  healthCheck: { timeoutMs: number; retryIntervalMs: number; maxRetries: number; endpoint: string; readySignal: boolean }
-  logRetentionLines: number
-  buildDir: string
-  globalEnvVars: Record<string, string>
-  shutdownTimeoutMs: number
-  providerTimeoutMs: number
-  restartPolicy: { maxRestarts: number; backoffMs: number; maxBackoffMs: number } | null
-  defaultSource: 'local' | null
-  redeploy: 'replace' | 'keep'
-  retainBuilds: number
-  logMemoryLimitMb: number
-  keepServersOnExit: boolean
-  logFileMaxMb: number
-  tracesEndpoint: string | null
-  redeployDrainMs: number
-}
-
 // ---------------------------------------------------------------------------------------------
 // Entities, structurally identical to those of @mastra/admin
 // ---------------------------------------------------------------------------------------------
@@ -667,7 +645,7 @@ export declare class LocalProcessRunner {
    * otherwise one HTTP check of its endpoint. A record a redeploy replaced is answered for
    * by its deployment's current server, as long as the deployment has one.
    */
-  healthCheck(server: RunningServer): Promise<{ healthy: boolean; message?: string }>
+  healthCheck(server: RunningServer): Promise<ServerHealth>
   /**
    * The server's log as text, lines joined with newlines (stderr lines prefixed
    * `[stderr] `): lines since `since` when given (it wins over `tail`), else the last `tail`
@@ -1294,6 +1272,78 @@ export interface ProjectBuildResult {
   completedAt: Date
   /** The package manager used, once detected. */
   packageManager: 'npm' | 'pnpm' | 'yarn' | 'bun' | null | null
+}
+
+/** How a server's health is checked, as `getConfig()` reports it. */
+export interface ResolvedHealthCheck {
+  /** Time one check may take, in milliseconds. */
+  timeoutMs: number
+  /** Time between checks, in milliseconds. */
+  retryIntervalMs: number
+  /** Checks made before a deploy gives up. */
+  maxRetries: number
+  /** The path checked. */
+  endpoint: string
+  /** Whether a server may say it is ready over IPC instead. */
+  readySignal: boolean
+}
+
+/** The inclusive range of ports servers are given. */
+export interface ResolvedPortRange {
+  /** The first port. */
+  start: number
+  /** The last port. */
+  end: number
+}
+
+/** How crashed servers are restarted, as `getConfig()` reports it. */
+export interface ResolvedRestartPolicy {
+  /** Restarts allowed. */
+  maxRestarts: number
+  /** The first wait, in milliseconds (doubling each time). */
+  backoffMs: number
+  /** The longest wait, in milliseconds. */
+  maxBackoffMs: number
+}
+
+/** The configuration in force (`getConfig()`): every default applied, `buildDir` absolute. */
+export interface ResolvedRunnerConfig {
+  /** Ports servers are given. */
+  portRange: ResolvedPortRange
+  /** Builds that run at once; the others queue. */
+  maxConcurrentBuilds: number
+  /** Time a build may take, in milliseconds. */
+  defaultBuildTimeoutMs: number
+  /** How a server's health is checked. */
+  healthCheck: ResolvedHealthCheck
+  /** Lines kept of each server's log. */
+  logRetentionLines: number
+  /** Where builds and the runner's own files live (absolute). */
+  buildDir: string
+  /** Variables every server and build gets. */
+  globalEnvVars: Record<string, string>
+  /** Time a stopping process tree gets before SIGKILL, in milliseconds. */
+  shutdownTimeoutMs: number
+  /** Time a provider call may take, in milliseconds. */
+  providerTimeoutMs: number
+  /** How crashed servers are restarted; `null`: they are not. */
+  restartPolicy: ResolvedRestartPolicy | null
+  /** The source used without `setSource`; `null`: none. */
+  defaultSource: 'local' | null
+  /** What a deploy of a deployment that has a server does. */
+  redeploy: 'replace' | 'keep'
+  /** Builds kept per deployment. */
+  retainBuilds: number
+  /** Memory all server logs together may take, in MB. */
+  logMemoryLimitMb: number
+  /** Whether servers outlive the host for the next runner to adopt. */
+  keepServersOnExit: boolean
+  /** Size a server's log file may reach, in MB. */
+  logFileMaxMb: number
+  /** Where servers send their traces; `null`: nowhere. */
+  tracesEndpoint: string | null
+  /** Time a replaced server may drain, in milliseconds. */
+  redeployDrainMs: number
 }
 
 /**

@@ -158,28 +158,6 @@ export interface HealthCheckConfig {
   endpoint?: string
 }
 
-/** The configuration in force: every default applied, `buildDir` absolute. */
-export interface ResolvedRunnerConfig {
-  portRange: { start: number; end: number }
-  maxConcurrentBuilds: number
-  defaultBuildTimeoutMs: number
-  healthCheck: { timeoutMs: number; retryIntervalMs: number; maxRetries: number; endpoint: string; readySignal: boolean }
-  logRetentionLines: number
-  buildDir: string
-  globalEnvVars: Record<string, string>
-  shutdownTimeoutMs: number
-  providerTimeoutMs: number
-  restartPolicy: { maxRestarts: number; backoffMs: number; maxBackoffMs: number } | null
-  defaultSource: 'local' | null
-  redeploy: 'replace' | 'keep'
-  retainBuilds: number
-  logMemoryLimitMb: number
-  keepServersOnExit: boolean
-  logFileMaxMb: number
-  tracesEndpoint: string | null
-  redeployDrainMs: number
-}
-
 // ---------------------------------------------------------------------------------------------
 // Entities, structurally identical to those of @mastra/admin
 // ---------------------------------------------------------------------------------------------

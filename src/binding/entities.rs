@@ -1,7 +1,8 @@
 //! The entities and results that cross the boundary as typed `#[napi(object)]` structs, so
 //! `index.d.ts` is generated from them, and the one conversion of times into JS `Date`s.
 
-use std::time::SystemTime;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use napi_derive::napi;
@@ -10,6 +11,7 @@ use napi::bindgen_prelude::Object;
 
 use super::error::Result;
 use crate::builder::{BuildOutcome, PackageManager};
+use crate::config::RunnerConfig;
 use crate::health::HealthReport;
 use crate::runner::{RunnerStats as CoreStats, ServerInfo};
 
@@ -195,8 +197,12 @@ pub struct ServerSummary {
     pub restarts: u32,
 }
 
-impl From<CoreStats> for RunnerStats {
-    fn from(stats: CoreStats) -> Self {
+impl RunnerStats {
+    /// The runner's counts, with those of its observability storages when one was set.
+    pub(crate) fn new(
+        stats: CoreStats,
+        observability: Option<crate::observability::ObservabilityStats>,
+    ) -> Self {
         RunnerStats {
             running_processes: stats.running_processes as u32,
             draining_servers: stats.draining_servers as u32,
@@ -218,7 +224,7 @@ impl From<CoreStats> for RunnerStats {
                     restarts: s.restarts,
                 })
                 .collect(),
-            observability: None,
+            observability: observability.map(ObservabilityStats::from),
             adoption: stats.adoption.map(AdoptionStats::from),
         }
     }
@@ -351,6 +357,132 @@ impl From<crate::logs::LogPage> for PaginatedLogsResult {
                     stream: entry.stream().as_str().to_owned(),
                 })
                 .collect(),
+        }
+    }
+}
+
+/// The configuration in force (`getConfig()`): every default applied, `buildDir` absolute.
+#[napi(object, use_nullable = true)]
+pub struct ResolvedRunnerConfig {
+    /// Ports servers are given.
+    pub port_range: ResolvedPortRange,
+    /// Builds that run at once; the others queue.
+    pub max_concurrent_builds: u32,
+    /// Time a build may take, in milliseconds.
+    pub default_build_timeout_ms: f64,
+    /// How a server's health is checked.
+    pub health_check: ResolvedHealthCheck,
+    /// Lines kept of each server's log.
+    pub log_retention_lines: u32,
+    /// Where builds and the runner's own files live (absolute).
+    pub build_dir: String,
+    /// Variables every server and build gets.
+    pub global_env_vars: HashMap<String, String>,
+    /// Time a stopping process tree gets before SIGKILL, in milliseconds.
+    pub shutdown_timeout_ms: f64,
+    /// Time a provider call may take, in milliseconds.
+    pub provider_timeout_ms: f64,
+    /// How crashed servers are restarted; `null`: they are not.
+    pub restart_policy: Option<ResolvedRestartPolicy>,
+    /// The source used without `setSource`; `null`: none.
+    #[napi(ts_type = "'local'")]
+    pub default_source: Option<String>,
+    /// What a deploy of a deployment that has a server does.
+    #[napi(ts_type = "'replace' | 'keep'")]
+    pub redeploy: String,
+    /// Builds kept per deployment.
+    pub retain_builds: u32,
+    /// Memory all server logs together may take, in MB.
+    pub log_memory_limit_mb: f64,
+    /// Whether servers outlive the host for the next runner to adopt.
+    pub keep_servers_on_exit: bool,
+    /// Size a server's log file may reach, in MB.
+    pub log_file_max_mb: f64,
+    /// Where servers send their traces; `null`: nowhere.
+    pub traces_endpoint: Option<String>,
+    /// Time a replaced server may drain, in milliseconds.
+    pub redeploy_drain_ms: f64,
+}
+
+/// The inclusive range of ports servers are given.
+#[napi(object)]
+pub struct ResolvedPortRange {
+    /// The first port.
+    pub start: u32,
+    /// The last port.
+    pub end: u32,
+}
+
+/// How a server's health is checked, as `getConfig()` reports it.
+#[napi(object)]
+pub struct ResolvedHealthCheck {
+    /// Time one check may take, in milliseconds.
+    pub timeout_ms: f64,
+    /// Time between checks, in milliseconds.
+    pub retry_interval_ms: f64,
+    /// Checks made before a deploy gives up.
+    pub max_retries: u32,
+    /// The path checked.
+    pub endpoint: String,
+    /// Whether a server may say it is ready over IPC instead.
+    pub ready_signal: bool,
+}
+
+/// How crashed servers are restarted, as `getConfig()` reports it.
+#[napi(object)]
+pub struct ResolvedRestartPolicy {
+    /// Restarts allowed.
+    pub max_restarts: u32,
+    /// The first wait, in milliseconds (doubling each time).
+    pub backoff_ms: f64,
+    /// The longest wait, in milliseconds.
+    pub max_backoff_ms: f64,
+}
+
+/// Milliseconds of `duration`, as a JS number.
+fn millis(duration: Duration) -> f64 {
+    duration.as_millis() as f64
+}
+
+impl From<&RunnerConfig> for ResolvedRunnerConfig {
+    fn from(config: &RunnerConfig) -> Self {
+        const MB: f64 = 1024.0 * 1024.0;
+        let health = &config.health_check;
+        ResolvedRunnerConfig {
+            port_range: ResolvedPortRange {
+                start: u32::from(config.port_range.start),
+                end: u32::from(config.port_range.end),
+            },
+            max_concurrent_builds: config.max_concurrent_builds,
+            default_build_timeout_ms: millis(config.default_build_timeout),
+            health_check: ResolvedHealthCheck {
+                timeout_ms: millis(health.timeout),
+                retry_interval_ms: millis(health.retry_interval),
+                max_retries: health.max_retries,
+                endpoint: health.endpoint.clone(),
+                ready_signal: config.ready_signal,
+            },
+            log_retention_lines: config.log_retention_lines,
+            build_dir: config.build_dir.to_string_lossy().into_owned(),
+            global_env_vars: config.global_env_vars.clone().into_iter().collect(),
+            shutdown_timeout_ms: millis(config.shutdown_timeout),
+            provider_timeout_ms: millis(config.provider_timeout),
+            restart_policy: config
+                .restart_policy
+                .as_ref()
+                .map(|policy| ResolvedRestartPolicy {
+                    max_restarts: policy.max_restarts,
+                    backoff_ms: millis(policy.backoff),
+                    max_backoff_ms: millis(policy.max_backoff),
+                }),
+            default_source: config.default_source.map(|_| "local".to_owned()),
+            redeploy: config.redeploy.as_str().to_owned(),
+            retain_builds: config.retain_builds,
+            log_memory_limit_mb: (config.log_memory_limit as f64 / MB).floor(),
+            keep_servers_on_exit: config.keep_servers_on_exit,
+            log_file_max_mb: (config.log_file_max_bytes as f64 / MB).floor(),
+            traces_endpoint: config.traces_endpoint.clone(),
+            redeploy_drain_ms: millis(config.redeploy_drain),
         }
     }
 }

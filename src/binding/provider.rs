@@ -1,5 +1,5 @@
 //! The JS providers behind the core's traits: MastraAdmin's `ProjectSourceProvider` and
-//! `EdgeRouterProvider` objects, and the `setOnServerLog` listener.
+//! `EdgeRouterProvider` objects.
 //!
 //! A provider's method is read off the object once, bound to it (so `this` works inside), and
 //! wrapped in a weak threadsafe function (so a stored provider never keeps Node alive). Calling
@@ -11,7 +11,6 @@
 //! core's.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::{
     FnArgs, FromNapiValue, Function, JsObjectValue, JsValue, JsValuesTupleIntoVec, Object, Promise,
@@ -21,16 +20,11 @@ use napi::threadsafe_function::{ThreadsafeFunction, UnknownReturnValue};
 use napi::{Status, ValueType, check_status, sys};
 use serde_json::{Value, json};
 
-use super::delivery::{BatchSink, ServerLogBatch, pump};
 use super::error::{JsFailure, Result};
 use crate::error::ArgumentReason;
 use crate::error::Error;
 use crate::logs::LogStore;
-use crate::logs::SubscriptionCloser;
-use crate::runner::{
-    BoxFuture, LogObserver, LogOwner, ProjectSource, RouteRequest, Router, SourceProvider,
-};
-use crate::sync::lock;
+use crate::runner::{BoxFuture, ProjectSource, RouteRequest, Router, SourceProvider};
 
 /// A provider method whose result (a Promise of `R`, or `R` itself) is awaited, callable from
 /// any thread.
@@ -98,20 +92,15 @@ unsafe fn clear_pending_exception(env: sys::napi_env) {
 }
 
 /// A provider argument: an object (not null, not an array).
-pub(crate) fn provider_object<'env>(
-    value: Option<&Unknown<'env>>,
-    name: &str,
-) -> Result<Object<'env>> {
-    match value {
-        Some(value) if value.get_type()? == ValueType::Object && !value.is_array()? => {
-            // SAFETY: the type was just checked.
-            Ok(unsafe { value.cast::<Object>() }?)
-        }
-        _ => Err(JsFailure::invalid(
-            name,
-            ArgumentReason::wrong_type("expected an object with its methods"),
-        )),
+pub(crate) fn provider_object<'env>(value: &Unknown<'env>, name: &str) -> Result<Object<'env>> {
+    if value.get_type()? == ValueType::Object && !value.is_array()? {
+        // SAFETY: the type was just checked.
+        return Ok(unsafe { value.cast::<Object>() }?);
     }
+    Err(JsFailure::invalid(
+        name,
+        ArgumentReason::wrong_type("expected an object with its methods"),
+    ))
 }
 
 /// Reads `object[name]`, which must be a function, as an [`AsyncMethod`]. `owner` names the
@@ -167,7 +156,7 @@ fn describe(error: napi::Error) -> String {
 }
 
 /// A JS `ProjectSourceProvider`: `getProjectPath(source, targetDir)`.
-pub(crate) struct JsSource {
+pub struct JsSource {
     get_project_path: AsyncMethod<FnArgs<(Value, String)>>,
 }
 
@@ -212,7 +201,7 @@ impl SourceProvider for JsSource {
 
 /// A JS `EdgeRouterProvider`: `registerRoute(config)` and `removeRoute(routeId)`, and, when it
 /// has both, `getRoute(deploymentId)` and `updateRoute(routeId, { targetHost, targetPort })`.
-pub(crate) struct JsRouter {
+pub struct JsRouter {
     register_route: AsyncMethod<Value>,
     remove_route: AsyncMethod<Value, UnknownReturnValue>,
     lookup: Option<RouteLookup>,
@@ -320,45 +309,5 @@ impl Router for JsRouter {
             .await
             .map(|_| ())
         })
-    }
-}
-
-/// The `setOnServerLog` listener: every line of every server from its first one, in order per
-/// server, delivered in batches to one JS callback.
-pub(crate) struct ServerLogListener {
-    sink: Arc<BatchSink<ServerLogBatch>>,
-    subscriptions: Mutex<Vec<SubscriptionCloser>>,
-}
-
-impl ServerLogListener {
-    /// A listener feeding `sink`.
-    pub(crate) fn new(sink: Arc<BatchSink<ServerLogBatch>>) -> Self {
-        ServerLogListener {
-            sink,
-            subscriptions: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Stops delivering (a replaced listener, or shutdown).
-    pub(crate) fn detach_all(&self) {
-        for subscription in lock(&self.subscriptions).drain(..) {
-            subscription.close();
-        }
-    }
-}
-
-impl LogObserver for ServerLogListener {
-    fn log_opened(&self, owner: &LogOwner, log: &Arc<LogStore>) {
-        let LogOwner::Server { server_id, .. } = owner else {
-            return;
-        };
-        let subscription = log.subscribe(log.limits().max_lines);
-        let mut subscriptions = lock(&self.subscriptions);
-        subscriptions.retain(|s| !s.is_closed());
-        subscriptions.push(subscription.closer());
-        let id = server_id.to_owned();
-        pump(Arc::clone(&self.sink), subscription, None, move |batch| {
-            ServerLogBatch::new(&id, &batch)
-        });
     }
 }

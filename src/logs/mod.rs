@@ -10,7 +10,8 @@
 //! - `store`: [`LogStore`], which ties them together under one lock ([`LogLimits`]);
 //! - `time`: timestamps and their ISO 8601 form ([`iso8601_utc`]);
 //! - [`observer`]: who is told when a log opens and closes;
-//! - `line_format`: the `[ISO time] prefix line` form of build-log streams ([`LineFormat`]).
+//! - `line_format`: the `[ISO time] prefix line` form of build-log streams ([`LineFormat`]);
+//! - [`query`]: what a caller asks of a log (`since` or `tail`, a page) as one value.
 //!
 //! Appending is on the hot path of log ingestion; the small helpers it calls across these files
 //! are `#[inline]`, since daily release builds have several codegen units and no LTO.
@@ -20,6 +21,7 @@ mod entry;
 pub mod framer;
 mod line_format;
 pub mod observer;
+pub mod query;
 mod ring;
 mod store;
 mod subscription;

@@ -36,8 +36,10 @@ mod deployments;
 mod drain;
 pub mod kept;
 mod lease;
+mod listeners;
 mod log_registry;
 pub mod providers;
+mod request;
 mod servers;
 mod start;
 pub mod supervisor;
@@ -65,7 +67,9 @@ pub use crate::sync::BoxFuture;
 pub use builds::BuildTicket;
 pub use deploy::DeployRequest;
 pub use kept::{AdoptionReport, DeadServer};
+pub use listeners::{MAX_BATCH_LINES, ServerLogSink};
 pub use providers::{LocalCopySource, ProjectSource, RouteRequest, Router, SourceProvider};
+pub use request::{DeployTarget, RunOptions};
 pub use servers::ESCAPEE_SCAN_EVERY;
 pub use supervisor::{HealthStatus, ServerInfo, ServerState, SupervisorHandle};
 
@@ -119,6 +123,8 @@ pub struct Runner {
     builds: Builds,
     logs: LogRegistry,
     calls: Calls,
+    /// The server-log listener and the observability storages set so far.
+    listeners: listeners::Listeners,
 }
 
 impl Runner {
@@ -141,6 +147,7 @@ impl Runner {
             builds: Builds::new(builder, source),
             logs: LogRegistry::new(config.log_memory_limit),
             calls: Calls::default(),
+            listeners: listeners::Listeners::default(),
             leftovers_reaped: OnceCell::new(),
             shared: Arc::new(Shared {
                 ports,

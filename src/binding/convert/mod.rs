@@ -24,19 +24,23 @@
 pub(crate) mod json;
 mod process;
 pub(crate) mod read;
+mod runner;
 mod values;
 
 use std::marker::PhantomData;
 use std::ops::Deref;
 
 use napi::bindgen_prelude::{Env, FromNapiValue, TypeName, Unknown, ValidateNapiValue};
-use napi::{ValueType, sys};
+use napi::{Status, ValueType, sys};
 
 pub(crate) use process::{
     AnyFunction, CallbackArg, Deferred, DeploymentIdArg, Fields, LineArg, PlainObject, ServerIdArg,
     StringList,
 };
 pub(crate) use read::{LineCallback, cwd};
+pub(crate) use runner::{
+    BuiltBuild, BuiltProject, DeployedDeployment, DeployedProject, EntityId, ServerId,
+};
 pub(crate) use values::{
     AnObject, Callback, DateMs, Int, Json, NonEmptyString, Port, Required, require,
 };
@@ -101,9 +105,21 @@ impl<T: FromArg, N: ArgName> FromNapiValue for Arg<T, N> {
                 value,
                 name: PhantomData,
             }),
+            // JS the reading ran (a getter) threw: napi throws that exception, as it is.
+            Err(_) if exception_pending(env) => {
+                Err(napi::Error::from_status(Status::PendingException))
+            }
             Err(failure) => Err(rejection(&Env::from_raw(env), failure)),
         }
     }
+}
+
+/// Whether an exception is pending on `env` (JS code that a conversion ran threw).
+fn exception_pending(env: sys::napi_env) -> bool {
+    let mut pending = false;
+    // SAFETY: `env` is the live environment of the current call; `pending` outlives the call.
+    let status = unsafe { sys::napi_is_exception_pending(env, &mut pending) };
+    status == sys::Status::napi_ok && pending
 }
 
 /// A parameter of a Promise-returning method: a value that does not fit rejects the Promise

@@ -124,22 +124,6 @@ where
     Ok(unsafe { argument.cast::<FunctionRef<Args, Return>>() }?)
 }
 
-/// A function the caller may leave out (`undefined` or `null` give `None`).
-pub(crate) fn optional_callback<Args, Return>(
-    argument: Option<&Unknown<'_>>,
-    name: &str,
-) -> Result<Option<FunctionRef<Args, Return>>>
-where
-    Args: napi::bindgen_prelude::JsValuesTupleIntoVec,
-{
-    match argument {
-        Some(value) if !matches!(value.get_type()?, ValueType::Undefined | ValueType::Null) => {
-            callback(value, name).map(Some)
-        }
-        _ => Ok(None),
-    }
-}
-
 /// A function the caller must pass (a missing one reads as `undefined`).
 pub(crate) fn required_callback<Args, Return>(
     argument: Option<&Unknown<'_>>,
@@ -178,16 +162,6 @@ fn expected(what: &str, argument: &Unknown<'_>) -> Result<Mismatch> {
 /// A port (1–65535) the caller must pass.
 pub(crate) fn port(argument: Option<Unknown<'_>>, name: &str) -> Result<u16> {
     validate::port(name, &value(argument.as_ref(), name)?).map_err(to_js_error)
-}
-
-/// A port the caller may leave out (`undefined` or `null`).
-pub(crate) fn optional_port(argument: Option<Unknown<'_>>, name: &str) -> Result<Option<u16>> {
-    match value(argument.as_ref(), name)? {
-        Value::Null => Ok(None),
-        present => validate::port(name, &present)
-            .map(Some)
-            .map_err(to_js_error),
-    }
 }
 
 /// A string the caller must pass (`undefined` → "is required").

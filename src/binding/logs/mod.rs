@@ -9,27 +9,21 @@ mod collector;
 mod ring;
 mod streams;
 
-use crate::binding::entities::PaginatedLogsResult;
-use crate::binding::error::{Result, to_js_error};
-
-use napi::bindgen_prelude::{
-    Either, Env, FnArgs, Function, FunctionRef, JsObjectValue, Object, Unknown,
-};
-use napi::threadsafe_function::UnknownReturnValue;
+use napi::bindgen_prelude::{Env, Function, Unknown};
 
 use crate::binding::args::{self, LineCallback};
-use crate::binding::delivery::{TextBatch, batch_sink, js_reporter, pump, report_callback_error};
+use crate::binding::delivery::{LineDelivery, deliver_lines};
+use crate::binding::entities::PaginatedLogsResult;
+use crate::binding::error::Result;
 use crate::logs::LogStore;
 use crate::logs::SubscriptionCloser;
+use crate::logs::query::PageQuery;
 
-/// A paginated log query: `limit` (default 100) entries older than the cursor `before`.
-pub(crate) struct PageRequest {
-    limit: usize,
-    before: Option<u64>,
-}
+/// A paginated log query read from `limit` and `before` arguments (the core's [`PageQuery`]).
+pub struct PageRequest(PageQuery);
 
 impl PageRequest {
-    /// Reads `limit` and `before` (a cursor of an earlier page).
+    /// Reads `limit` (an integer from 1) and `before` (a cursor of an earlier page).
     pub(crate) fn read(limit: Option<&Unknown<'_>>, before: Option<&Unknown<'_>>) -> Result<Self> {
         let limit = args::optional_integer(limit, "limit", 1, u64::from(u32::MAX))?;
         let before = args::optional_string(before, "before")?;
@@ -39,24 +33,13 @@ impl PageRequest {
     /// `limit` entries (default 100) older than the cursor `before` (text of an earlier page's
     /// cursor).
     pub(crate) fn new(limit: Option<u64>, before: Option<&str>) -> Result<Self> {
-        let before = match before {
-            None => None,
-            Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| {
-                to_js_error(crate::error::Error::invalid(
-                    "before",
-                    format!("expected a cursor from a previous page (got '{cursor}')"),
-                ))
-            })?),
-        };
-        Ok(PageRequest {
-            limit: limit.unwrap_or(100) as usize,
-            before,
-        })
+        let query = PageQuery::new(limit.map(|limit| limit as usize), before)?;
+        Ok(PageRequest(query))
     }
 
     /// The page of `store`, in the shape of `PaginatedLogsResult`.
     pub(crate) fn page(&self, store: &LogStore) -> PaginatedLogsResult {
-        PaginatedLogsResult::from(store.page(self.limit, self.before))
+        PaginatedLogsResult::from(self.0.page(store))
     }
 }
 
@@ -86,34 +69,6 @@ pub(crate) fn deliver_text(
     Ok((closer, handle))
 }
 
-/// JS that hands a batch's lines to a line callback one by one: a batch is one string of lines
-/// joined by `\n` (cut with `indexOf`, which outruns `split` by not building an array), or an
-/// array of lines; with `skipBlank`, lines of only white space are not handed over. Its
-/// `unsubscribe` stops delivery at once, even in the middle of a batch; a throwing callback is
-/// reported and still gets the next line.
-const FAN_OUT: &str = r"(function (callback, close, report, skipBlank) {
-  let stopped = false
-  const call = (line) => {
-    if (skipBlank && line.trim() === '') return
-    try { callback(line) } catch (error) { report(error) }
-  }
-  return {
-    deliver(batch) {
-      if (typeof batch !== 'string') {
-        for (let i = 0; i < batch.length && !stopped; i++) call(batch[i])
-        return
-      }
-      for (let start = 0; !stopped; ) {
-        const end = batch.indexOf('\n', start)
-        if (end === -1) return call(batch.slice(start))
-        call(batch.slice(start, end))
-        start = end + 1
-      }
-    },
-    unsubscribe() { stopped = true; close() },
-  }
-})";
-
 /// The fewest undelivered lines a JS line subscriber may fall behind before it loses the
 /// oldest: enough to ride out the JS thread being descheduled for a few tens of milliseconds
 /// during a flood of ten million lines per second. A queued line costs four bytes beside the
@@ -121,24 +76,7 @@ const FAN_OUT: &str = r"(function (callback, close, report, skipBlank) {
 /// a flood of long lines cannot make it pin more than that.
 const MIN_QUEUE_LINES: usize = 256 * 1024;
 
-/// [`FAN_OUT`] once compiled: `(callback, close, report, skipBlank) => { deliver,
-/// unsubscribe }`.
-type FanOutFactory<'env> = Function<
-    'env,
-    FnArgs<(
-        Function<'env, String, UnknownReturnValue>,
-        Function<'env, (), ()>,
-        Function<'env, Unknown<'env>, ()>,
-        bool,
-    )>,
-    Object<'env>,
->;
-
-/// The JS side of one batched line subscription.
-type Deliver = FunctionRef<Either<String, Vec<String>>, ()>;
-
-/// [`deliver_text`], also returning the JS unsubscribe function. Many lines cross to the JS
-/// thread at once (one threadsafe call per batch); JS calls `callback` for each.
+/// [`deliver_text`], also returning the JS unsubscribe function.
 fn subscribe_text<'env>(
     env: &'env Env,
     store: &LogStore,
@@ -157,32 +95,12 @@ fn subscribe_text<'env>(
         closing.close();
         Ok(())
     })?;
-    let report = js_reporter(env, what)?;
-    let factory: FanOutFactory = env.run_script(FAN_OUT)?;
-    let fan_out = factory.call(FnArgs::from((
-        callback.borrow_back(env)?,
-        close,
-        report,
+    let how = LineDelivery {
+        what,
+        stderr_prefix: true,
         skip_blank,
-    )))?;
-    let deliver: Function<Either<String, Vec<String>>, ()> =
-        fan_out.get_named_property("deliver")?;
-    let deliver: Deliver = deliver.create_ref()?;
-    let unsubscribe: Function<'env, (), ()> = fan_out.get_named_property("unsubscribe")?;
-    let delivering = closer.clone();
-    let sink = batch_sink(env, move |env, batch: TextBatch| {
-        if delivering.is_unsubscribed() {
-            return;
-        }
-        let delivered = deliver
-            .borrow_back(env)
-            .and_then(|deliver| deliver.call(batch.into_js()));
-        if let Err(error) = delivered {
-            report_callback_error(what, &error);
-        }
-    })?;
-    let handle = pump(sink, subscription, None, |batch| {
-        TextBatch::new(&batch, true)
-    });
+        pause: None,
+    };
+    let (handle, unsubscribe) = deliver_lines(env, subscription, &callback, Some(close), how)?;
     Ok((closer, handle, unsubscribe))
 }

@@ -9,8 +9,8 @@ use napi_derive::napi;
 use super::collector::DEFAULT_COLLECTOR_LINES;
 use crate::binding::args::LineCallback;
 use crate::binding::convert::{Arg, ArgName, CallbackArg, LineArg, arg_names};
-use crate::binding::delivery::{report_callback_error, spawn_delivery};
-use crate::logs::{LineFormat, LogBatch, LogLimits, LogStore, Stream};
+use crate::binding::delivery::{LineDelivery, deliver_lines, report_callback_error};
+use crate::logs::{LineFormat, LogLimits, LogStore, Stream};
 
 /// The formatting options of `createBuildLogStream` and `formatLogLine`.
 // Only the TypeScript shape: the core's `LineFormat::from_json` reads the value, with the
@@ -87,25 +87,13 @@ pub fn create_build_log_stream<'env>(
         DEFAULT_COLLECTOR_LINES as usize,
     )));
     let subscription = buffer.subscribe(DEFAULT_COLLECTOR_LINES as usize);
-    spawn_delivery(
-        env,
-        subscription,
-        Some(format.flush_interval),
-        move |env, batch| {
-            let Ok(callback) = callback.borrow_back(env) else {
-                return;
-            };
-            let missed = (batch.missed > 0).then(|| LogBatch::missed_marker(batch.missed));
-            for line in missed
-                .into_iter()
-                .chain(batch.entries().map(|e| e.line().to_owned()))
-            {
-                if let Err(error) = callback.call(line) {
-                    report_callback_error("a build log stream callback", &error);
-                }
-            }
-        },
-    )?;
+    let how = LineDelivery {
+        what: "a build log stream callback",
+        stderr_prefix: false,
+        skip_blank: false,
+        pause: Some(format.flush_interval),
+    };
+    deliver_lines(env, subscription, &callback, None, how)?;
     Ok(
         env.create_function_from_closure("writeBuildLog", move |ctx| {
             let line: String = ctx.first_arg()?;
