@@ -1019,7 +1019,7 @@ export declare class SpawnedProcess {
    * Resolves when the process has exited and been reaped: `{ exitCode, signal }` (the
    * exit code, or the name of the signal that ended it; the other is `null`).
    */
-  wait(): Promise<{ exitCode: number | null; signal: string | null }>
+  wait(): Promise<ProcessExit>
   /**
    * Without `signal`: stops the whole tree (SIGTERM, 10 s grace, SIGKILL) and resolves when
    * nothing of it is left. With `signal` (`'SIGTERM'`, `'SIGINT'`, `'SIGKILL'`, …): sends
@@ -1250,6 +1250,14 @@ export interface ParsedSubdomain {
   projectSlug: string
   /** The deployment type that generated the name. */
   type: 'production' | 'staging' | 'preview'
+}
+
+/** What `SpawnedProcess.wait` resolves: one of the two is `null`. */
+export interface ProcessExit {
+  /** The exit code, or `null` when a signal ended the process. */
+  exitCode: number | null
+  /** The signal that ended the process (`'SIGTERM'`, …), or `null` when it exited. */
+  signal: string | null
 }
 
 /** What `ProjectBuilder.buildById()` resolves with. */

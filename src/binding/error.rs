@@ -71,14 +71,6 @@ impl From<JsFailure> for JsError<ErrorCode> {
     }
 }
 
-impl From<JsFailure> for napi::Error {
-    /// For code that still returns napi's own result type: the message survives, the code
-    /// becomes napi's generic one.
-    fn from(failure: JsFailure) -> Self {
-        napi::Error::from_reason(failure.message)
-    }
-}
-
 impl From<JsFailure> for napi::Error<ErrorCode> {
     fn from(failure: JsFailure) -> Self {
         failure.into_napi()
@@ -121,7 +113,8 @@ where
     })
 }
 
-/// A napi error that holds a JS `Error` with our code, so a Promise rejects with it.
+/// A napi error that holds a JS `Error` with our code, so a Promise rejects with it (or napi
+/// throws it).
 pub(crate) fn rejection(env: &Env, failure: JsFailure) -> napi::Error {
     let error = JsError::from(failure).into_unknown(*env);
     napi::Error::from(error)

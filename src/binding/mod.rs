@@ -31,5 +31,6 @@ use crate::diagnostics;
 #[napi(module_exports)]
 pub fn init(_exports: Object, env: Env) -> Result<()> {
     diagnostics::init_from_env();
-    Ok(process::install_exit_hook(&env)?)
+    // The failure keeps its `code`: it becomes a JS `Error` of ours before napi throws it.
+    process::install_exit_hook(&env).map_err(|failure| error::rejection(&env, failure))
 }

@@ -37,7 +37,7 @@ pub use observer::{LogObserver, LogOwner};
 pub use ring::LogPage;
 pub use store::{LogLimits, LogStore};
 pub use subscription::{LogBatch, Subscription, SubscriptionCloser};
-pub use time::iso8601_utc;
+pub use time::{iso8601_utc, now_ms};
 
 /// Prefix of the runner's own lines in a server's or a build's log.
 pub const RUNNER_PREFIX: &str = "[runner] ";

@@ -32,7 +32,7 @@ pub fn iso8601_utc(ms: u64) -> String {
 }
 
 /// The clock's milliseconds since the Unix epoch (0 for a clock set before it).
-pub(super) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::event::{EventTemplate, Ids, level};
 use super::{FileStorage, ObservabilitySettings, ObservabilityStats};
 use crate::error::{Error, Result};
-use crate::logs::{LogBatch, LogEntry, LogStore, Subscription};
+use crate::logs::{LogBatch, LogEntry, LogStore, Subscription, now_ms};
 use crate::logs::{LogObserver, LogOwner};
 use crate::sync::BoxFuture;
 use crate::sync::lock;
@@ -592,13 +592,6 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.wake.notify_one();
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use napi::bindgen_prelude::{Either, Env, FnArgs, FunctionRef, Object, PromiseRaw
 use napi::threadsafe_function::UnknownReturnValue;
 use napi_derive::napi;
 use nix::sys::signal::Signal;
-use serde_json::Value;
 
 use crate::binding::args;
 use crate::binding::convert::{AnyFunction, Arg, ArgName, FromArg, Required, arg_names};
@@ -273,15 +272,21 @@ impl SpawnedProcess {
 
     /// Resolves when the process has exited and been reaped: `{ exitCode, signal }` (the
     /// exit code, or the name of the signal that ended it; the other is `null`).
-    #[napi(ts_return_type = "Promise<{ exitCode: number | null; signal: string | null }>")]
-    pub fn wait<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Value>> {
+    #[napi(ts_return_type = "Promise<ProcessExit>")]
+    pub fn wait<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ProcessExit>> {
         let handle = self.handle.clone();
         spawn(env, async move {
             let Some(handle) = handle else {
-                return Ok(serde_json::json!({ "exitCode": null, "signal": null }));
+                return Ok(ProcessExit {
+                    exit_code: None,
+                    signal: None,
+                });
             };
             let info = handle.wait().await;
-            Ok(serde_json::json!({ "exitCode": info.code, "signal": info.signal_name() }))
+            Ok(ProcessExit {
+                exit_code: info.code,
+                signal: info.signal_name(),
+            })
         })
     }
 
@@ -397,4 +402,13 @@ impl SpawnedProcess {
             killed: Cell::new(false),
         })
     }
+}
+
+/// What `SpawnedProcess.wait` resolves: one of the two is `null`.
+#[napi(object, use_nullable = true)]
+pub struct ProcessExit {
+    /// The exit code, or `null` when a signal ended the process.
+    pub exit_code: Option<i32>,
+    /// The signal that ended the process (`'SIGTERM'`, …), or `null` when it exited.
+    pub signal: Option<String>,
 }
