@@ -17,7 +17,7 @@ use napi_derive::napi;
 use serde_json::Value;
 
 use super::convert::{
-    AnObject, Arg, FromArg, Json, LineCallback, PromisedArg, Required, arg_names, cwd, read,
+    Arg, FromArg, Json, LineCallback, PlainObject, PromisedArg, Required, arg_names, cwd, read,
     require,
 };
 use super::logs::deliver_text;
@@ -223,7 +223,7 @@ impl ProjectBuilder {
     pub fn build<'env>(
         &self,
         env: &'env Env,
-        #[napi(ts_arg_type = "Project")] project: PromisedArg<AnObject, ProjectArg>,
+        #[napi(ts_arg_type = "Project")] project: PromisedArg<PlainObject, ProjectArg>,
         #[napi(ts_arg_type = "Build")] build: PromisedArg<BuildTarget, BuildArg>,
         #[napi(ts_arg_type = "string")] source_dir: PromisedArg<Required<String>, SourceDirArg>,
         #[napi(ts_arg_type = "BuildOptions")] options: Option<BuildOptionsParam>,

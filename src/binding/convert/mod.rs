@@ -41,9 +41,7 @@ pub(crate) use read::{LineCallback, cwd};
 pub(crate) use runner::{
     BuiltBuild, BuiltProject, DeployedDeployment, DeployedProject, EntityId, ServerId,
 };
-pub(crate) use values::{
-    AnObject, Callback, DateMs, Int, Json, NonEmptyString, Port, Required, require,
-};
+pub(crate) use values::{Callback, DateMs, Int, Json, NonEmptyString, Port, Required, require};
 
 use super::error::{Result, rejection};
 

@@ -2,9 +2,10 @@
 //! functions used during the call, and options objects read field by field by a core parser.
 
 use napi::bindgen_prelude::{Env, FromNapiValue, JsValue, Object, Unknown};
-use napi::{ValueType, sys};
+use napi::sys;
 use serde_json::{Map, Value};
 
+use super::values::given;
 use super::{FromArg, arg_names};
 use crate::binding::args;
 use crate::binding::error::{JsFailure, Result};
@@ -18,13 +19,6 @@ arg_names! {
     CallbackArg = "callback";
     ServerIdArg = "serverId";
     DeploymentIdArg = "deploymentId";
-}
-
-fn is_absent(value: &Unknown<'_>) -> Result<bool> {
-    Ok(matches!(
-        value.get_type()?,
-        ValueType::Undefined | ValueType::Null
-    ))
 }
 
 /// A JS value of the current call, kept as its handle so the method can use the value itself
@@ -74,8 +68,7 @@ impl PlainObject {
 
 impl FromArg for PlainObject {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        let present = !is_absent(value)?;
-        args::object(present.then_some(value), name)?;
+        args::object(given(value)?, name)?;
         Ok(PlainObject(CallValue::of(value)))
     }
 }
@@ -93,7 +86,7 @@ impl AnyFunction {
 
 impl FromArg for AnyFunction {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        if is_absent(value)? {
+        if given(value)?.is_none() {
             return Err(JsFailure::invalid(
                 name,
                 Mismatch::new("a function", "undefined"),
@@ -121,7 +114,7 @@ pub struct Fields<T>(pub T);
 
 impl<T: FromFields> FromArg for Fields<T> {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        let options = if is_absent(value)? {
+        let options = if given(value)?.is_none() {
             Value::Null
         } else {
             let object = args::object(Some(value), name)?;

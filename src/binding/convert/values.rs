@@ -87,7 +87,9 @@ pub(crate) fn require(value: &Unknown<'_>, name: &str) -> Result<()> {
 }
 
 /// `value`, or `None` when it is `undefined` or `null` (how napi reads a left-out argument).
-fn given<'value, 'env>(value: &'value Unknown<'env>) -> Result<Option<&'value Unknown<'env>>> {
+pub(super) fn given<'value, 'env>(
+    value: &'value Unknown<'env>,
+) -> Result<Option<&'value Unknown<'env>>> {
     Ok(match value.get_type()? {
         ValueType::Undefined | ValueType::Null => None,
         _ => Some(value),
@@ -104,16 +106,6 @@ impl FromArg for NonEmptyString {
             return Err(JsFailure::invalid(name, "must not be empty"));
         }
         Ok(NonEmptyString(text))
-    }
-}
-
-/// A plain object (not an array, not a function) whose contents the method does not read;
-/// `undefined` and `null` are "is required".
-pub struct AnObject;
-
-impl FromArg for AnObject {
-    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        read::object(given(value)?, name).map(|_| AnObject)
     }
 }
 
