@@ -1,5 +1,6 @@
 // Checks the source tree's structural rules (issue 29), so they hold after every change:
-// 1. no core or binding file is longer than 700 lines before its `#[cfg(test)]` block;
+// 1. no core or binding file is longer than 700 lines before its `#[cfg(test)]` block (a file
+//    that is a test module as a whole, `tests.rs` or `testing.rs`, is all tests);
 // 2. no import cycle among the core's modules;
 // 3. the binding reads at most 20 arguments as `Option<Unknown>` (untyped JS values).
 //
@@ -40,7 +41,11 @@ function body(text) {
 const files = new Map(rustFiles(root).map((path) => [moduleOf(path), readFileSync(path, 'utf8')]))
 const problems = []
 
+/** A file that is a test module as a whole (`#[cfg(test)] mod tests;` in its parent). */
+const isTestModule = (module) => /(^|::)(tests|testing)$/.test(module)
+
 for (const [module, text] of files) {
+  if (isTestModule(module)) continue
   const lines = body(text).split('\n').length - 1
   if (lines > MAX_LINES) problems.push(`${module}: ${lines} lines before its tests (at most ${MAX_LINES})`)
 }
@@ -52,7 +57,8 @@ if (untyped > MAX_UNTYPED_ARGUMENTS) {
   problems.push(`the binding reads ${untyped} arguments as Option<Unknown> (at most ${MAX_UNTYPED_ARGUMENTS})`)
 }
 
-const outside = (module) => ['lib', 'test_support'].includes(module) || module.startsWith('binding')
+const outside = (module) =>
+  ['lib', 'test_support'].includes(module) || module.startsWith('binding') || isTestModule(module)
 const referenced = new Map()
 for (const [module, text] of files) {
   if (outside(module)) continue
@@ -128,4 +134,5 @@ if (problems.length) {
   for (const problem of problems) console.log(problem)
   process.exit(1)
 }
-console.log(`house rules hold: ${files.size} files ≤ ${MAX_LINES} lines before their tests, no import cycle, ${untyped} untyped binding arguments`)
+const checked = [...files.keys()].filter((module) => !isTestModule(module)).length
+console.log(`house rules hold: ${checked} files ≤ ${MAX_LINES} lines before their tests, no import cycle, ${untyped} untyped binding arguments`)

@@ -3,14 +3,12 @@
 //! This is the only module that names napi types. Core errors become JS `Error`s here, in
 //! [`error`], with the core error's message unchanged and its `code`.
 
-mod args;
 mod build;
 mod convert;
 mod delivery;
 mod entities;
 mod error;
 mod health;
-mod json;
 mod logs;
 mod observability;
 mod ports;

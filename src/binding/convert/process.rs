@@ -5,11 +5,11 @@ use napi::bindgen_prelude::{Env, FromNapiValue, JsValue, Object, Unknown};
 use napi::sys;
 use serde_json::{Map, Value};
 
+use super::json;
+use super::read;
 use super::values::given;
 use super::{FromArg, arg_names};
-use crate::binding::args;
 use crate::binding::error::{JsFailure, Result};
-use crate::binding::json;
 use crate::error::Mismatch;
 use crate::logs::LineFormat;
 use crate::process::ManagerOptions;
@@ -68,7 +68,7 @@ impl PlainObject {
 
 impl FromArg for PlainObject {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        args::object(given(value)?, name)?;
+        read::object(given(value)?, name)?;
         Ok(PlainObject(CallValue::of(value)))
     }
 }
@@ -92,7 +92,7 @@ impl FromArg for AnyFunction {
                 Mismatch::new("a function", "undefined"),
             ));
         }
-        args::callback::<(), ()>(value, name)?;
+        read::callback::<(), ()>(value, name)?;
         Ok(AnyFunction(CallValue::of(value)))
     }
 }
@@ -117,7 +117,7 @@ impl<T: FromFields> FromArg for Fields<T> {
         let options = if given(value)?.is_none() {
             Value::Null
         } else {
-            let object = args::object(Some(value), name)?;
+            let object = read::object(Some(value), name)?;
             let mut fields = Map::new();
             for field in T::FIELDS {
                 if let Some(given) = object.get::<Unknown>(field)? {

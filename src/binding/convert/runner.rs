@@ -7,9 +7,9 @@ use napi::bindgen_prelude::{ObjectRef, Unknown};
 use serde_json::{Map, Value};
 
 use super::FromArg;
-use crate::binding::args;
+use super::json;
+use super::read;
 use crate::binding::error::{JsFailure, Result};
-use crate::binding::json;
 use crate::binding::logs::PageRequest;
 use crate::binding::observability::JsFileStorage;
 use crate::binding::provider::{JsRouter, JsSource, provider_object};
@@ -20,8 +20,8 @@ use crate::runner::{ProjectSource, RunOptions};
 /// A string field of the object argument `name` (`None` when absent or `null`); an argument
 /// that is not an object is refused.
 fn string_field(value: &Unknown<'_>, name: &str, field: &str) -> Result<Option<String>> {
-    let field_value = args::field(Some(value), name, field)?;
-    args::optional_string(field_value.as_ref(), &format!("{name}.{field}"))
+    let field_value = read::field(Some(value), name, field)?;
+    read::optional_string(field_value.as_ref(), &format!("{name}.{field}"))
 }
 
 /// The `id` of an entity argument, which must be an object (`null` reads as `undefined`).
@@ -100,7 +100,7 @@ pub struct BuiltProject(pub ProjectSource);
 impl FromArg for BuiltProject {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
         let id = entity_id(value, name)?;
-        let source_config = args::field(Some(value), name, "sourceConfig")?;
+        let source_config = read::field(Some(value), name, "sourceConfig")?;
         let project_name = string_field(value, name, "name")?;
         let kind = string_field(value, name, "sourceType")?;
         let path = match &source_config {
@@ -147,7 +147,7 @@ impl FromArg for RunOptions {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
         let mut fields = Map::new();
         for key in ["envVars", "port", "healthCheckTimeoutMs"] {
-            if let Some(field) = args::field(Some(value), name, key)? {
+            if let Some(field) = read::field(Some(value), name, key)? {
                 let field = json::to_json(&field, &format!("{name}.{key}"))?;
                 fields.insert(key.to_owned(), field);
             }
@@ -159,15 +159,15 @@ impl FromArg for RunOptions {
 impl FromArg for LogQuery {
     /// `{ tail?: number; since?: Date }`.
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        let tail = args::field(Some(value), name, "tail")?;
-        let tail = args::optional_integer(
+        let tail = read::field(Some(value), name, "tail")?;
+        let tail = read::optional_integer(
             tail.as_ref(),
             &format!("{name}.tail"),
             0,
             u64::from(u32::MAX),
         )?;
-        let since_ms = match args::field(Some(value), name, "since")? {
-            Some(since) => Some(args::date_ms(&since, &format!("{name}.since"))?),
+        let since_ms = match read::field(Some(value), name, "since")? {
+            Some(since) => Some(read::date_ms(&since, &format!("{name}.since"))?),
             None => None,
         };
         Ok(LogQuery {
@@ -180,8 +180,8 @@ impl FromArg for LogQuery {
 impl FromArg for PageRequest {
     /// `{ limit?: number; before?: string }`.
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        let limit = args::field(Some(value), name, "limit")?;
-        let before = args::field(Some(value), name, "before")?;
+        let limit = read::field(Some(value), name, "limit")?;
+        let before = read::field(Some(value), name, "before")?;
         PageRequest::read(limit.as_ref(), before.as_ref())
     }
 }

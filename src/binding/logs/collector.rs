@@ -9,7 +9,7 @@ use napi::bindgen_prelude::{Env, Function};
 use napi_derive::napi;
 
 use super::PageRequest;
-use crate::binding::args::LineCallback;
+use crate::binding::convert::LineCallback;
 use crate::binding::convert::{
     Arg, CallbackArg, DateMs, Deferred, Int, LineArg, StringList, arg_names,
 };

@@ -11,7 +11,7 @@ mod streams;
 
 use napi::bindgen_prelude::{Env, Function, Unknown};
 
-use crate::binding::args::{self, LineCallback};
+use crate::binding::convert::{LineCallback, read};
 use crate::binding::delivery::{LineDelivery, deliver_lines};
 use crate::binding::entities::PaginatedLogsResult;
 use crate::binding::error::Result;
@@ -25,8 +25,8 @@ pub struct PageRequest(PageQuery);
 impl PageRequest {
     /// Reads `limit` (an integer from 1) and `before` (a cursor of an earlier page).
     pub(crate) fn read(limit: Option<&Unknown<'_>>, before: Option<&Unknown<'_>>) -> Result<Self> {
-        let limit = args::optional_integer(limit, "limit", 1, u64::from(u32::MAX))?;
-        let before = args::optional_string(before, "before")?;
+        let limit = read::optional_integer(limit, "limit", 1, u64::from(u32::MAX))?;
+        let before = read::optional_string(before, "before")?;
         PageRequest::new(limit, before.as_deref())
     }
 

@@ -7,7 +7,7 @@ use napi::bindgen_prelude::{Env, Function, FunctionRef, JsValue, Unknown};
 use napi_derive::napi;
 
 use super::collector::DEFAULT_COLLECTOR_LINES;
-use crate::binding::args::LineCallback;
+use crate::binding::convert::LineCallback;
 use crate::binding::convert::{Arg, ArgName, CallbackArg, LineArg, arg_names};
 use crate::binding::delivery::{LineDelivery, deliver_lines, report_callback_error};
 use crate::logs::{LineFormat, LogLimits, LogStore, Stream};

@@ -12,7 +12,7 @@ use napi_derive::napi;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::binding::args;
+use crate::binding::convert::read;
 use crate::binding::convert::{Arg, FromArg, PromisedArg, arg_names};
 use crate::binding::delivery::{report_callback_error, spawn_delivery};
 use crate::logs::{LogEntry, LogLimits, LogStore};
@@ -46,7 +46,7 @@ pub struct Program(String);
 
 impl FromArg for Program {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        let program = args::required_string(Some(*value), name)?;
+        let program = read::required_string(Some(*value), name)?;
         if program.is_empty() || program.contains('\0') {
             return Err(JsFailure::invalid(
                 name,
@@ -63,7 +63,7 @@ pub struct ArgumentList(Vec<String>);
 
 impl FromArg for ArgumentList {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        let argv = match args::options(Some(*value), name)? {
+        let argv = match read::options(Some(*value), name)? {
             Value::Null => Vec::new(),
             Value::Array(items) => items
                 .iter()
@@ -96,20 +96,20 @@ pub struct CommandOptions {
 
 impl FromArg for CommandOptions {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        let field = |field: &str| args::field(Some(value), name, field);
-        let cwd = args::optional_string(field("cwd")?.as_ref(), &format!("{name}.cwd"))?
+        let field = |field: &str| read::field(Some(value), name, field);
+        let cwd = read::optional_string(field("cwd")?.as_ref(), &format!("{name}.cwd"))?
             .map(PathBuf::from);
         let env_name = format!("{name}.env");
         let env = match field("env")? {
-            Some(vars) => validate::env_vars(&env_name, &args::options(Some(vars), &env_name)?)
+            Some(vars) => validate::env_vars(&env_name, &read::options(Some(vars), &env_name)?)
                 .map_err(to_js_error)?,
             None => BTreeMap::new(),
         };
         let on_output = match field("onOutput")? {
-            Some(callback) => Some(args::callback(&callback, &format!("{name}.onOutput"))?),
+            Some(callback) => Some(read::callback(&callback, &format!("{name}.onOutput"))?),
             None => None,
         };
-        let timeout = args::optional_integer(
+        let timeout = read::optional_integer(
             field("timeoutMs")?.as_ref(),
             &format!("{name}.timeoutMs"),
             1,
@@ -136,7 +136,7 @@ pub(super) fn read_command(
     let options = options.unwrap_or_default();
     let cwd = match options.cwd {
         Some(dir) => dir,
-        None => args::cwd("options.cwd")?,
+        None => read::cwd("options.cwd")?,
     };
     Ok(Command {
         spec: SpawnSpec {
@@ -189,7 +189,7 @@ pub(super) fn output_store(
 }
 
 pub(super) fn read_signal(signal: Option<Unknown>) -> Result<Option<Signal>> {
-    let Some(name) = args::optional_string(signal.as_ref(), "signal")? else {
+    let Some(name) = read::optional_string(signal.as_ref(), "signal")? else {
         return Ok(None);
     };
     let full = if name.starts_with("SIG") {

@@ -11,7 +11,7 @@ use napi::threadsafe_function::UnknownReturnValue;
 use napi_derive::napi;
 use nix::sys::signal::Signal;
 
-use crate::binding::args;
+use crate::binding::convert::read;
 use crate::binding::convert::{AnyFunction, Arg, ArgName, FromArg, Required, arg_names};
 use crate::binding::delivery::{BatchSink, batch_sink, report_callback_error};
 use crate::logs::join_text;
@@ -341,9 +341,9 @@ impl SpawnedProcess {
         let listener = listener.get(env)?;
         let callback = match event {
             EventName::Exit | EventName::Close => {
-                Either::A(args::callback(&listener, ListenerArg::NAME)?)
+                Either::A(read::callback(&listener, ListenerArg::NAME)?)
             }
-            EventName::Error => Either::B(args::callback(&listener, ListenerArg::NAME)?),
+            EventName::Error => Either::B(read::callback(&listener, ListenerArg::NAME)?),
         };
         self.listeners.borrow_mut().push(Rc::new(Listener {
             event,

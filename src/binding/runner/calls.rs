@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use napi::bindgen_prelude::{Env, JsObjectValue, Object, ObjectRef};
 use serde_json::Value;
 
-use crate::binding::args::LineCallback;
+use crate::binding::convert::LineCallback;
 use crate::binding::convert::{
     BuiltBuild, BuiltProject, DeployedDeployment, DeployedProject, EntityId,
 };

@@ -13,11 +13,11 @@ use napi::threadsafe_function::UnknownReturnValue;
 use napi_derive::napi;
 use serde_json::Value;
 
-use super::args::{self, LineCallback};
 use super::convert::{
     Arg, BuiltBuild, BuiltProject, DeployedDeployment, DeployedProject, EntityId, Json,
     PromisedArg, Required, ServerId, arg_names,
 };
+use super::convert::{LineCallback, read};
 use super::delivery::JsServerLogSink;
 use super::entities::{
     PaginatedLogsResult, ResolvedRunnerConfig, ResourceUsage, RunnerStats, RunningServer,
@@ -68,7 +68,7 @@ impl LocalProcessRunner {
     pub fn new(
         #[napi(ts_arg_type = "LocalProcessRunnerConfig")] config: Option<Arg<Json, ConfigArg>>,
     ) -> Result<Self> {
-        let cwd = args::cwd("buildDir")?;
+        let cwd = read::cwd("buildDir")?;
         let config = config.map_or(Value::Null, |config| config.into_inner().0);
         let runner = Runner::new(RunnerConfig::from_json(&config, &cwd)?)?;
         if runner.config().keep_servers_on_exit {
