@@ -245,16 +245,31 @@ const LOCKFILES: [(&str, PackageManager); 6] = [
     ("npm-shrinkwrap.json", PackageManager::Npm),
 ];
 
+/// The largest package.json read: real ones are a few KiB; anything larger is refused rather
+/// than held in memory.
+pub const PACKAGE_JSON_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Reads `<dir>/package.json`: `None` when there is none, an error naming the file and the
 /// position when it is not valid JSON.
 pub fn read_package_json(dir: &Path) -> Result<Option<Value>> {
+    use std::io::Read;
     let path = dir.join("package.json");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(Error::io("read", &path, &error)),
     };
-    serde_json::from_str(&text)
+    let mut text = Vec::new();
+    file.take(PACKAGE_JSON_MAX_BYTES + 1)
+        .read_to_end(&mut text)
+        .map_err(|error| Error::io("read", &path, &error))?;
+    if text.len() as u64 > PACKAGE_JSON_MAX_BYTES {
+        return Err(Error::InvalidPackageJson {
+            path,
+            reason: format!("larger than {} MiB", PACKAGE_JSON_MAX_BYTES >> 20),
+        });
+    }
+    serde_json::from_slice(&text)
         .map(Some)
         .map_err(|error| Error::InvalidPackageJson {
             path: path.clone(),

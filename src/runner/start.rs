@@ -170,13 +170,28 @@ impl Drop for StartGuard<'_> {
         if let (Some(supervisor), Some(runtime)) = (self.supervisor.take(), &runtime) {
             runtime.spawn(async move { supervisor.stop(ABANDONED_BY).await });
         }
-        if let (Some(child), Some(runtime)) = (self.child.take(), &runtime) {
-            runtime.spawn(child.kill_tree(self.runner.config().shutdown_timeout));
+        // A spawned tree still holds the port and needs its kept record until it is gone: the
+        // lease and the record go after the kill, not before.
+        let lease = self.lease.take();
+        let abandoned = self
+            .kept_recorded
+            .then(|| (Arc::clone(&self.keeping), self.server_id.clone()));
+        let forget = move || {
+            if let Some((keeping, server_id)) = abandoned {
+                keeping.abandoned(&server_id);
+            }
+            drop(lease);
+        };
+        match (self.child.take(), &runtime) {
+            (Some(child), Some(runtime)) => {
+                let grace = self.runner.config().shutdown_timeout;
+                runtime.spawn(async move {
+                    child.kill_tree(grace).await;
+                    forget();
+                });
+            }
+            _ => forget(),
         }
-        if self.kept_recorded {
-            self.keeping.abandoned(&self.server_id);
-        }
-        drop(self.lease.take());
         if self.log_open {
             self.runner.logs.retire_server(&self.server_id);
         }

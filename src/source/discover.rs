@@ -220,8 +220,9 @@ fn mastra_dependencies(package: &Value) -> Vec<String> {
 
 /// `<dir>/package.json` parsed, when it is there and valid.
 pub(crate) fn read_package_json(dir: &Path) -> Option<Value> {
-    let text = fs::read(dir.join("package.json")).ok()?;
-    serde_json::from_slice(&text).ok()
+    crate::builder::package_manager::read_package_json(dir)
+        .ok()
+        .flatten()
 }
 
 /// A non-empty string field of package.json.

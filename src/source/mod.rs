@@ -554,7 +554,8 @@ impl LocalSource {
 
 /// The directories outside `project` that the `file:` and `link:` dependencies of its
 /// package.json (`dependencies`, `devDependencies`, `optionalDependencies`) name, canonical,
-/// without repeats; tarballs and missing paths are left out.
+/// without repeats and without one inside another; tarballs, missing paths and folders that
+/// hold the project are left out.
 fn local_dependencies(project: &Path) -> Vec<PathBuf> {
     let Some(manifest) = discover::read_package_json(project) else {
         return Vec::new();
@@ -574,12 +575,31 @@ fn local_dependencies(project: &Path) -> Vec<PathBuf> {
             let Ok(dir) = project.join(path).canonicalize() else {
                 continue;
             };
-            if dir.is_dir() && !dir.starts_with(project) && !found.contains(&dir) {
+            // A folder inside the project comes with it, and one holding the project would copy
+            // it again over its own copy: neither is a separate local.
+            if dir.is_dir() && !dir.starts_with(project) && !project.starts_with(&dir) {
                 found.push(dir);
             }
         }
     }
-    found
+    // Only the outermost of nested locals: each is copied whole, so a folder inside another
+    // would be copied twice, the second copy emptying the first's place.
+    let outermost: Vec<PathBuf> = found
+        .iter()
+        .filter(|dir| {
+            !found
+                .iter()
+                .any(|other| other != *dir && dir.starts_with(other))
+        })
+        .cloned()
+        .collect();
+    let mut unique: Vec<PathBuf> = Vec::new();
+    for dir in outermost {
+        if !unique.contains(&dir) {
+            unique.push(dir);
+        }
+    }
+    unique
 }
 
 /// An include is a `/`-separated glob pattern.
@@ -742,6 +762,32 @@ mod tests {
             )
         );
         assert!(base.join("app/src/mastra").is_dir());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn locals_are_the_outermost_folders_beside_the_project() {
+        let dir = temp("locals").canonicalize().unwrap();
+        let project = dir.join("app");
+        for folder in ["app/src", "lib/inner", "other"] {
+            fs::create_dir_all(dir.join(folder)).unwrap();
+        }
+        let manifest = json!({
+            "dependencies": {
+                "parent": "file:..",
+                "lib": "file:../lib",
+                "inner": "file:../lib/inner",
+                "own": "file:./src",
+                "again": "link:../lib"
+            },
+            "devDependencies": { "other": "file:../other" }
+        });
+        fs::write(project.join("package.json"), manifest.to_string()).unwrap();
+        assert_eq!(
+            local_dependencies(&project),
+            [dir.join("lib"), dir.join("other")],
+            "neither the folder holding the project, nor one inside the project or another local"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -34,7 +34,7 @@ use napi::bindgen_prelude::{Env, FromNapiValue, TypeName, Unknown, ValidateNapiV
 use napi::{Status, ValueType, sys};
 
 pub(crate) use process::{
-    AnyFunction, CallbackArg, Deferred, DeploymentIdArg, Fields, LineArg, PlainObject, ServerIdArg,
+    AnyFunction, CallbackArg, DeploymentIdArg, Fields, LineArg, PlainObject, ServerIdArg,
     StringList,
 };
 pub(crate) use read::{LineCallback, cwd};
@@ -120,8 +120,9 @@ fn exception_pending(env: sys::napi_env) -> bool {
     status == sys::Status::napi_ok && pending
 }
 
-/// A parameter of a Promise-returning method: a value that does not fit rejects the Promise
-/// (as the TypeScript version's `async` methods do) instead of throwing.
+/// A parameter whose failure the method reports itself: a Promise-returning method rejects
+/// with it (as the TypeScript version's `async` methods do) instead of throwing, and a method
+/// that must report other arguments' faults first takes it after them.
 pub struct PromisedArg<T, N> {
     value: Result<T>,
     name: PhantomData<fn() -> N>,

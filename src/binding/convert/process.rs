@@ -10,7 +10,6 @@ use super::read;
 use super::values::given;
 use super::{FromArg, arg_names};
 use crate::binding::error::{JsFailure, Result};
-use crate::error::Mismatch;
 use crate::logs::LineFormat;
 use crate::process::ManagerOptions;
 
@@ -86,13 +85,7 @@ impl AnyFunction {
 
 impl FromArg for AnyFunction {
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        if given(value)?.is_none() {
-            return Err(JsFailure::invalid(
-                name,
-                Mismatch::new("a function", "undefined"),
-            ));
-        }
-        read::callback::<(), ()>(value, name)?;
+        read::required_callback::<(), ()>(given(value)?, name)?;
         Ok(AnyFunction(CallValue::of(value)))
     }
 }
@@ -136,16 +129,6 @@ impl FromFields for ManagerOptions {
 
     fn from_fields(options: &Value, name: &str) -> crate::error::Result<Self> {
         ManagerOptions::from_json(options, name)
-    }
-}
-
-/// A value whose failure to read the method reports itself, after arguments that come later
-/// but were always checked first (so that the first error reported stays the same).
-pub struct Deferred<T>(pub Result<T>);
-
-impl<T: FromArg> FromArg for Deferred<T> {
-    fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
-        Ok(Deferred(T::from_arg(value, name)))
     }
 }
 

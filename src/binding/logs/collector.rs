@@ -11,7 +11,7 @@ use napi_derive::napi;
 use super::PageRequest;
 use crate::binding::convert::LineCallback;
 use crate::binding::convert::{
-    Arg, CallbackArg, DateMs, Deferred, Int, LineArg, StringList, arg_names,
+    Arg, CallbackArg, DateMs, Int, LineArg, PromisedArg, StringList, arg_names,
 };
 use crate::binding::delivery::report_callback_error;
 use crate::binding::entities::PaginatedLogsResult;
@@ -127,12 +127,12 @@ impl LogCollectorImpl {
     pub fn append_multiple(
         &self,
         env: Env,
-        #[napi(ts_arg_type = "string[]")] lines: Arg<Deferred<StringList>, LinesArg>,
+        #[napi(ts_arg_type = "string[]")] lines: PromisedArg<StringList, LinesArg>,
         #[napi(ts_arg_type = "'stdout' | 'stderr'")] stream: Option<Arg<Stream, StreamArg>>,
     ) -> Result<()> {
         // `stream` is checked before `lines`, as it always was.
         let stream = stream.map_or(Stream::Stdout, Arg::into_inner);
-        let StringList(lines) = lines.into_inner().0?;
+        let StringList(lines) = lines.into_result()?;
         let texts = lines.iter().flat_map(|text| split_lines(text)).collect();
         self.add(&env, stream, texts);
         Ok(())

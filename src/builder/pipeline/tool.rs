@@ -3,11 +3,14 @@
 //! it.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Run, Stop, how};
-use crate::builder::package_manager::{Detection, PackageManager, alone_args, find_in_path};
+use crate::builder::package_manager::{
+    Detection, PackageManager, alone_args, find_in_path, major_version,
+};
 use crate::logs::{LogLimits, LogStore, Stream};
 use crate::process::SpawnSpec;
 
@@ -59,7 +62,7 @@ impl Run<'_> {
             program.display()
         ));
         if let (Some(wanted), Some(found)) = (&detection.requested_version, &version)
-            && major(wanted) != major(found)
+            && major_version(wanted) != major_version(found)
         {
             self.say(format!(
                 "Warning: package.json asks for {command}@{wanted} but {command} {found} is on \
@@ -97,7 +100,16 @@ impl Run<'_> {
             .map(|e| e.line().trim().to_owned())
             .find(|line| !line.is_empty());
         match first {
-            Some(line) if exit.success() => Ok(Some(line.trim_start_matches('v').to_owned())),
+            Some(line) if exit.success() => {
+                let version = line.trim_start_matches('v');
+                if is_version(version) {
+                    return Ok(Some(version.to_owned()));
+                }
+                self.say(format!(
+                    "Warning: {shown} printed no version; continuing without it"
+                ));
+                Ok(None)
+            }
             _ => {
                 self.say(format!(
                     "Warning: {shown} {}; continuing without its version",
@@ -154,27 +166,39 @@ impl Run<'_> {
     }
 }
 
+/// The most of `.modules.yaml` read: pnpm writes its `packageManager` line near the top.
+const MODULES_YAML_MAX_BYTES: u64 = 64 * 1024;
+
 /// The version in the `packageManager: pnpm@<version>` line pnpm writes into
-/// `<node_modules>/.modules.yaml` after an install, if that file is there and says so.
+/// `<node_modules>/.modules.yaml` after an install, if that file is there and says so. The
+/// install's scripts could have replaced the file: only a regular file is read, and only its
+/// first 64 KiB; what it names must look like a version.
 fn modules_yaml_version(node_modules: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(node_modules.join(".modules.yaml")).ok()?;
+    let path = node_modules.join(".modules.yaml");
+    if !std::fs::symlink_metadata(&path).ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    std::fs::File::open(&path)
+        .ok()?
+        .take(MODULES_YAML_MAX_BYTES)
+        .read_to_string(&mut text)
+        .ok()?;
     text.lines().find_map(|line| {
         let value = line.strip_prefix("packageManager:")?.trim();
         let (_, version) = value
             .trim_matches(|c| c == '\'' || c == '"')
             .rsplit_once('@')?;
-        Some(version.to_owned()).filter(|v| !v.is_empty())
+        is_version(version).then(|| version.to_owned())
     })
 }
 
-/// The leading number of a version.
-fn major(version: &str) -> Option<u64> {
-    version
-        .trim_start_matches(|c: char| !c.is_ascii_digit())
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+/// Whether a package manager's report of its version looks like one (`10.4.1`, not a line
+/// of anything else): short, and leading with a number.
+fn is_version(text: &str) -> bool {
+    text.len() <= 64
+        && text.starts_with(|c: char| c.is_ascii_digit())
+        && major_version(text).is_some()
 }
 
 #[cfg(test)]
@@ -182,8 +206,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_lead_with_their_major_number() {
-        assert_eq!(major("v12.21.0"), Some(12));
-        assert_eq!(major("9.1.0"), Some(9));
+    fn only_a_short_number_first_line_is_a_version() {
+        assert!(is_version("9.1.0"));
+        assert!(!is_version("Usage: pnpm [command]"));
+        assert!(!is_version(&"1".repeat(65)));
     }
 }
