@@ -100,7 +100,9 @@ impl Runner {
             self.logs.retire_server(&record.server_id);
             return false;
         };
-        self.servers.ports().hold_adopted(record.port);
+        self.servers
+            .ports()
+            .hold_adopted(record.port, &record.server_id);
         let info = ServerInfo {
             id: record.server_id.clone(),
             deployment_id: record.deployment_id.clone(),
@@ -128,7 +130,7 @@ impl Runner {
                 health_timeout: self.config().health_check.retry_interval
                     * self.config().health_check.max_retries,
                 token: record.token.clone(),
-                keeping: supervisor::keeping_of(&self.shared),
+                keeping: Arc::clone(&self.shared.keeping),
             },
         );
         let order = self.deployments.next_order();

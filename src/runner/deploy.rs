@@ -163,7 +163,7 @@ impl Runner {
                 route_id.as_deref(),
             );
         }
-        supervisor::keeping_of(&self.shared).deployed(&server_id, route_id.clone());
+        self.shared.keeping.deployed(&server_id, route_id.clone());
         self.builds.file(&request.deployment_id, &request.build_id);
         self.prune_builds(&request.deployment_id).await;
         self.measure_data_disk();
@@ -276,7 +276,7 @@ impl Runner {
                 child,
                 health_timeout,
                 token,
-                keeping: supervisor::keeping_of(&self.shared),
+                keeping: Arc::clone(&self.shared.keeping),
             },
         );
         start.supervised(&handle);

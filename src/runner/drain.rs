@@ -59,7 +59,7 @@ impl Runner {
         let Some(drain) = self.deployments.begin_drain(old, deployment_id, new_route) else {
             return;
         };
-        super::supervisor::keeping_of(&self.shared).drain_began(old);
+        self.shared.keeping.drain_began(old);
         self.note_in_log(
             old,
             format!(
@@ -162,7 +162,8 @@ impl Runner {
             }
             self.deployments.set_route(old, &route_id);
         }
-        super::supervisor::keeping_of(&self.shared)
+        self.shared
+            .keeping
             .served_again(old, self.deployments.route_of(old));
         self.note_in_log(
             old,

@@ -40,8 +40,9 @@ impl Drop for PortLease {
 #[derive(Debug)]
 pub struct PortLeases {
     allocator: Arc<PortAllocator>,
-    /// Leases of servers a supervisor owns, by port, until it says the tree is gone.
-    held: Mutex<HashMap<u16, PortLease>>,
+    /// Leases of servers a supervisor owns, by port, with the server holding each, until it
+    /// says the tree is gone.
+    held: Mutex<HashMap<u16, (String, PortLease)>>,
 }
 
 impl PortLeases {
@@ -63,27 +64,36 @@ impl PortLeases {
         })
     }
 
-    /// Parks `lease` for the supervisor of the server listening on its port, until
+    /// Parks `lease` for the supervisor of `server_id`, which listens on its port, until
     /// [`Self::release`].
-    pub fn hold(&self, lease: PortLease) {
-        lock(&self.held).insert(lease.port, lease);
+    pub fn hold(&self, lease: PortLease, server_id: &str) {
+        lock(&self.held).insert(lease.port, (server_id.to_owned(), lease));
     }
 
-    /// Holds `port` for an adopted server that already listens on it (not probed). A port that
-    /// is handed out already stays with its holder.
-    pub fn hold_adopted(&self, port: u16) {
+    /// Holds `port` for `server_id`, an adopted server that already listens on it (not
+    /// probed). A port that is handed out already stays with its holder.
+    pub fn hold_adopted(&self, port: u16, server_id: &str) {
         if self.allocator.reserve(port) {
-            self.hold(PortLease {
+            let lease = PortLease {
                 allocator: Arc::clone(&self.allocator),
                 port,
-            });
+            };
+            self.hold(lease, server_id);
         }
     }
 
-    /// The server on `port` is gone (or let go): its held lease ends. A port not held: a no-op.
-    pub fn release(&self, port: u16) {
-        let lease = lock(&self.held).remove(&port);
-        drop(lease);
+    /// `server_id`, on `port`, is gone (or let go): the lease it holds ends. A port it does not
+    /// hold (not held, or held by another server): a no-op.
+    pub fn release(&self, port: u16, server_id: &str) {
+        let mut held = lock(&self.held);
+        if held
+            .get(&port)
+            .is_some_and(|(holder, _)| holder == server_id)
+        {
+            let lease = held.remove(&port);
+            drop(held);
+            drop(lease);
+        }
     }
 
     /// Whether `port` is handed out.
@@ -125,7 +135,7 @@ mod tests {
         // Another lease of the same port is not freed by anything the first one did.
         let again = ports.lease(Some(port)).expect("the port again");
         assert_eq!(again.port(), port);
-        ports.release(port);
+        ports.release(port, "a");
         assert_eq!(ports.allocated_ports(), vec![port], "not held: untouched");
         again.release();
         assert!(ports.allocated_ports().is_empty());
@@ -136,12 +146,12 @@ mod tests {
         let ports = leases();
         let lease = ports.lease(None).expect("a free port");
         let port = lease.port();
-        ports.hold(lease);
+        ports.hold(lease, "a");
         assert_eq!(ports.allocated_ports(), vec![port]);
-        ports.release(port);
+        ports.release(port, "a");
         assert!(ports.allocated_ports().is_empty());
         let next = ports.lease(Some(port)).expect("the port again");
-        ports.release(port);
+        ports.release(port, "a");
         assert_eq!(
             ports.allocated_ports(),
             vec![port],
@@ -156,14 +166,19 @@ mod tests {
         let ports = leases();
         let lease = ports.lease(None).expect("a free port");
         let port = lease.port();
-        ports.hold_adopted(port);
-        ports.release(port);
+        ports.hold_adopted(port, "adopted");
+        ports.release(port, "adopted");
         assert_eq!(ports.allocated_ports(), vec![port]);
-        drop(lease);
+        // Held by a supervised server: the adopted one's going down leaves it held too.
+        ports.hold(lease, "supervised");
+        ports.hold_adopted(port, "adopted");
+        ports.release(port, "adopted");
+        assert_eq!(ports.allocated_ports(), vec![port]);
+        ports.release(port, "supervised");
         let other = port + 1;
-        ports.hold_adopted(other);
+        ports.hold_adopted(other, "adopted");
         assert_eq!(ports.allocated_ports(), vec![other]);
-        ports.release(other);
+        ports.release(other, "adopted");
         assert!(ports.allocated_ports().is_empty());
     }
 }

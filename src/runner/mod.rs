@@ -112,6 +112,8 @@ pub struct Shared {
     pub monitor: ResourceMonitor,
     /// Under `keepServersOnExit`, the records of the servers that outlive the host.
     pub kept: Option<Arc<kept::KeptServers>>,
+    /// Whether servers outlive the runner, and what that takes (chosen once, from `kept`).
+    pub keeping: Arc<dyn supervisor::Keeping>,
 }
 
 /// Builds Mastra projects and supervises their servers: a facade over the owners.
@@ -141,6 +143,10 @@ impl Runner {
             None => None,
         };
         let ports = Arc::new(PortLeases::new(config.port_range));
+        let kept = config
+            .keep_servers_on_exit
+            .then(|| Arc::new(kept::KeptServers::new(&config.build_dir, config.port_range)));
+        let keeping = supervisor::keeping_for(kept.as_ref(), &journal, config.log_file_max_bytes);
         Ok(Runner {
             servers: Servers::new(Arc::clone(&ports)),
             deployments: Deployments::default(),
@@ -154,9 +160,8 @@ impl Runner {
                 health: Arc::new(HealthChecker::new(config.health_check.clone())?),
                 journal,
                 monitor: ResourceMonitor::new(),
-                kept: config.keep_servers_on_exit.then(|| {
-                    Arc::new(kept::KeptServers::new(&config.build_dir, config.port_range))
-                }),
+                kept,
+                keeping,
                 config,
             }),
         })

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::kept::KeptRecord;
 use super::lease::PortLease;
 use super::servers::ServerEntry;
-use super::supervisor::{self, Keeping, SupervisorHandle};
+use super::supervisor::{Keeping, SupervisorHandle};
 use super::{LogOwner, Runner};
 use crate::error::Result;
 use crate::logs::LogStore;
@@ -55,7 +55,7 @@ impl<'a> StartGuard<'a> {
             port: lease.port(),
             lease: Some(lease),
             log_open: false,
-            keeping: supervisor::keeping_of(&runner.shared),
+            keeping: Arc::clone(&runner.shared.keeping),
             kept_recorded: false,
             child: None,
             supervisor: None,
@@ -99,7 +99,7 @@ impl<'a> StartGuard<'a> {
     /// process and kept record are its own from now on.
     pub fn hand_to_supervisor(&mut self) {
         if let Some(lease) = self.lease.take() {
-            self.runner.servers.ports().hold(lease);
+            self.runner.servers.ports().hold(lease, &self.server_id);
         }
         self.child = None;
         self.kept_recorded = false;
@@ -251,7 +251,7 @@ mod tests {
             .ports()
             .lease(Some(port))
             .expect("the port again");
-        runner.servers.ports().release(port);
+        runner.servers.ports().release(port, "server-1");
         assert_eq!(runner.stats().allocated_ports, vec![port]);
         drop(next);
     }
@@ -294,9 +294,9 @@ mod tests {
         start.commit();
         assert_eq!(runner.stats().allocated_ports, vec![port]);
         // The supervisor's "the tree is gone", twice: the port goes back once.
-        runner.servers.ports().release(port);
+        runner.servers.ports().release(port, "server-3");
         assert!(runner.stats().allocated_ports.is_empty());
-        runner.servers.ports().release(port);
+        runner.servers.ports().release(port, "server-3");
         assert_eq!(runner.stats().available_ports, 4);
     }
 }

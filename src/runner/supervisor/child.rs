@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::keeping::{Keeping, keeping_of};
+use super::keeping::Keeping;
 use super::ready::ReadySignal;
 use crate::config::RunnerConfig;
 use crate::error::Result;
@@ -133,7 +133,7 @@ pub async fn start_process(
 ) -> Result<ServerProcess> {
     spawn_server_process(
         &shared.config,
-        keeping_of(shared).as_ref(),
+        shared.keeping.as_ref(),
         spec,
         log,
         server_id,

@@ -1,6 +1,7 @@
 //! Whether a server outlives its runner: the strategy a supervisor is given when it is spawned.
 //!
-//! A runner chooses one for all its servers ([`keeping_of`]): by default they die with the host
+//! A runner chooses one for all its servers when it is made ([`keeping_for`], kept in its
+//! `Shared`): by default they die with the host
 //! ([`DiesWithHost`]); under `keepServersOnExit` they are kept for the next runner
 //! ([`KeptForNextRunner`], which keeps their records in [`KeptServers`] up to date). The supervisor asks the strategy how to
 //! spawn a process, tells it of restarts and of the server going down for good, and asks it
@@ -14,7 +15,6 @@ use super::child::ServerChild;
 use super::state::ServerInfo;
 use crate::error::{Error, Result};
 use crate::process::{self, journal::Journal};
-use crate::runner::Shared;
 use crate::runner::kept::{KeptRecord, KeptServers};
 
 /// What becomes of a server beyond its supervisor.
@@ -178,16 +178,21 @@ impl Keeping for KeptForNextRunner {
     }
 }
 
-/// The strategy of the runner that `shared` belongs to: kept for the next runner under
-/// `keepServersOnExit`, dying with the host otherwise.
-pub fn keeping_of(shared: &Shared) -> Arc<dyn Keeping> {
-    match &shared.kept {
+/// A runner's strategy, chosen once when it is made: kept for the next runner when it keeps
+/// `records` (`keepServersOnExit`, each server's log file at most `max_log_bytes`), dying with
+/// the host (recorded in `journal`) otherwise.
+pub fn keeping_for(
+    records: Option<&Arc<KeptServers>>,
+    journal: &Arc<Journal>,
+    max_log_bytes: u64,
+) -> Arc<dyn Keeping> {
+    match records {
         Some(records) => Arc::new(KeptForNextRunner {
             records: Arc::clone(records),
-            max_log_bytes: shared.config.log_file_max_bytes,
+            max_log_bytes,
         }),
         None => Arc::new(DiesWithHost {
-            journal: Arc::clone(&shared.journal),
+            journal: Arc::clone(journal),
         }),
     }
 }

@@ -43,7 +43,7 @@ use crate::process::SpawnSpec;
 use child::{ProcessSpawner, Spawner};
 
 pub use child::{ServerChild, ServerProcess, start_process};
-pub use keeping::{Keeping, keeping_of};
+pub use keeping::{Keeping, keeping_for};
 pub use state::{HealthStatus, ServerInfo, ServerState};
 
 /// What a caller asks a supervisor.
@@ -143,7 +143,7 @@ pub struct NewServer<Child = ServerProcess> {
     /// The token in the environment of every process of the server
     /// ([`crate::process::ownership::SERVER_TOKEN_VAR`]).
     pub token: String,
-    /// Whether it outlives the runner ([`keeping_of`] the runner).
+    /// Whether it outlives the runner (the runner's [`Keeping`]).
     pub keeping: Arc<dyn Keeping>,
 }
 

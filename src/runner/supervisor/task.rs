@@ -359,7 +359,7 @@ impl Supervisor {
             self.info.pid.unwrap_or_default(),
             self.info.port
         ));
-        self.shared.ports.release(self.info.port);
+        self.shared.ports.release(self.info.port, &self.info.id);
         true
     }
 
@@ -490,7 +490,7 @@ impl Supervisor {
     fn go_down(&mut self, exit: Option<ExitInfo>) {
         self.keeping.gone(&self.info);
         self.info.pid = None;
-        self.shared.ports.release(self.info.port);
+        self.shared.ports.release(self.info.port, &self.info.id);
         self.set_state(ServerState::Stopped {
             exit,
             at: SystemTime::now(),

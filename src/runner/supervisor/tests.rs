@@ -213,13 +213,17 @@ fn shared(name: &str, port: u16, policy: Option<RestartPolicy>, kept: bool) -> A
     };
     config.keep_servers_on_exit = kept;
     let ports = Arc::new(PortLeases::new(config.port_range));
-    ports.hold_adopted(port);
+    ports.hold_adopted(port, SERVER_ID);
+    let journal = Arc::new(Journal::new(&dir));
+    let kept = kept.then(|| Arc::new(KeptServers::new(&dir, config.port_range)));
+    let keeping = keeping_for(kept.as_ref(), &journal, config.log_file_max_bytes);
     Arc::new(Shared {
         ports,
         health: Arc::new(HealthChecker::new(config.health_check.clone()).expect("health checker")),
-        journal: Arc::new(Journal::new(&dir)),
+        journal,
         monitor: ResourceMonitor::new(),
-        kept: kept.then(|| Arc::new(KeptServers::new(&dir, config.port_range))),
+        kept,
+        keeping,
         config,
     })
 }
@@ -284,7 +288,7 @@ fn supervise_fake(
         child: Box::new(child) as Box<dyn ServerChild>,
         health_timeout: Duration::from_secs(2),
         token,
-        keeping: keeping_of(shared),
+        keeping: Arc::clone(&shared.keeping),
     };
     (supervise(Arc::clone(shared), server, spawner), log)
 }
