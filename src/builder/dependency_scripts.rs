@@ -9,10 +9,11 @@
 //!   `pnpm-workspace.yaml`, `.npmrc`) by its top-level keys only: a policy set anywhere else
 //!   (the user's global config) is not seen, and the install runs with `strictDepBuilds` off.
 
-use std::fs;
 use std::path::Path;
 
 use serde_json::Value;
+
+use super::package_manager::{read_package_json, read_small_text};
 
 /// The variable that turns `strictDepBuilds` off (pnpm 11+ read `pnpm_config_*`; older pnpm
 /// ignore it and skip such scripts anyway).
@@ -37,18 +38,16 @@ const IGNORED_BUILDS: &str = "Ignored build scripts:";
 /// scripts (one of [`POLICY_KEYS`], or its kebab-case form in `.npmrc`); an unreadable file
 /// counts as none.
 pub fn sets_policy(root: &Path) -> bool {
-    let manifest = fs::read_to_string(root.join("package.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+    let manifest = read_package_json(root).ok().flatten();
     let in_manifest = manifest
         .as_ref()
         .and_then(|m| m.get("pnpm"))
         .and_then(Value::as_object)
         .is_some_and(|pnpm| POLICY_KEYS.iter().any(|key| pnpm.contains_key(*key)));
-    let in_workspace = fs::read_to_string(root.join("pnpm-workspace.yaml"))
-        .is_ok_and(|text| text.lines().any(|line| top_level_key(line, ':', false)));
-    let in_npmrc = fs::read_to_string(root.join(".npmrc"))
-        .is_ok_and(|text| text.lines().any(|line| top_level_key(line, '=', true)));
+    let in_workspace = read_small_text(&root.join("pnpm-workspace.yaml"))
+        .is_some_and(|text| text.lines().any(|line| top_level_key(line, ':', false)));
+    let in_npmrc = read_small_text(&root.join(".npmrc"))
+        .is_some_and(|text| text.lines().any(|line| top_level_key(line, '=', true)));
     in_manifest || in_workspace || in_npmrc
 }
 
@@ -106,6 +105,7 @@ pub fn ignored_builds<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn policies_are_found_where_pnpm_reads_them() {

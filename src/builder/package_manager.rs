@@ -245,6 +245,20 @@ const LOCKFILES: [(&str, PackageManager); 6] = [
     ("npm-shrinkwrap.json", PackageManager::Npm),
 ];
 
+/// A project's small text file (`pnpm-workspace.yaml`, `.npmrc`): `None` when it is missing,
+/// unreadable or larger than [`PACKAGE_JSON_MAX_BYTES`] (a project's files are input, and none
+/// of these is that large).
+pub fn read_small_text(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(PACKAGE_JSON_MAX_BYTES + 1)
+        .read_to_string(&mut text)
+        .ok()?;
+    (text.len() as u64 <= PACKAGE_JSON_MAX_BYTES).then_some(text)
+}
+
 /// The largest package.json read: real ones are a few KiB; anything larger is refused rather
 /// than held in memory.
 pub const PACKAGE_JSON_MAX_BYTES: u64 = 4 * 1024 * 1024;

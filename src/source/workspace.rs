@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::discover::glob_matches;
+use crate::builder::package_manager::{read_package_json, read_small_text};
 
 /// How deep below the root packages are looked for.
 const MAX_MEMBER_DEPTH: usize = 5;
@@ -49,10 +50,10 @@ pub struct Member {
 /// The workspace patterns of `dir` when it is a workspace root: what declares them, and the
 /// globs (`!` for exclusions).
 pub fn patterns(dir: &Path) -> Option<(&'static str, Vec<String>)> {
-    if let Ok(text) = fs::read_to_string(dir.join("pnpm-workspace.yaml")) {
+    if let Some(text) = read_small_text(&dir.join("pnpm-workspace.yaml")) {
         return Some(("pnpm-workspace.yaml", yaml_packages(&text)));
     }
-    let manifest: Value = serde_json::from_slice(&fs::read(dir.join("package.json")).ok()?).ok()?;
+    let manifest = read_package_json(dir).ok()??;
     let list = match manifest.get("workspaces")? {
         Value::Array(list) => list,
         Value::Object(fields) => fields.get("packages")?.as_array()?,
@@ -240,8 +241,7 @@ pub fn load(root: &Path) -> Option<Workspace> {
                 format!("{relative}/{name}")
             };
             if globs.matches(&rel)
-                && let Ok(bytes) = fs::read(path.join("package.json"))
-                && let Ok(manifest) = serde_json::from_slice::<Value>(&bytes)
+                && let Ok(Some(manifest)) = read_package_json(&path)
             {
                 let name = manifest
                     .get("name")
