@@ -103,6 +103,32 @@ export interface LocalProcessRunnerConfig {
    */
   tracesEndpoint?: string
   /**
+   * The sandbox every server and build step starts in, where the kernel has Landlock and user
+   * namespaces (`getStats().isolation` says what is enforced): its own user, mount and pid
+   * namespaces with a fresh `/proc` (no other process is visible), `no_new_privs`, no
+   * capabilities, and a Landlock domain. A server reads and executes the system directories,
+   * Node's installation, its build's copy and its deployment's data directory; it writes only
+   * its build's copy, its data directory and a private `TMPDIR` (also its `HOME`); it may bind
+   * only its own port, and signals and abstract unix sockets stop at its sandbox. A build step
+   * writes only its build's copy, the package-manager caches it uses and a private `TMPDIR`.
+   * `false` turns the sandbox off; `readPaths` and `writePaths` (absolute, at most 64 each) add
+   * paths every sandbox may read or write.
+   * @default true
+   */
+  sandbox?: boolean | { readPaths?: string[]; writePaths?: string[] }
+  /**
+   * Every server's limits, enforced by the kernel through a cgroup per server where the runner
+   * may create one (`getStats().isolation.limits`); a deploy's `RunOptions.limits` override them
+   * field by field.
+   * @default { pids: 4096 }
+   */
+  limits?: ResourceLimits
+  /**
+   * Every build step's limits, as `limits` is for servers.
+   * @default { pids: 4096 }
+   */
+  buildLimits?: ResourceLimits
+  /**
    * Build directories kept per deployment: after a successful deploy, the directories of the
    * deployment's older builds are removed, never one that a live server or a build in progress
    * uses (builds are filed under their `Build.deploymentId`).
@@ -299,6 +325,23 @@ export interface RunOptions {
   port?: number
   /** Overall time a deploy waits for health. */
   healthCheckTimeoutMs?: number
+  /** This server's limits, over the configuration's `limits` field by field. */
+  limits?: ResourceLimits
+}
+
+/**
+ * Limits of a server or build step, enforced by the kernel. Over `memoryMb` the kernel kills
+ * the largest process (the log and `healthCheck` say `killed: out of memory (limit N MB)`, and
+ * the restart policy applies); past `pids` (processes and threads) `fork` fails inside only;
+ * `cpus` is a CPU quota in cores (0.5 is half a core).
+ */
+export interface ResourceLimits {
+  /** Memory in MB (16 and more). */
+  memoryMb?: number
+  /** CPU cores, from 0.01 to 1024. */
+  cpus?: number
+  /** Processes and threads (8 and more). */
+  pids?: number
 }
 
 /** Options of `new ProjectBuilder(options)`. Every field is optional. */
@@ -1159,6 +1202,16 @@ export interface DeadServerReport {
  */
 export declare function detectPackageManager(dir: string): Promise<'npm' | 'pnpm' | 'yarn' | 'bun'>
 
+/** Which limits the kernel enforces. */
+export interface EnforcedLimits {
+  /** `memoryMb`. */
+  memory: boolean
+  /** `pids`. */
+  pids: boolean
+  /** `cpus`. */
+  cpus: boolean
+}
+
 /**
  * `line` as a build log writes it: `[ISO time]` (unless `includeTimestamp: false`), then
  * `prefix` if given, then the line, separated by single spaces.
@@ -1204,6 +1257,40 @@ export interface HealthCheckResult {
    * absent when healthy.
    */
   message?: string
+}
+
+/** What isolates servers and builds (`getStats().isolation`), and why something is off. */
+export interface IsolationStats {
+  /**
+   * Whether servers and build steps run in a sandbox: their own user, mount and pid
+   * namespaces with a fresh `/proc`, `no_new_privs`, no capabilities, a Landlock domain.
+   */
+  sandbox: boolean
+  /**
+   * Why they do not, when they do not (`sandbox: false`, a kernel without Landlock or
+   * without user namespaces).
+   */
+  sandboxReason: string | null
+  /** The kernel's Landlock ABI; 0 without Landlock. */
+  landlockAbi: number
+  /** Whether a server may bind only its own port (Landlock ABI 4 and later). */
+  bindOwnPortOnly: boolean
+  /**
+   * Whether signals and abstract unix sockets stop at the sandbox (Landlock ABI 6 and
+   * later).
+   */
+  scoped: boolean
+  /**
+   * What a sandboxed process holds of the host's capabilities: `'none'`, or `'host'` when
+   * the host runs as root without a sandbox.
+   */
+  capabilities: 'none' | 'host'
+  /** How limits are enforced. */
+  limits: 'cgroup-v2' | 'cgroup-v1' | 'watchdog' | 'none'
+  /** Why limits are not enforced by a cgroup, when they are not. */
+  limitsReason: string | null
+  /** Which limits the kernel enforces. */
+  enforced: EnforcedLimits
 }
 
 /** One entry of a log page. */
@@ -1296,6 +1383,16 @@ export interface ResolvedHealthCheck {
   readySignal: boolean
 }
 
+/** Limits in force (`getConfig().limits`, `getConfig().buildLimits`); `null`: no limit. */
+export interface ResolvedLimits {
+  /** Memory in MB. */
+  memoryMb: number | null
+  /** CPU cores. */
+  cpus: number | null
+  /** Processes and threads. */
+  pids: number | null
+}
+
 /** The inclusive range of ports servers are given. */
 export interface ResolvedPortRange {
   /** The first port. */
@@ -1352,6 +1449,22 @@ export interface ResolvedRunnerConfig {
   tracesEndpoint: string | null
   /** Time a replaced server may drain, in milliseconds. */
   redeployDrainMs: number
+  /** The sandbox of servers and builds. */
+  sandbox: ResolvedSandbox
+  /** Every server's limits (a deploy's `limits` override them). */
+  limits: ResolvedLimits
+  /** Every build step's limits. */
+  buildLimits: ResolvedLimits
+}
+
+/** The sandbox in force (`getConfig().sandbox`). */
+export interface ResolvedSandbox {
+  /** Whether servers and builds are sandboxed where the kernel allows it. */
+  enabled: boolean
+  /** Extra paths every sandbox reads. */
+  readPaths: Array<string>
+  /** Extra paths every sandbox writes. */
+  writePaths: Array<string>
 }
 
 /**
@@ -1408,6 +1521,8 @@ export interface RunnerStats {
    * `keepServersOnExit: true`.
    */
   adoption?: AdoptionStats
+  /** What isolates servers and builds, and why something is off. */
+  isolation: IsolationStats
 }
 
 /** A server the runner started (MastraAdmin's `RunningServer`). */

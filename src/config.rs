@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
+use crate::isolation::{Limits, SandboxSettings};
 use crate::ports::PortRange;
 use crate::validate::{self, MAX_SAFE_INTEGER, expected};
 
@@ -158,6 +159,12 @@ pub struct RunnerConfig {
     /// The longest a server a redeploy replaced keeps serving after the new one is healthy
     /// (`redeployDrainMs`).
     pub redeploy_drain: Duration,
+    /// The sandbox of servers and build steps (`sandbox`).
+    pub sandbox: SandboxSettings,
+    /// Every server's limits (`limits`); a deploy's `limits` override them field by field.
+    pub limits: Limits,
+    /// Every build step's limits (`buildLimits`).
+    pub build_limits: Limits,
 }
 
 impl RunnerConfig {
@@ -184,6 +191,9 @@ impl RunnerConfig {
             log_file_max_bytes: 16 * 1024 * 1024,
             traces_endpoint: None,
             redeploy_drain: Duration::from_millis(60_000),
+            sandbox: SandboxSettings::default(),
+            limits: Limits::defaults(),
+            build_limits: Limits::defaults(),
         }
     }
 
@@ -270,6 +280,17 @@ impl RunnerConfig {
         if let Some(ms) = fields.integer("redeployDrainMs", 0, MAX_SAFE_INTEGER)? {
             config.redeploy_drain = Duration::from_millis(ms);
         }
+        if let Some(sandbox) = fields.get("sandbox") {
+            config.sandbox = SandboxSettings::from_json(sandbox)?;
+        }
+        for (key, limits) in [
+            ("limits", &mut config.limits),
+            ("buildLimits", &mut config.build_limits),
+        ] {
+            if let Some(value) = fields.get(key).filter(|v| !v.is_null()) {
+                *limits = Limits::defaults().overridden_by(&Limits::from_json(value, key)?);
+            }
+        }
         if let Some(observability) = fields.object("observability")? {
             let settings = &mut config.observability;
             if let Some(n) = observability.integer("batchSize", 1, 100_000)? {
@@ -319,6 +340,9 @@ impl RunnerConfig {
             "logFileMaxMb": self.log_file_max_bytes / (1024 * 1024),
             "tracesEndpoint": self.traces_endpoint,
             "redeployDrainMs": millis(self.redeploy_drain),
+            "sandbox": self.sandbox.to_json(),
+            "limits": self.limits.to_json(),
+            "buildLimits": self.build_limits.to_json(),
         })
     }
 }

@@ -35,6 +35,8 @@
 //! - [`diagnostics`]: the runner's own `tracing` output;
 //! - [`error`]: the one error type, with the stable `code` JS sees;
 //! - [`ids`]: random UUIDs for servers and events;
+//! - [`isolation`]: the sandbox (namespaces, Landlock, capabilities) and cgroup limits of every
+//!   server and build step;
 //! - [`sync`]: the one lock helper and the boxed future of the crate's traits.
 //!
 //! Shared words live in leaf modules (`ports::range`, `process::exit`, `sync`, `logs::observer`)
@@ -47,6 +49,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod isolation;
 pub mod logs;
 pub mod observability;
 pub mod ports;

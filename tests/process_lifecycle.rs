@@ -130,6 +130,7 @@ async fn a_missing_program_or_directory_is_an_error_naming_it() {
         args: Vec::new(),
         cwd: std::env::temp_dir(),
         env: process::env::compose([]),
+        confinement: Default::default(),
     };
     let error = process::spawn(missing_program, Arc::clone(&log), None)
         .await
@@ -145,6 +146,7 @@ async fn a_missing_program_or_directory_is_an_error_naming_it() {
         args: Vec::new(),
         cwd: "/no/such/dir".into(),
         env: process::env::compose([]),
+        confinement: Default::default(),
     };
     let error = process::spawn(missing_dir, log, None).await.unwrap_err();
     assert!(
@@ -165,6 +167,7 @@ async fn the_child_sees_only_the_allow_list_and_given_variables() {
         args: Vec::new(),
         cwd: std::env::temp_dir(),
         env: process::env::compose([&[("GIVEN".to_owned(), "yes".to_owned())].into()]),
+        confinement: Default::default(),
     };
     let log = Arc::new(LogStore::new(LogLimits::with_lines(1000)));
     let child = process::spawn(spec, log, None).await.unwrap();

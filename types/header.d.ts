@@ -103,6 +103,32 @@ export interface LocalProcessRunnerConfig {
    */
   tracesEndpoint?: string
   /**
+   * The sandbox every server and build step starts in, where the kernel has Landlock and user
+   * namespaces (`getStats().isolation` says what is enforced): its own user, mount and pid
+   * namespaces with a fresh `/proc` (no other process is visible), `no_new_privs`, no
+   * capabilities, and a Landlock domain. A server reads and executes the system directories,
+   * Node's installation, its build's copy and its deployment's data directory; it writes only
+   * its build's copy, its data directory and a private `TMPDIR` (also its `HOME`); it may bind
+   * only its own port, and signals and abstract unix sockets stop at its sandbox. A build step
+   * writes only its build's copy, the package-manager caches it uses and a private `TMPDIR`.
+   * `false` turns the sandbox off; `readPaths` and `writePaths` (absolute, at most 64 each) add
+   * paths every sandbox may read or write.
+   * @default true
+   */
+  sandbox?: boolean | { readPaths?: string[]; writePaths?: string[] }
+  /**
+   * Every server's limits, enforced by the kernel through a cgroup per server where the runner
+   * may create one (`getStats().isolation.limits`); a deploy's `RunOptions.limits` override them
+   * field by field.
+   * @default { pids: 4096 }
+   */
+  limits?: ResourceLimits
+  /**
+   * Every build step's limits, as `limits` is for servers.
+   * @default { pids: 4096 }
+   */
+  buildLimits?: ResourceLimits
+  /**
    * Build directories kept per deployment: after a successful deploy, the directories of the
    * deployment's older builds are removed, never one that a live server or a build in progress
    * uses (builds are filed under their `Build.deploymentId`).
@@ -299,6 +325,23 @@ export interface RunOptions {
   port?: number
   /** Overall time a deploy waits for health. */
   healthCheckTimeoutMs?: number
+  /** This server's limits, over the configuration's `limits` field by field. */
+  limits?: ResourceLimits
+}
+
+/**
+ * Limits of a server or build step, enforced by the kernel. Over `memoryMb` the kernel kills
+ * the largest process (the log and `healthCheck` say `killed: out of memory (limit N MB)`, and
+ * the restart policy applies); past `pids` (processes and threads) `fork` fails inside only;
+ * `cpus` is a CPU quota in cores (0.5 is half a core).
+ */
+export interface ResourceLimits {
+  /** Memory in MB (16 and more). */
+  memoryMb?: number
+  /** CPU cores, from 0.01 to 1024. */
+  cpus?: number
+  /** Processes and threads (8 and more). */
+  pids?: number
 }
 
 /** Options of `new ProjectBuilder(options)`. Every field is optional. */

@@ -10,6 +10,7 @@ use napi_derive::napi;
 use napi::bindgen_prelude::Object;
 
 use super::error::Result;
+use super::isolation::{IsolationStats, ResolvedLimits, ResolvedSandbox};
 use crate::builder::{BuildOutcome, PackageManager};
 use crate::config::RunnerConfig;
 use crate::health::HealthReport;
@@ -99,6 +100,8 @@ pub struct RunnerStats {
     /// What this runner found of an earlier runner's servers; present with
     /// `keepServersOnExit: true`.
     pub adoption: Option<AdoptionStats>,
+    /// What isolates servers and builds, and why something is off.
+    pub isolation: IsolationStats,
 }
 
 /// Servers an earlier runner on the same `buildDir` kept running (`keepServersOnExit`), as
@@ -226,6 +229,7 @@ impl RunnerStats {
                 .collect(),
             observability: observability.map(ObservabilityStats::from),
             adoption: stats.adoption.map(AdoptionStats::from),
+            isolation: IsolationStats::from(stats.isolation),
         }
     }
 }
@@ -402,6 +406,12 @@ pub struct ResolvedRunnerConfig {
     pub traces_endpoint: Option<String>,
     /// Time a replaced server may drain, in milliseconds.
     pub redeploy_drain_ms: f64,
+    /// The sandbox of servers and builds.
+    pub sandbox: ResolvedSandbox,
+    /// Every server's limits (a deploy's `limits` override them).
+    pub limits: ResolvedLimits,
+    /// Every build step's limits.
+    pub build_limits: ResolvedLimits,
 }
 
 /// The inclusive range of ports servers are given.
@@ -483,6 +493,9 @@ impl From<&RunnerConfig> for ResolvedRunnerConfig {
             log_file_max_mb: (config.log_file_max_bytes as f64 / MB).floor(),
             traces_endpoint: config.traces_endpoint.clone(),
             redeploy_drain_ms: millis(config.redeploy_drain),
+            sandbox: ResolvedSandbox::from(&config.sandbox),
+            limits: ResolvedLimits::from(&config.limits),
+            build_limits: ResolvedLimits::from(&config.build_limits),
         }
     }
 }

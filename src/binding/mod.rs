@@ -9,6 +9,7 @@ mod delivery;
 mod entities;
 mod error;
 mod health;
+mod isolation;
 mod logs;
 mod observability;
 mod ports;

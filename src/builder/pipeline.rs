@@ -472,6 +472,7 @@ impl Run<'_> {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             cwd: cwd.to_path_buf(),
             env: env.clone(),
+            confinement: Default::default(),
         };
         let shown = format!("{} {}", program.display(), args.join(" "));
         let exit = self
@@ -512,6 +513,7 @@ impl Run<'_> {
             args,
             cwd: cwd.to_path_buf(),
             env,
+            confinement: Default::default(),
         };
         let log = Arc::clone(&self.log);
         let exit = self

@@ -265,6 +265,7 @@ mod tests {
             args: vec!["30".to_owned()],
             cwd: std::env::temp_dir(),
             env: crate::process::env::compose([]),
+            confinement: Default::default(),
         };
         let log = Arc::new(LogStore::new(LogLimits::with_lines(10)));
         match crate::process::spawn(spec, log, None).await {

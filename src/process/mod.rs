@@ -29,7 +29,7 @@ pub use handle::{DEFAULT_KILL_GRACE, ProcessHandle};
 pub use journal::{Journal, reap_leftovers};
 pub use manager::{Admission, Managed, ManagerOptions, ProcessManager, Tracked};
 pub use run::{Ending, RunEnd, Stopping, run_command, run_to_end};
-pub use spawn::{Lifetime, SpawnSpec, spawn, spawn_with};
+pub use spawn::{Confinement, Lifetime, SpawnSpec, spawn, spawn_with};
 pub use state_files::read_private_file;
 pub use usage::{QUICK_SAMPLE_PROCESSES, ResourceMonitor, Usage};
 

@@ -129,6 +129,7 @@ mod tests {
             args: vec!["-c".to_owned(), script.to_owned()],
             cwd: std::env::temp_dir(),
             env: crate::process::env::compose([&BTreeMap::new()]),
+            confinement: Default::default(),
         }
     }
 

@@ -34,6 +34,8 @@ use super::journal::Journal;
 use super::output;
 use super::procfs;
 use crate::error::{Error, Result};
+use crate::isolation::Sandbox;
+use crate::isolation::cgroup::JoinPaths;
 use crate::logs::{LogStore, Stream};
 use std::collections::BTreeMap;
 
@@ -48,6 +50,18 @@ pub struct SpawnSpec {
     pub cwd: PathBuf,
     /// The child's whole environment.
     pub env: BTreeMap<String, String>,
+    /// Its sandbox and cgroup; none by default.
+    pub confinement: Confinement,
+}
+
+/// What confines a child: the sandbox it starts in (through the init program, see
+/// [`crate::isolation::sandbox`]) and the cgroup it joins before exec.
+#[derive(Debug, Clone, Default)]
+pub struct Confinement {
+    /// Its sandbox; `None`: it runs as the host does.
+    pub sandbox: Option<Arc<Sandbox>>,
+    /// The cgroup it joins between fork and exec, so that every process it starts is counted.
+    pub cgroup: Option<Arc<JoinPaths>>,
 }
 
 struct SpawnJob {
@@ -165,7 +179,19 @@ async fn spawn_process(
     channel: Option<RawFd>,
 ) -> Result<ProcessHandle> {
     check_cwd(&spec)?;
-    let mut command = tokio::process::Command::new(&spec.program);
+    let mut command = match &spec.confinement.sandbox {
+        Some(sandbox) => {
+            // The init program execs the real one, so a missing program is reported here as an
+            // unsandboxed spawn would report it.
+            let program = resolve_program(&spec)?;
+            let init = crate::isolation::sandbox::init_program()
+                .map_err(|reason| spawn_error(&spec, reason))?;
+            let mut command = tokio::process::Command::new(init);
+            command.args(sandbox.init_args()).arg(program);
+            command
+        }
+        None => tokio::process::Command::new(&spec.program),
+    };
     command
         .args(&spec.args)
         .current_dir(&spec.cwd)
@@ -202,10 +228,14 @@ async fn spawn_process(
     };
     let dies_with_host = kept_output.is_none();
     let host = std::process::id() as i32;
+    let cgroup = spec.confinement.cgroup.clone();
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // system calls (setsid, prctl, getppid, dup2, fcntl).
+    // system calls (open, write, close, setsid, prctl, getppid, dup2, fcntl).
     unsafe {
         command.pre_exec(move || {
+            if let Some(cgroup) = &cgroup {
+                cgroup.join_self()?;
+            }
             if let Some(fd) = channel {
                 place_channel(fd)?;
             }
@@ -382,6 +412,25 @@ fn check_cwd(spec: &SpawnSpec) -> Result<()> {
             ),
         )),
     }
+}
+
+/// The program's path as `execvp` would find it: as given when it names a path, else the first
+/// executable file of that name in the child's `PATH`.
+fn resolve_program(spec: &SpawnSpec) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if spec.program.contains('/') {
+        return Ok(spec.cwd.join(&spec.program));
+    }
+    let path = spec.env.get("PATH").map_or("", String::as_str);
+    path.split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| spec.cwd.join(dir).join(&spec.program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+        .ok_or_else(|| spawn_error(spec, format!("command not found (PATH={path})")))
 }
 
 fn describe_spawn_error(spec: &SpawnSpec, error: &io::Error) -> String {

@@ -221,5 +221,6 @@ fn command_of(record: &KeptRecord, build_dir: &std::path::Path) -> Option<SpawnS
         args: vec!["index.mjs".to_owned()],
         cwd,
         env,
+        confinement: Default::default(),
     })
 }

@@ -23,6 +23,7 @@ use super::start::StartGuard;
 use super::supervisor::{self, NewServer, ServerInfo, ServerState, SupervisorHandle};
 use super::{LogOwner, RouteRequest, Router, Runner, interrupted};
 use crate::error::{Error, Result};
+use crate::isolation::{Isolation, Limits, PRIVATE_TMP_DIR, ServerPlaces};
 use crate::logs::{LogLimits, LogStore};
 use crate::process::{self, SpawnSpec};
 use crate::validate;
@@ -51,6 +52,8 @@ pub struct DeployRequest {
     pub port: Option<u16>,
     /// Overall time to wait for health (`RunOptions.healthCheckTimeoutMs`).
     pub health_timeout: Option<Duration>,
+    /// The server's own limits over the configuration's (`RunOptions.limits`).
+    pub limits: Limits,
     /// The Node.js binary that runs the server (the host's `process.execPath`).
     pub node: PathBuf,
 }
@@ -212,11 +215,24 @@ impl Runner {
         }
         let server_id = start.server_id().to_owned();
         let token = process::ownership::new_server_token(&server_id);
+        let confinement = self.server_confinement(request, &server_id, port).await?;
+        let mut env = self.server_env(request, port, &token);
+        if let Some(tmp) = confinement.private_tmp {
+            // The host's home is out of a sandbox's reach; a caller's own choice stands.
+            for key in ["TMPDIR", "HOME"] {
+                if !request.env.contains_key(key)
+                    && !self.config().global_env_vars.contains_key(key)
+                {
+                    env.insert(key.to_owned(), tmp.clone());
+                }
+            }
+        }
         let spec = SpawnSpec {
             program: request.node.to_string_lossy().into_owned(),
             args: vec!["index.mjs".to_owned()],
             cwd: output_dir.to_path_buf(),
-            env: self.server_env(request, port, &token),
+            env,
+            confinement: confinement.spawn,
         };
         let log = Arc::new(LogStore::new(LogLimits::with_lines(
             self.config().log_retention_lines as usize,
@@ -292,6 +308,43 @@ impl Runner {
         });
         healthy?;
         Ok((server_id, handle, port))
+    }
+
+    /// What confines server `server_id` on `port`: its sandbox (with its private temporary
+    /// directory, made here) when spawns are sandboxed.
+    async fn server_confinement(
+        &self,
+        request: &DeployRequest,
+        server_id: &str,
+        port: u16,
+    ) -> Result<ServerConfinement> {
+        let isolation = &self.shared.isolation;
+        if !isolation.sandboxing().await {
+            return Ok(ServerConfinement::default());
+        }
+        let build_dir = &self.config().build_dir;
+        let build_copy = crate::builder::layout::build_path(build_dir, &request.build_id)?;
+        let data_dir = data::data_dir(build_dir, &request.deployment_id);
+        let tmp = Isolation::private_tmp(build_dir, server_id)
+            .map_err(|e| Error::io("create", &build_dir.join(PRIVATE_TMP_DIR), &e))?;
+        let sandbox = isolation
+            .server_sandbox(&ServerPlaces {
+                node: &request.node,
+                build_copy: &build_copy,
+                data_dir: &data_dir,
+                private_tmp: &tmp,
+                port,
+            })
+            .await;
+        Ok(ServerConfinement {
+            private_tmp: sandbox
+                .is_some()
+                .then(|| tmp.to_string_lossy().into_owned()),
+            spawn: process::Confinement {
+                sandbox: sandbox.map(Arc::new),
+                cgroup: None,
+            },
+        })
     }
 
     /// Appends a runner line to server `server_id`'s log.
@@ -410,6 +463,13 @@ impl Runner {
         }
         process::env::compose([&self.config().global_env_vars, &request.env, &own])
     }
+}
+
+/// A server's confinement and the private temporary directory it gets as `TMPDIR` and `HOME`.
+#[derive(Default)]
+struct ServerConfinement {
+    spawn: process::Confinement,
+    private_tmp: Option<String>,
 }
 
 /// Who stopped a deploy's server when `stop()` of its deployment came first.

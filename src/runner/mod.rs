@@ -52,6 +52,7 @@ use crate::builder::{BuilderConfig, ProjectBuilder};
 use crate::config::{DefaultSource, RunnerConfig};
 use crate::error::{Error, Result};
 use crate::health::{HealthChecker, HealthReport};
+use crate::isolation::{Isolation, IsolationReport};
 use crate::logs::LogStore;
 use crate::process::{self, Journal, ResourceMonitor, Usage};
 
@@ -96,6 +97,8 @@ pub struct RunnerStats {
     /// What the runner found of an earlier runner's kept servers; `None` without
     /// `keepServersOnExit`.
     pub adoption: Option<AdoptionReport>,
+    /// What isolates servers and builds, and why something is off.
+    pub isolation: IsolationReport,
 }
 
 /// What the supervisors share with the runner.
@@ -114,6 +117,8 @@ pub struct Shared {
     pub kept: Option<Arc<kept::KeptServers>>,
     /// Whether servers outlive the runner, and what that takes (chosen once, from `kept`).
     pub keeping: Arc<dyn supervisor::Keeping>,
+    /// The sandbox and limits of servers and builds.
+    pub isolation: Isolation,
 }
 
 /// Builds Mastra projects and supervises their servers: a facade over the owners.
@@ -162,6 +167,7 @@ impl Runner {
                 monitor: ResourceMonitor::new(),
                 kept,
                 keeping,
+                isolation: Isolation::new(&config.sandbox),
                 config,
             }),
         })
@@ -342,6 +348,7 @@ impl Runner {
                 .data_disk_bytes()
                 .load(std::sync::atomic::Ordering::Relaxed),
             adoption: self.shared.kept.as_ref().map(|_| self.servers.adoption()),
+            isolation: self.shared.isolation.report(),
         }
     }
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::DeployRequest;
 use crate::error::{Error, Result};
+use crate::isolation::Limits;
 use crate::subdomain::{self, DeploymentType};
 use crate::validate;
 
@@ -39,6 +40,8 @@ pub struct RunOptions {
     pub port: Option<u16>,
     /// Overall time to wait for health (`healthCheckTimeoutMs`).
     pub health_timeout: Option<Duration>,
+    /// Limits of this server over the configuration's (`limits`).
+    pub limits: Limits,
 }
 
 impl RunOptions {
@@ -64,10 +67,15 @@ impl RunOptions {
                 validate::MAX_SAFE_INTEGER,
             )?)),
         };
+        let limits = match field("limits") {
+            None | Some(Value::Null) => Limits::default(),
+            Some(limits) => Limits::from_json(limits, &format!("{name}.limits"))?,
+        };
         Ok(RunOptions {
             env,
             port,
             health_timeout,
+            limits,
         })
     }
 }
@@ -99,6 +107,7 @@ impl DeployRequest {
             env: options.env,
             port: options.port,
             health_timeout: options.health_timeout,
+            limits: options.limits,
             node,
         })
     }

@@ -267,6 +267,7 @@ mod tests {
             args: vec!["30".to_owned()],
             cwd: std::env::temp_dir(),
             env: Default::default(),
+            confinement: Default::default(),
         };
         let (_, log) = server_log("server-2");
         let child = crate::process::spawn(spec, log, None).await.expect("spawn");

@@ -31,6 +31,7 @@ pub async fn spawn_sh(script: &str, journal: Option<Arc<process::Journal>>) -> P
         args: vec!["-c".to_owned(), script.to_owned()],
         cwd: std::env::temp_dir(),
         env: process::env::compose([]),
+        confinement: Default::default(),
     };
     process::spawn(
         spec,

@@ -23,13 +23,17 @@ pub fn runner(name: &str, base: u16, extra: serde_json::Value) -> (Arc<Runner>, 
     (runner_on(&build_dir, base, extra), build_dir)
 }
 
-/// Another runner on `build_dir` (one [`runner`] made), with the same defaults.
+/// Another runner on `build_dir` (one [`runner`] made), with the same defaults. Without a
+/// `sandbox` in `extra`, its servers run unsandboxed: these tests read host pids the fixture
+/// reports and marker files it writes beside the builds; the sandbox has its own tests
+/// (`tests/isolation.rs`), and the JS specs run with it on, as the default is.
 pub fn runner_on(build_dir: &Path, base: u16, extra: serde_json::Value) -> Arc<Runner> {
     let mut config = json!({
         "buildDir": build_dir,
         "portRange": { "start": base, "end": base + 19 },
         "shutdownTimeoutMs": 2000,
         "healthCheck": { "retryIntervalMs": 100, "maxRetries": 50 },
+        "sandbox": false,
     });
     if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
         config.extend(extra.clone());
@@ -51,6 +55,7 @@ pub fn request(deployment: &str, vars: &[(&str, &str)]) -> DeployRequest {
             .collect(),
         port: None,
         health_timeout: None,
+        limits: Default::default(),
         node: PathBuf::from("node"),
     }
 }

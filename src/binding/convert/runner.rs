@@ -146,7 +146,7 @@ impl FromArg for RunOptions {
     /// `RunOptions`: an object (or absent); its fields are checked by the core.
     fn from_arg(value: &Unknown<'_>, name: &str) -> Result<Self> {
         let mut fields = Map::new();
-        for key in ["envVars", "port", "healthCheckTimeoutMs"] {
+        for key in ["envVars", "port", "healthCheckTimeoutMs", "limits"] {
             if let Some(field) = read::field(Some(value), name, key)? {
                 let field = json::to_json(&field, &format!("{name}.{key}"))?;
                 fields.insert(key.to_owned(), field);

@@ -144,6 +144,7 @@ pub(super) fn read_command(
             args: argv,
             cwd,
             env: process::env::compose([&options.env]),
+            confinement: Default::default(),
         },
         on_output: options.on_output,
         timeout: options.timeout,

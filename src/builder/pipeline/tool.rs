@@ -88,6 +88,7 @@ impl Run<'_> {
             args,
             cwd: self.root.clone(),
             env: env.clone(),
+            confinement: Default::default(),
         };
         let shown = format!("{} {}", program.display(), spec.args.join(" "));
         let exit = self

@@ -22,6 +22,7 @@ use super::state::{ServerInfo, ServerState};
 use super::{Control, NewServer, Origin, gate, not_running};
 use crate::error::{Error, Result};
 use crate::health::{HealthReport, ListenerCheck};
+use crate::isolation::Isolation;
 use crate::logs::{LogStore, RUNNER_PREFIX, Stream, join_text};
 use crate::process::{self, ExitInfo, SpawnSpec};
 use crate::runner::Shared;
@@ -490,6 +491,7 @@ impl Supervisor {
     fn go_down(&mut self, exit: Option<ExitInfo>) {
         self.keeping.gone(&self.info);
         self.info.pid = None;
+        Isolation::remove_private_tmp(&self.shared.config.build_dir, &self.info.id);
         self.shared.ports.release(self.info.port, &self.info.id);
         self.set_state(ServerState::Stopped {
             exit,

@@ -224,6 +224,7 @@ fn shared(name: &str, port: u16, policy: Option<RestartPolicy>, kept: bool) -> A
         monitor: ResourceMonitor::new(),
         kept,
         keeping,
+        isolation: crate::isolation::Isolation::new(&config.sandbox),
         config,
     })
 }
@@ -283,6 +284,7 @@ fn supervise_fake(
             args: vec!["index.mjs".to_owned()],
             cwd: PathBuf::from("/"),
             env: Default::default(),
+            confinement: Default::default(),
         }),
         log: Arc::clone(&log),
         child: Box::new(child) as Box<dyn ServerChild>,

