@@ -47,6 +47,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod isolation;
 pub mod logs;
 pub mod observability;
 pub mod ports;

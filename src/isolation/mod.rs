@@ -1,0 +1,2 @@
+//! Isolating servers and builds from each other and from the host.
+pub mod cgroup;
