@@ -29,9 +29,10 @@ pub fn read_text(path: &Path) -> io::Result<String> {
     read_capped(path, MAX_CONTROL_FILE)
 }
 
-/// Writes `text` to an existing control file in one `write`, as cgroupfs takes one value a write.
+/// Writes `text` to an existing control file in one `write`, as cgroupfs takes one value a write
+/// (truncating, as a shell's `>` does: cgroupfs ignores it, a laid-out test directory needs it).
 pub fn write_text(path: &Path, text: &str) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).open(path)?;
+    let mut file = OpenOptions::new().write(true).truncate(true).open(path)?;
     let written = file.write(text.as_bytes())?;
     if written == text.len() {
         Ok(())
