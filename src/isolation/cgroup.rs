@@ -115,7 +115,10 @@ enum Dirs {
 impl Dirs {
     fn child(&self, name: &str) -> Dirs {
         match self {
-            Dirs::V2 { dir, cpu } => Dirs::V2 { dir: dir.join(name), cpu: *cpu },
+            Dirs::V2 { dir, cpu } => Dirs::V2 {
+                dir: dir.join(name),
+                cpu: *cpu,
+            },
             Dirs::V1(dirs) => Dirs::V1(dirs.child(name)),
         }
     }
@@ -161,11 +164,17 @@ impl Cgroups {
             None => Err("no cgroup v2 hierarchy".to_string()),
         };
         let v2_reason = match v2 {
-            Ok((dir, cpu)) => return Ok(Cgroups { base: Dirs::V2 { dir, cpu } }),
+            Ok((dir, cpu)) => {
+                return Ok(Cgroups {
+                    base: Dirs::V2 { dir, cpu },
+                });
+            }
             Err(reason) => reason,
         };
         match v1::detect(&hierarchies.v1) {
-            Ok(dirs) => Ok(Cgroups { base: Dirs::V1(dirs) }),
+            Ok(dirs) => Ok(Cgroups {
+                base: Dirs::V1(dirs),
+            }),
             Err(v1_reason) => Err(format!("no writable cgroup: {v2_reason}; {v1_reason}")),
         }
     }
@@ -184,7 +193,11 @@ impl Cgroups {
             Dirs::V2 { cpu, .. } => *cpu,
             Dirs::V1(dirs) => dirs.cpu.is_some(),
         };
-        Enforced { memory: true, pids: true, cpus }
+        Enforced {
+            memory: true,
+            pids: true,
+            cpus,
+        }
     }
 
     /// Creates the group `name` (letters, digits, `.`, `_`, `-`; 1 to 100 characters; not
@@ -192,8 +205,14 @@ impl Cgroups {
     /// On failure, the directories this call created are removed again.
     pub fn create(&self, name: &str, limits: &Limits) -> io::Result<Cgroup> {
         validate_name(name)?;
-        if limits.cpus.is_some_and(|cpus| !(cpus.is_finite() && cpus > 0.0)) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the cpus limit must be a positive number"));
+        if limits
+            .cpus
+            .is_some_and(|cpus| !(cpus.is_finite() && cpus > 0.0))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the cpus limit must be a positive number",
+            ));
         }
         let dirs = self.base.child(name);
         let mut created = Vec::new();
@@ -211,9 +230,16 @@ impl Cgroups {
             for dir in created.iter().rev() {
                 let _ = std::fs::remove_dir(dir);
             }
-            return Err(io::Error::new(error.kind(), format!("cannot set up cgroup {name}: {error}")));
+            return Err(io::Error::new(
+                error.kind(),
+                format!("cannot set up cgroup {name}: {error}"),
+            ));
         }
-        Ok(Cgroup { name: name.to_string(), dirs, limits: *limits })
+        Ok(Cgroup {
+            name: name.to_string(),
+            dirs,
+            limits: *limits,
+        })
     }
 
     /// Opens an existing group by name (a kept server's, after the host restarted), with the
@@ -231,25 +257,43 @@ impl Cgroups {
             Dirs::V2 { dir, .. } => v2::read_limits(dir),
             Dirs::V1(v1_dirs) => v1::read_limits(v1_dirs),
         };
-        Some(Cgroup { name: name.to_string(), dirs, limits })
+        Some(Cgroup {
+            name: name.to_string(),
+            dirs,
+            limits,
+        })
     }
 
     /// Removes the groups below `mastra-runner/` that hold no process and are not in `keep`
     /// (leftovers of dead hosts); returns how many were removed.
     pub fn remove_empty_except(&self, keep: &[&str]) -> usize {
-        let names: BTreeSet<String> = self.base.all().into_iter().flat_map(child_dir_names).collect();
+        let names: BTreeSet<String> = self
+            .base
+            .all()
+            .into_iter()
+            .flat_map(child_dir_names)
+            .collect();
         names
             .into_iter()
             .filter(|name| validate_name(name).is_ok() && !keep.contains(&name.as_str()))
             .filter(|name| {
                 let dirs = self.base.child(name);
-                let empty = dirs.all().into_iter().all(|dir| subtree_pids(dir).is_empty());
-                // Every directory goes, deepest first; a group still busy stays.
-                empty
-                    && dirs.all().into_iter().flat_map(subtree_deepest_first).fold(true, |removed, dir| {
-                        let gone = std::fs::remove_dir(&dir);
-                        removed && gone.is_ok()
-                    })
+                if dirs
+                    .all()
+                    .into_iter()
+                    .any(|dir| !subtree_pids(dir).is_empty())
+                {
+                    return false;
+                }
+                // Every directory is tried, deepest first; `rmdir` refuses one that gained a
+                // process since.
+                let failures = dirs
+                    .all()
+                    .into_iter()
+                    .flat_map(subtree_deepest_first)
+                    .filter(|dir| std::fs::remove_dir(dir).is_err())
+                    .count();
+                failures == 0
             })
             .count()
     }
@@ -291,7 +335,10 @@ impl Cgroup {
     pub fn kill_all(&self) -> usize {
         let mut signalled = HashSet::new();
         let freezer = match &self.dirs {
-            Dirs::V1(dirs) => dirs.freezer.as_deref().filter(|freezer| v1::freeze(freezer)),
+            Dirs::V1(dirs) => dirs
+                .freezer
+                .as_deref()
+                .filter(|freezer| v1::freeze(freezer)),
             Dirs::V2 { .. } => None,
         };
         for round in 0..KILL_ROUNDS {
@@ -400,11 +447,16 @@ fn validate_name(name: &str) -> io::Result<()> {
     let valid = (1..=MAX_NAME_LEN).contains(&name.len())
         && !name.starts_with('.')
         && name != v2::HOST_LEAF
-        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
     if valid {
         Ok(())
     } else {
-        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid cgroup name {name:?}")))
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid cgroup name {name:?}"),
+        ))
     }
 }
 
@@ -435,7 +487,9 @@ fn remove_dir_when_idle(dir: &Path) -> io::Result<()> {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(error) if error.kind() == io::ErrorKind::ResourceBusy => std::thread::sleep(KILL_PAUSE),
+            Err(error) if error.kind() == io::ErrorKind::ResourceBusy => {
+                std::thread::sleep(KILL_PAUSE)
+            }
             Err(error) => return Err(with_path(error, dir)),
         }
     }

@@ -37,7 +37,10 @@ pub fn write_text(path: &Path, text: &str) -> io::Result<()> {
     if written == text.len() {
         Ok(())
     } else {
-        Err(io::Error::other(format!("short write to {}", path.display())))
+        Err(io::Error::other(format!(
+            "short write to {}",
+            path.display()
+        )))
     }
 }
 
@@ -46,7 +49,11 @@ pub fn write_text(path: &Path, text: &str) -> io::Result<()> {
 pub fn keyed_value(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let (name, value) = line.split_once(' ')?;
-        if name == key { value.trim().parse().ok() } else { None }
+        if name == key {
+            value.trim().parse().ok()
+        } else {
+            None
+        }
     })
 }
 

@@ -44,7 +44,8 @@ impl Hierarchies {
     /// Reads this process's mounts and groups from `/proc/self`.
     pub fn of_this_process() -> Result<Hierarchies, String> {
         let read = |path: &str, cap| {
-            read_capped(Path::new(path), cap).map_err(|error| format!("cannot read {path}: {error}"))
+            read_capped(Path::new(path), cap)
+                .map_err(|error| format!("cannot read {path}: {error}"))
         };
         let mountinfo = read("/proc/self/mountinfo", MAX_MOUNTINFO)?;
         let groups = read("/proc/self/cgroup", MAX_PROC_CGROUP)?;
@@ -64,8 +65,11 @@ impl Hierarchies {
                 v2_mount.get_or_insert((mount.root, mount.point));
             } else if mount.fs_type == "cgroup" {
                 for option in mount.super_options.split(',') {
-                    if let Some(controller) = V1_CONTROLLERS.iter().find(|known| **known == option) {
-                        v1_mounts.entry(controller).or_insert((mount.root.clone(), mount.point.clone()));
+                    if let Some(controller) = V1_CONTROLLERS.iter().find(|known| **known == option)
+                    {
+                        v1_mounts
+                            .entry(controller)
+                            .or_insert((mount.root.clone(), mount.point.clone()));
                     }
                 }
             }
@@ -73,15 +77,21 @@ impl Hierarchies {
         let mut hierarchies = Hierarchies::default();
         for line in proc_cgroup.lines() {
             let mut fields = line.splitn(3, ':');
-            let (Some(id), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
+            let (Some(id), Some(controllers), Some(path)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
                 continue;
             };
             if id == "0" && controllers.is_empty() {
-                hierarchies.v2 = v2_mount.as_ref().and_then(|(root, point)| mounted(root, point, path));
+                hierarchies.v2 = v2_mount
+                    .as_ref()
+                    .and_then(|(root, point)| mounted(root, point, path));
                 continue;
             }
             for controller in controllers.split(',') {
-                let place = v1_mounts.get(controller).and_then(|(root, point)| mounted(root, point, path));
+                let place = v1_mounts
+                    .get(controller)
+                    .and_then(|(root, point)| mounted(root, point, path));
                 if let Some(place) = place {
                     hierarchies.v1.insert(controller.to_string(), place);
                 }
@@ -99,7 +109,10 @@ fn mounted(root: &Path, point: &Path, path: &str) -> Option<Mounted> {
         return None;
     }
     let own = path.strip_prefix(root).ok()?.to_path_buf();
-    Some(Mounted { mount: point.to_path_buf(), own })
+    Some(Mounted {
+        mount: point.to_path_buf(),
+        own,
+    })
 }
 
 /// The fields of one mountinfo line the runner uses.
@@ -119,7 +132,12 @@ fn parse_mount_line(line: &str) -> Option<MountLine<'_>> {
     let mut after = after.split(' ');
     let fs_type = after.next()?;
     let super_options = after.nth(1)?;
-    Some(MountLine { root: PathBuf::from(unescape(root)), point: PathBuf::from(unescape(point)), fs_type, super_options })
+    Some(MountLine {
+        root: PathBuf::from(unescape(root)),
+        point: PathBuf::from(unescape(point)),
+        fs_type,
+        super_options,
+    })
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
@@ -133,7 +151,9 @@ fn unescape(field: &str) -> String {
         });
         match escaped {
             Some(digits) => {
-                let value = digits.iter().fold(0u32, |sum, digit| sum * 8 + u32::from(digit - b'0'));
+                let value = digits
+                    .iter()
+                    .fold(0u32, |sum, digit| sum * 8 + u32::from(digit - b'0'));
                 out.push(u8::try_from(value).unwrap_or(b'?'));
                 index += 4;
             }

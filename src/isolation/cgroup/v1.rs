@@ -6,9 +6,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::files::{keyed_value, make_dir, read_keyed, read_number, read_text, subtree_pids, write_text};
+use super::files::{
+    keyed_value, make_dir, read_keyed, read_number, read_text, subtree_pids, write_text,
+};
 use super::hierarchies::Mounted;
-use super::{CPU_PERIOD_US, CgroupUsage, Limits, RUNNER_DIR, cpu_quota_us, limit_or_max, parse_limit};
+use super::{
+    CPU_PERIOD_US, CgroupUsage, Limits, RUNNER_DIR, cpu_quota_us, limit_or_max, parse_limit,
+};
 
 /// `memory.limit_in_bytes` shows "no limit" as a huge page-aligned number; anything from here up
 /// means no limit.
@@ -47,7 +51,10 @@ impl Dirs {
     /// Every distinct directory, memory first (co-mounted hierarchies share one).
     pub fn all(&self) -> Vec<&Path> {
         let mut all: Vec<&Path> = vec![&self.memory, &self.pids];
-        for dir in [&self.cpu, &self.cpuacct, &self.freezer].into_iter().flatten() {
+        for dir in [&self.cpu, &self.cpuacct, &self.freezer]
+            .into_iter()
+            .flatten()
+        {
             if !all.contains(&dir.as_path()) {
                 all.push(dir);
             }
@@ -59,7 +66,12 @@ impl Dirs {
     /// after the host restarted may predate a hierarchy).
     pub fn existing(self) -> Dirs {
         let keep = |dir: Option<PathBuf>| dir.filter(|dir| dir.is_dir());
-        Dirs { cpu: keep(self.cpu), cpuacct: keep(self.cpuacct), freezer: keep(self.freezer), ..self }
+        Dirs {
+            cpu: keep(self.cpu),
+            cpuacct: keep(self.cpuacct),
+            freezer: keep(self.freezer),
+            ..self
+        }
     }
 }
 
@@ -67,7 +79,9 @@ impl Dirs {
 /// be writable, the others are used when they are.
 pub fn detect(hierarchies: &BTreeMap<String, Mounted>) -> Result<Dirs, String> {
     let base = |controller: &str| {
-        let place = hierarchies.get(controller).ok_or(format!("no cgroup v1 {controller} hierarchy"))?;
+        let place = hierarchies
+            .get(controller)
+            .ok_or(format!("no cgroup v1 {controller} hierarchy"))?;
         let dir = place.own_dir().join(RUNNER_DIR);
         make_dir(&dir).map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
         Ok::<PathBuf, String>(dir)
@@ -85,7 +99,9 @@ pub fn detect(hierarchies: &BTreeMap<String, Mounted>) -> Result<Dirs, String> {
 /// same, so swap does not dodge it), `pids.max`, and the cpu quota when the cpu hierarchy is
 /// there. The swap+memory limit may never be below the memory limit, so it is lifted first.
 pub fn write_limits(dirs: &Dirs, limits: &Limits) -> io::Result<()> {
-    let memory = limits.memory_bytes.map_or("-1".to_string(), |bytes| bytes.to_string());
+    let memory = limits
+        .memory_bytes
+        .map_or("-1".to_string(), |bytes| bytes.to_string());
     let with_swap = dirs.memory.join("memory.memsw.limit_in_bytes");
     let has_swap = with_swap.exists();
     if has_swap {
@@ -112,7 +128,8 @@ pub fn read_limits(dirs: &Dirs) -> Limits {
         Some(quota as f64 / period as f64)
     });
     Limits {
-        memory_bytes: read_number(&dirs.memory.join("memory.limit_in_bytes")).filter(|bytes| *bytes < UNLIMITED_MEMORY),
+        memory_bytes: read_number(&dirs.memory.join("memory.limit_in_bytes"))
+            .filter(|bytes| *bytes < UNLIMITED_MEMORY),
         cpus,
         pids: parse_limit(&read_text(&dirs.pids.join("pids.max")).unwrap_or_default()),
     }
@@ -122,11 +139,15 @@ pub fn read_limits(dirs: &Dirs) -> Limits {
 /// hierarchy is there) and processes of a group.
 pub fn usage(dirs: &Dirs) -> io::Result<CgroupUsage> {
     let stat = read_text(&dirs.memory.join("memory.stat"))?;
-    let memory =
-        keyed_value(&stat, "total_rss").unwrap_or(0).saturating_add(keyed_value(&stat, "total_mapped_file").unwrap_or(0));
+    let memory = keyed_value(&stat, "total_rss")
+        .unwrap_or(0)
+        .saturating_add(keyed_value(&stat, "total_mapped_file").unwrap_or(0));
     Ok(CgroupUsage {
         memory_bytes: memory,
-        cpu_time_ns: dirs.cpuacct.as_ref().and_then(|dir| read_number(&dir.join("cpuacct.usage"))),
+        cpu_time_ns: dirs
+            .cpuacct
+            .as_ref()
+            .and_then(|dir| read_number(&dir.join("cpuacct.usage"))),
         processes: subtree_pids(&dirs.memory).len() as u64,
     })
 }

@@ -5,9 +5,13 @@ use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::files::{keyed_value, make_dir, parse_pids, read_keyed, read_text, subtree_pids, write_text};
+use super::files::{
+    keyed_value, make_dir, parse_pids, read_keyed, read_text, subtree_pids, write_text,
+};
 use super::hierarchies::Mounted;
-use super::{CPU_PERIOD_US, CgroupUsage, Limits, RUNNER_DIR, cpu_quota_us, limit_or_max, parse_limit};
+use super::{
+    CPU_PERIOD_US, CgroupUsage, Limits, RUNNER_DIR, cpu_quota_us, limit_or_max, parse_limit,
+};
 
 /// The leaf the host process moves into when its own group must hold no process (the "no
 /// internal processes" rule: a non-root v2 group with processes cannot enable controllers for
@@ -22,26 +26,40 @@ pub fn detect(place: &Mounted) -> Result<(PathBuf, bool), String> {
     let available = read_text(&controllers_file)
         .map_err(|error| format!("cannot read {}: {error}", controllers_file.display()))?;
     let available: Vec<&str> = available.split_whitespace().collect();
-    let missing: Vec<&str> = ["memory", "pids"].into_iter().filter(|name| !available.contains(name)).collect();
+    let missing: Vec<&str> = ["memory", "pids"]
+        .into_iter()
+        .filter(|name| !available.contains(name))
+        .collect();
     if !missing.is_empty() {
         return Err(format!(
             "cgroup v2 group {} lacks the {} controller(s) (available: {})",
             own_dir.display(),
             missing.join(", "),
-            if available.is_empty() { "none".to_string() } else { available.join(" ") }
+            if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(" ")
+            }
         ));
     }
     let wanted_cpu = available.contains(&"cpu");
     let base = own_dir.join(RUNNER_DIR);
     make_dir(&base).map_err(|error| format!("cannot create {}: {error}", base.display()))?;
     let own_cpu = match enable(&own_dir, wanted_cpu) {
-        Err(error) if error.kind() == io::ErrorKind::ResourceBusy && !place.own.as_os_str().is_empty() => {
+        Err(error)
+            if error.kind() == io::ErrorKind::ResourceBusy && !place.own.as_os_str().is_empty() =>
+        {
             move_host_to_leaf(&own_dir, &base)?;
             enable(&own_dir, wanted_cpu)
         }
         other => other,
     }
-    .map_err(|error| format!("cannot enable controllers in {}: {error}", own_dir.display()))?;
+    .map_err(|error| {
+        format!(
+            "cannot enable controllers in {}: {error}",
+            own_dir.display()
+        )
+    })?;
     let base_cpu = enable(&base, own_cpu)
         .map_err(|error| format!("cannot enable controllers in {}: {error}", base.display()))?;
     Ok((base, base_cpu))
@@ -67,7 +85,10 @@ fn move_host_to_leaf(own_dir: &Path, base: &Path) -> Result<(), String> {
         // A process that exited meanwhile cannot be moved (ESRCH); the others must be.
         match write_text(&leaf.join("cgroup.procs"), &pid.to_string()) {
             Err(error) if error.raw_os_error() != Some(nix::libc::ESRCH) => {
-                return Err(format!("cannot move process {pid} into {}: {error}", leaf.display()));
+                return Err(format!(
+                    "cannot move process {pid} into {}: {error}",
+                    leaf.display()
+                ));
             }
             _ => {}
         }
@@ -95,7 +116,14 @@ pub fn write_limits(dir: &Path, limits: &Limits, cpu: bool) -> io::Result<()> {
     write_text(&dir.join("memory.max"), &limit_or_max(limits.memory_bytes))?;
     let swap = dir.join("memory.swap.max");
     if swap.exists() {
-        write_text(&swap, if limits.memory_bytes.is_some() { "0" } else { "max" })?;
+        write_text(
+            &swap,
+            if limits.memory_bytes.is_some() {
+                "0"
+            } else {
+                "max"
+            },
+        )?;
     }
     write_text(&dir.join("pids.max"), &limit_or_max(limits.pids))?;
     if cpu {
@@ -123,10 +151,13 @@ pub fn read_limits(dir: &Path) -> Limits {
 /// Memory (anonymous and mapped file pages), cpu time and processes of a group.
 pub fn usage(dir: &Path) -> io::Result<CgroupUsage> {
     let stat = read_text(&dir.join("memory.stat"))?;
-    let memory = keyed_value(&stat, "anon").unwrap_or(0).saturating_add(keyed_value(&stat, "file_mapped").unwrap_or(0));
+    let memory = keyed_value(&stat, "anon")
+        .unwrap_or(0)
+        .saturating_add(keyed_value(&stat, "file_mapped").unwrap_or(0));
     Ok(CgroupUsage {
         memory_bytes: memory,
-        cpu_time_ns: read_keyed(&dir.join("cpu.stat"), "usage_usec").map(|usec| usec.saturating_mul(1000)),
+        cpu_time_ns: read_keyed(&dir.join("cpu.stat"), "usage_usec")
+            .map(|usec| usec.saturating_mul(1000)),
         processes: subtree_pids(dir).len() as u64,
     })
 }
