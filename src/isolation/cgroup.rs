@@ -250,7 +250,7 @@ impl Cgroups {
             Dirs::V1(dirs) => Dirs::V1(dirs.existing()),
             v2 => v2,
         };
-        if !(dirs.procs_dir().is_dir() && dirs.all().iter().all(|dir| dir.is_dir())) {
+        if !dirs.all().iter().all(|dir| dir.is_dir()) {
             return None;
         }
         let limits = match &dirs {

@@ -31,16 +31,20 @@ pub fn read_text(path: &Path) -> io::Result<String> {
 
 /// Writes `text` to an existing control file in one `write`, as cgroupfs takes one value a write
 /// (truncating, as a shell's `>` does: cgroupfs ignores it, a laid-out test directory needs it).
+/// The error names the file and keeps the kind.
 pub fn write_text(path: &Path, text: &str) -> io::Result<()> {
+    write_raw(path, text)
+        .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))
+}
+
+/// [`write_text`] with the OS error as the kernel gave it (its `errno` readable).
+pub fn write_raw(path: &Path, text: &str) -> io::Result<()> {
     let mut file = OpenOptions::new().write(true).truncate(true).open(path)?;
     let written = file.write(text.as_bytes())?;
     if written == text.len() {
         Ok(())
     } else {
-        Err(io::Error::other(format!(
-            "short write to {}",
-            path.display()
-        )))
+        Err(io::Error::other("short write"))
     }
 }
 

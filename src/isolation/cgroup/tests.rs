@@ -525,20 +525,26 @@ impl Drop for Removing {
     }
 }
 
-/// This host's cgroups, or `None` (with the reason printed) when the test cannot run here.
-fn real_group(what: &str, limits: &Limits) -> Option<Removing> {
+/// This host's cgroups (with the v1 hierarchies in `left_out` ignored), or `None`, with the
+/// reason printed, when the test cannot run here.
+fn real_cgroups(left_out: &[&str]) -> Option<Cgroups> {
     // SAFETY: `geteuid` cannot fail and touches no memory.
     if unsafe { nix::libc::geteuid() } != 0 {
         eprintln!("skipped: real cgroup tests need root");
         return None;
     }
-    let cgroups = match Cgroups::detect() {
-        Ok(cgroups) => cgroups,
-        Err(reason) => {
-            eprintln!("skipped: {reason}");
-            return None;
-        }
-    };
+    let found = Hierarchies::of_this_process().and_then(|mut hierarchies| {
+        hierarchies
+            .v1
+            .retain(|controller, _| !left_out.contains(&controller.as_str()));
+        Cgroups::detect_at(&hierarchies)
+    });
+    found.map_err(|reason| eprintln!("skipped: {reason}")).ok()
+}
+
+/// A real group of this test process, removed when dropped.
+fn real_group(what: &str, limits: &Limits) -> Option<Removing> {
+    let cgroups = real_cgroups(&[])?;
     let name = format!("test-{what}-{}", std::process::id());
     Some(Removing(
         cgroups.create(&name, limits).expect("create a real group"),
@@ -635,28 +641,33 @@ fn real_memory_limit_oom_kills_a_node_allocating_past_it() {
 }
 
 #[test]
-fn real_kill_all_ends_a_setsid_escapee() {
-    let Some(group) = real_group("escapee", &Limits::default()) else {
-        return;
-    };
-    let output = command_in(
-        &group.0,
-        "sh",
-        &["-c", "setsid sleep 30 >/dev/null 2>&1 & echo $!"],
-    )
-    .output()
-    .expect("run sh");
-    let escapee: i32 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .expect("the escapee's pid");
-    wait_for("the escapee in the group", || {
-        group.0.pids() == vec![escapee]
-    });
-    assert_eq!(group.0.kill_all(), 1);
-    assert!(group.0.pids().is_empty());
-    let state = fs::read_to_string(format!("/proc/{escapee}/stat")).unwrap_or_default();
-    assert!(state.is_empty() || state.contains(") Z "), "{state}");
+fn real_kill_all_ends_a_setsid_escapee_with_and_without_a_freezer() {
+    for left_out in [&[][..], &["freezer"]] {
+        let Some(cgroups) = real_cgroups(left_out) else {
+            return;
+        };
+        let name = format!("test-escapee-{}-{}", left_out.len(), std::process::id());
+        let group = Removing(
+            cgroups
+                .create(&name, &Limits::default())
+                .expect("create a real group"),
+        );
+        let escape = "setsid sleep 30 >/dev/null 2>&1 & echo $!";
+        let output = command_in(&group.0, "sh", &["-c", escape])
+            .output()
+            .expect("run sh");
+        let escapee: i32 = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("the escapee's pid");
+        wait_for("the escapee in the group", || {
+            group.0.pids() == vec![escapee]
+        });
+        assert_eq!(group.0.kill_all(), 1, "left out: {left_out:?}");
+        assert!(group.0.pids().is_empty());
+        let state = fs::read_to_string(format!("/proc/{escapee}/stat")).unwrap_or_default();
+        assert!(state.is_empty() || state.contains(") Z "), "{state}");
+    }
 }
 
 #[test]

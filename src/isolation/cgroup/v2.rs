@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::files::{
-    keyed_value, make_dir, parse_pids, read_keyed, read_text, subtree_pids, write_text,
+    keyed_value, make_dir, parse_pids, read_keyed, read_text, subtree_pids, write_raw, write_text,
 };
 use super::hierarchies::Mounted;
 use super::{
@@ -54,14 +54,9 @@ pub fn detect(place: &Mounted) -> Result<(PathBuf, bool), String> {
         }
         other => other,
     }
-    .map_err(|error| {
-        format!(
-            "cannot enable controllers in {}: {error}",
-            own_dir.display()
-        )
-    })?;
-    let base_cpu = enable(&base, own_cpu)
-        .map_err(|error| format!("cannot enable controllers in {}: {error}", base.display()))?;
+    .map_err(|error| format!("cannot enable controllers: {error}"))?;
+    let base_cpu =
+        enable(&base, own_cpu).map_err(|error| format!("cannot enable controllers: {error}"))?;
     Ok((base, base_cpu))
 }
 
@@ -83,7 +78,7 @@ fn move_host_to_leaf(own_dir: &Path, base: &Path) -> Result<(), String> {
     let procs = read_text(&own_dir.join("cgroup.procs")).unwrap_or_default();
     for pid in parse_pids(&procs, super::files::MAX_PIDS) {
         // A process that exited meanwhile cannot be moved (ESRCH); the others must be.
-        match write_text(&leaf.join("cgroup.procs"), &pid.to_string()) {
+        match write_raw(&leaf.join("cgroup.procs"), &pid.to_string()) {
             Err(error) if error.raw_os_error() != Some(nix::libc::ESRCH) => {
                 return Err(format!(
                     "cannot move process {pid} into {}: {error}",
