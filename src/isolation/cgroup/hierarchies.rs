@@ -146,15 +146,21 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        let escaped = bytes.get(index + 1..index + 4).filter(|digits| {
-            bytes[index] == b'\\' && digits.iter().all(|digit| (b'0'..=b'7').contains(digit))
-        });
-        match escaped {
-            Some(digits) => {
+        let decoded = bytes
+            .get(index + 1..index + 4)
+            .filter(|digits| {
+                bytes[index] == b'\\' && digits.iter().all(|digit| (b'0'..=b'7').contains(digit))
+            })
+            .and_then(|digits| {
                 let value = digits
                     .iter()
                     .fold(0u32, |sum, digit| sum * 8 + u32::from(digit - b'0'));
-                out.push(u8::try_from(value).unwrap_or(b'?'));
+                // A NUL could not be a path; such a field is kept as written.
+                u8::try_from(value).ok().filter(|byte| *byte != 0)
+            });
+        match decoded {
+            Some(byte) => {
+                out.push(byte);
                 index += 4;
             }
             None => {

@@ -72,7 +72,7 @@ fn parses_the_hybrid_layout_of_this_machine() {
 fn parses_co_mounted_controllers_escapes_and_namespaced_roots() {
     let mountinfo = "\
 25 20 0:22 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
-26 20 0:23 /lxc/box /sys/fs/cgroup/my\\040memory rw - cgroup cgroup rw,memory
+26 20 0:23 /lxc/box /sys/fs/cgroup/my\\040memory\\000\\777 rw - cgroup cgroup rw,memory
 27 20 0:24 /other /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
 28 20 0:25 / /sys/fs/cgroup/unified rw shared:9 - cgroup2 cgroup2 rw,nsdelegate
 garbage line
@@ -87,7 +87,7 @@ garbage line
     assert_eq!(hierarchies.v1["cpuacct"], hierarchies.v1["cpu"]);
     assert_eq!(
         hierarchies.v1["memory"],
-        mounted("/sys/fs/cgroup/my memory", "inner")
+        mounted("/sys/fs/cgroup/my memory\\000\\777", "inner")
     );
     assert!(
         !hierarchies.v1.contains_key("pids"),
