@@ -1,0 +1,335 @@
+// Issue 30's tenant attacks, run by a hostile server (fixtures/attacker) against a victim
+// deployed beside it, against the host (this process, a decoy process, a file of the admin's)
+// and against the port range: each succeeds with `sandbox: false` (so the spec can fail) and is
+// refused by the default sandbox. Then the kernel limits (pids, memory) with a second server
+// unaffected, a build whose postinstall steals from the host, and `getStats().isolation`.
+// Where the kernel has no Landlock or user namespaces, or no writable cgroup, the protected
+// halves skip with the reason `getStats()` gives.
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+import type { LocalProcessRunnerConfig, RunningServer, RunOptions } from '../index'
+import { attack, cgroupsWritable, heartbeat, portBlock } from './helpers/isolation'
+import { alive, entities, installBuild, makeRunner, type Runner, shutdownRunners } from './helpers/runner'
+import { waitFor } from './helpers/wait'
+
+const temps: string[] = []
+const decoys: number[] = []
+
+afterAll(async () => {
+  await shutdownRunners()
+  for (const pid of decoys) if (alive(pid)) process.kill(pid, 'SIGKILL')
+  for (const dir of temps) fs.rmSync(dir, { recursive: true, force: true })
+})
+
+/** A fresh directory outside every build directory, removed after the file. */
+function tempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  temps.push(dir)
+  return dir
+}
+
+/** A runner of this spec (its own ports), with `config` over the defaults. */
+function isolationRunner(config: LocalProcessRunnerConfig = {}) {
+  return makeRunner({ portRange: portBlock(), ...config })
+}
+
+/** Deploys the attacker fixture as a new deployment of `runner`. */
+async function deployAttacker(runner: Runner, buildDir: string, options: RunOptions = {}) {
+  const { project, deployment, build } = entities()
+  installBuild(buildDir, build.id, 'attacker')
+  const server = await runner.deploy(project, deployment, build, options)
+  return { server, buildId: build.id }
+}
+
+const root = process.getuid?.() === 0
+
+/** Whether `command` is on PATH. */
+function has(command: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${command}`]).status === 0
+}
+
+const stats = isolationRunner().runner.getStats().isolation
+const noSandbox = stats.sandbox ? '' : ` (skipped: ${stats.sandboxReason})`
+const noCgroup = cgroupsWritable() ? '' : ` (skipped: ${stats.limitsReason ?? 'no writable cgroup hierarchy'})`
+
+const modes = [
+  { name: 'with sandbox: false, each attack succeeds', config: { sandbox: false }, succeeds: true, skip: false },
+  { name: `in the default sandbox, each attack is refused${noSandbox}`, config: {}, succeeds: false, skip: !stats.sandbox },
+]
+
+describe.each(modes)('$name', ({ config, succeeds, skip }) => {
+  let runner: Runner
+  let buildDir: string
+  let attacker: RunningServer
+  let attackerBuildId: string
+  let victim: RunningServer
+  let victimBuildId: string
+  const secret = `hunter2-${randomUUID()}`
+  const abstractSocket = `victim-${randomUUID()}`
+
+  beforeAll(async () => {
+    if (skip) return
+    ;({ runner, buildDir } = isolationRunner(config))
+    const envVars = { VICTIM_SECRET: secret, ATTACK_TICK_MS: '20', ATTACK_ABSTRACT: abstractSocket }
+    ;({ server: victim, buildId: victimBuildId } = await deployAttacker(runner, buildDir, { envVars }))
+    // Without the sandbox there is no private TMPDIR: the file stands for one.
+    for (const dir of [victimBuildId, path.join('.data', victim.deploymentId), path.join('.tmp', victim.id)]) {
+      fs.mkdirSync(path.join(buildDir, dir), { recursive: true })
+      fs.writeFileSync(path.join(buildDir, dir, 'secret.txt'), secret)
+    }
+    ;({ server: attacker, buildId: attackerBuildId } = await deployAttacker(runner, buildDir))
+  })
+
+  /** Expects `attack` to have succeeded exactly when this mode says it should. */
+  function expectOutcome(result: { ok: boolean; detail: string }) {
+    expect(result.ok, result.detail).toBe(succeeds)
+  }
+
+  it.skipIf(skip)("reads another deployment's environment (/proc/*/environ)", async () => {
+    expectOutcome(await attack(attacker, 'environ-scan', { secret }))
+  })
+
+  it.skipIf(skip)("reads the admin's environment (/proc/<host pid>/environ)", async () => {
+    expectOutcome(await attack(attacker, 'read-environ', { pid: process.pid }))
+  })
+
+  it.skipIf(skip)("reads the admin's files", async () => {
+    const file = path.join(tempDir('isolation-admin-'), 'github-app.pem')
+    const adminSecret = `admin-${randomUUID()}`
+    fs.writeFileSync(file, adminSecret)
+    expectOutcome(await attack(attacker, 'read-file', { path: file, secret: adminSecret }))
+  })
+
+  it.skipIf(skip)("reads another build's output", async () => {
+    expectOutcome(await attack(attacker, 'read-file', { path: path.join(buildDir, victimBuildId, 'secret.txt'), secret }))
+  })
+
+  it.skipIf(skip)("reads another deployment's data directory", async () => {
+    expectOutcome(await attack(attacker, 'read-file', { path: path.join(buildDir, '.data', victim.deploymentId, 'secret.txt'), secret }))
+  })
+
+  it.skipIf(skip)("reads another server's TMPDIR", async () => {
+    expectOutcome(await attack(attacker, 'read-file', { path: path.join(buildDir, '.tmp', victim.id, 'secret.txt'), secret }))
+  })
+
+  it.skipIf(skip).each(['hard', 'sym'])("reads another build's file through a %s link in its own build", async (kind) => {
+    const from = path.join(buildDir, victimBuildId, 'secret.txt')
+    const to = path.join(buildDir, attackerBuildId, `stolen-${kind}`)
+    expectOutcome(await attack(attacker, 'link', { from, to, secret, kind }))
+  })
+
+  it.skipIf(skip)("writes the runner's state (.runner)", async () => {
+    const file = path.join(buildDir, '.runner', 'planted.json')
+    expectOutcome(await attack(attacker, 'write-file', { path: file }))
+    expect(fs.existsSync(file)).toBe(succeeds)
+    fs.rmSync(file, { force: true })
+  })
+
+  it.skipIf(skip)("connects to another server's abstract unix socket", async () => {
+    expectOutcome(await attack(attacker, 'connect-abstract', { name: abstractSocket }))
+  })
+
+  it.skipIf(skip).each([
+    ['a directory of the admin', () => path.join(tempDir('isolation-admin-'), 'planted.mjs')],
+    ['/dev/shm', () => `/dev/shm/isolation-${randomUUID()}`],
+  ])("writes the host's files (%s)", async (_where, file) => {
+    const target = file()
+    const result = await attack(attacker, 'write-file', { path: target })
+    const written = fs.existsSync(target)
+    fs.rmSync(target, { force: true })
+    expectOutcome(result)
+    expect(written).toBe(succeeds)
+  })
+
+  it.skipIf(skip)("connects to the admin's unix socket", async () => {
+    const socketPath = path.join(tempDir('isolation-admin-'), 'admin.sock')
+    const admin = net.createServer((socket) => socket.end())
+    await new Promise<void>((resolve) => admin.listen(socketPath, resolve))
+    try {
+      expectOutcome(await attack(attacker, 'connect-unix', { path: socketPath }))
+    } finally {
+      admin.close()
+    }
+  })
+
+  it.skipIf(skip || !root)('holds capabilities (a host running as root)', async () => {
+    expectOutcome(await attack(attacker, 'capabilities'))
+  })
+
+  it.skipIf(skip || !root)("reads the host's /etc/shadow (a host running as root)", async () => {
+    expectOutcome(await attack(attacker, 'read-file', { path: '/etc/shadow', secret: 'root:' }))
+  })
+
+  it.skipIf(skip || !root)('moves itself out of its cgroup (a host running as root)', async () => {
+    const { server: mover } = await deployAttacker(runner, buildDir)
+    const file = fs.existsSync('/sys/fs/cgroup/cgroup.controllers') ? '/sys/fs/cgroup/cgroup.procs' : '/sys/fs/cgroup/pids/cgroup.procs'
+    expectOutcome(await attack(mover, 'leave-cgroup', { file }))
+    await runner.stop(mover)
+  })
+
+  it.skipIf(skip || !has('ipcmk'))("removes a SysV message queue of the host's", async () => {
+    const queue = /(\d+)/.exec(execFileSync('ipcmk', ['-Q'], { encoding: 'utf8' }))![1]
+    try {
+      expectOutcome(await attack(attacker, 'exec', { command: 'ipcrm', args: JSON.stringify(['-q', queue]) }))
+    } finally {
+      spawnSync('ipcrm', ['-q', queue])
+    }
+  })
+
+  it.skipIf(skip)("rewrites another server's index.mjs", async () => {
+    const file = path.join(buildDir, victimBuildId, '.mastra', 'output', 'index.mjs')
+    const original = fs.readFileSync(file, 'utf8')
+    const result = await attack(attacker, 'write-file', { path: file })
+    const changed = fs.readFileSync(file, 'utf8') !== original
+    fs.writeFileSync(file, original)
+    expectOutcome(result)
+    expect(changed).toBe(succeeds)
+  })
+
+  it.skipIf(skip)("reads another server's stdout (/proc/<pid>/fd/1)", async () => {
+    expectOutcome(await attack(attacker, 'read-fd', { pid: victim.processId! }))
+  })
+
+  it.skipIf(skip)('binds another port of the range', async () => {
+    const { end } = runner.getConfig().portRange
+    const other = [end, end - 1].find((port) => port !== attacker.port && port !== victim.port)!
+    expectOutcome(await attack(attacker, 'bind', { port: other }))
+  })
+
+  it.skipIf(skip)('binds another port of the range over IPv6', async () => {
+    const { end } = runner.getConfig().portRange
+    const other = [end, end - 1].find((port) => port !== attacker.port && port !== victim.port)!
+    expectOutcome(await attack(attacker, 'bind', { port: other, host: '::1' }))
+  })
+
+  it.skipIf(skip)('takes every free port of the range', async () => {
+    const { start, end } = runner.getConfig().portRange
+    expectOutcome(await attack(attacker, 'bind-range', { start, end }))
+  })
+
+  it.skipIf(skip)('SIGKILLs a process of the host', async () => {
+    const decoy = spawn('sleep', ['1000'], { stdio: 'ignore' })
+    decoys.push(decoy.pid!)
+    expectOutcome(await attack(attacker, 'kill', { pid: decoy.pid! }))
+    if (succeeds) await waitFor(() => !alive(decoy.pid!), 5_000, 'the decoy to die')
+    else expect(alive(decoy.pid!)).toBe(true)
+  })
+
+  it.skipIf(skip)('SIGKILLs another server', async () => {
+    const { server: target } = await deployAttacker(runner, buildDir)
+    expectOutcome(await attack(attacker, 'kill', { pid: target.processId! }))
+    if (succeeds) await waitFor(async () => !(await runner.healthCheck(target)).healthy, 5_000, 'the target to die')
+    else expect(await runner.healthCheck(target)).toEqual({ healthy: true })
+    await runner.stop(target)
+  })
+
+  it.skipIf(skip)('hides a `setsid env -i` child holding 300 MB from getResourceUsage, alive after stop()', async () => {
+    const { server: escaper } = await deployAttacker(runner, buildDir)
+    const started = await attack(escaper, 'escape', { mb: 300 })
+    expect(started.ok, started.detail).toBe(true)
+    const file = started.detail
+    await waitFor(() => heartbeat(file) !== null, 10_000, 'the first heartbeat')
+    const usage = await runner.getResourceUsage(escaper)
+    expect(usage.memoryUsageMb! >= 300, `${usage.memoryUsageMb} MB counted`).toBe(!succeeds)
+    await runner.stop(escaper)
+    const last = heartbeat(file)!
+    if (succeeds) {
+      await waitFor(() => heartbeat(file)!.at > last.at, 5_000, 'a heartbeat after stop()')
+      process.kill(heartbeat(file)!.pid, 'SIGKILL')
+    } else {
+      // No condition to wait on for "nothing happens": give the child ten beats' time.
+      await new Promise((resolve) => setTimeout(resolve, 1_000))
+      expect(heartbeat(file)?.at ?? last.at).toBe(last.at)
+    }
+  })
+})
+
+describe(`kernel limits${noCgroup}`, () => {
+  it.skipIf(!!noCgroup)('pids: 64 makes forks fail inside the server only; the next deploy works', async () => {
+    const { runner, buildDir } = isolationRunner()
+    const { server: unlimited } = await deployAttacker(runner, buildDir)
+    const free = await attack(unlimited, 'fork', { max: 200 })
+    expect(free.ok, free.detail).toBe(true)
+    await runner.stop(unlimited)
+
+    const { server: bomber } = await deployAttacker(runner, buildDir, { limits: { pids: 64 } })
+    const bombed = await attack(bomber, 'fork', { max: 200 })
+    expect(bombed.ok, bombed.detail).toBe(false)
+    expect(bombed.detail).toMatch(/^\d+ started, then E/)
+    const { server: next } = await deployAttacker(runner, buildDir)
+    expect(await runner.healthCheck(next)).toEqual({ healthy: true })
+    expect(await runner.healthCheck(bomber)).toEqual({ healthy: true })
+  })
+
+  it.skipIf(!!noCgroup)('memoryMb: 160 (config) kills a server allocating 400 MB, saying why; the next deploy works', async () => {
+    const free = isolationRunner()
+    const { server: unlimited } = await deployAttacker(free.runner, free.buildDir)
+    const allocated = await attack(unlimited, 'alloc', { mb: 400 })
+    expect(allocated.ok, allocated.detail).toBe(true)
+    await free.runner.stop(unlimited)
+
+    const { runner, buildDir } = isolationRunner({ limits: { memoryMb: 160 } })
+    const { server: hog } = await deployAttacker(runner, buildDir)
+    const hogged = await attack(hog, 'alloc', { mb: 400 })
+    expect(hogged.ok, hogged.detail).toBe(false)
+    const oom = /killed: out of memory \(limit 160 MB\)/
+    await waitFor(async () => oom.test(await runner.getLogs(hog)), 10_000, 'the out-of-memory line')
+    expect(await runner.healthCheck(hog)).toEqual({ healthy: false, message: expect.stringMatching(oom) })
+    const { server: next } = await deployAttacker(runner, buildDir)
+    expect(await runner.healthCheck(next)).toEqual({ healthy: true })
+  })
+})
+
+describe.each(modes)('a build whose postinstall steals from the host, $name', ({ config, succeeds, skip }) => {
+  it.skipIf(skip)("reaches the admin's environment and files only without the sandbox", async () => {
+    const { runner } = isolationRunner(config)
+    const source = tempDir('isolation-project-')
+    fs.cpSync(path.join(__dirname, 'fixtures', 'attacker', 'project'), source, { recursive: true })
+    const adminFile = path.join(tempDir('isolation-admin-'), 'github-app.pem')
+    const adminSecret = `admin-${randomUUID()}`
+    fs.writeFileSync(adminFile, adminSecret)
+    const appKey = `ADMIN_GITHUB_APP_KEY-${randomUUID()}`
+    process.env.ADMIN_GITHUB_APP_KEY = appKey
+    try {
+      const { project, build } = entities()
+      project.sourceConfig = { path: source }
+      runner.setSource({
+        type: 'local',
+        async getProjectPath(from: { path: string }, targetDir: string) {
+          fs.cpSync(from.path, targetDir, { recursive: true })
+          return targetDir
+        },
+      })
+      const lines: string[] = []
+      const built = await runner.build(project, build, { envVars: { ATTACK_FILE: adminFile } }, (line) => lines.push(line))
+      const log = lines.join('\n')
+      expect(log).toMatch(/stolen|environ of|file: /)
+      expect(log.includes(`stolen environ of ${process.pid}:`), log).toBe(succeeds)
+      expect(log.includes(adminSecret), log).toBe(succeeds)
+      expect(log).not.toContain(appKey)
+      expect(built.status, log).toBe('succeeded')
+    } finally {
+      delete process.env.ADMIN_GITHUB_APP_KEY
+    }
+  })
+})
+
+describe('getStats().isolation', () => {
+  it.skipIf(!stats.sandbox)(`reports the sandbox in force by default${noSandbox}`, () => {
+    expect(stats).toMatchObject({ sandbox: true, sandboxReason: null, capabilities: 'none' })
+    expect(stats.landlockAbi).toBeGreaterThanOrEqual(1)
+  })
+
+  it('reports sandbox: false with its reason', () => {
+    const { runner } = isolationRunner({ sandbox: false })
+    const off = runner.getStats().isolation
+    expect(off.sandbox).toBe(false)
+    expect(off.sandboxReason).toMatch(/sandbox: false/)
+  })
+})
