@@ -166,6 +166,20 @@ describe.each(modes)('$name', ({ config, succeeds, skip }) => {
     expectOutcome(await attack(attacker, 'read-file', { path: '/etc/shadow', secret: 'root:' }))
   })
 
+  it.skipIf(skip || !root || !has('losetup'))("reads a disk of the host's (a loop device; a host running as root)", async (context) => {
+    const image = path.join(tempDir('isolation-disk-'), 'disk.img')
+    const diskSecret = `disk-${randomUUID()}`
+    fs.writeFileSync(image, Buffer.concat([Buffer.from(diskSecret), Buffer.alloc(64 * 1024)]))
+    const attached = spawnSync('losetup', ['--find', '--show', image], { encoding: 'utf8' })
+    if (attached.status !== 0) context.skip(`no loop device: ${attached.stderr.trim()}`)
+    const device = attached.stdout.trim()
+    try {
+      expectOutcome(await attack(attacker, 'read-file', { path: device, secret: diskSecret }))
+    } finally {
+      spawnSync('losetup', ['--detach', device])
+    }
+  })
+
   it.skipIf(skip || !root)('moves itself out of its cgroup (a host running as root)', async () => {
     const { server: mover } = await deployAttacker(runner, buildDir)
     const file = fs.existsSync('/sys/fs/cgroup/cgroup.controllers') ? '/sys/fs/cgroup/cgroup.procs' : '/sys/fs/cgroup/pids/cgroup.procs'
