@@ -14,6 +14,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import type { LocalProcessRunnerConfig, RunningServer, RunOptions } from '../index'
+import { packageRoot } from './helpers/addon'
 import { attack, cgroupsWritable, heartbeat, portBlock } from './helpers/isolation'
 import { alive, entities, installBuild, makeRunner, type Runner, shutdownRunners } from './helpers/runner'
 import { waitFor } from './helpers/wait'
@@ -147,6 +148,16 @@ describe.each(modes)('$name', ({ config, succeeds, skip }) => {
     expect(written).toBe(succeeds)
   })
 
+  it.skipIf(skip)("reads the host's shared memory (/dev/shm)", async () => {
+    const segment = `/dev/shm/isolation-${randomUUID()}`
+    fs.writeFileSync(segment, secret, { mode: 0o600 })
+    try {
+      expectOutcome(await attack(attacker, 'read-file', { path: segment, secret }))
+    } finally {
+      fs.rmSync(segment, { force: true })
+    }
+  })
+
   it.skipIf(skip)("connects to the admin's unix socket", async () => {
     const socketPath = path.join(tempDir('isolation-admin-'), 'admin.sock')
     const admin = net.createServer((socket) => socket.end())
@@ -194,6 +205,33 @@ describe.each(modes)('$name', ({ config, succeeds, skip }) => {
     } finally {
       spawnSync('ipcrm', ['-q', queue])
     }
+  })
+
+  it.skipIf(skip || !has('bash'))("reads a file of the host's through a descriptor the host left open", async () => {
+    // A host started with an open descriptor that is not close-on-exec (a file or socket its
+    // own parent passed down): the runner runs in a separate Node with the file as its fd 300
+    // (Node marks low inherited descriptors close-on-exec at startup, not high ones).
+    const dir = tempDir('isolation-host-')
+    const file = path.join(dir, 'admin.key')
+    const hostSecret = `fd-${randomUUID()}`
+    fs.writeFileSync(file, hostSecret)
+    const { project, deployment, build } = entities()
+    const hostBuildDir = path.join(dir, 'builds')
+    installBuild(hostBuildDir, build.id, 'attacker')
+    const script = `
+      const { LocalProcessRunner } = require(${JSON.stringify(packageRoot)})
+      const runner = new LocalProcessRunner(${JSON.stringify({ buildDir: hostBuildDir, portRange: portBlock(), ...config })})
+      runner.deploy(${JSON.stringify([project, deployment, build]).slice(1, -1)}).then(async (server) => {
+        const response = await fetch('http://127.0.0.1:' + server.port + '/attack/inherited-fds?secret=${hostSecret}')
+        console.log(await response.text())
+        await runner.shutdown()
+      })`
+    const host = spawnSync('bash', ['-c', 'exec "$0" -e "$1" 300<"$2"', process.execPath, script, file], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      encoding: 'utf8',
+      timeout: 20_000,
+    })
+    expectOutcome(JSON.parse(host.stdout))
   })
 
   it.skipIf(skip)("rewrites another server's index.mjs", async () => {
