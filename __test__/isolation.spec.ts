@@ -59,12 +59,13 @@ const stats = isolationRunner().runner.getStats().isolation
 const noSandbox = stats.sandbox ? '' : ` (skipped: ${stats.sandboxReason})`
 const noCgroup = cgroupsWritable() ? '' : ` (skipped: ${stats.limitsReason ?? 'no writable cgroup hierarchy'})`
 
+/** `[name, mode]`: without the sandbox every attack must succeed (so each spec can fail). */
 const modes = [
-  { name: 'with sandbox: false, each attack succeeds', config: { sandbox: false }, succeeds: true, skip: false },
-  { name: `in the default sandbox, each attack is refused${noSandbox}`, config: {}, succeeds: false, skip: !stats.sandbox },
-]
+  ['with sandbox: false, each attack succeeds', { config: { sandbox: false }, succeeds: true, skip: false }],
+  [`in the default sandbox, each attack is refused${noSandbox}`, { config: {}, succeeds: false, skip: !stats.sandbox }],
+] as const
 
-describe.each(modes)('$name', ({ config, succeeds, skip }) => {
+describe.each(modes)('%s', (_name, { config, succeeds, skip }) => {
   let runner: Runner
   let buildDir: string
   let attacker: RunningServer
@@ -338,7 +339,7 @@ describe(`kernel limits${noCgroup}`, () => {
   })
 })
 
-describe.each(modes)('a build whose postinstall steals from the host, $name', ({ config, succeeds, skip }) => {
+describe.each(modes)('a build whose postinstall steals from the host, %s', (_name, { config, succeeds, skip }) => {
   it.skipIf(skip)("reaches the admin's environment and files only without the sandbox", async () => {
     const { runner } = isolationRunner(config)
     const source = tempDir('isolation-project-')
