@@ -10,15 +10,15 @@ export interface AttackResult {
   detail: string
 }
 
-// 18400-18499: above the regions of `makeRunner` (10000-17999), below `freeRange` (24000+) and
-// the kernel's ephemeral ports; blocks of 10, one per runner, reused after ten runners.
+// 18400-18599: above the regions of `makeRunner` (10000-17999), below `freeRange` (24000+) and
+// the kernel's ephemeral ports; blocks of 10, one per runner, reused after twenty runners.
 const first = 18_400
 let nextBlock = first
 
 /** A block of 10 ports for one runner of the isolation spec. */
 export function portBlock(): { start: number; end: number } {
   const start = nextBlock
-  nextBlock = nextBlock + 10 > first + 90 ? first : nextBlock + 10
+  nextBlock = nextBlock + 10 > first + 190 ? first : nextBlock + 10
   return { start, end: start + 9 }
 }
 
