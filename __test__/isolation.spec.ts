@@ -142,10 +142,10 @@ describe.each(modes)('%s', (_name, { config, succeeds, skip }) => {
     ['/dev/shm', () => `/dev/shm/isolation-${randomUUID()}`],
   ])("writes the host's files (%s)", async (_where, file) => {
     const target = file()
-    const result = await attack(attacker, 'write-file', { path: target })
+    await attack(attacker, 'write-file', { path: target })
+    // Judged by the host's file: a sandbox writing its own private /dev/shm is no attack.
     const written = fs.existsSync(target)
     fs.rmSync(target, { force: true })
-    expectOutcome(result)
     expect(written).toBe(succeeds)
   })
 
@@ -232,7 +232,10 @@ describe.each(modes)('%s', (_name, { config, succeeds, skip }) => {
       encoding: 'utf8',
       timeout: 20_000,
     })
-    expectOutcome(JSON.parse(host.stdout))
+    // Refused with and without a sandbox: the one spawner marks every descriptor above the
+    // standard ones (and the IPC channel) close-on-exec in every child it starts.
+    const result = JSON.parse(host.stdout)
+    expect(result.ok, result.detail).toBe(false)
   })
 
   it.skipIf(skip)("rewrites another server's index.mjs", async () => {
@@ -288,11 +291,14 @@ describe.each(modes)('%s', (_name, { config, succeeds, skip }) => {
     expect(started.ok, started.detail).toBe(true)
     const file = started.detail
     await waitFor(() => heartbeat(file) !== null, 10_000, 'the first heartbeat')
+    // With a cgroup per server (sandboxed or not), the kernel counts the escapee and stop()
+    // ends it; only a runner with neither a sandbox nor a cgroup misses it.
+    const missed = succeeds && !!noCgroup
     const usage = await runner.getResourceUsage(escaper)
-    expect(usage.memoryUsageMb! >= 300, `${usage.memoryUsageMb} MB counted`).toBe(!succeeds)
+    expect(usage.memoryUsageMb! >= 300, `${usage.memoryUsageMb} MB counted`).toBe(!missed)
     await runner.stop(escaper)
     const last = heartbeat(file)!
-    if (succeeds) {
+    if (missed) {
       await waitFor(() => heartbeat(file)!.at > last.at, 5_000, 'a heartbeat after stop()')
       process.kill(heartbeat(file)!.pid, 'SIGKILL')
     } else {

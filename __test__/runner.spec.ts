@@ -129,18 +129,22 @@ describe('deploy', () => {
 })
 
 describe('running servers', () => {
-  it('notices a crash at once, keeps the logs, frees the port', async () => {
+  it('notices a crash at once, keeps the logs, keeps the port reserved until stop()', async () => {
     const { runner, buildDir } = makeRunner()
     const { project, deployment, build } = entities()
     installBuild(buildDir, build.id)
     const server = await runner.deploy(project, deployment, build, { envVars: { FIXTURE_CRASH_AFTER_MS: '300' } })
     await waitFor(() => runner.getStats().servers[0]?.healthStatus === 'unhealthy')
     expect(await runner.healthCheck(server)).toEqual({ healthy: false, message: 'Process is not running' })
-    await waitFor(() => runner.getStats().allocatedPorts.length === 0)
     const logs = await runner.getLogs(server)
     expect(logs).toContain('[stderr] crashing now')
     expect(logs).toContain('[stderr] [runner] process exited with exit code 1')
     expect(await runner.getResourceUsage(server)).toEqual({ memoryUsageMb: null, cpuPercent: null })
+    // No stranger takes the crashed server's port before its owner decides (as systemd keeps a
+    // failed unit's resources until it is reset).
+    expect(runner.getStats().allocatedPorts).toEqual([server.port])
+    await runner.stop(server)
+    expect(runner.getStats().allocatedPorts).toEqual([])
   })
 
   it('restarts a crashed server on the same port under a restart policy', async () => {
@@ -162,8 +166,11 @@ describe('running servers', () => {
     installBuild(buildDir, build.id)
     const server = await runner.deploy(project, deployment, build, { envVars: { FIXTURE_CRASH_AFTER_MS: '400' } })
     await waitFor(async () => (await runner.getLogs(server)).includes('restart limit reached'))
-    await waitFor(() => runner.getStats().allocatedPorts.length === 0)
+    await waitFor(() => runner.getStats().servers[0]?.healthStatus === 'unhealthy')
     expect(runner.getStats().servers[0]).toMatchObject({ healthStatus: 'unhealthy', restarts: 1 })
+    expect(runner.getStats().allocatedPorts).toEqual([server.port])
+    await runner.stop(server)
+    expect(runner.getStats().allocatedPorts).toEqual([])
   })
 
   it('reads logs: all, tail, since (which wins), pages, and unknown servers', async () => {
@@ -237,7 +244,9 @@ describe('running servers', () => {
 
 describe('stopping', () => {
   it('stop() kills a tree whose grandchild ignores SIGTERM, then frees the port', async () => {
-    const { runner, buildDir } = makeRunner({ shutdownTimeoutMs: 300 })
+    // Unsandboxed: the test checks the grandchild by the host pid the fixture reports (inside a
+    // sandbox, pids are the sandbox's own); isolation.spec covers the sandboxed stop.
+    const { runner, buildDir } = makeRunner({ shutdownTimeoutMs: 300, sandbox: false })
     const { project, deployment, build } = entities()
     installBuild(buildDir, build.id)
     const server = await runner.deploy(project, deployment, build, {
@@ -337,7 +346,7 @@ describe('a host that dies', () => {
     installBuild(buildDir, build.id)
     const script = `
       const { LocalProcessRunner } = require(${JSON.stringify(packageRoot)})
-      const runner = new LocalProcessRunner({ buildDir: ${JSON.stringify(buildDir)}, portRange: { start: 31900, end: 31990 } })
+      const runner = new LocalProcessRunner({ buildDir: ${JSON.stringify(buildDir)}, portRange: { start: 31900, end: 31990 }, sandbox: false })
       runner.deploy(${JSON.stringify(project)}, ${JSON.stringify(deployment)}, ${JSON.stringify(build)},
         { envVars: { FIXTURE_GRANDCHILD: '1' } }).then(async (server) => {
           const find = async () => /grandchild (\\d+)/.exec(await runner.getLogs(server))
@@ -355,7 +364,9 @@ describe('a host that dies', () => {
     await waitFor(() => !alive(server), 5_000, 'the server to die with its host')
     // The grandchild ignores SIGTERM and is not the direct child: the host's watchdog, which
     // reads end-of-file on its pipe when the host dies, kills it (the journal is the fallback
-    // for the next runner, tested in tests/process_lifecycle.rs).
+    // for the next runner, tested in tests/process_lifecycle.rs). Unsandboxed, so that the pid
+    // the fixture reports is a host pid; in a sandbox the parent-death signal of its init ends
+    // the whole sandbox (isolation.spec).
     await waitFor(() => !alive(grandchild), 1_000, 'the watchdog to kill the grandchild')
     await waitFor(() => !alive(host.pid!), 5_000, 'the host to be gone')
     // A new runner on the same buildDir starts and serves on the same ports.

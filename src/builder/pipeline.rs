@@ -36,10 +36,12 @@ use super::pm_cache::PrivateCopy;
 use super::project::{BuildOutcome, BuildRequest, BuildStatus};
 use super::provision::KnownIntegrities;
 use super::queue::{Admission, Slot};
+use crate::isolation::{Isolation, Limits};
 use crate::logs::{LogEntry, LogLimits, LogStore, RUNNER_PREFIX, Stream, join_text};
 use crate::process::{self, Ending, ExitInfo, Journal, SpawnSpec};
 use crate::source::workspace::Member;
 
+mod confine;
 mod install_root;
 mod provide;
 mod tool;
@@ -69,6 +71,12 @@ pub(crate) struct Settings {
     pub queue_limit: usize,
     /// The registry's digests of package managers, as this runner learned them.
     pub integrities: KnownIntegrities,
+    /// The sandbox and cgroups of build steps.
+    pub isolation: Arc<Isolation>,
+    /// Every build's limits (`buildLimits`).
+    pub limits: Limits,
+    /// The directory holding the builds (and the private directories under `.tmp`).
+    pub build_dir: PathBuf,
 }
 
 /// Why a run stopped early.
@@ -130,8 +138,10 @@ pub(crate) async fn run(
         package_manager: None,
         root: request.workdir.clone(),
         pm_copy: None,
+        confinement: None,
     };
     let result = run.steps(timeout).await;
+    run.release_confinement().await;
     let elapsed = secs(run.start.elapsed());
     let (status, message) = match result {
         Ok(()) => (BuildStatus::Succeeded, None),
@@ -226,6 +236,8 @@ struct Run<'a> {
     /// The verified package manager this build runs, if it runs one from the cache; removed
     /// when the run is dropped, that is when the build ends.
     pm_copy: Option<PrivateCopy>,
+    /// The build's cgroup and private directory, from its first step to its end.
+    confinement: Option<confine::BuildConfinement>,
 }
 
 impl Run<'_> {
@@ -567,6 +579,8 @@ impl Run<'_> {
             // Whatever the step left running in its group goes too.
             kill_leftovers: true,
         };
+        let mut spec = spec;
+        self.confine(&mut spec).await?;
         let journal = self.settings.journal.clone();
         let end = process::run_to_end(spec, log, journal, stopping, cancelled(&mut self.cancel))
             .await

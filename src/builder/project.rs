@@ -29,6 +29,7 @@ use super::provision::KnownIntegrities;
 use super::queue::Queue;
 use crate::config::RunnerConfig;
 use crate::error::{Error, Result};
+use crate::isolation::{Isolation, Limits, SandboxSettings};
 use crate::logs::{LogLimits, LogStore};
 use crate::process::Journal;
 use crate::validate::{self, MAX_SAFE_INTEGER};
@@ -51,6 +52,10 @@ pub struct BuilderConfig {
     pub kill_grace: Duration,
     /// Where the processes of builds are recorded for the next runner to reap, if anywhere.
     pub journal: Option<Arc<Journal>>,
+    /// The sandbox of build steps (`sandbox`).
+    pub sandbox: SandboxSettings,
+    /// Every build's limits (`buildLimits`).
+    pub limits: Limits,
 }
 
 impl BuilderConfig {
@@ -63,6 +68,8 @@ impl BuilderConfig {
             global_env_vars: BTreeMap::new(),
             kill_grace: crate::process::DEFAULT_KILL_GRACE,
             journal: None,
+            sandbox: SandboxSettings::default(),
+            limits: Limits::defaults(),
         }
     }
 
@@ -75,6 +82,8 @@ impl BuilderConfig {
             global_env_vars: config.global_env_vars.clone(),
             kill_grace: config.shutdown_timeout,
             journal: None,
+            sandbox: config.sandbox.clone(),
+            limits: config.build_limits,
         }
     }
 
@@ -280,6 +289,7 @@ struct Shared {
     queue: Arc<Queue>,
     active: Mutex<HashMap<String, Arc<Control>>>,
     integrities: KnownIntegrities,
+    isolation: Arc<Isolation>,
 }
 
 impl ProjectBuilder {
@@ -291,6 +301,7 @@ impl ProjectBuilder {
                 queue: Queue::new(config.max_concurrent_builds),
                 active: Mutex::new(HashMap::new()),
                 integrities: KnownIntegrities::default(),
+                isolation: Arc::new(Isolation::new(&config.sandbox)),
                 config,
             }),
         }
@@ -370,6 +381,9 @@ impl ProjectBuilder {
                 journal: builder.shared.config.journal.clone(),
                 queue_limit: builder.shared.queue.limit(),
                 integrities: builder.shared.integrities.clone(),
+                isolation: Arc::clone(&builder.shared.isolation),
+                limits: builder.shared.config.limits,
+                build_dir: builder.shared.config.build_dir.clone(),
             };
             let outcome = pipeline::run(&settings, request, admission, cancel).await;
             drop(guard);

@@ -8,10 +8,15 @@
 //! [`IsolationReport`].
 
 pub mod cgroup;
+pub mod groups;
 pub mod sandbox;
 pub mod settings;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use cgroup::Enforced;
+pub use groups::{GroupUsage, Groups};
 
 pub use sandbox::Sandbox;
 pub use settings::{Limits, SandboxSettings};
@@ -23,6 +28,8 @@ pub const PRIVATE_TMP_DIR: &str = ".tmp";
 #[derive(Debug)]
 pub struct Isolation {
     sandbox: SandboxSettings,
+    /// The cgroups of servers and builds.
+    pub groups: Arc<Groups>,
 }
 
 /// What a server's sandbox is made of.
@@ -80,16 +87,6 @@ pub struct IsolationReport {
     pub enforced: Enforced,
 }
 
-/// Which limits are enforced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Enforced {
-    /// `memoryMb`.
-    pub memory: bool,
-    /// `pids`.
-    pub pids: bool,
-    /// `cpus`.
-    pub cpus: bool,
-}
 
 impl Isolation {
     /// The isolation `settings` ask for; starts finding what the host supports (once per
@@ -105,6 +102,7 @@ impl Isolation {
         }
         Isolation {
             sandbox: settings.clone(),
+            groups: Arc::new(Groups::default()),
         }
     }
 
@@ -182,6 +180,37 @@ impl Isolation {
         }
     }
 
+    /// Makes the cgroup `name` with `limits` off the async threads; what a child writes to join
+    /// it, `None` where no cgroup can be made.
+    pub async fn create_group(
+        &self,
+        name: &str,
+        limits: Limits,
+    ) -> std::io::Result<Option<Arc<cgroup::JoinPaths>>> {
+        let groups = Arc::clone(&self.groups);
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || groups.create(&name, &limits))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Ends the cgroup `name` (its processes killed, its directories removed) off the async
+    /// threads.
+    pub async fn remove_group(&self, name: &str) {
+        let groups = Arc::clone(&self.groups);
+        let name = name.to_owned();
+        let _ = tokio::task::spawn_blocking(move || groups.remove(&name)).await;
+    }
+
+    /// SIGKILLs every process of the cgroup `name` off the async threads; how many there were.
+    pub async fn kill_group(&self, name: &str) -> usize {
+        let groups = Arc::clone(&self.groups);
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || groups.kill_all(&name))
+            .await
+            .unwrap_or(0)
+    }
+
     fn base(&self, node: &Path) -> Sandbox {
         Sandbox::base(node, &self.sandbox.read_paths, &self.sandbox.write_paths)
     }
@@ -205,9 +234,19 @@ impl Isolation {
             scoped: sandboxed && abi >= 6,
             capabilities: if sandboxed || !root { "none" } else { "host" },
             sandbox_reason: support.err(),
-            limits: "none",
-            limits_reason: Some("cgroups are not used yet".to_owned()),
-            enforced: Enforced::default(),
+            limits: match self.groups.place() {
+                Ok(place) => place.version().as_str(),
+                Err(_) => "none",
+            },
+            limits_reason: self.groups.place().as_ref().err().cloned(),
+            enforced: match self.groups.place() {
+                Ok(place) => place.enforced(),
+                Err(_) => Enforced {
+                    memory: false,
+                    pids: false,
+                    cpus: false,
+                },
+            },
         }
     }
 }

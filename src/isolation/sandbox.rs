@@ -25,14 +25,57 @@ pub struct Sandbox {
     pub bind_port: Option<u16>,
 }
 
-/// Directories every sandbox reads: the system's programs, libraries and configuration, and the
-/// sandbox's own `/proc` (a fresh one, listing only its own processes).
-const SYSTEM_READ: [&str; 11] = [
-    "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/dev", "/sys", "/proc",
+/// What every sandbox reads: the system's programs, libraries and configuration, the sandbox's
+/// own `/proc` (a fresh one, listing only its own processes) and the random devices.
+const SYSTEM_READ: [&str; 12] = [
+    "/usr",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/bin",
+    "/sbin",
+    "/etc",
+    "/sys",
+    "/proc",
+    "/dev/urandom",
+    "/dev/random",
 ];
 
-/// Devices every sandbox may write.
-const DEVICES_WRITE: [&str; 3] = ["/dev/null", "/dev/zero", "/dev/full"];
+/// What every sandbox writes: the harmless devices and its own `/dev/shm`.
+const DEVICES_WRITE: [&str; 4] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/shm"];
+
+/// Directories hidden from every sandbox under an empty read-only tmpfs, the sandbox's allowed
+/// paths inside bound back in place: Landlock does not govern `connect()` to a unix socket
+/// file, so sockets there (`/run/docker.sock`, D-Bus, another program's in `/tmp`) would be
+/// reachable; and secrets only root reads (a sandbox of a root host keeps uid 0, without
+/// capabilities).
+const MASKED_DIRS: [&str; 14] = [
+    "/run",
+    "/var/run",
+    "/tmp",
+    "/var/tmp",
+    "/var/lib",
+    "/home",
+    "/root",
+    "/mnt",
+    "/media",
+    "/srv",
+    "/boot",
+    "/dev/mqueue",
+    "/etc/ssh",
+    "/etc/ssl/private",
+];
+
+/// Files only root reads, hidden under `/dev/null`.
+const MASKED_FILES: [&str; 6] = [
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/security/opasswd",
+];
 
 impl Sandbox {
     /// The system part every sandbox shares, plus Node's installation (the directory above the
@@ -60,9 +103,23 @@ impl Sandbox {
         }
     }
 
-    /// The init program's arguments for this sandbox, up to and including `--`.
-    pub fn init_args(&self) -> Vec<String> {
-        let mut args = vec!["--landlock".to_owned()];
+    /// The paths hidden from this sandbox (the init binds its allowed paths back inside a
+    /// hidden directory, and leaves a directory that is itself allowed alone).
+    pub fn masks(&self) -> impl Iterator<Item = &'static str> {
+        MASKED_DIRS.iter().chain(MASKED_FILES.iter()).copied()
+    }
+
+    /// The init program's arguments for this sandbox, up to and including `--`; with
+    /// `ipc_channel`, descriptor 3 (a Node IPC channel) stays open for the program.
+    pub fn init_args(&self, ipc_channel: bool) -> Vec<String> {
+        let mut args = vec!["--landlock".to_owned(), "--private-shm".to_owned()];
+        if ipc_channel {
+            args.push("--keep-fd3".to_owned());
+        }
+        for path in self.masks() {
+            args.push("--mask".to_owned());
+            args.push(path.to_owned());
+        }
         for path in &self.read_only {
             args.push("--ro".to_owned());
             args.push(path.to_string_lossy().into_owned());
@@ -170,7 +227,17 @@ fn probe() -> Result<u32, String> {
     }
     let program = init_program()?;
     let output = std::process::Command::new(program)
-        .args(["--probe", "--landlock", "--ro", "/usr"])
+        .args([
+            "--probe",
+            "--landlock",
+            "--private-shm",
+            "--mask",
+            "/etc/shadow",
+            "--mask",
+            "/run",
+            "--ro",
+            "/usr",
+        ])
         .env_clear()
         .current_dir("/")
         .stdin(std::process::Stdio::null())
@@ -199,19 +266,14 @@ mod tests {
             read_write: vec![PathBuf::from("/srv/app")],
             bind_port: Some(4100),
         };
+        let args = sandbox.init_args(false);
+        assert_eq!(args[..2], ["--landlock", "--private-shm"]);
+        let rules = args.iter().position(|a| a == "--ro").unwrap();
         assert_eq!(
-            sandbox.init_args(),
-            [
-                "--landlock",
-                "--ro",
-                "/usr",
-                "--rw",
-                "/srv/app",
-                "--bind",
-                "4100",
-                "--"
-            ]
+            args[rules..],
+            ["--ro", "/usr", "--rw", "/srv/app", "--bind", "4100", "--"]
         );
+        assert!(sandbox.init_args(true).contains(&"--keep-fd3".to_owned()));
     }
 
     #[test]

@@ -187,7 +187,9 @@ async fn spawn_process(
             let init = crate::isolation::sandbox::init_program()
                 .map_err(|reason| spawn_error(&spec, reason))?;
             let mut command = tokio::process::Command::new(init);
-            command.args(sandbox.init_args()).arg(program);
+            command
+                .args(sandbox.init_args(channel.is_some()))
+                .arg(program);
             command
         }
         None => tokio::process::Command::new(&spec.program),
@@ -230,7 +232,7 @@ async fn spawn_process(
     let host = std::process::id() as i32;
     let cgroup = spec.confinement.cgroup.clone();
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // system calls (open, write, close, setsid, prctl, getppid, dup2, fcntl).
+    // system calls (open, write, close, setsid, prctl, getppid, dup2, fcntl, close_range).
     unsafe {
         command.pre_exec(move || {
             if let Some(cgroup) = &cgroup {
@@ -239,6 +241,16 @@ async fn spawn_process(
             if let Some(fd) = channel {
                 place_channel(fd)?;
             }
+            // Whatever the host left open without close-on-exec does not reach the child.
+            let first_closed: u32 = if channel.is_some() { 4 } else { 3 };
+            // close_range with CLOSE_RANGE_CLOEXEC only marks our own descriptors (the
+            // spawner's own status pipe is close-on-exec already).
+            nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                first_closed,
+                u32::MAX,
+                nix::libc::CLOSE_RANGE_CLOEXEC,
+            );
             if !dies_with_host {
                 // Its own session (and group): no signal aimed at the host's reaches it.
                 nix::unistd::setsid()?;

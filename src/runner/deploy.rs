@@ -310,8 +310,9 @@ impl Runner {
         Ok((server_id, handle, port))
     }
 
-    /// What confines server `server_id` on `port`: its sandbox (with its private temporary
-    /// directory, made here) when spawns are sandboxed.
+    /// What confines server `server_id` on `port`: its cgroup with its limits (where cgroups
+    /// can be made) and its sandbox, with its private temporary directory made here (when
+    /// spawns are sandboxed).
     async fn server_confinement(
         &self,
         request: &DeployRequest,
@@ -319,14 +320,26 @@ impl Runner {
         port: u16,
     ) -> Result<ServerConfinement> {
         let isolation = &self.shared.isolation;
+        let limits = self.config().limits.overridden_by(&request.limits);
+        let cgroup = isolation
+            .create_group(server_id, limits)
+            .await
+            .map_err(|e| Error::internal("creating the server's cgroup", e))?;
+        let mut confinement = ServerConfinement {
+            spawn: process::Confinement {
+                sandbox: None,
+                cgroup,
+            },
+            private_tmp: None,
+        };
         if !isolation.sandboxing().await {
-            return Ok(ServerConfinement::default());
+            return Ok(confinement);
         }
         let build_dir = &self.config().build_dir;
         let build_copy = crate::builder::layout::build_path(build_dir, &request.build_id)?;
         let data_dir = data::data_dir(build_dir, &request.deployment_id);
         let tmp = Isolation::private_tmp(build_dir, server_id)
-            .map_err(|e| Error::io("create", &build_dir.join(PRIVATE_TMP_DIR), &e))?;
+            .map_err(|e| Error::io("create", build_dir.join(PRIVATE_TMP_DIR), &e))?;
         let sandbox = isolation
             .server_sandbox(&ServerPlaces {
                 node: &request.node,
@@ -336,15 +349,11 @@ impl Runner {
                 port,
             })
             .await;
-        Ok(ServerConfinement {
-            private_tmp: sandbox
-                .is_some()
-                .then(|| tmp.to_string_lossy().into_owned()),
-            spawn: process::Confinement {
-                sandbox: sandbox.map(Arc::new),
-                cgroup: None,
-            },
-        })
+        if let Some(sandbox) = sandbox {
+            confinement.private_tmp = Some(tmp.to_string_lossy().into_owned());
+            confinement.spawn.sandbox = Some(Arc::new(sandbox));
+        }
+        Ok(confinement)
     }
 
     /// Appends a runner line to server `server_id`'s log.

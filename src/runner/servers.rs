@@ -183,6 +183,9 @@ impl Servers {
     pub async fn resource_usage(&self, server_id: &str, shared: &Arc<Shared>) -> Option<Usage> {
         let info = self.info(server_id)?;
         let pid = info.pid? as i32;
+        if let Some(usage) = group_usage(shared, server_id) {
+            return Some(usage);
+        }
         let known = self.known_escapees(server_id);
         let shared = Arc::clone(shared);
         let escapees = Arc::clone(&self.escapees);
@@ -210,6 +213,9 @@ impl Servers {
         let Some(pid) = info.pid else {
             return Some(None);
         };
+        if let Some(usage) = group_usage(shared, server_id) {
+            return Some(Some(usage));
+        }
         let others = self.known_escapees(server_id)?;
         shared.monitor.quick_sample_with(pid as i32, &others)
     }
@@ -221,4 +227,15 @@ impl Servers {
             .filter(|(at, _)| at.elapsed() < ESCAPEE_SCAN_EVERY)
             .map(|(_, pids)| pids.clone())
     }
+}
+
+/// Server `server_id`'s usage as its cgroup counts it (every process, escapees included: a few
+/// small reads), when it has a cgroup that counts CPU time.
+fn group_usage(shared: &Shared, server_id: &str) -> Option<Usage> {
+    let usage = shared.isolation.groups.usage(server_id)?;
+    Some(Usage {
+        memory_mb: usage.memory_mb,
+        cpu_percent: usage.cpu_percent,
+        processes: usage.processes,
+    })
 }

@@ -22,6 +22,7 @@ use super::supervisor::{Keeping, SupervisorHandle};
 use super::{LogOwner, Runner};
 use crate::error::Result;
 use crate::logs::LogStore;
+use crate::isolation::Isolation;
 use crate::process::ProcessHandle;
 
 /// Who stops a server whose deploy was dropped before it finished.
@@ -150,6 +151,9 @@ impl<'a> StartGuard<'a> {
         } else if let Some(child) = self.child.take() {
             child.kill_tree(self.runner.config().shutdown_timeout).await;
         }
+        let isolation = &self.runner.shared.isolation;
+        isolation.remove_group(&self.server_id).await;
+        Isolation::remove_private_tmp(&self.runner.config().build_dir, &self.server_id);
     }
 }
 
@@ -176,11 +180,16 @@ impl Drop for StartGuard<'_> {
         let abandoned = self
             .kept_recorded
             .then(|| (Arc::clone(&self.keeping), self.server_id.clone()));
+        let groups = Arc::clone(&self.runner.shared.isolation.groups);
+        let build_dir = self.runner.config().build_dir.clone();
+        let server_id = self.server_id.clone();
         let forget = move || {
             if let Some((keeping, server_id)) = abandoned {
                 keeping.abandoned(&server_id);
             }
             drop(lease);
+            groups.remove(&server_id);
+            Isolation::remove_private_tmp(&build_dir, &server_id);
         };
         match (self.child.take(), &runtime) {
             (Some(child), Some(runtime)) => {

@@ -12,7 +12,7 @@ use crate::source::workspace::{self, Member, Workspace};
 
 impl Run<'_> {
     /// The build copy (`<buildDir>/<build.id>`) holding `workdir`, if it is in one.
-    fn copy_of(&self, workdir: &Path) -> Option<PathBuf> {
+    pub(super) fn copy_of(&self, workdir: &Path) -> Option<PathBuf> {
         let build_dir = self.settings.caches.root().parent()?;
         let first = workdir.strip_prefix(build_dir).ok()?.components().next()?;
         Some(build_dir.join(first))

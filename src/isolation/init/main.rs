@@ -7,9 +7,12 @@
 //!
 //! 1. when not root, enters a new user namespace mapping its own uid and gid (so files keep
 //!    their owners);
-//! 2. enters new mount and pid namespaces and forks the namespace's init (pid 1), which mounts a
-//!    fresh `/proc` (only the sandbox's own processes);
-//! 3. pid 1 forks the program's process, which sets `no_new_privs`, drops every capability from
+//! 2. enters new mount, pid, IPC and cgroup namespaces and forks the namespace's init (pid 1),
+//!    which mounts a fresh `/proc` (only the sandbox's own processes), hides the `--mask` paths
+//!    (directories where sockets and secrets live, root-only files) and, with `--private-shm`,
+//!    gives the sandbox its own `/dev/shm`;
+//! 3. pid 1 forks the program's process, which marks every descriptor above 2 (above 3 with
+//!    `--keep-fd3`, a Node IPC channel) close-on-exec, sets `no_new_privs`, drops every capability from
 //!    its bounding set when it runs as root, enters a Landlock domain (`--ro` read and execute,
 //!    `--rw` full access, `--bind` the one TCP port it may bind, signal and abstract-socket
 //!    scoping) and execs the program;
@@ -22,7 +25,7 @@
 //! only receives SIGKILL from outside, which ends the namespace.
 //!
 //! Usage: `mastra-runner-init [--probe] [--landlock] [--ro PATH]... [--rw PATH]... [--bind PORT]
-//! -- PROGRAM [ARG]...`. `--probe` checks that every step works and prints the
+//! [--mask PATH]... [--private-shm] [--keep-fd3] -- PROGRAM [ARG]...`. `--probe` checks that every step works and prints the
 //! Landlock ABI. Errors are printed as `mastra-runner-init: <step>: <reason>` with exit code 125
 //! (126 or 127 when the program cannot be executed or found).
 
@@ -33,11 +36,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 
 const CLONE_NEWNS: c_int = 0x0002_0000;
+const CLONE_NEWCGROUP: c_int = 0x0200_0000;
+const CLONE_NEWIPC: c_int = 0x0800_0000;
 const CLONE_NEWUSER: c_int = 0x1000_0000;
 const CLONE_NEWPID: c_int = 0x2000_0000;
 const MS_NOSUID: c_ulong = 2;
 const MS_NODEV: c_ulong = 4;
 const MS_NOEXEC: c_ulong = 8;
+const MS_RDONLY: c_ulong = 1;
+const MS_REMOUNT: c_ulong = 32;
+const MS_BIND: c_ulong = 4096;
 const MS_REC: c_ulong = 16384;
 const MS_PRIVATE: c_ulong = 1 << 18;
 const PR_SET_PDEATHSIG: c_int = 1;
@@ -50,6 +58,7 @@ const SYS_LANDLOCK_ADD_RULE: c_long = 445;
 const SYS_LANDLOCK_RESTRICT_SELF: c_long = 446;
 const SYS_CLOSE_RANGE: c_long = 436;
 const LANDLOCK_CREATE_RULESET_VERSION: c_ulong = 1;
+const CLOSE_RANGE_CLOEXEC: u32 = 4;
 const LANDLOCK_RULE_PATH_BENEATH: c_int = 1;
 const LANDLOCK_RULE_NET_PORT: c_int = 2;
 const O_PATH: c_int = 0o10_000_000;
@@ -96,6 +105,12 @@ struct Request {
     read_only: Vec<CString>,
     read_write: Vec<CString>,
     bind_port: Option<u16>,
+    /// Directories hidden under an empty read-only tmpfs, files under `/dev/null`.
+    masks: Vec<CString>,
+    /// Whether `/dev/shm` is a fresh tmpfs of the sandbox's own.
+    private_shm: bool,
+    /// Whether descriptor 3 (a Node IPC channel) goes to the program.
+    keep_fd3: bool,
     program: Vec<OsString>,
 }
 
@@ -113,8 +128,8 @@ fn main() {
         enter_user_namespace(uid, gid);
     }
     // SAFETY: plain system calls on this single-threaded process.
-    if unsafe { unshare(CLONE_NEWNS | CLONE_NEWPID) } != 0 {
-        fail("new mount and pid namespaces", &last_error());
+    if unsafe { unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWCGROUP) } != 0 {
+        fail("new mount, pid, IPC and cgroup namespaces", &last_error());
     }
     let root = c"/";
     // SAFETY: a valid C string; null type and data are allowed for a propagation change.
@@ -195,6 +210,12 @@ fn namespace_init(request: &Request, status_write: c_int) -> ! {
     // SAFETY: plain prctl.
     unsafe { prctl(PR_SET_PDEATHSIG, SIGKILL as c_ulong, 0, 0, 0) };
     mount_proc();
+    for path in &request.masks {
+        mask(path, request);
+    }
+    if request.private_shm {
+        private_shm();
+    }
     // SAFETY: single-threaded; the child only sets itself up and execs.
     let program = match unsafe { fork() } {
         -1 => fail("fork of the program", &last_error()),
@@ -221,6 +242,15 @@ fn namespace_init(request: &Request, status_write: c_int) -> ! {
 
 /// The program's process: privileges down, Landlock on, then exec.
 fn run_program(request: &Request) -> ! {
+    // The working directory again, through the masks and the paths bound back in them.
+    if let Ok(cwd) = std::env::current_dir() {
+        let _ = std::env::set_current_dir(cwd);
+    }
+    // Descriptors the host left open without close-on-exec stop here (Landlock checks opens,
+    // not descriptors already open).
+    let first_closed: u32 = if request.keep_fd3 { 4 } else { 3 };
+    // SAFETY: marking our own descriptors close-on-exec.
+    unsafe { syscall(SYS_CLOSE_RANGE, first_closed, u32::MAX, CLOSE_RANGE_CLOEXEC) };
     for polite in POLITE_SIGNALS {
         // SAFETY: restoring default actions for the program.
         unsafe { signal(polite, SIG_DFL) };
@@ -458,6 +488,132 @@ fn mount_proc() {
     }
 }
 
+/// Hides `path`: a directory under an empty read-only tmpfs (the sandbox's allowed paths inside
+/// it bound back in place), a file under `/dev/null`; a link or a missing path is left alone.
+fn mask(path: &CString, request: &Request) {
+    let as_path = |c: &CString| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(c.as_bytes()));
+    let dir = as_path(path);
+    let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+        return;
+    };
+    if meta.is_file() {
+        // SAFETY: valid C strings; a bind mount takes no type or data.
+        let bound = unsafe {
+            mount(
+                c"/dev/null".as_ptr(),
+                path.as_ptr(),
+                std::ptr::null(),
+                MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        if bound != 0 {
+            fail(&format!("mask {}", dir.display()), &last_error());
+        }
+        return;
+    }
+    if !meta.is_dir() {
+        return;
+    }
+    let allowed: Vec<std::path::PathBuf> = request
+        .read_only
+        .iter()
+        .chain(&request.read_write)
+        .map(as_path)
+        .collect();
+    if allowed.iter().any(|a| *a == dir) {
+        return;
+    }
+    // Held open before the tmpfs covers them, then bound back at the same place.
+    let inside: Vec<(std::fs::File, std::path::PathBuf)> = allowed
+        .into_iter()
+        .filter(|a| a.starts_with(&dir))
+        .filter_map(|a| open_path(&a).map(|file| (file, a)))
+        .collect();
+    mount_tmpfs(path, 0, "size=64k,mode=755");
+    for (file, place) in &inside {
+        let is_dir = file.metadata().map(|m| m.is_dir()).unwrap_or(false);
+        let made = if is_dir {
+            std::fs::create_dir_all(place)
+        } else {
+            place
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::File::create(place).map(drop))
+        };
+        if let Err(error) = made {
+            fail(&format!("mask {}", dir.display()), &error.to_string());
+        }
+        let source = CString::new(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file)))
+            .unwrap_or_else(|_| fail("mask", "a descriptor path"));
+        let target = CString::new(place.as_os_str().as_bytes())
+            .unwrap_or_else(|_| fail("mask", "a path with a NUL byte"));
+        // SAFETY: valid C strings; a bind mount takes no type or data.
+        if unsafe {
+            mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                MS_BIND | MS_REC,
+                std::ptr::null(),
+            )
+        } != 0
+        {
+            fail(&format!("bind {} back", place.display()), &last_error());
+        }
+    }
+    mount_tmpfs(path, MS_REMOUNT | MS_RDONLY, "size=64k,mode=755");
+}
+
+/// An `O_PATH` descriptor of `path`, or `None` when it does not exist.
+fn open_path(path: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_PATH)
+        .open(path)
+        .ok()
+}
+
+/// Mounts (or with `MS_REMOUNT`, remounts) a small tmpfs at `path`.
+fn mount_tmpfs(path: &CString, flags: c_ulong, options: &str) {
+    let tmpfs = c"tmpfs";
+    let data = CString::new(options).unwrap_or_else(|_| fail("tmpfs", "options"));
+    // SAFETY: valid C strings.
+    if unsafe {
+        mount(
+            tmpfs.as_ptr(),
+            path.as_ptr(),
+            tmpfs.as_ptr(),
+            flags | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            data.as_ptr().cast(),
+        )
+    } != 0
+    {
+        fail(&format!("mask {}", path.to_string_lossy()), &last_error());
+    }
+}
+
+/// A fresh `/dev/shm` of the sandbox's own (its pages count against its memory limit).
+fn private_shm() {
+    if std::fs::metadata("/dev/shm").map(|m| m.is_dir()).unwrap_or(false) {
+        let tmpfs = c"tmpfs";
+        // SAFETY: valid C strings.
+        if unsafe {
+            mount(
+                tmpfs.as_ptr(),
+                c"/dev/shm".as_ptr(),
+                tmpfs.as_ptr(),
+                MS_NOSUID | MS_NODEV,
+                c"mode=1777,size=256m".as_ptr().cast(),
+            )
+        } != 0
+        {
+            fail("private /dev/shm", &last_error());
+        }
+    }
+}
+
 /// Closes every descriptor from 3 on but `keep`: the program's copies stay with the program.
 fn close_other_descriptors(keep: c_int) {
     // SAFETY: closing ranges of our own descriptors.
@@ -483,16 +639,18 @@ fn parse(args: Vec<OsString>) -> Result<Request, String> {
             }
             Some("--probe") => request.probe = true,
             Some("--landlock") => request.landlock = true,
-            Some(flag @ ("--ro" | "--rw" | "--bind")) => {
+            Some("--private-shm") => request.private_shm = true,
+            Some("--keep-fd3") => request.keep_fd3 = true,
+            Some(flag @ ("--ro" | "--rw" | "--bind" | "--mask")) => {
                 let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
                 match flag {
-                    "--ro" | "--rw" => {
+                    "--ro" | "--rw" | "--mask" => {
                         let path = CString::new(value.as_bytes())
                             .map_err(|_| format!("{flag}: a path with a NUL byte"))?;
-                        if flag == "--ro" {
-                            request.read_only.push(path);
-                        } else {
-                            request.read_write.push(path);
+                        match flag {
+                            "--ro" => request.read_only.push(path),
+                            "--rw" => request.read_write.push(path),
+                            _ => request.masks.push(path),
                         }
                     }
                     _ => {

@@ -109,9 +109,17 @@ impl SupervisorHandle {
 }
 
 fn not_running() -> HealthReport {
+    not_running_because(None)
+}
+
+/// `Process is not running`, with why the kernel killed it when it did.
+fn not_running_because(reason: Option<&str>) -> HealthReport {
     HealthReport {
         healthy: false,
-        message: Some("Process is not running".to_owned()),
+        message: Some(match reason {
+            Some(reason) => format!("Process is not running ({reason})"),
+            None => "Process is not running".to_owned(),
+        }),
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::child::{ServerChild, Spawner};
 use super::keeping::Keeping;
 use super::state::{ServerInfo, ServerState};
-use super::{Control, NewServer, Origin, gate, not_running};
+use super::{Control, NewServer, Origin, gate, not_running, not_running_because};
 use crate::error::{Error, Result};
 use crate::health::{HealthReport, ListenerCheck};
 use crate::isolation::Isolation;
@@ -60,6 +60,11 @@ pub(super) struct Supervisor {
     streak: Streak,
     /// A `detach()` waiting for the task to let go.
     detaching: Option<oneshot::Sender<bool>>,
+    /// Why the kernel killed the last process, when it did (`killed: out of memory (limit
+    /// 160 MB)`).
+    killed_because: Option<String>,
+    /// Crashed with no restart left: its port stays reserved until it is stopped.
+    port_reserved: bool,
 }
 
 /// A health check in flight, with the callers waiting for it.
@@ -110,6 +115,8 @@ impl Supervisor {
                 restarts: 0,
             },
             detaching: None,
+            killed_because: None,
+            port_reserved: false,
         }
     }
 
@@ -150,6 +157,9 @@ impl Supervisor {
                 break;
             }
             if matches!(self.info.state, ServerState::Stopped { .. }) {
+                if self.port_reserved {
+                    self.stay_down().await;
+                }
                 break;
             }
             let exit = self.child.as_ref().map(|c| c.exit());
@@ -204,7 +214,7 @@ impl Supervisor {
                 }
                 Event::Message(Some(Control::CheckHealth { reply })) => {
                     if self.child.as_ref().is_none_or(|c| !c.is_running()) {
-                        let _ = reply.send(not_running());
+                        let _ = reply.send(not_running_because(self.killed_because.as_deref()));
                     } else if let Some(pending) = pending.as_mut() {
                         pending.replies.push(reply);
                     } else {
@@ -366,9 +376,18 @@ impl Supervisor {
 
     /// The process exited on its own.
     async fn exited(&mut self, exit: ExitInfo) {
+        self.killed_because = self
+            .shared
+            .isolation
+            .groups
+            .new_oom_kill(&self.info.id)
+            .map(|limit_mb| format!("killed: out of memory (limit {limit_mb} MB)"));
         if let Some(ready) = self.ready.take() {
             if let Some(child) = &self.child {
                 child.output_closed(LAST_OUTPUT_WAIT).await;
+            }
+            if let Some(reason) = &self.killed_because {
+                self.runner_line(format!("process exited with {exit}: {reason}"));
             }
             let error = Error::ServerExited {
                 pid: self.info.pid.unwrap_or_default(),
@@ -384,6 +403,8 @@ impl Supervisor {
         self.runner_line(if not_ours && exit == ExitInfo::unknown() {
             "process exited (its exit status is unknown: it was not started by this runner)"
                 .to_owned()
+        } else if let Some(reason) = &self.killed_because {
+            format!("process exited with {exit}: {reason}")
         } else {
             format!("process exited with {exit}")
         });
@@ -392,7 +413,7 @@ impl Supervisor {
         self.kill_tree().await;
         self.info.pid = None;
         let Some(policy) = self.shared.config.restart_policy.clone() else {
-            self.go_down(Some(exit));
+            self.crashed(Some(exit));
             return;
         };
         if self.streak.started.elapsed() > stable_after(policy.max_backoff) {
@@ -403,7 +424,7 @@ impl Supervisor {
                 "restart limit reached ({} restarts): the server stays down",
                 policy.max_restarts
             ));
-            self.go_down(Some(exit));
+            self.crashed(Some(exit));
             return;
         }
         let factor = 2u32.saturating_pow(self.streak.restarts);
@@ -431,7 +452,7 @@ impl Supervisor {
             self.runner_line(
                 "not restarted: the adopted server's command line could not be read".to_owned(),
             );
-            self.go_down(None);
+            self.crashed(None);
             return false;
         };
         match self.spawner.spawn(spec, &self.log, &self.info.id).await {
@@ -448,7 +469,7 @@ impl Supervisor {
             }
             Err(error) => {
                 self.runner_line(format!("restart failed: {error}"));
-                self.go_down(None);
+                self.crashed(None);
                 false
             }
         }
@@ -477,7 +498,9 @@ impl Supervisor {
         let grace = self.shared.config.shutdown_timeout;
         let exit = child.kill_tree(grace).await;
         // Processes that left the group (setsid, detached children) still carry the token.
-        let escaped = process::ownership::kill_token_processes(&self.token, grace).await;
+        let mut escaped = process::ownership::kill_token_processes(&self.token, grace).await;
+        // Whatever is left in its cgroup (an escapee that dropped the token too).
+        escaped += self.shared.isolation.kill_group(&self.info.id).await;
         if escaped > 0 {
             self.runner_line(format!(
                 "stopped {escaped} process(es) that had left the server's process group"
@@ -489,10 +512,49 @@ impl Supervisor {
 
     /// Down for good: the tree is gone, so the port goes back.
     fn go_down(&mut self, exit: Option<ExitInfo>) {
+        self.fall_down(exit);
+        self.shared.ports.release(self.info.port, &self.info.id);
+    }
+
+    /// Down after a crash with no restart left: the tree is gone, the port stays reserved for
+    /// the server until it is stopped (see [`Self::stay_down`]).
+    fn crashed(&mut self, exit: Option<ExitInfo>) {
+        self.fall_down(exit);
+        self.port_reserved = true;
+    }
+
+    /// Keeps a crashed server's port from strangers and answers its health checks (with why
+    /// the kernel killed it, when it did) until a caller stops it or the runner lets it go;
+    /// then the port goes back.
+    async fn stay_down(&mut self) {
+        while let Some(message) = self.messages.recv().await {
+            match message {
+                Control::CheckHealth { reply } => {
+                    let _ = reply.send(not_running_because(self.killed_because.as_deref()));
+                }
+                Control::Detach { done } => {
+                    let _ = done.send(false);
+                    break;
+                }
+                Control::Stop { done, .. } => {
+                    let _ = done.send(());
+                    break;
+                }
+            }
+        }
+        self.shared.ports.release(self.info.port, &self.info.id);
+    }
+
+    /// The tree is gone: its cgroup and private directory go, the state is `Stopped`.
+    fn fall_down(&mut self, exit: Option<ExitInfo>) {
         self.keeping.gone(&self.info);
         self.info.pid = None;
-        Isolation::remove_private_tmp(&self.shared.config.build_dir, &self.info.id);
-        self.shared.ports.release(self.info.port, &self.info.id);
+        let shared = Arc::clone(&self.shared);
+        let server_id = self.info.id.clone();
+        tokio::spawn(async move {
+            shared.isolation.remove_group(&server_id).await;
+            Isolation::remove_private_tmp(&shared.config.build_dir, &server_id);
+        });
         self.set_state(ServerState::Stopped {
             exit,
             at: SystemTime::now(),

@@ -1,0 +1,204 @@
+//! What confines a build's steps: one cgroup per build run (`buildLimits`) and, where spawns
+//! are sandboxed, a sandbox per step that writes only the build's copy, the package-manager
+//! caches and a private `TMPDIR`, and reads the host only where every sandbox may (plus the
+//! package manager the step runs).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{Run, Stop};
+use crate::builder::package_manager::find_in_path;
+use crate::source::workspace;
+use crate::isolation::{BuildPlaces, Isolation, PRIVATE_TMP_DIR};
+use crate::process::{Confinement, SpawnSpec};
+
+/// A build run's cgroup and private directory, made at its first step.
+#[derive(Debug)]
+pub(super) struct BuildConfinement {
+    /// The name of its cgroup and of its private directory.
+    name: String,
+    cgroup: Option<Arc<crate::isolation::cgroup::JoinPaths>>,
+    /// Its private temporary directory, when steps are sandboxed.
+    private_tmp: Option<PathBuf>,
+}
+
+/// The cache under `.cache` that build steps get as `XDG_CACHE_HOME`.
+const METADATA_CACHE: &str = "xdg";
+
+/// The variables that point a package manager at its cache (`layout::Caches::env`).
+const CACHE_VARS: [&str; 6] = [
+    "npm_config_cache",
+    "npm_config_store_dir",
+    "pnpm_config_store_dir",
+    "YARN_CACHE_FOLDER",
+    "YARN_GLOBAL_FOLDER",
+    "BUN_INSTALL_CACHE_DIR",
+];
+
+/// The caches under `caches` that `spec`'s variables point its package manager at (the shared
+/// ones, or a helper's own inside its private copy; never `pm` itself, where the fetched
+/// package managers are), made if missing so the sandbox can allow them.
+fn step_caches(spec: &SpawnSpec, caches: &Path) -> Vec<PathBuf> {
+    let store_locks = spec
+        .env
+        .keys()
+        .any(|var| var.ends_with("_config_store_dir"))
+        .then(pnpm_store_locks);
+    CACHE_VARS
+        .iter()
+        .filter_map(|var| spec.env.get(*var))
+        .map(PathBuf::from)
+        .filter(|dir| dir.starts_with(caches) && *dir != caches.join("pm"))
+        .chain(store_locks)
+        .filter_map(|dir| make_dir(&dir))
+        .collect()
+}
+
+/// `dir`, made if missing; `None` (with a warning) when it cannot be.
+fn make_dir(dir: &Path) -> Option<PathBuf> {
+    match std::fs::create_dir_all(dir) {
+        Ok(()) => Some(dir.to_path_buf()),
+        Err(error) => {
+            tracing::warn!("cannot create the cache {}: {error}", dir.display());
+            None
+        }
+    }
+}
+
+/// The most parents above a package manager's program searched for its package root.
+const PACKAGE_ROOT_DEPTH: usize = 4;
+
+impl Run<'_> {
+    /// Confines `spec`, a step of this build: in the build's cgroup, and in a sandbox when
+    /// spawns are sandboxed, with `TMPDIR` and `HOME` at the build's private directory (the
+    /// host's `~/.npmrc` is out of reach: registry settings come from the project's `.npmrc` or
+    /// `npm_config_*` variables) and `XDG_CACHE_HOME` (pnpm's metadata, among others) under
+    /// `.cache`, unless the build's own variables set them.
+    pub(super) async fn confine(&mut self, spec: &mut SpawnSpec) -> Result<(), Stop> {
+        let isolation = Arc::clone(&self.settings.isolation);
+        if self.confinement.is_none() {
+            self.confinement = Some(self.make_confinement(&isolation).await?);
+        }
+        let Some(confinement) = &self.confinement else {
+            return Ok(());
+        };
+        let mut sandbox = None;
+        if let Some(tmp) = &confinement.private_tmp {
+            let caches = self.settings.caches.root();
+            let path = spec.env.get("PATH").map(String::as_str);
+            let node = find_in_path("node", path, &self.root).unwrap_or_else(|| "node".into());
+            let copy = self.copy_of(&self.request.workdir);
+            let mut read: Vec<PathBuf> = [package_root(Path::new(&spec.program))]
+                .into_iter()
+                .flatten()
+                .chain([caches.join("pm")])
+                .collect();
+            if copy.is_none() {
+                // Built in place: the package manager reads the workspace files above it.
+                let top = PathBuf::from("/");
+                let bound = workspace::SearchBound::Within(&top);
+                read.extend(workspace::find_root(&self.request.workdir, bound));
+            }
+            let metadata = caches.join(METADATA_CACHE);
+            let mut writable = step_caches(spec, caches);
+            writable.extend(make_dir(&metadata));
+            // A package manager being fetched into its directory under `pm` (checked against
+            // its digest before it runs).
+            if spec.cwd.starts_with(caches.join("pm")) {
+                writable.push(spec.cwd.clone());
+            }
+            sandbox = isolation
+                .build_sandbox(&BuildPlaces {
+                    node: &node,
+                    build_copy: copy.as_deref().unwrap_or(&self.root),
+                    read,
+                    caches: writable,
+                    private_tmp: tmp,
+                })
+                .await;
+            if sandbox.is_some() {
+                // npm's update check would write under the unreachable home and print notices
+                // into the build's log.
+                let own = [
+                    ("TMPDIR", tmp.to_string_lossy().into_owned()),
+                    ("HOME", tmp.to_string_lossy().into_owned()),
+                    ("XDG_CACHE_HOME", metadata.to_string_lossy().into_owned()),
+                    ("npm_config_update_notifier", "false".to_owned()),
+                ];
+                for (key, value) in own {
+                    if !self.request.env_vars.contains_key(key)
+                        && !self.settings.global_env_vars.contains_key(key)
+                    {
+                        spec.env.insert(key.to_owned(), value);
+                    }
+                }
+            }
+        }
+        spec.confinement = Confinement {
+            sandbox: sandbox.map(Arc::new),
+            cgroup: confinement.cgroup.clone(),
+        };
+        Ok(())
+    }
+
+    async fn make_confinement(&self, isolation: &Isolation) -> Result<BuildConfinement, Stop> {
+        let name = format!("build-{}", crate::ids::uuid_v4());
+        let cgroup = isolation
+            .create_group(&name, self.settings.limits)
+            .await
+            .map_err(|e| Stop::Failed(format!("Cannot create the build's cgroup: {e}")))?;
+        let private_tmp = if isolation.sandboxing().await {
+            let build_dir = &self.settings.build_dir;
+            Some(Isolation::private_tmp(build_dir, &name).map_err(|e| {
+                Stop::Failed(format!(
+                    "Cannot create {}: {e}",
+                    build_dir.join(PRIVATE_TMP_DIR).join(&name).display()
+                ))
+            })?)
+        } else {
+            None
+        };
+        Ok(BuildConfinement {
+            name,
+            cgroup,
+            private_tmp,
+        })
+    }
+
+    /// Ends the run's cgroup (with anything left in it) and removes its private directory.
+    pub(super) async fn release_confinement(&mut self) {
+        let Some(confinement) = self.confinement.take() else {
+            return;
+        };
+        self.settings
+            .isolation
+            .remove_group(&confinement.name)
+            .await;
+        if confinement.private_tmp.is_some() {
+            let build_dir = self.settings.build_dir.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                Isolation::remove_private_tmp(&build_dir, &confinement.name);
+            })
+            .await;
+        }
+    }
+}
+
+/// Where pnpm 11 and later take their store locks, whatever `TMPDIR` says:
+/// `/tmp/pnpm-store-operation-locks-<uid>` (a lock is all a build can do there).
+fn pnpm_store_locks() -> PathBuf {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { nix::libc::getuid() };
+    PathBuf::from(format!("/tmp/pnpm-store-operation-locks-{uid}"))
+}
+
+/// The package a program belongs to (the nearest parent with a `package.json`, a few levels
+/// up from its real path), or its directory: what a step must read to run it.
+fn package_root(program: &Path) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(program).ok()?;
+    let dir = real.parent()?;
+    dir.ancestors()
+        .take(PACKAGE_ROOT_DEPTH)
+        .find(|candidate| candidate.join("package.json").is_file())
+        .map_or_else(|| Some(dir.to_path_buf()), |root| Some(root.to_path_buf()))
+}
