@@ -13,6 +13,7 @@ use std::process::Command;
 
 use common::{path_with, project, temp_dir};
 use mastra_runner_local::builder::{BuildOutcome, BuildRequest, BuilderConfig, ProjectBuilder};
+use mastra_runner_local::isolation::SandboxSettings;
 
 /// A fake `npm`: `view` prints the sha512 integrity of `$FAKE_PM_TARBALL` as the registry
 /// would, `pack` copies that tarball to `--pack-destination` and appends the npm cache it was
@@ -76,7 +77,14 @@ impl Setup {
         write_executable(&bin.join("npm"), FAKE_NPM);
         Setup {
             name: name.to_owned(),
-            builder: ProjectBuilder::new(BuilderConfig::new(temp_dir(&format!("{name}-builds")))),
+            builder: ProjectBuilder::new(BuilderConfig {
+                // The fake npm logs its packs beside the builds, outside a build's sandbox.
+                sandbox: SandboxSettings {
+                    enabled: false,
+                    ..SandboxSettings::default()
+                },
+                ..BuilderConfig::new(temp_dir(&format!("{name}-builds")))
+            }),
             path: path_with(&bin),
             served,
             pack_log: bin.join("pack.log"),

@@ -39,7 +39,7 @@ async fn deploy_serves_and_stop_leaves_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_is_noticed_and_the_port_freed() {
+async fn a_crash_is_noticed_and_the_port_kept_until_stop() {
     let (runner, dir) = runner("crash", 12020, json!({}));
     let server = runner
         .deploy(request("dep-1", &[("FIXTURE_CRASH_AFTER_MS", "100")]))
@@ -54,12 +54,14 @@ async fn a_crash_is_noticed_and_the_port_freed() {
     let info = runner.server(&server.id).expect("still listed");
     assert_eq!(info.health(), HealthStatus::Unhealthy);
     assert_eq!(info.pid, None);
-    assert!(runner.stats().allocated_ports.is_empty());
+    // The port stays the crashed server's until it is stopped: no stranger takes it meanwhile.
+    assert_eq!(runner.stats().allocated_ports, [server.port]);
     assert!(processes_under(&dir).is_empty());
     assert!(log_text(&runner, &server.id).contains("process exited with exit code 1"));
     let report = runner.health_check(&server.id).await;
     assert_eq!(report.message.as_deref(), Some("Process is not running"));
     runner.stop(&server.id).await;
+    assert!(runner.stats().allocated_ports.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,9 +93,10 @@ async fn restarts_with_backoff_then_stays_down() {
     assert_eq!(log.matches("listening on").count(), 3, "{log}");
     assert!(log.contains("restart limit reached (2 restarts)"), "{log}");
     assert!(log.contains("restarted: healthy"), "{log}");
-    assert!(runner.stats().allocated_ports.is_empty());
+    assert_eq!(runner.stats().allocated_ports, [server.port]);
     assert!(processes_under(&dir).is_empty());
     runner.stop(&server.id).await;
+    assert!(runner.stats().allocated_ports.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,7 +87,6 @@ pub struct IsolationReport {
     pub enforced: Enforced,
 }
 
-
 impl Isolation {
     /// The isolation `settings` ask for; starts finding what the host supports (once per
     /// process, off the caller's thread) when a sandbox is wanted.

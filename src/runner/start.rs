@@ -21,8 +21,8 @@ use super::servers::ServerEntry;
 use super::supervisor::{Keeping, SupervisorHandle};
 use super::{LogOwner, Runner};
 use crate::error::Result;
-use crate::logs::LogStore;
 use crate::isolation::Isolation;
+use crate::logs::LogStore;
 use crate::process::ProcessHandle;
 
 /// Who stops a server whose deploy was dropped before it finished.

@@ -156,6 +156,10 @@ impl FakeBuilds {
         let mut config = BuilderConfig::new(temp_dir(&format!("{name}-builds")));
         config.max_concurrent_builds = max;
         config.kill_grace = Duration::from_millis(300);
+        // The fake npm writes its marks beside the builds, outside any build's sandbox; the
+        // build sandbox is tested by the JS specs (build.spec runs with it on, isolation.spec
+        // attacks it).
+        config.sandbox.enabled = false;
         FakeBuilds {
             builder: ProjectBuilder::new(config),
             path: path_with(&fake_npm_dir(name)),

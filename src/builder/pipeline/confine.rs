@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use super::{Run, Stop};
 use crate::builder::package_manager::find_in_path;
-use crate::source::workspace;
 use crate::isolation::{BuildPlaces, Isolation, PRIVATE_TMP_DIR};
 use crate::process::{Confinement, SpawnSpec};
+use crate::source::workspace;
 
 /// A build run's cgroup and private directory, made at its first step.
 #[derive(Debug)]
@@ -88,17 +88,11 @@ impl Run<'_> {
             let path = spec.env.get("PATH").map(String::as_str);
             let node = find_in_path("node", path, &self.root).unwrap_or_else(|| "node".into());
             let copy = self.copy_of(&self.request.workdir);
-            let mut read: Vec<PathBuf> = [package_root(Path::new(&spec.program))]
+            let read: Vec<PathBuf> = [package_root(Path::new(&spec.program))]
                 .into_iter()
                 .flatten()
                 .chain([caches.join("pm")])
                 .collect();
-            if copy.is_none() {
-                // Built in place: the package manager reads the workspace files above it.
-                let top = PathBuf::from("/");
-                let bound = workspace::SearchBound::Within(&top);
-                read.extend(workspace::find_root(&self.request.workdir, bound));
-            }
             let metadata = caches.join(METADATA_CACHE);
             let mut writable = step_caches(spec, caches);
             writable.extend(make_dir(&metadata));
@@ -106,6 +100,13 @@ impl Run<'_> {
             // its digest before it runs).
             if spec.cwd.starts_with(caches.join("pm")) {
                 writable.push(spec.cwd.clone());
+            }
+            if copy.is_none() {
+                // Built in place: the whole workspace above it is the build's, as a package
+                // manager walking up to its root installs there.
+                let top = PathBuf::from("/");
+                let bound = workspace::SearchBound::Within(&top);
+                writable.extend(workspace::find_root(&self.request.workdir, bound));
             }
             sandbox = isolation
                 .build_sandbox(&BuildPlaces {

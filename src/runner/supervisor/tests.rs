@@ -310,6 +310,24 @@ async fn until_info(handle: &SupervisorHandle, wanted: impl Fn(&ServerInfo) -> b
     }
 }
 
+/// A crashed server with no restart left keeps its port until a caller stops it; then the
+/// task ends and the port goes back.
+async fn stop_after_crash(
+    handle: &SupervisorHandle,
+    task: tokio::task::JoinHandle<()>,
+    shared: &Shared,
+    port: u16,
+) {
+    until(handle, is_stopped).await;
+    assert!(
+        shared.ports.is_allocated(port),
+        "a crashed server's port stays reserved"
+    );
+    handle.stop("stop()").await;
+    task.await.expect("task ends");
+    assert!(!shared.ports.is_allocated(port));
+}
+
 fn is_running(state: &ServerState) -> bool {
     matches!(state, ServerState::Running { healthy: true, .. })
 }
@@ -383,7 +401,7 @@ async fn an_exit_without_a_restart_policy_stops_the_server() {
         supervise_fake(&shared, Origin::Deploy, child, FakeSpawner::with(vec![]));
     ready.await.expect("answered").expect("healthy");
     remote.exit_with(1);
-    task.await.expect("task ends");
+    stop_after_crash(&handle, task, &shared, endpoint.port).await;
     let info = handle.info();
     assert!(
         matches!(info.state, ServerState::Stopped { exit: Some(exit), .. } if exit.code == Some(1)),
@@ -476,7 +494,7 @@ async fn the_restart_limit_leaves_the_server_stopped() {
     })
     .await;
     second.exit_with(2);
-    task.await.expect("task ends");
+    stop_after_crash(&handle, task, &shared, endpoint.port).await;
     let info = handle.info();
     assert!(
         matches!(info.state, ServerState::Stopped { exit: Some(exit), .. } if exit.code == Some(2)),
@@ -496,13 +514,12 @@ async fn a_restart_that_cannot_spawn_leaves_the_server_stopped() {
         supervise_fake(&shared, Origin::Deploy, child, FakeSpawner::with(vec![]));
     ready.await.expect("answered").expect("healthy");
     first.exit_with(1);
-    task.await.expect("task ends");
+    stop_after_crash(&handle, task, &shared, endpoint.port).await;
     assert!(matches!(
         handle.info().state,
         ServerState::Stopped { exit: None, .. }
     ));
     assert!(log_text(&log).contains("restart failed: "));
-    assert!(!shared.ports.is_allocated(endpoint.port));
 }
 
 #[tokio::test]
@@ -574,7 +591,7 @@ async fn an_adopted_server_is_gated_without_a_deploy_and_its_unknown_exit_said_s
     until(&handle, is_running).await;
     assert!(log_text(&log).contains("adopted: healthy"));
     remote.end(ExitInfo::unknown());
-    task.await.expect("task ends");
+    stop_after_crash(&handle, task, &shared, endpoint.port).await;
     assert!(log_text(&log).contains(
         "process exited (its exit status is unknown: it was not started by this runner)"
     ));
