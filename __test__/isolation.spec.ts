@@ -343,6 +343,26 @@ describe(`kernel limits${noCgroup}`, () => {
     const { server: next } = await deployAttacker(runner, buildDir)
     expect(await runner.healthCheck(next)).toEqual({ healthy: true })
   })
+
+  it('without a cgroup (MASTRA_RUNNER_CGROUPS=off), an RSS watchdog enforces memoryMb and says so', async () => {
+    // The switch is read when the runner first looks for cgroups (its first deploy); this file's
+    // specs run one after another in this worker, so no other runner sees it.
+    process.env.MASTRA_RUNNER_CGROUPS = 'off'
+    try {
+      const { runner, buildDir } = isolationRunner({ limits: { memoryMb: 100 } })
+      const { server: hog } = await deployAttacker(runner, buildDir)
+      const { isolation } = runner.getStats()
+      expect(isolation).toMatchObject({ limits: 'watchdog', enforced: { memory: true, pids: false, cpus: false } })
+      expect(isolation.limitsReason).toBe('turned off by MASTRA_RUNNER_CGROUPS=off')
+      await attack(hog, 'alloc', { mb: 300 })
+      const oom = /killed: out of memory \(limit 100 MB\)/
+      await waitFor(async () => oom.test(await runner.getLogs(hog)), 10_000, 'the watchdog to kill the server')
+      expect(await runner.getLogs(hog)).toMatch(/memory watchdog: \d+ MB resident, over the limit of 100 MB/)
+      expect(await runner.healthCheck(hog)).toEqual({ healthy: false, message: expect.stringMatching(oom) })
+    } finally {
+      delete process.env.MASTRA_RUNNER_CGROUPS
+    }
+  })
 })
 
 describe.each(modes)('a build whose postinstall steals from the host, %s', (_name, { config, succeeds, skip }) => {

@@ -36,13 +36,35 @@ pub struct GroupUsage {
 pub struct Groups {
     place: OnceLock<Result<Cgroups, String>>,
     groups: Mutex<HashMap<String, Group>>,
+    /// Where no cgroup can be made: the memory limit in MB of each server an RSS watchdog
+    /// enforces instead.
+    watched: Mutex<HashMap<String, u64>>,
 }
+
+/// The variable that keeps the runner from making cgroups when it is `off` (a host whose
+/// cgroups must not be touched; limits other than memory are then not enforced).
+pub const CGROUPS_VAR: &str = "MASTRA_RUNNER_CGROUPS";
 
 impl Groups {
     /// Where groups are made, or why none can be: found once (reads `/proc/self` and the
     /// cgroup mounts; on cgroup v2 it may move the host into a leaf group of its own).
     pub fn place(&self) -> &Result<Cgroups, String> {
-        self.place.get_or_init(Cgroups::detect)
+        self.place.get_or_init(|| {
+            if std::env::var(CGROUPS_VAR).is_ok_and(|v| v == "off") {
+                return Err(format!("turned off by {CGROUPS_VAR}=off"));
+            }
+            Cgroups::detect()
+        })
+    }
+
+    /// Has an RSS watchdog enforce `memory_mb` for server `name` (where no cgroup can be made).
+    pub fn watch_memory(&self, name: &str, memory_mb: u64) {
+        lock(&self.watched).insert(name.to_owned(), memory_mb);
+    }
+
+    /// The memory limit an RSS watchdog enforces for server `name`, if any.
+    pub fn memory_watch(&self, name: &str) -> Option<u64> {
+        lock(&self.watched).get(name).copied()
     }
 
     /// Makes group `name` with `limits` (blocking file-system work) and returns what a child
@@ -126,6 +148,7 @@ impl Groups {
 
     /// Ends group `name`: its processes killed, its directories removed.
     pub fn remove(&self, name: &str) {
+        lock(&self.watched).remove(name);
         let Some(group) = lock(&self.groups).remove(name) else {
             return;
         };

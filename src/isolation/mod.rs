@@ -78,8 +78,8 @@ pub struct IsolationReport {
     pub capabilities: &'static str,
     /// Why there is no sandbox, when there is none.
     pub sandbox_reason: Option<String>,
-    /// How limits are enforced: `"cgroup-v2"`, `"cgroup-v1"`, `"watchdog"` (memory only, by
-    /// an RSS watchdog) or `"none"`.
+    /// How limits are enforced: `"cgroup-v2"`, `"cgroup-v1"` or `"watchdog"` (no cgroup:
+    /// memory only, by an RSS watchdog).
     pub limits: &'static str,
     /// Why limits are not enforced by a cgroup, when they are not.
     pub limits_reason: Option<String>,
@@ -172,10 +172,10 @@ impl Isolation {
     /// Removes the private temporary directory `name` under `build_dir`, if any.
     pub fn remove_private_tmp(build_dir: &Path, name: &str) {
         let dir = build_dir.join(PRIVATE_TMP_DIR).join(name);
-        if let Err(error) = std::fs::remove_dir_all(&dir) {
-            if error.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!("cannot remove {}: {error}", dir.display());
-            }
+        if let Err(error) = std::fs::remove_dir_all(&dir)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove {}: {error}", dir.display());
         }
     }
 
@@ -235,13 +235,14 @@ impl Isolation {
             sandbox_reason: support.err(),
             limits: match self.groups.place() {
                 Ok(place) => place.version().as_str(),
-                Err(_) => "none",
+                Err(_) => "watchdog",
             },
             limits_reason: self.groups.place().as_ref().err().cloned(),
+            // Without a cgroup, an RSS watchdog enforces memory; nothing enforces the rest.
             enforced: match self.groups.place() {
                 Ok(place) => place.enforced(),
                 Err(_) => Enforced {
-                    memory: false,
+                    memory: true,
                     pids: false,
                     cpus: false,
                 },

@@ -84,10 +84,10 @@ impl Sandbox {
         let mut read_only: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
         // Files /etc links to elsewhere (a resolver's stub file, say) are read where they are.
         for file in ["/etc/resolv.conf", "/etc/hosts", "/etc/localtime"] {
-            if let Ok(real) = std::fs::canonicalize(file) {
-                if !real.starts_with("/etc") {
-                    read_only.push(real);
-                }
+            if let Ok(real) = std::fs::canonicalize(file)
+                && !real.starts_with("/etc")
+            {
+                read_only.push(real);
             }
         }
         if let Some(install) = node_installation(node) {

@@ -103,6 +103,8 @@ impl Runner {
         self.servers
             .ports()
             .hold_adopted(record.port, &record.server_id);
+        // Its cgroup, when it has one, counts and ends it as before the restart of the host.
+        self.shared.isolation.groups.adopt(&record.server_id);
         let info = ServerInfo {
             id: record.server_id.clone(),
             deployment_id: record.deployment_id.clone(),

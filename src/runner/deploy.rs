@@ -325,6 +325,9 @@ impl Runner {
             .create_group(server_id, limits)
             .await
             .map_err(|e| Error::internal("creating the server's cgroup", e))?;
+        if let (None, Some(memory_mb)) = (&cgroup, limits.memory_mb) {
+            isolation.groups.watch_memory(server_id, memory_mb);
+        }
         let mut confinement = ServerConfinement {
             spawn: process::Confinement {
                 sandbox: None,

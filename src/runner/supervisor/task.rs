@@ -65,6 +65,8 @@ pub(super) struct Supervisor {
     killed_because: Option<String>,
     /// Crashed with no restart left: its port stays reserved until it is stopped.
     port_reserved: bool,
+    /// Why the memory watchdog killed the process, until its exit is handled.
+    watchdog_killed: Option<String>,
 }
 
 /// A health check in flight, with the callers waiting for it.
@@ -80,6 +82,7 @@ enum Event {
     GateOutcome(Result<()>),
     Checked(HealthReport),
     BackoffOver,
+    MemoryTick,
 }
 
 impl Supervisor {
@@ -117,6 +120,7 @@ impl Supervisor {
             detaching: None,
             killed_because: None,
             port_reserved: false,
+            watchdog_killed: None,
         }
     }
 
@@ -185,8 +189,23 @@ impl Supervisor {
                     None => std::future::pending().await,
                 }
             };
+            let memory_watched = self.child.as_ref().is_some_and(|c| c.is_running())
+                && self
+                    .shared
+                    .isolation
+                    .groups
+                    .memory_watch(&self.info.id)
+                    .is_some();
+            let memory_tick = async {
+                if memory_watched {
+                    tokio::time::sleep(MEMORY_WATCH_EVERY).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             let event = tokio::select! {
                 exit = exit => Event::Exited(exit),
+                () = memory_tick => Event::MemoryTick,
                 message = self.messages.recv() => Event::Message(message),
                 outcome = gate_outcome => Event::GateOutcome(outcome),
                 report = checked => Event::Checked(report),
@@ -197,6 +216,7 @@ impl Supervisor {
                     gate = None;
                     self.exited(exit).await;
                 }
+                Event::MemoryTick => self.check_memory().await,
                 Event::Message(None) => {
                     // Every handle is gone: nobody can stop the server any more, so stop it now.
                     stop_by = Some(("the runner being dropped", Vec::new()));
@@ -365,6 +385,8 @@ impl Supervisor {
             child.let_go();
             self.shared.monitor.forget(pid as i32);
         }
+        // Its cgroup stays, for the next runner to adopt with it.
+        self.shared.isolation.groups.let_go(&self.info.id);
         self.runner_line(format!(
             "detached: the server keeps running (pid {}, port {}) for the next runner on this buildDir",
             self.info.pid.unwrap_or_default(),
@@ -381,7 +403,8 @@ impl Supervisor {
             .isolation
             .groups
             .new_oom_kill(&self.info.id)
-            .map(|limit_mb| format!("killed: out of memory (limit {limit_mb} MB)"));
+            .map(|limit_mb| format!("killed: out of memory (limit {limit_mb} MB)"))
+            .or_else(|| self.watchdog_killed.take());
         if let Some(ready) = self.ready.take() {
             if let Some(child) = &self.child {
                 child.output_closed(LAST_OUTPUT_WAIT).await;
@@ -491,6 +514,38 @@ impl Supervisor {
         }
     }
 
+    /// Where no cgroup enforces `memoryMb` (PM2's `max_memory_restart`): kills the process
+    /// group once the tree's resident memory is over the limit; its exit is then reported as
+    /// an out-of-memory kill.
+    async fn check_memory(&mut self) {
+        let limit_mb = self.shared.isolation.groups.memory_watch(&self.info.id);
+        let (Some(limit_mb), Some(child)) = (limit_mb, &self.child) else {
+            return;
+        };
+        let pid = child.pid() as i32;
+        let resident = tokio::task::spawn_blocking(move || {
+            let pages: u64 = process::procfs::live_tree(pid)
+                .iter()
+                .map(|p| p.rss_pages)
+                .sum();
+            pages * process::procfs::page_size()
+        })
+        .await
+        .unwrap_or(0);
+        let resident_mb = resident / 1_048_576;
+        if resident_mb <= limit_mb || self.watchdog_killed.is_some() {
+            return;
+        }
+        self.runner_line(format!(
+            "memory watchdog: {resident_mb} MB resident, over the limit of {limit_mb} MB"
+        ));
+        self.watchdog_killed = Some(format!("killed: out of memory (limit {limit_mb} MB)"));
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+
     /// Kills the current process tree, if any, and waits until nothing of it is left.
     async fn kill_tree(&mut self) -> Option<ExitInfo> {
         let child = self.child.take()?;
@@ -561,6 +616,9 @@ impl Supervisor {
         });
     }
 }
+
+/// How often the memory watchdog reads a server's resident memory (where no cgroup limits it).
+const MEMORY_WATCH_EVERY: Duration = Duration::from_millis(500);
 
 /// Sleeps until `until` (a wall-clock time); forever when `None`.
 async fn sleep_until(until: Option<SystemTime>) {
