@@ -131,7 +131,8 @@ describe('mastra-runner-local', () => {
     const { root, project, state } = scratch()
     const markers = path.join(root, 'markers')
     fs.mkdirSync(markers)
-    const up = startUp(['.', '--port', '9451', '--env', 'FIXTURE_BUILD=sleep', '--env', `FIXTURE_MARKER_DIR=${markers}`], project, state)
+    // Unsandboxed: the build script writes its markers (named by its host pid) outside the build.
+    const up = startUp(['.', '--port', '9451', '--no-sandbox', '--env', 'FIXTURE_BUILD=sleep', '--env', `FIXTURE_MARKER_DIR=${markers}`], project, state)
     await waitFor(() => fs.readdirSync(markers).some((f) => f.endsWith('.start')), 60_000, 'the build script')
     const buildPid = Number(fs.readdirSync(markers).find((f) => f.endsWith('.start'))!.split('.')[0])
     expect(alive(buildPid)).toBe(true)

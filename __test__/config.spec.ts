@@ -43,6 +43,9 @@ describe('defaults', () => {
       logFileMaxMb: 16,
       tracesEndpoint: null,
       redeployDrainMs: 60000,
+      sandbox: { enabled: true, readPaths: [], writePaths: [], isolatePorts: false },
+      limits: { memoryMb: null, cpus: null, pids: 4096 },
+      buildLimits: { memoryMb: null, cpus: null, pids: 4096 },
     })
   })
 
@@ -52,7 +55,9 @@ describe('defaults', () => {
   })
 
   it('reports an idle runner with the whole port range available', () => {
-    expect(make().getStats()).toEqual({ runningProcesses: 0, drainingServers: 0, allocatedPorts: [], availablePorts: 90, restarts: 0, servers: [], buildDiskUsageMb: 0, dataDiskUsageMb: 0 })
+    const { isolation, ...counts } = make().getStats()
+    expect(counts).toEqual({ runningProcesses: 0, drainingServers: 0, allocatedPorts: [], availablePorts: 90, restarts: 0, servers: [], buildDiskUsageMb: 0, dataDiskUsageMb: 0 })
+    expect(Object.keys(isolation).sort()).toEqual(['bindOwnPortOnly', 'capabilities', 'enforced', 'landlockAbi', 'limits', 'limitsReason', 'sandbox', 'sandboxReason', 'scoped'])
     expect(make({ portRange: { start: 5000, end: 5000 } }).getStats().availablePorts).toBe(1)
   })
 

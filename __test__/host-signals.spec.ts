@@ -21,7 +21,8 @@ function startHost(ownListener: string) {
   const script = `
     const { LocalProcessRunner } = require(${JSON.stringify(packageRoot)})
     ${ownListener}
-    const runner = new LocalProcessRunner({ buildDir: ${JSON.stringify(buildDir)}, portRange: { start: ${port}, end: ${port} } })
+    // Unsandboxed: the pids the fixture reports must be host pids (a sandbox has its own).
+    const runner = new LocalProcessRunner({ buildDir: ${JSON.stringify(buildDir)}, portRange: { start: ${port}, end: ${port} }, sandbox: false })
     runner.deploy(${JSON.stringify(project)}, ${JSON.stringify(deployment)}, ${JSON.stringify(build)},
       { envVars: { FIXTURE_GRANDCHILD: '1', FIXTURE_DETACHED: '1' } }).then(async (server) => {
         const find = async () => {

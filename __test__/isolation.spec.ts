@@ -309,6 +309,31 @@ describe.each(modes)('%s', (_name, { config, succeeds, skip }) => {
   })
 })
 
+describe(`sandbox.isolatePorts${noSandbox}`, () => {
+  it.skipIf(!stats.sandbox || stats.landlockAbi < 4)("keeps a server from another server's port of the range, not from its own or others", async () => {
+    const outside = net.createServer((socket) => socket.end())
+    await new Promise<void>((resolve) => outside.listen(0, '127.0.0.1', resolve))
+    const outsidePort = (outside.address() as net.AddressInfo).port
+    try {
+      // Off (the default), a server reaches another's port past the router; on, it does not.
+      for (const isolatePorts of [false, true]) {
+        const { runner, buildDir } = isolationRunner({ sandbox: { isolatePorts } })
+        const { server: victim } = await deployAttacker(runner, buildDir)
+        const { server: attacker } = await deployAttacker(runner, buildDir)
+        const other = await attack(attacker, 'connect-tcp', { port: victim.port })
+        expect(other.ok, `isolatePorts ${isolatePorts}: ${other.detail}`).toBe(!isolatePorts)
+        const own = await attack(attacker, 'connect-tcp', { port: attacker.port })
+        expect(own.ok, own.detail).toBe(true)
+        const elsewhere = await attack(attacker, 'connect-tcp', { port: outsidePort })
+        expect(elsewhere.ok, elsewhere.detail).toBe(true)
+        await runner.shutdown()
+      }
+    } finally {
+      outside.close()
+    }
+  })
+})
+
 describe(`kernel limits${noCgroup}`, () => {
   it.skipIf(!!noCgroup)('pids: 64 makes forks fail inside the server only; the next deploy works', async () => {
     const { runner, buildDir } = isolationRunner()
@@ -396,6 +421,48 @@ describe.each(modes)('a build whose postinstall steals from the host, %s', (_nam
     } finally {
       delete process.env.ADMIN_GITHUB_APP_KEY
     }
+  })
+})
+
+describe('a host that is not root', () => {
+  // The CI machine runs as root; MastraAdmin often does not. A separate Node dropped to
+  // nobody (setpriv) runs a runner: its sandbox then goes through a user namespace.
+  const canDrop = process.getuid?.() === 0 && has('setpriv')
+  it.skipIf(!canDrop)('gets the same sandbox through a user namespace, and its servers cannot read the host', async () => {
+    const dir = tempDir('isolation-nobody-')
+    fs.chmodSync(dir, 0o777)
+    const buildDir = path.join(dir, 'builds')
+    const secretFile = path.join(dir, 'admin.key')
+    const hostSecret = `nobody-${randomUUID()}`
+    fs.writeFileSync(secretFile, hostSecret, { mode: 0o644 })
+    const { project, deployment, build } = entities()
+    installBuild(buildDir, build.id, 'attacker')
+    execFileSync('chown', ['-R', '65534:65534', buildDir])
+    const script = `
+      const { LocalProcessRunner } = require(${JSON.stringify(packageRoot)})
+      const runner = new LocalProcessRunner(${JSON.stringify({ buildDir, portRange: portBlock() })})
+      runner.deploy(${JSON.stringify([project, deployment, build]).slice(1, -1)}).then(async (server) => {
+        const ask = async (name, query) => (await fetch('http://127.0.0.1:' + server.port + '/attack/' + name + '?' + new URLSearchParams(query))).json()
+        const result = {
+          uid: process.getuid(),
+          isolation: runner.getStats().isolation,
+          file: await ask('read-file', { path: ${JSON.stringify(secretFile)}, secret: ${JSON.stringify(hostSecret)} }),
+          environ: await ask('read-environ', { pid: String(process.pid) }),
+        }
+        await runner.shutdown()
+        console.log(JSON.stringify(result))
+      }, (error) => { console.log(JSON.stringify({ error: String(error) })) })`
+    const host = spawnSync('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, '-e', script], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 30_000,
+    })
+    const result = JSON.parse(host.stdout.trim().split('\n').pop() ?? '{}')
+    expect(result.error, host.stderr).toBeUndefined()
+    expect(result.uid).toBe(65534)
+    expect(result.isolation).toMatchObject({ sandbox: true, capabilities: 'none' })
+    expect(result.file.ok, result.file.detail).toBe(false)
+    expect(result.environ.ok, result.environ.detail).toBe(false)
   })
 })
 

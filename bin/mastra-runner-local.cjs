@@ -33,13 +33,16 @@ Options (up, build):
   --restart         (up) Restart the server when it exits, up to 10 times in a row, waiting
                     1 s, doubling up to 30 s (the runner's restartPolicy).
   --keep            (up) Keep the build directory on exit.
+  --no-sandbox      Run the build and the server without the sandbox (they then reach
+                    everything the user running this command can; see the README's
+                    Isolation).
 
 Environment:
   XDG_STATE_HOME      Base of the state directory (default: ~/.local/state).
   MASTRA_RUNNER_LOG   Diagnostics level: off, error, warn (default), info, debug, trace.`
 
 /** Options that take no value. */
-const FLAGS = new Set(['restart', 'keep'])
+const FLAGS = new Set(['restart', 'keep', 'no-sandbox'])
 /** Exit statuses after a signal: 128 + its number, as shells report them. */
 const SIGNAL_STATUS = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 }
 /** A line every this many seconds while a build step prints nothing. */
@@ -162,6 +165,7 @@ function makeRunner(options, extra = {}) {
     defaultBuildTimeoutMs: (wholeNumber(options, 'timeout') ?? 600) * 1000,
     // --port starts the range, so that port is used when free and the next ones otherwise.
     portRange: port === undefined ? undefined : { start: port, end: Math.min(port + 99, 65535) },
+    ...(options['no-sandbox'] ? { sandbox: false } : {}),
     ...extra,
   })
 }

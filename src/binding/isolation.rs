@@ -24,8 +24,9 @@ pub struct IsolationStats {
     /// the host runs as root without a sandbox.
     #[napi(ts_type = "'none' | 'host'")]
     pub capabilities: String,
-    /// How limits are enforced.
-    #[napi(ts_type = "'cgroup-v2' | 'cgroup-v1' | 'watchdog' | 'none'")]
+    /// How limits are enforced: a cgroup per server, or (where none can be made) an RSS
+    /// watchdog for `memoryMb` only.
+    #[napi(ts_type = "'cgroup-v2' | 'cgroup-v1' | 'watchdog'")]
     pub limits: String,
     /// Why limits are not enforced by a cgroup, when they are not.
     pub limits_reason: Option<String>,
@@ -73,6 +74,8 @@ pub struct ResolvedSandbox {
     pub read_paths: Vec<String>,
     /// Extra paths every sandbox writes.
     pub write_paths: Vec<String>,
+    /// Whether servers may not connect to other servers' ports of `portRange`.
+    pub isolate_ports: bool,
 }
 
 impl From<&SandboxSettings> for ResolvedSandbox {
@@ -87,6 +90,7 @@ impl From<&SandboxSettings> for ResolvedSandbox {
             enabled: settings.enabled,
             read_paths: strings(&settings.read_paths),
             write_paths: strings(&settings.write_paths),
+            isolate_ports: settings.isolate_ports,
         }
     }
 }

@@ -53,7 +53,16 @@ impl Groups {
             if std::env::var(CGROUPS_VAR).is_ok_and(|v| v == "off") {
                 return Err(format!("turned off by {CGROUPS_VAR}=off"));
             }
-            Cgroups::detect()
+            let place = Cgroups::detect()?;
+            // A directory another user made (a runner of root's before this one) may be
+            // there and not writable: only a group made and removed proves the place.
+            let probe = format!("probe-{}", std::process::id());
+            let made = place
+                .create(&probe, &cgroup::Limits::default())
+                .map_err(|e| format!("cannot create a cgroup: {e}"))?;
+            made.remove()
+                .map_err(|e| format!("cannot remove a cgroup: {e}"))?;
+            Ok(place)
         })
     }
 

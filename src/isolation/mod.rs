@@ -45,6 +45,9 @@ pub struct ServerPlaces<'a> {
     pub private_tmp: &'a Path,
     /// Its port, the only one it may bind.
     pub port: u16,
+    /// The runner's `portRange`, whose other ports it may not connect to under
+    /// `sandbox.isolatePorts`.
+    pub port_range: (u16, u16),
 }
 
 /// What a build step's sandbox is made of.
@@ -128,6 +131,9 @@ impl Isolation {
             places.private_tmp.to_path_buf(),
         ]);
         sandbox.bind_port = Some(places.port);
+        if self.sandbox.isolate_ports {
+            sandbox.connect_except = Some(places.port_range);
+        }
         Some(sandbox)
     }
 

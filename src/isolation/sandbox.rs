@@ -23,6 +23,9 @@ pub struct Sandbox {
     pub read_write: Vec<PathBuf>,
     /// The one TCP port it may bind; `None`: binding is not restricted (a build step).
     pub bind_port: Option<u16>,
+    /// A range of TCP ports it may not connect to (but `bind_port`); `None`: connecting is not
+    /// restricted.
+    pub connect_except: Option<(u16, u16)>,
 }
 
 /// What every sandbox reads: the system's programs, libraries and configuration, the sandbox's
@@ -100,6 +103,7 @@ impl Sandbox {
             read_only,
             read_write,
             bind_port: None,
+            connect_except: None,
         }
     }
 
@@ -131,6 +135,10 @@ impl Sandbox {
         if let Some(port) = self.bind_port {
             args.push("--bind".to_owned());
             args.push(port.to_string());
+        }
+        if let Some((first, last)) = self.connect_except {
+            args.push("--connect-except".to_owned());
+            args.push(format!("{first}-{last}"));
         }
         args.push("--".to_owned());
         args
@@ -265,6 +273,7 @@ mod tests {
             read_only: vec![PathBuf::from("/usr")],
             read_write: vec![PathBuf::from("/srv/app")],
             bind_port: Some(4100),
+            connect_except: None,
         };
         let args = sandbox.init_args(false);
         assert_eq!(args[..2], ["--landlock", "--private-shm"]);

@@ -17,6 +17,9 @@ pub struct SandboxSettings {
     pub read_paths: Vec<PathBuf>,
     /// Extra paths every sandbox may write (`sandbox.writePaths`).
     pub write_paths: Vec<PathBuf>,
+    /// Whether a server may not connect to other servers' ports of `portRange`
+    /// (`sandbox.isolatePorts`; costs milliseconds and kernel memory per server).
+    pub isolate_ports: bool,
 }
 
 impl Default for SandboxSettings {
@@ -25,6 +28,7 @@ impl Default for SandboxSettings {
             enabled: true,
             read_paths: Vec::new(),
             write_paths: Vec::new(),
+            isolate_ports: false,
         }
     }
 }
@@ -126,6 +130,16 @@ impl SandboxSettings {
                 enabled: true,
                 read_paths: paths(fields.get("readPaths"), "sandbox.readPaths")?,
                 write_paths: paths(fields.get("writePaths"), "sandbox.writePaths")?,
+                isolate_ports: match fields.get("isolatePorts") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Bool(isolate)) => *isolate,
+                    Some(other) => {
+                        return Err(Error::invalid(
+                            "sandbox.isolatePorts",
+                            expected("a boolean", other),
+                        ));
+                    }
+                },
             }),
             other => Err(Error::invalid(
                 "sandbox",
@@ -148,6 +162,7 @@ impl SandboxSettings {
         json!({
             "readPaths": strings(&self.read_paths),
             "writePaths": strings(&self.write_paths),
+            "isolatePorts": self.isolate_ports,
         })
     }
 }

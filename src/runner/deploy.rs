@@ -350,6 +350,7 @@ impl Runner {
                 data_dir: &data_dir,
                 private_tmp: &tmp,
                 port,
+                port_range: (self.config().port_range.start, self.config().port_range.end),
             })
             .await;
         if let Some(sandbox) = sandbox {

@@ -14,8 +14,9 @@
 //! 3. pid 1 forks the program's process, which marks every descriptor above 2 (above 3 with
 //!    `--keep-fd3`, a Node IPC channel) close-on-exec, sets `no_new_privs`, drops every capability from
 //!    its bounding set when it runs as root, enters a Landlock domain (`--ro` read and execute,
-//!    `--rw` full access, `--bind` the one TCP port it may bind, signal and abstract-socket
-//!    scoping) and execs the program;
+//!    `--rw` full access, `--bind` the one TCP port it may bind, with `--connect-except` no
+//!    TCP connection to that range of ports but its own, signal and abstract-socket scoping)
+//!    and execs the program;
 //! 4. pid 1 reaps every orphan of the namespace until the program ends, then exits, which kills
 //!    whatever the program left behind; this process (outside the namespace, the one the runner
 //!    knows) then ends the way the program ended: the same exit code, or the same signal.
@@ -25,7 +26,8 @@
 //! only receives SIGKILL from outside, which ends the namespace.
 //!
 //! Usage: `mastra-runner-init [--probe] [--landlock] [--ro PATH]... [--rw PATH]... [--bind PORT]
-//! [--mask PATH]... [--private-shm] [--keep-fd3] -- PROGRAM [ARG]...`. `--probe` checks that every step works and prints the
+//! [--connect-except FIRST-LAST] [--mask PATH]... [--private-shm] [--keep-fd3] -- PROGRAM
+//! [ARG]...`. `--probe` checks that every step works and prints the
 //! Landlock ABI. Errors are printed as `mastra-runner-init: <step>: <reason>` with exit code 125
 //! (126 or 127 when the program cannot be executed or found).
 
@@ -111,6 +113,8 @@ struct Request {
     private_shm: bool,
     /// Whether descriptor 3 (a Node IPC channel) goes to the program.
     keep_fd3: bool,
+    /// TCP ports the program may not connect to (the runner's range), but its own.
+    connect_except: Option<(u16, u16)>,
     program: Vec<OsString>,
 }
 
@@ -337,6 +341,7 @@ const FS_READ_DIR: u64 = 1 << 3;
 const FS_TRUNCATE: u64 = 1 << 14;
 const FS_IOCTL_DEV: u64 = 1 << 15;
 const NET_BIND_TCP: u64 = 1;
+const NET_CONNECT_TCP: u64 = 2;
 const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1;
 const SCOPE_SIGNAL: u64 = 2;
 
@@ -355,10 +360,12 @@ fn enter_landlock(request: &Request, abi: i64) {
     let handled_fs = fs_rights(abi);
     let attr = RulesetAttr {
         handled_access_fs: handled_fs,
-        handled_access_net: if abi >= 4 && request.bind_port.is_some() {
-            NET_BIND_TCP
-        } else {
-            0
+        handled_access_net: match (abi >= 4, request.bind_port, request.connect_except) {
+            (false, ..) => 0,
+            (true, bind, connect) => {
+                (if bind.is_some() { NET_BIND_TCP } else { 0 })
+                    | (if connect.is_some() { NET_CONNECT_TCP } else { 0 })
+            }
         },
         scoped: if abi >= 6 {
             SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
@@ -391,23 +398,19 @@ fn enter_landlock(request: &Request, abi: i64) {
     for path in &request.read_write {
         allow_path(ruleset, path, handled_fs, handled_fs);
     }
-    if let (Some(port), true) = (request.bind_port, abi >= 4) {
-        let rule = NetPortAttr {
-            allowed_access: NET_BIND_TCP,
-            port: u64::from(port),
-        };
-        // SAFETY: a valid rule for the ruleset.
-        if unsafe {
-            syscall(
-                SYS_LANDLOCK_ADD_RULE,
-                ruleset,
-                LANDLOCK_RULE_NET_PORT,
-                &rule as *const NetPortAttr,
-                0u32,
-            )
-        } != 0
-        {
-            fail("landlock port rule", &last_error());
+    if abi >= 4 {
+        if let Some(port) = request.bind_port {
+            allow_port(ruleset, port, NET_BIND_TCP);
+        }
+        if let Some((first, last)) = request.connect_except {
+            // Landlock's port rules only allow: every port outside the range gets one, and
+            // the program's own port.
+            for port in (1..=u16::MAX).filter(|p| !(first..=last).contains(p)) {
+                allow_port(ruleset, port, NET_CONNECT_TCP);
+            }
+            if let Some(own) = request.bind_port.filter(|p| (first..=last).contains(p)) {
+                allow_port(ruleset, own, NET_CONNECT_TCP);
+            }
         }
     }
     // SAFETY: entering the domain (no_new_privs is set).
@@ -415,6 +418,27 @@ fn enter_landlock(request: &Request, abi: i64) {
         fail("landlock restrict", &last_error());
     }
     unsafe { close(ruleset) };
+}
+
+/// Allows `access` (bind or connect) on TCP port `port`.
+fn allow_port(ruleset: c_int, port: u16, access: u64) {
+    let rule = NetPortAttr {
+        allowed_access: access,
+        port: u64::from(port),
+    };
+    // SAFETY: a valid rule for the ruleset.
+    if unsafe {
+        syscall(
+            SYS_LANDLOCK_ADD_RULE,
+            ruleset,
+            LANDLOCK_RULE_NET_PORT,
+            &rule as *const NetPortAttr,
+            0u32,
+        )
+    } != 0
+    {
+        fail(&format!("landlock rule for port {port}"), &last_error());
+    }
 }
 
 /// Allows `rights` beneath `path` (a file gets the file rights among them); a missing path is
@@ -641,6 +665,15 @@ fn parse(args: Vec<OsString>) -> Result<Request, String> {
             Some("--landlock") => request.landlock = true,
             Some("--private-shm") => request.private_shm = true,
             Some("--keep-fd3") => request.keep_fd3 = true,
+            Some("--connect-except") => {
+                let value = args.next().ok_or("--connect-except needs FIRST-LAST")?;
+                let range = value
+                    .to_str()
+                    .and_then(|v| v.split_once('-'))
+                    .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                    .ok_or("--connect-except needs FIRST-LAST")?;
+                request.connect_except = Some(range);
+            }
             Some(flag @ ("--ro" | "--rw" | "--bind" | "--mask")) => {
                 let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
                 match flag {
