@@ -267,6 +267,23 @@ impl Cgroups {
     /// Removes the groups below `mastra-runner/` that hold no process and are not in `keep`
     /// (leftovers of dead hosts); returns how many were removed.
     pub fn remove_empty_except(&self, keep: &[&str]) -> usize {
+        self.remove_empty(keep, Duration::ZERO)
+    }
+
+    /// [`Self::remove_empty_except`] for groups made at least `min_age` ago, so that a group
+    /// another live runner has just made, and whose process has not joined yet, stays.
+    pub fn remove_stale(&self, min_age: Duration) -> usize {
+        self.remove_empty(&[], min_age)
+    }
+
+    fn remove_empty(&self, keep: &[&str], min_age: Duration) -> usize {
+        let old_enough = |dir: &Path| {
+            std::fs::metadata(dir)
+                .and_then(|meta| meta.modified())
+                .ok()
+                .and_then(|made| made.elapsed().ok())
+                .is_some_and(|age| age >= min_age)
+        };
         let names: BTreeSet<String> = self
             .base
             .all()
@@ -281,7 +298,7 @@ impl Cgroups {
                 if dirs
                     .all()
                     .into_iter()
-                    .any(|dir| !subtree_pids(dir).is_empty())
+                    .any(|dir| !old_enough(dir) || !subtree_pids(dir).is_empty())
                 {
                     return false;
                 }

@@ -41,6 +41,9 @@ pub struct Groups {
     watched: Mutex<HashMap<String, u64>>,
 }
 
+/// How old an empty group must be before a new runner removes it as a leftover.
+const STALE_GROUP_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The variable that keeps the runner from making cgroups when it is `off` (a host whose
 /// cgroups must not be touched; limits other than memory are then not enforced).
 pub const CGROUPS_VAR: &str = "MASTRA_RUNNER_CGROUPS";
@@ -62,6 +65,12 @@ impl Groups {
                 .map_err(|e| format!("cannot create a cgroup: {e}"))?;
             made.remove()
                 .map_err(|e| format!("cannot remove a cgroup: {e}"))?;
+            // Groups a host killed without warning left behind (empty, and older than any
+            // group a live runner is about to fill).
+            let removed = place.remove_stale(STALE_GROUP_AGE);
+            if removed > 0 {
+                tracing::debug!("removed {removed} empty cgroups of earlier runners");
+            }
             Ok(place)
         })
     }

@@ -301,6 +301,18 @@ fn removes_empty_leftovers_only() {
 }
 
 #[test]
+fn a_new_runner_removes_only_empty_groups_older_than_it_is_told() {
+    let (base, hierarchies) = v2_layout("stale");
+    let cgroups = Cgroups::detect_at(&hierarchies).expect("a v2 place");
+    fs::create_dir_all(base.join("dead-2")).expect("leftover");
+    // Made just now: another live runner's group whose process has not joined yet.
+    assert_eq!(cgroups.remove_stale(Duration::from_secs(600)), 0);
+    assert!(base.join("dead-2").is_dir());
+    assert_eq!(cgroups.remove_stale(Duration::ZERO), 1);
+    assert!(!base.join("dead-2").exists());
+}
+
+#[test]
 fn a_v1_group_busy_in_one_hierarchy_stays_in_all() {
     let (mounts, root) = v1_layout("busy", false);
     let cgroups = Cgroups::detect_at(&Hierarchies {
