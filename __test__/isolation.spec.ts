@@ -14,7 +14,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import type { LocalProcessRunnerConfig, RunningServer, RunOptions } from '../index'
-import { packageRoot } from './helpers/addon'
+import { addon, packageRoot } from './helpers/addon'
 import { attack, cgroupsWritable, heartbeat, portBlock } from './helpers/isolation'
 import { alive, entities, installBuild, makeRunner, type Runner, shutdownRunners } from './helpers/runner'
 import { waitFor } from './helpers/wait'
@@ -420,6 +420,66 @@ describe.each(modes)('a build whose postinstall steals from the host, %s', (_nam
       expect(built.status, log).toBe('succeeded')
     } finally {
       delete process.env.ADMIN_GITHUB_APP_KEY
+    }
+  })
+})
+
+describe.each(modes)('a build that widens its own sandbox, %s', (_name, { config, succeeds, skip }) => {
+  it.skipIf(skip)('gets no write access through a cache variable it sets, and binds no port of the range', async () => {
+    const { runner, buildDir } = isolationRunner(config)
+    const source = tempDir('isolation-project-')
+    fs.cpSync(path.join(__dirname, 'fixtures', 'attacker', 'project'), source, { recursive: true })
+    runner.setSource({
+      type: 'local',
+      async getProjectPath(from: { path: string }, targetDir: string) {
+        fs.cpSync(from.path, targetDir, { recursive: true })
+        return targetDir
+      },
+    })
+    const { project, build } = entities()
+    project.sourceConfig = { path: source }
+    fs.mkdirSync(path.join(buildDir, '.runner'), { recursive: true })
+    const planted = path.join(buildDir, '.runner', 'planted')
+    const port = runner.getConfig().portRange.end
+    const lines: string[] = []
+    const built = await runner.build(
+      project,
+      build,
+      {
+        // An npm build: the runner sets only npm's cache variable; this one is the build's own,
+        // and climbs out of the caches into the runner's state directory.
+        envVars: { BUN_INSTALL_CACHE_DIR: path.join(buildDir, '.cache', '..', '.runner'), ATTACK_WRITE: planted, ATTACK_BIND: String(port) },
+      },
+      (line) => lines.push(line),
+    )
+    const log = lines.join('\n')
+    expect(built.status, log).toBe('succeeded')
+    expect(fs.existsSync(planted), log).toBe(succeeds)
+    expect(log.includes('bound a port of the runner'), log).toBe(succeeds)
+  })
+})
+
+describe(`a buildDir outside the hidden system directories${noSandbox}`, () => {
+  it.skipIf(!stats.sandbox)("keeps a server from another tenant's unix socket in it", async () => {
+    // In the working directory, as MastraAdmin's default '.mastra/builds' is: only the mask of
+    // buildDir itself hides the victim's socket there.
+    const buildDir = fs.mkdtempSync(path.join(process.cwd(), '.isolation-builds-'))
+    temps.push(buildDir)
+    const runner = new addon.LocalProcessRunner({ buildDir, portRange: portBlock() })
+    try {
+      const { server: victim } = await deployAttacker(runner, buildDir)
+      const socketPath = path.join(buildDir, '.data', victim.deploymentId, 'tenant.sock')
+      const listener = net.createServer((socket) => socket.end())
+      await new Promise<void>((resolve) => listener.listen(socketPath, resolve))
+      try {
+        const { server: attacker } = await deployAttacker(runner, buildDir)
+        const result = await attack(attacker, 'connect-unix', { path: socketPath })
+        expect(result.ok, result.detail).toBe(false)
+      } finally {
+        listener.close()
+      }
+    } finally {
+      await runner.shutdown()
     }
   })
 })

@@ -301,7 +301,7 @@ impl ProjectBuilder {
                 queue: Queue::new(config.max_concurrent_builds),
                 active: Mutex::new(HashMap::new()),
                 integrities: KnownIntegrities::default(),
-                isolation: Arc::new(Isolation::new(&config.sandbox)),
+                isolation: Arc::new(Isolation::new(&config.sandbox, &config.build_dir)),
                 config,
             }),
         }

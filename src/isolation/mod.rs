@@ -28,6 +28,8 @@ pub const PRIVATE_TMP_DIR: &str = ".tmp";
 #[derive(Debug)]
 pub struct Isolation {
     sandbox: SandboxSettings,
+    /// The runner's `buildDir`, hidden in every sandbox but for the sandbox's own paths.
+    build_dir: PathBuf,
     /// The cgroups of servers and builds.
     pub groups: Arc<Groups>,
 }
@@ -91,9 +93,9 @@ pub struct IsolationReport {
 }
 
 impl Isolation {
-    /// The isolation `settings` ask for; starts finding what the host supports (once per
+    /// The isolation `settings` ask for, for a runner on `build_dir`; starts finding what the host supports (once per
     /// process, off the caller's thread) when a sandbox is wanted.
-    pub fn new(settings: &SandboxSettings) -> Self {
+    pub fn new(settings: &SandboxSettings, build_dir: &Path) -> Self {
         if settings.enabled {
             std::thread::Builder::new()
                 .name("mastra-runner-sandbox-probe".to_owned())
@@ -104,6 +106,7 @@ impl Isolation {
         }
         Isolation {
             sandbox: settings.clone(),
+            build_dir: build_dir.to_path_buf(),
             groups: Arc::new(Groups::default()),
         }
     }
@@ -137,8 +140,9 @@ impl Isolation {
         Some(sandbox)
     }
 
-    /// The sandbox of a build step, or `None` when spawns are not sandboxed. Its network is
-    /// not restricted (registries, git hosts).
+    /// The sandbox of a build step, or `None` when spawns are not sandboxed. It may connect
+    /// anywhere (registries, git hosts) but bind only ephemeral ports (port 0), so no build
+    /// takes a port of the runner's range.
     pub async fn build_sandbox(&self, places: &BuildPlaces<'_>) -> Option<Sandbox> {
         if !self.sandboxing().await {
             return None;
@@ -148,6 +152,7 @@ impl Isolation {
         sandbox.read_write.push(places.build_copy.to_path_buf());
         sandbox.read_write.extend(places.caches.iter().cloned());
         sandbox.read_write.push(places.private_tmp.to_path_buf());
+        sandbox.bind_port = Some(0);
         Some(sandbox)
     }
 
@@ -216,8 +221,24 @@ impl Isolation {
             .unwrap_or(0)
     }
 
+    /// [`Self::remove_private_tmp`] off the async threads.
+    pub async fn remove_private_tmp_later(&self, build_dir: &Path, name: &str) {
+        let (build_dir, name) = (build_dir.to_path_buf(), name.to_owned());
+        let _ =
+            tokio::task::spawn_blocking(move || Self::remove_private_tmp(&build_dir, &name)).await;
+    }
+
+    /// Ends everything server or build `name` was confined with: its cgroup (and whatever is
+    /// left in it) and its private directory, off the async threads.
+    pub async fn release(&self, build_dir: &Path, name: &str) {
+        self.remove_group(name).await;
+        self.remove_private_tmp_later(build_dir, name).await;
+    }
+
     fn base(&self, node: &Path) -> Sandbox {
-        Sandbox::base(node, &self.sandbox.read_paths, &self.sandbox.write_paths)
+        let mut sandbox = Sandbox::base(node, &self.sandbox.read_paths, &self.sandbox.write_paths);
+        sandbox.hidden.push(self.build_dir.clone());
+        sandbox
     }
 
     /// What is enforced now. Before the host's probe has finished, the sandbox is reported as

@@ -26,6 +26,9 @@ pub struct Sandbox {
     /// A range of TCP ports it may not connect to (but `bind_port`); `None`: connecting is not
     /// restricted.
     pub connect_except: Option<(u16, u16)>,
+    /// Directories hidden besides the system's (the runner's `buildDir`: other tenants' builds
+    /// and data, and any socket made there), the sandbox's own paths inside bound back.
+    pub hidden: Vec<PathBuf>,
 }
 
 /// What every sandbox reads: the system's programs, libraries and configuration, the sandbox's
@@ -53,7 +56,8 @@ const DEVICES_WRITE: [&str; 4] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/s
 /// file, so sockets there (`/run/docker.sock`, D-Bus, another program's in `/tmp`) would be
 /// reachable; and secrets only root reads (a sandbox of a root host keeps uid 0, without
 /// capabilities).
-const MASKED_DIRS: [&str; 14] = [
+const MASKED_DIRS: [&str; 15] = [
+    "/opt",
     "/run",
     "/var/run",
     "/tmp",
@@ -104,6 +108,7 @@ impl Sandbox {
             read_write,
             bind_port: None,
             connect_except: None,
+            hidden: Vec::new(),
         }
     }
 
@@ -123,6 +128,10 @@ impl Sandbox {
         for path in self.masks() {
             args.push("--mask".to_owned());
             args.push(path.to_owned());
+        }
+        for path in &self.hidden {
+            args.push("--mask".to_owned());
+            args.push(path.to_string_lossy().into_owned());
         }
         for path in &self.read_only {
             args.push("--ro".to_owned());
@@ -274,6 +283,7 @@ mod tests {
             read_write: vec![PathBuf::from("/srv/app")],
             bind_port: Some(4100),
             connect_except: None,
+            hidden: Vec::new(),
         };
         let args = sandbox.init_args(false);
         assert_eq!(args[..2], ["--landlock", "--private-shm"]);

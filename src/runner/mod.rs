@@ -167,7 +167,7 @@ impl Runner {
                 monitor: ResourceMonitor::new(),
                 kept,
                 keeping,
-                isolation: Isolation::new(&config.sandbox),
+                isolation: Isolation::new(&config.sandbox, &config.build_dir),
                 config,
             }),
         })

@@ -153,7 +153,9 @@ impl<'a> StartGuard<'a> {
         }
         let isolation = &self.runner.shared.isolation;
         isolation.remove_group(&self.server_id).await;
-        Isolation::remove_private_tmp(&self.runner.config().build_dir, &self.server_id);
+        isolation
+            .remove_private_tmp_later(&self.runner.config().build_dir, &self.server_id)
+            .await;
     }
 }
 
@@ -187,8 +189,9 @@ impl Drop for StartGuard<'_> {
             if let Some((keeping, server_id)) = abandoned {
                 keeping.abandoned(&server_id);
             }
-            drop(lease);
+            // What is left in its cgroup goes before its port does.
             groups.remove(&server_id);
+            drop(lease);
             Isolation::remove_private_tmp(&build_dir, &server_id);
         };
         match (self.child.take(), &runtime) {

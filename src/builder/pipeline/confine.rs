@@ -3,6 +3,7 @@
 //! caches and a private `TMPDIR`, and reads the host only where every sandbox may (plus the
 //! package manager the step runs).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -35,22 +36,42 @@ const CACHE_VARS: [&str; 6] = [
     "BUN_INSTALL_CACHE_DIR",
 ];
 
-/// The caches under `caches` that `spec`'s variables point its package manager at (the shared
-/// ones, or a helper's own inside its private copy; never `pm` itself, where the fetched
-/// package managers are), made if missing so the sandbox can allow them.
-fn step_caches(spec: &SpawnSpec, caches: &Path) -> Vec<PathBuf> {
+/// The caches under `caches` that `spec`'s variables point its package manager at: only values
+/// the runner set (a build's own variables may name any path), made if missing, and only when
+/// their real path is still under the caches (no `..`, no link out) and outside `pm` but for a
+/// helper's own npm cache inside its private copy (`pm/.run`).
+fn step_caches(
+    spec: &SpawnSpec,
+    caches: &Path,
+    tenant: &[&BTreeMap<String, String>],
+) -> Vec<PathBuf> {
+    let Ok(real_caches) = std::fs::canonicalize(caches) else {
+        return Vec::new();
+    };
+    let set_by_runner =
+        |var: &str, value: &String| !tenant.iter().any(|env| env.get(var) == Some(value));
     let store_locks = spec
         .env
-        .keys()
-        .any(|var| var.ends_with("_config_store_dir"))
+        .iter()
+        .any(|(var, value)| var.ends_with("_config_store_dir") && set_by_runner(var, value))
         .then(pnpm_store_locks);
     CACHE_VARS
         .iter()
-        .filter_map(|var| spec.env.get(*var))
+        .filter_map(|var| spec.env.get(*var).filter(|value| set_by_runner(var, value)))
         .map(PathBuf::from)
-        .filter(|dir| dir.starts_with(caches) && *dir != caches.join("pm"))
-        .chain(store_locks)
+        .filter(|dir| {
+            !dir.components()
+                .any(|c| c == std::path::Component::ParentDir)
+        })
         .filter_map(|dir| make_dir(&dir))
+        .filter(|dir| {
+            std::fs::canonicalize(dir).is_ok_and(|real| {
+                real.starts_with(&real_caches)
+                    && (!real.starts_with(real_caches.join("pm"))
+                        || real.starts_with(real_caches.join("pm").join(".run")))
+            })
+        })
+        .chain(store_locks.and_then(|locks| make_dir(&locks)))
         .collect()
 }
 
@@ -85,16 +106,22 @@ impl Run<'_> {
         let mut sandbox = None;
         if let Some(tmp) = &confinement.private_tmp {
             let caches = self.settings.caches.root();
-            let path = spec.env.get("PATH").map(String::as_str);
-            let node = find_in_path("node", path, &self.root).unwrap_or_else(|| "node".into());
+            // Node as the host runs it and as the host's own PATH finds it: never as the
+            // build's PATH (its variables) says, which could name a `node` inside buildDir.
+            let node = std::env::current_exe().unwrap_or_else(|_| "node".into());
             let copy = self.copy_of(&self.request.workdir);
-            let read: Vec<PathBuf> = [package_root(Path::new(&spec.program))]
-                .into_iter()
-                .flatten()
-                .chain([caches.join("pm")])
-                .collect();
+            let build_dir = &self.settings.build_dir;
+            let read: Vec<PathBuf> = [
+                package_root(Path::new(&spec.program), build_dir),
+                host_node().and_then(|node| package_root(&node, build_dir)),
+            ]
+            .into_iter()
+            .flatten()
+            .chain([caches.join("pm")])
+            .collect();
             let metadata = caches.join(METADATA_CACHE);
-            let mut writable = step_caches(spec, caches);
+            let tenant = [&self.request.env_vars, &self.settings.global_env_vars];
+            let mut writable = step_caches(spec, caches, &tenant);
             writable.extend(make_dir(&metadata));
             // A package manager being fetched into its directory under `pm` (checked against
             // its digest before it runs).
@@ -126,6 +153,18 @@ impl Run<'_> {
                     ("XDG_CACHE_HOME", metadata.to_string_lossy().into_owned()),
                     ("npm_config_update_notifier", "false".to_owned()),
                 ];
+                // pnpm would hard-link files of the shared store into the build's copy, where
+                // the build (and later its server) may write them: every other build using
+                // that package would run what it wrote. A copy keeps each build's its own.
+                let store_vars: Vec<String> = spec
+                    .env
+                    .keys()
+                    .filter(|var| var.ends_with("_config_store_dir"))
+                    .map(|var| var.replace("store_dir", "package_import_method"))
+                    .collect();
+                for var in store_vars {
+                    spec.env.insert(var, "clone-or-copy".to_owned());
+                }
                 for (key, value) in own {
                     if !self.request.env_vars.contains_key(key)
                         && !self.settings.global_env_vars.contains_key(key)
@@ -194,12 +233,24 @@ fn pnpm_store_locks() -> PathBuf {
 }
 
 /// The package a program belongs to (the nearest parent with a `package.json`, a few levels
-/// up from its real path), or its directory: what a step must read to run it.
-fn package_root(program: &Path) -> Option<PathBuf> {
+/// up from its real path), or its directory: what a step must read to run it. Nothing that
+/// holds `build_dir` or lies in it (a program there is the build's own, or another's).
+fn package_root(program: &Path, build_dir: &Path) -> Option<PathBuf> {
     let real = std::fs::canonicalize(program).ok()?;
+    let real_build_dir = std::fs::canonicalize(build_dir).unwrap_or_else(|_| build_dir.into());
     let dir = real.parent()?;
-    dir.ancestors()
+    let root = dir
+        .ancestors()
         .take(PACKAGE_ROOT_DEPTH)
         .find(|candidate| candidate.join("package.json").is_file())
-        .map_or_else(|| Some(dir.to_path_buf()), |root| Some(root.to_path_buf()))
+        .unwrap_or(dir);
+    let overlaps = root.starts_with(&real_build_dir) || real_build_dir.starts_with(root);
+    (!overlaps).then(|| root.to_path_buf())
+}
+
+/// The `node` the host's own `PATH` finds (build scripts run the one on their `PATH`, which
+/// starts with the host's).
+fn host_node() -> Option<PathBuf> {
+    let path = std::env::var("PATH").ok()?;
+    find_in_path("node", Some(&path), Path::new("/"))
 }

@@ -22,7 +22,6 @@ use super::state::{ServerInfo, ServerState};
 use super::{Control, NewServer, Origin, gate, not_running, not_running_because};
 use crate::error::{Error, Result};
 use crate::health::{HealthReport, ListenerCheck};
-use crate::isolation::Isolation;
 use crate::logs::{LogStore, RUNNER_PREFIX, Stream, join_text};
 use crate::process::{self, ExitInfo, SpawnSpec};
 use crate::runner::Shared;
@@ -67,6 +66,10 @@ pub(super) struct Supervisor {
     port_reserved: bool,
     /// Why the memory watchdog killed the process, until its exit is handled.
     watchdog_killed: Option<String>,
+    /// The watchdog's clock (one tick every [`MEMORY_WATCH_EVERY`], whatever else happens).
+    memory_clock: tokio::time::Interval,
+    /// The release of its cgroup and private directory once it is down.
+    released: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A health check in flight, with the callers waiting for it.
@@ -121,6 +124,8 @@ impl Supervisor {
             killed_because: None,
             port_reserved: false,
             watchdog_killed: None,
+            memory_clock: memory_clock(),
+            released: None,
         }
     }
 
@@ -196,9 +201,10 @@ impl Supervisor {
                     .groups
                     .memory_watch(&self.info.id)
                     .is_some();
-            let memory_tick = async {
+            let memory_clock = &mut self.memory_clock;
+            let memory_tick = async move {
                 if memory_watched {
-                    tokio::time::sleep(MEMORY_WATCH_EVERY).await;
+                    memory_clock.tick().await;
                 } else {
                     std::future::pending::<()>().await;
                 }
@@ -403,6 +409,8 @@ impl Supervisor {
             .isolation
             .groups
             .new_oom_kill(&self.info.id)
+            // An OOM kill of another process of the group does not explain this exit.
+            .filter(|_| exit.signal == Some(nix::libc::SIGKILL))
             .map(|limit_mb| format!("killed: out of memory (limit {limit_mb} MB)"))
             .or_else(|| self.watchdog_killed.take());
         if let Some(ready) = self.ready.take() {
@@ -506,6 +514,10 @@ impl Supervisor {
         let exit = self.kill_tree().await;
         self.runner_line("stopped".to_owned());
         self.go_down(exit);
+        // A stop resolves once the server's cgroup and private directory are gone too.
+        if let Some(released) = self.released.take() {
+            let _ = released.await;
+        }
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(Err(Error::DeployInterrupted {
                 port: self.info.port,
@@ -592,8 +604,12 @@ impl Supervisor {
                     break;
                 }
                 Control::Stop { done, .. } => {
+                    if let Some(released) = self.released.take() {
+                        let _ = released.await;
+                    }
+                    self.shared.ports.release(self.info.port, &self.info.id);
                     let _ = done.send(());
-                    break;
+                    return;
                 }
             }
         }
@@ -606,10 +622,10 @@ impl Supervisor {
         self.info.pid = None;
         let shared = Arc::clone(&self.shared);
         let server_id = self.info.id.clone();
-        tokio::spawn(async move {
-            shared.isolation.remove_group(&server_id).await;
-            Isolation::remove_private_tmp(&shared.config.build_dir, &server_id);
-        });
+        self.released = Some(tokio::spawn(async move {
+            let build_dir = shared.config.build_dir.clone();
+            shared.isolation.release(&build_dir, &server_id).await;
+        }));
         self.set_state(ServerState::Stopped {
             exit,
             at: SystemTime::now(),
@@ -619,6 +635,13 @@ impl Supervisor {
 
 /// How often the memory watchdog reads a server's resident memory (where no cgroup limits it).
 const MEMORY_WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// The watchdog's clock: a missed tick is not made up in a burst.
+fn memory_clock() -> tokio::time::Interval {
+    let mut clock = tokio::time::interval(MEMORY_WATCH_EVERY);
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    clock
+}
 
 /// Sleeps until `until` (a wall-clock time); forever when `None`.
 async fn sleep_until(until: Option<SystemTime>) {

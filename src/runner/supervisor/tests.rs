@@ -224,7 +224,7 @@ fn shared(name: &str, port: u16, policy: Option<RestartPolicy>, kept: bool) -> A
         monitor: ResourceMonitor::new(),
         kept,
         keeping,
-        isolation: crate::isolation::Isolation::new(&config.sandbox),
+        isolation: crate::isolation::Isolation::new(&config.sandbox, &config.build_dir),
         config,
     })
 }
