@@ -14,7 +14,7 @@ fn main() {
 /// Compiles the init program for the crate's target into `$OUT_DIR/mastra-runner-init`.
 fn build_init() -> Result<(), String> {
     let source = "src/isolation/init/main.rs";
-    println!("cargo:rerun-if-changed={source}");
+    println!("cargo:rerun-if-changed=src/isolation/init");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
     let target = std::env::var("TARGET").map_err(|e| e.to_string())?;

@@ -369,6 +369,21 @@ describe(`kernel limits${noCgroup}`, () => {
     expect(await runner.healthCheck(next)).toEqual({ healthy: true })
   })
 
+  it.skipIf(!!noCgroup || !stats.enforced.cpus)('cpus: 0.2 holds a busy server to a fifth of a core', async () => {
+    const { runner, buildDir } = isolationRunner()
+    const { server: free } = await deployAttacker(runner, buildDir)
+    const { server: held } = await deployAttacker(runner, buildDir, { limits: { cpus: 0.2 } })
+    const busy = async (server: RunningServer) => {
+      await runner.getResourceUsage(server)
+      await attack(server, 'spin', { ms: 1500 })
+      return (await runner.getResourceUsage(server)).cpuPercent!
+    }
+    const unlimited = await busy(free)
+    const limited = await busy(held)
+    expect(unlimited, `unlimited ${unlimited} %`).toBeGreaterThan(60)
+    expect(limited, `limited ${limited} %`).toBeLessThan(35)
+  })
+
   it('without a cgroup (MASTRA_RUNNER_CGROUPS=off), an RSS watchdog enforces memoryMb and says so', async () => {
     // The switch is read when the runner first looks for cgroups (its first deploy); this file's
     // specs run one after another in this worker, so no other runner sees it.

@@ -221,6 +221,46 @@ async fn an_adopted_server_that_crashes_is_restarted_by_the_new_runner() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_sandboxed_server_that_crashes_is_restarted_in_a_sandbox() {
+    if mastra_runner_local::isolation::sandbox::support().is_err() {
+        eprintln!("skipped: no sandbox on this kernel");
+        return;
+    }
+    let sandboxed = json!({ "keepServersOnExit": true, "sandbox": true });
+    let (first, dir) = common::servers::runner("kept-sandboxed", 12900, sandboxed);
+    let server = first.deploy(request("dep-1", &[])).await.expect("deploy");
+    first.detach().await.expect("detach");
+    let second = runner_on(
+        &dir,
+        12900,
+        json!({ "keepServersOnExit": true, "sandbox": true,
+                "restartPolicy": { "maxRestarts": 2, "backoffMs": 50, "maxBackoffMs": 50 } }),
+    );
+    assert_eq!(second.adopt_kept_servers().adopted.len(), 1);
+    let old_pid = server.pid.expect("pid");
+    sigkill(old_pid);
+    wait_until("the restart", || {
+        second
+            .server(&server.id)
+            .is_some_and(|s| s.restarts == 1 && s.health().as_str() == "healthy")
+    })
+    .await;
+    let restarted = second.server(&server.id).expect("server");
+    assert_eq!(health_status(server.port), Some(200));
+    // The restarted process is the sandbox's init again: its program is the init's memory file.
+    let exe =
+        std::fs::read_link(format!("/proc/{}/exe", restarted.pid.expect("pid"))).expect("exe");
+    assert!(
+        exe.to_string_lossy()
+            .starts_with("/memfd:mastra-runner-init"),
+        "{}",
+        exe.display()
+    );
+    second.shutdown().await;
+    assert!(processes_under(&dir).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detach_needs_keep_servers_on_exit() {
     let (runner, _dir) = common::servers::runner("kept-off", 12520, json!({}));
     let error = runner

@@ -122,6 +122,13 @@ impl Groups {
         true
     }
 
+    /// What a new process of group `name` writes to join it (a restart's), if there is one.
+    pub fn join_paths(&self, name: &str) -> Option<Arc<JoinPaths>> {
+        lock(&self.groups)
+            .get(name)
+            .map(|g| Arc::new(g.cgroup.join_paths()))
+    }
+
     fn cgroup(&self, name: &str) -> Option<Cgroup> {
         lock(&self.groups).get(name).map(|g| g.cgroup.clone())
     }

@@ -127,6 +127,19 @@ impl Isolation {
         if !self.sandboxing().await {
             return None;
         }
+        Some(self.server_rules(places))
+    }
+
+    /// [`Self::server_sandbox`] on the calling thread (which may wait for the host's probe, a
+    /// few milliseconds once per process): for a server adopted from an earlier runner.
+    pub fn server_sandbox_now(&self, places: &ServerPlaces<'_>) -> Option<Sandbox> {
+        if !self.sandbox.enabled || sandbox::support().is_err() {
+            return None;
+        }
+        Some(self.server_rules(places))
+    }
+
+    fn server_rules(&self, places: &ServerPlaces<'_>) -> Sandbox {
         let mut sandbox = self.base(places.node);
         sandbox.read_write.extend([
             places.build_copy.to_path_buf(),
@@ -137,7 +150,7 @@ impl Isolation {
         if self.sandbox.isolate_ports {
             sandbox.connect_except = Some(places.port_range);
         }
-        Some(sandbox)
+        sandbox
     }
 
     /// The sandbox of a build step, or `None` when spawns are not sandboxed. It may connect

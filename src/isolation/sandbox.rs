@@ -11,6 +11,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// The name of the init program's memory file (`/proc/<pid>/exe` of a sandbox's outer process
+/// reads `/memfd:<name> (deleted)`).
+pub const INIT_NAME: &str = "mastra-runner-init";
+
 /// The init program, compiled by `build.rs`.
 const INIT_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mastra-runner-init"));
 
@@ -190,7 +194,7 @@ pub fn init_program() -> Result<&'static str, String> {
 
 /// A close-on-exec memory file holding `bytes`, sealed against any change.
 fn sealed_memory_file(bytes: &[u8]) -> std::io::Result<OwnedFd> {
-    let name = CString::new("mastra-runner-init").map_err(std::io::Error::other)?;
+    let name = CString::new(INIT_NAME).map_err(std::io::Error::other)?;
     // SAFETY: a valid name and flags; the result is checked.
     let fd = unsafe {
         nix::libc::memfd_create(

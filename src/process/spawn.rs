@@ -231,6 +231,8 @@ async fn spawn_process(
     let dies_with_host = kept_output.is_none();
     let host = std::process::id() as i32;
     let cgroup = spec.confinement.cgroup.clone();
+    // Read before the fork: the child only loops up to it when close_range is missing.
+    let fd_limit = open_file_limit();
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
     // system calls (open, write, close, setsid, prctl, getppid, dup2, fcntl, close_range).
     unsafe {
@@ -245,12 +247,18 @@ async fn spawn_process(
             let first_closed: u32 = if channel.is_some() { 4 } else { 3 };
             // close_range with CLOSE_RANGE_CLOEXEC only marks our own descriptors (the
             // spawner's own status pipe is close-on-exec already).
-            nix::libc::syscall(
+            let marked = nix::libc::syscall(
                 nix::libc::SYS_close_range,
                 first_closed,
                 u32::MAX,
                 nix::libc::CLOSE_RANGE_CLOEXEC,
             );
+            if marked != 0 {
+                // Before Linux 5.11: one by one, up to the descriptor limit.
+                for fd in first_closed as i32..fd_limit {
+                    nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC);
+                }
+            }
             if !dies_with_host {
                 // Its own session (and group): no signal aimed at the host's reaches it.
                 nix::unistd::setsid()?;
@@ -424,6 +432,19 @@ fn check_cwd(spec: &SpawnSpec) -> Result<()> {
             ),
         )),
     }
+}
+
+/// The soft limit of open descriptors (at most 65 536; 1 024 when it cannot be read).
+fn open_file_limit() -> i32 {
+    let mut limit = nix::libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    if unsafe { nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    limit.rlim_cur.min(65_536) as i32
 }
 
 /// The program's path as `execvp` would find it: as given when it names a path, else the first

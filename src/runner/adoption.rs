@@ -18,6 +18,7 @@ use super::servers::ServerEntry;
 use super::supervisor::{self, NewServer, Origin, ServerInfo, ServerProcess, ServerState};
 use super::{LogOwner, Runner};
 use crate::error::{Error, Result};
+use crate::isolation::{Isolation, ServerPlaces};
 use crate::logs::{LogLimits, LogStore, Stream};
 use crate::process::{self, SpawnSpec, adopt::Orphan, procfs};
 
@@ -126,7 +127,7 @@ impl Runner {
             NewServer {
                 info,
                 origin: Origin::Adopted,
-                spec: command_of(record, &self.config().build_dir),
+                spec: command_of(record, self.config(), &self.shared.isolation),
                 log,
                 child: ServerProcess::adopted(handle),
                 health_timeout: self.config().health_check.retry_interval
@@ -192,13 +193,31 @@ impl Runner {
     }
 }
 
+/// The program a sandboxed server runs, as the kernel has it: the executable of the sandbox's
+/// program process, the grandchild of `init` (the process the runner started), through the
+/// namespace's pid 1 between them.
+fn sandboxed_program(init: i32) -> Option<std::path::PathBuf> {
+    let tree = procfs::live_tree(init);
+    let namespace_init = tree.iter().find(|p| p.ppid == init)?.pid;
+    let program = tree.iter().find(|p| p.ppid == namespace_init)?.pid;
+    std::fs::read_link(format!("/proc/{program}/exe")).ok()
+}
+
 /// The command of an adopted server, for restarts: the Node binary its process runs (read from
-/// `/proc/<pid>/exe`) on `index.mjs` in its deployment's data directory (derived from the
-/// deployment id, never read from the record), once that `index.mjs` is checked to be a file
-/// of build `<buildId>` (links resolved); its environment from `/proc` (never written to disk).
-/// `None` (not restarted) when any of that fails.
-fn command_of(record: &KeptRecord, build_dir: &std::path::Path) -> Option<SpawnSpec> {
-    let cwd = data::working_dir(&data::data_dir(build_dir, &record.deployment_id));
+/// `/proc/<pid>/exe`; for a sandboxed server, whose process is the sandbox's init, that of the
+/// program inside) on `index.mjs` in its deployment's data directory (derived from the deployment id,
+/// never read from the record), once that `index.mjs` is checked to be a file of build
+/// `<buildId>` (links resolved); its environment from `/proc` (never written to disk); its
+/// cgroup, and for a sandboxed server a sandbox built anew. `None` (not restarted) when any of
+/// that fails: a sandboxed server is never restarted unconfined.
+fn command_of(
+    record: &KeptRecord,
+    config: &crate::config::RunnerConfig,
+    isolation: &Isolation,
+) -> Option<SpawnSpec> {
+    let build_dir = &config.build_dir;
+    let data_dir = data::data_dir(build_dir, &record.deployment_id);
+    let cwd = data::working_dir(&data_dir);
     let build = std::fs::canonicalize(build_dir.join(&record.build_id)).ok()?;
     let entry = std::fs::canonicalize(cwd.join("index.mjs")).ok();
     if !entry.is_some_and(|entry| entry.starts_with(&build) && entry.is_file()) {
@@ -211,9 +230,32 @@ fn command_of(record: &KeptRecord, build_dir: &std::path::Path) -> Option<SpawnS
         return None;
     }
     // The program the identified process runs, as the kernel has it (not the record).
-    let program = std::fs::read_link(format!("/proc/{}/exe", record.pid))
-        .ok()
-        .filter(|exe| !exe.to_string_lossy().ends_with(" (deleted)"))?;
+    let exe = std::fs::read_link(format!("/proc/{}/exe", record.pid)).ok()?;
+    let sandboxed = exe
+        .to_string_lossy()
+        .starts_with(&format!("/memfd:{}", crate::isolation::sandbox::INIT_NAME));
+    let program = if sandboxed {
+        sandboxed_program(record.pid as i32)?
+    } else {
+        exe
+    };
+    if program.to_string_lossy().ends_with(" (deleted)") {
+        return None;
+    }
+    let sandbox = if sandboxed {
+        let private_tmp = Isolation::private_tmp(build_dir, &record.server_id).ok()?;
+        let sandbox = isolation.server_sandbox_now(&ServerPlaces {
+            node: &program,
+            build_copy: &build,
+            data_dir: &data_dir,
+            private_tmp: &private_tmp,
+            port: record.port,
+            port_range: (config.port_range.start, config.port_range.end),
+        })?;
+        Some(Arc::new(sandbox))
+    } else {
+        None
+    };
     let env: BTreeMap<String, String> = procfs::environ(record.pid as i32)?
         .into_iter()
         .filter(|(key, _)| !CHANNEL_VARS.contains(&key.as_str()))
@@ -223,6 +265,9 @@ fn command_of(record: &KeptRecord, build_dir: &std::path::Path) -> Option<SpawnS
         args: vec!["index.mjs".to_owned()],
         cwd,
         env,
-        confinement: Default::default(),
+        confinement: process::Confinement {
+            sandbox,
+            cgroup: isolation.groups.join_paths(&record.server_id),
+        },
     })
 }

@@ -118,6 +118,7 @@ impl Run<'_> {
             .into_iter()
             .flatten()
             .chain([caches.join("pm")])
+            .chain(host_path_dirs(build_dir))
             .collect();
             let metadata = caches.join(METADATA_CACHE);
             let tenant = [&self.request.env_vars, &self.settings.global_env_vars];
@@ -246,6 +247,29 @@ fn package_root(program: &Path, build_dir: &Path) -> Option<PathBuf> {
         .unwrap_or(dir);
     let overlaps = root.starts_with(&real_build_dir) || real_build_dir.starts_with(root);
     (!overlaps).then(|| root.to_path_buf())
+}
+
+/// The directories of the host's own `PATH` (trusted: the admin set it, not a build), and for a
+/// `node_modules/.bin` among them the `node_modules` its links point into: the tools a build
+/// step finds there stay visible when a hidden directory holds them. Nothing that overlaps
+/// `build_dir`.
+fn host_path_dirs(build_dir: &Path) -> Vec<PathBuf> {
+    let Some(path) = std::env::var_os("PATH") else {
+        return Vec::new();
+    };
+    let real_build_dir = std::fs::canonicalize(build_dir).unwrap_or_else(|_| build_dir.into());
+    std::env::split_paths(&path)
+        .filter(|dir| dir.is_absolute())
+        .filter_map(|dir| std::fs::canonicalize(dir).ok())
+        .flat_map(|dir| {
+            let packages = dir
+                .ends_with("node_modules/.bin")
+                .then(|| dir.parent().map(Path::to_path_buf))
+                .flatten();
+            std::iter::once(dir).chain(packages)
+        })
+        .filter(|dir| !dir.starts_with(&real_build_dir) && !real_build_dir.starts_with(dir))
+        .collect()
 }
 
 /// The `node` the host's own `PATH` finds (build scripts run the one on their `PATH`, which

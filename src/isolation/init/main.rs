@@ -37,6 +37,12 @@ use std::os::raw::{c_char, c_int, c_long, c_ulong, c_void};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 
+mod landlock;
+mod mounts;
+
+use landlock::{enter_landlock, landlock_abi};
+use mounts::{mask, mount_proc, private_shm};
+
 const CLONE_NEWNS: c_int = 0x0002_0000;
 const CLONE_NEWCGROUP: c_int = 0x0200_0000;
 const CLONE_NEWIPC: c_int = 0x0800_0000;
@@ -45,9 +51,6 @@ const CLONE_NEWPID: c_int = 0x2000_0000;
 const MS_NOSUID: c_ulong = 2;
 const MS_NODEV: c_ulong = 4;
 const MS_NOEXEC: c_ulong = 8;
-const MS_RDONLY: c_ulong = 1;
-const MS_REMOUNT: c_ulong = 32;
-const MS_BIND: c_ulong = 4096;
 const MS_REC: c_ulong = 16384;
 const MS_PRIVATE: c_ulong = 1 << 18;
 const PR_SET_PDEATHSIG: c_int = 1;
@@ -55,14 +58,8 @@ const PR_CAPBSET_DROP: c_int = 24;
 const PR_SET_NO_NEW_PRIVS: c_int = 38;
 const PR_CAP_AMBIENT: c_int = 47;
 const PR_CAP_AMBIENT_CLEAR_ALL: c_ulong = 4;
-const SYS_LANDLOCK_CREATE_RULESET: c_long = 444;
-const SYS_LANDLOCK_ADD_RULE: c_long = 445;
-const SYS_LANDLOCK_RESTRICT_SELF: c_long = 446;
 const SYS_CLOSE_RANGE: c_long = 436;
-const LANDLOCK_CREATE_RULESET_VERSION: c_ulong = 1;
 const CLOSE_RANGE_CLOEXEC: u32 = 4;
-const LANDLOCK_RULE_PATH_BENEATH: c_int = 1;
-const LANDLOCK_RULE_NET_PORT: c_int = 2;
 const O_PATH: c_int = 0o10_000_000;
 const O_CLOEXEC: c_int = 0o2_000_000;
 const SIG_DFL: usize = 0;
@@ -95,6 +92,7 @@ unsafe extern "C" {
     fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize;
     fn write(fd: c_int, buf: *const c_void, count: usize) -> isize;
     fn kill(pid: c_int, signal: c_int) -> c_int;
+    fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
     fn signal(signum: c_int, handler: usize) -> usize;
     fn _exit(code: c_int) -> !;
 }
@@ -254,7 +252,10 @@ fn run_program(request: &Request) -> ! {
     // not descriptors already open).
     let first_closed: u32 = if request.keep_fd3 { 4 } else { 3 };
     // SAFETY: marking our own descriptors close-on-exec.
-    unsafe { syscall(SYS_CLOSE_RANGE, first_closed, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if unsafe { syscall(SYS_CLOSE_RANGE, first_closed, u32::MAX, CLOSE_RANGE_CLOEXEC) } != 0 {
+        // Before Linux 5.11: one by one, as `/proc/self/fd` lists them.
+        mark_close_on_exec_from(first_closed);
+    }
     for polite in POLITE_SIGNALS {
         // SAFETY: restoring default actions for the program.
         unsafe { signal(polite, SIG_DFL) };
@@ -301,182 +302,6 @@ fn drop_capabilities() {
     unsafe { prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
 }
 
-/// The kernel's Landlock ABI, 0 without Landlock.
-fn landlock_abi() -> i64 {
-    // SAFETY: the version query takes no attribute.
-    let abi = unsafe {
-        syscall(
-            SYS_LANDLOCK_CREATE_RULESET,
-            std::ptr::null::<c_void>(),
-            0usize,
-            LANDLOCK_CREATE_RULESET_VERSION,
-        )
-    };
-    abi.max(0)
-}
-
-#[repr(C)]
-struct RulesetAttr {
-    handled_access_fs: u64,
-    handled_access_net: u64,
-    scoped: u64,
-}
-
-#[repr(C, packed)]
-struct PathBeneathAttr {
-    allowed_access: u64,
-    parent_fd: i32,
-}
-
-#[repr(C)]
-struct NetPortAttr {
-    allowed_access: u64,
-    port: u64,
-}
-
-const FS_EXECUTE: u64 = 1;
-const FS_WRITE_FILE: u64 = 1 << 1;
-const FS_READ_FILE: u64 = 1 << 2;
-const FS_READ_DIR: u64 = 1 << 3;
-const FS_TRUNCATE: u64 = 1 << 14;
-const FS_IOCTL_DEV: u64 = 1 << 15;
-const NET_BIND_TCP: u64 = 1;
-const NET_CONNECT_TCP: u64 = 2;
-const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1;
-const SCOPE_SIGNAL: u64 = 2;
-
-/// Every file-system right the kernel's ABI knows.
-fn fs_rights(abi: i64) -> u64 {
-    match abi {
-        1 => (1 << 13) - 1,
-        2 => (1 << 14) - 1,
-        3 | 4 => (1 << 15) - 1,
-        _ => (1 << 16) - 1,
-    }
-}
-
-/// Builds the domain from the request and enters it.
-fn enter_landlock(request: &Request, abi: i64) {
-    let handled_fs = fs_rights(abi);
-    let attr = RulesetAttr {
-        handled_access_fs: handled_fs,
-        handled_access_net: match (abi >= 4, request.bind_port, request.connect_except) {
-            (false, ..) => 0,
-            (true, bind, connect) => {
-                (if bind.is_some() { NET_BIND_TCP } else { 0 })
-                    | (if connect.is_some() { NET_CONNECT_TCP } else { 0 })
-            }
-        },
-        scoped: if abi >= 6 {
-            SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
-        } else {
-            0
-        },
-    };
-    let size = match abi {
-        1..=3 => 8,
-        4 | 5 => 16,
-        _ => std::mem::size_of::<RulesetAttr>(),
-    };
-    // SAFETY: a valid attribute of the size the ABI reads.
-    let ruleset = unsafe {
-        syscall(
-            SYS_LANDLOCK_CREATE_RULESET,
-            &attr as *const RulesetAttr,
-            size,
-            0u32,
-        )
-    };
-    if ruleset < 0 {
-        fail("landlock ruleset", &last_error());
-    }
-    let ruleset = ruleset as c_int;
-    let read_only = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR;
-    for path in &request.read_only {
-        allow_path(ruleset, path, read_only, handled_fs);
-    }
-    for path in &request.read_write {
-        allow_path(ruleset, path, handled_fs, handled_fs);
-    }
-    if abi >= 4 {
-        if let Some(port) = request.bind_port {
-            allow_port(ruleset, port, NET_BIND_TCP);
-        }
-        if let Some((first, last)) = request.connect_except {
-            // Landlock's port rules only allow: every port outside the range gets one, and
-            // the program's own port.
-            for port in (1..=u16::MAX).filter(|p| !(first..=last).contains(p)) {
-                allow_port(ruleset, port, NET_CONNECT_TCP);
-            }
-            if let Some(own) = request.bind_port.filter(|p| (first..=last).contains(p)) {
-                allow_port(ruleset, own, NET_CONNECT_TCP);
-            }
-        }
-    }
-    // SAFETY: entering the domain (no_new_privs is set).
-    if unsafe { syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0u32) } != 0 {
-        fail("landlock restrict", &last_error());
-    }
-    unsafe { close(ruleset) };
-}
-
-/// Allows `access` (bind or connect) on TCP port `port`.
-fn allow_port(ruleset: c_int, port: u16, access: u64) {
-    let rule = NetPortAttr {
-        allowed_access: access,
-        port: u64::from(port),
-    };
-    // SAFETY: a valid rule for the ruleset.
-    if unsafe {
-        syscall(
-            SYS_LANDLOCK_ADD_RULE,
-            ruleset,
-            LANDLOCK_RULE_NET_PORT,
-            &rule as *const NetPortAttr,
-            0u32,
-        )
-    } != 0
-    {
-        fail(&format!("landlock rule for port {port}"), &last_error());
-    }
-}
-
-/// Allows `rights` beneath `path` (a file gets the file rights among them); a missing path is
-/// skipped.
-fn allow_path(ruleset: c_int, path: &CString, rights: u64, handled: u64) {
-    // SAFETY: a valid C string.
-    let fd = unsafe { open(path.as_ptr(), O_PATH | O_CLOEXEC) };
-    if fd < 0 {
-        return;
-    }
-    let is_dir = std::fs::metadata(std::ffi::OsStr::from_bytes(path.as_bytes()))
-        .map(|meta| meta.is_dir())
-        .unwrap_or(false);
-    let file_rights = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV;
-    let allowed = if is_dir { rights } else { rights & file_rights } & handled;
-    let rule = PathBeneathAttr {
-        allowed_access: allowed,
-        parent_fd: fd,
-    };
-    // SAFETY: a valid rule for the ruleset.
-    let added = unsafe {
-        syscall(
-            SYS_LANDLOCK_ADD_RULE,
-            ruleset,
-            LANDLOCK_RULE_PATH_BENEATH,
-            &rule as *const PathBeneathAttr,
-            0u32,
-        )
-    };
-    if added != 0 {
-        fail(
-            &format!("landlock rule for {}", path.to_string_lossy()),
-            &last_error(),
-        );
-    }
-    unsafe { close(fd) };
-}
-
 /// A new user namespace in which this process keeps its uid and gid.
 fn enter_user_namespace(uid: u32, gid: u32) {
     // SAFETY: this process is single-threaded.
@@ -494,147 +319,20 @@ fn write_file(path: &str, content: &str) {
     }
 }
 
-/// A fresh `/proc` over the host's: it lists only this namespace's processes.
-fn mount_proc() {
-    let proc = c"proc";
-    // SAFETY: valid C strings; procfs takes no data.
-    if unsafe {
-        mount(
-            proc.as_ptr(),
-            c"/proc".as_ptr(),
-            proc.as_ptr(),
-            MS_NOSUID | MS_NODEV | MS_NOEXEC,
-            std::ptr::null(),
-        )
-    } != 0
-    {
-        fail("mount /proc", &last_error());
-    }
-}
-
-/// Hides `path`: a directory under an empty read-only tmpfs (the sandbox's allowed paths inside
-/// it bound back in place), a file under `/dev/null`; a link or a missing path is left alone.
-fn mask(path: &CString, request: &Request) {
-    let as_path = |c: &CString| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(c.as_bytes()));
-    let dir = as_path(path);
-    let Ok(meta) = std::fs::symlink_metadata(&dir) else {
-        return;
+/// Marks every open descriptor from `first` on close-on-exec, as `/proc/self/fd` lists them.
+fn mark_close_on_exec_from(first: u32) {
+    const F_SETFD: c_int = 2;
+    const FD_CLOEXEC: c_int = 1;
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        fail("descriptors", "cannot list /proc/self/fd");
     };
-    if meta.is_file() {
-        // SAFETY: valid C strings; a bind mount takes no type or data.
-        let bound = unsafe {
-            mount(
-                c"/dev/null".as_ptr(),
-                path.as_ptr(),
-                std::ptr::null(),
-                MS_BIND,
-                std::ptr::null(),
-            )
-        };
-        if bound != 0 {
-            fail(&format!("mask {}", dir.display()), &last_error());
-        }
-        return;
-    }
-    if !meta.is_dir() {
-        return;
-    }
-    let allowed: Vec<std::path::PathBuf> = request
-        .read_only
-        .iter()
-        .chain(&request.read_write)
-        .map(as_path)
+    let fds: Vec<c_int> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| u32::try_from(*fd).is_ok_and(|fd| fd >= first))
         .collect();
-    if allowed.iter().any(|a| *a == dir) {
-        return;
-    }
-    // Held open before the tmpfs covers them, then bound back at the same place.
-    let inside: Vec<(std::fs::File, std::path::PathBuf)> = allowed
-        .into_iter()
-        .filter(|a| a.starts_with(&dir))
-        .filter_map(|a| open_path(&a).map(|file| (file, a)))
-        .collect();
-    mount_tmpfs(path, 0, "size=64k,mode=755");
-    for (file, place) in &inside {
-        let is_dir = file.metadata().map(|m| m.is_dir()).unwrap_or(false);
-        let made = if is_dir {
-            std::fs::create_dir_all(place)
-        } else {
-            place
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::File::create(place).map(drop))
-        };
-        if let Err(error) = made {
-            fail(&format!("mask {}", dir.display()), &error.to_string());
-        }
-        let source = CString::new(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file)))
-            .unwrap_or_else(|_| fail("mask", "a descriptor path"));
-        let target = CString::new(place.as_os_str().as_bytes())
-            .unwrap_or_else(|_| fail("mask", "a path with a NUL byte"));
-        // SAFETY: valid C strings; a bind mount takes no type or data.
-        if unsafe {
-            mount(
-                source.as_ptr(),
-                target.as_ptr(),
-                std::ptr::null(),
-                MS_BIND | MS_REC,
-                std::ptr::null(),
-            )
-        } != 0
-        {
-            fail(&format!("bind {} back", place.display()), &last_error());
-        }
-    }
-    mount_tmpfs(path, MS_REMOUNT | MS_RDONLY, "size=64k,mode=755");
-}
-
-/// An `O_PATH` descriptor of `path`, or `None` when it does not exist.
-fn open_path(path: &std::path::Path) -> Option<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(O_PATH)
-        .open(path)
-        .ok()
-}
-
-/// Mounts (or with `MS_REMOUNT`, remounts) a small tmpfs at `path`.
-fn mount_tmpfs(path: &CString, flags: c_ulong, options: &str) {
-    let tmpfs = c"tmpfs";
-    let data = CString::new(options).unwrap_or_else(|_| fail("tmpfs", "options"));
-    // SAFETY: valid C strings.
-    if unsafe {
-        mount(
-            tmpfs.as_ptr(),
-            path.as_ptr(),
-            tmpfs.as_ptr(),
-            flags | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-            data.as_ptr().cast(),
-        )
-    } != 0
-    {
-        fail(&format!("mask {}", path.to_string_lossy()), &last_error());
-    }
-}
-
-/// A fresh `/dev/shm` of the sandbox's own (its pages count against its memory limit).
-fn private_shm() {
-    if std::fs::metadata("/dev/shm").map(|m| m.is_dir()).unwrap_or(false) {
-        let tmpfs = c"tmpfs";
-        // SAFETY: valid C strings.
-        if unsafe {
-            mount(
-                tmpfs.as_ptr(),
-                c"/dev/shm".as_ptr(),
-                tmpfs.as_ptr(),
-                MS_NOSUID | MS_NODEV,
-                c"mode=1777,size=256m".as_ptr().cast(),
-            )
-        } != 0
-        {
-            fail("private /dev/shm", &last_error());
-        }
+    for fd in fds {
+        // SAFETY: fcntl on a descriptor of ours (the listing's own one is gone: EBADF).
+        unsafe { fcntl(fd, F_SETFD, FD_CLOEXEC) };
     }
 }
 
