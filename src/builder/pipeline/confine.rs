@@ -118,7 +118,10 @@ impl Run<'_> {
             .into_iter()
             .flatten()
             .chain([caches.join("pm")])
-            .chain(host_path_dirs(build_dir))
+            .chain(trusted_path_dirs(
+                self.settings.global_env_vars.get("PATH"),
+                build_dir,
+            ))
             .collect();
             let metadata = caches.join(METADATA_CACHE);
             let tenant = [&self.request.env_vars, &self.settings.global_env_vars];
@@ -249,16 +252,18 @@ fn package_root(program: &Path, build_dir: &Path) -> Option<PathBuf> {
     (!overlaps).then(|| root.to_path_buf())
 }
 
-/// The directories of the host's own `PATH` (trusted: the admin set it, not a build), and for a
-/// `node_modules/.bin` among them the `node_modules` its links point into: the tools a build
-/// step finds there stay visible when a hidden directory holds them. Nothing that overlaps
-/// `build_dir`.
-fn host_path_dirs(build_dir: &Path) -> Vec<PathBuf> {
-    let Some(path) = std::env::var_os("PATH") else {
-        return Vec::new();
-    };
+/// The directories of the host's own `PATH` and of `globalEnvVars.PATH` (`global_path`):
+/// trusted, since the admin set them, not a build. For a `node_modules/.bin` among them, the
+/// `node_modules` its links point into too: the tools a build step finds there stay visible
+/// when a hidden directory holds them. Nothing that overlaps `build_dir`.
+fn trusted_path_dirs(global_path: Option<&String>, build_dir: &Path) -> Vec<PathBuf> {
+    let host = std::env::var_os("PATH").unwrap_or_default();
+    let global = global_path
+        .map(std::ffi::OsString::from)
+        .unwrap_or_default();
     let real_build_dir = std::fs::canonicalize(build_dir).unwrap_or_else(|_| build_dir.into());
-    std::env::split_paths(&path)
+    std::env::split_paths(&host)
+        .chain(std::env::split_paths(&global))
         .filter(|dir| dir.is_absolute())
         .filter_map(|dir| std::fs::canonicalize(dir).ok())
         .flat_map(|dir| {
