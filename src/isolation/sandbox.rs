@@ -162,17 +162,24 @@ impl Sandbox {
 /// (a version manager's shim points into its store). A bare name is looked up in the host's
 /// `PATH`.
 fn node_installation(node: &Path) -> Option<PathBuf> {
-    let found = if node.components().count() == 1 {
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(node))
-            .find(|candidate| candidate.is_file())?
-    } else {
-        node.to_path_buf()
-    };
-    let real = std::fs::canonicalize(found).ok()?;
+    let real = real_program(node)?;
     let bin = real.parent()?;
     Some(bin.parent().unwrap_or(bin).to_path_buf())
+}
+
+/// `program`'s real path: a bare name looked up in the host's `PATH`, links resolved. A sandbox
+/// runs a program by its real path, which stays visible where a link to it (in a hidden
+/// directory) would not.
+pub fn real_program(program: &Path) -> Option<PathBuf> {
+    let found = if program.components().count() == 1 {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())?
+    } else {
+        program.to_path_buf()
+    };
+    std::fs::canonicalize(found).ok()
 }
 
 /// The init program as a path a child can exec: `/proc/self/fd/<n>` of a sealed memory file

@@ -227,8 +227,14 @@ impl Runner {
                 }
             }
         }
+        let node = match confinement.spawn.sandbox {
+            // Run by its real path, which the sandbox can see.
+            Some(_) => crate::isolation::sandbox::real_program(&request.node)
+                .unwrap_or_else(|| request.node.clone()),
+            None => request.node.clone(),
+        };
         let spec = SpawnSpec {
-            program: request.node.to_string_lossy().into_owned(),
+            program: node.to_string_lossy().into_owned(),
             args: vec!["index.mjs".to_owned()],
             cwd: output_dir.to_path_buf(),
             env,
