@@ -117,6 +117,11 @@ impl Isolation {
         if !self.sandbox.enabled {
             return false;
         }
+        // Every deploy and build step asks: only the first waits for the probe, off the
+        // async threads.
+        if let Some(known) = sandbox::support_if_known() {
+            return known.is_ok();
+        }
         tokio::task::spawn_blocking(|| sandbox::support().is_ok())
             .await
             .unwrap_or(false)
@@ -266,6 +271,7 @@ impl Isolation {
             sandbox::support().clone()
         };
         let sandboxed = support.is_ok();
+        let place = self.groups.place();
         IsolationReport {
             sandboxed,
             landlock_abi: abi,
@@ -273,13 +279,13 @@ impl Isolation {
             scoped: sandboxed && abi >= 6,
             capabilities: if sandboxed || !root { "none" } else { "host" },
             sandbox_reason: support.err(),
-            limits: match self.groups.place() {
+            limits: match place {
                 Ok(place) => place.version().as_str(),
                 Err(_) => "watchdog",
             },
-            limits_reason: self.groups.place().as_ref().err().cloned(),
+            limits_reason: place.as_ref().err().cloned(),
             // Without a cgroup, an RSS watchdog enforces memory; nothing enforces the rest.
-            enforced: match self.groups.place() {
+            enforced: match place {
                 Ok(place) => place.enforced(),
                 Err(_) => Enforced {
                     memory: true,

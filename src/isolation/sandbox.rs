@@ -244,9 +244,15 @@ pub fn landlock_abi() -> u32 {
 /// Whether a sandbox can be set up on this host, found once by running the init program's
 /// probe (new namespaces, a fresh `/proc`, Landlock): `Ok(abi)` or why not.
 pub fn support() -> &'static Result<u32, String> {
-    static SUPPORT: OnceLock<Result<u32, String>> = OnceLock::new();
     SUPPORT.get_or_init(probe)
 }
+
+/// [`support`] once the probe has run; `None` before (it never waits).
+pub fn support_if_known() -> Option<&'static Result<u32, String>> {
+    SUPPORT.get()
+}
+
+static SUPPORT: OnceLock<Result<u32, String>> = OnceLock::new();
 
 fn probe() -> Result<u32, String> {
     let abi = landlock_abi();
