@@ -112,10 +112,10 @@ export interface LocalProcessRunnerConfig {
    * only its own port, and signals and abstract unix sockets stop at its sandbox. A build step
    * writes only its build's copy, the package-manager caches it uses and a private `TMPDIR`.
    * `false` turns the sandbox off; `readPaths` and `writePaths` (absolute, at most 64 each) add
-   * paths every sandbox may read or write. `isolatePorts: true` also keeps a server from
-   * connecting to the other ports of `portRange` (another tenant's server, past the router); it
-   * costs about 16 ms per server start and 4 MB of kernel memory per server (Landlock allows
-   * ports one rule at a time), so it is off by default.
+   * paths every sandbox may read or write. A server may not connect to the other ports of
+   * `portRange` (another tenant's server, past the router) where Landlock has TCP rules (ABI 4);
+   * that costs about 40 ms per server start and 4 MB of kernel memory per server (Landlock
+   * allows ports one rule at a time), and `isolatePorts: false` turns it off.
    * @default true
    */
   sandbox?: boolean | { readPaths?: string[]; writePaths?: string[]; isolatePorts?: boolean }

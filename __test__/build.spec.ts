@@ -165,7 +165,7 @@ const managers = [
   { pm: 'npm', frozen: 'npm ci --audit=false --fund=false', cache: 'npm', outOfSync: 'can only install packages when your package.json and package-lock.json' },
   { pm: 'pnpm', frozen: 'pnpm install --frozen-lockfile', cache: 'pnpm-store', outOfSync: 'ERR_PNPM_OUTDATED_LOCKFILE' },
   { pm: 'yarn', frozen: 'yarn install --frozen-lockfile', cache: 'yarn', outOfSync: 'Your lockfile needs to be updated' },
-  { pm: 'bun', frozen: 'bun install --frozen-lockfile', cache: 'bun', outOfSync: 'lockfile had changes, but lockfile is frozen' },
+  { pm: 'bun', frozen: 'bun install --frozen-lockfile --backend=copyfile', cache: 'bun', outOfSync: 'lockfile had changes, but lockfile is frozen' },
 ] as const
 
 /** Variables that cut every package manager off the registry, so only a warm cache can serve. */
@@ -225,6 +225,22 @@ describe.each(managers)('a $pm project', ({ pm, frozen, cache, outOfSync }) => {
     expect(blocked.status).toBe('failed')
     expect(blocked.errorMessage?.split('\n')[0]).toMatch(/^Dependency installation failed with exit code \d+ \(.*\)$/)
     expect(blocked.errorMessage).toContain(frozen)
+  })
+
+  it("keeps what a build writes into its node_modules out of the cache the next build installs from", async () => {
+    const b = builder()
+    const first = copyFixture(`build-${pm}`)
+    const { result: cold } = await build(b, `${pm}-writer`, first)
+    expect(cold.status, cold.logs).toBe('succeeded')
+    // A build script (or the server it becomes) rewriting a dependency in its own tree.
+    const installed = path.join(first, 'node_modules/is-number/index.js')
+    if (!fs.existsSync(installed)) return // yarn berry's Plug'n'Play has no node_modules
+    fs.appendFileSync(installed, '\n// poisoned by an earlier build\n')
+    const second = copyFixture(`build-${pm}`)
+    const { result: warm } = await build(b, `${pm}-reader`, second, { envVars: OFFLINE })
+    expect(warm.status, warm.logs).toBe('succeeded')
+    const text = fs.readFileSync(path.join(second, 'node_modules/is-number/index.js'), 'utf8')
+    expect(text).not.toContain('poisoned')
   })
 
   it('keeps its cache under <buildDir>/.cache', async () => {

@@ -43,7 +43,7 @@ describe('defaults', () => {
       logFileMaxMb: 16,
       tracesEndpoint: null,
       redeployDrainMs: 60000,
-      sandbox: { enabled: true, readPaths: [], writePaths: [], isolatePorts: false },
+      sandbox: { enabled: true, readPaths: [], writePaths: [], isolatePorts: true },
       limits: { memoryMb: null, cpus: null, pids: 4096 },
       buildLimits: { memoryMb: null, cpus: null, pids: 4096 },
     })

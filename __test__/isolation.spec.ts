@@ -309,19 +309,55 @@ describe.each(modes)('%s', (_name, { config, succeeds, skip }) => {
   })
 })
 
+describe(`private temporary directories${noSandbox}`, () => {
+  it.skipIf(!stats.sandbox)('a starting runner removes those a killed host left, and keeps those in use', async () => {
+    const { runner: first, buildDir } = isolationRunner()
+    const { server } = await deployAttacker(first, buildDir)
+    const tmp = path.join(buildDir, '.tmp')
+    const ownTmp = path.join(tmp, server.id)
+    expect(fs.existsSync(ownTmp)).toBe(true)
+    // What a host SIGKILLed mid-build left (an hour old), and one another host just made.
+    const left = path.join(tmp, `build-${randomUUID()}`)
+    const fresh = path.join(tmp, `build-${randomUUID()}`)
+    fs.mkdirSync(path.join(left, 'npm'), { recursive: true })
+    fs.writeFileSync(path.join(left, 'npm', 'leftover.tgz'), 'x')
+    fs.mkdirSync(fresh)
+    const hourAgo = new Date(Date.now() - 3_600_000)
+    for (const dir of [left, ownTmp]) fs.utimesSync(dir, hourAgo, hourAgo)
+
+    const next = new addon.LocalProcessRunner({ buildDir, portRange: portBlock() })
+    try {
+      await deployAttacker(next, buildDir)
+      expect(fs.existsSync(left), 'the leftover goes').toBe(false)
+      expect(fs.existsSync(fresh), 'a directory made a moment ago stays').toBe(true)
+      expect(fs.existsSync(ownTmp), 'the first runner still holds its server\'s').toBe(true)
+    } finally {
+      await next.shutdown()
+    }
+    await first.shutdown()
+    expect(fs.existsSync(ownTmp)).toBe(false)
+  })
+})
+
 describe(`sandbox.isolatePorts${noSandbox}`, () => {
-  it.skipIf(!stats.sandbox || stats.landlockAbi < 4)("keeps a server from another server's port of the range, not from its own or others", async () => {
+  it.skipIf(!stats.sandbox || stats.landlockAbi < 4)("keeps a server from another server's port of the range by default, not from its own or others", async () => {
     const outside = net.createServer((socket) => socket.end())
     await new Promise<void>((resolve) => outside.listen(0, '127.0.0.1', resolve))
     const outsidePort = (outside.address() as net.AddressInfo).port
     try {
-      // Off (the default), a server reaches another's port past the router; on, it does not.
-      for (const isolatePorts of [false, true]) {
-        const { runner, buildDir } = isolationRunner({ sandbox: { isolatePorts } })
+      // By default a server cannot reach another's port past the router; with the sandbox off,
+      // or `isolatePorts: false`, it can.
+      const cases: Array<{ sandbox: LocalProcessRunnerConfig['sandbox']; refused: boolean }> = [
+        { sandbox: undefined, refused: true },
+        { sandbox: { isolatePorts: false }, refused: false },
+        { sandbox: false, refused: false },
+      ]
+      for (const { sandbox, refused } of cases) {
+        const { runner, buildDir } = isolationRunner(sandbox === undefined ? {} : { sandbox })
         const { server: victim } = await deployAttacker(runner, buildDir)
         const { server: attacker } = await deployAttacker(runner, buildDir)
         const other = await attack(attacker, 'connect-tcp', { port: victim.port })
-        expect(other.ok, `isolatePorts ${isolatePorts}: ${other.detail}`).toBe(!isolatePorts)
+        expect(other.ok, `sandbox ${JSON.stringify(sandbox)}: ${other.detail}`).toBe(!refused)
         const own = await attack(attacker, 'connect-tcp', { port: attacker.port })
         expect(own.ok, own.detail).toBe(true)
         const elsewhere = await attack(attacker, 'connect-tcp', { port: outsidePort })
@@ -380,7 +416,9 @@ describe(`kernel limits${noCgroup}`, () => {
     }
     const unlimited = await busy(free)
     const limited = await busy(held)
-    expect(unlimited, `unlimited ${unlimited} %`).toBeGreaterThan(60)
+    // The unlimited figure only shows the spin is busy enough to tell; other work on the host
+    // (a parallel build, say) takes part of a core from it.
+    expect(unlimited, `unlimited ${unlimited} %`).toBeGreaterThan(45)
     expect(limited, `limited ${limited} %`).toBeLessThan(35)
   })
 
@@ -399,6 +437,29 @@ describe(`kernel limits${noCgroup}`, () => {
       await waitFor(async () => oom.test(await runner.getLogs(hog)), 10_000, 'the watchdog to kill the server')
       expect(await runner.getLogs(hog)).toMatch(/memory watchdog: \d+ MB resident, over the limit of 100 MB/)
       expect(await runner.healthCheck(hog)).toEqual({ healthy: false, message: expect.stringMatching(oom) })
+    } finally {
+      delete process.env.MASTRA_RUNNER_CGROUPS
+    }
+  })
+
+  it('without a cgroup, a kept server adopted by the next runner is still watched (memoryMb)', async () => {
+    process.env.MASTRA_RUNNER_CGROUPS = 'off'
+    try {
+      const config = { keepServersOnExit: true, limits: { memoryMb: 100 } }
+      const { runner: first, buildDir } = isolationRunner(config)
+      const { server } = await deployAttacker(first, buildDir)
+      await first.detach()
+      const next = new addon.LocalProcessRunner({ buildDir, portRange: first.getConfig().portRange, ...config })
+      try {
+        expect(next.getStats().adoption?.adopted).toEqual([server.id])
+        const [adopted] = next.listServers()
+        await attack(adopted, 'alloc', { mb: 300 })
+        const oom = /killed: out of memory \(limit 100 MB\)/
+        await waitFor(async () => oom.test(await next.getLogs(adopted)), 10_000, 'the watchdog to kill the adopted server')
+        expect(await next.healthCheck(adopted)).toEqual({ healthy: false, message: expect.stringMatching(oom) })
+      } finally {
+        await next.shutdown()
+      }
     } finally {
       delete process.env.MASTRA_RUNNER_CGROUPS
     }

@@ -241,7 +241,7 @@ describe('monorepos', () => {
 
   it.each([
     { pm: 'yarn', install: 'yarn install --frozen-lockfile in .' },
-    { pm: 'bun', install: 'bun install --frozen-lockfile in .' },
+    { pm: 'bun', install: 'bun install --frozen-lockfile --backend=copyfile in .' },
   ])('builds a $pm workspace app', async ({ pm, install }) => {
     const { runner } = makeRunner({ defaultSource: 'local', globalEnvVars: { PATH } })
     const result = await buildAndServe(runner, path.join(checkout(`ws-${pm}`), 'apps', 'mastra'))

@@ -346,6 +346,12 @@ impl Run<'_> {
                 if alone {
                     args.extend(alone_args(pm).iter().map(|a| (*a).to_owned()));
                 }
+                if pm == PackageManager::Bun {
+                    // bun hard-links packages out of its shared cache by default, and does not
+                    // check them there: a build writing into its node_modules would change what
+                    // every later bun build gets.
+                    args.push("--backend=copyfile".to_owned());
+                }
                 self.step(&INSTALL, program, pm, args, install_env.clone(), &root)
                     .await?;
                 if skip_scripts {

@@ -9,6 +9,7 @@
 
 pub mod cgroup;
 pub mod groups;
+pub mod private_tmp;
 pub mod sandbox;
 pub mod settings;
 
@@ -21,8 +22,7 @@ pub use groups::{GroupUsage, Groups};
 pub use sandbox::Sandbox;
 pub use settings::{Limits, SandboxSettings};
 
-/// The directory under `buildDir` holding each sandbox's private temporary directory.
-pub const PRIVATE_TMP_DIR: &str = ".tmp";
+pub use private_tmp::PRIVATE_TMP_DIR;
 
 /// The runner's isolation: configuration and host support.
 #[derive(Debug)]
@@ -175,37 +175,15 @@ impl Isolation {
     }
 
     /// Makes (or keeps) the private temporary directory `name` under `build_dir` (0700, in a
-    /// 0700 parent), which a sandboxed server or build gets as `TMPDIR` and `HOME`.
+    /// 0700 parent), which a sandboxed server or build gets as `TMPDIR` and `HOME`; this
+    /// process holds it until [`Self::remove_private_tmp`].
     pub fn private_tmp(build_dir: &Path, name: &str) -> std::io::Result<PathBuf> {
-        use std::os::unix::fs::DirBuilderExt;
-        let all = build_dir.join(PRIVATE_TMP_DIR);
-        let dir = all.join(name);
-        for path in [&all, &dir] {
-            match std::fs::DirBuilder::new().mode(0o700).create(path) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let meta = std::fs::symlink_metadata(path)?;
-                    if !meta.is_dir() {
-                        return Err(std::io::Error::other(format!(
-                            "{} is not a directory",
-                            path.display()
-                        )));
-                    }
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(dir)
+        private_tmp::make(build_dir, name)
     }
 
     /// Removes the private temporary directory `name` under `build_dir`, if any.
     pub fn remove_private_tmp(build_dir: &Path, name: &str) {
-        let dir = build_dir.join(PRIVATE_TMP_DIR).join(name);
-        if let Err(error) = std::fs::remove_dir_all(&dir)
-            && error.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!("cannot remove {}: {error}", dir.display());
-        }
+        private_tmp::remove(build_dir, name);
     }
 
     /// Makes the cgroup `name` with `limits` off the async threads; what a child writes to join

@@ -18,7 +18,8 @@ pub struct SandboxSettings {
     /// Extra paths every sandbox may write (`sandbox.writePaths`).
     pub write_paths: Vec<PathBuf>,
     /// Whether a server may not connect to other servers' ports of `portRange`
-    /// (`sandbox.isolatePorts`; costs milliseconds and kernel memory per server).
+    /// (`sandbox.isolatePorts`, on by default; costs milliseconds and kernel memory per
+    /// server start).
     pub isolate_ports: bool,
 }
 
@@ -28,10 +29,16 @@ impl Default for SandboxSettings {
             enabled: true,
             read_paths: Vec::new(),
             write_paths: Vec::new(),
-            isolate_ports: false,
+            isolate_ports: true,
         }
     }
 }
+
+/// The smallest `memoryMb` accepted.
+pub const MIN_MEMORY_MB: u64 = 16;
+
+/// The largest `memoryMb` accepted (16 TiB).
+pub const MAX_MEMORY_MB: u64 = 16 * 1024 * 1024;
 
 /// Kernel-enforced limits of one server or build step (`limits`, `buildLimits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,7 +84,9 @@ impl Limits {
         };
         let field = |key: &str| fields.get(key).filter(|v| !v.is_null());
         let memory_mb = field("memoryMb")
-            .map(|v| validate::integer(&format!("{name}.memoryMb"), v, 16, 16 * 1024 * 1024))
+            .map(|v| {
+                validate::integer(&format!("{name}.memoryMb"), v, MIN_MEMORY_MB, MAX_MEMORY_MB)
+            })
             .transpose()?;
         let pids = field("pids")
             .map(|v| validate::integer(&format!("{name}.pids"), v, 8, 4_194_304))
@@ -131,7 +140,7 @@ impl SandboxSettings {
                 read_paths: paths(fields.get("readPaths"), "sandbox.readPaths")?,
                 write_paths: paths(fields.get("writePaths"), "sandbox.writePaths")?,
                 isolate_ports: match fields.get("isolatePorts") {
-                    None | Some(Value::Null) => false,
+                    None | Some(Value::Null) => true,
                     Some(Value::Bool(isolate)) => *isolate,
                     Some(other) => {
                         return Err(Error::invalid(

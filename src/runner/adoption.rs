@@ -104,8 +104,23 @@ impl Runner {
         self.servers
             .ports()
             .hold_adopted(record.port, &record.server_id);
-        // Its cgroup, when it has one, counts and ends it as before the restart of the host.
-        self.shared.isolation.groups.adopt(&record.server_id);
+        // Its cgroup, when it has one, counts, limits and ends it as before the restart of the
+        // host; without one, the watchdog its last runner ran watches it here too.
+        let build_dir = &self.config().build_dir;
+        if build_dir
+            .join(crate::isolation::PRIVATE_TMP_DIR)
+            .join(&record.server_id)
+            .is_dir()
+        {
+            // Its sandbox's directory, held again so that no starting runner sweeps it away.
+            let _ = Isolation::private_tmp(build_dir, &record.server_id);
+        }
+        let groups = &self.shared.isolation.groups;
+        if !groups.adopt(&record.server_id)
+            && let Some(memory_mb) = record.watched_memory_mb
+        {
+            groups.watch_memory(&record.server_id, memory_mb);
+        }
         let info = ServerInfo {
             id: record.server_id.clone(),
             deployment_id: record.deployment_id.clone(),

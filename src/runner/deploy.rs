@@ -267,6 +267,7 @@ impl Runner {
             deployed: false,
             owner: None,
             draining: false,
+            watched_memory_mb: self.shared.isolation.groups.memory_watch(&server_id),
         })?;
         let child = supervisor::start_process(&self.shared, &spec, &log, &server_id).await?;
         start.spawned(&child.handle)?;

@@ -36,6 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::isolation::settings::{MAX_MEMORY_MB, MIN_MEMORY_MB};
 use crate::process::{self, journal::JOURNAL_DIR, ownership, procfs};
 use crate::sync::lock;
 
@@ -92,6 +93,9 @@ pub struct KeptRecord {
     /// A redeploy replaced it and it was draining: a later runner stops it instead of
     /// adopting it (the deployment's routed server is the other one).
     pub draining: bool,
+    /// The memory limit an RSS watchdog enforces (no cgroup could hold it), in MB; the
+    /// runner that adopts the server watches it too.
+    pub watched_memory_mb: Option<u64>,
 }
 
 impl KeptRecord {
@@ -113,6 +117,7 @@ impl KeptRecord {
             "deployed": self.deployed,
             "owner": self.owner,
             "draining": self.draining,
+            "watchedMemoryMb": self.watched_memory_mb,
         })
     }
 
@@ -140,6 +145,10 @@ impl KeptRecord {
                 .get("draining")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            watched_memory_mb: match value.get("watchedMemoryMb") {
+                None | Some(Value::Null) => None,
+                Some(limit) => Some(limit.as_u64()?),
+            },
         })
     }
 
@@ -176,6 +185,13 @@ impl KeptRecord {
                 || route.chars().any(char::is_control))
         {
             return Err("its route id is not a route id".to_owned());
+        }
+        if let Some(limit) = self.watched_memory_mb
+            && !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&limit)
+        {
+            return Err(format!(
+                "its memory limit {limit} MB is outside {MIN_MEMORY_MB}-{MAX_MEMORY_MB} MB"
+            ));
         }
         if self.port < ports.start || self.port > ports.end {
             return Err(format!(
@@ -671,6 +687,7 @@ mod tests {
             deployed: true,
             owner: Some("1-2/3".to_owned()),
             draining: false,
+            watched_memory_mb: None,
         }
     }
 
@@ -722,6 +739,17 @@ mod tests {
         let mut init = record("s").to_json();
         init["pid"] = json!(1);
         assert!(refusal("s", &init).contains("cannot be a server's"));
+        // A memory limit the watchdog could not honour (or would kill everything at).
+        for forged in [json!(1), json!(u64::MAX), json!("100")] {
+            let mut memory = record("s").to_json();
+            memory["watchedMemoryMb"] = forged.clone();
+            assert!(
+                refusal("s", &memory).contains("memory limit")
+                    || refusal("s", &memory).contains("not a record"),
+                "{forged}: {}",
+                refusal("s", &memory)
+            );
+        }
         // K17: a huge record is not read.
         let dir = records_dir("huge");
         let huge = dir.join("s.json");
@@ -770,6 +798,11 @@ mod tests {
     fn a_record_reads_back_as_written() {
         let written = record("s");
         assert_eq!(KeptRecord::from_json(&written.to_json()), Some(written));
+        let watched = KeptRecord {
+            watched_memory_mb: Some(160),
+            ..record("s")
+        };
+        assert_eq!(KeptRecord::from_json(&watched.to_json()), Some(watched));
         let mut other_version = record("s").to_json();
         other_version["version"] = json!(2);
         assert_eq!(KeptRecord::from_json(&other_version), None);

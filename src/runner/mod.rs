@@ -207,13 +207,18 @@ impl Runner {
     }
 
     /// Kills, once per runner and before any port is handed out, what runners of dead hosts
-    /// left alive on the same `buildDir`.
+    /// left alive on the same `buildDir`, then removes the private temporary directories they
+    /// left (those no live runner holds).
     pub async fn reap_leftovers(&self) {
         self.leftovers_reaped
             .get_or_init(|| async {
                 let build_dir = self.config().build_dir.clone();
-                let report =
-                    tokio::task::spawn_blocking(move || process::reap_leftovers(&build_dir)).await;
+                let report = tokio::task::spawn_blocking(move || {
+                    let report = process::reap_leftovers(&build_dir);
+                    crate::isolation::private_tmp::sweep(&build_dir);
+                    report
+                })
+                .await;
                 if let Err(error) = report {
                     tracing::warn!("checking for leftover processes failed: {error}");
                 }

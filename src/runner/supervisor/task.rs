@@ -409,8 +409,9 @@ impl Supervisor {
             .isolation
             .groups
             .new_oom_kill(&self.info.id)
-            // An OOM kill of another process of the group does not explain this exit.
-            .filter(|_| exit.signal == Some(nix::libc::SIGKILL))
+            // An OOM kill of another process of the group does not explain this exit (an
+            // adopted process's exit is unknown: the kill is the best account of it).
+            .filter(|_| exit.signal == Some(nix::libc::SIGKILL) || exit == ExitInfo::unknown())
             .map(|limit_mb| format!("killed: out of memory (limit {limit_mb} MB)"))
             .or_else(|| self.watchdog_killed.take());
         if let Some(ready) = self.ready.take() {
@@ -431,9 +432,13 @@ impl Supervisor {
             return;
         }
         let not_ours = self.child.as_ref().is_some_and(|c| c.is_adopted());
+        let unknown =
+            "process exited (its exit status is unknown: it was not started by this runner)";
         self.runner_line(if not_ours && exit == ExitInfo::unknown() {
-            "process exited (its exit status is unknown: it was not started by this runner)"
-                .to_owned()
+            match &self.killed_because {
+                Some(reason) => format!("{unknown}: {reason}"),
+                None => unknown.to_owned(),
+            }
         } else if let Some(reason) = &self.killed_because {
             format!("process exited with {exit}: {reason}")
         } else {

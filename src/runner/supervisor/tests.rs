@@ -630,6 +630,7 @@ fn record_kept(shared: &Shared, start_ticks: u64) -> PathBuf {
         deployed: true,
         owner: None,
         draining: false,
+        watched_memory_mb: None,
     };
     kept.record(record).expect("record written");
     kept.record_path(SERVER_ID)
