@@ -279,6 +279,8 @@ describe('mastra-runner-local up --watch', () => {
     fs.writeFileSync(path.join(project, 'src', 'build-delay-ms'), '2000')
     fs.writeFileSync(path.join(project, 'src', 'message.txt'), 'second answer\n')
     await up.see(/Changed: src\/build-delay-ms and 1 more; rebuilding…/, 'the first rebuild', 10_000)
+    // Once the copy is made, the build script runs for 2 s.
+    await up.see(/building the answer 'second answer' in 2000 ms/, 'the build script of the first rebuild', 20_000)
     fs.writeFileSync(path.join(project, 'src', 'message.txt'), 'third answer\n')
     await new Promise((resolve) => setTimeout(resolve, 500))
     fs.writeFileSync(path.join(project, 'src', 'message.txt'), 'fourth answer\n')
