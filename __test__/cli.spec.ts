@@ -308,6 +308,21 @@ describe('mastra-runner-local up --watch', () => {
     await waitFor(() => answers.length >= answered + 5, 10_000, 'answers after the failed rebuild')
     expect(new Set(answers.slice(answered))).toEqual(new Set(['fourth answer']))
     await waitFor(() => buildsLeft().length === 1, 10_000, 'the failed build directory to be removed')
+
+    // A build whose server exits at start: the deploy rejects and the old server stays.
+    fs.writeFileSync(
+      path.join(project, 'build.mjs'),
+      "import fs from 'node:fs'\nfs.mkdirSync('.mastra/output', { recursive: true })\nfs.writeFileSync('.mastra/output/index.mjs', \"console.error('crash on start'); process.exit(3)\")\n",
+    )
+    const failedDeploy = /Rebuild failed: (.+); still serving the previous build at (\S+)$/gm
+    await waitFor(() => [...up.out().matchAll(failedDeploy)].length === 2, 30_000, 'the failed deploy')
+    const [, deployReason, servedAt] = [...up.out().matchAll(failedDeploy)][1]
+    expect(deployReason).toMatch(/exit code 3/)
+    expect(servedAt).toBe(url)
+    const beforeCrash = answers.length
+    await waitFor(() => answers.length >= beforeCrash + 5, 10_000, 'answers after the failed deploy')
+    expect(new Set(answers.slice(answered))).toEqual(new Set(['fourth answer']))
+    await waitFor(() => buildsLeft().length === 1, 10_000, 'the directory of the build that did not start to be removed')
     requesting = false
     await requests
     expect(failures).toEqual([])
