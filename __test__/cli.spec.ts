@@ -246,8 +246,9 @@ function processesUnder(root: string): string[] {
 }
 
 const rebuilt = /Rebuilt and serving in (\d+\.\d) s \(change to serving\): (http:\/\/127\.0\.0\.1:(\d+))$/m
-/** Every rebuild line printed so far. */
-const rebuilds = (out: string) => [...out.matchAll(new RegExp(rebuilt, 'gm'))]
+const rebuildFailed = /Rebuild failed: (.+); still serving the previous build at (\S+)$/m
+/** Every line of `out` that `pattern` matches. */
+const matches = (pattern: RegExp, out: string) => [...out.matchAll(new RegExp(pattern, 'gm'))]
 
 describe('mastra-runner-local up --watch', () => {
   it('rebuilds on a change and replaces the server with no failed request, keeps serving through a failed rebuild, and stops cleanly on Ctrl-C during a rebuild', async () => {
@@ -264,7 +265,7 @@ describe('mastra-runner-local up --watch', () => {
     let requesting = true
     const requests = (async () => {
       while (requesting) {
-        const latest = rebuilds(up.out()).at(-1)
+        const latest = matches(rebuilt, up.out()).at(-1)
         const url = latest ? latest[2] : `http://127.0.0.1:${firstPort}`
         await get(`${url}/`).then(
           (answer) => answers.push(answer),
@@ -286,9 +287,9 @@ describe('mastra-runner-local up --watch', () => {
     fs.writeFileSync(path.join(project, 'src', 'message.txt'), 'fourth answer\n')
     await up.see(rebuilt, 'the first rebuild to serve', 30_000)
     await waitFor(() => answers.at(-1) === 'second answer', 10_000, 'the answer of the first rebuild')
-    await waitFor(() => rebuilds(up.out()).length === 2, 30_000, 'the queued rebuild to serve')
-    const [, seconds, url, port] = rebuilds(up.out())[1]
-    ports.add(Number(rebuilds(up.out())[0][3])).add(Number(port))
+    await waitFor(() => matches(rebuilt, up.out()).length === 2, 30_000, 'the queued rebuild to serve')
+    const [, seconds, url, port] = matches(rebuilt, up.out())[1]
+    ports.add(Number(matches(rebuilt, up.out())[0][3])).add(Number(port))
     expect(Number(seconds)).toBeGreaterThan(0)
     expect(up.out()).toContain('Changed: src/message.txt; rebuilding…')
     await waitFor(() => answers.at(-1) === 'fourth answer', 10_000, 'the answer of the queued rebuild')
@@ -299,10 +300,10 @@ describe('mastra-runner-local up --watch', () => {
     expect(failures).toEqual([])
 
     fs.writeFileSync(path.join(project, 'build.mjs'), "console.error('error: broken on purpose')\nprocess.exit(1)\n")
-    const [, reason, stillAt] = await up.see(/Rebuild failed: (.+); still serving the previous build at (\S+)$/m, 'the failed rebuild', 30_000)
+    const [, reason, stillAt] = await up.see(rebuildFailed, 'the failed rebuild', 30_000)
     expect(reason).toContain('Build failed with exit code 1 (npm run build)')
-    expect(up.out().match(/^Changed: /gm)).toHaveLength(3)
-    expect(rebuilds(up.out())).toHaveLength(2)
+    expect(matches(/^Changed: /, up.out())).toHaveLength(3)
+    expect(matches(rebuilt, up.out())).toHaveLength(2)
     expect(stillAt).toBe(url)
     const answered = answers.length
     await waitFor(() => answers.length >= answered + 5, 10_000, 'answers after the failed rebuild')
@@ -314,9 +315,8 @@ describe('mastra-runner-local up --watch', () => {
       path.join(project, 'build.mjs'),
       "import fs from 'node:fs'\nfs.mkdirSync('.mastra/output', { recursive: true })\nfs.writeFileSync('.mastra/output/index.mjs', \"console.error('crash on start'); process.exit(3)\")\n",
     )
-    const failedDeploy = /Rebuild failed: (.+); still serving the previous build at (\S+)$/gm
-    await waitFor(() => [...up.out().matchAll(failedDeploy)].length === 2, 30_000, 'the failed deploy')
-    const [, deployReason, servedAt] = [...up.out().matchAll(failedDeploy)][1]
+    await waitFor(() => matches(rebuildFailed, up.out()).length === 2, 30_000, 'the failed deploy')
+    const [, deployReason, servedAt] = matches(rebuildFailed, up.out())[1]
     expect(deployReason).toMatch(/exit code 3/)
     expect(servedAt).toBe(url)
     const beforeCrash = answers.length
