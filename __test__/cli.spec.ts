@@ -1,6 +1,7 @@
 // The mastra-runner-local command line, run as a user runs it.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
+import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -12,11 +13,11 @@ import { waitFor } from './helpers/wait'
 const cli = path.join(packageRoot, 'bin', 'mastra-runner-local.cjs')
 const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
 
-/** A scratch directory with a copy of the fixture app (`app`) and a state directory (`state`). */
-function scratch(): { root: string; project: string; state: string } {
+/** A scratch directory with a copy of a fixture project (`app`) and a state directory (`state`). */
+function scratch(fixture = 'app'): { root: string; project: string; state: string } {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-cli-'))
   const project = path.join(root, 'app')
-  fs.cpSync(path.join(packageRoot, '__test__', 'fixtures', 'app'), project, { recursive: true })
+  fs.cpSync(path.join(packageRoot, '__test__', 'fixtures', fixture), project, { recursive: true })
   cleanups.push(() => fs.rmSync(root, { recursive: true, force: true }))
   return { root, project, state: path.join(root, 'state') }
 }
@@ -67,6 +68,7 @@ describe('mastra-runner-local', () => {
     const result = run('--help')
     expect(result.status).toBe(0)
     expect(result.stdout).toMatch(/^Usage: mastra-runner-local <command>/)
+    expect(result.stdout).toMatch(/--watch +\(up\) Rebuild when a file of the project changes/)
   })
 
   it('prints the resolved configuration', () => {
@@ -212,4 +214,134 @@ describe('mastra-runner-local', () => {
     third.child.kill('SIGINT')
     expect(await third.exited).toBe(130)
   }, 240_000)
+})
+
+/** GET `url` on a connection of its own; resolves the body of a 200 and rejects on anything else. */
+function get(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { agent: false, timeout: 5000 }, (response) => {
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk) => (body += chunk))
+      response.on('error', reject)
+      response.on('end', () => (response.statusCode === 200 ? resolve(body) : reject(new Error(`status ${response.statusCode}`))))
+    })
+    request.on('timeout', () => request.destroy(new Error('no answer within 5 s')))
+    request.on('error', reject)
+  })
+}
+
+/** The processes whose command line or working directory names a path under `root`. */
+function processesUnder(root: string): string[] {
+  const found: string[] = []
+  for (const pid of fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      const command = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')
+      if (command.includes(root) || fs.readlinkSync(`/proc/${pid}/cwd`).startsWith(root)) found.push(`${pid}: ${command}`)
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return found
+}
+
+const rebuilt = /Rebuilt and serving in (\d+\.\d) s \(change to serving\): (http:\/\/127\.0\.0\.1:(\d+))$/m
+const rebuildFailed = /Rebuild failed: (.+); still serving the previous build at (\S+)$/m
+/** Every line of `out` that `pattern` matches. */
+const matches = (pattern: RegExp, out: string) => [...out.matchAll(new RegExp(pattern, 'gm'))]
+
+describe('mastra-runner-local up --watch', () => {
+  it('rebuilds on a change and replaces the server with no failed request, keeps serving through a failed rebuild, and stops cleanly on Ctrl-C during a rebuild', async () => {
+    const { root, project, state } = scratch('watch-app')
+    const builds = path.join(state, 'mastra-runner-local', 'builds')
+    const buildsLeft = () => fs.readdirSync(builds).filter((name) => name.startsWith('cli-'))
+    const up = startUp(['.', '--port', '9460', '--watch'], project, state)
+    const [, firstPort, firstPid] = await up.see(serving, 'the URL', 60_000)
+    const ports = new Set([Number(firstPort)])
+
+    // Requests one after another, each to the URL printed last, for as long as the test runs.
+    const answers: string[] = []
+    const failures: string[] = []
+    let requesting = true
+    const requests = (async () => {
+      while (requesting) {
+        const latest = matches(rebuilt, up.out()).at(-1)
+        const url = latest ? latest[2] : `http://127.0.0.1:${firstPort}`
+        await get(`${url}/`).then(
+          (answer) => answers.push(answer),
+          (error) => failures.push(`${url}: ${error.message}`),
+        )
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+    })()
+    await waitFor(() => answers.includes('first answer'), 10_000, 'the first answer')
+
+    // A rebuild that takes seconds; the changes made meanwhile, in two batches, queue one more.
+    fs.writeFileSync(path.join(project, 'src', 'build-delay-ms'), '2000')
+    fs.writeFileSync(path.join(project, 'src', 'message.txt'), 'second answer\n')
+    await up.see(/Changed: src\/build-delay-ms and 1 more; rebuilding…/, 'the first rebuild', 10_000)
+    // Once the copy is made, the build script runs for 2 s.
+    await up.see(/building the answer 'second answer' in 2000 ms/, 'the build script of the first rebuild', 20_000)
+    fs.writeFileSync(path.join(project, 'src', 'message.txt'), 'third answer\n')
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    fs.writeFileSync(path.join(project, 'src', 'message.txt'), 'fourth answer\n')
+    await up.see(rebuilt, 'the first rebuild to serve', 30_000)
+    await waitFor(() => answers.at(-1) === 'second answer', 10_000, 'the answer of the first rebuild')
+    await waitFor(() => matches(rebuilt, up.out()).length === 2, 30_000, 'the queued rebuild to serve')
+    const [, seconds, url, port] = matches(rebuilt, up.out())[1]
+    ports.add(Number(matches(rebuilt, up.out())[0][3])).add(Number(port))
+    expect(Number(seconds)).toBeGreaterThan(0)
+    expect(up.out()).toContain('Changed: src/message.txt; rebuilding…')
+    await waitFor(() => answers.at(-1) === 'fourth answer', 10_000, 'the answer of the queued rebuild')
+    const [lock] = fs.readdirSync(path.join(state, 'mastra-runner-local', 'up'))
+    expect(JSON.parse(fs.readFileSync(path.join(state, 'mastra-runner-local', 'up', lock), 'utf8')).url).toBe(url)
+    // The replaced build's directory goes once its server has drained.
+    await waitFor(() => buildsLeft().length === 1, 20_000, 'the replaced build directory to be removed')
+    expect(failures).toEqual([])
+
+    fs.writeFileSync(path.join(project, 'build.mjs'), "console.error('error: broken on purpose')\nprocess.exit(1)\n")
+    const [, reason, stillAt] = await up.see(rebuildFailed, 'the failed rebuild', 30_000)
+    expect(reason).toContain('Build failed with exit code 1 (npm run build)')
+    expect(matches(/^Changed: /, up.out())).toHaveLength(3)
+    expect(matches(rebuilt, up.out())).toHaveLength(2)
+    expect(stillAt).toBe(url)
+    const answered = answers.length
+    await waitFor(() => answers.length >= answered + 5, 10_000, 'answers after the failed rebuild')
+    expect(new Set(answers.slice(answered))).toEqual(new Set(['fourth answer']))
+    await waitFor(() => buildsLeft().length === 1, 10_000, 'the failed build directory to be removed')
+
+    // A build whose server exits at start: the deploy rejects and the old server stays.
+    fs.writeFileSync(
+      path.join(project, 'build.mjs'),
+      "import fs from 'node:fs'\nfs.mkdirSync('.mastra/output', { recursive: true })\nfs.writeFileSync('.mastra/output/index.mjs', \"console.error('crash on start'); process.exit(3)\")\n",
+    )
+    await waitFor(() => matches(rebuildFailed, up.out()).length === 2, 30_000, 'the failed deploy')
+    const [, deployReason, servedAt] = matches(rebuildFailed, up.out())[1]
+    expect(deployReason).toMatch(/exit code 3/)
+    expect(servedAt).toBe(url)
+    const beforeCrash = answers.length
+    await waitFor(() => answers.length >= beforeCrash + 5, 10_000, 'answers after the failed deploy')
+    expect(new Set(answers.slice(answered))).toEqual(new Set(['fourth answer']))
+    await waitFor(() => buildsLeft().length === 1, 10_000, 'the directory of the build that did not start to be removed')
+    requesting = false
+    await requests
+    expect(failures).toEqual([])
+
+    // A build that takes its time, with a grandchild, interrupted by Ctrl-C.
+    fs.writeFileSync(
+      path.join(project, 'build.mjs'),
+      "import { spawn } from 'node:child_process'\nspawn('sleep', ['60'], { stdio: 'ignore' })\nconsole.log('building slowly')\nsetTimeout(() => {}, 60_000)\n",
+    )
+    await up.see(/^ {2}building slowly$/m, 'the slow rebuild', 30_000)
+    expect(buildsLeft().length).toBe(2)
+    up.child.kill('SIGINT')
+    expect(await up.exited).toBe(130)
+    expect(up.out()).toContain(`SIGINT: stopping the server on port ${port} and the rebuild`)
+    expect(up.out()).toContain('Stopped. No process left behind.')
+    expect(alive(Number(firstPid))).toBe(false)
+    for (const used of ports) expect(await listening(used)).toBe(false)
+    expect(processesUnder(root)).toEqual([])
+    expect(buildsLeft()).toEqual([])
+    expect(fs.readdirSync(path.join(state, 'mastra-runner-local', 'up'))).toEqual([])
+  }, 90_000)
 })

@@ -8,7 +8,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const { LocalProcessRunner } = require('..')
+const { LocalProcessRunner, LocalProjectSource } = require('..')
 
 const USAGE = `Usage: mastra-runner-local <command> [options]
 
@@ -32,7 +32,11 @@ Options (up, build):
                     npm_config_* ones.
   --restart         (up) Restart the server when it exits, up to 10 times in a row, waiting
                     1 s, doubling up to 30 s (the runner's restartPolicy).
-  --keep            (up) Keep the build directory on exit.
+  --keep            (up) Keep the build directory on exit (with --watch, every build's).
+  --watch           (up) Rebuild when a file of the project changes (node_modules, .git,
+                    .mastra, dist, build and the like are not watched) and replace the
+                    server without downtime; prints the time from the change to serving.
+                    A failed rebuild leaves the running server up and says why.
   --no-sandbox      Run the build and the server without the sandbox (they then reach
                     everything the user running this command can; see the README's
                     Isolation).
@@ -42,11 +46,17 @@ Environment:
   MASTRA_RUNNER_LOG   Diagnostics level: off, error, warn (default), info, debug, trace.`
 
 /** Options that take no value. */
-const FLAGS = new Set(['restart', 'keep', 'no-sandbox'])
+const FLAGS = new Set(['restart', 'keep', 'no-sandbox', 'watch'])
 /** Exit statuses after a signal: 128 + its number, as shells report them. */
 const SIGNAL_STATUS = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 }
 /** A line every this many seconds while a build step prints nothing. */
 const HEARTBEAT_S = 10
+/** `retainBuilds` of `up --watch --keep`: every build is kept. */
+const MAX_RETAINED_BUILDS = 2 ** 32 - 1
+/** How long `up --watch` gathers the change events of one batch before it rebuilds, in ms. */
+const CHANGE_BATCH_MS = 50
+/** How often `up --watch` tries again to remove a replaced build while its server drains, in ms. */
+const DISCARD_RETRY_MS = 250
 
 /** Splits argv into the command, positional arguments and --options. */
 function parseArgs(argv) {
@@ -93,7 +103,6 @@ function stateDir() {
 function entitiesFor(dir) {
   const now = new Date()
   const slug = path.basename(dir).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'project'
-  const stamp = now.getTime().toString(36)
   const project = {
     id: `cli-${slug}`.slice(0, 100),
     teamId: 'local',
@@ -122,8 +131,13 @@ function entitiesFor(dir) {
     createdAt: now,
     updatedAt: now,
   }
-  const build = {
-    id: `cli-${stamp}-${process.pid}`,
+  return { project, deployment, build: buildFor(deployment, now) }
+}
+
+/** A new queued build of `deployment`, with an id of its own (time and pid). */
+function buildFor(deployment, now = new Date()) {
+  return {
+    id: `cli-${now.getTime().toString(36)}-${process.pid}`,
     deploymentId: deployment.id,
     trigger: 'manual',
     triggeredBy: 'cli',
@@ -136,7 +150,6 @@ function entitiesFor(dir) {
     completedAt: null,
     errorMessage: null,
   }
-  return { project, deployment, build }
 }
 
 function projectDir(positional, command) {
@@ -301,13 +314,18 @@ function heartbeat() {
   }
 }
 
-async function build(runner, dir, entities, pulse) {
-  const { project, deployment, build } = entities
+/** Builds `build` of `project` with its log on the terminal; resolves the finished build. */
+function runBuild(runner, dir, project, build, pulse) {
   console.log(`Building ${dir} in ${path.join(runner.getConfig().buildDir, build.id)}`)
-  const result = await runner.build(project, build, {}, (line) => {
+  return runner.build(project, build, {}, (line) => {
     pulse?.line(line)
     console.log(`  ${line}`)
   })
+}
+
+async function build(runner, dir, entities, pulse) {
+  const { project, deployment, build } = entities
+  const result = await runBuild(runner, dir, project, build, pulse)
   if (result.status !== 'succeeded') {
     console.error(`Build ${result.status}: ${result.errorMessage}`)
     return null
@@ -324,22 +342,31 @@ async function up(dir, options) {
   lock.acquire()
   let runner
   try {
-    runner = makeRunner(options, options.restart ? { restartPolicy: {} } : {})
+    runner = makeRunner(options, {
+      ...(options.restart ? { restartPolicy: {} } : {}),
+      // --keep keeps every build of a --watch run, not only the runner's newest three.
+      ...(options.watch && options.keep ? { retainBuilds: MAX_RETAINED_BUILDS } : {}),
+    })
   } catch (error) {
     lock.release()
     throw error
   }
   const entities = entitiesFor(dir)
-  const buildDir = path.join(runner.getConfig().buildDir, entities.build.id)
-  const pulse = heartbeat()
+  const buildDirOf = (buildId) => path.join(runner.getConfig().buildDir, buildId)
+  /** The builds whose directories this run made and has not removed yet. */
+  const buildIds = new Set([entities.build.id])
+  let servingBuildId = entities.build.id
+  let pulse = heartbeat()
   let server = null
   let building = null
+  let rebuilding = false
   let finishing = null
   let unsubscribe = () => {}
   let watcher = null
+  let stopWatching = () => {}
 
   /**
-   * Stops everything, removes the build directory (unless --keep) and the lock, and exits
+   * Stops everything, removes the build directories (unless --keep) and the lock, and exits
    * with `code`, once, whoever asks first.
    */
   const finish = (code, { message, signal } = {}) => {
@@ -347,19 +374,23 @@ async function up(dir, options) {
     finishing = (async () => {
       pulse.stop()
       clearInterval(watcher)
+      stopWatching()
       unsubscribe()
       if (message) console.log(message)
       try {
         await runner.shutdown()
         // A cancelled build resolves once its processes are gone; its directory can go then.
         if (building) await Promise.race([building.catch(() => {}), new Promise((resolve) => setTimeout(resolve, 5000))])
-        if (options.keep) {
-          console.log(`Build directory kept (--keep): ${buildDir}`)
-        } else if (fs.existsSync(buildDir)) {
-          await runner.removeBuild(entities.build.id).then(
-            () => console.log(`Removed the build directory ${buildDir}`),
-            (error) => console.error(`mastra-runner-local: could not remove ${buildDir}: ${error.message}`),
-          )
+        for (const buildId of buildIds) {
+          const buildDir = buildDirOf(buildId)
+          if (options.keep) {
+            console.log(`Build directory kept (--keep): ${buildDir}`)
+          } else if (fs.existsSync(buildDir)) {
+            await runner.removeBuild(buildId).then(
+              () => console.log(`Removed the build directory ${buildDir}`),
+              (error) => console.error(`mastra-runner-local: could not remove ${buildDir}: ${error.message}`),
+            )
+          }
         }
         if (signal) console.log('Stopped. No process left behind.')
       } catch (error) {
@@ -382,9 +413,88 @@ async function up(dir, options) {
         process.exit(SIGNAL_STATUS[signal])
       }
       signalled = true
-      const what = server ? ` the server on port ${server.port}` : ' the build'
+      const what = server ? ` the server on port ${server.port}${rebuilding ? ' and the rebuild' : ''}` : ' the build'
       finish(SIGNAL_STATUS[signal], { signal, message: `\n${signal}: stopping${what}…` })
     })
+  }
+
+  /** Streams the log of `next` (its earlier lines first) instead of the previous server's, and watches it. */
+  const follow = async (next) => {
+    unsubscribe()
+    clearInterval(watcher)
+    const earlier = await runner.getLogs(next)
+    if (finishing) return
+    if (earlier) process.stdout.write(`${earlier}\n`)
+    unsubscribe = runner.streamLogs(next, (line) => console.log(line))
+    // Its interval keeps Node alive until a signal or the server's death ends the run.
+    watcher = watch(runner, next, entities.project.name, finish)
+  }
+
+  /**
+   * Removes the directory of a build this run no longer needs (unless --keep), once no server
+   * runs from it: a server a redeploy replaced keeps its directory while it drains.
+   */
+  const discard = async (buildId) => {
+    if (options.keep) return
+    while (!finishing) {
+      try {
+        await runner.removeBuild(buildId)
+        buildIds.delete(buildId)
+        return
+      } catch (error) {
+        if (error.code !== 'ERR_BUILD_IN_USE') {
+          console.error(`mastra-runner-local: could not remove ${buildDirOf(buildId)}: ${error.message}`)
+          return
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, DISCARD_RETRY_MS))
+    }
+  }
+
+  /**
+   * Builds the project again and replaces the server with the new build without downtime (the
+   * runner's redeploy drains the old server). A failed build or deploy leaves the server up.
+   */
+  const rebuild = async (change) => {
+    const [first] = change.paths
+    const more = change.paths.size > 1 ? ` and ${change.paths.size - 1} more` : ''
+    console.log(`\nChanged: ${first}${more}; rebuilding…`)
+    const next = buildFor(entities.deployment)
+    buildIds.add(next.id)
+    rebuilding = true
+    pulse = heartbeat()
+    let failure = null
+    let replacement = null
+    try {
+      building = runBuild(runner, dir, entities.project, next, pulse)
+      const built = await building
+      if (built.status !== 'succeeded') {
+        failure = built.errorMessage ?? `build ${built.status}`
+      } else if (!finishing) {
+        pulse.step('starting the new server')
+        replacement = await runner.deploy(entities.project, entities.deployment, built, { port: wholeNumber(options, 'port') })
+      }
+    } catch (error) {
+      failure = error.message
+    } finally {
+      pulse.stop()
+      rebuilding = false
+    }
+    if (finishing) return
+    if (failure) {
+      console.error(`\nRebuild failed: ${firstLines(failure)}; still serving the previous build at ${urlOf(server)}`)
+      discard(next.id)
+      return
+    }
+    const replacedBuildId = servingBuildId
+    server = replacement
+    servingBuildId = next.id
+    const url = urlOf(server)
+    const seconds = ((Date.now() - change.since.getTime()) / 1000).toFixed(1)
+    console.log(`\nRebuilt and serving in ${seconds} s (change to serving): ${url}`)
+    lock.update(url)
+    await follow(server)
+    discard(replacedBuildId)
   }
 
   try {
@@ -403,19 +513,74 @@ async function up(dir, options) {
     }
     pulse.stop()
     if (finishing) return finishing
-    const url = `http://${server.host}:${server.port}`
+    const url = urlOf(server)
     lock.update(url)
     console.log(`\nServing ${built.project.name} at ${url}  (API: ${url}/api, health: ${url}/health; pid ${server.processId})`)
-    console.log(`Server log follows; press Ctrl-C to stop.${options.restart ? ' The server is restarted when it exits (--restart).' : ''}\n`)
-    const earlier = await runner.getLogs(server)
-    if (earlier) process.stdout.write(`${earlier}\n`)
-    unsubscribe = runner.streamLogs(server, (line) => console.log(line))
-    // Its interval keeps Node alive until a signal or the server's death ends the run.
-    watcher = watch(runner, server, built.project.name, finish)
+    const restarts = options.restart ? ' The server is restarted when it exits (--restart).' : ''
+    const watching = options.watch ? ' Changes to the project rebuild it (--watch).' : ''
+    console.log(`Server log follows; press Ctrl-C to stop.${restarts}${watching}\n`)
+    await follow(server)
+    if (options.watch && !finishing) stopWatching = rebuildOnChange(dir, [stateDir(), runner.getConfig().buildDir], rebuild)
     return new Promise(() => {})
   } catch (error) {
     console.error(`mastra-runner-local: ${error.message}`)
     return finish(1)
+  }
+}
+
+/** The URL a server answers at. */
+function urlOf(server) {
+  return `http://${server.host}:${server.port}`
+}
+
+/** The first lines of a message, on one line. */
+function firstLines(message, count = 3) {
+  return message
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .slice(0, count)
+    .join(' / ')
+}
+
+/**
+ * Watches the project in `dir` with the local source's watcher (which skips node_modules, .git,
+ * .mastra, dist, build and the like, and the top directory of each of `ownDirs` that lies inside
+ * the project) and calls `rebuild({ since, paths })` after changes: `since` is when the first
+ * of them was seen, `paths` the Set of files that changed. Changes seen during a rebuild queue one more rebuild after it, however many
+ * they are. Returns the function that stops watching.
+ */
+function rebuildOnChange(dir, ownDirs, rebuild) {
+  const exclude = ownDirs
+    .map((own) => path.relative(dir, own).split(path.sep)[0])
+    .filter((top) => top && top !== '..' && !path.isAbsolute(top))
+  const source = new LocalProjectSource({ basePaths: [path.dirname(dir)], exclude, watchChanges: true })
+  let pending = null
+  let busy = false
+  let stopped = false
+  const drain = async () => {
+    while (pending && !stopped) {
+      const change = pending
+      pending = null
+      try {
+        await rebuild(change)
+      } catch (error) {
+        console.error(`mastra-runner-local: rebuild failed: ${error.message}`)
+      }
+    }
+    busy = false
+  }
+  const stop = source.watchChanges({ id: 'cli-watch', name: path.basename(dir), type: 'local', path: dir }, (event) => {
+    pending ??= { since: event.timestamp, paths: new Set() }
+    pending.paths.add(event.path)
+    if (busy) return
+    busy = true
+    // The events of one batch arrive one by one: start once all of them are in.
+    setTimeout(drain, CHANGE_BATCH_MS)
+  })
+  return () => {
+    stopped = true
+    stop()
   }
 }
 
