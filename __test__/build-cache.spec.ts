@@ -8,6 +8,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 
+import type { Build } from '../index'
+
 import {
   BUILD_SCRIPT,
   LIB_BUILD,
@@ -34,6 +36,11 @@ afterEach(async () => {
 /** The build output of the app in `appDir`. */
 function outputOf(appDir: string): string {
   return path.join(appDir, '.mastra', 'output', 'index.mjs')
+}
+
+/** How long `build` took. */
+function elapsedMs(build: Build): number {
+  return build.completedAt!.getTime() - build.startedAt!.getTime()
 }
 
 /** Rewrites the file `file` of a checkout. */
@@ -65,6 +72,8 @@ describe('an npm project', () => {
     expect(again.logs).toContain(reusedLine(first.id))
     expect(again.logs).not.toContain(POSTINSTALL)
     expect(again.logs).not.toContain(BUILD_SCRIPT)
+    // Faster than the first build, whose build script alone takes two seconds.
+    expect(elapsedMs(again)).toBeLessThan(elapsedMs(first))
     // Its own directory has what the first build left: the output and the same install.
     const dir = app.appDir(again)
     expect(fs.readFileSync(outputOf(dir), 'utf8')).toBe(fs.readFileSync(outputOf(app.appDir(first)), 'utf8'))
@@ -123,7 +132,8 @@ describe('an npm project', () => {
     expectFullBuild(reinstalled)
     const stamp = installedStamp(app.appDir(reinstalled))
     expect(stamp).not.toBe(firstStamp)
-    expect(JSON.parse(fs.readFileSync(path.join(app.appDir(reinstalled), 'node_modules', 'stamp-dep', 'package.json'), 'utf8')).version).toBe('1.0.1')
+    const installed = path.join(app.appDir(reinstalled), 'node_modules', 'stamp-dep', 'package.json')
+    expect(JSON.parse(fs.readFileSync(installed, 'utf8')).version).toBe('1.0.1')
     expect(await app.serve(reinstalled)).toMatchObject({ stamp })
   })
 
@@ -206,7 +216,7 @@ describe('an npm project', () => {
     // Rebuilt, or reused from a snapshot that is not the removed build's.
     const later = await app.build()
     expectSucceeded(later)
-    expect(later.logs).not.toContain(`of build ${first.id} `)
+    expect(later.logs).not.toContain(`build ${first.id} (`)
     expect(fs.existsSync(outputOf(app.appDir(later)))).toBe(true)
     const stamp = installedStamp(app.appDir(later))
     expect(await app.serve(later)).toMatchObject({ message: 'hello from the first source', stamp })
@@ -239,8 +249,8 @@ describe('an npm project', () => {
     const app = cacheProject('cache-npm', { buildCache: { maxMb: 1 } })
     // 600 KB that do not compress, copied into the output: two outputs do not fit in 1 MB.
     const payload = path.join(app.app, 'src', 'payload.bin')
-    for (let round = 0; round < 2; round++) {
-      edit(payload, crypto.randomBytes(600_000))
+    for (const size of [600_000, 600_000]) {
+      edit(payload, crypto.randomBytes(size))
       const build = await app.build()
       expectSucceeded(build)
       expect(build.logs).toContain(BUILD_SCRIPT)
@@ -259,7 +269,11 @@ describe('a pnpm workspace app', () => {
     expectFullBuild(first)
     expect(first.logs).toContain(LIB_BUILD)
     const stamp = installedStamp(app.appDir(first))
-    expect(await app.serve(first)).toMatchObject({ message: 'hello from the first source', greeting: 'from the workspace library', stamp })
+    expect(await app.serve(first)).toMatchObject({
+      message: 'hello from the first source',
+      greeting: 'from the workspace library',
+      stamp,
+    })
   })
 
   it('reuses the output of an unchanged build: no install, no build script of the library or the app', async () => {
@@ -297,7 +311,37 @@ describe('a pnpm workspace app', () => {
     expect(edited.logs).toContain(LIB_BUILD)
     expect(edited.logs).toContain(BUILD_SCRIPT)
     expect(installedStamp(app.appDir(edited))).toBe(firstStamp)
-    expect(await app.serve(edited)).toMatchObject({ message: 'hello from the edited source', greeting: 'from the workspace library', stamp: firstStamp })
+    expect(await app.serve(edited)).toMatchObject({
+      message: 'hello from the edited source',
+      greeting: 'from the workspace library',
+      stamp: firstStamp,
+    })
+  })
+
+  it("reinstalls when a member's dependencies and the lockfile change", async () => {
+    const app = cacheProject('cache-pnpm-ws')
+    const first = await app.build()
+    expectFullBuild(first)
+    const firstStamp = installedStamp(app.appDir(first))
+
+    // The library (not the deployed app) now depends on the stamp dependency too.
+    const library = path.join(app.root, 'packages', 'lib', 'package.json')
+    const manifest = JSON.parse(fs.readFileSync(library, 'utf8'))
+    edit(library, JSON.stringify({ ...manifest, dependencies: { 'stamp-dep': 'file:../../vendor/stamp-dep' } }, null, 2))
+    const lockfile = path.join(app.root, 'pnpm-lock.yaml')
+    const locked = fs.readFileSync(lockfile, 'utf8')
+    const member =
+      '  packages/lib:\n    dependencies:\n      stamp-dep:\n        specifier: file:../../vendor/stamp-dep\n        version: file:vendor/stamp-dep\n'
+    expect(locked).toContain('  packages/lib: {}\n')
+    edit(lockfile, locked.replace('  packages/lib: {}\n', member))
+
+    const reinstalled = await app.build()
+    expectFullBuild(reinstalled)
+    expect(reinstalled.logs).toContain(LIB_BUILD)
+    const stamp = installedStamp(app.appDir(reinstalled))
+    expect(stamp).not.toBe(firstStamp)
+    expect(fs.existsSync(path.join(app.buildDir, reinstalled.id, 'packages', 'lib', 'node_modules', 'stamp-dep'))).toBe(true)
+    expect(await app.serve(reinstalled)).toMatchObject({ greeting: 'from the workspace library', stamp })
   })
 
   it("keeps a running server's writes into its node_modules out of the next build", async () => {
