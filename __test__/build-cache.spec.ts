@@ -330,8 +330,14 @@ describe('a pnpm workspace app', () => {
     edit(library, JSON.stringify({ ...manifest, dependencies: { 'stamp-dep': 'file:../../vendor/stamp-dep' } }, null, 2))
     const lockfile = path.join(app.root, 'pnpm-lock.yaml')
     const locked = fs.readFileSync(lockfile, 'utf8')
-    const member =
-      '  packages/lib:\n    dependencies:\n      stamp-dep:\n        specifier: file:../../vendor/stamp-dep\n        version: file:vendor/stamp-dep\n'
+    const member = [
+      '  packages/lib:',
+      '    dependencies:',
+      '      stamp-dep:',
+      '        specifier: file:../../vendor/stamp-dep',
+      '        version: file:vendor/stamp-dep',
+      '',
+    ].join('\n')
     expect(locked).toContain('  packages/lib: {}\n')
     edit(lockfile, locked.replace('  packages/lib: {}\n', member))
 
