@@ -165,6 +165,8 @@ pub struct RunnerConfig {
     pub limits: Limits,
     /// Every build step's limits (`buildLimits`).
     pub build_limits: Limits,
+    /// The most the build cache's snapshots may take on disk, in bytes (`buildCache.maxMb`).
+    pub build_cache_max_bytes: u64,
 }
 
 impl RunnerConfig {
@@ -194,6 +196,7 @@ impl RunnerConfig {
             sandbox: SandboxSettings::default(),
             limits: Limits::defaults(),
             build_limits: Limits::defaults(),
+            build_cache_max_bytes: 4096 * 1024 * 1024,
         }
     }
 
@@ -291,6 +294,11 @@ impl RunnerConfig {
                 *limits = Limits::defaults().overridden_by(&Limits::from_json(value, key)?);
             }
         }
+        if let Some(cache) = fields.object("buildCache")?
+            && let Some(mb) = cache.integer("maxMb", 0, 1024 * 1024 * 1024)?
+        {
+            config.build_cache_max_bytes = mb * 1024 * 1024;
+        }
         if let Some(observability) = fields.object("observability")? {
             let settings = &mut config.observability;
             if let Some(n) = observability.integer("batchSize", 1, 100_000)? {
@@ -343,6 +351,7 @@ impl RunnerConfig {
             "sandbox": self.sandbox.to_json(),
             "limits": self.limits.to_json(),
             "buildLimits": self.build_limits.to_json(),
+            "buildCache": { "maxMb": self.build_cache_max_bytes / (1024 * 1024) },
         })
     }
 }

@@ -412,6 +412,15 @@ pub struct ResolvedRunnerConfig {
     pub limits: ResolvedLimits,
     /// Every build step's limits.
     pub build_limits: ResolvedLimits,
+    /// The bound of the build cache's snapshots.
+    pub build_cache: ResolvedBuildCache,
+}
+
+/// The build cache's bound (`getConfig().buildCache`).
+#[napi(object)]
+pub struct ResolvedBuildCache {
+    /// The most its snapshots may take on disk, in MB (0: none are kept).
+    pub max_mb: f64,
 }
 
 /// The inclusive range of ports servers are given.
@@ -496,6 +505,9 @@ impl From<&RunnerConfig> for ResolvedRunnerConfig {
             sandbox: ResolvedSandbox::from(&config.sandbox),
             limits: ResolvedLimits::from(&config.limits),
             build_limits: ResolvedLimits::from(&config.build_limits),
+            build_cache: ResolvedBuildCache {
+                max_mb: (config.build_cache_max_bytes as f64 / MB).floor(),
+            },
         }
     }
 }

@@ -42,8 +42,10 @@ use crate::process::{self, Ending, ExitInfo, Journal, SpawnSpec};
 use crate::source::workspace::Member;
 
 mod confine;
+mod install;
 mod install_root;
 mod provide;
+mod reuse;
 mod tool;
 
 /// Where a Mastra build leaves the server's entry point, relative to the working directory.
@@ -318,65 +320,40 @@ impl Run<'_> {
         ));
         let pm = self.package_manager.unwrap_or(detection.package_manager);
 
+        let mut reuse = None;
         if let Some((program, version, env)) = &tool {
             let caches = self.settings.caches.env(pm, version.as_deref());
-            if self.request.skip_install {
-                self.say("Install skipped (skipInstall)".to_owned());
-            } else {
-                self.git_work_tree(env).await?;
-                let mut install_env = env.clone();
-                install_env.extend(caches.clone());
-                install_env.remove("NODE_ENV");
-                install_env.insert("CI".to_owned(), "true".to_owned());
-                install_env.insert("HUSKY".to_owned(), "0".to_owned());
-                let frozen = detection.lockfile().is_some();
-                let root = self.root.clone();
-                // pnpm 11+ would stop at dependencies' build scripts that no policy allows;
-                // without a policy the project expects pnpm 10's skipping (the user's own
-                // setting, in envVars, still wins).
-                let skip_scripts =
-                    pm == PackageManager::Pnpm && !dependency_scripts::sets_policy(&root);
-                if skip_scripts {
-                    install_env
-                        .entry(dependency_scripts::STRICT_DEP_BUILDS_VAR.to_owned())
-                        .or_insert_with(|| "false".to_owned());
+            let mut build_env = env.clone();
+            build_env.extend(caches.clone());
+            build_env.insert("NODE_ENV".to_owned(), "production".to_owned());
+            let install = (!self.request.skip_install)
+                .then(|| install::Install::new(pm, env, caches, &detection, alone, &self.root));
+            reuse = self
+                .reuse_plan(pm, version.as_deref(), install.as_ref(), &build_env)
+                .await;
+            if let Some(plan) = &reuse
+                && self.reuse_output(plan).await
+            {
+                return self.verify(&workdir, true, None).await;
+            }
+            match &install {
+                None => {
+                    self.say("Install skipped (skipInstall)".to_owned());
                 }
-                let before = self.log.tail(1).first().map_or(0, LogEntry::id);
-                let mut args = install_args(pm, frozen);
-                if alone {
-                    args.extend(alone_args(pm).iter().map(|a| (*a).to_owned()));
-                }
-                if pm == PackageManager::Bun {
-                    // bun hard-links packages out of its shared cache by default, and does not
-                    // check them there: a build writing into its node_modules would change what
-                    // every later bun build gets.
-                    args.push("--backend=copyfile".to_owned());
-                }
-                self.step(&INSTALL, program, pm, args, install_env.clone(), &root)
-                    .await?;
-                if skip_scripts {
-                    let output = self.log.all();
-                    let skipped = dependency_scripts::ignored_builds(
-                        output
-                            .iter()
-                            .filter(|e| e.id() > before)
-                            .map(LogEntry::line),
-                    );
-                    if !skipped.is_empty() {
-                        self.say(format!(
-                            "Build scripts of dependencies not run: {} (skipped as pnpm 10 skips \
-                             them: the project sets no policy such as onlyBuiltDependencies or \
-                             allowBuilds)",
-                            skipped.join(", ")
-                        ));
+                Some(install) => {
+                    self.git_work_tree(env).await?;
+                    let restored = match &reuse {
+                        Some(plan) => self.reuse_install(plan).await,
+                        None => false,
+                    };
+                    if !restored {
+                        self.install(program, install, &detection).await?;
+                        if let Some(plan) = &reuse {
+                            self.save_install(plan).await;
+                        }
                     }
                 }
-                self.report_version(program, pm, &install_env, &detection, alone)
-                    .await?;
             }
-            let mut build_env = env.clone();
-            build_env.extend(caches);
-            build_env.insert("NODE_ENV".to_owned(), "production".to_owned());
             let root = self.root.clone();
             if mastra && !mastra_installed(&workdir, &root, pm) {
                 return Err(Stop::Failed(format!(
@@ -460,10 +437,22 @@ impl Run<'_> {
             );
         }
 
-        let entry = output_entry(&workdir);
+        self.verify(&workdir, has_build_script || mastra, reuse.as_ref())
+            .await
+    }
+
+    /// Checks that the output is there; then, for a runner's build, takes the snapshot of
+    /// what it left (before any server runs from it).
+    async fn verify(
+        &mut self,
+        workdir: &Path,
+        builds: bool,
+        reuse: Option<&reuse::Plan>,
+    ) -> Result<(), Stop> {
+        let entry = output_entry(workdir);
         if !entry.is_file() {
             let mut message = format!("Build output not found: {}", entry.display());
-            if !has_build_script && !mastra {
+            if !builds {
                 message.push_str(
                     "\npackage.json has no build script (scripts.build) and does not depend on \
                      mastra: Mastra projects use \"build\": \"mastra build\"",
@@ -472,6 +461,9 @@ impl Run<'_> {
             return Err(Stop::Failed(message));
         }
         self.say(format!("Build output found: {}", entry.display()));
+        if let Some(plan) = reuse {
+            self.save_output(plan).await;
+        }
         Ok(())
     }
 

@@ -120,7 +120,7 @@ impl BuilderConfig {
 }
 
 /// What a caller may set per build (`BuildOptions` of SPEC §2).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOptions {
     /// `envVars`: variables above the builder's global ones.
     pub env_vars: BTreeMap<String, String>,
@@ -128,6 +128,20 @@ pub struct BuildOptions {
     pub timeout: Option<Duration>,
     /// `skipInstall`: skip the install step.
     pub skip_install: bool,
+    /// `cache`: whether a runner's build may reuse an earlier build's output or install
+    /// (default true; false builds from scratch and refreshes the snapshots).
+    pub use_cache: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            env_vars: BTreeMap::new(),
+            timeout: None,
+            skip_install: false,
+            use_cache: true,
+        }
+    }
 }
 
 impl BuildOptions {
@@ -151,16 +165,16 @@ impl BuildOptions {
                 MAX_SAFE_INTEGER,
             )?)),
         };
-        let skip_install = match field("skipInstall") {
-            Value::Null => false,
-            Value::Bool(skip) => *skip,
-            other => {
-                return Err(Error::invalid(
-                    format!("{name}.skipInstall"),
-                    validate::expected("a boolean", other),
-                ));
-            }
+        let flag = |key: &str, default: bool| match field(key) {
+            Value::Null => Ok(default),
+            Value::Bool(on) => Ok(*on),
+            other => Err(Error::invalid(
+                format!("{name}.{key}"),
+                validate::expected("a boolean", other),
+            )),
         };
+        let skip_install = flag("skipInstall", false)?;
+        let use_cache = flag("cache", true)?;
         Ok(BuildOptions {
             env_vars: match field("envVars") {
                 Value::Null => BTreeMap::new(),
@@ -168,6 +182,7 @@ impl BuildOptions {
             },
             timeout,
             skip_install,
+            use_cache,
         })
     }
 }
@@ -185,6 +200,11 @@ pub struct BuildRequest {
     pub timeout: Option<Duration>,
     /// Skip the install step.
     pub skip_install: bool,
+    /// The project whose earlier builds this one may reuse (a runner's builds, which own
+    /// their directory); `None` builds without the build cache.
+    pub reuse_for: Option<String>,
+    /// Whether a matching snapshot may be restored (`cache`); snapshots are taken either way.
+    pub use_cache: bool,
     /// Where every line goes, in order. Subscribe to it for live lines.
     pub log: Arc<LogStore>,
 }
@@ -199,6 +219,8 @@ impl BuildRequest {
             env_vars: BTreeMap::new(),
             timeout: None,
             skip_install: false,
+            reuse_for: None,
+            use_cache: true,
             log: Arc::new(LogStore::new(LogLimits::with_lines(
                 DEFAULT_BUILD_LOG_LINES,
             ))),
@@ -212,6 +234,7 @@ impl BuildRequest {
         self.env_vars = options.env_vars;
         self.timeout = options.timeout;
         self.skip_install = options.skip_install;
+        self.use_cache = options.use_cache;
         self
     }
 }
