@@ -8,10 +8,12 @@
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
+
+use crate::error::{Error, Result};
 
 /// What identifies one version of a file: where it lives (device, inode) and what a write to
 /// it changes (size, modification and change times; the change time cannot be set back).
@@ -87,19 +89,39 @@ pub(crate) fn create_new(path: &Path) -> std::io::Result<File> {
 pub(crate) fn clone_or_copy(source: &File, target: &File, size: u64) -> std::io::Result<u64> {
     // SAFETY: both descriptors are open for the duration of the call; FICLONE takes the
     // source descriptor as its argument and reads nothing else from this process.
-    let cloned = unsafe {
-        nix::libc::ioctl(
-            target.as_raw_fd(),
-            nix::libc::FICLONE,
-            source.as_raw_fd(),
-        )
-    };
+    let cloned =
+        unsafe { nix::libc::ioctl(target.as_raw_fd(), nix::libc::FICLONE, source.as_raw_fd()) };
     if cloned == 0 {
         return Ok(target.metadata()?.len());
     }
     let mut reader = source.take(size + 1);
     let mut writer = target;
     std::io::copy(&mut reader, &mut writer)
+}
+
+/// Copies the file at `source` into the new file `tmp` (read-only), checking the source is
+/// still the version scanned (`stamp`) before and after.
+pub(crate) fn copy_in(source: &Path, stamp: FileStamp, tmp: &Path) -> Result<()> {
+    let changed = || Error::Io {
+        action: "save to the build cache".to_owned(),
+        path: source.to_path_buf(),
+        reason: "the file changed since it was scanned".to_owned(),
+    };
+    let (file, meta) = open_regular(source).map_err(|e| Error::io("open", source, &e))?;
+    if FileStamp::of(&meta) != stamp {
+        return Err(changed());
+    }
+    let copy = create_new(tmp).map_err(|e| Error::io("create", tmp, &e))?;
+    let copied =
+        clone_or_copy(&file, &copy, stamp.size).map_err(|e| Error::io("copy", source, &e))?;
+    let after = file
+        .metadata()
+        .map_err(|e| Error::io("inspect", source, &e))?;
+    if copied != stamp.size || FileStamp::of(&after) != stamp {
+        return Err(changed());
+    }
+    copy.set_permissions(std::fs::Permissions::from_mode(0o444))
+        .map_err(|e| Error::io("set the mode of", tmp, &e))
 }
 
 #[cfg(test)]
@@ -113,10 +135,16 @@ mod tests {
         std::fs::write(dir.join("a"), b"original").expect("write");
         let (source, meta) = open_regular(&dir.join("a")).expect("open");
         let target = create_new(&dir.join("b")).expect("create");
-        assert_eq!(clone_or_copy(&source, &target, meta.len()).expect("copy"), 8);
+        assert_eq!(
+            clone_or_copy(&source, &target, meta.len()).expect("copy"),
+            8
+        );
         std::fs::write(dir.join("b"), b"changed!").expect("write the copy");
         assert_eq!(std::fs::read(dir.join("a")).expect("read"), b"original");
-        assert!(create_new(&dir.join("b")).is_err(), "create_new replaced a file");
+        assert!(
+            create_new(&dir.join("b")).is_err(),
+            "create_new replaced a file"
+        );
     }
 
     #[test]

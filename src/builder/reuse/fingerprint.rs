@@ -131,7 +131,9 @@ impl Fingerprint {
     /// A fingerprint for `purpose` (e.g. `output-v1`); change the purpose's version when the
     /// fields change meaning, so old snapshots stop matching.
     pub fn new(purpose: &str) -> Self {
-        Fingerprint(FieldHasher::new(&format!("mastra-runner-fingerprint:{purpose}")))
+        Fingerprint(FieldHasher::new(&format!(
+            "mastra-runner-fingerprint:{purpose}"
+        )))
     }
 
     /// Adds a text field.

@@ -187,7 +187,9 @@ pub(crate) fn parse(bytes: &[u8], file_id: &str, last_used_ms: u64) -> Result<Ma
     let entries = listed
         .iter()
         .enumerate()
-        .map(|(index, value)| parse_entry(value).map_err(|reason| format!("entry {index}: {reason}")))
+        .map(|(index, value)| {
+            parse_entry(value).map_err(|reason| format!("entry {index}: {reason}"))
+        })
         .collect::<Result<Vec<_>, String>>()?;
     check_layout(&entries)?;
     let file_bytes = entries
@@ -264,7 +266,9 @@ pub(crate) fn check_layout(entries: &[ManifestEntry]) -> Result<(), String> {
     for (index, entry) in entries.iter().enumerate() {
         let path = entry.path.as_str();
         if previous.is_some_and(|before| before >= path) {
-            return Err(format!("entry {index}: {path:?} is out of order or repeated"));
+            return Err(format!(
+                "entry {index}: {path:?} is out of order or repeated"
+            ));
         }
         if let Some((parent, _)) = path.rsplit_once('/')
             && !dirs.contains(parent)
@@ -308,8 +312,5 @@ pub(crate) fn is_snapshot_id(id: &str) -> bool {
 
 /// A new snapshot id: the time in milliseconds and 64 random bits, `<ms>-<16 hex>`.
 pub(crate) fn new_snapshot_id(now_ms: u64) -> String {
-    format!(
-        "{now_ms}-{:016x}",
-        crate::ids::random_u128() as u64
-    )
+    format!("{now_ms}-{:016x}", crate::ids::random_u128() as u64)
 }

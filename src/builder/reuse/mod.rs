@@ -7,7 +7,7 @@
 //!   [`TreeScan::changed_since`] (what an install added);
 //! - [`store`]: [`BuildCache`], content-addressed objects shared by snapshot manifests, with
 //!   a least-recently-used bound; `manifest` (the checked JSON of one snapshot), `restore`
-//!   (recreating entries without following a symlink) and `copy` (reflink or kernel copy,
+//!   (recreating entries without following a symlink), `selection` (what a snapshot keeps) and `copy` (reflink or kernel copy,
 //!   never a hard link).
 //!
 //! The pipeline calls it from blocking tasks: scan the copied source (with excludes) for the
@@ -19,13 +19,15 @@ pub mod fingerprint;
 mod manifest;
 mod restore;
 pub mod scan;
+mod selection;
 pub mod store;
 
 pub use fingerprint::{ContentDigest, Fingerprint};
 pub use manifest::{MAX_MANIFEST_BYTES, MAX_MANIFEST_ENTRIES, SnapshotInfo, SnapshotKind};
 pub use restore::RestoreStats;
 pub use scan::{DigestMemo, EntryKind, ScanEntry, SkippedEntry, TreeScan, scan_tree};
-pub use store::{BuildCache, CacheStats, Selection, SnapshotKey};
+pub use selection::Selection;
+pub use store::{BuildCache, CacheStats, SnapshotKey};
 
 #[cfg(test)]
 mod tests;

@@ -156,7 +156,10 @@ fn restore_file(object: &Path, size: u64, target: &Path, entry: &ManifestEntry) 
 /// Sets the access and modification times of the open `file`, or of `path` itself (never a
 /// symlink's target) when there is no open file.
 fn set_times(file: Option<&File>, path: &Path, mtime_ns: i64) -> Result<()> {
-    let time = TimeSpec::new(mtime_ns.div_euclid(1_000_000_000), mtime_ns.rem_euclid(1_000_000_000));
+    let time = TimeSpec::new(
+        mtime_ns.div_euclid(1_000_000_000),
+        mtime_ns.rem_euclid(1_000_000_000),
+    );
     let result = match file {
         Some(file) => nix::sys::stat::futimens(file, &time, &time),
         None => utimensat(

@@ -391,7 +391,13 @@ fn hash_files(root: &Path, entries: &mut [ScanEntry], memo: &DigestMemo) -> Resu
             let mut mine = work();
             match helper.join() {
                 Ok(theirs) => mine.extend(theirs),
-                Err(_) => mine.push((usize::MAX, Err(Error::internal("hashing files", "a hashing thread panicked")))),
+                Err(_) => mine.push((
+                    usize::MAX,
+                    Err(Error::internal(
+                        "hashing files",
+                        "a hashing thread panicked",
+                    )),
+                )),
             }
             mine
         })
@@ -402,7 +408,11 @@ fn hash_files(root: &Path, entries: &mut [ScanEntry], memo: &DigestMemo) -> Resu
     for (index, result) in results {
         let (digest, meta) = result?;
         let entry = &mut entries[index];
-        *entry = self::entry(std::mem::take(&mut entry.path), EntryKind::File(digest), &meta);
+        *entry = self::entry(
+            std::mem::take(&mut entry.path),
+            EntryKind::File(digest),
+            &meta,
+        );
         learned.push((entry.stamp, digest));
     }
     memo.insert_all(learned.into_iter());
@@ -411,7 +421,11 @@ fn hash_files(root: &Path, entries: &mut [ScanEntry], memo: &DigestMemo) -> Resu
 
 /// Reads one file and returns its digest and the open file's metadata. The file must be a
 /// regular file still, and must not change while read.
-fn hash_file(root: &Path, entry: &ScanEntry, buffer: &mut [u8]) -> Result<(ContentDigest, Metadata)> {
+fn hash_file(
+    root: &Path,
+    entry: &ScanEntry,
+    buffer: &mut [u8],
+) -> Result<(ContentDigest, Metadata)> {
     let path = root.join(&entry.path);
     let (mut file, meta) = open_regular(&path).map_err(|e| Error::io("scan", &path, &e))?;
     let (digest, read) =

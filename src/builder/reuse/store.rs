@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,15 +32,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 
-use super::copy::{FileStamp, clone_or_copy, create_new, open_regular};
+use super::DigestMemo;
+use super::copy::{copy_in, create_new, open_regular};
 use super::fingerprint::ContentDigest;
 use super::manifest::{
-    MAX_MANIFEST_BYTES, Manifest, ManifestEntry, SnapshotInfo, SnapshotKind, StoredKind,
-    check_layout, check_relative_path, is_snapshot_id, new_snapshot_id, parse, render,
+    MAX_MANIFEST_BYTES, Manifest, ManifestEntry, SnapshotInfo, SnapshotKind, check_layout,
+    is_snapshot_id, new_snapshot_id, parse, render,
 };
 use super::restore::{RestoreStats, ensure_dir, object_path, restore_entries};
 use super::scan::{EntryKind, ScanEntry, TreeScan};
-use super::DigestMemo;
+use super::selection::{Selection, digests_with_sizes, distinct_objects, select, stored};
 use crate::error::{Error, Result};
 use crate::sync::lock;
 use crate::validate;
@@ -54,16 +55,6 @@ pub struct SnapshotKey<'a> {
     pub project_id: &'a str,
     /// The fingerprint of the inputs (64 lowercase hex digits, from `Fingerprint::finish`).
     pub fingerprint: &'a str,
-}
-
-/// What part of a scanned tree a snapshot keeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selection {
-    /// Every entry of the scan.
-    Whole,
-    /// These relative paths (a directory stands for its subtree), with the directories that
-    /// lead to them: e.g. `TreeScan::changed_since`, what an install added.
-    Paths(Vec<String>),
 }
 
 /// The store's size and what it served.
@@ -485,7 +476,9 @@ impl BuildCache {
         let written = create_new(&tmp)
             .and_then(|mut file| std::io::Write::write_all(&mut file, &bytes))
             .map_err(|e| Error::io("write", &tmp, &e))
-            .and_then(|()| std::fs::rename(&tmp, &target).map_err(|e| Error::io("rename", &tmp, &e)));
+            .and_then(|()| {
+                std::fs::rename(&tmp, &target).map_err(|e| Error::io("rename", &tmp, &e))
+            });
         if written.is_err() {
             remove_quietly(&tmp);
         }
@@ -591,105 +584,6 @@ fn check_key(key: &SnapshotKey<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The entries of `scan` that `selection` keeps, in scan order.
-fn select<'a>(scan: &'a TreeScan, selection: &Selection) -> Result<Vec<&'a ScanEntry>> {
-    let Selection::Paths(paths) = selection else {
-        return Ok(scan.entries().iter().collect());
-    };
-    let mut listed: HashSet<&str> = HashSet::new();
-    let mut leading: HashSet<&str> = HashSet::new();
-    for path in paths {
-        check_relative_path(path).map_err(|reason| Error::invalid("selection", reason))?;
-        listed.insert(path);
-        let mut rest = path.as_str();
-        while let Some((parent, _)) = rest.rsplit_once('/') {
-            leading.insert(parent);
-            rest = parent;
-        }
-    }
-    let chosen: Vec<&ScanEntry> = scan
-        .entries()
-        .iter()
-        .filter(|entry| {
-            let path = entry.path.as_str();
-            listed.contains(path) || leading.contains(path) || has_listed_ancestor(path, &listed)
-        })
-        .collect();
-    let found: HashSet<&str> = chosen.iter().map(|entry| entry.path.as_str()).collect();
-    if let Some(absent) = listed.iter().find(|path| !found.contains(*path)) {
-        return Err(Error::invalid(
-            "selection",
-            format!("{absent:?} is not in the scanned tree"),
-        ));
-    }
-    Ok(chosen)
-}
-
-/// Whether a directory that leads to `path` is in `listed`.
-fn has_listed_ancestor(path: &str, listed: &HashSet<&str>) -> bool {
-    let mut rest = path;
-    while let Some((parent, _)) = rest.rsplit_once('/') {
-        if listed.contains(parent) {
-            return true;
-        }
-        rest = parent;
-    }
-    false
-}
-
-fn stored(entry: &ScanEntry) -> ManifestEntry {
-    let kind = match &entry.kind {
-        EntryKind::Dir => StoredKind::Dir,
-        EntryKind::File(digest) => StoredKind::File {
-            size: entry.size,
-            digest: *digest,
-        },
-        EntryKind::Symlink(target) => StoredKind::Symlink(target.clone()),
-    };
-    ManifestEntry {
-        path: entry.path.clone(),
-        kind,
-        mode: entry.mode,
-        mtime_ns: entry.mtime_ns,
-    }
-}
-
-fn digests_with_sizes(entries: &[ManifestEntry]) -> HashMap<ContentDigest, u64> {
-    entries
-        .iter()
-        .filter_map(|entry| match entry.kind {
-            StoredKind::File { size, digest } => Some((digest, size)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn distinct_objects(entries: &[ManifestEntry]) -> Vec<ContentDigest> {
-    digests_with_sizes(entries).into_keys().collect()
-}
-
-/// Copies the file at `source` into the new file `tmp` (read-only), checking the source is
-/// still the version scanned (`stamp`) before and after.
-fn copy_in(source: &Path, stamp: FileStamp, tmp: &Path) -> Result<()> {
-    let changed = || Error::Io {
-        action: "save to the build cache".to_owned(),
-        path: source.to_path_buf(),
-        reason: "the file changed since it was scanned".to_owned(),
-    };
-    let (file, meta) = open_regular(source).map_err(|e| Error::io("open", source, &e))?;
-    if FileStamp::of(&meta) != stamp {
-        return Err(changed());
-    }
-    let copy = create_new(tmp).map_err(|e| Error::io("create", tmp, &e))?;
-    let copied = clone_or_copy(&file, &copy, stamp.size).map_err(|e| Error::io("copy", source, &e))?;
-    let after = file.metadata().map_err(|e| Error::io("inspect", source, &e))?;
-    if copied != stamp.size || FileStamp::of(&after) != stamp {
-        return Err(changed());
-    }
-    copy.set_permissions(std::fs::Permissions::from_mode(0o444))
-        .map_err(|e| Error::io("set the mode of", tmp, &e))
-}
-
 /// Creates the store directory `path` (0700) unless it is there; a non-directory there is an
 /// error (`open` removed any at start).
 fn make_store_dir(path: &Path) -> Result<()> {
@@ -709,7 +603,10 @@ fn make_store_dir(path: &Path) -> Result<()> {
 fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     let listing = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, &e))?;
     listing
-        .map(|item| item.map(|item| item.path()).map_err(|e| Error::io("list", dir, &e)))
+        .map(|item| {
+            item.map(|item| item.path())
+                .map_err(|e| Error::io("list", dir, &e))
+        })
         .collect()
 }
 
