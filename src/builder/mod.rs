@@ -28,6 +28,7 @@ pub mod pm_cache;
 pub mod project;
 pub mod provision;
 pub mod queue;
+pub mod reuse;
 
 pub use layout::{Caches, clean_build_dir, remove_build_dir};
 pub use package_manager::{
