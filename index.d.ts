@@ -132,6 +132,14 @@ export interface LocalProcessRunnerConfig {
    */
   buildLimits?: ResourceLimits
   /**
+   * The build cache: pristine snapshots of what builds left, under
+   * `<buildDir>/.runner/build-cache` (files shared between snapshots are stored once). Beyond
+   * `maxMb` the least recently used snapshots go, never one of a build a live server runs;
+   * `maxMb: 0` turns the cache off. `getStats().buildCache` reports it.
+   * @default { maxMb: 4096 }
+   */
+  buildCache?: { maxMb?: number }
+  /**
    * Build directories kept per deployment: after a successful deploy, the directories of the
    * deployment's older builds are removed, never one that a live server or a build in progress
    * uses (builds are filed under their `Build.deploymentId`).
@@ -318,6 +326,16 @@ export interface BuildOptions {
   timeoutMs?: number
   /** Skip the dependency install. */
   skipInstall?: boolean
+  /**
+   * Whether `LocalProcessRunner.build` may reuse an earlier build of the same project: its
+   * whole result when every input is unchanged (`[runner] reused the output of build <id>
+   * (inputs unchanged)`), or its installed dependencies when only the dependency inputs are
+   * (`[runner] dependencies restored from build <id> (lockfile unchanged)`; the build script
+   * still runs). `false` builds from scratch and takes the snapshots anew. `ProjectBuilder`
+   * builds (in the caller's directory) never reuse.
+   * @default true
+   */
+  cache?: boolean
 }
 
 /** Options of `deploy()`. */
@@ -1123,6 +1141,30 @@ export interface AdoptionStats {
   notAdopted?: string
 }
 
+/**
+ * The build cache (`getStats().buildCache`): snapshots of earlier builds that later builds
+ * with the same inputs restore.
+ */
+export interface BuildCacheStats {
+  /**
+   * Megabytes the snapshots take on disk, in hundredths rounded up (files shared between
+   * snapshots count once).
+   */
+  sizeMb: number
+  /** Their bound (`buildCache.maxMb`). */
+  maxMb: number
+  /** Snapshots kept. */
+  snapshots: number
+  /** Builds that reused an earlier build's output. */
+  outputHits: number
+  /** Builds that restored an earlier install's dependencies. */
+  installHits: number
+  /** Lookups that found no snapshot, and restores that failed. */
+  misses: number
+  /** Snapshots removed to stay under `maxMb`. */
+  evictions: number
+}
+
 /** The formatting options of `createBuildLogStream` and `formatLogLine`. */
 export interface BuildLogStreamConfig {
   /** Start each line with `[ISO time]` (default `true`). */
@@ -1375,6 +1417,12 @@ export interface ProjectBuildResult {
   packageManager: 'npm' | 'pnpm' | 'yarn' | 'bun' | null | null
 }
 
+/** The build cache's bound (`getConfig().buildCache`). */
+export interface ResolvedBuildCache {
+  /** The most its snapshots may take on disk, in MB (0: none are kept). */
+  maxMb: number
+}
+
 /** How a server's health is checked, as `getConfig()` reports it. */
 export interface ResolvedHealthCheck {
   /** Time one check may take, in milliseconds. */
@@ -1461,6 +1509,8 @@ export interface ResolvedRunnerConfig {
   limits: ResolvedLimits
   /** Every build step's limits. */
   buildLimits: ResolvedLimits
+  /** The bound of the build cache's snapshots. */
+  buildCache: ResolvedBuildCache
 }
 
 /** The sandbox in force (`getConfig().sandbox`). */
@@ -1531,6 +1581,8 @@ export interface RunnerStats {
   adoption?: AdoptionStats
   /** What isolates servers and builds, and why something is off. */
   isolation: IsolationStats
+  /** The build cache's snapshots and what they served. */
+  buildCache: BuildCacheStats
 }
 
 /** A server the runner started (MastraAdmin's `RunningServer`). */

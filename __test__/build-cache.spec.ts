@@ -226,21 +226,21 @@ describe('an npm project', () => {
     const app = cacheProject('cache-npm')
     const initial = cacheStats(app.runner)
     expect(initial).toMatchObject({ sizeMb: 0, snapshots: 0, outputHits: 0, installHits: 0, misses: 0, evictions: 0 })
-    expect(initial!.maxMb).toBeGreaterThan(0)
+    expect(initial.maxMb).toBeGreaterThan(0)
 
     expectFullBuild(await app.build())
-    const built = cacheStats(app.runner)!
+    const built = cacheStats(app.runner)
     expect(built.misses).toBeGreaterThanOrEqual(1)
     expect(built.snapshots).toBeGreaterThanOrEqual(1)
     expect(built.sizeMb).toBeGreaterThan(0)
 
     expectSucceeded(await app.build())
-    const reused = cacheStats(app.runner)!
+    const reused = cacheStats(app.runner)
     expect(reused.outputHits).toBe(built.outputHits + 1)
 
     edit(path.join(app.app, 'src', 'message.txt'), 'hello from the edited source\n')
     expectSucceeded(await app.build())
-    const restored = cacheStats(app.runner)!
+    const restored = cacheStats(app.runner)
     expect(restored.installHits).toBe(reused.installHits + 1)
     expect(restored.outputHits).toBe(reused.outputHits)
   })

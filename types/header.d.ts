@@ -132,6 +132,14 @@ export interface LocalProcessRunnerConfig {
    */
   buildLimits?: ResourceLimits
   /**
+   * The build cache: pristine snapshots of what builds left, under
+   * `<buildDir>/.runner/build-cache` (files shared between snapshots are stored once). Beyond
+   * `maxMb` the least recently used snapshots go, never one of a build a live server runs;
+   * `maxMb: 0` turns the cache off. `getStats().buildCache` reports it.
+   * @default { maxMb: 4096 }
+   */
+  buildCache?: { maxMb?: number }
+  /**
    * Build directories kept per deployment: after a successful deploy, the directories of the
    * deployment's older builds are removed, never one that a live server or a build in progress
    * uses (builds are filed under their `Build.deploymentId`).
@@ -318,6 +326,16 @@ export interface BuildOptions {
   timeoutMs?: number
   /** Skip the dependency install. */
   skipInstall?: boolean
+  /**
+   * Whether `LocalProcessRunner.build` may reuse an earlier build of the same project: its
+   * whole result when every input is unchanged (`[runner] reused the output of build <id>
+   * (inputs unchanged)`), or its installed dependencies when only the dependency inputs are
+   * (`[runner] dependencies restored from build <id> (lockfile unchanged)`; the build script
+   * still runs). `false` builds from scratch and takes the snapshots anew. `ProjectBuilder`
+   * builds (in the caller's directory) never reuse.
+   * @default true
+   */
+  cache?: boolean
 }
 
 /** Options of `deploy()`. */

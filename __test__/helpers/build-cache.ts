@@ -6,7 +6,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { expect } from 'vitest'
 
-import type { Build, BuildOptions, Deployment, LocalProcessRunnerConfig, Project, RunnerStats } from '../../index'
+import type { Build, BuildCacheStats, BuildOptions, Deployment, LocalProcessRunnerConfig, Project } from '../../index'
 import { packageRoot } from './addon'
 import { entities, makeRunner, type Runner } from './runner'
 
@@ -47,26 +47,9 @@ export function restoredLine(id: string): string {
   return `${RESTORED} ${id} (lockfile unchanged)`
 }
 
-/** `BuildOptions` with the option of issue 31, until `index.d.ts` has it. */
-export type CacheBuildOptions = BuildOptions & { cache?: boolean }
-
-/** The configuration with the field of issue 31, until `index.d.ts` has it. */
-export type CacheRunnerConfig = LocalProcessRunnerConfig & { buildCache?: { maxMb?: number } }
-
-/** `getStats().buildCache` as issue 31 describes it. */
-export interface BuildCacheStats {
-  sizeMb: number
-  maxMb: number
-  snapshots: number
-  outputHits: number
-  installHits: number
-  misses: number
-  evictions: number
-}
-
-/** `getStats().buildCache` of `runner` (undefined where the runner has no build cache). */
-export function cacheStats(runner: Runner): BuildCacheStats | undefined {
-  return (runner.getStats() as RunnerStats & { buildCache?: BuildCacheStats }).buildCache
+/** `getStats().buildCache` of `runner`. */
+export function cacheStats(runner: Runner): BuildCacheStats {
+  return runner.getStats().buildCache
 }
 
 const temps: string[] = []
@@ -96,7 +79,7 @@ export interface CacheProject {
   project: Project
   deployment: Deployment
   /** Builds `project` once more with a fresh id. */
-  build(options?: CacheBuildOptions): Promise<Build>
+  build(options?: BuildOptions): Promise<Build>
   /** Where build `build`'s app lives in the build directory. */
   appDir(build: Build): string
   /** Deploys `build`, and answers what its server says at `/` (then stops it unless `keep`). */
@@ -122,7 +105,7 @@ export interface ServedAnswer {
  * fixture `fixture` (`cache-npm`: the app in `app`; `cache-pnpm-ws`: `packages/app` of the
  * workspace) as one project.
  */
-export function cacheProject(fixture: 'cache-npm' | 'cache-pnpm-ws', config: CacheRunnerConfig = {}): CacheProject {
+export function cacheProject(fixture: 'cache-npm' | 'cache-pnpm-ws', config: LocalProcessRunnerConfig = {}): CacheProject {
   const { runner, buildDir } = makeRunner({
     defaultSource: 'local',
     retainBuilds: 20,

@@ -102,6 +102,45 @@ pub struct RunnerStats {
     pub adoption: Option<AdoptionStats>,
     /// What isolates servers and builds, and why something is off.
     pub isolation: IsolationStats,
+    /// The build cache's snapshots and what they served.
+    pub build_cache: BuildCacheStats,
+}
+
+/// The build cache (`getStats().buildCache`): snapshots of earlier builds that later builds
+/// with the same inputs restore.
+#[napi(object)]
+pub struct BuildCacheStats {
+    /// Megabytes the snapshots take on disk, in hundredths rounded up (files shared between
+    /// snapshots count once).
+    pub size_mb: f64,
+    /// Their bound (`buildCache.maxMb`).
+    pub max_mb: f64,
+    /// Snapshots kept.
+    pub snapshots: u32,
+    /// Builds that reused an earlier build's output.
+    pub output_hits: f64,
+    /// Builds that restored an earlier install's dependencies.
+    pub install_hits: f64,
+    /// Lookups that found no snapshot, and restores that failed.
+    pub misses: f64,
+    /// Snapshots removed to stay under `maxMb`.
+    pub evictions: f64,
+}
+
+impl From<crate::runner::BuildCacheReport> for BuildCacheStats {
+    fn from(report: crate::runner::BuildCacheReport) -> Self {
+        let stats = report.stats;
+        BuildCacheStats {
+            // Hundredths, rounded up: a cache holding anything never reads 0.
+            size_mb: (stats.bytes as f64 / 1_048_576.0 * 100.0).ceil() / 100.0,
+            max_mb: (report.max_bytes as f64 / 1_048_576.0).floor(),
+            snapshots: u32::try_from(stats.snapshots).unwrap_or(u32::MAX),
+            output_hits: stats.output_hits as f64,
+            install_hits: stats.install_hits as f64,
+            misses: stats.misses as f64,
+            evictions: stats.evictions as f64,
+        }
+    }
 }
 
 /// Servers an earlier runner on the same `buildDir` kept running (`keepServersOnExit`), as
@@ -230,6 +269,7 @@ impl RunnerStats {
             observability: observability.map(ObservabilityStats::from),
             adoption: stats.adoption.map(AdoptionStats::from),
             isolation: IsolationStats::from(stats.isolation),
+            build_cache: BuildCacheStats::from(stats.build_cache),
         }
     }
 }

@@ -19,6 +19,7 @@
 //! error: [`BuildOutcome`] says what failed and how. Errors are kept for misuse (a bad id, a
 //! build id already in flight, a path outside `buildDir`).
 
+pub mod cache;
 mod dependency_scripts;
 mod excerpt;
 pub mod layout;

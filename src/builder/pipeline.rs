@@ -25,12 +25,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::dependency_scripts;
 use super::excerpt::{error_excerpt, project_paths};
 use super::layout::Caches;
 use super::package_manager::{
-    self, PackageManager, alone_args, build_args, build_script_in, exec_args, install_args,
-    mastra_build_args,
+    self, PackageManager, alone_args, build_args, build_script_in, exec_args, mastra_build_args,
 };
 use super::pm_cache::PrivateCopy;
 use super::project::{BuildOutcome, BuildRequest, BuildStatus};
@@ -79,6 +77,8 @@ pub(crate) struct Settings {
     pub limits: Limits,
     /// The directory holding the builds (and the private directories under `.tmp`).
     pub build_dir: PathBuf,
+    /// The build cache of a runner's builds.
+    pub cache: Arc<super::cache::CacheSlot>,
 }
 
 /// Why a run stopped early.

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+use super::cache::CacheSlot;
 use super::layout::{self, Caches};
 use super::package_manager::PackageManager;
 use super::pipeline;
@@ -56,6 +57,8 @@ pub struct BuilderConfig {
     pub sandbox: SandboxSettings,
     /// Every build's limits (`buildLimits`).
     pub limits: Limits,
+    /// The bound of the build cache of a runner's builds, in bytes (`buildCache.maxMb`).
+    pub build_cache_max_bytes: u64,
 }
 
 impl BuilderConfig {
@@ -70,6 +73,7 @@ impl BuilderConfig {
             journal: None,
             sandbox: SandboxSettings::default(),
             limits: Limits::defaults(),
+            build_cache_max_bytes: 0,
         }
     }
 
@@ -84,6 +88,7 @@ impl BuilderConfig {
             journal: None,
             sandbox: config.sandbox.clone(),
             limits: config.build_limits,
+            build_cache_max_bytes: config.build_cache_max_bytes,
         }
     }
 
@@ -313,6 +318,7 @@ struct Shared {
     active: Mutex<HashMap<String, Arc<Control>>>,
     integrities: KnownIntegrities,
     isolation: Arc<Isolation>,
+    cache: Arc<CacheSlot>,
 }
 
 impl ProjectBuilder {
@@ -325,6 +331,10 @@ impl ProjectBuilder {
                 active: Mutex::new(HashMap::new()),
                 integrities: KnownIntegrities::default(),
                 isolation: Arc::new(Isolation::new(&config.sandbox, &config.build_dir)),
+                cache: Arc::new(CacheSlot::new(
+                    &config.build_dir,
+                    config.build_cache_max_bytes,
+                )),
                 config,
             }),
         }
@@ -333,6 +343,11 @@ impl ProjectBuilder {
     /// Its settings.
     pub fn config(&self) -> &BuilderConfig {
         &self.shared.config
+    }
+
+    /// The build cache of a runner's builds (requests with `reuse_for`).
+    pub fn build_cache(&self) -> &Arc<CacheSlot> {
+        &self.shared.cache
     }
 
     /// The package managers' caches shared by its builds (`<buildDir>/.cache`).
@@ -407,6 +422,7 @@ impl ProjectBuilder {
                 isolation: Arc::clone(&builder.shared.isolation),
                 limits: builder.shared.config.limits,
                 build_dir: builder.shared.config.build_dir.clone(),
+                cache: Arc::clone(&builder.shared.cache),
             };
             let outcome = pipeline::run(&settings, request, admission, cancel).await;
             drop(guard);

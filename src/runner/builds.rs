@@ -133,6 +133,15 @@ impl Builds {
             .unwrap_or_else(|| build_dir.join(build_id))
     }
 
+    /// `getStats().buildCache`.
+    pub fn cache_report(&self) -> super::BuildCacheReport {
+        let cache = self.builder.build_cache();
+        super::BuildCacheReport {
+            stats: cache.stats(),
+            max_bytes: cache.max_bytes(),
+        }
+    }
+
     /// The figure `getStats().buildDiskBytes` reads.
     pub fn disk_bytes(&self) -> u64 {
         self.disk_bytes.load(Ordering::Relaxed)
@@ -232,6 +241,7 @@ impl Runner {
         let request = BuildRequest {
             build_id: build_id.clone(),
             workdir: copied,
+            reuse_for: Some(ticket.project.id.clone()),
             ..request
         };
         lock(&self.builds.dirs).insert(build_id.clone(), request.workdir.clone());
@@ -279,6 +289,11 @@ impl Runner {
         }
         let removed = self.builds.builder.remove_build_dir(build_id).await?;
         self.builds.forget(build_id, None);
+        self.builds
+            .builder
+            .build_cache()
+            .remove_build(build_id)
+            .await;
         self.measure_build_disk();
         Ok(removed)
     }
@@ -311,6 +326,11 @@ impl Runner {
                         "removed an old build directory (retainBuilds)"
                     );
                     self.builds.forget(&build_id, Some(deployment_id));
+                    self.builds
+                        .builder
+                        .build_cache()
+                        .remove_build(&build_id)
+                        .await;
                 }
                 Err(error) => tracing::warn!("cannot remove old build {build_id}: {error}"),
             }

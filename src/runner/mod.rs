@@ -99,6 +99,17 @@ pub struct RunnerStats {
     pub adoption: Option<AdoptionReport>,
     /// What isolates servers and builds, and why something is off.
     pub isolation: IsolationReport,
+    /// The build cache's size and what it served.
+    pub build_cache: BuildCacheReport,
+}
+
+/// `getStats().buildCache`: the snapshots' size, their bound, and what they served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildCacheReport {
+    /// The store's figures (zero until the first build opened it).
+    pub stats: crate::builder::reuse::CacheStats,
+    /// Its bound, in bytes (`buildCache.maxMb`).
+    pub max_bytes: u64,
 }
 
 /// What the supervisors share with the runner.
@@ -125,7 +136,7 @@ pub struct Shared {
 pub struct Runner {
     shared: Arc<Shared>,
     leftovers_reaped: OnceCell<()>,
-    servers: Servers,
+    servers: Arc<Servers>,
     deployments: Deployments,
     builds: Builds,
     logs: LogRegistry,
@@ -152,8 +163,20 @@ impl Runner {
             .keep_servers_on_exit
             .then(|| Arc::new(kept::KeptServers::new(&config.build_dir, config.port_range)));
         let keeping = supervisor::keeping_for(kept.as_ref(), &journal, config.log_file_max_bytes);
+        let servers = Arc::new(Servers::new(Arc::clone(&ports)));
+        let live = Arc::downgrade(&servers);
+        // A live server's build keeps its snapshots whatever the cache's bound.
+        builder
+            .build_cache()
+            .set_in_use(Arc::new(move |build_id: &str| {
+                live.upgrade().is_some_and(|servers| {
+                    servers
+                        .live_server_where(|info| info.build_id == build_id)
+                        .is_some()
+                })
+            }));
         Ok(Runner {
-            servers: Servers::new(Arc::clone(&ports)),
+            servers,
             deployments: Deployments::default(),
             builds: Builds::new(builder, source),
             logs: LogRegistry::new(config.log_memory_limit),
@@ -354,6 +377,7 @@ impl Runner {
                 .load(std::sync::atomic::Ordering::Relaxed),
             adoption: self.shared.kept.as_ref().map(|_| self.servers.adoption()),
             isolation: self.shared.isolation.report(),
+            build_cache: self.builds.cache_report(),
         }
     }
 

@@ -121,7 +121,9 @@ impl Run<'_> {
                 return None;
             }
             Err(error) => {
-                self.say(format!("Build cache not used: scanning the copy failed: {error}"));
+                self.say(format!(
+                    "Build cache not used: scanning the copy failed: {error}"
+                ));
                 return None;
             }
         };
@@ -225,13 +227,7 @@ impl Run<'_> {
         .await
     }
 
-    async fn restore(
-        &mut self,
-        plan: &Plan,
-        key: SnapshotKey<'_>,
-        why: &str,
-        done: &str,
-    ) -> bool {
+    async fn restore(&mut self, plan: &Plan, key: SnapshotKey<'_>, why: &str, done: &str) -> bool {
         if !self.request.use_cache {
             return false;
         }
@@ -249,9 +245,9 @@ impl Run<'_> {
         };
         let failure = match restored {
             Ok(Ok(stats)) => {
+                self.say(format!("{done} {} ({why})", snapshot.build_id));
                 self.say(format!(
-                    "{done} {} ({why}; {} files, {} MB, in {} s)",
-                    snapshot.build_id,
+                    "Restored {} files ({} MB) from its snapshot in {} s",
                     stats.files,
                     stats.bytes / (1024 * 1024),
                     secs(started.elapsed())
@@ -312,17 +308,15 @@ impl Run<'_> {
                 .map(Some)
         })
         .await;
-        match saved {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => self.say(format!(
-                "Warning: no {} snapshot of this build was kept for later builds: {error}",
-                kind.as_str()
-            )),
-            Err(error) => self.say(format!(
-                "Warning: no {} snapshot of this build was kept for later builds: {error}",
-                kind.as_str()
-            )),
+        let failure = match saved {
+            Ok(Ok(_)) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
         };
+        self.say(format!(
+            "Warning: no {} snapshot of this build was kept for later builds: {failure}",
+            kind.as_str()
+        ));
     }
 }
 
@@ -452,7 +446,11 @@ fn local_dependency(dir: &str, spec: &str) -> Option<String> {
 /// Whether `path` is one of `dirs` or inside one.
 fn inside_any(path: &str, dirs: &BTreeSet<String>) -> bool {
     dirs.iter().any(|dir| {
-        dir.is_empty() || path == dir || path.strip_prefix(dir.as_str()).is_some_and(|rest| rest.starts_with('/'))
+        dir.is_empty()
+            || path == dir
+            || path
+                .strip_prefix(dir.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
     })
 }
 
