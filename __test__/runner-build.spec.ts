@@ -212,8 +212,11 @@ describe('build', () => {
     temps.push(markers)
     const results = await Promise.all(
       [0, 1, 2, 3, 4].map((i) =>
+        // Five builds of one unchanged project: without `cache: false` the later ones would
+        // reuse the first one's output instead of running.
         runner.build(project, { ...build, id: `${build.id}-${i}` }, {
           skipInstall: true,
+          cache: false,
           envVars: { FIXTURE_MARKER_DIR: markers, FIXTURE_BUILD_MS: '300' },
         }),
       ),
