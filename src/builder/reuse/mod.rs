@@ -17,6 +17,7 @@
 mod copy;
 pub mod fingerprint;
 mod manifest;
+mod parallel;
 mod restore;
 pub mod scan;
 mod selection;

@@ -555,6 +555,9 @@ fn a_manifest_forged_after_open_writes_nothing_outside() {
 #[test]
 fn two_saves_at_once_both_land() {
     let (base, root, cache) = sample_store("concurrent");
+    for index in 0..200 {
+        write(&root.join(format!("node_modules/many/f{index}.js")), &index.to_string());
+    }
     let tree = scan(&root, cache.memo());
     let infos: Vec<SnapshotInfo> = std::thread::scope(|scope| {
         let saves: Vec<_> = ["b1", "b2"]
@@ -654,9 +657,13 @@ fn measure_a_big_tree() {
         .expect("save");
     timed("rescan + save (unchanged)", started, bytes);
     println!("store: {:?}", cache.stats());
+    nix::unistd::sync();
     let started = Instant::now();
     let stats = cache.restore(&info, &work.join("into")).expect("restore");
     timed(&format!("restore ({} files)", stats.files), started, bytes);
+    let started = Instant::now();
+    cache.restore(&info, &work.join("into")).expect("restore");
+    timed("restore again over the same files", started, bytes);
     let started = Instant::now();
     let reopened = BuildCache::open(&work.join("cache"), None).expect("reopen");
     timed("open (2 manifests)", started, bytes);
