@@ -32,7 +32,7 @@ pub(crate) fn run_indexed<S, T: Send>(
         let helper = if two {
             std::thread::Builder::new()
                 .name("build-cache".to_owned())
-                .spawn_scoped(scope, &run)
+                .spawn_scoped(scope, run)
                 .ok()
         } else {
             None

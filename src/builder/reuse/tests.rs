@@ -556,7 +556,10 @@ fn a_manifest_forged_after_open_writes_nothing_outside() {
 fn two_saves_at_once_both_land() {
     let (base, root, cache) = sample_store("concurrent");
     for index in 0..200 {
-        write(&root.join(format!("node_modules/many/f{index}.js")), &index.to_string());
+        write(
+            &root.join(format!("node_modules/many/f{index}.js")),
+            &index.to_string(),
+        );
     }
     let tree = scan(&root, cache.memo());
     let infos: Vec<SnapshotInfo> = std::thread::scope(|scope| {
