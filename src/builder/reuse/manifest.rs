@@ -220,7 +220,6 @@ fn parse_entry(value: &Value) -> Result<ManifestEntry, String> {
     let text = |at: usize| fields.get(at).and_then(Value::as_str);
     let number = |at: usize| fields.get(at).and_then(Value::as_u64);
     let path = text(0).ok_or("its path is not a string")?;
-    check_relative_path(path)?;
     let mode = number(2)
         .and_then(|mode| u32::try_from(mode).ok())
         .filter(|mode| *mode <= 0o777)
@@ -258,13 +257,14 @@ fn parse_entry(value: &Value) -> Result<ManifestEntry, String> {
     })
 }
 
-/// Checks that `entries` are sorted by path without repeats and that each one's parent is a
-/// directory entry before it (so nothing lies below a symlink of the same manifest).
+/// Checks that `entries` have plain relative paths, sorted without repeats, and that each
+/// one's parent is a directory entry before it (so nothing lies below a symlink of the same manifest).
 pub(crate) fn check_layout(entries: &[ManifestEntry]) -> Result<(), String> {
     let mut dirs: HashSet<&str> = HashSet::new();
     let mut previous: Option<&str> = None;
     for (index, entry) in entries.iter().enumerate() {
         let path = entry.path.as_str();
+        check_relative_path(path).map_err(|reason| format!("entry {index}: {reason}"))?;
         if previous.is_some_and(|before| before >= path) {
             return Err(format!(
                 "entry {index}: {path:?} is out of order or repeated"

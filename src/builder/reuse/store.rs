@@ -320,7 +320,7 @@ impl BuildCache {
             };
             stored.restoring += 1;
         }
-        let restored = self.restore_unheld(snapshot, into);
+        let restored = self.read_and_restore(snapshot, into);
         let mut index = lock(&self.index);
         if let Some(stored) = index.snapshots.get_mut(&snapshot.id) {
             stored.restoring = stored.restoring.saturating_sub(1);
@@ -388,7 +388,7 @@ impl BuildCache {
 
     /// Reads the manifest again (it is untrusted like any file), checks it is the snapshot
     /// asked for, and recreates its entries.
-    fn restore_unheld(&self, snapshot: &SnapshotInfo, into: &Path) -> Result<RestoreStats> {
+    fn read_and_restore(&self, snapshot: &SnapshotInfo, into: &Path) -> Result<RestoreStats> {
         let path = self.manifest_path(&snapshot.id);
         let (manifest, _) = self
             .read_manifest(&path)
