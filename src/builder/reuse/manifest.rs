@@ -33,6 +33,9 @@ pub const MAX_MANIFEST_ENTRIES: usize = 1_000_000;
 /// The longest relative path and symlink target accepted.
 const MAX_PATH_BYTES: usize = 4096;
 
+/// The largest file size a manifest may state.
+const MAX_FILE_BYTES: u64 = 1 << 40;
+
 /// The format this module writes and reads.
 const FORMAT: u64 = 1;
 
@@ -231,7 +234,9 @@ fn parse_entry(value: &Value) -> Result<ManifestEntry, String> {
     let (kind, length) = match text(1) {
         Some("d") => (StoredKind::Dir, 4),
         Some("f") => {
-            let size = number(4).ok_or("its size is not a number")?;
+            let size = number(4)
+                .filter(|size| *size <= MAX_FILE_BYTES)
+                .ok_or("its size is not a number up to 1 TiB")?;
             let digest = text(5)
                 .and_then(ContentDigest::from_hex)
                 .ok_or("its digest is not 64 lowercase hex digits")?;

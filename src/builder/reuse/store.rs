@@ -114,9 +114,9 @@ struct ObjectRef {
 
 impl Index {
     fn bytes(&self) -> u64 {
-        let objects: u64 = self.objects.values().map(|object| object.size).sum();
-        let manifests: u64 = self.snapshots.values().map(|s| s.manifest_bytes).sum();
-        objects + manifests
+        let objects = self.objects.values().map(|object| object.size);
+        let manifests = self.snapshots.values().map(|s| s.manifest_bytes);
+        objects.chain(manifests).fold(0, u64::saturating_add)
     }
 
     /// Lets go of one hold on each of `digests`; returns the objects nothing holds any more

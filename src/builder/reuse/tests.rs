@@ -489,6 +489,8 @@ fn forged_manifests_are_removed_unread() {
         ("1-b1", json!([file("a"), file("a")])),
         ("1-b2", json!([["x", "f", 0o4755, 0, 7, digest]])),
         ("1-b3", json!([file("missing-parent/x")])),
+        ("1-b4", json!([["x", "f", 0o644, 0, 1u64 << 50, digest]])),
+        ("1-b5", json!([["x", "f", 0o644, 0, 7, digest, "extra"]])),
     ];
     let snapshots = dir.join("snapshots");
     for (id, entries) in &cases {
