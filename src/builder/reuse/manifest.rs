@@ -33,6 +33,9 @@ pub const MAX_MANIFEST_ENTRIES: usize = 1_000_000;
 /// The longest relative path and symlink target accepted.
 const MAX_PATH_BYTES: usize = 4096;
 
+/// The largest file size a manifest may state.
+const MAX_FILE_BYTES: u64 = 1 << 40;
+
 /// The format this module writes and reads.
 const FORMAT: u64 = 1;
 
@@ -220,7 +223,6 @@ fn parse_entry(value: &Value) -> Result<ManifestEntry, String> {
     let text = |at: usize| fields.get(at).and_then(Value::as_str);
     let number = |at: usize| fields.get(at).and_then(Value::as_u64);
     let path = text(0).ok_or("its path is not a string")?;
-    check_relative_path(path)?;
     let mode = number(2)
         .and_then(|mode| u32::try_from(mode).ok())
         .filter(|mode| *mode <= 0o777)
@@ -232,7 +234,9 @@ fn parse_entry(value: &Value) -> Result<ManifestEntry, String> {
     let (kind, length) = match text(1) {
         Some("d") => (StoredKind::Dir, 4),
         Some("f") => {
-            let size = number(4).ok_or("its size is not a number")?;
+            let size = number(4)
+                .filter(|size| *size <= MAX_FILE_BYTES)
+                .ok_or("its size is not a number up to 1 TiB")?;
             let digest = text(5)
                 .and_then(ContentDigest::from_hex)
                 .ok_or("its digest is not 64 lowercase hex digits")?;
@@ -258,13 +262,14 @@ fn parse_entry(value: &Value) -> Result<ManifestEntry, String> {
     })
 }
 
-/// Checks that `entries` are sorted by path without repeats and that each one's parent is a
-/// directory entry before it (so nothing lies below a symlink of the same manifest).
+/// Checks that `entries` have plain relative paths, sorted without repeats, and that each
+/// one's parent is a directory entry before it (so nothing lies below a symlink of the same manifest).
 pub(crate) fn check_layout(entries: &[ManifestEntry]) -> Result<(), String> {
     let mut dirs: HashSet<&str> = HashSet::new();
     let mut previous: Option<&str> = None;
     for (index, entry) in entries.iter().enumerate() {
         let path = entry.path.as_str();
+        check_relative_path(path).map_err(|reason| format!("entry {index}: {reason}"))?;
         if previous.is_some_and(|before| before >= path) {
             return Err(format!(
                 "entry {index}: {path:?} is out of order or repeated"

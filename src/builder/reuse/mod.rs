@@ -10,13 +10,23 @@
 //!   (recreating entries without following a symlink), `selection` (what a snapshot keeps) and `copy` (reflink or kernel copy,
 //!   never a hard link).
 //!
-//! The pipeline calls it from blocking tasks: scan the copied source (with excludes) for the
-//! fingerprints, [`BuildCache::lookup`] then [`BuildCache::restore`], or build and
-//! [`BuildCache::save`] a scan of the result.
+//! The pipeline calls it from blocking tasks (every call does file I/O):
+//!
+//! ```text
+//! cache = BuildCache::open(<buildDir>/.runner/build-cache, max_bytes)      once per runner
+//! source = scan_tree(build_path, &["node_modules", ".git", ...], cache.memo())
+//! key = SnapshotKey { kind: Output, project_id, fingerprint: Fingerprint::new("output-v1")
+//!           .digest("source", &source.digest()).text("pm", ...).map("env", ...).finish() }
+//! if let Some(hit) = cache.lookup(&key) { cache.restore(&hit, build_path)? ... }   // else build
+//! before = scan_tree(build_path, &[], memo); install; after = scan_tree(build_path, &[], memo)
+//! cache.save(&install_key, build_id, &after, &Selection::Paths(after.changed_since(&before)), in_use)
+//! after the build: cache.save(&key, build_id, &scan_tree(build_path, ...)?, &Selection::Whole, in_use)
+//! ```
 
 mod copy;
 pub mod fingerprint;
 mod manifest;
+mod parallel;
 mod restore;
 pub mod scan;
 mod selection;

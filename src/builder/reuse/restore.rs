@@ -2,8 +2,9 @@
 //!
 //! Entries come in manifest order (a directory before what it holds; [`super::manifest`]
 //! checked that every parent is a directory entry). Each directory is made sure to be a real
-//! directory (whatever else is there is removed, a symlink included, never followed); each
-//! file or symlink replaces what is at its path. Files are created with `O_EXCL` and
+//! directory (whatever else is there is removed, a symlink included, never followed) and each
+//! symlink replaces what is at its path; then the files, which only need their directories,
+//! are copied on up to two threads, each replacing what is at its path. Files are created with `O_EXCL` and
 //! `O_NOFOLLOW` and filled by reflink or copy from the object, never linked to it. Directories
 //! are created 0700 and get their own modes and times last, so a read-only one can be filled.
 //!
@@ -18,8 +19,10 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 
+use super::ContentDigest;
 use super::copy::{clone_or_copy, create_new, open_dir, open_regular};
 use super::manifest::{ManifestEntry, StoredKind};
+use super::parallel::run_indexed;
 use crate::error::{Error, Result};
 
 /// What a restore did.
@@ -45,6 +48,7 @@ pub(crate) fn restore_entries(
     open_dir(into).map_err(|e| Error::io("open", into, &e))?;
     let mut stats = RestoreStats::default();
     let mut dirs: Vec<(PathBuf, &ManifestEntry)> = Vec::new();
+    let mut files: Vec<(PathBuf, &ManifestEntry, u64, &ContentDigest)> = Vec::new();
     for entry in entries {
         let target = into.join(&entry.path);
         match &entry.kind {
@@ -54,11 +58,9 @@ pub(crate) fn restore_entries(
                 stats.dirs += 1;
             }
             StoredKind::File { size, digest } => {
-                remove_existing(&target)?;
-                let object = object_path(objects, digest);
-                restore_file(&object, *size, &target, entry)?;
                 stats.files += 1;
                 stats.bytes += size;
+                files.push((target, entry, *size, digest));
             }
             StoredKind::Symlink(link) => {
                 remove_existing(&target)?;
@@ -68,6 +70,17 @@ pub(crate) fn restore_entries(
                 stats.symlinks += 1;
             }
         }
+    }
+    let copied = run_indexed(
+        files.len(),
+        || (),
+        |(), index| {
+            let (target, entry, size, digest) = &files[index];
+            restore_file(&object_path(objects, digest), *size, target, entry)
+        },
+    );
+    for result in copied {
+        result.ok_or_else(|| Error::internal("restoring files", "a copying thread panicked"))??;
     }
     for (target, entry) in dirs.iter().rev() {
         let dir = open_dir(target).map_err(|e| Error::io("open", target, &e))?;
@@ -79,7 +92,7 @@ pub(crate) fn restore_entries(
 }
 
 /// `objects/<2 hex>/<62 hex>`.
-pub(crate) fn object_path(objects: &Path, digest: &super::ContentDigest) -> PathBuf {
+pub(crate) fn object_path(objects: &Path, digest: &ContentDigest) -> PathBuf {
     let hex = digest.hex();
     objects.join(&hex[..2]).join(&hex[2..])
 }
@@ -122,7 +135,7 @@ fn remove_existing(path: &Path) -> Result<()> {
     removed.map_err(|e| Error::io("remove", path, &e))
 }
 
-/// Copies the object into the new file `target`, checking the object has the size the
+/// Copies the object into a new file at `target` (replacing what is there), checking the object has the size the
 /// manifest says, then gives the file its mode and modification time.
 fn restore_file(object: &Path, size: u64, target: &Path, entry: &ManifestEntry) -> Result<()> {
     let missing = |reason: String| Error::Io {
@@ -139,7 +152,14 @@ fn restore_file(object: &Path, size: u64, target: &Path, entry: &ManifestEntry) 
             meta.len()
         )));
     }
-    let file = create_new(target).map_err(|e| Error::io("create", target, &e))?;
+    let file = match create_new(target) {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            remove_existing(target)?;
+            create_new(target)
+        }
+        created => created,
+    }
+    .map_err(|e| Error::io("create", target, &e))?;
     let copied =
         clone_or_copy(&source, &file, size).map_err(|e| Error::io("copy into", target, &e))?;
     if copied != size {

@@ -16,10 +16,10 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::copy::{FileStamp, nanos, open_regular};
 use super::fingerprint::{ContentDigest, FieldHasher, digest_reader};
+use super::parallel::run_indexed;
 use crate::error::{Error, Result};
 use crate::sync::lock;
 
@@ -34,9 +34,6 @@ const MEMO_CAPACITY: usize = 1_000_000;
 
 /// The read buffer of each hashing thread.
 const READ_BUFFER: usize = 256 * 1024;
-
-/// Fewer files than this are hashed on the calling thread alone.
-const PARALLEL_THRESHOLD: usize = 64;
 
 /// What an entry is, with what identifies its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,46 +364,15 @@ fn hash_files(root: &Path, entries: &mut [ScanEntry], memo: &DigestMemo) -> Resu
             }
         }
     }
-    let threads = if pending.len() < PARALLEL_THRESHOLD {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
-    };
-    let next = AtomicUsize::new(0);
-    let work = || -> Vec<(usize, Result<(ContentDigest, Metadata)>)> {
-        let mut buffer = vec![0u8; READ_BUFFER];
-        let mut done = Vec::new();
-        loop {
-            let slot = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&index) = pending.get(slot) else {
-                return done;
-            };
-            let entry = &entries[index];
-            done.push((index, hash_file(root, entry, &mut buffer)));
-        }
-    };
-    let results: Vec<_> = if threads > 1 {
-        std::thread::scope(|scope| {
-            let helper = scope.spawn(work);
-            let mut mine = work();
-            match helper.join() {
-                Ok(theirs) => mine.extend(theirs),
-                Err(_) => mine.push((
-                    usize::MAX,
-                    Err(Error::internal(
-                        "hashing files",
-                        "a hashing thread panicked",
-                    )),
-                )),
-            }
-            mine
-        })
-    } else {
-        work()
-    };
+    let results = run_indexed(
+        pending.len(),
+        || vec![0u8; READ_BUFFER],
+        |buffer, slot| hash_file(root, &entries[pending[slot]], buffer),
+    );
     let mut learned = Vec::with_capacity(results.len());
-    for (index, result) in results {
-        let (digest, meta) = result?;
+    for (&index, result) in pending.iter().zip(results) {
+        let (digest, meta) = result
+            .ok_or_else(|| Error::internal("hashing files", "a hashing thread panicked"))??;
         let entry = &mut entries[index];
         *entry = self::entry(
             std::mem::take(&mut entry.path),

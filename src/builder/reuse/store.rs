@@ -33,12 +33,13 @@ use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 
 use super::DigestMemo;
-use super::copy::{copy_in, create_new, open_regular};
+use super::copy::{FileStamp, copy_in, create_new, open_regular};
 use super::fingerprint::ContentDigest;
 use super::manifest::{
     MAX_MANIFEST_BYTES, Manifest, ManifestEntry, SnapshotInfo, SnapshotKind, check_layout,
     is_snapshot_id, new_snapshot_id, parse, render,
 };
+use super::parallel::run_indexed;
 use super::restore::{RestoreStats, ensure_dir, object_path, restore_entries};
 use super::scan::{EntryKind, ScanEntry, TreeScan};
 use super::selection::{Selection, digests_with_sizes, distinct_objects, select, stored};
@@ -113,9 +114,9 @@ struct ObjectRef {
 
 impl Index {
     fn bytes(&self) -> u64 {
-        let objects: u64 = self.objects.values().map(|object| object.size).sum();
-        let manifests: u64 = self.snapshots.values().map(|s| s.manifest_bytes).sum();
-        objects + manifests
+        let objects = self.objects.values().map(|object| object.size);
+        let manifests = self.snapshots.values().map(|s| s.manifest_bytes);
+        objects.chain(manifests).fold(0, u64::saturating_add)
     }
 
     /// Lets go of one hold on each of `digests`; returns the objects nothing holds any more
@@ -319,7 +320,7 @@ impl BuildCache {
             };
             stored.restoring += 1;
         }
-        let restored = self.restore_unheld(snapshot, into);
+        let restored = self.read_and_restore(snapshot, into);
         let mut index = lock(&self.index);
         if let Some(stored) = index.snapshots.get_mut(&snapshot.id) {
             stored.restoring = stored.restoring.saturating_sub(1);
@@ -387,7 +388,7 @@ impl BuildCache {
 
     /// Reads the manifest again (it is untrusted like any file), checks it is the snapshot
     /// asked for, and recreates its entries.
-    fn restore_unheld(&self, snapshot: &SnapshotInfo, into: &Path) -> Result<RestoreStats> {
+    fn read_and_restore(&self, snapshot: &SnapshotInfo, into: &Path) -> Result<RestoreStats> {
         let path = self.manifest_path(&snapshot.id);
         let (manifest, _) = self
             .read_manifest(&path)
@@ -448,24 +449,51 @@ impl BuildCache {
         }
     }
 
+    /// Copies the files of `to_write` into the store (on up to two threads).
     fn write_objects(&self, root: &Path, to_write: &[(ContentDigest, &ScanEntry)]) -> Result<()> {
         let objects = self.dir.join("objects");
-        for (digest, entry) in to_write {
-            let source = root.join(&entry.path);
-            let target = object_path(&objects, digest);
-            let tmp = self.tmp_path(&digest.hex());
-            let written = copy_in(&source, entry.stamp, &tmp).and_then(|()| {
-                if let Some(fanout) = target.parent() {
-                    make_store_dir(fanout)?;
-                }
-                std::fs::rename(&tmp, &target).map_err(|e| Error::io("rename", &tmp, &e))
-            });
-            if written.is_err() {
-                remove_quietly(&tmp);
-            }
-            written?;
+        let written = run_indexed(to_write.len(), HashSet::new, |fanouts, index| {
+            let (digest, entry) = to_write[index];
+            self.write_object(
+                &root.join(&entry.path),
+                entry.stamp,
+                &objects,
+                &digest,
+                fanouts,
+            )
+        });
+        for result in written {
+            result
+                .ok_or_else(|| Error::internal("saving files", "a copying thread panicked"))??;
         }
         Ok(())
+    }
+
+    /// Copies `source` (still at `stamp`) into a temp file, then renames it to its object path;
+    /// `fanouts` are the object directories this thread already made sure of.
+    fn write_object(
+        &self,
+        source: &Path,
+        stamp: FileStamp,
+        objects: &Path,
+        digest: &ContentDigest,
+        fanouts: &mut HashSet<PathBuf>,
+    ) -> Result<()> {
+        let target = object_path(objects, digest);
+        let tmp = self.tmp_path(&digest.hex());
+        let written = copy_in(source, stamp, &tmp).and_then(|()| {
+            if let Some(fanout) = target.parent()
+                && !fanouts.contains(fanout)
+            {
+                make_store_dir(fanout)?;
+                fanouts.insert(fanout.to_path_buf());
+            }
+            std::fs::rename(&tmp, &target).map_err(|e| Error::io("rename", &tmp, &e))
+        });
+        if written.is_err() {
+            remove_quietly(&tmp);
+        }
+        written
     }
 
     /// Writes the manifest (temp file, then rename); returns its size.

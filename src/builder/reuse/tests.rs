@@ -489,6 +489,8 @@ fn forged_manifests_are_removed_unread() {
         ("1-b1", json!([file("a"), file("a")])),
         ("1-b2", json!([["x", "f", 0o4755, 0, 7, digest]])),
         ("1-b3", json!([file("missing-parent/x")])),
+        ("1-b4", json!([["x", "f", 0o644, 0, 1u64 << 50, digest]])),
+        ("1-b5", json!([["x", "f", 0o644, 0, 7, digest, "extra"]])),
     ];
     let snapshots = dir.join("snapshots");
     for (id, entries) in &cases {
@@ -555,6 +557,12 @@ fn a_manifest_forged_after_open_writes_nothing_outside() {
 #[test]
 fn two_saves_at_once_both_land() {
     let (base, root, cache) = sample_store("concurrent");
+    for index in 0..200 {
+        write(
+            &root.join(format!("node_modules/many/f{index}.js")),
+            &index.to_string(),
+        );
+    }
     let tree = scan(&root, cache.memo());
     let infos: Vec<SnapshotInfo> = std::thread::scope(|scope| {
         let saves: Vec<_> = ["b1", "b2"]
@@ -654,9 +662,13 @@ fn measure_a_big_tree() {
         .expect("save");
     timed("rescan + save (unchanged)", started, bytes);
     println!("store: {:?}", cache.stats());
+    nix::unistd::sync();
     let started = Instant::now();
     let stats = cache.restore(&info, &work.join("into")).expect("restore");
     timed(&format!("restore ({} files)", stats.files), started, bytes);
+    let started = Instant::now();
+    cache.restore(&info, &work.join("into")).expect("restore");
+    timed("restore again over the same files", started, bytes);
     let started = Instant::now();
     let reopened = BuildCache::open(&work.join("cache"), None).expect("reopen");
     timed("open (2 manifests)", started, bytes);
