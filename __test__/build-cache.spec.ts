@@ -49,6 +49,14 @@ function edit(file: string, text: string | Buffer): void {
 }
 
 describe('an npm project', () => {
+  it('rejects a cache option that is not a boolean, naming it', async () => {
+    const app = cacheProject('cache-npm')
+    await expect(app.build({ cache: 'yes' as never })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: "Invalid options.cache: expected a boolean, got string 'yes'",
+    })
+  })
+
   it('builds from scratch the first time: install (postinstall), build script, served output', async () => {
     const app = cacheProject('cache-npm')
     const first = await app.build()

@@ -46,6 +46,7 @@ describe('defaults', () => {
       sandbox: { enabled: true, readPaths: [], writePaths: [], isolatePorts: true },
       limits: { memoryMb: null, cpus: null, pids: 4096 },
       buildLimits: { memoryMb: null, cpus: null, pids: 4096 },
+      buildCache: { maxMb: 4096 },
     })
   })
 
@@ -55,8 +56,10 @@ describe('defaults', () => {
   })
 
   it('reports an idle runner with the whole port range available', () => {
-    const { isolation, ...counts } = make().getStats()
+    const { isolation, buildCache, ...counts } = make().getStats()
     expect(counts).toEqual({ runningProcesses: 0, drainingServers: 0, allocatedPorts: [], availablePorts: 90, restarts: 0, servers: [], buildDiskUsageMb: 0, dataDiskUsageMb: 0 })
+    expect(buildCache).toEqual({ sizeMb: 0, maxMb: 4096, snapshots: 0, outputHits: 0, installHits: 0, misses: 0, evictions: 0 })
+    expect(make({ buildCache: { maxMb: 0 } }).getConfig().buildCache).toEqual({ maxMb: 0 })
     expect(Object.keys(isolation).sort()).toEqual(['bindOwnPortOnly', 'capabilities', 'enforced', 'landlockAbi', 'limits', 'limitsReason', 'sandbox', 'sandboxReason', 'scoped'])
     expect(make({ portRange: { start: 5000, end: 5000 } }).getStats().availablePorts).toBe(1)
   })
@@ -129,6 +132,8 @@ describe('validation', () => {
     ['a negative drain', { redeployDrainMs: -1 }, 'Invalid redeployDrainMs: must be an integer of at least 0 (got -1)'],
     ['a traces endpoint that is not a URL', { tracesEndpoint: 'localhost:3001' }, "Invalid tracesEndpoint: must be an http:// or https:// URL (got 'localhost:3001')"],
     ['zero retained builds', { retainBuilds: 0 }, 'Invalid retainBuilds: must be an integer from 1 to 4294967295 (got 0)'],
+    ['a negative build cache bound', { buildCache: { maxMb: -1 } }, 'Invalid buildCache.maxMb: must be an integer from 0 to 1073741824 (got -1)'],
+    ['a build cache that is not an object', { buildCache: 5 }, 'Invalid buildCache: expected an object, got number 5'],
     ['endpoint a symbol', { healthCheck: { endpoint: Symbol('x') } }, 'Invalid healthCheck.endpoint: expected a string, number, boolean, object or array, got a symbol'],
     ['empty buildDir', { buildDir: '' }, 'Invalid buildDir: must not be empty'],
     ['NUL in buildDir', { buildDir: 'a\0b' }, 'Invalid buildDir: must not contain a NUL character'],

@@ -98,7 +98,9 @@ describe('examples/memory-mastra', () => {
     expect(built && server && thread).toBeTruthy()
     const now = new Date()
     const rebuild: Build = { ...build, id: `${build.id}-rebuilt`, queuedAt: now, startedAt: now, completedAt: now, logs: '' }
-    const rebuilt = await buildExample(runner, project, rebuild)
+    // The same inputs: the build cache restores the first build's output into the new build's
+    // own directory (a real Mastra app's 26 000 files), and the server runs from there.
+    const rebuilt = await buildExample(runner, project, rebuild, built!.id)
     expect(rebuilt.id).not.toBe(built!.id)
     const previous = server!
     server = await runner.deploy(project, deployment, rebuilt)

@@ -161,13 +161,22 @@ export function exampleRunner(
   return { runner, buildDir }
 }
 
-/** Builds `build` of a bundled example with the real npm and mastra CLI and checks it succeeded. */
-export async function buildExample(runner: Runner, project: Project, build: Build): Promise<Build> {
+/**
+ * Builds `build` of a bundled example with the real npm and mastra CLI and checks it succeeded;
+ * with `reusedFrom`, checks instead that it reused that earlier build's output (unchanged inputs).
+ */
+export async function buildExample(runner: Runner, project: Project, build: Build, reusedFrom?: string): Promise<Build> {
   const lines: string[] = []
   const built = await runner.build(project, build, {}, (line) => lines.push(line))
   expect(built.errorMessage).toBeNull()
   expect(built.status).toBe('succeeded')
-  expect(lines.join('\n')).toMatch(/npm ci/)
-  expect(lines.join('\n')).toMatch(/Build successful/)
+  const log = lines.join('\n')
+  if (reusedFrom) {
+    expect(log).toContain(`[runner] reused the output of build ${reusedFrom} (inputs unchanged)`)
+    expect(log).not.toMatch(/npm ci/)
+  } else {
+    expect(log).toMatch(/npm ci/)
+    expect(log).toMatch(/Build successful/)
+  }
   return built
 }
