@@ -33,6 +33,13 @@ afterEach(async () => {
   removeCheckouts()
 })
 
+// The cache runs only where builds and servers are sandboxed (a tenant outside a sandbox could
+// rewrite the snapshots); a kernel without Landlock or user namespaces takes that path.
+const unsandboxed = (() => {
+  const { isolation } = cacheProject('cache-npm').runner.getStats()
+  return isolation.sandbox ? '' : ` (skipped: ${isolation.sandboxReason})`
+})()
+
 /** The build output of the app in `appDir`. */
 function outputOf(appDir: string): string {
   return path.join(appDir, '.mastra', 'output', 'index.mjs')
@@ -48,7 +55,7 @@ function edit(file: string, text: string | Buffer): void {
   fs.writeFileSync(file, text)
 }
 
-describe('an npm project', () => {
+describe.skipIf(!!unsandboxed)(`an npm project${unsandboxed}`, () => {
   it('rejects a cache option that is not a boolean, naming it', async () => {
     const app = cacheProject('cache-npm')
     await expect(app.build({ cache: 'yes' as never })).rejects.toMatchObject({
@@ -213,7 +220,10 @@ describe('an npm project', () => {
     expect(objects.length, 'files under <buildDir>/.runner/build-cache/objects after the first build').toBeGreaterThan(0)
   })
 
-  it('keeps later builds working after removeBuild of a build with snapshots', async () => {
+  it('keeps reusing a build\'s snapshots after removeBuild of its directory', async () => {
+    // Snapshots are not build directories: MastraAdmin's retention and the CLI's --watch remove
+    // old builds, and the next unchanged build still reuses the snapshot (the bound alone
+    // removes snapshots).
     const app = cacheProject('cache-npm')
     const first = await app.build()
     expectFullBuild(first)
@@ -221,10 +231,9 @@ describe('an npm project', () => {
     await app.runner.removeBuild(first.id)
     expect(fs.existsSync(path.join(app.buildDir, first.id))).toBe(false)
 
-    // Rebuilt, or reused from a snapshot that is not the removed build's.
     const later = await app.build()
     expectSucceeded(later)
-    expect(later.logs).not.toContain(`build ${first.id} (`)
+    expect(later.logs).toContain(reusedLine(first.id))
     expect(fs.existsSync(outputOf(app.appDir(later)))).toBe(true)
     const stamp = installedStamp(app.appDir(later))
     expect(await app.serve(later)).toMatchObject({ message: 'hello from the first source', stamp })
@@ -270,7 +279,7 @@ describe('an npm project', () => {
   })
 })
 
-describe('a pnpm workspace app', () => {
+describe.skipIf(!!unsandboxed)(`a pnpm workspace app${unsandboxed}`, () => {
   it('builds from scratch the first time: root install (postinstall), the library, then the app', async () => {
     const app = cacheProject('cache-pnpm-ws')
     const first = await app.build()

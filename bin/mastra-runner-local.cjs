@@ -427,7 +427,7 @@ async function up(dir, options) {
     if (earlier) process.stdout.write(`${earlier}\n`)
     unsubscribe = runner.streamLogs(next, (line) => console.log(line))
     // Its interval keeps Node alive until a signal or the server's death ends the run.
-    watcher = watch(runner, next, entities.project.name, finish)
+    watcher = watch(runner, next, entities.project.name, finish, { waitForChange: Boolean(options.watch) })
   }
 
   /**
@@ -596,8 +596,9 @@ function exitStatusIn(log) {
  * prominently with the exit status and the last lines of its log and exits 1. With a restart
  * policy every exit and every comeback is announced. Returns the interval.
  */
-function watch(runner, server, name, finish) {
+function watch(runner, server, name, finish, { waitForChange = false } = {}) {
   const policy = runner.getConfig().restartPolicy
+  let waiting = false
   let lastPid = server.processId
   // 'up', 'down' (no process), 'restarting' (a new process, not yet healthy)
   let state = 'up'
@@ -633,7 +634,8 @@ function watch(runner, server, name, finish) {
       announced = true
       return
     }
-    clearInterval(interval)
+    if (waiting) return
+    if (!waitForChange) clearInterval(interval)
     const banner = '!'.repeat(78)
     console.error(
       `\n${banner}\n!!! The server of ${name} exited with ${status} (pid ${lastPid})` +
@@ -641,6 +643,13 @@ function watch(runner, server, name, finish) {
         log.split('\n').map((line) => `!!!   ${line}`).join('\n') +
         `\n${banner}`,
     )
+    if (waitForChange) {
+      // As nodemon does: the next change rebuilds and deploys it again. The interval keeps
+      // Node alive meanwhile.
+      waiting = true
+      console.error('>>> Waiting for a change to the project to rebuild it (--watch); Ctrl-C stops.\n')
+      return
+    }
     finish(1, { message: `mastra-runner-local: the server is down; exiting with status 1.${policy ? '' : ' (With --restart the runner restarts it.)'}` })
   }
   let running = false

@@ -289,11 +289,6 @@ impl Runner {
         }
         let removed = self.builds.builder.remove_build_dir(build_id).await?;
         self.builds.forget(build_id, None);
-        self.builds
-            .builder
-            .build_cache()
-            .remove_build(build_id)
-            .await;
         self.measure_build_disk();
         Ok(removed)
     }
@@ -326,11 +321,6 @@ impl Runner {
                         "removed an old build directory (retainBuilds)"
                     );
                     self.builds.forget(&build_id, Some(deployment_id));
-                    self.builds
-                        .builder
-                        .build_cache()
-                        .remove_build(&build_id)
-                        .await;
                 }
                 Err(error) => tracing::warn!("cannot remove old build {build_id}: {error}"),
             }

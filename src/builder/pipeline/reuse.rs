@@ -16,70 +16,22 @@
 //! install snapshot in place of the install. After an install, what it added or changed is
 //! snapshotted; after a successful build, the whole tree (before any server runs from it).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::MetadataExt;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::Value;
+mod inputs;
 
+use self::inputs::{dependency_inputs, file_name, node_identity, user_config};
 use super::install::Install;
 use super::{Run, secs};
-use crate::builder::package_manager::{PackageManager, find_in_path};
+use crate::builder::package_manager::PackageManager;
 use crate::builder::reuse::{
-    BuildCache, EntryKind, Fingerprint, ScanEntry, Selection, SnapshotKey, SnapshotKind, TreeScan,
-    scan_tree,
+    BuildCache, Fingerprint, Selection, SnapshotKey, SnapshotKind, TreeScan, scan_tree,
 };
 
 /// Directory names never scanned (`git init` makes one in the copy before the install).
 const SCAN_EXCLUDES: [&str; 1] = [".git"];
-
-/// Files whose whole content is an install input, wherever they are in the tree.
-const INSTALL_FILES: [&str; 15] = [
-    "package-lock.json",
-    "npm-shrinkwrap.json",
-    "pnpm-lock.yaml",
-    "pnpm-workspace.yaml",
-    "yarn.lock",
-    "bun.lock",
-    "bun.lockb",
-    "bunfig.toml",
-    ".npmrc",
-    ".yarnrc",
-    ".yarnrc.yml",
-    ".pnpmfile.cjs",
-    ".pnpmfile.mjs",
-    ".pnp.cjs",
-    "lerna.json",
-];
-
-/// Directories whose whole content is an install input (patches and yarn's own files).
-const INSTALL_DIRS: [&str; 2] = ["patches", ".yarn"];
-
-/// `package.json` fields an install reads.
-const INSTALL_FIELDS: [&str; 15] = [
-    "name",
-    "version",
-    "dependencies",
-    "devDependencies",
-    "optionalDependencies",
-    "peerDependencies",
-    "peerDependenciesMeta",
-    "bundleDependencies",
-    "bundledDependencies",
-    "overrides",
-    "resolutions",
-    "pnpm",
-    "workspaces",
-    "packageManager",
-    "engines",
-];
-
-/// Scripts an install runs of the project's own packages.
-const INSTALL_SCRIPTS: [&str; 4] = ["preinstall", "install", "postinstall", "prepare"];
-
-/// The largest `package.json` read for its fields.
-const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What the cache knows of one build: where its copy is, its fingerprints, and the scan of
 /// its tree before the install.
@@ -103,9 +55,29 @@ impl Run<'_> {
         build_env: &BTreeMap<String, String>,
     ) -> Option<Plan> {
         let project_id = self.request.reuse_for.clone()?;
-        let cache = self.settings.cache.get().await?;
+        let cache = match self.settings.cache.get().await {
+            Ok(cache) => cache,
+            Err(why) => {
+                self.say(format!("Build cache not used: {why}"));
+                return None;
+            }
+        };
+        if !self.settings.isolation.sandboxing().await {
+            // Unsandboxed, a tenant's server or build script could rewrite the snapshots every
+            // later build of every project restores.
+            self.say(
+                "Build cache not used: builds and servers run without a sandbox here, so the \
+                 snapshots could not be kept from them"
+                    .to_owned(),
+            );
+            return None;
+        }
         let copy_root = self.settings.build_dir.join(&self.request.build_id);
         if !self.request.workdir.starts_with(&copy_root) || !self.root.starts_with(&copy_root) {
+            return None;
+        }
+        if let Err(why) = self.fits(&copy_root).await {
+            self.say(format!("Build cache not used: {why}"));
             return None;
         }
         let started = tokio::time::Instant::now();
@@ -162,6 +134,7 @@ impl Run<'_> {
                 .list("args", &install.args)
                 .text("root", &relative(&install.root))
                 .text("inputs", &dependency_inputs(&source))
+                .text("user config", &user_config(&install.env))
                 .finish()
         });
         let output_fingerprint = Fingerprint::new("output-v1")
@@ -245,6 +218,9 @@ impl Run<'_> {
         };
         let failure = match restored {
             Ok(Ok(stats)) => {
+                self.settings
+                    .cache
+                    .restored(&self.request.build_id, &snapshot.build_id);
                 self.say(format!("{done} {} ({why})", snapshot.build_id));
                 self.say(format!(
                     "Restored {} files ({} MB) from its snapshot in {} s",
@@ -263,7 +239,23 @@ impl Run<'_> {
             key.kind.as_str(),
             snapshot.build_id
         ));
+        // What the restore added goes; what it replaced was the same as the copy's (the
+        // fingerprint says so) or is whole (files are replaced by rename).
+        let (root, source) = (plan.copy_root.clone(), plan.source_paths());
+        let _ =
+            tokio::task::spawn_blocking(move || remove_additions(&root, Path::new(""), &source))
+                .await;
         false
+    }
+
+    /// Whether the tree at `root` is small enough to fingerprint and snapshot: at most half the
+    /// cache's bound, counted from metadata before anything is read.
+    async fn fits(&self, root: &Path) -> Result<(), String> {
+        let limit = self.settings.cache.max_bytes() / 2;
+        let root = root.to_path_buf();
+        tokio::task::spawn_blocking(move || tree_fits(&root, limit))
+            .await
+            .map_err(|e| e.to_string())?
     }
 
     /// Snapshots what the install added or changed in the copy.
@@ -281,6 +273,13 @@ impl Run<'_> {
     }
 
     async fn save(&mut self, plan: &Plan, kind: SnapshotKind, fingerprint: String) {
+        if let Err(why) = self.fits(&plan.copy_root).await {
+            self.say(format!(
+                "No {} snapshot of this build was kept: {why}",
+                kind.as_str()
+            ));
+            return;
+        }
         let cache = Arc::clone(&plan.cache);
         let slot = Arc::clone(&self.settings.cache);
         let (root, project_id, build_id) = (
@@ -292,7 +291,24 @@ impl Run<'_> {
         let saved = tokio::task::spawn_blocking(move || {
             let scan = scan_tree(&root, &SCAN_EXCLUDES, cache.memo())?;
             let selection = match &before {
-                Some(before) => Selection::Paths(scan.changed_since(before)),
+                Some(before) => {
+                    let changed = scan.changed_since(before);
+                    // Only what installs make: a file a dependency's script wrote elsewhere
+                    // may come from project files the install fingerprint does not cover.
+                    let other: Vec<&String> =
+                        changed.iter().filter(|p| !install_output(p)).collect();
+                    if let Some(first) = other.first() {
+                        return Err(crate::error::Error::invalid(
+                            "install",
+                            format!(
+                                "it changed {first}{} outside node_modules, so later builds of \
+                                 this project install again",
+                                if other.len() > 1 { " and more" } else { "" }
+                            ),
+                        ));
+                    }
+                    Selection::Paths(changed)
+                }
                 None => Selection::Whole,
             };
             if selection == Selection::Paths(Vec::new()) {
@@ -320,194 +336,163 @@ impl Run<'_> {
     }
 }
 
-/// The `node` a build runs, as its real path, size and modification time (an upgrade in
-/// place changes it).
-fn node_identity(env: &BTreeMap<String, String>) -> String {
-    let path = env.get("PATH").map(String::as_str);
-    let Some(node) = find_in_path("node", path, Path::new("/"))
-        .and_then(|node| std::fs::canonicalize(node).ok())
-    else {
-        return "none".to_owned();
-    };
-    match std::fs::metadata(&node) {
-        Ok(meta) => format!(
-            "{} {} {}.{}",
-            node.display(),
-            meta.len(),
-            meta.mtime(),
-            meta.mtime_nsec()
-        ),
-        Err(_) => node.display().to_string(),
+impl Plan {
+    /// The paths of the copy before the install, as the scan found them.
+    fn source_paths(&self) -> HashSet<String> {
+        self.source
+            .entries()
+            .iter()
+            .map(|entry| entry.path.clone())
+            .collect()
     }
 }
 
-/// The install inputs of the scanned tree, as text for a fingerprint field.
-fn dependency_inputs(scan: &TreeScan) -> String {
-    let mut local_dirs: BTreeSet<String> = BTreeSet::new();
-    let mut lines: Vec<String> = Vec::new();
-    let mut whole_tree = false;
-    let manifests: Vec<&ScanEntry> = scan
-        .entries()
-        .iter()
-        .filter(|entry| {
-            matches!(entry.kind, EntryKind::File(_)) && file_name(&entry.path) == "package.json"
-        })
-        .collect();
-    for entry in &manifests {
-        let dir = parent(&entry.path);
-        let manifest = read_manifest(&scan.root().join(&entry.path));
-        let Some(Value::Object(fields)) = manifest else {
-            // Unreadable as JSON: its whole content stands in.
-            lines.push(format!("{} {}", entry.path, entry_value(entry)));
+/// Removes what is under `root`/`dir` but not in `source` (paths relative to `root`), without
+/// following links; `.git` stays.
+fn remove_additions(root: &Path, dir: &Path, source: &HashSet<String>) {
+    let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let relative = dir.join(entry.file_name());
+        let name = relative.to_string_lossy().into_owned();
+        if name == ".git" {
+            continue;
+        }
+        let Ok(kind) = entry.file_type() else {
             continue;
         };
-        let chosen: BTreeMap<&str, &Value> = INSTALL_FIELDS
-            .iter()
-            .filter_map(|name| Some((*name, fields.get(*name)?)))
-            .collect();
-        let scripts: BTreeMap<&str, &Value> = INSTALL_SCRIPTS
-            .iter()
-            .filter_map(|name| Some((*name, fields.get("scripts")?.get(*name)?)))
-            .collect();
-        if !scripts.is_empty() {
-            lines.push(format!(
-                "{} scripts {}",
-                entry.path,
-                serde_json::to_string(&scripts).unwrap_or_default()
-            ));
-            // A local dependency's own scripts are covered by its content; the project's
-            // may read any file of the tree.
-            if !inside_any(&dir, &local_dirs) {
-                whole_tree = true;
+        if source.contains(&name) {
+            if kind.is_dir() {
+                remove_additions(root, &relative, source);
             }
+        } else if kind.is_dir() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        } else {
+            let _ = std::fs::remove_file(entry.path());
         }
-        lines.push(format!(
-            "{} {}",
-            entry.path,
-            serde_json::to_string(&chosen).unwrap_or_default()
-        ));
-        for field in [
-            "dependencies",
-            "devDependencies",
-            "optionalDependencies",
-            "peerDependencies",
-        ] {
-            let Some(Value::Object(specs)) = fields.get(field) else {
+    }
+}
+
+/// Whether an install made `path` (relative to the copy): anything in a `node_modules`,
+/// Plug'n'Play's files, yarn's own directory, or a lockfile.
+fn install_output(path: &str) -> bool {
+    let name = file_name(path);
+    path.split('/').any(|part| part == "node_modules")
+        || path == ".yarn"
+        || path.starts_with(".yarn/")
+        || name.starts_with(".pnp.")
+        || [
+            "package-lock.json",
+            "npm-shrinkwrap.json",
+            "pnpm-lock.yaml",
+            "yarn.lock",
+            "bun.lock",
+            "bun.lockb",
+        ]
+        .contains(&name)
+}
+
+/// `Ok` when the regular files under `root` take at most `limit` bytes (counted from their
+/// sizes, links not followed, `.git` skipped); else why not. Sparse files count at their size.
+fn tree_fits(root: &Path, limit: u64) -> Result<(), String> {
+    let mut total: u64 = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else {
                 continue;
             };
-            for spec in specs.values().filter_map(Value::as_str) {
-                if let Some(local) = local_dependency(&dir, spec) {
-                    local_dirs.insert(local);
+            if meta.is_dir() {
+                if entry.file_name() != ".git" {
+                    stack.push(entry.path());
+                }
+            } else if meta.is_file() {
+                total = total.saturating_add(meta.len());
+                if total > limit {
+                    return Err(format!(
+                        "the build copy takes more than half of buildCache.maxMb ({} MB)",
+                        limit / (1024 * 1024)
+                    ));
                 }
             }
         }
     }
-    for entry in scan.entries() {
-        let name = file_name(&entry.path);
-        let listed = INSTALL_FILES.contains(&name)
-            || entry
-                .path
-                .split('/')
-                .any(|part| INSTALL_DIRS.contains(&part))
-            || inside_any(&entry.path, &local_dirs);
-        if listed {
-            lines.push(format!("{} {}", entry.path, entry_value(entry)));
-        }
-    }
-    if whole_tree {
-        lines.push(format!("tree {}", scan.digest().hex()));
-    }
-    lines.join("\n")
-}
-
-/// A local dependency's directory, relative to the tree's root, when `spec` names one inside
-/// the tree (`file:../lib`, `link:./vendor/x`, `portal:..`, `../lib`).
-fn local_dependency(dir: &str, spec: &str) -> Option<String> {
-    let target = ["file:", "link:", "portal:"]
-        .iter()
-        .find_map(|prefix| spec.strip_prefix(prefix))
-        .or_else(|| (spec.starts_with("./") || spec.starts_with("../")).then_some(spec))?;
-    if target.starts_with('/') {
-        return None;
-    }
-    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            part => parts.push(part),
-        }
-    }
-    Some(parts.join("/"))
-}
-
-/// Whether `path` is one of `dirs` or inside one.
-fn inside_any(path: &str, dirs: &BTreeSet<String>) -> bool {
-    dirs.iter().any(|dir| {
-        dir.is_empty()
-            || path == dir
-            || path
-                .strip_prefix(dir.as_str())
-                .is_some_and(|rest| rest.starts_with('/'))
-    })
-}
-
-/// What an entry is, for a fingerprint: its kind, mode and content digest or link target.
-fn entry_value(entry: &ScanEntry) -> String {
-    let what = match &entry.kind {
-        EntryKind::Dir => "dir".to_owned(),
-        EntryKind::File(digest) => format!("file {}", digest.hex()),
-        EntryKind::Symlink(target) => format!("link {target}"),
-    };
-    format!("{what} {:o}", entry.mode)
-}
-
-fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-fn parent(path: &str) -> String {
-    path.rsplit_once('/')
-        .map(|(dir, _)| dir.to_owned())
-        .unwrap_or_default()
-}
-
-/// A `package.json` of the copy as JSON, when it is a regular file of a sane size.
-fn read_manifest(path: &Path) -> Option<Value> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > MAX_MANIFEST_BYTES {
-        return None;
-    }
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn local_dependencies_resolve_inside_the_tree_only() {
-        assert_eq!(
-            local_dependency("app", "file:../stamp-dep"),
-            Some("stamp-dep".to_owned())
-        );
-        assert_eq!(
-            local_dependency("packages/app", "link:./vendor/x"),
-            Some("packages/app/vendor/x".to_owned())
-        );
-        assert_eq!(local_dependency("", "../outside"), None);
-        assert_eq!(local_dependency("app", "file:/abs/path"), None);
-        assert_eq!(local_dependency("app", "^1.2.3"), None);
-        assert_eq!(local_dependency("app", "workspace:*"), None);
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("pipeline-reuse-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch");
+        dir
     }
 
     #[test]
-    fn a_directory_holds_only_its_own_paths() {
-        let dirs: BTreeSet<String> = ["stamp-dep".to_owned()].into();
-        assert!(inside_any("stamp-dep/index.js", &dirs));
-        assert!(inside_any("stamp-dep", &dirs));
-        assert!(!inside_any("stamp-dep-other/index.js", &dirs));
+    fn a_failed_restore_leaves_the_copy_as_it_was() {
+        let root = scratch("additions");
+        std::fs::create_dir_all(root.join("src")).expect("src");
+        std::fs::write(root.join("src/index.ts"), "source").expect("source");
+        std::fs::write(root.join("package.json"), "{}").expect("manifest");
+        let source: HashSet<String> = ["src", "src/index.ts", "package.json"]
+            .map(str::to_owned)
+            .into();
+        // What a half-done restore added, a link among it, and the copy's own .git.
+        std::fs::create_dir_all(root.join("node_modules/dep")).expect("node_modules");
+        std::fs::write(root.join("src/generated.ts"), "restored").expect("added file");
+        std::os::unix::fs::symlink("/etc", root.join("src/link")).expect("link");
+        std::fs::create_dir_all(root.join(".git")).expect(".git");
+        remove_additions(&root, Path::new(""), &source);
+        let mut left: Vec<String> = std::fs::read_dir(root.join("src"))
+            .expect("src")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["index.ts"]);
+        assert!(!root.join("node_modules").exists());
+        assert!(root.join(".git").exists());
+        assert!(std::path::Path::new("/etc").exists());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn install_snapshots_hold_only_what_installs_make() {
+        for made in [
+            "node_modules",
+            "packages/app/node_modules/.bin/x",
+            ".pnp.cjs",
+            ".yarn/install-state.gz",
+            "package-lock.json",
+            "packages/app/pnpm-lock.yaml",
+        ] {
+            assert!(install_output(made), "{made}");
+        }
+        for other in [
+            "src/generated/client.ts",
+            "prisma/dev.db",
+            ".yarnrc.yml",
+            "dist",
+        ] {
+            assert!(!install_output(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_tree_over_the_limit_is_refused_by_its_sizes_alone() {
+        let root = scratch("fits");
+        std::fs::write(root.join("small"), vec![0u8; 1000]).expect("small");
+        assert!(tree_fits(&root, 2000).is_ok());
+        // A sparse file: no blocks, but its size counts.
+        let sparse = std::fs::File::create(root.join("sparse")).expect("sparse");
+        sparse.set_len(1 << 40).expect("set_len");
+        assert!(tree_fits(&root, 2000).is_err());
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
