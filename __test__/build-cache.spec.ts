@@ -262,20 +262,60 @@ describe.skipIf(!!unsandboxed)(`an npm project${unsandboxed}`, () => {
     expect(restored.outputHits).toBe(reused.outputHits)
   })
 
-  it('keeps the snapshots within buildCache.maxMb', async () => {
+  it('keeps the snapshots within buildCache.maxMb, evicting the least recently used', async () => {
     const app = cacheProject('cache-npm', { buildCache: { maxMb: 1 } })
-    // 600 KB that do not compress, copied into the output: two outputs do not fit in 1 MB.
+    // 300 KB that do not compress, in the source and copied into the output: one build's
+    // snapshots take about 600 KB, so the second build's push the first's out of 1 MB.
     const payload = path.join(app.app, 'src', 'payload.bin')
-    for (const size of [600_000, 600_000]) {
+    for (const size of [300_000, 300_000]) {
       edit(payload, crypto.randomBytes(size))
       const build = await app.build()
       expectSucceeded(build)
       expect(build.logs).toContain(BUILD_SCRIPT)
+      expect(build.logs).not.toContain('Build cache not used')
     }
     const stats = cacheStats(app.runner)
-    expect(stats?.maxMb).toBe(1)
-    expect(stats!.sizeMb).toBeLessThanOrEqual(1)
-    expect(stats!.evictions > 0 || stats!.snapshots <= 1).toBe(true)
+    expect(stats.maxMb).toBe(1)
+    expect(stats.sizeMb).toBeLessThanOrEqual(1)
+    expect(stats.evictions).toBeGreaterThan(0)
+  })
+
+  it('leaves a copy larger than half of maxMb out of the cache, before reading it', async () => {
+    const app = cacheProject('cache-npm', { buildCache: { maxMb: 1 } })
+    edit(path.join(app.app, 'src', 'payload.bin'), crypto.randomBytes(700_000))
+    for (let i = 0; i < 2; i++) {
+      const build = await app.build()
+      expectSucceeded(build)
+      expect(build.logs).toContain('[runner] Build cache not used: the build copy takes more than half of buildCache.maxMb')
+      expect(build.logs).toContain(BUILD_SCRIPT)
+    }
+    expect(cacheStats(app.runner)).toMatchObject({ snapshots: 0, sizeMb: 0 })
+  })
+
+  it('keeps no install snapshot when a dependency script writes into the project, and installs again', async () => {
+    // As `prisma generate` does: what it writes comes from project files the install fingerprint
+    // does not follow, so restoring it later could be stale.
+    const app = cacheProject('cache-npm')
+    const options = { envVars: { STAMP_INTO_PROJECT: '1' } }
+    const first = await app.build(options)
+    expectFullBuild(first)
+    expect(first.logs).toContain(
+      '[runner] No install snapshot of this build was kept: the install changed app/src/generated-stamp.txt outside node_modules',
+    )
+    edit(path.join(app.app, 'src', 'message.txt'), 'hello from the edited source\n')
+    const edited = await app.build(options)
+    expectSucceeded(edited)
+    expect(edited.logs).not.toContain(RESTORED)
+    expect(edited.logs).toContain(POSTINSTALL)
+  })
+
+  it('is off where builds and servers run without a sandbox, and says so', async () => {
+    const app = cacheProject('cache-npm', { sandbox: false })
+    expectFullBuild(await app.build())
+    const again = await app.build()
+    expectFullBuild(again)
+    expect(again.logs).toContain('[runner] Build cache not used: builds and servers run without a sandbox here')
+    expect(cacheStats(app.runner).snapshots).toBe(0)
   })
 })
 

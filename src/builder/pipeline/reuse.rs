@@ -289,7 +289,8 @@ impl Run<'_> {
         );
         let before = (kind == SnapshotKind::Install).then(|| plan.source.clone());
         let saved = tokio::task::spawn_blocking(move || {
-            let scan = scan_tree(&root, &SCAN_EXCLUDES, cache.memo())?;
+            let scan = scan_tree(&root, &SCAN_EXCLUDES, cache.memo())
+                .map_err(|e| Unsaved::Failed(e.to_string()))?;
             let selection = match &before {
                 Some(before) => {
                     let changed = scan.changed_since(before);
@@ -298,21 +299,17 @@ impl Run<'_> {
                     let other: Vec<&String> =
                         changed.iter().filter(|p| !install_output(p)).collect();
                     if let Some(first) = other.first() {
-                        return Err(crate::error::Error::invalid(
-                            "install",
-                            format!(
-                                "it changed {first}{} outside node_modules, so later builds of \
-                                 this project install again",
-                                if other.len() > 1 { " and more" } else { "" }
-                            ),
-                        ));
+                        return Err(Unsaved::NotInstallOutput(format!(
+                            "{first}{}",
+                            if other.len() > 1 { " and more" } else { "" }
+                        )));
                     }
                     Selection::Paths(changed)
                 }
                 None => Selection::Whole,
             };
             if selection == Selection::Paths(Vec::new()) {
-                return Ok(None);
+                return Ok(());
             }
             let key = SnapshotKey {
                 kind,
@@ -321,19 +318,33 @@ impl Run<'_> {
             };
             cache
                 .save(&key, &build_id, &scan, &selection, |b| slot.in_use(b))
-                .map(Some)
+                .map(|_| ())
+                .map_err(|e| Unsaved::Failed(e.to_string()))
         })
-        .await;
-        let failure = match saved {
-            Ok(Ok(_)) => return,
-            Ok(Err(error)) => error.to_string(),
-            Err(error) => error.to_string(),
+        .await
+        .unwrap_or_else(|e| Err(Unsaved::Failed(e.to_string())));
+        let line = match saved {
+            Ok(()) => return,
+            Err(Unsaved::NotInstallOutput(what)) => format!(
+                "No install snapshot of this build was kept: the install changed {what} outside \
+                 node_modules (a dependency's script, from files the cache does not follow), so \
+                 later builds of this project install again"
+            ),
+            Err(Unsaved::Failed(why)) => format!(
+                "Warning: no {} snapshot of this build was kept for later builds: {why}",
+                kind.as_str()
+            ),
         };
-        self.say(format!(
-            "Warning: no {} snapshot of this build was kept for later builds: {failure}",
-            kind.as_str()
-        ));
+        self.say(line);
     }
+}
+
+/// Why a snapshot was not taken.
+enum Unsaved {
+    /// The install wrote files outside what installs make (named).
+    NotInstallOutput(String),
+    /// Scanning or saving failed.
+    Failed(String),
 }
 
 impl Plan {
