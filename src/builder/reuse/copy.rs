@@ -6,14 +6,18 @@
 //! a FIFO (`O_NONBLOCK`); a file to read is checked to be a regular file after it is open.
 
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
 
+use super::fingerprint::{ContentDigest, digest_reader};
 use crate::error::{Error, Result};
+
+/// A file bigger than this with under half of it on disk is sparse, and not snapshotted.
+const SPARSE_THRESHOLD: u64 = 1 << 20;
 
 /// What identifies one version of a file: where it lives (device, inode) and what a write to
 /// it changes (size, modification and change times; the change time cannot be set back).
@@ -99,8 +103,47 @@ pub(crate) fn clone_or_copy(source: &File, target: &File, size: u64) -> std::io:
     std::io::copy(&mut reader, &mut writer)
 }
 
+/// Like [`clone_or_copy`], and returns the SHA-256 of what the target now holds too: the
+/// copy hashes what it moves, a reflink is followed by one read of the source. `buffer` is
+/// the read buffer.
+pub(crate) fn clone_or_copy_hashed(
+    source: &File,
+    target: &File,
+    size: u64,
+    buffer: &mut [u8],
+) -> std::io::Result<(u64, ContentDigest)> {
+    // SAFETY: as in `clone_or_copy`.
+    let cloned =
+        unsafe { nix::libc::ioctl(target.as_raw_fd(), nix::libc::FICLONE, source.as_raw_fd()) };
+    if cloned == 0 {
+        let (digest, _) = digest_reader(&mut source.take(size + 1), buffer)?;
+        return Ok((target.metadata()?.len(), digest));
+    }
+    let mut copying = CopyingReader {
+        source: source.take(size + 1),
+        target,
+    };
+    let (digest, copied) = digest_reader(&mut copying, buffer)?;
+    Ok((copied, digest))
+}
+
+/// A reader that writes everything it reads into `target` too.
+struct CopyingReader<'a> {
+    source: std::io::Take<&'a File>,
+    target: &'a File,
+}
+
+impl Read for CopyingReader<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.source.read(buffer)?;
+        self.target.write_all(&buffer[..read])?;
+        Ok(read)
+    }
+}
+
 /// Copies the file at `source` into the new file `tmp` (read-only), checking the source is
-/// still the version scanned (`stamp`) before and after.
+/// still the version scanned (`stamp`) before and after. A sparse file is refused: its copies
+/// would fill the disk with what it only claims to hold.
 pub(crate) fn copy_in(source: &Path, stamp: FileStamp, tmp: &Path) -> Result<()> {
     let changed = || Error::Io {
         action: "save to the build cache".to_owned(),
@@ -110,6 +153,17 @@ pub(crate) fn copy_in(source: &Path, stamp: FileStamp, tmp: &Path) -> Result<()>
     let (file, meta) = open_regular(source).map_err(|e| Error::io("open", source, &e))?;
     if FileStamp::of(&meta) != stamp {
         return Err(changed());
+    }
+    let allocated = meta.blocks().saturating_mul(512);
+    if meta.size() > SPARSE_THRESHOLD && allocated < meta.size() / 2 {
+        return Err(Error::Io {
+            action: "save to the build cache".to_owned(),
+            path: source.to_path_buf(),
+            reason: format!(
+                "a sparse file ({} bytes, {allocated} on disk) is not snapshotted",
+                meta.size()
+            ),
+        });
     }
     let copy = create_new(tmp).map_err(|e| Error::io("create", tmp, &e))?;
     let copied =

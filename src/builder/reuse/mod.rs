@@ -31,6 +31,7 @@ mod restore;
 pub mod scan;
 mod selection;
 pub mod store;
+mod store_files;
 
 pub use fingerprint::{ContentDigest, Fingerprint};
 pub use manifest::{MAX_MANIFEST_BYTES, MAX_MANIFEST_ENTRIES, SnapshotInfo, SnapshotKind};
