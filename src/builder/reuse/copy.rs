@@ -6,7 +6,7 @@
 //! a FIFO (`O_NONBLOCK`); a file to read is checked to be a regular file after it is open.
 
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -75,10 +75,11 @@ pub(crate) fn open_dir(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Creates the new file `path` (0600) for writing; fails if anything, a symlink included, is
+/// Creates the new file `path` (0600) for writing and reading back; fails if anything, a symlink included, is
 /// already there.
 pub(crate) fn create_new(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
@@ -103,42 +104,21 @@ pub(crate) fn clone_or_copy(source: &File, target: &File, size: u64) -> std::io:
     std::io::copy(&mut reader, &mut writer)
 }
 
-/// Like [`clone_or_copy`], and returns the SHA-256 of what the target now holds too: the
-/// copy hashes what it moves, a reflink is followed by one read of the source. `buffer` is
-/// the read buffer.
+/// Like [`clone_or_copy`] into `target` (open for reading too), then reads `target` back
+/// through `buffer` and returns its SHA-256 with its size: the digest is of what the copy
+/// holds, whichever way it was made (a kernel copy and one read back cost less than hashing
+/// in a user-space copy).
 pub(crate) fn clone_or_copy_hashed(
     source: &File,
     target: &File,
     size: u64,
     buffer: &mut [u8],
 ) -> std::io::Result<(u64, ContentDigest)> {
-    // SAFETY: as in `clone_or_copy`.
-    let cloned =
-        unsafe { nix::libc::ioctl(target.as_raw_fd(), nix::libc::FICLONE, source.as_raw_fd()) };
-    if cloned == 0 {
-        let (digest, _) = digest_reader(&mut source.take(size + 1), buffer)?;
-        return Ok((target.metadata()?.len(), digest));
-    }
-    let mut copying = CopyingReader {
-        source: source.take(size + 1),
-        target,
-    };
-    let (digest, copied) = digest_reader(&mut copying, buffer)?;
-    Ok((copied, digest))
-}
-
-/// A reader that writes everything it reads into `target` too.
-struct CopyingReader<'a> {
-    source: std::io::Take<&'a File>,
-    target: &'a File,
-}
-
-impl Read for CopyingReader<'_> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.source.read(buffer)?;
-        self.target.write_all(&buffer[..read])?;
-        Ok(read)
-    }
+    clone_or_copy(source, target, size)?;
+    let mut reader = target;
+    reader.seek(SeekFrom::Start(0))?;
+    let (digest, held) = digest_reader(&mut reader.take(size + 1), buffer)?;
+    Ok((held, digest))
 }
 
 /// Copies the file at `source` into the new file `tmp` (read-only), checking the source is
