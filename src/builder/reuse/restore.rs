@@ -10,8 +10,8 @@
 //! Nothing under the target directory changes before every object needed is checked to be a
 //! regular file of the size the manifest says. Each file is written to a temp file beside it
 //! (`.restore-<random>`, created with `O_EXCL` and `O_NOFOLLOW`), filled by reflink or copy
-//! from the object (never linked to it) while its content is hashed, and renamed over its path
-//! only when complete and matching the manifest's digest: a path holds its old content or its
+//! from the object (never linked to it), read back and hashed, and renamed over its path only
+//! when complete and matching the manifest's digest: a path holds its old content or its
 //! restored one, never a part. A temp file is removed when its file fails.
 //!
 //! # Caveats
