@@ -6,14 +6,18 @@
 //! a FIFO (`O_NONBLOCK`); a file to read is checked to be a regular file after it is open.
 
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
 
+use super::fingerprint::{ContentDigest, digest_reader};
 use crate::error::{Error, Result};
+
+/// A file bigger than this with under half of it on disk is sparse, and not snapshotted.
+const SPARSE_THRESHOLD: u64 = 1 << 20;
 
 /// What identifies one version of a file: where it lives (device, inode) and what a write to
 /// it changes (size, modification and change times; the change time cannot be set back).
@@ -71,10 +75,11 @@ pub(crate) fn open_dir(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Creates the new file `path` (0600) for writing; fails if anything, a symlink included, is
+/// Creates the new file `path` (0600) for writing and reading back; fails if anything, a symlink included, is
 /// already there.
 pub(crate) fn create_new(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
@@ -99,8 +104,26 @@ pub(crate) fn clone_or_copy(source: &File, target: &File, size: u64) -> std::io:
     std::io::copy(&mut reader, &mut writer)
 }
 
+/// Like [`clone_or_copy`] into `target` (open for reading too), then reads `target` back
+/// through `buffer` and returns its SHA-256 with its size: the digest is of what the copy
+/// holds, whichever way it was made (a kernel copy and one read back cost less than hashing
+/// in a user-space copy).
+pub(crate) fn clone_or_copy_hashed(
+    source: &File,
+    target: &File,
+    size: u64,
+    buffer: &mut [u8],
+) -> std::io::Result<(u64, ContentDigest)> {
+    clone_or_copy(source, target, size)?;
+    let mut reader = target;
+    reader.seek(SeekFrom::Start(0))?;
+    let (digest, held) = digest_reader(&mut reader.take(size + 1), buffer)?;
+    Ok((held, digest))
+}
+
 /// Copies the file at `source` into the new file `tmp` (read-only), checking the source is
-/// still the version scanned (`stamp`) before and after.
+/// still the version scanned (`stamp`) before and after. A sparse file is refused: its copies
+/// would fill the disk with what it only claims to hold.
 pub(crate) fn copy_in(source: &Path, stamp: FileStamp, tmp: &Path) -> Result<()> {
     let changed = || Error::Io {
         action: "save to the build cache".to_owned(),
@@ -110,6 +133,17 @@ pub(crate) fn copy_in(source: &Path, stamp: FileStamp, tmp: &Path) -> Result<()>
     let (file, meta) = open_regular(source).map_err(|e| Error::io("open", source, &e))?;
     if FileStamp::of(&meta) != stamp {
         return Err(changed());
+    }
+    let allocated = meta.blocks().saturating_mul(512);
+    if meta.size() > SPARSE_THRESHOLD && allocated < meta.size() / 2 {
+        return Err(Error::Io {
+            action: "save to the build cache".to_owned(),
+            path: source.to_path_buf(),
+            reason: format!(
+                "a sparse file ({} bytes, {allocated} on disk) is not snapshotted",
+                meta.size()
+            ),
+        });
     }
     let copy = create_new(tmp).map_err(|e| Error::io("create", tmp, &e))?;
     let copied =

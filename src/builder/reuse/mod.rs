@@ -7,8 +7,9 @@
 //!   [`TreeScan::changed_since`] (what an install added);
 //! - [`store`]: [`BuildCache`], content-addressed objects shared by snapshot manifests, with
 //!   a least-recently-used bound; `manifest` (the checked JSON of one snapshot), `restore`
-//!   (recreating entries without following a symlink), `selection` (what a snapshot keeps) and `copy` (reflink or kernel copy,
-//!   never a hard link).
+//!   (recreating entries without following a symlink, checked before and verified while
+//!   copying), `selection` (what a snapshot keeps), `store_files` (manifests and objects on
+//!   disk, the store's lock) and `copy` (reflink or kernel copy, never a hard link).
 //!
 //! The pipeline calls it from blocking tasks (every call does file I/O):
 //!
@@ -31,6 +32,7 @@ mod restore;
 pub mod scan;
 mod selection;
 pub mod store;
+mod store_files;
 
 pub use fingerprint::{ContentDigest, Fingerprint};
 pub use manifest::{MAX_MANIFEST_BYTES, MAX_MANIFEST_ENTRIES, SnapshotInfo, SnapshotKind};

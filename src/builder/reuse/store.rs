@@ -17,32 +17,40 @@
 //! # Caveats
 //! Methods block on file I/O: call them from `spawn_blocking`. Two saves may run at once (the
 //! index is locked only between file operations, and an object is written by temp file and
-//! rename, so writing it twice is harmless). Objects are not synced to disk: after a crash an
-//! object may be short, which a restore detects (it checks sizes) and reports as an error.
-//! Objects' content is not re-hashed on restore: the store's directory is the runner's own.
+//! rename, so writing it twice is harmless). Files are deleted after the index is unlocked,
+//! each object under a brief lock of its own, so `stats` and `lookup` never wait for a big
+//! removal. A snapshot removed while it is being restored is deleted when its restore ends.
+//! A restore checks every object's size before it starts and each copy's content (SHA-256)
+//! before it lands. Objects are not synced to disk (a `syncfs` took 0.3 s after writing 460 MB
+//! of them): after a crash an object may be short or hold zeros, which those checks catch.
+//! Two runners must not share a store: [`BuildCache::open_exclusive`] takes its lock.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
+use std::fs::File;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use nix::fcntl::Flock;
 use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 
 use super::DigestMemo;
-use super::copy::{FileStamp, copy_in, create_new, open_regular};
+use super::copy::{FileStamp, copy_in, create_new};
 use super::fingerprint::ContentDigest;
 use super::manifest::{
-    MAX_MANIFEST_BYTES, Manifest, ManifestEntry, SnapshotInfo, SnapshotKind, check_layout,
-    is_snapshot_id, new_snapshot_id, parse, render,
+    MAX_MANIFEST_BYTES, MAX_MANIFEST_ENTRIES, Manifest, ManifestEntry, SnapshotInfo, SnapshotKind,
+    check_layout, new_snapshot_id, render,
 };
 use super::parallel::run_indexed;
 use super::restore::{RestoreStats, ensure_dir, object_path, restore_entries};
 use super::scan::{EntryKind, ScanEntry, TreeScan};
 use super::selection::{Selection, digests_with_sizes, distinct_objects, select, stored};
+use super::store_files::{
+    discard, list_dir, lock_store, make_store_dir, now_ms, present_objects, read_manifest,
+    remove_quietly,
+};
 use crate::error::{Error, Result};
 use crate::sync::lock;
 use crate::validate;
@@ -89,6 +97,22 @@ pub struct BuildCache {
     install_hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
+    caps: ManifestCaps,
+    _lock: Option<Flock<File>>,
+}
+
+/// The most a save may write into one manifest: what a read accepts (lowered by tests).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ManifestCaps {
+    pub(crate) entries: usize,
+    pub(crate) bytes: u64,
+}
+
+/// Files to delete once the index is unlocked.
+#[derive(Debug, Default)]
+struct Doomed {
+    manifests: Vec<PathBuf>,
+    objects: Vec<ContentDigest>,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +127,8 @@ struct Stored {
     manifest_bytes: u64,
     objects: Vec<ContentDigest>,
     restoring: usize,
+    /// Removed while being restored: deleted when the last restore ends.
+    doomed: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -141,12 +167,26 @@ impl BuildCache {
     /// manifest, an object no manifest holds and leftovers of interrupted saves are removed.
     /// `max_bytes` bounds the store after each save (`None`: unbounded).
     pub fn open(dir: &Path, max_bytes: Option<u64>) -> Result<BuildCache> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| Error::io("create", dir, &e))?;
-        ensure_dir(dir)?;
+        Self::open_holding(dir, max_bytes, None)
+    }
+
+    /// Like [`Self::open`], but first takes an exclusive lock on `<dir>/lock` (0600), held
+    /// for the life of the returned store: `Ok(None)`, with nothing read or changed, when
+    /// another store (of this process or another) holds it.
+    pub fn open_exclusive(dir: &Path, max_bytes: Option<u64>) -> Result<Option<BuildCache>> {
+        create_store(dir)?;
+        match lock_store(dir)? {
+            Some(held) => Self::open_holding(dir, max_bytes, Some(held)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn open_holding(
+        dir: &Path,
+        max_bytes: Option<u64>,
+        held: Option<Flock<File>>,
+    ) -> Result<BuildCache> {
+        create_store(dir)?;
         let tmp = dir.join("tmp");
         if std::fs::symlink_metadata(&tmp).is_ok_and(|meta| meta.is_dir()) {
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::io("remove", &tmp, &e))?;
@@ -163,11 +203,16 @@ impl BuildCache {
             install_hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            caps: ManifestCaps {
+                entries: MAX_MANIFEST_ENTRIES,
+                bytes: MAX_MANIFEST_BYTES,
+            },
+            _lock: held,
         };
-        let present = cache.present_objects()?;
+        let present = present_objects(&dir.join("objects"))?;
         let mut index = Index::default();
         for manifest_path in list_dir(&dir.join("snapshots"))? {
-            match cache.read_manifest(&manifest_path) {
+            match read_manifest(&manifest_path) {
                 Ok((manifest, manifest_bytes)) => {
                     let digests = distinct_objects(&manifest.entries);
                     if let Some(absent) = digests.iter().find(|d| !present.contains_key(d)) {
@@ -189,6 +234,7 @@ impl BuildCache {
                             manifest_bytes,
                             objects: digests,
                             restoring: 0,
+                            doomed: false,
                         },
                     );
                 }
@@ -214,11 +260,19 @@ impl BuildCache {
         &self.dir
     }
 
+    /// Lowers the manifest caps a save checks (tests).
+    #[cfg(test)]
+    pub(crate) fn set_manifest_caps(&mut self, caps: ManifestCaps) {
+        self.caps = caps;
+    }
+
     /// Takes a snapshot of `selection` of `scan` (scanned just before, with this store's
     /// memo) for `key`, from build `build_id`. Then, when the store is over its bound, drops
     /// the least recently used snapshots except this one and those whose build `in_use` says
     /// a live server runs from (`in_use` is called with the store's lock held: it must not
-    /// call the store). Fails when a file changed since the scan.
+    /// call the store). Fails, having written nothing, when the snapshot alone would exceed
+    /// the bound, its manifest would be too big to read back or a file is sparse; fails when
+    /// a file changed since the scan.
     pub fn save(
         &self,
         key: &SnapshotKey<'_>,
@@ -232,12 +286,28 @@ impl BuildCache {
         let chosen = select(scan, selection)?;
         let entries: Vec<ManifestEntry> = chosen.iter().map(|entry| stored(entry)).collect();
         check_layout(&entries).map_err(|reason| Error::invalid("selection", reason))?;
-        let digests = distinct_objects(&entries);
-        let to_write = self.hold(&chosen);
-        let written = self.write_objects(scan.root(), &to_write);
-        if let Err(error) = written {
-            self.let_go(&digests);
-            return Err(error);
+        let refused = |reason: String| Error::Io {
+            action: "save to the build cache".to_owned(),
+            path: scan.root().to_path_buf(),
+            reason,
+        };
+        if entries.len() > self.caps.entries {
+            return Err(refused(format!(
+                "{} entries are more than a snapshot may hold ({})",
+                entries.len(),
+                self.caps.entries
+            )));
+        }
+        let object_bytes = digests_with_sizes(&entries)
+            .values()
+            .fold(0, |sum: u64, size| sum.saturating_add(*size));
+        if let Some(max_bytes) = self.max_bytes
+            && object_bytes > max_bytes
+        {
+            return Err(refused(format!(
+                "the snapshot would exceed the build cache's bound: its files take {object_bytes} \
+                 bytes, the bound is {max_bytes}"
+            )));
         }
         let now = now_ms();
         let info = SnapshotInfo {
@@ -259,13 +329,23 @@ impl BuildCache {
             info: info.clone(),
             entries,
         };
-        let manifest_bytes = match self.write_manifest(&manifest) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                self.let_go(&digests);
-                return Err(error);
-            }
-        };
+        let rendered = render(&manifest);
+        if rendered.len() as u64 > self.caps.bytes {
+            return Err(refused(format!(
+                "its manifest would take {} bytes, more than a snapshot may ({})",
+                rendered.len(),
+                self.caps.bytes
+            )));
+        }
+        let digests = distinct_objects(&manifest.entries);
+        let to_write = self.hold(&chosen);
+        let written = self
+            .write_objects(scan.root(), &to_write)
+            .and_then(|()| self.write_manifest(&info.id, &rendered));
+        if let Err(error) = written {
+            self.let_go(&digests);
+            return Err(error);
+        }
         let mut index = lock(&self.index);
         for (digest, _) in &to_write {
             if let Some(object) = index.objects.get_mut(digest) {
@@ -276,14 +356,18 @@ impl BuildCache {
             info.id.clone(),
             Stored {
                 info: info.clone(),
-                manifest_bytes,
+                manifest_bytes: rendered.len() as u64,
                 objects: digests,
                 restoring: 0,
+                doomed: false,
             },
         );
+        let mut doomed = Doomed::default();
         if let Some(max_bytes) = self.max_bytes {
-            self.evict(&mut index, max_bytes, &info.id, &in_use);
+            self.evict(&mut index, max_bytes, &info.id, &in_use, &mut doomed);
         }
+        drop(index);
+        self.delete(doomed);
         Ok(info)
     }
 
@@ -293,6 +377,7 @@ impl BuildCache {
         let found = index
             .snapshots
             .values()
+            .filter(|stored| !stored.doomed)
             .map(|stored| &stored.info)
             .filter(|info| {
                 info.kind == key.kind
@@ -314,7 +399,11 @@ impl BuildCache {
     pub fn restore(&self, snapshot: &SnapshotInfo, into: &Path) -> Result<RestoreStats> {
         {
             let mut index = lock(&self.index);
-            let Some(stored) = index.snapshots.get_mut(&snapshot.id) else {
+            let Some(stored) = index
+                .snapshots
+                .get_mut(&snapshot.id)
+                .filter(|stored| !stored.doomed)
+            else {
                 self.misses.fetch_add(1, Ordering::Relaxed);
                 return Err(self.gone(snapshot, "it is no longer in the build cache"));
             };
@@ -322,8 +411,12 @@ impl BuildCache {
         }
         let restored = self.read_and_restore(snapshot, into);
         let mut index = lock(&self.index);
+        let mut doomed = Doomed::default();
         if let Some(stored) = index.snapshots.get_mut(&snapshot.id) {
             stored.restoring = stored.restoring.saturating_sub(1);
+            if stored.doomed && stored.restoring == 0 {
+                self.drop_snapshot(&mut index, &snapshot.id, &mut doomed);
+            }
         }
         match &restored {
             Ok(_) => {
@@ -350,25 +443,30 @@ impl BuildCache {
             }
             Err(_) => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
-                self.drop_snapshot(&mut index, &snapshot.id);
+                self.drop_snapshot(&mut index, &snapshot.id, &mut doomed);
             }
         }
+        drop(index);
+        self.delete(doomed);
         restored
     }
 
-    /// Drops every snapshot taken from build `build_id`, and the objects only they held;
-    /// returns how many snapshots went.
+    /// Drops every snapshot taken from build `build_id`, and the objects only they held (one
+    /// being restored goes when its restore ends); returns how many snapshots went.
     pub fn remove_build(&self, build_id: &str) -> usize {
         let mut index = lock(&self.index);
         let ids: Vec<String> = index
             .snapshots
             .values()
-            .filter(|stored| stored.info.build_id == build_id)
+            .filter(|stored| stored.info.build_id == build_id && !stored.doomed)
             .map(|stored| stored.info.id.clone())
             .collect();
+        let mut doomed = Doomed::default();
         for id in &ids {
-            self.drop_snapshot(&mut index, id);
+            self.drop_snapshot(&mut index, id, &mut doomed);
         }
+        drop(index);
+        self.delete(doomed);
         ids.len()
     }
 
@@ -377,7 +475,7 @@ impl BuildCache {
         let index = lock(&self.index);
         CacheStats {
             bytes: index.bytes(),
-            snapshots: index.snapshots.len(),
+            snapshots: index.snapshots.values().filter(|s| !s.doomed).count(),
             objects: index.objects.len(),
             output_hits: self.output_hits.load(Ordering::Relaxed),
             install_hits: self.install_hits.load(Ordering::Relaxed),
@@ -390,9 +488,7 @@ impl BuildCache {
     /// asked for, and recreates its entries.
     fn read_and_restore(&self, snapshot: &SnapshotInfo, into: &Path) -> Result<RestoreStats> {
         let path = self.manifest_path(&snapshot.id);
-        let (manifest, _) = self
-            .read_manifest(&path)
-            .map_err(|reason| self.gone(snapshot, &reason))?;
+        let (manifest, _) = read_manifest(&path).map_err(|reason| self.gone(snapshot, &reason))?;
         let same = manifest.info.kind == snapshot.kind
             && manifest.info.project_id == snapshot.project_id
             && manifest.info.fingerprint == snapshot.fingerprint
@@ -443,10 +539,11 @@ impl BuildCache {
 
     /// Gives back a failed save's holds.
     fn let_go(&self, digests: &[ContentDigest]) {
-        let mut index = lock(&self.index);
-        for digest in index.release(digests) {
-            remove_quietly(&object_path(&self.dir.join("objects"), &digest));
-        }
+        let objects = lock(&self.index).release(digests);
+        self.delete(Doomed {
+            manifests: Vec::new(),
+            objects,
+        });
     }
 
     /// Copies the files of `to_write` into the store (on up to two threads).
@@ -496,13 +593,12 @@ impl BuildCache {
         written
     }
 
-    /// Writes the manifest (temp file, then rename); returns its size.
-    fn write_manifest(&self, manifest: &Manifest) -> Result<u64> {
-        let bytes = render(manifest);
-        let tmp = self.tmp_path(&manifest.info.id);
-        let target = self.manifest_path(&manifest.info.id);
+    /// Writes the rendered manifest of snapshot `id` (temp file, then rename).
+    fn write_manifest(&self, id: &str, bytes: &[u8]) -> Result<()> {
+        let tmp = self.tmp_path(id);
+        let target = self.manifest_path(id);
         let written = create_new(&tmp)
-            .and_then(|mut file| std::io::Write::write_all(&mut file, &bytes))
+            .and_then(|mut file| std::io::Write::write_all(&mut file, bytes))
             .map_err(|e| Error::io("write", &tmp, &e))
             .and_then(|()| {
                 std::fs::rename(&tmp, &target).map_err(|e| Error::io("rename", &tmp, &e))
@@ -510,7 +606,7 @@ impl BuildCache {
         if written.is_err() {
             remove_quietly(&tmp);
         }
-        written.map(|()| bytes.len() as u64)
+        written
     }
 
     fn tmp_path(&self, stem: &str) -> PathBuf {
@@ -519,59 +615,16 @@ impl BuildCache {
             .join(format!("{stem}.{:016x}", crate::ids::random_u128() as u64))
     }
 
-    /// Reads and checks the manifest at `path`; returns it with its size on disk.
-    fn read_manifest(&self, path: &Path) -> Result<(Manifest, u64), String> {
-        let id = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .and_then(|name| name.strip_suffix(".json"))
-            .filter(|id| is_snapshot_id(id))
-            .ok_or("its name is not <snapshot id>.json")?;
-        let (file, meta) = open_regular(path).map_err(|e| format!("cannot open it: {e}"))?;
-        if meta.len() > MAX_MANIFEST_BYTES {
-            return Err(format!("larger than {} MB", MAX_MANIFEST_BYTES >> 20));
-        }
-        let mut bytes = Vec::new();
-        file.take(MAX_MANIFEST_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read it: {e}"))?;
-        let last_used_ms = meta
-            .modified()
-            .ok()
-            .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |since| since.as_millis() as u64);
-        let manifest = parse(&bytes, id, last_used_ms)?;
-        Ok((manifest, bytes.len() as u64))
-    }
-
-    /// The object files present, by digest; anything else under `objects/` is removed.
-    fn present_objects(&self) -> Result<HashMap<ContentDigest, PathBuf>> {
-        let objects = self.dir.join("objects");
-        let mut present = HashMap::new();
-        for fanout in list_dir(&objects)? {
-            let prefix = file_name(&fanout);
-            let is_fanout = prefix.len() == 2
-                && std::fs::symlink_metadata(&fanout).is_ok_and(|meta| meta.is_dir());
-            if !is_fanout {
-                discard(&fanout, "not an object directory");
-                continue;
-            }
-            for object in list_dir(&fanout)? {
-                let digest = ContentDigest::from_hex(&format!("{prefix}{}", file_name(&object)));
-                let regular = std::fs::symlink_metadata(&object).is_ok_and(|meta| meta.is_file());
-                match digest {
-                    Some(digest) if regular => {
-                        present.insert(digest, object);
-                    }
-                    _ => discard(&object, "not an object"),
-                }
-            }
-        }
-        Ok(present)
-    }
-
-    /// Drops LRU snapshots until the store is within `max_bytes` (see [`Self::save`]).
-    fn evict(&self, index: &mut Index, max_bytes: u64, keep: &str, in_use: &dyn Fn(&str) -> bool) {
+    /// Drops LRU snapshots until the store is within `max_bytes` (see [`Self::save`]), adding
+    /// their files to `doomed`.
+    fn evict(
+        &self,
+        index: &mut Index,
+        max_bytes: u64,
+        keep: &str,
+        in_use: &dyn Fn(&str) -> bool,
+        doomed: &mut Doomed,
+    ) {
         let mut candidates: Vec<(u64, String)> = index
             .snapshots
             .values()
@@ -583,22 +636,52 @@ impl BuildCache {
             if index.bytes() <= max_bytes {
                 break;
             }
-            self.drop_snapshot(index, &id);
+            self.drop_snapshot(index, &id, doomed);
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Removes a snapshot's manifest and the objects only it held.
-    fn drop_snapshot(&self, index: &mut Index, id: &str) {
+    /// Takes a snapshot out of the index and adds its manifest and the objects only it held
+    /// to `doomed`; one being restored is only marked, for its restore's end to drop.
+    fn drop_snapshot(&self, index: &mut Index, id: &str, doomed: &mut Doomed) {
+        let Some(stored) = index.snapshots.get_mut(id) else {
+            return;
+        };
+        if stored.restoring > 0 {
+            stored.doomed = true;
+            return;
+        }
         let Some(stored) = index.snapshots.remove(id) else {
             return;
         };
-        remove_quietly(&self.manifest_path(id));
+        doomed.manifests.push(self.manifest_path(id));
+        doomed.objects.extend(index.release(&stored.objects));
+    }
+
+    /// Deletes `doomed`'s files; call it with the index unlocked. Each object is deleted under
+    /// a brief lock, and only if no save took it up again since it was let go.
+    fn delete(&self, doomed: Doomed) {
+        for manifest in &doomed.manifests {
+            remove_quietly(manifest);
+        }
         let objects = self.dir.join("objects");
-        for digest in index.release(&stored.objects) {
-            remove_quietly(&object_path(&objects, &digest));
+        for digest in &doomed.objects {
+            let index = lock(&self.index);
+            if !index.objects.contains_key(digest) {
+                remove_quietly(&object_path(&objects, digest));
+            }
         }
     }
+}
+
+/// Creates the store's directory (0700) if needed and makes sure it is a directory.
+fn create_store(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("create", dir, &e))?;
+    ensure_dir(dir)
 }
 
 fn check_key(key: &SnapshotKey<'_>) -> Result<()> {
@@ -610,63 +693,4 @@ fn check_key(key: &SnapshotKey<'_>) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Creates the store directory `path` (0700) unless it is there; a non-directory there is an
-/// error (`open` removed any at start).
-fn make_store_dir(path: &Path) -> Result<()> {
-    match std::fs::DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir()) {
-                Ok(())
-            } else {
-                Err(Error::io("create", path, &error))
-            }
-        }
-        Err(error) => Err(Error::io("create", path, &error)),
-    }
-}
-
-fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
-    let listing = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, &e))?;
-    listing
-        .map(|item| {
-            item.map(|item| item.path())
-                .map_err(|e| Error::io("list", dir, &e))
-        })
-        .collect()
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Removes a bad store file with a warning saying why.
-fn discard(path: &Path, reason: &str) {
-    tracing::warn!("build cache: removing {}: {reason}", path.display());
-    let removed = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-        _ => std::fs::remove_file(path),
-    };
-    if let Err(error) = removed {
-        tracing::warn!("build cache: cannot remove {}: {error}", path.display());
-    }
-}
-
-/// Removes a store file that is no longer needed; one already gone is fine.
-fn remove_quietly(path: &Path) {
-    if let Err(error) = std::fs::remove_file(path)
-        && error.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!("build cache: cannot remove {}: {error}", path.display());
-    }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64)
 }

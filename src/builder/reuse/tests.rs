@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
+use super::store::ManifestCaps;
 use super::*;
 use crate::test_support::{temp_dir, write};
 
@@ -592,6 +593,268 @@ fn two_saves_at_once_both_land() {
         unlock(&into);
     }
     unlock(&root);
+}
+
+/// The object file holding `text` in the store at `cache_dir`, made writable.
+fn object_of(cache_dir: &Path, text: &str) -> PathBuf {
+    let hex = ContentDigest::of(text.as_bytes()).hex();
+    let object = cache_dir.join("objects").join(&hex[..2]).join(&hex[2..]);
+    set_mode(&object, 0o644);
+    object
+}
+
+fn inode(path: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&fs::symlink_metadata(path).expect("stat"))
+}
+
+/// The names in `dir` that are restore temp files.
+fn restore_temps(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .expect("list")
+        .flatten()
+        .map(|item| item.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".restore-"))
+        .collect()
+}
+
+#[test]
+fn a_short_object_fails_the_restore_before_anything_changes() {
+    let base = temp_dir("reuse", "precheck");
+    let root = base.join("build-1");
+    write(&root.join("a.txt"), "restored a");
+    write(&root.join("b.txt"), "restored b");
+    let cache = BuildCache::open(&base.join("cache"), None).expect("open");
+    let info = save_whole(&cache, &root, "build-1");
+    let into = base.join("into");
+    write(&into.join("a.txt"), "old a");
+    let before = inode(&into.join("a.txt"));
+    fs::write(object_of(&base.join("cache"), "restored b"), "short").expect("shorten");
+
+    let error = cache.restore(&info, &into).expect_err("a short object");
+    assert!(
+        error
+            .to_string()
+            .contains("the object for b.txt holds 5 bytes"),
+        "{error}"
+    );
+    assert_eq!(
+        fs::read_to_string(into.join("a.txt")).expect("read"),
+        "old a"
+    );
+    assert_eq!(inode(&into.join("a.txt")), before);
+    assert!(!into.join("b.txt").exists());
+}
+
+#[test]
+fn a_tampered_object_is_never_restored_and_leaves_no_part() {
+    let base = temp_dir("reuse", "tampered");
+    let root = base.join("build-1");
+    write(&root.join("a.txt"), "hello world");
+    let cache = BuildCache::open(&base.join("cache"), None).expect("open");
+    let info = save_whole(&cache, &root, "build-1");
+    let into = base.join("into");
+    write(&into.join("a.txt"), "old");
+    fs::write(object_of(&base.join("cache"), "hello world"), "HELLO WORLD").expect("tamper");
+
+    let error = cache.restore(&info, &into).expect_err("a tampered object");
+    assert!(
+        error.to_string().contains("does not hold the content"),
+        "{error}"
+    );
+    assert_eq!(fs::read_to_string(into.join("a.txt")).expect("read"), "old");
+    assert_eq!(restore_temps(&into), Vec::<String>::new());
+    assert!(cache.lookup(&key(SnapshotKind::Output)).is_none());
+}
+
+#[test]
+fn a_restore_replaces_a_directory_where_a_file_goes() {
+    let base = temp_dir("reuse", "dir-to-file");
+    let root = base.join("build-1");
+    write(&root.join("a.txt"), "file now");
+    let cache = BuildCache::open(&base.join("cache"), None).expect("open");
+    let info = save_whole(&cache, &root, "build-1");
+    let into = base.join("into");
+    write(&into.join("a.txt/inner"), "was a directory");
+    cache.restore(&info, &into).expect("restore");
+    assert_eq!(
+        fs::read_to_string(into.join("a.txt")).expect("read"),
+        "file now"
+    );
+    assert_eq!(restore_temps(&into), Vec::<String>::new());
+}
+
+/// A tree of `files` files of 8 KB each, all different.
+fn many_files(root: &Path, files: usize) {
+    for index in 0..files {
+        let text = format!("{index:08}").repeat(1024);
+        write(&root.join(format!("d{}/f{index}", index % 16)), &text);
+    }
+}
+
+#[test]
+fn a_snapshot_removed_during_its_restore_goes_when_the_restore_ends() {
+    let base = temp_dir("reuse", "doomed");
+    let root = base.join("build-1");
+    many_files(&root, 3000);
+    let cache = BuildCache::open(&base.join("cache"), None).expect("open");
+    let info = save_whole(&cache, &root, "build-1");
+    let into = base.join("into");
+    let restored = std::thread::scope(|scope| {
+        let restoring = scope.spawn(|| cache.restore(&info, &into));
+        while !into.exists() && !restoring.is_finished() {
+            std::thread::yield_now();
+        }
+        assert_eq!(cache.remove_build("build-1"), 1);
+        assert!(cache.lookup(&key(SnapshotKind::Output)).is_none());
+        assert_eq!(cache.stats().snapshots, 0);
+        restoring.join().expect("no panic")
+    });
+    assert_eq!(restored.expect("the restore succeeds").files, 3000);
+    assert_eq!(
+        scan(&into, &DigestMemo::new()).digest(),
+        scan(&root, cache.memo()).digest()
+    );
+    assert_eq!(cache.stats().objects, 0);
+    assert_eq!(find_objects(&base.join("cache/objects")).len(), 0);
+    assert_eq!(
+        fs::read_dir(base.join("cache/snapshots"))
+            .expect("list")
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn stats_answer_while_a_big_removal_runs() {
+    let base = temp_dir("reuse", "removal");
+    let root = base.join("build-1");
+    many_files(&root, 3000);
+    let cache = BuildCache::open(&base.join("cache"), None).expect("open");
+    save_whole(&cache, &root, "build-1");
+    let calls = std::thread::scope(|scope| {
+        let removing = scope.spawn(|| cache.remove_build("build-1"));
+        let mut calls = 0;
+        while !removing.is_finished() {
+            cache.stats();
+            calls += 1;
+        }
+        assert_eq!(removing.join().expect("no panic"), 1);
+        calls
+    });
+    assert!(calls > 0);
+    assert_eq!(cache.stats().objects, 0);
+    assert_eq!(find_objects(&base.join("cache/objects")).len(), 0);
+}
+
+#[test]
+fn a_save_beyond_the_manifest_caps_writes_nothing() {
+    let (base, root, mut cache) = sample_store("caps");
+    let entries = scan(&root, cache.memo()).entries().len();
+    for (caps, says) in [
+        (
+            ManifestCaps {
+                entries: entries - 1,
+                bytes: MAX_MANIFEST_BYTES,
+            },
+            "more than a snapshot may hold",
+        ),
+        (
+            ManifestCaps {
+                entries: MAX_MANIFEST_ENTRIES,
+                bytes: 200,
+            },
+            "its manifest would take",
+        ),
+    ] {
+        cache.set_manifest_caps(caps);
+        let tree = scan(&root, cache.memo());
+        let error = cache
+            .save(
+                &key(SnapshotKind::Output),
+                "build-1",
+                &tree,
+                &Selection::Whole,
+                not_in_use,
+            )
+            .expect_err("over the caps");
+        assert!(error.to_string().contains(says), "{error}");
+        assert_eq!(find_objects(&base.join("cache/objects")).len(), 0);
+        assert_eq!(cache.stats(), CacheStats::default());
+    }
+    unlock(&root);
+}
+
+#[test]
+fn a_snapshot_over_the_bound_or_a_sparse_file_is_refused() {
+    let base = temp_dir("reuse", "refused");
+    let root = base.join("build-1");
+    write(&root.join("small"), "x");
+    write(&root.join("big"), &"y".repeat(2000));
+    let cache = BuildCache::open(&base.join("cache"), Some(1500)).expect("open");
+    let error = cache
+        .save(
+            &key(SnapshotKind::Output),
+            "build-1",
+            &scan(&root, cache.memo()),
+            &Selection::Whole,
+            not_in_use,
+        )
+        .expect_err("over the bound");
+    assert!(
+        error
+            .to_string()
+            .contains("would exceed the build cache's bound"),
+        "{error}"
+    );
+    assert_eq!(find_objects(&base.join("cache/objects")).len(), 0);
+
+    fs::remove_file(root.join("big")).expect("rm");
+    fs::File::create(root.join("sparse"))
+        .and_then(|file| file.set_len(8 << 20))
+        .expect("truncate");
+    let cache = BuildCache::open(&base.join("cache"), None).expect("open");
+    let error = cache
+        .save(
+            &key(SnapshotKind::Output),
+            "build-1",
+            &scan(&root, cache.memo()),
+            &Selection::Whole,
+            not_in_use,
+        )
+        .expect_err("a sparse file");
+    assert!(
+        error
+            .to_string()
+            .contains("a sparse file (8388608 bytes, 0 on disk)"),
+        "{error}"
+    );
+    assert_eq!(find_objects(&base.join("cache/objects")).len(), 0);
+    assert_eq!(cache.stats(), CacheStats::default());
+}
+
+#[test]
+fn only_one_store_opens_a_directory_exclusively() {
+    let base = temp_dir("reuse", "exclusive");
+    let dir = base.join("cache");
+    let first = BuildCache::open_exclusive(&dir, None)
+        .expect("open")
+        .expect("the lock");
+    assert!(
+        BuildCache::open_exclusive(&dir, None)
+            .expect("open")
+            .is_none()
+    );
+    let mode = fs::metadata(dir.join("lock"))
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    drop(first);
+    assert!(
+        BuildCache::open_exclusive(&dir, None)
+            .expect("open")
+            .is_some()
+    );
 }
 
 /// Timings on a big real tree: `REUSE_BENCH_TREE=/path/to/node_modules cargo test … --ignored
