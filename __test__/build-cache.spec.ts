@@ -26,7 +26,7 @@ import {
   restoredLine,
   reusedLine,
 } from './helpers/build-cache'
-import { shutdownRunners } from './helpers/runner'
+import { makeRunner, shutdownRunners } from './helpers/runner'
 
 afterEach(async () => {
   await shutdownRunners()
@@ -264,10 +264,11 @@ describe.skipIf(!!unsandboxed)(`an npm project${unsandboxed}`, () => {
 
   it('keeps the snapshots within buildCache.maxMb, evicting the least recently used', async () => {
     const app = cacheProject('cache-npm', { buildCache: { maxMb: 1 } })
-    // 300 KB that do not compress, in the source and copied into the output: one build's
-    // snapshots take about 600 KB, so the second build's push the first's out of 1 MB.
+    // 200 KB that do not compress, in the source and copied into the output (stored once): each
+    // build adds about 200 KB to the store, so the sixth pushes the oldest out of 1 MB. (The
+    // tree of one build stays under half the bound, which the cache requires.)
     const payload = path.join(app.app, 'src', 'payload.bin')
-    for (const size of [300_000, 300_000]) {
+    for (const size of Array(6).fill(200_000)) {
       edit(payload, crypto.randomBytes(size))
       const build = await app.build()
       expectSucceeded(build)
@@ -307,6 +308,24 @@ describe.skipIf(!!unsandboxed)(`an npm project${unsandboxed}`, () => {
     expectSucceeded(edited)
     expect(edited.logs).not.toContain(RESTORED)
     expect(edited.logs).toContain(POSTINSTALL)
+  })
+
+  it('is held by one runner of a buildDir at a time: a second one builds without it and says so', async () => {
+    const app = cacheProject('cache-npm')
+    const first = await app.build()
+    expectFullBuild(first)
+    const config = app.runner.getConfig()
+    const { runner: second } = makeRunner({
+      buildDir: app.buildDir,
+      defaultSource: 'local',
+      globalEnvVars: config.globalEnvVars,
+    })
+    const build = { ...first, id: `${app.project.id}-second-runner`, status: 'queued' as const, logs: '' }
+    const other = await second.build(app.project, build)
+    expectFullBuild(other)
+    expect(other.logs).toContain('[runner] Build cache not used: another runner on this buildDir holds it')
+    // The first runner's cache is intact: its next unchanged build still reuses.
+    expect((await app.build()).logs).toContain(reusedLine(first.id))
   })
 
   it('is off where builds and servers run without a sandbox, and says so', async () => {

@@ -67,7 +67,7 @@ impl CacheSlot {
             .get_or_init(|| async {
                 let (dir, max) = (self.dir.clone(), self.max_bytes);
                 let opened = tokio::task::spawn_blocking(move || {
-                    BuildCache::open(&dir, Some(max)).map(Some)
+                    BuildCache::open_exclusive(&dir, Some(max))
                 })
                 .await;
                 let why = match opened {
