@@ -49,6 +49,7 @@ async function runnerBuilds() {
   const entry = path.join(project, 'src', 'mastra', 'index.ts')
   const times = {}
   const lines = {}
+  const logs = {}
   let n = 0
   const build = async (label, options) => {
     const started = performance.now()
@@ -61,6 +62,7 @@ async function runnerBuilds() {
     if (result.status !== 'succeeded') throw new Error(`${label} build ${result.status}: ${result.errorMessage}`)
     const seconds = (performance.now() - started) / 1000
     ;(times[label] ??= []).push(seconds)
+    logs[label] = result.logs
     lines[label] = result.logs.split('\n').filter((l) => /reused the output|dependencies restored|Build succeeded/.test(l))
     return result
   }
@@ -78,7 +80,7 @@ async function runnerBuilds() {
   const stats = runner.getStats().buildCache
   await runner.shutdown()
   fs.rmSync(work, { recursive: true, force: true })
-  return { times, lines, oneBuildDir, cacheBytes, stats }
+  return { times, lines, logs, oneBuildDir, cacheBytes, stats }
 }
 
 function byHand() {
@@ -106,6 +108,10 @@ const runner = await runnerBuilds()
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
 const r = Object.fromEntries(Object.entries(runner.times).map(([k, v]) => [k, median(v)]))
 const fixed = (x, d = 1) => +x.toFixed(d)
+// The build script's own time in the last source-change build, as its log says (whole seconds
+// from 10 s up): what the cache cannot save.
+const scriptLine = /Build completed successfully in ([\d.]+) s/.exec(runner.logs.source ?? '')
+const sourceScript = scriptLine ? Number(scriptLine[1]) : NaN
 const rows = [
   { build: 'cold', runner: r.cold, hand: hand.cold.total, goal: '' },
   { build: 'warm, every step (cache: false)', runner: r.warm, hand: hand.warm.total, goal: '' },
@@ -120,6 +126,12 @@ const rows = [
     runner: r.source,
     hand: hand.warm.build,
     goal: `≤ mastra build by hand + 3 s: ${r.source <= hand.warm.build + 3 ? 'met' : 'missed'}`,
+  },
+  {
+    build: 'one-line source change, beside its own build script in the same run (sandboxed)',
+    runner: r.source,
+    hand: sourceScript,
+    goal: `≤ its build script + 3 s: ${r.source <= sourceScript + 3 ? 'met' : 'missed'}`,
   },
   {
     build: 'lockfile change (full build)',
