@@ -344,4 +344,25 @@ describe('mastra-runner-local up --watch', () => {
     expect(buildsLeft()).toEqual([])
     expect(fs.readdirSync(path.join(state, 'mastra-runner-local', 'up'))).toEqual([])
   }, 90_000)
+
+  it('waits for the next change when the server dies, as nodemon does, then serves the rebuilt one', async () => {
+    const { project, state } = scratch('watch-app')
+    // A server that exits when asked to.
+    const script = fs.readFileSync(path.join(project, 'build.mjs'), 'utf8')
+    fs.writeFileSync(
+      path.join(project, 'build.mjs'),
+      script.replace("else if (req.url === '/') ", "else if (req.url === '/exit') process.exit(7)\n  else if (req.url === '/') "),
+    )
+    const up = startUp(['.', '--port', '9470', '--watch'], project, state)
+    const [, port] = await up.see(serving, 'the URL', 60_000)
+    await get(`http://127.0.0.1:${port}/exit`).catch(() => {})
+    await up.see(/The server of .* exited with exit code 7/, 'the exit', 15_000)
+    await up.see(/Waiting for a change to the project to rebuild it \(--watch\)/, 'the wait', 15_000)
+    expect(up.child.exitCode).toBeNull()
+    fs.writeFileSync(path.join(project, 'src', 'message.txt'), 'after the exit\n')
+    const [, , url] = await up.see(rebuilt, 'the rebuild after the exit', 30_000)
+    expect(await get(`${url}/`)).toBe('after the exit')
+    up.child.kill('SIGINT')
+    expect(await up.exited).toBe(130)
+  }, 90_000)
 })
