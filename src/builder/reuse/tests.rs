@@ -67,6 +67,20 @@ fn not_in_use(_: &str) -> bool {
     false
 }
 
+/// Why saving the whole of `root` as build-1's output snapshot is refused (it must be).
+fn refused_save(cache: &BuildCache, root: &Path) -> String {
+    cache
+        .save(
+            &key(SnapshotKind::Output),
+            "build-1",
+            &scan(root, cache.memo()),
+            &Selection::Whole,
+            not_in_use,
+        )
+        .expect_err("a refused save")
+        .to_string()
+}
+
 /// Saves the whole tree at `root` as an output snapshot of `build_id`.
 fn save_whole(cache: &BuildCache, root: &Path, build_id: &str) -> SnapshotInfo {
     let tree = scan(root, cache.memo());
@@ -767,17 +781,8 @@ fn a_save_beyond_the_manifest_caps_writes_nothing() {
         ),
     ] {
         cache.set_manifest_caps(caps);
-        let tree = scan(&root, cache.memo());
-        let error = cache
-            .save(
-                &key(SnapshotKind::Output),
-                "build-1",
-                &tree,
-                &Selection::Whole,
-                not_in_use,
-            )
-            .expect_err("over the caps");
-        assert!(error.to_string().contains(says), "{error}");
+        let error = refused_save(&cache, &root);
+        assert!(error.contains(says), "{error}");
         assert_eq!(find_objects(&base.join("cache/objects")).len(), 0);
         assert_eq!(cache.stats(), CacheStats::default());
     }
@@ -791,19 +796,9 @@ fn a_snapshot_over_the_bound_or_a_sparse_file_is_refused() {
     write(&root.join("small"), "x");
     write(&root.join("big"), &"y".repeat(2000));
     let cache = BuildCache::open(&base.join("cache"), Some(1500)).expect("open");
-    let error = cache
-        .save(
-            &key(SnapshotKind::Output),
-            "build-1",
-            &scan(&root, cache.memo()),
-            &Selection::Whole,
-            not_in_use,
-        )
-        .expect_err("over the bound");
+    let error = refused_save(&cache, &root);
     assert!(
-        error
-            .to_string()
-            .contains("would exceed the build cache's bound"),
+        error.contains("would exceed the build cache's bound"),
         "{error}"
     );
     assert_eq!(find_objects(&base.join("cache/objects")).len(), 0);
@@ -813,19 +808,9 @@ fn a_snapshot_over_the_bound_or_a_sparse_file_is_refused() {
         .and_then(|file| file.set_len(8 << 20))
         .expect("truncate");
     let cache = BuildCache::open(&base.join("cache"), None).expect("open");
-    let error = cache
-        .save(
-            &key(SnapshotKind::Output),
-            "build-1",
-            &scan(&root, cache.memo()),
-            &Selection::Whole,
-            not_in_use,
-        )
-        .expect_err("a sparse file");
+    let error = refused_save(&cache, &root);
     assert!(
-        error
-            .to_string()
-            .contains("a sparse file (8388608 bytes, 0 on disk)"),
+        error.contains("a sparse file (8388608 bytes, 0 on disk)"),
         "{error}"
     );
     assert_eq!(find_objects(&base.join("cache/objects")).len(), 0);
