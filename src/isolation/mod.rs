@@ -231,6 +231,20 @@ impl Isolation {
         self.remove_private_tmp_later(build_dir, name).await;
     }
 
+    /// Whether `path` (already resolved) lies in a path the configuration lets every sandbox
+    /// read or write (`sandbox.readPaths`, `sandbox.writePaths`): outside them, and outside a
+    /// build's own places, a sandboxed build cannot read it.
+    pub fn shared_path(&self, path: &Path) -> bool {
+        self.sandbox
+            .read_paths
+            .iter()
+            .chain(&self.sandbox.write_paths)
+            .any(|allowed| {
+                let allowed = std::fs::canonicalize(allowed).unwrap_or_else(|_| allowed.clone());
+                path.starts_with(allowed)
+            })
+    }
+
     fn base(&self, node: &Path) -> Sandbox {
         let mut sandbox = Sandbox::base(node, &self.sandbox.read_paths, &self.sandbox.write_paths);
         sandbox.hidden.push(self.build_dir.clone());

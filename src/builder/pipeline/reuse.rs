@@ -124,6 +124,7 @@ impl Run<'_> {
         };
         let node = node_identity(build_env);
         let platform = format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH);
+        let isolation = &self.settings.isolation;
         let install_fingerprint = install.map(|install| {
             Fingerprint::new("install-v1")
                 .text("package manager", pm.command())
@@ -134,7 +135,10 @@ impl Run<'_> {
                 .list("args", &install.args)
                 .text("root", &relative(&install.root))
                 .text("inputs", &dependency_inputs(&source))
-                .text("user config", &user_config(&install.env))
+                .text(
+                    "user config",
+                    &user_config(&install.env, |path| isolation.shared_path(path)),
+                )
                 .finish()
         });
         let output_fingerprint = Fingerprint::new("output-v1")

@@ -58,8 +58,13 @@ const INSTALL_SCRIPTS: [&str; 4] = ["preinstall", "install", "postinstall", "pre
 /// The largest `package.json` read for its fields.
 const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 
-/// The package managers' user settings files the install's variables point to, by content.
-pub(super) fn user_config(env: &BTreeMap<String, String>) -> String {
+/// The package managers' user settings files the install's variables point to, by content:
+/// only those `readable` says a sandboxed install can read (the variables may come from the
+/// build's own `envVars`, so a path is never read on their word alone).
+pub(super) fn user_config(
+    env: &BTreeMap<String, String>,
+    readable: impl Fn(&Path) -> bool,
+) -> String {
     let home = env.get("HOME").map(PathBuf::from);
     let xdg = env
         .get("XDG_CONFIG_HOME")
@@ -82,7 +87,10 @@ pub(super) fn user_config(env: &BTreeMap<String, String>) -> String {
     files
         .iter()
         .map(|file| {
-            let content = read_small(file)
+            let content = std::fs::canonicalize(file)
+                .ok()
+                .filter(|real| readable(real))
+                .and_then(|real| read_small(&real))
                 .map(|bytes| ContentDigest::of(&bytes).hex())
                 .unwrap_or_default();
             format!("{} {content}", file.display())
@@ -348,5 +356,28 @@ mod tests {
             locals,
             ["app/vendor/foo".to_owned(), "baz".to_owned()].into()
         );
+    }
+
+    #[test]
+    fn user_settings_count_only_where_a_sandboxed_install_reads_them() {
+        let home = std::env::temp_dir().join(format!("inputs-home-{}", std::process::id()));
+        std::fs::create_dir_all(&home).expect("home");
+        let npmrc = home.join(".npmrc");
+        let env: BTreeMap<String, String> =
+            [("HOME".to_owned(), home.to_string_lossy().into_owned())].into();
+        std::fs::write(&npmrc, "legacy-peer-deps=true").expect("write");
+        let (shared, hidden) = (user_config(&env, |_| true), user_config(&env, |_| false));
+        std::fs::write(&npmrc, "legacy-peer-deps=false").expect("write");
+        assert_ne!(
+            user_config(&env, |_| true),
+            shared,
+            "a readable file counts"
+        );
+        assert_eq!(
+            user_config(&env, |_| false),
+            hidden,
+            "a file out of reach is not read"
+        );
+        let _ = std::fs::remove_dir_all(&home);
     }
 }
