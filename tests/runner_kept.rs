@@ -47,6 +47,18 @@ async fn deployed_then_detached(name: &str, base: u16) -> (std::path::PathBuf, S
     (dir, server)
 }
 
+/// SIGKILLs adopted `server`'s process and waits until `runner` restarted it and it is healthy.
+async fn killed_and_restarted(runner: &Runner, server: &ServerInfo) -> ServerInfo {
+    sigkill(server.pid.expect("pid"));
+    wait_until("the restart", || {
+        runner
+            .server(&server.id)
+            .is_some_and(|s| s.restarts == 1 && s.health().as_str() == "healthy")
+    })
+    .await;
+    runner.server(&server.id).expect("server")
+}
+
 fn ticks(text: &str) -> Vec<u64> {
     text.lines()
         .filter_map(|line| line.strip_prefix("tick ")?.parse().ok())
@@ -196,14 +208,7 @@ async fn an_adopted_server_that_crashes_is_restarted_by_the_new_runner() {
     );
     assert_eq!(second.adopt_kept_servers().adopted.len(), 1);
     let old_pid = server.pid.expect("pid");
-    sigkill(old_pid);
-    wait_until("the restart", || {
-        second
-            .server(&server.id)
-            .is_some_and(|s| s.restarts == 1 && s.health().as_str() == "healthy")
-    })
-    .await;
-    let restarted = second.server(&server.id).expect("server");
+    let restarted = killed_and_restarted(&second, &server).await;
     assert_ne!(restarted.pid, Some(old_pid));
     assert_eq!(restarted.port, server.port);
     assert_eq!(health_status(server.port), Some(200));
@@ -237,15 +242,7 @@ async fn an_adopted_sandboxed_server_that_crashes_is_restarted_in_a_sandbox() {
                 "restartPolicy": { "maxRestarts": 2, "backoffMs": 50, "maxBackoffMs": 50 } }),
     );
     assert_eq!(second.adopt_kept_servers().adopted.len(), 1);
-    let old_pid = server.pid.expect("pid");
-    sigkill(old_pid);
-    wait_until("the restart", || {
-        second
-            .server(&server.id)
-            .is_some_and(|s| s.restarts == 1 && s.health().as_str() == "healthy")
-    })
-    .await;
-    let restarted = second.server(&server.id).expect("server");
+    let restarted = killed_and_restarted(&second, &server).await;
     assert_eq!(health_status(server.port), Some(200));
     // The restarted process is the sandbox's init again: its program is the init's memory file.
     let exe =
